@@ -1,0 +1,77 @@
+// regtune._core: the native half of regtune. Each register_* adds one area's functions.
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "common.h"
+#include "regtune/kernels.h"
+
+namespace regtune::bind {
+void register_random(py::module_& m);
+}
+
+namespace {
+
+regtune::Simd parse_simd(const std::string& name) {
+  if (name == "scalar") return regtune::Simd::scalar;
+  if (name == "avx2") return regtune::Simd::avx2;
+  if (name == "avx512") return regtune::Simd::avx512;
+  throw std::invalid_argument("unknown SIMD path '" + name + "'; expected one of scalar, avx2, avx512");
+}
+
+std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("gcc ") + __VERSION__;
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  namespace py = pybind11;
+  m.doc() = "regtune's native kernels (private: use the regtune package)";
+
+  // One dispatch table for the process, chosen here at import.
+  const char* forced = std::getenv("REGTUNE_SIMD");
+  if (forced != nullptr && *forced != '\0') {
+    try {
+      regtune::select_simd(parse_simd(forced));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(std::string("REGTUNE_SIMD=") + forced + ": " + e.what());
+    }
+  } else {
+    regtune::select_simd(regtune::best_simd());
+  }
+
+  m.def("simd", [] { return std::string(regtune::simd_name(regtune::current_simd())); },
+        "The SIMD path in use: 'scalar', 'avx2' or 'avx512'.");
+  m.def("select_simd", [](const std::string& name) { regtune::select_simd(parse_simd(name)); }, py::arg("name"),
+        "Switch the SIMD path for the whole process (tests use it; REGTUNE_SIMD is the public knob).");
+  m.def("simd_supported", [](const std::string& name) { return regtune::simd_supported(parse_simd(name)); },
+        py::arg("name"));
+  m.def("get_num_threads", &regtune::get_num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
+    regtune::set_num_threads(n);
+  }, py::arg("n"));
+  m.def("build_info", [] {
+    py::dict d;
+    d["compiler"] = compiler();
+    d["openmp"] = regtune::openmp_enabled();
+    py::list compiled, supported;
+    for (auto s : {regtune::Simd::scalar, regtune::Simd::avx2, regtune::Simd::avx512}) {
+      if (regtune::simd_compiled(s)) compiled.append(regtune::simd_name(s));
+      if (regtune::simd_supported(s)) supported.append(regtune::simd_name(s));
+    }
+    d["simd_compiled"] = compiled;
+    d["simd_supported"] = supported;
+    d["serial_threshold"] = regtune::kSerialThreshold;
+    return d;
+  });
+
+  regtune::bind::register_random(m);
+}

@@ -1,0 +1,104 @@
+// regtune's kernel interface: plain pointers and counts, no SIMD types.
+//
+// Every sampler is a pure function of (key, stream, element index): element i of a fill that
+// starts at `first` is element first + i of the stream, whatever the thread count, chunking or
+// instruction set. The element -> Philox-word mapping (the stream-stability contract):
+//   bits            element i  <- word i
+//   float32 samplers element i <- word i          (4 elements per Philox block)
+//   float64 samplers element i <- words 2i, 2i+1  (2 elements per Philox block)
+//   normal          Box-Muller on the element pairs (4j, 4j+1), (4j+2, 4j+3) of block j (f32),
+//                   or (2j, 2j+1) of block j (f64): the first element of a pair takes the radius
+//                   from the pair's first word(s), the angle from the second.
+// Word w of the stream is word (w % 4) of Philox4x32-10 applied to the counter
+// (j & 0xffffffff, j >> 32, stream & 0xffffffff, stream >> 32), j = w / 4, under the key
+// (key & 0xffffffff, key >> 32).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace regtune {
+
+struct Stream {
+  uint64_t key;
+  uint64_t stream;
+};
+
+// out[i] = low + (high - low) * u_i, u_i uniform on [0, 1); results >= high are replaced by
+// `below_high` (the largest value < high), so `high` is never returned.
+template <typename T>
+struct UniformParams {
+  T low, scale, below_high;
+};
+
+template <typename T>
+struct NormalParams {
+  T mean, std;
+};
+
+// Inverse-CDF truncated normal on [a, b] (absolute): with u uniform on (0, 1),
+//   p = p_lo + u * mass,  q = q_hi + (1 - u) * mass   (p + q = 1, each accurate on its own)
+//   z = p < 1/2 ? ndtri(p) : -ndtri(q),  out = clamp(mean + std * z, a, b)
+// where p_lo = Phi(alpha), q_hi = 1 - Phi(beta), mass = Phi(beta) - Phi(alpha).
+template <typename T>
+struct TruncNormalParams {
+  T mean, std, a, b, p_lo, q_hi, mass;
+};
+
+// One instruction set's kernels. Each fills out[0, count) with elements [first, first + count)
+// on the calling thread; threading lives in the drivers below.
+struct KernelTable {
+  const char* name;
+  // Philox4x32-10 of counters (block .. block + nblocks - 1, stream), 4 words each: any 64-bit
+  // block index, for checks against Random123's known answers.
+  void (*blocks)(Stream, uint64_t block, size_t nblocks, uint32_t* out);
+  void (*bits)(Stream, uint64_t first, size_t count, uint32_t* out);
+  void (*uniform_f32)(Stream, uint64_t first, size_t count, float* out, const UniformParams<float>&);
+  void (*uniform_f64)(Stream, uint64_t first, size_t count, double* out, const UniformParams<double>&);
+  void (*normal_f32)(Stream, uint64_t first, size_t count, float* out, const NormalParams<float>&);
+  void (*normal_f64)(Stream, uint64_t first, size_t count, double* out, const NormalParams<double>&);
+  void (*truncnorm_f32)(Stream, uint64_t first, size_t count, float* out, const TruncNormalParams<float>&);
+  void (*truncnorm_f64)(Stream, uint64_t first, size_t count, double* out, const TruncNormalParams<double>&);
+};
+
+// ---- dispatch (dispatch.cpp) -------------------------------------------------------------
+enum class Simd { scalar = 0, avx2 = 1, avx512 = 2 };
+
+const char* simd_name(Simd s);
+bool simd_compiled(Simd s);   // this build has kernels for s
+bool simd_supported(Simd s);  // compiled, and this CPU and OS run it
+Simd best_simd();
+// Select the kernels used from now on. Throws std::invalid_argument when unsupported.
+void select_simd(Simd s);
+Simd current_simd();
+const KernelTable& kernels();
+
+// ---- threads (threading.cpp) -------------------------------------------------------------
+int get_num_threads();
+void set_num_threads(int n);  // n >= 1
+bool openmp_enabled();
+// Runs body(begin, end) over [0, n) split into per-thread ranges whose boundaries are multiples
+// of `grain` (64 bytes of output, so no two threads write one cache line). Arrays below
+// kSerialThreshold elements stay on the calling thread.
+constexpr size_t kSerialThreshold = size_t(1) << 15;
+void parallel_for(size_t n, size_t grain, void (*body)(void* ctx, size_t begin, size_t end), void* ctx);
+
+// ---- drivers (random.cpp): threaded fills over the selected kernels ----------------------
+// Parameters arrive in double and are checked by the caller (low < high with a finite width,
+// std > 0, a < b with a non-negligible probability between them).
+void fill_bits(Stream s, uint64_t first, size_t count, uint32_t* out);
+template <typename T>
+void fill_uniform(Stream s, uint64_t first, size_t count, T* out, double low, double high);
+template <typename T>
+void fill_normal(Stream s, uint64_t first, size_t count, T* out, double mean, double std);
+// float32 output whose cut-offs lie beyond float32's reach (a tail probability below 1e-30, or
+// less than 1/256 of the mass between them) is computed by the float64 kernel and rounded, so
+// the result stays accurate; the choice depends on the parameters alone.
+// The kernel parameters for a truncated normal on [a, b]: tail probabilities and mass in double.
+TruncNormalParams<double> truncnorm_params(double mean, double std, double a, double b);
+template <typename T>
+void fill_truncnorm(Stream s, uint64_t first, size_t count, T* out, double mean, double std, double a, double b);
+// Copies n bytes with all threads: the yardstick for memory bandwidth in the benchmarks.
+void parallel_copy(void* dst, const void* src, size_t nbytes);
+
+}  // namespace regtune

@@ -1,0 +1,379 @@
+// The few vector operations regtune's kernels need, for one target at a time.
+//
+// This header is included by the per-target kernel sources (kernels.cpp), which are compiled
+// once per instruction set with REGTUNE_TARGET set to one of
+//   REGTUNE_TARGET_SCALAR  (1 lane; plain C++, any CPU, any architecture)
+//   REGTUNE_TARGET_AVX2    (8 x 32-bit lanes; AVX2 + FMA)
+//   REGTUNE_TARGET_AVX512  (16 x 32-bit lanes; AVX-512 F/BW/DQ/VL)
+// Every operation here is exact integer arithmetic or a single IEEE-754 operation (add, mul,
+// fma, div, sqrt, min, max, conversion with round-to-nearest), so a kernel written once against
+// this interface computes bit-identical results on every target. No function here calls libm
+// except std::fma/std::sqrt on the scalar target, which IEEE-754 defines exactly.
+//
+// Types: U32/F32 hold kLanes 32-bit lanes; U64/F64 hold kLanes64 64-bit lanes. A pair of U32
+// vectors splits into kHalves U64 vectors (combine64), so the double-precision kernels consume
+// the same Philox output vectors as the single-precision ones.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#define REGTUNE_TARGET_SCALAR 0
+#define REGTUNE_TARGET_AVX2 1
+#define REGTUNE_TARGET_AVX512 2
+
+#ifndef REGTUNE_TARGET
+#error "REGTUNE_TARGET must be defined when compiling a per-target kernel source"
+#endif
+
+#if REGTUNE_TARGET != REGTUNE_TARGET_SCALAR
+#include <immintrin.h>
+#endif
+
+#define RT_INLINE inline __attribute__((always_inline))
+
+namespace regtune {
+namespace REGTUNE_NS {
+namespace simd {
+
+#if REGTUNE_TARGET == REGTUNE_TARGET_SCALAR
+// ------------------------------------------------------------------------------------- scalar
+constexpr int kLanes = 1;
+constexpr int kLanes64 = 1;
+constexpr int kHalves = 1;
+struct U32 { uint32_t v; };
+struct F32 { float v; };
+struct U64 { uint64_t v; };
+struct F64 { double v; };
+using M32 = bool;
+using M64 = bool;
+
+RT_INLINE U32 set1(uint32_t x) { return {x}; }
+RT_INLINE U32 iota_u32() { return {0u}; }
+RT_INLINE U32 add(U32 a, U32 b) { return {a.v + b.v}; }
+RT_INLINE U32 sub(U32 a, U32 b) { return {a.v - b.v}; }
+RT_INLINE U32 bxor(U32 a, U32 b) { return {a.v ^ b.v}; }
+RT_INLINE U32 band(U32 a, U32 b) { return {a.v & b.v}; }
+template <int S> RT_INLINE U32 shr(U32 a) { return {a.v >> S}; }
+// 1 where a < b (unsigned), else 0.
+RT_INLINE U32 lt_one(U32 a, U32 b) { return {a.v < b.v ? 1u : 0u}; }
+template <int S> RT_INLINE U32 shl(U32 a) { return {a.v << S}; }
+RT_INLINE M32 test_bit(U32 a, uint32_t bit) { return (a.v & bit) != 0; }
+RT_INLINE void mulhilo(U32 a, uint32_t m, U32& hi, U32& lo) {
+  const uint64_t p = uint64_t(a.v) * m;
+  hi.v = uint32_t(p >> 32);
+  lo.v = uint32_t(p);
+}
+RT_INLINE void store(uint32_t* p, U32 a) { *p = a.v; }
+
+RT_INLINE F32 set1(float x) { return {x}; }
+RT_INLINE F32 add(F32 a, F32 b) { return {a.v + b.v}; }
+RT_INLINE F32 sub(F32 a, F32 b) { return {a.v - b.v}; }
+RT_INLINE F32 mul(F32 a, F32 b) { return {a.v * b.v}; }
+RT_INLINE F32 div(F32 a, F32 b) { return {a.v / b.v}; }
+RT_INLINE F32 fma(F32 a, F32 b, F32 c) { return {std::fma(a.v, b.v, c.v)}; }
+RT_INLINE F32 sqrt(F32 a) { return {std::sqrt(a.v)}; }
+// min/max with x86 semantics (second operand when unordered) so every target agrees on NaN.
+RT_INLINE F32 min(F32 a, F32 b) { return {a.v < b.v ? a.v : b.v}; }
+RT_INLINE F32 max(F32 a, F32 b) { return {a.v > b.v ? a.v : b.v}; }
+RT_INLINE F32 neg(F32 a) { return {-a.v}; }
+RT_INLINE F32 to_f32(U32 a) { return {float(int32_t(a.v))}; }  // a < 2^31
+RT_INLINE U32 bits(F32 a) { U32 r; std::memcpy(&r.v, &a.v, 4); return r; }
+RT_INLINE F32 from_bits(U32 a) { F32 r; std::memcpy(&r.v, &a.v, 4); return r; }
+RT_INLINE M32 lt(F32 a, F32 b) { return a.v < b.v; }
+RT_INLINE M32 le(F32 a, F32 b) { return a.v <= b.v; }
+RT_INLINE F32 select(M32 m, F32 a, F32 b) { return m ? a : b; }
+RT_INLINE U32 select(M32 m, U32 a, U32 b) { return m ? a : b; }
+RT_INLINE bool any(M32 m) { return m; }
+RT_INLINE bool all(M32 m) { return m; }
+RT_INLINE void store(float* p, F32 a) { *p = a.v; }
+
+RT_INLINE U64 set1(uint64_t x) { return {x}; }
+RT_INLINE U64 add(U64 a, U64 b) { return {a.v + b.v}; }
+RT_INLINE U64 sub(U64 a, U64 b) { return {a.v - b.v}; }
+RT_INLINE U64 band(U64 a, U64 b) { return {a.v & b.v}; }
+RT_INLINE U64 bor(U64 a, U64 b) { return {a.v | b.v}; }
+RT_INLINE U64 bxor(U64 a, U64 b) { return {a.v ^ b.v}; }
+template <int S> RT_INLINE U64 shr(U64 a) { return {a.v >> S}; }
+template <int S> RT_INLINE U64 shl(U64 a) { return {a.v << S}; }
+RT_INLINE M64 test_bit(U64 a, uint64_t bit) { return (a.v & bit) != 0; }
+// lo | hi << 32, lane by lane, for lanes [h * kLanes64, (h + 1) * kLanes64) of the inputs.
+RT_INLINE U64 combine64(U32 lo, U32 hi, int /*h*/) { return {uint64_t(lo.v) | (uint64_t(hi.v) << 32)}; }
+RT_INLINE F64 set1(double x) { return {x}; }
+RT_INLINE F64 add(F64 a, F64 b) { return {a.v + b.v}; }
+RT_INLINE F64 sub(F64 a, F64 b) { return {a.v - b.v}; }
+RT_INLINE F64 mul(F64 a, F64 b) { return {a.v * b.v}; }
+RT_INLINE F64 div(F64 a, F64 b) { return {a.v / b.v}; }
+RT_INLINE F64 fma(F64 a, F64 b, F64 c) { return {std::fma(a.v, b.v, c.v)}; }
+RT_INLINE F64 sqrt(F64 a) { return {std::sqrt(a.v)}; }
+RT_INLINE F64 min(F64 a, F64 b) { return {a.v < b.v ? a.v : b.v}; }
+RT_INLINE F64 max(F64 a, F64 b) { return {a.v > b.v ? a.v : b.v}; }
+RT_INLINE F64 neg(F64 a) { return {-a.v}; }
+RT_INLINE U64 bits(F64 a) { U64 r; std::memcpy(&r.v, &a.v, 8); return r; }
+RT_INLINE F64 from_bits(U64 a) { F64 r; std::memcpy(&r.v, &a.v, 8); return r; }
+RT_INLINE M64 lt(F64 a, F64 b) { return a.v < b.v; }
+RT_INLINE M64 le(F64 a, F64 b) { return a.v <= b.v; }
+RT_INLINE F64 select(M64 m, F64 a, F64 b) { return m ? a : b; }
+RT_INLINE U64 select64(M64 m, U64 a, U64 b) { return m ? a : b; }
+RT_INLINE void store(double* p, F64 a) { *p = a.v; }
+
+// p[4 * l + k] = (a, b, c, d)[k][l]: lane-major Philox words back to memory order.
+RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
+  p[0] = a.v; p[1] = b.v; p[2] = c.v; p[3] = d.v;
+}
+RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
+  p[0] = a.v; p[1] = b.v; p[2] = c.v; p[3] = d.v;
+}
+// p[2 * l + k] = (a, b)[k][l] for the kLanes64 lanes of half h's output.
+RT_INLINE void store_interleave2(double* p, F64 a, F64 b) { p[0] = a.v; p[1] = b.v; }
+
+#elif REGTUNE_TARGET == REGTUNE_TARGET_AVX2
+// --------------------------------------------------------------------------------------- AVX2
+constexpr int kLanes = 8;
+constexpr int kLanes64 = 4;
+constexpr int kHalves = 2;
+struct U32 { __m256i v; };
+struct F32 { __m256 v; };
+struct U64 { __m256i v; };
+struct F64 { __m256d v; };
+struct M32 { __m256 v; };
+struct M64 { __m256d v; };
+
+RT_INLINE U32 set1(uint32_t x) { return {_mm256_set1_epi32(int(x))}; }
+RT_INLINE U32 iota_u32() { return {_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)}; }
+RT_INLINE U32 add(U32 a, U32 b) { return {_mm256_add_epi32(a.v, b.v)}; }
+RT_INLINE U32 sub(U32 a, U32 b) { return {_mm256_sub_epi32(a.v, b.v)}; }
+RT_INLINE U32 bxor(U32 a, U32 b) { return {_mm256_xor_si256(a.v, b.v)}; }
+RT_INLINE U32 band(U32 a, U32 b) { return {_mm256_and_si256(a.v, b.v)}; }
+template <int S> RT_INLINE U32 shr(U32 a) { return {_mm256_srli_epi32(a.v, S)}; }
+RT_INLINE U32 lt_one(U32 a, U32 b) {
+  const __m256i bias = _mm256_set1_epi32(int(0x80000000u));
+  const __m256i gt = _mm256_cmpgt_epi32(_mm256_xor_si256(b.v, bias), _mm256_xor_si256(a.v, bias));
+  return {_mm256_srli_epi32(gt, 31)};
+}
+template <int S> RT_INLINE U32 shl(U32 a) { return {_mm256_slli_epi32(a.v, S)}; }
+RT_INLINE M32 test_bit(U32 a, uint32_t bit) {
+  const __m256i b = _mm256_set1_epi32(int(bit));
+  return {_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(a.v, b), b))};
+}
+RT_INLINE void mulhilo(U32 a, uint32_t m, U32& hi, U32& lo) {
+  const __m256i mv = _mm256_set1_epi32(int(m));
+  const __m256i even = _mm256_mul_epu32(a.v, mv);                          // lanes 0,2,..
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a.v, 32), mv);    // lanes 1,3,..
+  lo.v = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi.v = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+RT_INLINE void store(uint32_t* p, U32 a) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a.v); }
+
+RT_INLINE F32 set1(float x) { return {_mm256_set1_ps(x)}; }
+RT_INLINE F32 add(F32 a, F32 b) { return {_mm256_add_ps(a.v, b.v)}; }
+RT_INLINE F32 sub(F32 a, F32 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+RT_INLINE F32 mul(F32 a, F32 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+RT_INLINE F32 div(F32 a, F32 b) { return {_mm256_div_ps(a.v, b.v)}; }
+RT_INLINE F32 fma(F32 a, F32 b, F32 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+RT_INLINE F32 sqrt(F32 a) { return {_mm256_sqrt_ps(a.v)}; }
+RT_INLINE F32 min(F32 a, F32 b) { return {_mm256_min_ps(a.v, b.v)}; }
+RT_INLINE F32 max(F32 a, F32 b) { return {_mm256_max_ps(a.v, b.v)}; }
+RT_INLINE F32 neg(F32 a) { return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f))}; }
+RT_INLINE F32 to_f32(U32 a) { return {_mm256_cvtepi32_ps(a.v)}; }
+RT_INLINE U32 bits(F32 a) { return {_mm256_castps_si256(a.v)}; }
+RT_INLINE F32 from_bits(U32 a) { return {_mm256_castsi256_ps(a.v)}; }
+RT_INLINE M32 lt(F32 a, F32 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
+RT_INLINE M32 le(F32 a, F32 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
+RT_INLINE F32 select(M32 m, F32 a, F32 b) { return {_mm256_blendv_ps(b.v, a.v, m.v)}; }
+RT_INLINE U32 select(M32 m, U32 a, U32 b) {
+  return {_mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b.v), _mm256_castsi256_ps(a.v), m.v))};
+}
+RT_INLINE bool any(M32 m) { return _mm256_movemask_ps(m.v) != 0; }
+RT_INLINE bool all(M32 m) { return _mm256_movemask_ps(m.v) == 0xFF; }
+RT_INLINE void store(float* p, F32 a) { _mm256_storeu_ps(p, a.v); }
+
+RT_INLINE U64 set1(uint64_t x) { return {_mm256_set1_epi64x(int64_t(x))}; }
+RT_INLINE U64 add(U64 a, U64 b) { return {_mm256_add_epi64(a.v, b.v)}; }
+RT_INLINE U64 sub(U64 a, U64 b) { return {_mm256_sub_epi64(a.v, b.v)}; }
+RT_INLINE U64 band(U64 a, U64 b) { return {_mm256_and_si256(a.v, b.v)}; }
+RT_INLINE U64 bor(U64 a, U64 b) { return {_mm256_or_si256(a.v, b.v)}; }
+RT_INLINE U64 bxor(U64 a, U64 b) { return {_mm256_xor_si256(a.v, b.v)}; }
+template <int S> RT_INLINE U64 shr(U64 a) { return {_mm256_srli_epi64(a.v, S)}; }
+template <int S> RT_INLINE U64 shl(U64 a) { return {_mm256_slli_epi64(a.v, S)}; }
+RT_INLINE M64 test_bit(U64 a, uint64_t bit) {
+  const __m256i b = _mm256_set1_epi64x(int64_t(bit));
+  return {_mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(a.v, b), b))};
+}
+RT_INLINE U64 combine64(U32 lo, U32 hi, int h) {
+  const __m128i l = h == 0 ? _mm256_castsi256_si128(lo.v) : _mm256_extracti128_si256(lo.v, 1);
+  const __m128i u = h == 0 ? _mm256_castsi256_si128(hi.v) : _mm256_extracti128_si256(hi.v, 1);
+  return {_mm256_or_si256(_mm256_cvtepu32_epi64(l), _mm256_slli_epi64(_mm256_cvtepu32_epi64(u), 32))};
+}
+RT_INLINE F64 set1(double x) { return {_mm256_set1_pd(x)}; }
+RT_INLINE F64 add(F64 a, F64 b) { return {_mm256_add_pd(a.v, b.v)}; }
+RT_INLINE F64 sub(F64 a, F64 b) { return {_mm256_sub_pd(a.v, b.v)}; }
+RT_INLINE F64 mul(F64 a, F64 b) { return {_mm256_mul_pd(a.v, b.v)}; }
+RT_INLINE F64 div(F64 a, F64 b) { return {_mm256_div_pd(a.v, b.v)}; }
+RT_INLINE F64 fma(F64 a, F64 b, F64 c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+RT_INLINE F64 sqrt(F64 a) { return {_mm256_sqrt_pd(a.v)}; }
+RT_INLINE F64 min(F64 a, F64 b) { return {_mm256_min_pd(a.v, b.v)}; }
+RT_INLINE F64 max(F64 a, F64 b) { return {_mm256_max_pd(a.v, b.v)}; }
+RT_INLINE F64 neg(F64 a) { return {_mm256_xor_pd(a.v, _mm256_set1_pd(-0.0))}; }
+RT_INLINE U64 bits(F64 a) { return {_mm256_castpd_si256(a.v)}; }
+RT_INLINE F64 from_bits(U64 a) { return {_mm256_castsi256_pd(a.v)}; }
+RT_INLINE M64 lt(F64 a, F64 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ)}; }
+RT_INLINE M64 le(F64 a, F64 b) { return {_mm256_cmp_pd(a.v, b.v, _CMP_LE_OQ)}; }
+RT_INLINE F64 select(M64 m, F64 a, F64 b) { return {_mm256_blendv_pd(b.v, a.v, m.v)}; }
+RT_INLINE U64 select64(M64 m, U64 a, U64 b) {
+  return {_mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(b.v), _mm256_castsi256_pd(a.v), m.v))};
+}
+RT_INLINE bool any(M64 m) { return _mm256_movemask_pd(m.v) != 0; }
+RT_INLINE void store(double* p, F64 a) { _mm256_storeu_pd(p, a.v); }
+
+RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
+  // 4x4 transposes inside each 128-bit half, then the halves into place.
+  const __m256i ab_lo = _mm256_unpacklo_epi32(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
+  const __m256i ab_hi = _mm256_unpackhi_epi32(a.v, b.v);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  const __m256i cd_lo = _mm256_unpacklo_epi32(c.v, d.v);
+  const __m256i cd_hi = _mm256_unpackhi_epi32(c.v, d.v);
+  const __m256i r0 = _mm256_unpacklo_epi64(ab_lo, cd_lo);  // lane 0 | lane 4
+  const __m256i r1 = _mm256_unpackhi_epi64(ab_lo, cd_lo);  // lane 1 | lane 5
+  const __m256i r2 = _mm256_unpacklo_epi64(ab_hi, cd_hi);  // lane 2 | lane 6
+  const __m256i r3 = _mm256_unpackhi_epi64(ab_hi, cd_hi);  // lane 3 | lane 7
+  __m256i* q = reinterpret_cast<__m256i*>(p);
+  _mm256_storeu_si256(q + 0, _mm256_permute2x128_si256(r0, r1, 0x20));
+  _mm256_storeu_si256(q + 1, _mm256_permute2x128_si256(r2, r3, 0x20));
+  _mm256_storeu_si256(q + 2, _mm256_permute2x128_si256(r0, r1, 0x31));
+  _mm256_storeu_si256(q + 3, _mm256_permute2x128_si256(r2, r3, 0x31));
+}
+RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
+  store_interleave4(reinterpret_cast<uint32_t*>(p), bits(a), bits(b), bits(c), bits(d));
+}
+RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
+  const __m256d lo = _mm256_unpacklo_pd(a.v, b.v);  // a0 b0 | a2 b2
+  const __m256d hi = _mm256_unpackhi_pd(a.v, b.v);  // a1 b1 | a3 b3
+  _mm256_storeu_pd(p, _mm256_permute2f128_pd(lo, hi, 0x20));
+  _mm256_storeu_pd(p + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+}
+
+#elif REGTUNE_TARGET == REGTUNE_TARGET_AVX512
+// ------------------------------------------------------------------------------------ AVX-512
+constexpr int kLanes = 16;
+constexpr int kLanes64 = 8;
+constexpr int kHalves = 2;
+struct U32 { __m512i v; };
+struct F32 { __m512 v; };
+struct U64 { __m512i v; };
+struct F64 { __m512d v; };
+using M32 = __mmask16;
+using M64 = __mmask8;
+
+RT_INLINE U32 set1(uint32_t x) { return {_mm512_set1_epi32(int(x))}; }
+RT_INLINE U32 iota_u32() { return {_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)}; }
+RT_INLINE U32 add(U32 a, U32 b) { return {_mm512_add_epi32(a.v, b.v)}; }
+RT_INLINE U32 sub(U32 a, U32 b) { return {_mm512_sub_epi32(a.v, b.v)}; }
+RT_INLINE U32 bxor(U32 a, U32 b) { return {_mm512_xor_si512(a.v, b.v)}; }
+RT_INLINE U32 band(U32 a, U32 b) { return {_mm512_and_si512(a.v, b.v)}; }
+template <int S> RT_INLINE U32 shr(U32 a) { return {_mm512_srli_epi32(a.v, S)}; }
+RT_INLINE U32 lt_one(U32 a, U32 b) {
+  return {_mm512_maskz_mov_epi32(_mm512_cmplt_epu32_mask(a.v, b.v), _mm512_set1_epi32(1))};
+}
+template <int S> RT_INLINE U32 shl(U32 a) { return {_mm512_slli_epi32(a.v, S)}; }
+RT_INLINE M32 test_bit(U32 a, uint32_t bit) { return _mm512_test_epi32_mask(a.v, _mm512_set1_epi32(int(bit))); }
+RT_INLINE void mulhilo(U32 a, uint32_t m, U32& hi, U32& lo) {
+  const __m512i mv = _mm512_set1_epi32(int(m));
+  const __m512i even = _mm512_mul_epu32(a.v, mv);
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a.v, 32), mv);
+  lo.v = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  hi.v = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+RT_INLINE void store(uint32_t* p, U32 a) { _mm512_storeu_si512(p, a.v); }
+
+RT_INLINE F32 set1(float x) { return {_mm512_set1_ps(x)}; }
+RT_INLINE F32 add(F32 a, F32 b) { return {_mm512_add_ps(a.v, b.v)}; }
+RT_INLINE F32 sub(F32 a, F32 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+RT_INLINE F32 mul(F32 a, F32 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+RT_INLINE F32 div(F32 a, F32 b) { return {_mm512_div_ps(a.v, b.v)}; }
+RT_INLINE F32 fma(F32 a, F32 b, F32 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+RT_INLINE F32 sqrt(F32 a) { return {_mm512_sqrt_ps(a.v)}; }
+RT_INLINE F32 min(F32 a, F32 b) { return {_mm512_min_ps(a.v, b.v)}; }
+RT_INLINE F32 max(F32 a, F32 b) { return {_mm512_max_ps(a.v, b.v)}; }
+RT_INLINE F32 neg(F32 a) {
+  return {_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(int(0x80000000u))))};
+}
+RT_INLINE F32 to_f32(U32 a) { return {_mm512_cvtepi32_ps(a.v)}; }
+RT_INLINE U32 bits(F32 a) { return {_mm512_castps_si512(a.v)}; }
+RT_INLINE F32 from_bits(U32 a) { return {_mm512_castsi512_ps(a.v)}; }
+RT_INLINE M32 lt(F32 a, F32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
+RT_INLINE M32 le(F32 a, F32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ); }
+RT_INLINE F32 select(M32 m, F32 a, F32 b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
+RT_INLINE U32 select(M32 m, U32 a, U32 b) { return {_mm512_mask_blend_epi32(m, b.v, a.v)}; }
+RT_INLINE bool any(M32 m) { return m != 0; }
+RT_INLINE bool all(M32 m) { return m == 0xFFFF; }
+RT_INLINE void store(float* p, F32 a) { _mm512_storeu_ps(p, a.v); }
+
+RT_INLINE U64 set1(uint64_t x) { return {_mm512_set1_epi64(int64_t(x))}; }
+RT_INLINE U64 add(U64 a, U64 b) { return {_mm512_add_epi64(a.v, b.v)}; }
+RT_INLINE U64 sub(U64 a, U64 b) { return {_mm512_sub_epi64(a.v, b.v)}; }
+RT_INLINE U64 band(U64 a, U64 b) { return {_mm512_and_si512(a.v, b.v)}; }
+RT_INLINE U64 bor(U64 a, U64 b) { return {_mm512_or_si512(a.v, b.v)}; }
+RT_INLINE U64 bxor(U64 a, U64 b) { return {_mm512_xor_si512(a.v, b.v)}; }
+template <int S> RT_INLINE U64 shr(U64 a) { return {_mm512_srli_epi64(a.v, S)}; }
+template <int S> RT_INLINE U64 shl(U64 a) { return {_mm512_slli_epi64(a.v, S)}; }
+RT_INLINE M64 test_bit(U64 a, uint64_t bit) { return _mm512_test_epi64_mask(a.v, _mm512_set1_epi64(int64_t(bit))); }
+RT_INLINE U64 combine64(U32 lo, U32 hi, int h) {
+  const __m256i l = h == 0 ? _mm512_castsi512_si256(lo.v) : _mm512_extracti64x4_epi64(lo.v, 1);
+  const __m256i u = h == 0 ? _mm512_castsi512_si256(hi.v) : _mm512_extracti64x4_epi64(hi.v, 1);
+  return {_mm512_or_si512(_mm512_cvtepu32_epi64(l), _mm512_slli_epi64(_mm512_cvtepu32_epi64(u), 32))};
+}
+RT_INLINE F64 set1(double x) { return {_mm512_set1_pd(x)}; }
+RT_INLINE F64 add(F64 a, F64 b) { return {_mm512_add_pd(a.v, b.v)}; }
+RT_INLINE F64 sub(F64 a, F64 b) { return {_mm512_sub_pd(a.v, b.v)}; }
+RT_INLINE F64 mul(F64 a, F64 b) { return {_mm512_mul_pd(a.v, b.v)}; }
+RT_INLINE F64 div(F64 a, F64 b) { return {_mm512_div_pd(a.v, b.v)}; }
+RT_INLINE F64 fma(F64 a, F64 b, F64 c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+RT_INLINE F64 sqrt(F64 a) { return {_mm512_sqrt_pd(a.v)}; }
+RT_INLINE F64 min(F64 a, F64 b) { return {_mm512_min_pd(a.v, b.v)}; }
+RT_INLINE F64 max(F64 a, F64 b) { return {_mm512_max_pd(a.v, b.v)}; }
+RT_INLINE F64 neg(F64 a) {
+  return {_mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(a.v), _mm512_set1_epi64(int64_t(0x8000000000000000ull))))};
+}
+RT_INLINE U64 bits(F64 a) { return {_mm512_castpd_si512(a.v)}; }
+RT_INLINE F64 from_bits(U64 a) { return {_mm512_castsi512_pd(a.v)}; }
+RT_INLINE M64 lt(F64 a, F64 b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ); }
+RT_INLINE M64 le(F64 a, F64 b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_LE_OQ); }
+RT_INLINE F64 select(M64 m, F64 a, F64 b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
+RT_INLINE U64 select64(M64 m, U64 a, U64 b) { return {_mm512_mask_blend_epi64(m, b.v, a.v)}; }
+RT_INLINE bool any(M64 m) { return m != 0; }
+RT_INLINE void store(double* p, F64 a) { _mm512_storeu_pd(p, a.v); }
+
+RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
+  const __m512i ab_lo = _mm512_unpacklo_epi32(a.v, b.v);  // per 128-bit block: a0 b0 a1 b1
+  const __m512i ab_hi = _mm512_unpackhi_epi32(a.v, b.v);  // a2 b2 a3 b3
+  const __m512i cd_lo = _mm512_unpacklo_epi32(c.v, d.v);
+  const __m512i cd_hi = _mm512_unpackhi_epi32(c.v, d.v);
+  const __m512i r0 = _mm512_unpacklo_epi64(ab_lo, cd_lo);  // lanes 0,4,8,12 (one per block)
+  const __m512i r1 = _mm512_unpackhi_epi64(ab_lo, cd_lo);  // lanes 1,5,9,13
+  const __m512i r2 = _mm512_unpacklo_epi64(ab_hi, cd_hi);  // lanes 2,6,10,14
+  const __m512i r3 = _mm512_unpackhi_epi64(ab_hi, cd_hi);  // lanes 3,7,11,15
+  // Gather 128-bit blocks: out k holds lanes 4k..4k+3 = block k of r0, r1, r2, r3.
+  const __m512i t0 = _mm512_shuffle_i32x4(r0, r1, 0x44);  // r0.b0 r0.b1 r1.b0 r1.b1
+  const __m512i t1 = _mm512_shuffle_i32x4(r2, r3, 0x44);  // r2.b0 r2.b1 r3.b0 r3.b1
+  const __m512i t2 = _mm512_shuffle_i32x4(r0, r1, 0xEE);  // r0.b2 r0.b3 r1.b2 r1.b3
+  const __m512i t3 = _mm512_shuffle_i32x4(r2, r3, 0xEE);
+  _mm512_storeu_si512(p + 0, _mm512_shuffle_i32x4(t0, t1, 0x88));   // r0.b0 r1.b0 r2.b0 r3.b0
+  _mm512_storeu_si512(p + 16, _mm512_shuffle_i32x4(t0, t1, 0xDD));  // r0.b1 r1.b1 r2.b1 r3.b1
+  _mm512_storeu_si512(p + 32, _mm512_shuffle_i32x4(t2, t3, 0x88));
+  _mm512_storeu_si512(p + 48, _mm512_shuffle_i32x4(t2, t3, 0xDD));
+}
+RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
+  store_interleave4(reinterpret_cast<uint32_t*>(p), bits(a), bits(b), bits(c), bits(d));
+}
+RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
+  const __m512i lo_idx = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+  const __m512i hi_idx = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+  _mm512_storeu_pd(p, _mm512_permutex2var_pd(a.v, lo_idx, b.v));
+  _mm512_storeu_pd(p + 8, _mm512_permutex2var_pd(a.v, hi_idx, b.v));
+}
+#endif
+
+}  // namespace simd
+}  // namespace REGTUNE_NS
+}  // namespace regtune

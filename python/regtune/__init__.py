@@ -1,0 +1,38 @@
+"""regtune: fast, deterministic CPU kernels for training neural networks.
+
+Counter-based random numbers (Philox4x32-10) behind NumPy-style samplers and torch-style
+weight initializers; one native call per operation, the GIL released, the same numbers on
+every thread count and SIMD path.
+
+    >>> import regtune
+    >>> w = regtune.init.kaiming_normal((512, 256), seed=0)
+    >>> regtune.show_config()          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import _core  # noqa: F401  (selects the SIMD path at import; REGTUNE_SIMD overrides)
+from . import random
+from ._config import config, get_num_threads, set_num_threads, show_config
+from .random import Generator
+
+__all__ = [
+    "Generator",
+    "config",
+    "get_num_threads",
+    "init",
+    "random",
+    "set_num_threads",
+    "show_config",
+]
+
+
+def __getattr__(name: str):
+    # regtune.init is imported on first use so that `import regtune` stays light.
+    if name == "init":
+        import importlib
+
+        return importlib.import_module(".init", __name__)
+    raise AttributeError(f"module 'regtune' has no attribute {name!r}")

@@ -1,0 +1,757 @@
+"""Weight initializers with torch.nn.init names and formulas, NumPy-style signatures.
+
+Every initializer takes a ``shape`` (or an ``out=`` array to fill in place) instead of a
+tensor, and draws from the counter-based streams of :mod:`regtune.random`, so ``seed=`` and
+``offset=`` mean what they mean there: element ``i`` (C order) of the result is element
+``offset + i`` of the stream of ``seed``.
+
+Fans follow ``torch.nn.init._calculate_fan_in_and_fan_out`` (see :func:`calculate_fans`);
+gains follow ``torch.nn.init.calculate_gain``. :func:`variance_scaling` and the ``lecun_*``
+initializers follow Keras/JAX/Flax.
+
+Zero-element shapes: torch returns such tensors untouched (``kaiming_*`` warns, ``orthogonal_``
+is silent). regtune returns the empty array without a warning, after checking every argument
+as usual; a shape with fewer than 2 dimensions is still an error for the fan-based
+initializers, empty or not.
+
+Aliases: ``glorot_uniform``/``glorot_normal`` are :func:`xavier_uniform`/:func:`xavier_normal`
+and ``he_uniform``/``he_normal`` are :func:`kaiming_uniform`/:func:`kaiming_normal`, the same
+functions with torch's semantics (torch's fan layout and ``kaiming``'s default
+``nonlinearity="leaky_relu"``), not Keras's.
+
+Each fan-based initializer computes its distribution parameters in one small helper and then
+makes a single call to :func:`_draw`, the only place that calls the samplers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, Union
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from . import random as _random
+from .random import SeedLike
+from ._validation import finite_float, output_array, positive_float, shape_tuple
+
+__all__ = [
+    "calculate_gain",
+    "calculate_fans",
+    "uniform",
+    "normal",
+    "trunc_normal",
+    "constant",
+    "zeros",
+    "ones",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "variance_scaling",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+]
+
+ShapeLike = Union[int, Sequence[int]]
+FanMode = Literal["fan_in", "fan_out"]
+Distribution = Literal["truncated_normal", "normal", "uniform"]
+
+_LINEAR_GAIN_NAMES = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
+_NONLINEARITIES = _LINEAR_GAIN_NAMES + ("tanh", "relu", "leaky_relu", "selu")
+_FAN_MODES = ("fan_in", "fan_out")
+_VS_MODES = ("fan_in", "fan_out", "fan_avg")
+_DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
+
+#: Standard deviation of a standard normal truncated to [-2, 2]; dividing by it makes the
+#: truncated draw of :func:`variance_scaling` have the requested variance (as Keras and JAX).
+_TRUNC_NORMAL_STD_2 = 0.87962566103423978
+
+
+# --------------------------------------------------------------------------- fans and gains
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    r"""The recommended gain for a nonlinearity, as ``torch.nn.init.calculate_gain``.
+
+    ================= ===================================================
+    nonlinearity      gain
+    ================= ===================================================
+    linear / conv*d   :math:`1`
+    conv_transpose*d  :math:`1`
+    sigmoid           :math:`1`
+    tanh              :math:`5/3`
+    relu              :math:`\sqrt{2}`
+    leaky_relu        :math:`\sqrt{2 / (1 + \text{negative\_slope}^2)}`
+    selu              :math:`3/4`
+    ================= ===================================================
+
+    Args:
+        nonlinearity: the name of the nonlinearity (one of the table above).
+        param: the negative slope of ``leaky_relu`` (default 0.01); ignored otherwise.
+
+    Returns:
+        The gain as a float.
+
+    Raises:
+        ValueError: unknown ``nonlinearity`` (the message lists the valid names), or a
+            ``param`` for ``leaky_relu`` that is not a finite real number.
+
+    Example:
+        >>> calculate_gain("leaky_relu", 0.2)  # doctest: +ELLIPSIS
+        1.3867...
+    """
+    if nonlinearity in _LINEAR_GAIN_NAMES:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            negative_slope = 0.01
+        else:
+            # torch's check: a real number but not a bool; we also refuse inf/nan, which
+            # would give a zero or nan gain.
+            try:
+                negative_slope = finite_float(param, "param")
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"negative_slope (param) {param!r} not a valid number for leaky_relu"
+                ) from exc
+        return math.sqrt(2.0 / (1 + negative_slope**2))
+    if nonlinearity == "selu":
+        # Found empirically (https://github.com/pytorch/pytorch/pull/50664).
+        return 3.0 / 4
+    raise ValueError(
+        f"Unsupported nonlinearity {nonlinearity!r}; expected one of {_NONLINEARITIES}"
+    )
+
+
+def calculate_fans(shape: ShapeLike) -> tuple[int, int]:
+    r"""``(fan_in, fan_out)`` of a weight of ``shape``, as torch computes them.
+
+    .. math::
+        \text{receptive} = \prod_{k \ge 2} \text{shape}[k],\quad
+        \text{fan\_in} = \text{shape}[1] \cdot \text{receptive},\quad
+        \text{fan\_out} = \text{shape}[0] \cdot \text{receptive}
+
+    This is torch's layout: ``(out_features, in_features)`` for a linear weight and
+    ``(out_channels, in_channels, *kernel)`` for a convolution.
+
+    Args:
+        shape: an int or a sequence of non-negative ints with at least 2 entries.
+
+    Returns:
+        ``(fan_in, fan_out)``; either may be 0 for a zero-element shape.
+
+    Raises:
+        TypeError: ``shape`` is not an int or a sequence of ints.
+        ValueError: ``shape`` has fewer than 2 dimensions, or a negative one.
+
+    Example:
+        >>> calculate_fans((64, 3, 7, 7))
+        (147, 3136)
+    """
+    dims = shape_tuple(shape)
+    if len(dims) < 2:
+        raise ValueError(
+            "Fan in and fan out can not be computed for shape with fewer than 2 dimensions, "
+            f"got shape {dims}"
+        )
+    receptive = math.prod(dims[2:])
+    return dims[1] * receptive, dims[0] * receptive
+
+
+def _fans(arr: np.ndarray) -> tuple[int, int]:
+    """Fans of the array to fill; for a zero-element array, fans of 0 are read as 1.
+
+    Nothing is drawn into an empty array, but its parameters are still computed and passed
+    to the sampler (which checks seed and offset), so they must be finite.
+    """
+    fan_in, fan_out = calculate_fans(arr.shape)
+    if arr.size == 0:
+        return max(fan_in, 1), max(fan_out, 1)
+    return fan_in, fan_out
+
+
+def _fan_for_mode(arr: np.ndarray, mode: str, valid: tuple[str, ...]) -> float:
+    if mode not in valid:
+        raise ValueError(f"mode must be one of {valid}, got {mode!r}")
+    fan_in, fan_out = _fans(arr)
+    if mode == "fan_in":
+        return float(fan_in)
+    if mode == "fan_out":
+        return float(fan_out)
+    return (fan_in + fan_out) / 2.0
+
+
+# --------------------------------------------------------------------------- the one draw
+
+
+def _draw(
+    arr: np.ndarray,
+    distribution: str,
+    scale: float,
+    seed: SeedLike,
+    offset: int,
+) -> np.ndarray:
+    """Fill ``arr`` with a zero-mean draw of ``distribution`` and return it.
+
+    ``"uniform"``: U(-scale, scale); ``"normal"``: N(0, scale^2); ``"truncated_normal"``:
+    N(0, scale^2) truncated to [-2 scale, 2 scale].
+    """
+    common = dict(dtype=arr.dtype, seed=seed, offset=offset, out=arr)
+    if distribution == "uniform":
+        return _random.uniform(None, -scale, scale, **common)
+    if distribution == "normal":
+        return _random.normal(None, 0.0, scale, **common)
+    return _random.truncated_normal(None, 0.0, scale, -2.0 * scale, 2.0 * scale, **common)
+
+
+# --------------------------------------------------------------------------- plain draws
+
+
+def uniform(
+    shape: ShapeLike | None = None,
+    a: float = 0.0,
+    b: float = 1.0,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Values drawn from :math:`\mathcal{U}(a, b)`, as ``torch.nn.init.uniform_``.
+
+    Values lie in :math:`[a, b)`.
+
+    Args:
+        shape: the shape of the result; may be None when ``out`` is given.
+        a: the lower bound.
+        b: the upper bound, ``b > a``.
+        dtype: float32 (default) or float64.
+        seed: None (fresh entropy), an int in [0, 2**64), a ``numpy.random.SeedSequence`` or
+            a ``regtune.Generator`` (whose counter advances).
+        offset: index of the first element in the counter-based stream of ``seed``.
+        out: a C-contiguous writable array of exactly ``dtype`` to fill in place.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: ``a >= b`` (after rounding to ``dtype``), a non-finite bound, a negative
+            ``offset``, or an ``out`` that is not C-contiguous, writable and of ``shape``.
+
+    Example:
+        >>> w = uniform((3, 5), -0.1, 0.1, seed=0)
+    """
+    a = finite_float(a, "a")
+    b = finite_float(b, "b")
+    arr = output_array(shape, dtype, out)
+    # Compared in the output dtype: bounds that round to the same float32 leave no interval.
+    if not arr.dtype.type(a) < arr.dtype.type(b):
+        raise ValueError(f"uniform requires a < b (in {arr.dtype}), got a={a!r}, b={b!r}")
+    return _random.uniform(None, a, b, dtype=arr.dtype, seed=seed, offset=offset, out=arr)
+
+
+def normal(
+    shape: ShapeLike | None = None,
+    mean: float = 0.0,
+    std: float = 1.0,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Values drawn from :math:`\mathcal{N}(\text{mean}, \text{std}^2)`, as ``normal_``.
+
+    Args:
+        shape: the shape of the result; may be None when ``out`` is given.
+        mean: the mean.
+        std: the standard deviation, ``std > 0``.
+        dtype, seed, offset, out: as in :func:`uniform`.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: ``std <= 0``, a non-finite ``mean``, a negative ``offset``, or a bad
+            ``out``.
+
+    Example:
+        >>> w = normal((3, 5), 0.0, 0.02, seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    return _random.normal(None, mean, std, dtype=arr.dtype, seed=seed, offset=offset, out=arr)
+
+
+def trunc_normal(
+    shape: ShapeLike | None = None,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Values drawn from :math:`\mathcal{N}(\text{mean}, \text{std}^2)` truncated to
+    :math:`[a, b]`, as ``torch.nn.init.trunc_normal_``.
+
+    ``a`` and ``b`` are absolute cut-offs, not multiples of ``std`` (torch's convention; the
+    default [-2, 2] is two standard deviations only when ``mean=0, std=1``).
+
+    Args:
+        shape: the shape of the result; may be None when ``out`` is given.
+        mean: the mean of the untruncated normal.
+        std: its standard deviation, ``std > 0``.
+        a: the lower cut-off.
+        b: the upper cut-off, ``b > a``.
+        dtype, seed, offset, out: as in :func:`uniform`.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: ``std <= 0``, ``a >= b``, a negative ``offset``, or a bad ``out``.
+
+    Example:
+        >>> w = trunc_normal((3, 5), std=0.02, a=-0.04, b=0.04, seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    return _random.truncated_normal(
+        None, mean, std, a, b, dtype=arr.dtype, seed=seed, offset=offset, out=arr
+    )
+
+
+def constant(
+    shape: ShapeLike | None = None,
+    val: float | None = None,
+    *,
+    dtype: DTypeLike = np.float32,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """An array filled with ``val``, as ``torch.nn.init.constant_``.
+
+    Args:
+        shape: the shape of the result; may be None when ``out`` is given.
+        val: the value (required; a finite real number).
+        dtype: float32 (default) or float64.
+        out: a C-contiguous writable array of exactly ``dtype`` to fill in place.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: ``val`` missing or not a real number, or a bad ``dtype``/``shape``/``out``.
+        ValueError: a non-finite ``val`` or a bad ``out``.
+
+    Example:
+        >>> constant((2, 2), 0.5)
+        array([[0.5, 0.5],
+               [0.5, 0.5]], dtype=float32)
+    """
+    if val is None:
+        raise TypeError("constant() missing required argument 'val'")
+    val = finite_float(val, "val")
+    arr = output_array(shape, dtype, out)
+    arr.fill(val)
+    return arr
+
+
+def zeros(
+    shape: ShapeLike | None = None,
+    *,
+    dtype: DTypeLike = np.float32,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """An array of zeros, as ``torch.nn.init.zeros_``; ``constant(shape, 0.0)``.
+
+    Args, Returns, Raises: as :func:`constant` without ``val``.
+
+    Example:
+        >>> zeros(3)
+        array([0., 0., 0.], dtype=float32)
+    """
+    return constant(shape, 0.0, dtype=dtype, out=out)
+
+
+def ones(
+    shape: ShapeLike | None = None,
+    *,
+    dtype: DTypeLike = np.float32,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """An array of ones, as ``torch.nn.init.ones_``; ``constant(shape, 1.0)``.
+
+    Args, Returns, Raises: as :func:`constant` without ``val``.
+
+    Example:
+        >>> ones(3)
+        array([1., 1., 1.], dtype=float32)
+    """
+    return constant(shape, 1.0, dtype=dtype, out=out)
+
+
+# --------------------------------------------------------------------------- fan-based
+
+
+def _xavier_std(arr: np.ndarray, gain: float) -> float:
+    gain = positive_float(gain, "gain")
+    fan_in, fan_out = _fans(arr)
+    return gain * math.sqrt(2.0 / float(fan_in + fan_out))
+
+
+def xavier_uniform(
+    shape: ShapeLike | None = None,
+    gain: float = 1.0,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Glorot/Xavier uniform, as ``torch.nn.init.xavier_uniform_``.
+
+    Values are drawn from :math:`\mathcal{U}(-b, b)` with
+
+    .. math::
+        b = \text{gain} \times \sqrt{\frac{6}{\text{fan\_in} + \text{fan\_out}}}
+
+    (computed as torch does: :math:`\sqrt{3}` times the std of :func:`xavier_normal`).
+    Fans as in :func:`calculate_fans`.
+
+    Args:
+        shape: the shape of the result (at least 2 dimensions); may be None when ``out`` is
+            given.
+        gain: a scaling factor, ``gain > 0``, e.g. ``calculate_gain("relu")``.
+        dtype, seed, offset, out: as in :func:`uniform`.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: fewer than 2 dimensions, ``gain <= 0``, a negative ``offset``, or a bad
+            ``out``.
+
+    Example:
+        >>> w = xavier_uniform((256, 128), gain=calculate_gain("tanh"), seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    return _draw(arr, "uniform", math.sqrt(3.0) * _xavier_std(arr, gain), seed, offset)
+
+
+def xavier_normal(
+    shape: ShapeLike | None = None,
+    gain: float = 1.0,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Glorot/Xavier normal, as ``torch.nn.init.xavier_normal_``.
+
+    Values are drawn from :math:`\mathcal{N}(0, \text{std}^2)` with
+
+    .. math::
+        \text{std} = \text{gain} \times \sqrt{\frac{2}{\text{fan\_in} + \text{fan\_out}}}
+
+    Args, Returns, Raises: as :func:`xavier_uniform`.
+
+    Example:
+        >>> w = xavier_normal((256, 128), seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    return _draw(arr, "normal", _xavier_std(arr, gain), seed, offset)
+
+
+def _kaiming_std(arr: np.ndarray, a: float, mode: str, nonlinearity: str) -> float:
+    fan = _fan_for_mode(arr, mode, _FAN_MODES)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+
+
+def kaiming_uniform(
+    shape: ShapeLike | None = None,
+    a: float = 0.0,
+    mode: FanMode = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""He/Kaiming uniform, as ``torch.nn.init.kaiming_uniform_``.
+
+    Values are drawn from :math:`\mathcal{U}(-\text{bound}, \text{bound})` with
+
+    .. math::
+        \text{bound} = \text{gain} \times \sqrt{\frac{3}{\text{fan\_mode}}},\quad
+        \text{gain} = \text{calculate\_gain}(\text{nonlinearity}, a)
+
+    Args:
+        shape: the shape of the result (at least 2 dimensions); may be None when ``out`` is
+            given.
+        a: the negative slope of the rectifier after this layer (only used with
+            ``"leaky_relu"``).
+        mode: ``"fan_in"`` (default; preserves the variance of the forward pass) or
+            ``"fan_out"`` (of the backward pass).
+        nonlinearity: a name accepted by :func:`calculate_gain`; torch's default
+            ``"leaky_relu"``, use ``"relu"`` for ReLU.
+        dtype, seed, offset, out: as in :func:`uniform`.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: fewer than 2 dimensions, an unknown ``mode`` or ``nonlinearity``, a bad
+            ``a``, a negative ``offset``, or a bad ``out``.
+
+    Example:
+        >>> w = kaiming_uniform((64, 3, 3, 3), nonlinearity="relu", seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    std = _kaiming_std(arr, a, mode, nonlinearity)
+    return _draw(arr, "uniform", math.sqrt(3.0) * std, seed, offset)
+
+
+def kaiming_normal(
+    shape: ShapeLike | None = None,
+    a: float = 0.0,
+    mode: FanMode = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""He/Kaiming normal, as ``torch.nn.init.kaiming_normal_``.
+
+    Values are drawn from :math:`\mathcal{N}(0, \text{std}^2)` with
+
+    .. math::
+        \text{std} = \frac{\text{gain}}{\sqrt{\text{fan\_mode}}},\quad
+        \text{gain} = \text{calculate\_gain}(\text{nonlinearity}, a)
+
+    Args, Returns, Raises: as :func:`kaiming_uniform`.
+
+    Example:
+        >>> w = kaiming_normal((512, 256), mode="fan_out", nonlinearity="relu", seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    return _draw(arr, "normal", _kaiming_std(arr, a, mode, nonlinearity), seed, offset)
+
+
+def lecun_uniform(
+    shape: ShapeLike | None = None,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""LeCun uniform, as Keras/JAX ``lecun_uniform``.
+
+    Values are drawn from :math:`\mathcal{U}(-b, b)`, :math:`b = \sqrt{3 / \text{fan\_in}}`
+    (variance :math:`1/\text{fan\_in}`); the same as
+    ``variance_scaling(shape, 1.0, "fan_in", "uniform")``.
+
+    Args:
+        shape: the shape of the result (at least 2 dimensions); may be None when ``out`` is
+            given.
+        dtype, seed, offset, out: as in :func:`uniform`.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: fewer than 2 dimensions, a negative ``offset``, or a bad ``out``.
+
+    Example:
+        >>> w = lecun_uniform((128, 64), seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    fan_in, _ = _fans(arr)
+    return _draw(arr, "uniform", math.sqrt(3.0 / fan_in), seed, offset)
+
+
+def lecun_normal(
+    shape: ShapeLike | None = None,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""LeCun normal: :math:`\mathcal{N}(0, 1/\text{fan\_in})`, a plain (untruncated) normal.
+
+    Keras and JAX define ``lecun_normal`` as a *truncated* normal of variance
+    :math:`1/\text{fan\_in}`; that form is
+    ``variance_scaling(shape, 1.0, "fan_in", "truncated_normal")``.
+
+    Args, Returns, Raises: as :func:`lecun_uniform`.
+
+    Example:
+        >>> w = lecun_normal((128, 64), seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    fan_in, _ = _fans(arr)
+    return _draw(arr, "normal", 1.0 / math.sqrt(fan_in), seed, offset)
+
+
+def _variance_scaling_scale(arr: np.ndarray, scale: float, mode: str, distribution: str) -> float:
+    scale = positive_float(scale, "scale")
+    if distribution not in _DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}")
+    variance = scale / _fan_for_mode(arr, mode, _VS_MODES)
+    if distribution == "truncated_normal":
+        return math.sqrt(variance) / _TRUNC_NORMAL_STD_2
+    if distribution == "normal":
+        return math.sqrt(variance)
+    return math.sqrt(3.0 * variance)
+
+
+def variance_scaling(
+    shape: ShapeLike | None = None,
+    scale: float = 1.0,
+    mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in",
+    distribution: Distribution = "truncated_normal",
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Variance scaling, as Keras ``VarianceScaling`` and ``jax.nn.initializers.variance_scaling``.
+
+    With :math:`n` = fan_in, fan_out or (fan_in + fan_out)/2 (``mode``) and
+    :math:`v = \text{scale}/n`:
+
+    - ``"truncated_normal"``: :math:`\mathcal{N}(0, \sigma^2)` truncated to
+      :math:`[-2\sigma, 2\sigma]`, :math:`\sigma = \sqrt{v}/0.87962566103423978` (the
+      divisor is the std of a standard normal truncated to [-2, 2], so the result has
+      variance :math:`v`);
+    - ``"normal"``: :math:`\mathcal{N}(0, v)`;
+    - ``"uniform"``: :math:`\mathcal{U}(-\sqrt{3v}, \sqrt{3v})`.
+
+    Fans use torch's layout (:func:`calculate_fans`: ``shape[1]`` is the input dimension),
+    not Keras's ``(..., in, out)``.
+
+    Args:
+        shape: the shape of the result (at least 2 dimensions); may be None when ``out`` is
+            given.
+        scale: the variance scale, ``scale > 0``.
+        mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
+        distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
+        dtype, seed, offset, out: as in :func:`uniform`.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: fewer than 2 dimensions, ``scale <= 0``, an unknown ``mode`` or
+            ``distribution``, a negative ``offset``, or a bad ``out``.
+
+    Example:
+        >>> w = variance_scaling((256, 128), 2.0, "fan_in", "truncated_normal", seed=0)
+    """
+    arr = output_array(shape, dtype, out)
+    std = _variance_scaling_scale(arr, scale, mode, distribution)
+    return _draw(arr, distribution, std, seed, offset)
+
+
+def orthogonal(
+    shape: ShapeLike | None = None,
+    gain: float = 1.0,
+    *,
+    dtype: DTypeLike = np.float32,
+    seed: SeedLike = None,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""A (semi-)orthogonal matrix, as ``torch.nn.init.orthogonal_`` (Saxe et al., 2013).
+
+    The weight is viewed as a ``(rows, cols)`` matrix, ``rows = shape[0]``,
+    ``cols = prod(shape[1:])``. A standard normal matrix of that shape is drawn in float64
+    (from ``seed``/``offset``, as :func:`regtune.random.normal`), transposed when
+    ``rows < cols``, factored :math:`A = QR`, and
+    :math:`Q \operatorname{diag}(\operatorname{sign} R_{ii})` (Haar-distributed, Mezzadri
+    2007) is transposed back, reshaped, scaled by ``gain`` and cast to ``dtype``. So
+    :math:`W^\top W = \text{gain}^2 I` when ``rows >= cols`` and
+    :math:`W W^\top = \text{gain}^2 I` otherwise (W viewed as ``(rows, cols)``). A zero
+    diagonal entry of R (probability 0) counts as +1 where torch would zero the column.
+
+    Args:
+        shape: the shape of the result (at least 2 dimensions); may be None when ``out`` is
+            given.
+        gain: a finite scaling factor.
+        dtype, seed, offset, out: as in :func:`uniform`.
+
+    Returns:
+        A new array of ``shape``, or ``out`` filled in place.
+
+    Raises:
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        ValueError: fewer than 2 dimensions, a non-finite ``gain``, a negative ``offset``,
+            or a bad ``out``.
+
+    Example:
+        >>> w = orthogonal((4, 8), seed=0)
+        >>> bool(np.allclose(w @ w.T, np.eye(4), atol=1e-5))
+        True
+    """
+    gain = finite_float(gain, "gain")
+    arr = output_array(shape, dtype, out)
+    if arr.ndim < 2:
+        raise ValueError(
+            f"orthogonal needs a shape with 2 or more dimensions, got shape {arr.shape}"
+        )
+    rows = arr.shape[0]
+    cols = arr.size // rows if rows else 0
+    flat = _random.normal((rows, cols), 0.0, 1.0, dtype=np.float64, seed=seed, offset=offset)
+    if arr.size == 0:
+        return arr
+    wide = rows < cols
+    if wide:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q *= np.where(np.diagonal(r) < 0.0, -1.0, 1.0)
+    if wide:
+        q = q.T
+    np.multiply(q.reshape(arr.shape), gain, out=arr, casting="same_kind")
+    return arr
+
+
+# Aliases: the same functions (torch semantics) under their Keras/JAX names.
+glorot_uniform = xavier_uniform
+glorot_normal = xavier_normal
+he_uniform = kaiming_uniform
+he_normal = kaiming_normal

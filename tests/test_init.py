@@ -1,0 +1,624 @@
+"""Tests for regtune.init: formulas, distributions, seeding/offset, orthogonality, errors.
+
+One shared table (CASES) of initializers runs through the same tests for float32 and
+float64. Each row states the exact distribution its initializer must draw from, computed
+here by hand from the published formulas, independently of regtune.init's own helpers.
+
+Statistical tests use fixed seeds, so they are deterministic; their thresholds are chosen
+so that a correct sampler would fail them with the stated small probability on a new seed.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import regtune
+import regtune.init as init
+import regtune.random as rrandom
+
+DTYPES = [np.float32, np.float64]
+
+# Shapes in torch layout: linear (out, in), conv1d/2d/3d (out, in, *kernel).
+FORMULA_SHAPES = [(30, 50), (50, 30), (1, 1), (16, 8, 3), (32, 16, 3, 3), (8, 4, 3, 3, 3)]
+
+
+def hand_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    receptive = 1
+    for s in shape[2:]:
+        receptive *= s
+    return shape[1] * receptive, shape[0] * receptive
+
+
+# --------------------------------------------------------------------------- the table
+
+
+class Dist(NamedTuple):
+    """The exact distribution an initializer draws from.
+
+    kind: "uniform" -> U(-scale, scale); "normal" -> N(0, scale^2);
+    "truncated_normal" -> N(loc, scale^2) cut to [a, b] (absolute); loc defaults to 0.
+    """
+
+    kind: str
+    scale: float
+    a: float = 0.0
+    b: float = 0.0
+    loc: float = 0.0
+
+    def frozen(self) -> Any:
+        if self.kind == "uniform":
+            return stats.uniform(loc=self.loc - self.scale, scale=2 * self.scale)
+        if self.kind == "normal":
+            return stats.norm(loc=self.loc, scale=self.scale)
+        return stats.truncnorm(
+            (self.a - self.loc) / self.scale,
+            (self.b - self.loc) / self.scale,
+            loc=self.loc,
+            scale=self.scale,
+        )
+
+    def sample(self, shape: Any, dtype: Any, seed: Any, offset: int = 0) -> np.ndarray:
+        """The same draw made directly with regtune.random."""
+        kw = dict(dtype=dtype, seed=seed, offset=offset)
+        if self.kind == "uniform":
+            return rrandom.uniform(shape, self.loc - self.scale, self.loc + self.scale, **kw)
+        if self.kind == "normal":
+            return rrandom.normal(shape, self.loc, self.scale, **kw)
+        return rrandom.truncated_normal(shape, self.loc, self.scale, self.a, self.b, **kw)
+
+
+def _vs_truncated(var: float) -> Dist:
+    sigma = math.sqrt(var) / 0.87962566103423978
+    return Dist("truncated_normal", sigma, -2 * sigma, 2 * sigma)
+
+
+def _fan_avg(shape: tuple[int, ...]) -> float:
+    fi, fo = hand_fans(shape)
+    return (fi + fo) / 2
+
+
+class Case(NamedTuple):
+    name: str
+    fn: Callable[..., np.ndarray]
+    kwargs: dict[str, Any]
+    dist: Callable[[tuple[int, ...]], Dist]  # shape -> exact distribution, by hand
+    fan_in_only: bool = False  # parameters depend on shape[1:] only (shardable by rows)
+
+
+CASES = [
+    Case("uniform", init.uniform, dict(a=-0.3, b=0.3), lambda s: Dist("uniform", 0.3), True),
+    Case("normal", init.normal, dict(mean=0.0, std=0.02), lambda s: Dist("normal", 0.02), True),
+    Case(
+        "trunc_normal",
+        init.trunc_normal,
+        dict(mean=0.1, std=0.5, a=-0.4, b=0.9),
+        lambda s: Dist("truncated_normal", 0.5, -0.4, 0.9, loc=0.1),
+        True,
+    ),
+    Case(
+        "xavier_uniform",
+        init.xavier_uniform,
+        dict(gain=1.7),
+        lambda s: Dist("uniform", 1.7 * math.sqrt(6.0 / sum(hand_fans(s)))),
+    ),
+    Case(
+        "xavier_normal",
+        init.xavier_normal,
+        {},
+        lambda s: Dist("normal", math.sqrt(2.0 / sum(hand_fans(s)))),
+    ),
+    Case(
+        "kaiming_uniform",
+        init.kaiming_uniform,
+        {},  # torch defaults: a=0, fan_in, leaky_relu -> gain sqrt(2)
+        lambda s: Dist("uniform", math.sqrt(2.0) * math.sqrt(3.0 / hand_fans(s)[0])),
+        True,
+    ),
+    Case(
+        "kaiming_uniform_leaky_fan_out",
+        init.kaiming_uniform,
+        dict(a=0.2, mode="fan_out"),
+        lambda s: Dist(
+            "uniform", math.sqrt(2.0 / (1 + 0.2**2)) * math.sqrt(3.0 / hand_fans(s)[1])
+        ),
+    ),
+    Case(
+        "kaiming_normal_relu",
+        init.kaiming_normal,
+        dict(nonlinearity="relu"),
+        lambda s: Dist("normal", math.sqrt(2.0) / math.sqrt(hand_fans(s)[0])),
+        True,
+    ),
+    Case(
+        "kaiming_normal_tanh_fan_out",
+        init.kaiming_normal,
+        dict(mode="fan_out", nonlinearity="tanh"),
+        lambda s: Dist("normal", (5.0 / 3.0) / math.sqrt(hand_fans(s)[1])),
+    ),
+    Case(
+        "lecun_uniform",
+        init.lecun_uniform,
+        {},
+        lambda s: Dist("uniform", math.sqrt(3.0 / hand_fans(s)[0])),
+        True,
+    ),
+    Case(
+        "lecun_normal",
+        init.lecun_normal,
+        {},
+        lambda s: Dist("normal", math.sqrt(1.0 / hand_fans(s)[0])),
+        True,
+    ),
+    Case(
+        "variance_scaling_default",
+        init.variance_scaling,
+        {},  # scale 1, fan_in, truncated_normal
+        lambda s: _vs_truncated(1.0 / hand_fans(s)[0]),
+        True,
+    ),
+    Case(
+        "variance_scaling_fan_avg_normal",
+        init.variance_scaling,
+        dict(scale=2.0, mode="fan_avg", distribution="normal"),
+        lambda s: Dist("normal", math.sqrt(2.0 / _fan_avg(s))),
+    ),
+    Case(
+        "variance_scaling_fan_out_uniform",
+        init.variance_scaling,
+        dict(scale=0.5, mode="fan_out", distribution="uniform"),
+        lambda s: Dist("uniform", math.sqrt(3.0 * 0.5 / hand_fans(s)[1])),
+    ),
+    Case(
+        "variance_scaling_fan_avg_truncated",
+        init.variance_scaling,
+        dict(scale=3.0, mode="fan_avg", distribution="truncated_normal"),
+        lambda s: _vs_truncated(3.0 / _fan_avg(s)),
+    ),
+]
+CASE_IDS = [c.name for c in CASES]
+FAN_BASED = [c for c in CASES if c.fn not in (init.uniform, init.normal, init.trunc_normal)]
+ALL_RANDOM = [(c.name, c.fn, c.kwargs) for c in CASES] + [("orthogonal", init.orthogonal, {})]
+ALL_RANDOM_IDS = [r[0] for r in ALL_RANDOM]
+
+
+def _close(actual: np.ndarray, expected: np.ndarray, scale: float) -> None:
+    """Equal up to a few ulps of the distribution's scale (the bound/std computed here and
+    in regtune.init may differ in their last bit, e.g. sqrt(6/n) vs sqrt(3)*sqrt(2/n))."""
+    eps = np.finfo(actual.dtype).eps
+    np.testing.assert_allclose(actual, expected, rtol=8 * eps, atol=8 * eps * scale)
+
+
+# --------------------------------------------------------------------------- fans and gains
+
+
+@pytest.mark.parametrize("shape", FORMULA_SHAPES + [(0, 5), (5, 0), (2, 3, 0, 4)])
+def test_calculate_fans_hand_formula(shape):
+    assert init.calculate_fans(shape) == hand_fans(shape)
+
+
+def test_calculate_fans_examples():
+    assert init.calculate_fans((64, 3, 7, 7)) == (3 * 49, 64 * 49)
+    assert init.calculate_fans([10, 20]) == (20, 10)
+    assert init.calculate_fans(np.array([4, 5, 2])) == (10, 8)
+
+
+@pytest.mark.parametrize("shape", FORMULA_SHAPES + [(0, 5), (3, 4, 0)])
+def test_calculate_fans_matches_torch(shape):
+    torch = pytest.importorskip("torch")
+    expected = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+    assert init.calculate_fans(shape) == tuple(expected)
+
+
+@pytest.mark.parametrize("shape", [(), 5, (5,)])
+def test_calculate_fans_needs_two_dims(shape):
+    with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+        init.calculate_fans(shape)
+
+
+GAIN_TABLE = [
+    ("linear", None, 1.0),
+    ("conv1d", None, 1.0),
+    ("conv2d", None, 1.0),
+    ("conv3d", None, 1.0),
+    ("conv_transpose1d", None, 1.0),
+    ("conv_transpose2d", None, 1.0),
+    ("conv_transpose3d", None, 1.0),
+    ("sigmoid", None, 1.0),
+    ("tanh", None, 5.0 / 3.0),
+    ("relu", None, math.sqrt(2.0)),
+    ("leaky_relu", None, math.sqrt(2.0 / (1 + 0.01**2))),
+    ("leaky_relu", 0.2, math.sqrt(2.0 / (1 + 0.04))),
+    ("leaky_relu", 0, math.sqrt(2.0)),
+    ("leaky_relu", 3, math.sqrt(2.0 / 10.0)),
+    ("leaky_relu", -0.5, math.sqrt(2.0 / 1.25)),
+    ("selu", None, 0.75),
+    ("relu", "ignored", math.sqrt(2.0)),  # param is only read for leaky_relu, as in torch
+]
+
+
+@pytest.mark.parametrize("name,param,expected", GAIN_TABLE)
+def test_calculate_gain_hand_table(name, param, expected):
+    assert init.calculate_gain(name, param) == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("name,param,expected", GAIN_TABLE)
+def test_calculate_gain_matches_torch(name, param, expected):
+    torch = pytest.importorskip("torch")
+    assert init.calculate_gain(name, param) == torch.nn.init.calculate_gain(name, param)
+
+
+def test_calculate_gain_unknown_nonlinearity():
+    with pytest.raises(ValueError, match=r"Unsupported nonlinearity 'swish'.*relu.*selu"):
+        init.calculate_gain("swish")
+
+
+@pytest.mark.parametrize("param", ["0.2", True, [0.1], float("nan"), float("inf")])
+def test_calculate_gain_bad_leaky_slope(param):
+    with pytest.raises(ValueError, match="negative_slope"):
+        init.calculate_gain("leaky_relu", param)
+
+
+def test_truncation_constant():
+    # The divisor in variance_scaling is the std of N(0,1) truncated to [-2, 2].
+    assert stats.truncnorm(-2, 2).std() == pytest.approx(0.87962566103423978, rel=1e-14)
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", FORMULA_SHAPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_draws_the_formula_distribution(case, shape, dtype):
+    """Each initializer equals the regtune.random draw with hand-computed parameters."""
+    dist = case.dist(shape)
+    got = case.fn(shape, **case.kwargs, dtype=dtype, seed=1234)
+    assert got.shape == shape and got.dtype == dtype
+    _close(got, dist.sample(shape, dtype, seed=1234), dist.scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_support(case, dtype):
+    shape = (64, 32, 3, 3)
+    dist = case.dist(shape)
+    x = case.fn(shape, **case.kwargs, dtype=dtype, seed=7).astype(np.float64)
+    assert np.all(np.isfinite(x))
+    if dist.kind == "uniform":
+        lo, hi = dist.loc - dist.scale, dist.loc + dist.scale
+        assert x.min() >= lo and x.max() < hi  # [low, high): never the upper bound
+    elif dist.kind == "truncated_normal":
+        # float32 rounding of a value just inside a cut-off may land on it, not beyond.
+        tol = 2 * np.finfo(dtype).eps * max(abs(dist.a), abs(dist.b))
+        assert x.min() >= dist.a - tol and x.max() <= dist.b + tol
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (60, 40), (16, 8, 3, 3)])
+def test_cross_family_identities(shape):
+    """Keras names as variance_scaling: lecun, he (relu) and glorot are special cases."""
+    vs = init.variance_scaling
+    pairs = [
+        (init.lecun_uniform(shape, seed=3), vs(shape, 1.0, "fan_in", "uniform", seed=3)),
+        (init.lecun_normal(shape, seed=3), vs(shape, 1.0, "fan_in", "normal", seed=3)),
+        (
+            init.kaiming_normal(shape, nonlinearity="relu", seed=3),
+            vs(shape, 2.0, "fan_in", "normal", seed=3),
+        ),
+        (
+            init.kaiming_uniform(shape, mode="fan_out", nonlinearity="relu", seed=3),
+            vs(shape, 2.0, "fan_out", "uniform", seed=3),
+        ),
+        (init.xavier_uniform(shape, seed=3), vs(shape, 1.0, "fan_avg", "uniform", seed=3)),
+        (init.xavier_normal(shape, seed=3), vs(shape, 1.0, "fan_avg", "normal", seed=3)),
+    ]
+    for a, b in pairs:
+        _close(a, b, float(np.abs(b).max()))
+
+
+def test_aliases():
+    assert init.glorot_uniform is init.xavier_uniform
+    assert init.glorot_normal is init.xavier_normal
+    assert init.he_uniform is init.kaiming_uniform
+    assert init.he_normal is init.kaiming_normal
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_constant_zeros_ones(dtype):
+    c = init.constant((3, 4), 0.25, dtype=dtype)
+    assert c.dtype == dtype and c.shape == (3, 4) and np.all(c == 0.25)
+    assert np.all(init.zeros((2, 3, 4), dtype=dtype) == 0)
+    assert np.all(init.ones(5, dtype=dtype) == 1)
+    out = np.full((4, 2), np.nan, dtype=dtype)
+    assert init.constant(None, -3, dtype=dtype, out=out) is out and np.all(out == -3)
+    assert init.zeros(dtype=dtype, out=out) is out and np.all(out == 0)
+    assert init.ones((4, 2), dtype=dtype, out=out) is out and np.all(out == 1)
+
+
+def test_constant_errors():
+    with pytest.raises(TypeError, match="val"):
+        init.constant((2, 2))
+    with pytest.raises(ValueError, match="val"):
+        init.constant((2, 2), float("nan"))
+    with pytest.raises(TypeError, match="val"):
+        init.constant((2, 2), "1")
+    with pytest.raises(TypeError, match="dtype"):
+        init.zeros((2, 2), dtype=np.float16)
+    with pytest.raises(ValueError, match="out"):
+        init.ones(out=np.empty((4, 6), dtype=np.float32)[:, ::2])
+
+
+# --------------------------------------------------------------------------- distributions
+
+# Each statistical test below uses 204,800 samples and a fixed seed per (case, dtype).
+N_SHAPE = (128, 64, 5, 5)  # 204,800 elements, conv2d layout
+KS_ALPHA = 1e-3  # KS test: reject the exact distribution when p < 1e-3
+K_SE = 5.0  # moment tests: |estimate - exact| <= 5 standard errors
+
+
+def _sample_for_stats(case: Case, dtype: Any) -> tuple[np.ndarray, Any]:
+    seed = 1000 + CASE_IDS.index(case.name) + (0 if dtype is np.float32 else 500)
+    x = case.fn(N_SHAPE, **case.kwargs, dtype=dtype, seed=seed)
+    return x.ravel().astype(np.float64), case.dist(N_SHAPE).frozen()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_kolmogorov_smirnov(case, dtype):
+    x, dist = _sample_for_stats(case, dtype)
+    result = stats.kstest(x, dist.cdf)
+    assert result.pvalue > KS_ALPHA, (case.name, result)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_mean_and_variance(case, dtype):
+    """Sample mean and variance within K_SE standard errors of the exact values.
+
+    SE(mean) = sqrt(var / n); SE(sample variance) = sqrt((mu4 - var^2) / n), with
+    mu4 = (excess_kurtosis + 3) * var^2 the exact fourth central moment.
+    """
+    x, dist = _sample_for_stats(case, dtype)
+    n = x.size
+    mean, var, kurt = (float(v) for v in dist.stats(moments="mvk"))
+    mu4 = (kurt + 3.0) * var**2
+    se_mean = math.sqrt(var / n)
+    se_var = math.sqrt((mu4 - var**2) / n)
+    assert abs(x.mean() - mean) <= K_SE * se_mean, (x.mean(), mean, se_mean)
+    assert abs(x.var() - var) <= K_SE * se_var, (x.var(), var, se_var)
+
+
+# --------------------------------------------------------------------------- orthogonal
+
+ORTHO_SHAPES = [(8, 8), (20, 6), (6, 20), (16, 4, 3, 3), (64, 2, 2, 2), (1, 5), (5, 1)]
+
+
+def _reference_orthogonal(shape, gain, seed, offset=0):
+    """torch.nn.init.orthogonal_'s algorithm, transcribed, on regtune's float64 normals."""
+    rows = shape[0]
+    cols = math.prod(shape) // rows
+    flat = rrandom.normal((rows, cols), dtype=np.float64, seed=seed, offset=offset)
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return (gain * q).reshape(shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gain", [1.0, 2.5])
+@pytest.mark.parametrize("shape", ORTHO_SHAPES)
+def test_orthogonal(shape, gain, dtype):
+    w = init.orthogonal(shape, gain, dtype=dtype, seed=11)
+    assert w.shape == shape and w.dtype == dtype
+    m = w.reshape(shape[0], -1).astype(np.float64)
+    gram = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
+    tol = 50 * np.finfo(dtype).eps * gain**2
+    np.testing.assert_allclose(gram, gain**2 * np.eye(gram.shape[0]), atol=tol)
+    expected = _reference_orthogonal(shape, gain, seed=11)
+    np.testing.assert_allclose(w, expected.astype(dtype), rtol=0, atol=tol)
+
+
+def test_orthogonal_offset_and_out():
+    shape = (6, 4)
+    w = init.orthogonal(shape, seed=5, offset=100, dtype=np.float64)
+    np.testing.assert_allclose(w, _reference_orthogonal(shape, 1.0, seed=5, offset=100), atol=1e-14)
+    assert not np.allclose(w, init.orthogonal(shape, seed=5, dtype=np.float64))
+    out = np.empty(shape, dtype=np.float32)
+    assert init.orthogonal(None, seed=5, offset=100, out=out) is out
+    np.testing.assert_allclose(out, w, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(), (5,)])
+def test_orthogonal_needs_two_dims(shape):
+    with pytest.raises(ValueError, match="2 or more dimensions"):
+        init.orthogonal(shape, seed=0)
+
+
+def test_orthogonal_bad_gain():
+    with pytest.raises(ValueError, match="gain"):
+        init.orthogonal((3, 3), gain=float("inf"), seed=0)
+
+
+# --------------------------------------------------------------------------- seeds, out, offset
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,fn,kwargs", ALL_RANDOM, ids=ALL_RANDOM_IDS)
+def test_seed_determinism(name, fn, kwargs, dtype):
+    shape = (12, 10, 3)
+    a = fn(shape, **kwargs, dtype=dtype, seed=42)
+    b = fn(shape, **kwargs, dtype=dtype, seed=42)
+    c = fn(shape, **kwargs, dtype=dtype, seed=43)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    ss = fn(shape, **kwargs, dtype=dtype, seed=np.random.SeedSequence(42))
+    ss2 = fn(shape, **kwargs, dtype=dtype, seed=np.random.SeedSequence(42))
+    np.testing.assert_array_equal(ss, ss2)
+    # seed=None draws fresh entropy: two calls differ.
+    assert not np.array_equal(fn(shape, **kwargs, dtype=dtype), fn(shape, **kwargs, dtype=dtype))
+
+
+@pytest.mark.parametrize("name,fn,kwargs", ALL_RANDOM, ids=ALL_RANDOM_IDS)
+def test_generator_seed_advances(name, fn, kwargs):
+    """A regtune.Generator starts where the int seed does and advances between calls."""
+    shape = (6, 5, 2)
+    g = regtune.Generator(77)
+    first = fn(shape, **kwargs, seed=g)
+    np.testing.assert_array_equal(first, fn(shape, **kwargs, seed=77))
+    second = fn(shape, **kwargs, seed=g)
+    assert not np.array_equal(first, second)
+    g2 = regtune.Generator(77)
+    fn(shape, **kwargs, seed=g2)
+    np.testing.assert_array_equal(second, fn(shape, **kwargs, seed=g2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,fn,kwargs", ALL_RANDOM, ids=ALL_RANDOM_IDS)
+def test_out_fills_in_place(name, fn, kwargs, dtype):
+    shape = (9, 7, 2)
+    expected = fn(shape, **kwargs, dtype=dtype, seed=8, offset=3)
+    out = np.full(shape, np.nan, dtype=dtype)
+    assert fn(None, **kwargs, dtype=dtype, seed=8, offset=3, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    out[...] = np.nan
+    assert fn(shape, **kwargs, dtype=dtype, seed=8, offset=3, out=out) is out  # shapes agree
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_offset_gives_any_block_of_rows(case, dtype):
+    """Rows [k, k+m) of a (rows, cols) weight, drawn alone with offset=k*cols.
+
+    Initializers whose parameters depend only on fan_in (shape[1:]) are shardable by rows
+    directly; for the others the block is drawn with regtune.random and the full weight's
+    parameters (the fans of a block differ from those of the whole)."""
+    rows, cols, k, m = 300, 37, 123, 50
+    full = case.fn((rows, cols), **case.kwargs, dtype=dtype, seed=99)
+    block = full[k : k + m]
+    if case.fan_in_only:
+        alone = case.fn((m, cols), **case.kwargs, dtype=dtype, seed=99, offset=k * cols)
+        np.testing.assert_array_equal(alone, block)
+    dist = case.dist((rows, cols))
+    _close(dist.sample((m, cols), dtype, seed=99, offset=k * cols), block, dist.scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn", [init.uniform, init.normal, init.trunc_normal])
+def test_offset_arbitrary_slice(fn, dtype):
+    full = fn((40, 25), dtype=dtype, seed=2024).ravel()
+    for k, m in [(0, 1), (1, 7), (137, 50), (999, 1)]:
+        np.testing.assert_array_equal(fn(m, dtype=dtype, seed=2024, offset=k), full[k : k + m])
+
+
+@pytest.mark.parametrize("name,fn,kwargs", ALL_RANDOM, ids=ALL_RANDOM_IDS)
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0, 0), (3, 0, 2)])
+def test_zero_element_shapes(name, fn, kwargs, shape):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = fn(shape, **kwargs, seed=0)
+    assert w.shape == shape and w.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("case", FAN_BASED, ids=[c.name for c in FAN_BASED])
+@pytest.mark.parametrize("shape", [(), 7, (7,)])
+def test_fan_based_need_two_dims(case, shape):
+    with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+        case.fn(shape, **case.kwargs, seed=0)
+
+
+@pytest.mark.parametrize("name,fn,kwargs", ALL_RANDOM, ids=ALL_RANDOM_IDS)
+def test_bad_out_and_dtype(name, fn, kwargs):
+    with pytest.raises(ValueError, match="out.*C-contiguous"):
+        fn(**kwargs, out=np.empty((4, 6), dtype=np.float32)[:, ::2])
+    read_only = np.empty((4, 3), dtype=np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out.*writable"):
+        fn(**kwargs, out=read_only)
+    with pytest.raises(TypeError, match="out.*float32"):
+        fn(**kwargs, out=np.empty((4, 3), dtype=np.float64))  # dtype defaults to float32
+    with pytest.raises(TypeError, match="out"):
+        fn(**kwargs, out=[[0.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="out.shape"):
+        fn((4, 4), **kwargs, out=np.empty((4, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        fn((4, 3), **kwargs, dtype=np.float16)
+    with pytest.raises(TypeError, match="dtype"):
+        fn((4, 3), **kwargs, dtype=np.int32)
+    with pytest.raises(TypeError, match="shape"):
+        fn(**kwargs)  # neither shape nor out
+    with pytest.raises(ValueError, match="offset"):
+        fn((4, 3), **kwargs, seed=0, offset=-1)
+    with pytest.raises(ValueError, match="shape"):
+        fn((4, -3), **kwargs, seed=0)
+
+
+@pytest.mark.parametrize("fn", [init.kaiming_uniform, init.kaiming_normal])
+def test_kaiming_errors(fn):
+    with pytest.raises(ValueError, match="mode.*'fan_avg'"):
+        fn((4, 3), mode="fan_avg", seed=0)
+    with pytest.raises(ValueError, match="Unsupported nonlinearity 'gelu'"):
+        fn((4, 3), nonlinearity="gelu", seed=0)
+    with pytest.raises(ValueError, match="negative_slope"):
+        fn((4, 3), a="0.1", seed=0)
+
+
+def test_variance_scaling_errors():
+    vs = init.variance_scaling
+    with pytest.raises(ValueError, match="mode.*'fan_sum'"):
+        vs((4, 3), mode="fan_sum", seed=0)
+    with pytest.raises(ValueError, match="distribution.*'laplace'"):
+        vs((4, 3), distribution="laplace", seed=0)
+    for scale in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="scale"):
+            vs((4, 3), scale=scale, seed=0)
+
+
+@pytest.mark.parametrize("fn", [init.xavier_uniform, init.xavier_normal])
+def test_xavier_bad_gain(fn):
+    for gain in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="gain"):
+            fn((4, 3), gain=gain, seed=0)
+
+
+def test_plain_sampler_errors():
+    with pytest.raises(ValueError, match=r"\ba\b.*\bb\b"):
+        init.uniform((3,), a=1.0, b=1.0, seed=0)
+    with pytest.raises(ValueError, match=r"\ba\b.*\bb\b"):
+        init.uniform((3,), a=2.0, b=1.0, seed=0)
+    with pytest.raises(ValueError, match=r"\ba\b.*\bb\b"):
+        init.uniform((3,), a=1.0, b=1.0 + 1e-12, seed=0)  # equal once rounded to float32
+    assert init.uniform((3,), a=1.0, b=1.0 + 1e-12, dtype=np.float64, seed=0).min() >= 1.0
+    with pytest.raises(ValueError, match=r"\ba\b"):
+        init.uniform((3,), a=float("-inf"), seed=0)
+    for std in (0.0, -0.1):
+        with pytest.raises(ValueError, match="std"):
+            init.normal((3,), std=std, seed=0)
+        with pytest.raises(ValueError, match="std"):
+            init.trunc_normal((3,), std=std, seed=0)
+    with pytest.raises(ValueError, match=r"\ba\b.*\bb\b"):
+        init.trunc_normal((3,), a=1.0, b=-1.0, seed=0)
+
+
+# --------------------------------------------------------------------------- surface
+
+
+def test_public_surface_documented():
+    for name in init.__all__:
+        obj = getattr(init, name)
+        assert callable(obj), name
+        doc = obj.__doc__ or ""
+        assert "Example" in doc, name
+        assert "Raises" in doc, name

@@ -1,0 +1,416 @@
+"""Tests for regtune.random: the Philox stream, the samplers, Generator, and bad input.
+
+Statistical tests use fixed seeds (so they are deterministic) and state the significance
+level they were chosen at: a correct sampler fails a KS test at alpha = 1e-3 with
+probability 1e-3 on a fresh seed, and a moment test at 5 standard errors with about 6e-7.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import special, stats
+
+import regtune
+import regtune.random as rr
+from regtune import _core
+
+from .conftest import SIMD_PATHS, simd_path
+
+ALPHA = 1e-3  # KS significance level
+K_SE = 5.0  # moment tests: allowed deviation in standard errors
+M32 = 0xFFFFFFFF
+
+# ------------------------------------------------------------------ a reference Philox in NumPy
+
+
+def philox_ref(ctr: np.ndarray, key0: int, key1: int) -> np.ndarray:
+    """Philox4x32-10 (Random123) on an (n, 4) array of counters, in plain uint64 arithmetic."""
+    c = [ctr[:, i].astype(np.uint64) for i in range(4)]
+    k0, k1 = np.uint64(key0), np.uint64(key1)
+    m0, m1, mask = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57), np.uint64(M32)
+    for r in range(10):
+        if r:
+            k0 = (k0 + np.uint64(0x9E3779B9)) & mask
+            k1 = (k1 + np.uint64(0xBB67AE85)) & mask
+        p0, p1 = c[0] * m0, c[2] * m1
+        c = [
+            (p1 >> np.uint64(32)) ^ c[1] ^ k0,
+            p1 & mask,
+            (p0 >> np.uint64(32)) ^ c[3] ^ k1,
+            p0 & mask,
+        ]
+    return np.stack(c, axis=1).astype(np.uint32)
+
+
+def bits_ref(n: int, seed: int, offset: int = 0, stream: int = 0) -> np.ndarray:
+    """The issue's definition of regtune.random.bits, word by word."""
+    words = np.arange(offset, offset + n, dtype=object)
+    blocks = sorted({int(w) // 4 for w in words})
+    ctr = np.array(
+        [[j & M32, j >> 32, stream & M32, stream >> 32] for j in blocks], dtype=np.uint64
+    ).reshape(-1, 4)
+    table = dict(zip(blocks, philox_ref(ctr, seed & M32, seed >> 32)))
+    return np.array([table[int(w) // 4][int(w) % 4] for w in words], dtype=np.uint32)
+
+
+# Random123's published known-answer vectors (tests/kat_vectors): counter, key, result.
+KAT = [
+    ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+    ([M32] * 4, [M32, M32], [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+    (
+        [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344],
+        [0xA4093822, 0x299F31D0],
+        [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1],
+    ),
+]
+
+
+@pytest.mark.parametrize("ctr,key,expected", KAT)
+def test_philox_known_answers_every_path(ctr, key, expected):
+    for path in SIMD_PATHS:
+        with simd_path(path):
+            assert list(_core.philox(ctr, key)) == expected, path
+    got = philox_ref(np.array([ctr], dtype=np.uint64), key[0], key[1])[0]
+    assert list(got) == expected
+
+
+def test_bits_known_answer_through_public_api():
+    assert list(rr.bits(4, seed=0)) == KAT[0][2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 0xDEADBEEF, 2**64 - 1, 0x123456789ABCDEF])
+@pytest.mark.parametrize("offset,n", [(0, 37), (3, 70), (2**32 * 4 - 6, 13), (2**64 - 9, 9)])
+def test_bits_follow_the_definition(seed, offset, n):
+    # The last two cases cross the carry into the counter's second word and end at 2**64.
+    np.testing.assert_array_equal(rr.bits(n, seed=seed, offset=offset), bits_ref(n, seed, offset))
+
+
+def test_seedsequence_maps_through_generate_state():
+    ss = np.random.SeedSequence(1234)
+    w = ss.generate_state(2, np.uint32)
+    key = int(w[0]) | (int(w[1]) << 32)
+    np.testing.assert_array_equal(rr.bits(16, seed=np.random.SeedSequence(1234)), bits_ref(16, key))
+
+
+def test_spawned_streams_follow_the_definition():
+    child = regtune.Generator(99).spawn(2)[1]
+    np.testing.assert_array_equal(child.bits(10), bits_ref(10, 99, stream=child.stream))
+
+
+# ------------------------------------------------------------------ transforms vs NumPy references
+
+
+def _words(n: int, seed: int, offset: int = 0) -> np.ndarray:
+    return rr.bits(n, seed=seed, offset=offset).astype(np.uint64)
+
+
+def _u64(w: np.ndarray) -> np.ndarray:
+    return w[0::2] | (w[1::2] << np.uint64(32))
+
+
+def test_uniform_float32_matches_reference():
+    n, seed = 4099, 11
+    got = rr.uniform(n, -3.0, 5.0, seed=seed)
+    u = (_words(n, seed) >> np.uint64(8)).astype(np.float64) / 2.0**24
+    np.testing.assert_allclose(got, (-3.0 + 8.0 * u).astype(np.float32), rtol=0, atol=5e-7)
+
+
+def test_uniform_float64_matches_reference():
+    n, seed = 2051, 12
+    got = rr.uniform(n, 1.0, 3.0, dtype=np.float64, seed=seed)
+    u = (_u64(_words(2 * n, seed)) >> np.uint64(12)).astype(np.float64) / 2.0**52
+    np.testing.assert_allclose(got, 1.0 + 2.0 * u, rtol=1e-15, atol=0)
+
+
+def test_uniform_never_returns_high():
+    # In float32, 1 + (2 - 1) * (1 - 2**-24) rounds to 2.0: the kernel must replace it.
+    x = rr.uniform(2_000_000, 1.0, 2.0, seed=5)
+    assert x.max() < 2.0 and x.min() >= 1.0
+    # Float32's grid at 2**24 is 2 wide: every u >= 1/2 rounds up to high and must come back.
+    coarse = rr.uniform(10_000, 2.0**24, 2.0**24 + 2, seed=5)
+    assert (coarse == 2.0**24).all()
+    y = rr.uniform(1_000_000, -1e-3, 1e-3, dtype=np.float64, seed=6)
+    assert y.max() < 1e-3 and y.min() >= -1e-3
+
+
+def _box_muller_ref32(w: np.ndarray) -> np.ndarray:
+    r = np.sqrt(-2.0 * np.log(((w[0::2] >> np.uint64(1)).astype(np.float64) + 0.5) / 2.0**31))
+    theta = 2 * np.pi * (w[1::2] >> np.uint64(8)).astype(np.float64) / 2.0**24
+    return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1).ravel()
+
+
+def test_normal_float32_matches_box_muller_reference():
+    n, seed = 8192, 21
+    got = rr.normal(n, 0.5, 2.0, seed=seed)
+    ref = 0.5 + 2.0 * _box_muller_ref32(_words(n, seed))
+    np.testing.assert_allclose(got, ref, rtol=2e-6, atol=4e-6)
+
+
+def test_normal_float64_matches_box_muller_reference():
+    n, seed = 4096, 22
+    w = _u64(_words(2 * n, seed))
+    u1 = ((w[0::2] >> np.uint64(12)).astype(np.float64) * 2 + 1) / 2.0**53
+    theta = 2 * np.pi * (w[1::2] >> np.uint64(11)).astype(np.float64) / 2.0**53
+    r = np.sqrt(-2.0 * np.log(u1))
+    ref = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1).ravel()
+    np.testing.assert_allclose(rr.normal(n, dtype=np.float64, seed=seed), ref, rtol=1e-13, atol=1e-14)
+
+
+def _truncnorm_ref(u: np.ndarray, mean, std, a, b) -> np.ndarray:
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    lo, hi = special.ndtr(alpha), special.ndtr(-beta)
+    mass = special.ndtr(beta) - lo
+    p, q = lo + u * mass, hi + (1 - u) * mass
+    z = np.where(p < q, special.ndtri(p), -special.ndtri(q))
+    return np.clip(mean + std * z, a, b)
+
+
+@pytest.mark.parametrize("mean,std,a,b", [(0, 1, -2, 2), (1, 0.5, 0.0, 3.0), (0, 1, 3.0, 6.0), (0, 1, -8, -4)])
+def test_truncated_normal_matches_inverse_cdf_reference(mean, std, a, b):
+    n, seed = 20000, 31
+    w = _words(n, seed)
+    u = ((w >> np.uint64(9)).astype(np.float64) * 2 + 1) / 2.0**24
+    w64 = _u64(_words(2 * n, seed))
+    u64 = ((w64 >> np.uint64(12)).astype(np.float64) * 2 + 1) / 2.0**53
+    got64 = rr.truncated_normal(n, mean, std, a, b, dtype=np.float64, seed=seed)
+    np.testing.assert_allclose(got64, _truncnorm_ref(u64, mean, std, a, b), rtol=1e-12, atol=1e-13)
+    got32 = rr.truncated_normal(n, mean, std, a, b, seed=seed)
+    if _core.truncnorm_mass(mean, std, a, b) < 1 / 256:
+        # Beyond float32's reach: the float64 kernel's values, rounded (documented).
+        np.testing.assert_array_equal(got32, got64.astype(np.float32))
+    else:
+        np.testing.assert_allclose(got32, _truncnorm_ref(u, mean, std, a, b), rtol=3e-6, atol=3e-6 * std)
+
+
+# ------------------------------------------------------------------ distributions
+
+
+def _ks(x: np.ndarray, cdf) -> float:
+    return stats.kstest(np.asarray(x, dtype=np.float64), cdf).pvalue
+
+
+def _check_moments(x: np.ndarray, mean: float, var: float, mu4: float) -> None:
+    """Sample mean and variance within K_SE standard errors of the true values."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    se_mean = math.sqrt(var / n)
+    se_var = math.sqrt((mu4 - var**2) / n)
+    assert abs(x.mean() - mean) < K_SE * se_mean, (x.mean(), mean, se_mean)
+    assert abs(x.var() - var) < K_SE * se_var, (x.var(), var, se_var)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_distribution(dtype):
+    x = rr.uniform(400_000, -2.0, 6.0, dtype=dtype, seed=101)
+    assert x.dtype == dtype and x.min() >= -2.0 and x.max() < 6.0
+    assert _ks(x, stats.uniform(-2.0, 8.0).cdf) > ALPHA
+    w = 8.0
+    _check_moments(x, 2.0, w**2 / 12, w**4 / 80)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normal_distribution(dtype):
+    x = rr.normal(400_000, 1.5, 3.0, dtype=dtype, seed=102)
+    assert x.dtype == dtype
+    assert _ks(x, stats.norm(1.5, 3.0).cdf) > ALPHA
+    _check_moments(x, 1.5, 9.0, 3 * 81.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "mean,std,a,b",
+    [(0.0, 1.0, -2.0, 2.0), (0.0, 0.02, -0.04, 0.04), (2.0, 1.0, 0.0, np.inf), (0.0, 1.0, 4.0, 7.0),
+     (0.0, 1.0, 15.0, 16.0), (0.0, 1.0, -np.inf, -6.0)],
+)
+def test_truncated_normal_distribution(dtype, mean, std, a, b):
+    # Includes far tails: [4, 7], [15, 16] (float64 kernel for float32 output), (-inf, -6].
+    x = rr.truncated_normal(200_000, mean, std, a, b, dtype=dtype, seed=103)
+    assert x.dtype == dtype and x.min() >= a and x.max() <= b
+    d = stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
+    assert _ks(x, d.cdf) > ALPHA
+    _check_moments(x, d.mean(), d.var(), d.moment(4) - 4 * d.mean() * d.moment(3)
+                   + 6 * d.mean() ** 2 * d.moment(2) - 3 * d.mean() ** 4)
+
+
+def test_normal_pairs_are_uncorrelated():
+    x = rr.normal(400_000, seed=104, dtype=np.float64)
+    # Box-Muller's two outputs of one pair, and neighbouring pairs.
+    for lag in (1, 2, 4):
+        r = np.corrcoef(x[:-lag], x[lag:])[0, 1]
+        assert abs(r) < K_SE / math.sqrt(x.size), (lag, r)
+
+
+# ------------------------------------------------------------------ addressing: offsets, seeds
+
+
+SAMPLERS = [
+    ("uniform", lambda n, **kw: rr.uniform(n, -1.0, 1.0, **kw)),
+    ("normal", lambda n, **kw: rr.normal(n, 0.0, 1.0, **kw)),
+    ("truncated_normal", lambda n, **kw: rr.truncated_normal(n, 0.0, 1.0, **kw)),
+]
+
+
+@pytest.mark.parametrize("name,f", SAMPLERS, ids=[s[0] for s in SAMPLERS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_offset_slices_equal_the_whole(name, f, dtype):
+    whole = f(100_003, dtype=dtype, seed=7)
+    for start, stop in [(0, 1), (1, 2), (3, 170), (4095, 70_001), (99_999, 100_003)]:
+        part = f(stop - start, dtype=dtype, seed=7, offset=start)
+        np.testing.assert_array_equal(part, whole[start:stop])
+
+
+@pytest.mark.parametrize("name,f", SAMPLERS, ids=[s[0] for s in SAMPLERS])
+def test_shape_and_out(name, f):
+    a = f((3, 4, 5), seed=1)
+    assert a.shape == (3, 4, 5) and a.dtype == np.float32 and a.flags.c_contiguous
+    out = np.empty((3, 4, 5), np.float32)
+    assert f(None, seed=1, out=out) is out
+    np.testing.assert_array_equal(out, a)
+    np.testing.assert_array_equal(f((3, 4, 5), seed=1).ravel(), f(60, seed=1))
+    assert f(0, seed=1).shape == (0,) and f((2, 0), seed=1).shape == (2, 0)
+
+
+def test_seed_semantics():
+    assert np.array_equal(rr.normal(50, seed=3), rr.normal(50, seed=3))
+    assert not np.array_equal(rr.normal(50, seed=3), rr.normal(50, seed=4))
+    assert not np.array_equal(rr.normal(50), rr.normal(50))  # None: fresh entropy each call
+    ss = np.random.SeedSequence(77)
+    assert np.array_equal(rr.uniform(9, seed=ss), rr.uniform(9, seed=np.random.SeedSequence(77)))
+    assert np.array_equal(rr.uniform(9, seed=np.uint64(5)), rr.uniform(9, seed=5))
+
+
+# ------------------------------------------------------------------ Generator
+
+
+def test_generator_advances_and_matches_offsets():
+    g = regtune.Generator(42)
+    a = g.normal(10)  # 10 float32 elements: 3 blocks (12 words) consumed
+    b = g.normal(6)
+    np.testing.assert_array_equal(a, rr.normal(10, seed=42))
+    np.testing.assert_array_equal(b, rr.normal(6, seed=42, offset=12))
+    c = g.uniform(3, dtype=np.float64)  # float64: 2 elements per block; position 5 blocks
+    np.testing.assert_array_equal(c, rr.uniform(3, dtype=np.float64, seed=42, offset=10))
+    assert g.state["block"] == 7
+    np.testing.assert_array_equal(g.bits(4), rr.bits(4, seed=42, offset=28))
+
+
+def test_generator_as_seed_and_state_round_trip():
+    g = regtune.Generator(np.random.SeedSequence(5))
+    g.normal(7)
+    saved = g.state
+    x = rr.truncated_normal(11, seed=g)
+    h = regtune.Generator(0)
+    h.state = saved
+    np.testing.assert_array_equal(h.truncated_normal(11), x)
+    with pytest.raises(ValueError, match="state"):
+        h.state = {"key": 1}
+
+
+def test_spawn_gives_independent_reproducible_children():
+    kids = regtune.Generator(8).spawn(3)
+    again = regtune.Generator(8).spawn(3)
+    streams = {k.stream for k in kids}
+    assert len(streams) == 3 and 0 not in streams
+    assert [k.stream for k in again] == [k.stream for k in kids]
+    grand = kids[0].spawn(2)
+    assert not {g.stream for g in grand} & streams
+    draws = [k.normal(100_000, dtype=np.float64) for k in kids]
+    parent = regtune.Generator(8).normal(100_000, dtype=np.float64)
+    for i, x in enumerate(draws):
+        for y in draws[i + 1:] + [parent]:
+            assert abs(np.corrcoef(x, y)[0, 1]) < K_SE / math.sqrt(x.size)
+    more = regtune.Generator(8)
+    more.spawn(3)
+    assert {k.stream for k in more.spawn(1)}.isdisjoint(streams)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: rr.normal((2, -1)), ValueError, "shape"),
+        (lambda: rr.normal((2, 1.5)), TypeError, "shape"),
+        (lambda: rr.normal("abc"), TypeError, "shape"),
+        (lambda: rr.normal(None), TypeError, "shape"),
+        (lambda: rr.normal(4, dtype=np.float16), TypeError, "dtype"),
+        (lambda: rr.normal(4, dtype=np.int32), TypeError, "dtype"),
+        (lambda: rr.normal(4, std=0.0), ValueError, "std"),
+        (lambda: rr.normal(4, std=-1.0), ValueError, "std"),
+        (lambda: rr.normal(4, std=float("nan")), ValueError, "std"),
+        (lambda: rr.normal(4, mean=float("inf")), ValueError, "mean"),
+        (lambda: rr.normal(4, mean="0"), TypeError, "mean"),
+        (lambda: rr.normal(4, mean=1e39), ValueError, "mean"),
+        (lambda: rr.uniform(4, 1.0, 1.0), ValueError, "low must be < high"),
+        (lambda: rr.uniform(4, 1.0, 1.0 + 1e-12), ValueError, "low must be < high"),
+        (lambda: rr.uniform(4, -3e38, 3e38), ValueError, "high - low"),
+        (lambda: rr.uniform(4, 0.0, float("nan")), ValueError, "high"),
+        (lambda: rr.truncated_normal(4, a=1.0, b=1.0), ValueError, "a must be < b"),
+        (lambda: rr.truncated_normal(4, a=2.0, b=-2.0), ValueError, "a must be < b"),
+        (lambda: rr.truncated_normal(4, a=float("nan")), ValueError, "a"),
+        (lambda: rr.truncated_normal(4, a=50.0, b=60.0), ValueError, "holds no probability"),
+        (lambda: rr.truncated_normal(4, std=0.0), ValueError, "std"),
+        (lambda: rr.normal(4, seed=-1), ValueError, "seed"),
+        (lambda: rr.normal(4, seed=2**64), ValueError, "seed"),
+        (lambda: rr.normal(4, seed=1.5), TypeError, "seed"),
+        (lambda: rr.normal(4, seed=True), TypeError, "seed"),
+        (lambda: rr.normal(4, seed=1, offset=-1), ValueError, "offset"),
+        (lambda: rr.normal(4, seed=1, offset=1.0), TypeError, "offset"),
+        (lambda: rr.normal(4, seed=1, offset=2**64 - 2), ValueError, "offset"),
+        (lambda: rr.normal(4, dtype=np.float64, seed=1, offset=2**63 - 2), ValueError, "offset"),
+        (lambda: rr.bits(4, seed=1, offset=2**64 - 3), ValueError, "offset"),
+        (lambda: rr.bits(-1, seed=1), ValueError, "n"),
+        (lambda: regtune.Generator(1).spawn(-1), ValueError, "n"),
+    ],
+)
+def test_bad_arguments_raise(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_bits_may_end_exactly_at_the_end_of_the_stream():
+    assert rr.bits(3, seed=1, offset=2**64 - 3).shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "out,exc,match",
+    [
+        (np.empty((4, 6), np.float32)[:, ::2], ValueError, "C-contiguous"),
+        (np.empty((6, 4), np.float32).T, ValueError, "C-contiguous"),
+        (np.empty(4, np.float64), TypeError, "dtype"),
+        (np.empty(4, np.int32), TypeError, "dtype"),
+        ([0.0, 0.0], TypeError, "numpy.ndarray"),
+    ],
+)
+def test_bad_out_raises(out, exc, match):
+    with pytest.raises(exc, match=match):
+        rr.normal(None, seed=1, out=out)
+
+
+def test_read_only_out_raises_and_is_untouched():
+    out = np.zeros(8, np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        rr.uniform(seed=1, out=out)
+    assert not out.any()
+
+
+def test_shape_must_match_out():
+    with pytest.raises(ValueError, match="shape"):
+        rr.uniform((3, 3), seed=1, out=np.empty((9,), np.float32))
+
+
+def test_core_rejects_bad_arrays_without_crashing():
+    # The private layer checks too: no misuse of _core can write into a copy or crash.
+    with pytest.raises(TypeError):
+        _core.normal([1.0, 2.0], 0, 0, 0, 0.0, 1.0)
+    with pytest.raises(TypeError):
+        _core.bits(np.empty(4, np.int64), 0, 0, 0)
+    with pytest.raises(ValueError):
+        _core.uniform(np.empty((4, 4), np.float32)[:, ::2], 0, 0, 0, 0.0, 1.0)
+    with pytest.raises(ValueError):
+        _core.parallel_copy(np.empty(4, np.float32), np.empty(5, np.float32))

@@ -47,7 +47,7 @@ void register_random(py::module_& m) {
       [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
         const Stream s{uint64_t(key[0]) | (uint64_t(key[1]) << 32), uint64_t(ctr[2]) | (uint64_t(ctr[3]) << 32)};
         std::array<uint32_t, 4> out{};
-        kernels().blocks(s, uint64_t(ctr[0]) | (uint64_t(ctr[1]) << 32), 1, out.data());
+        random_kernels().blocks(s, uint64_t(ctr[0]) | (uint64_t(ctr[1]) << 32), 1, out.data());
         return out;
       },
       py::arg("counter"), py::arg("key"),

@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "regtune/kernels.h"
+#include "dispatch.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define REGTUNE_X86 1
@@ -13,11 +13,7 @@
 #endif
 
 namespace regtune {
-namespace scalar { KernelTable kernel_table(); }
-#if REGTUNE_HAVE_SIMD_TARGETS
-namespace avx2 { KernelTable kernel_table(); }
-namespace avx512 { KernelTable kernel_table(); }
-#endif
+REGTUNE_DECLARE_MAKERS(RandomKernels, random_kernels)
 
 namespace {
 
@@ -49,19 +45,7 @@ struct CpuFeatures {
 };
 #endif
 
-KernelTable g_tables[3];
-std::atomic<bool> g_tables_ready{false};
 std::atomic<int> g_current{-1};
-
-void build_tables() {
-  if (g_tables_ready.load()) return;
-  g_tables[0] = scalar::kernel_table();
-#if REGTUNE_HAVE_SIMD_TARGETS
-  g_tables[1] = avx2::kernel_table();
-  g_tables[2] = avx512::kernel_table();
-#endif
-  g_tables_ready.store(true);
-}
 
 }  // namespace
 
@@ -105,7 +89,6 @@ void select_simd(Simd s) {
                                 "' is not supported by this CPU; the best it runs is '" +
                                 simd_name(best_simd()) + "'");
   }
-  build_tables();
   g_current.store(int(s));
 }
 
@@ -114,6 +97,9 @@ Simd current_simd() {
   return Simd(g_current.load());
 }
 
-const KernelTable& kernels() { return g_tables[int(current_simd())]; }
+const RandomKernels& random_kernels() {
+  static PerTarget<RandomKernels> tables(REGTUNE_MAKERS(random_kernels));
+  return tables.get();
+}
 
 }  // namespace regtune

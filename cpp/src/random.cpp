@@ -30,14 +30,14 @@ struct NoParams {};
 
 template <typename T> struct Kern;
 template <> struct Kern<float> {
-  static auto uniform() { return kernels().uniform_f32; }
-  static auto normal() { return kernels().normal_f32; }
-  static auto truncnorm() { return kernels().truncnorm_f32; }
+  static auto uniform() { return random_kernels().uniform_f32; }
+  static auto normal() { return random_kernels().normal_f32; }
+  static auto truncnorm() { return random_kernels().truncnorm_f32; }
 };
 template <> struct Kern<double> {
-  static auto uniform() { return kernels().uniform_f64; }
-  static auto normal() { return kernels().normal_f64; }
-  static auto truncnorm() { return kernels().truncnorm_f64; }
+  static auto uniform() { return random_kernels().uniform_f64; }
+  static auto normal() { return random_kernels().normal_f64; }
+  static auto truncnorm() { return random_kernels().truncnorm_f64; }
 };
 
 // Standard normal lower and upper tail probabilities, each accurate on its own side.
@@ -52,7 +52,7 @@ TruncNormalParams<T> cast_params(const TruncNormalParams<double>& d) {
 }  // namespace
 
 void fill_bits(Stream s, uint64_t first, size_t count, uint32_t* out) {
-  auto k = [](Stream st, uint64_t f, size_t n, uint32_t* o, const NoParams&) { kernels().bits(st, f, n, o); };
+  auto k = [](Stream st, uint64_t f, size_t n, uint32_t* o, const NoParams&) { random_kernels().bits(st, f, n, o); };
   run_threaded(k, s, first, count, out, NoParams{});
 }
 
@@ -94,7 +94,7 @@ void fill_truncnorm(Stream s, uint64_t first, size_t count, T* out, double mean,
     double tmp[kPiece];
     for (size_t i = 0; i < n; i += kPiece) {
       const size_t m = std::min(kPiece, n - i);
-      kernels().truncnorm_f64(st, f + i, m, tmp, p);
+      random_kernels().truncnorm_f64(st, f + i, m, tmp, p);
       for (size_t j = 0; j < m; ++j) o[i + j] = T(tmp[j]);
     }
   };

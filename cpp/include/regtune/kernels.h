@@ -45,9 +45,9 @@ struct TruncNormalParams {
   T mean, std, a, b, p_lo, q_hi, mass;
 };
 
-// One instruction set's kernels. Each fills out[0, count) with elements [first, first + count)
+// One instruction set's sampler kernels. Each fills out[0, count) with elements [first, first + count)
 // on the calling thread; threading lives in the drivers below.
-struct KernelTable {
+struct RandomKernels {
   const char* name;
   // Philox4x32-10 of counters (block .. block + nblocks - 1, stream), 4 words each: any 64-bit
   // block index, for checks against Random123's known answers.
@@ -71,7 +71,7 @@ Simd best_simd();
 // Select the kernels used from now on. Throws std::invalid_argument when unsupported.
 void select_simd(Simd s);
 Simd current_simd();
-const KernelTable& kernels();
+const RandomKernels& random_kernels();  // the sampler kernels of the selected path
 
 // ---- threads (threading.cpp) -------------------------------------------------------------
 int get_num_threads();

@@ -21,29 +21,52 @@ struct Words {
   U32 w0, w1, w2, w3;
 };
 
-RT_INLINE Words philox(Stream s, uint64_t j0) {
-  const U32 lane = iota_u32();
-  U32 c0 = add(set1(uint32_t(j0)), lane);
-  U32 c1 = add(set1(uint32_t(j0 >> 32)), lt_one(c0, lane));  // carry out of the low word
-  U32 c2 = set1(uint32_t(s.stream));
-  U32 c3 = set1(uint32_t(s.stream >> 32));
-  uint32_t k0 = uint32_t(s.key), k1 = uint32_t(s.key >> 32);
-  for (int round = 0; round < 10; ++round) {
-    if (round > 0) {
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+// The ten round keys, widened to 64-bit lanes once per call so that every round's xor can
+// take its key as a broadcast memory operand.
+struct RoundKeys {
+  uint64_t k0[10], k1[10];
+  uint64_t stream_lo, stream_hi;
+  explicit RoundKeys(Stream s) : stream_lo(s.stream & 0xFFFFFFFFu), stream_hi(s.stream >> 32) {
+    uint32_t a = uint32_t(s.key), b = uint32_t(s.key >> 32);
+    for (int r = 0; r < 10; ++r, a += 0x9E3779B9u, b += 0xBB67AE85u) {
+      k0[r] = a;
+      k1[r] = b;
     }
-    U32 hi0, lo0, hi1, lo1;
-    mulhilo(c0, 0xD2511F53u, hi0, lo0);
-    mulhilo(c2, 0xCD9E8D57u, hi1, lo1);
-    const U32 n0 = bxor(bxor(hi1, c1), set1(k0));
-    const U32 n2 = bxor(bxor(hi0, c3), set1(k1));
-    c0 = n0;
-    c1 = lo1;
-    c2 = n2;
-    c3 = lo0;
   }
-  return {c0, c1, c2, c3};
+};
+
+// kSteps groups of kLanes consecutive blocks from block j0, as kSteps * kHalves independent
+// dependency chains (each 64-bit lane carries one 32-bit word in its low half: vpmuludq then
+// gives the full product with no even/odd shuffling; the high halves are never read). Two
+// groups in flight hide the multiply latency where 32 vector registers hold them (AVX-512);
+// with 16 registers the second group would spill.
+constexpr int kSteps = REGTUNE_TARGET == REGTUNE_TARGET_AVX512 ? 2 : 1;
+constexpr int kChains = kSteps * kHalves;
+
+RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
+  U64 c0[kChains], c1[kChains], c2[kChains], c3[kChains];
+  for (int h = 0; h < kChains; ++h) {
+    const U64 j = add(set1(j0 + uint64_t(h) * kLanes64), iota_u64());
+    c0[h] = j;
+    c1[h] = shr<32>(j);
+    c2[h] = set1(rk.stream_lo);
+    c3[h] = set1(rk.stream_hi);
+  }
+  for (int round = 0; round < 10; ++round) {
+    const U64 key0 = set1(rk.k0[round]), key1 = set1(rk.k1[round]);
+    for (int h = 0; h < kChains; ++h) {
+      const U64 p0 = mul32(c0[h], 0xD2511F53u);
+      const U64 p1 = mul32(c2[h], 0xCD9E8D57u);
+      c0[h] = bxor(bxor(shr<32>(p1), c1[h]), key0);
+      c1[h] = p1;
+      c2[h] = bxor(bxor(shr<32>(p0), c3[h]), key1);
+      c3[h] = p0;
+    }
+  }
+  for (int g = 0; g < kSteps; ++g) {
+    const int a = g * kHalves, b = g * kHalves + kHalves - 1;
+    out[g] = {pack_lo32(c0[a], c0[b]), pack_lo32(c1[a], c1[b]), pack_lo32(c2[a], c2[b]), pack_lo32(c3[a], c3[b])};
+  }
 }
 
 // Runs emit(words, dst) over the Philox blocks j, j + 1, ... that cover `count` elements,
@@ -56,14 +79,18 @@ RT_INLINE void for_blocks(Stream s, uint64_t j, int skip, size_t count, T* out, 
   const int64_t n = int64_t(count);
   int64_t k = -int64_t(skip);  // output index of the group's first element
   alignas(64) T tmp[kGroup];
-  for (; k < n; k += kGroup, j += kLanes) {
-    const Words w = philox(s, j);
-    if (k >= 0 && k + kGroup <= n) {
-      emit(w, out + k);
-    } else {
-      emit(w, tmp);
-      const int64_t lo = std::max<int64_t>(k, 0), hi = std::min<int64_t>(k + kGroup, n);
-      std::memcpy(out + lo, tmp + (lo - k), size_t(hi - lo) * sizeof(T));
+  const RoundKeys rk(s);
+  Words w[kSteps];
+  for (; k < n; j += uint64_t(kLanes) * kSteps) {
+    philox(rk, j, w);
+    for (int g = 0; g < kSteps && k < n; ++g, k += kGroup) {
+      if (k >= 0 && k + kGroup <= n) {
+        emit(w[g], out + k);
+      } else {
+        emit(w[g], tmp);
+        const int64_t lo = std::max<int64_t>(k, 0), hi = std::min<int64_t>(k + kGroup, n);
+        std::memcpy(out + lo, tmp + (lo - k), size_t(hi - lo) * sizeof(T));
+      }
     }
   }
 }

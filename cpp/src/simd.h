@@ -98,6 +98,11 @@ RT_INLINE U64 bxor(U64 a, U64 b) { return {a.v ^ b.v}; }
 template <int S> RT_INLINE U64 shr(U64 a) { return {a.v >> S}; }
 template <int S> RT_INLINE U64 shl(U64 a) { return {a.v << S}; }
 RT_INLINE M64 test_bit(U64 a, uint64_t bit) { return (a.v & bit) != 0; }
+RT_INLINE U64 iota_u64() { return {0u}; }
+// (a mod 2^32) * m, the full 64-bit product, lane by lane.
+RT_INLINE U64 mul32(U64 a, uint32_t m) { return {uint64_t(uint32_t(a.v)) * m}; }
+// The low 32 bits of a's lanes, then b's: a U32 of kLanes lanes (scalar: a only).
+RT_INLINE U32 pack_lo32(U64 a, U64 /*b*/) { return {uint32_t(a.v)}; }
 // lo | hi << 32, lane by lane, for lanes [h * kLanes64, (h + 1) * kLanes64) of the inputs.
 RT_INLINE U64 combine64(U32 lo, U32 hi, int /*h*/) { return {uint64_t(lo.v) | (uint64_t(hi.v) << 32)}; }
 RT_INLINE F64 set1(double x) { return {x}; }
@@ -127,6 +132,15 @@ RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
 }
 // p[2 * l + k] = (a, b)[k][l] for the kLanes64 lanes of half h's output.
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) { p[0] = a.v; p[1] = b.v; }
+
+// Loads, unsigned compare and mask <-> bit conversions (dropout): bit l of a mask word is lane l.
+RT_INLINE U32 load(const uint32_t* p) { return {*p}; }
+RT_INLINE F32 load(const float* p) { return {*p}; }
+RT_INLINE F64 load(const double* p) { return {*p}; }
+RT_INLINE M32 ge(U32 a, U32 b) { return a.v >= b.v; }  // unsigned
+RT_INLINE uint32_t mask_bits(M32 m) { return m ? 1u : 0u; }
+RT_INLINE M32 mask32_from_bits(uint32_t b) { return (b & 1u) != 0; }
+RT_INLINE M64 mask64_from_bits(uint32_t b) { return (b & 1u) != 0; }
 
 #elif REGTUNE_TARGET == REGTUNE_TARGET_AVX2
 // --------------------------------------------------------------------------------------- AVX2
@@ -201,6 +215,12 @@ RT_INLINE M64 test_bit(U64 a, uint64_t bit) {
   const __m256i b = _mm256_set1_epi64x(int64_t(bit));
   return {_mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(a.v, b), b))};
 }
+RT_INLINE U64 iota_u64() { return {_mm256_setr_epi64x(0, 1, 2, 3)}; }
+RT_INLINE U64 mul32(U64 a, uint32_t m) { return {_mm256_mul_epu32(a.v, _mm256_set1_epi64x(m))}; }
+RT_INLINE U32 pack_lo32(U64 a, U64 b) {
+  const __m256 ab = _mm256_shuffle_ps(_mm256_castsi256_ps(a.v), _mm256_castsi256_ps(b.v), 0x88);  // a0 a1 b0 b1 | a2 a3 b2 b3
+  return {_mm256_permute4x64_epi64(_mm256_castps_si256(ab), 0xD8)};
+}
 RT_INLINE U64 combine64(U32 lo, U32 hi, int h) {
   const __m128i l = h == 0 ? _mm256_castsi256_si128(lo.v) : _mm256_extracti128_si256(lo.v, 1);
   const __m128i u = h == 0 ? _mm256_castsi256_si128(hi.v) : _mm256_extracti128_si256(hi.v, 1);
@@ -251,6 +271,22 @@ RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
   const __m256d hi = _mm256_unpackhi_pd(a.v, b.v);  // a1 b1 | a3 b3
   _mm256_storeu_pd(p, _mm256_permute2f128_pd(lo, hi, 0x20));
   _mm256_storeu_pd(p + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+}
+
+RT_INLINE U32 load(const uint32_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
+RT_INLINE F32 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+RT_INLINE F64 load(const double* p) { return {_mm256_loadu_pd(p)}; }
+RT_INLINE M32 ge(U32 a, U32 b) {  // unsigned: a >= b <=> max(a, b) == a
+  return {_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(a.v, b.v), a.v))};
+}
+RT_INLINE uint32_t mask_bits(M32 m) { return uint32_t(_mm256_movemask_ps(m.v)); }
+RT_INLINE M32 mask32_from_bits(uint32_t b) {
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return {_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(b)), bit), bit))};
+}
+RT_INLINE M64 mask64_from_bits(uint32_t b) {
+  const __m256i bit = _mm256_setr_epi64x(1, 2, 4, 8);
+  return {_mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(int64_t(b)), bit), bit))};
 }
 
 #elif REGTUNE_TARGET == REGTUNE_TARGET_AVX512
@@ -318,6 +354,12 @@ RT_INLINE U64 bxor(U64 a, U64 b) { return {_mm512_xor_si512(a.v, b.v)}; }
 template <int S> RT_INLINE U64 shr(U64 a) { return {_mm512_srli_epi64(a.v, S)}; }
 template <int S> RT_INLINE U64 shl(U64 a) { return {_mm512_slli_epi64(a.v, S)}; }
 RT_INLINE M64 test_bit(U64 a, uint64_t bit) { return _mm512_test_epi64_mask(a.v, _mm512_set1_epi64(int64_t(bit))); }
+RT_INLINE U64 iota_u64() { return {_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7)}; }
+RT_INLINE U64 mul32(U64 a, uint32_t m) { return {_mm512_mul_epu32(a.v, _mm512_set1_epi64(m))}; }
+RT_INLINE U32 pack_lo32(U64 a, U64 b) {
+  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return {_mm512_permutex2var_epi32(a.v, idx, b.v)};
+}
 RT_INLINE U64 combine64(U32 lo, U32 hi, int h) {
   const __m256i l = h == 0 ? _mm512_castsi512_si256(lo.v) : _mm512_extracti64x4_epi64(lo.v, 1);
   const __m256i u = h == 0 ? _mm512_castsi512_si256(hi.v) : _mm512_extracti64x4_epi64(hi.v, 1);
@@ -372,6 +414,13 @@ RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
   _mm512_storeu_pd(p, _mm512_permutex2var_pd(a.v, lo_idx, b.v));
   _mm512_storeu_pd(p + 8, _mm512_permutex2var_pd(a.v, hi_idx, b.v));
 }
+RT_INLINE U32 load(const uint32_t* p) { return {_mm512_loadu_si512(p)}; }
+RT_INLINE F32 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+RT_INLINE F64 load(const double* p) { return {_mm512_loadu_pd(p)}; }
+RT_INLINE M32 ge(U32 a, U32 b) { return _mm512_cmpge_epu32_mask(a.v, b.v); }
+RT_INLINE uint32_t mask_bits(M32 m) { return uint32_t(m); }
+RT_INLINE M32 mask32_from_bits(uint32_t b) { return __mmask16(b); }
+RT_INLINE M64 mask64_from_bits(uint32_t b) { return __mmask8(b); }
 #endif
 
 }  // namespace simd

@@ -119,6 +119,9 @@ def run_case(benchmark, case):
         fn = factory(ctx)
         benchmark.group = op
         benchmark.extra_info.update(op=op, impl=impl, bytes=n * n * 4, shape=[n, n])
+        # A factory whose work is not "write one n x n float32 array" says so on its callable,
+        # e.g. fn.extra_info = {"bytes": read + written, "traffic": True} (see report.py).
+        benchmark.extra_info.update(getattr(fn, "extra_info", {}))
         rounds = 1
         if not benchmark.disabled:
             start = time.perf_counter()

@@ -35,6 +35,9 @@ def _outputs() -> dict[str, np.ndarray]:
         out[f"xavier_{tag}"] = init.xavier_uniform((317, 331), dtype=dt, seed=9)
         out[f"kaiming_{tag}"] = init.kaiming_normal((331, 317), dtype=dt, seed=9)
         out[f"trunc_{tag}"] = init.trunc_normal((317, 331), std=0.02, a=-0.04, b=0.04, dtype=dt, seed=9)
+        x = rr.normal(N, dtype=dt, seed=3)
+        out[f"dropout_{tag}"], out[f"dropout_mask_{tag}"] = regtune.dropout(x, 0.3, seed=9, offset=13)
+        out[f"dropout_regen_{tag}"] = regtune.dropout_backward(x, p=0.3, seed=9, offset=13)
     return out
 
 

@@ -8,6 +8,8 @@
 
 namespace regtune::bind {
 void register_random(py::module_& m);
+void register_optim(py::module_& m);
+void register_dropout(py::module_& m);
 }
 
 namespace {
@@ -74,4 +76,6 @@ PYBIND11_MODULE(_core, m) {
   });
 
   regtune::bind::register_random(m);
+  regtune::bind::register_optim(m);
+  regtune::bind::register_dropout(m);
 }

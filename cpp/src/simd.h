@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -123,6 +124,18 @@ RT_INLINE F64 select(M64 m, F64 a, F64 b) { return m ? a : b; }
 RT_INLINE U64 select64(M64 m, U64 a, U64 b) { return m ? a : b; }
 RT_INLINE void store(double* p, F64 a) { *p = a.v; }
 
+// Loads, and the partial loads/stores of the last k (0 < k <= lanes) elements of an array:
+// lanes past k read as 0 and are not written, so a kernel's tail needs no second copy of its body.
+RT_INLINE F32 load(const float* p) { return {*p}; }
+RT_INLINE F64 load(const double* p) { return {*p}; }
+RT_INLINE F32 load_partial(const float* p, size_t k) { return {k ? *p : 0.0f}; }
+RT_INLINE F64 load_partial(const double* p, size_t k) { return {k ? *p : 0.0}; }
+RT_INLINE void store_partial(float* p, F32 a, size_t k) { if (k) *p = a.v; }
+RT_INLINE void store_partial(double* p, F64 a, size_t k) { if (k) *p = a.v; }
+// kLanes64 floats widened to double (exactly).
+RT_INLINE F64 load_wide(const float* p) { return {double(*p)}; }
+RT_INLINE F64 load_wide_partial(const float* p, size_t k) { return {k ? double(*p) : 0.0}; }
+
 // p[4 * l + k] = (a, b, c, d)[k][l]: lane-major Philox words back to memory order.
 RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
   p[0] = a.v; p[1] = b.v; p[2] = c.v; p[3] = d.v;
@@ -133,10 +146,8 @@ RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
 // p[2 * l + k] = (a, b)[k][l] for the kLanes64 lanes of half h's output.
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) { p[0] = a.v; p[1] = b.v; }
 
-// Loads, unsigned compare and mask <-> bit conversions (dropout): bit l of a mask word is lane l.
+// Word loads, unsigned compare and mask <-> bit conversions (dropout): bit l of a mask word is lane l.
 RT_INLINE U32 load(const uint32_t* p) { return {*p}; }
-RT_INLINE F32 load(const float* p) { return {*p}; }
-RT_INLINE F64 load(const double* p) { return {*p}; }
 RT_INLINE M32 ge(U32 a, U32 b) { return a.v >= b.v; }  // unsigned
 RT_INLINE uint32_t mask_bits(M32 m) { return m ? 1u : 0u; }
 RT_INLINE M32 mask32_from_bits(uint32_t b) { return (b & 1u) != 0; }
@@ -247,6 +258,24 @@ RT_INLINE U64 select64(M64 m, U64 a, U64 b) {
 RT_INLINE bool any(M64 m) { return _mm256_movemask_pd(m.v) != 0; }
 RT_INLINE void store(double* p, F64 a) { _mm256_storeu_pd(p, a.v); }
 
+RT_INLINE __m256i first_k32(size_t k) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(k)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+RT_INLINE __m256i first_k64(size_t k) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(int64_t(k)), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+RT_INLINE F32 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+RT_INLINE F64 load(const double* p) { return {_mm256_loadu_pd(p)}; }
+RT_INLINE F32 load_partial(const float* p, size_t k) { return {_mm256_maskload_ps(p, first_k32(k))}; }
+RT_INLINE F64 load_partial(const double* p, size_t k) { return {_mm256_maskload_pd(p, first_k64(k))}; }
+RT_INLINE void store_partial(float* p, F32 a, size_t k) { _mm256_maskstore_ps(p, first_k32(k), a.v); }
+RT_INLINE void store_partial(double* p, F64 a, size_t k) { _mm256_maskstore_pd(p, first_k64(k), a.v); }
+RT_INLINE F64 load_wide(const float* p) { return {_mm256_cvtps_pd(_mm_loadu_ps(p))}; }
+RT_INLINE F64 load_wide_partial(const float* p, size_t k) {
+  const __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(int(k)), _mm_setr_epi32(0, 1, 2, 3));
+  return {_mm256_cvtps_pd(_mm_maskload_ps(p, m))};
+}
+
 RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
   // 4x4 transposes inside each 128-bit half, then the halves into place.
   const __m256i ab_lo = _mm256_unpacklo_epi32(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
@@ -274,8 +303,6 @@ RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
 }
 
 RT_INLINE U32 load(const uint32_t* p) { return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))}; }
-RT_INLINE F32 load(const float* p) { return {_mm256_loadu_ps(p)}; }
-RT_INLINE F64 load(const double* p) { return {_mm256_loadu_pd(p)}; }
 RT_INLINE M32 ge(U32 a, U32 b) {  // unsigned: a >= b <=> max(a, b) == a
   return {_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(a.v, b.v), a.v))};
 }
@@ -386,6 +413,17 @@ RT_INLINE U64 select64(M64 m, U64 a, U64 b) { return {_mm512_mask_blend_epi64(m,
 RT_INLINE bool any(M64 m) { return m != 0; }
 RT_INLINE void store(double* p, F64 a) { _mm512_storeu_pd(p, a.v); }
 
+RT_INLINE F32 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+RT_INLINE F64 load(const double* p) { return {_mm512_loadu_pd(p)}; }
+RT_INLINE F32 load_partial(const float* p, size_t k) { return {_mm512_maskz_loadu_ps(__mmask16((1u << k) - 1), p)}; }
+RT_INLINE F64 load_partial(const double* p, size_t k) { return {_mm512_maskz_loadu_pd(__mmask8((1u << k) - 1), p)}; }
+RT_INLINE void store_partial(float* p, F32 a, size_t k) { _mm512_mask_storeu_ps(p, __mmask16((1u << k) - 1), a.v); }
+RT_INLINE void store_partial(double* p, F64 a, size_t k) { _mm512_mask_storeu_pd(p, __mmask8((1u << k) - 1), a.v); }
+RT_INLINE F64 load_wide(const float* p) { return {_mm512_cvtps_pd(_mm256_loadu_ps(p))}; }
+RT_INLINE F64 load_wide_partial(const float* p, size_t k) {
+  return {_mm512_cvtps_pd(_mm256_maskz_loadu_ps(__mmask8((1u << k) - 1), p))};
+}
+
 RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
   const __m512i ab_lo = _mm512_unpacklo_epi32(a.v, b.v);  // per 128-bit block: a0 b0 a1 b1
   const __m512i ab_hi = _mm512_unpackhi_epi32(a.v, b.v);  // a2 b2 a3 b3
@@ -415,13 +453,30 @@ RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
   _mm512_storeu_pd(p + 8, _mm512_permutex2var_pd(a.v, hi_idx, b.v));
 }
 RT_INLINE U32 load(const uint32_t* p) { return {_mm512_loadu_si512(p)}; }
-RT_INLINE F32 load(const float* p) { return {_mm512_loadu_ps(p)}; }
-RT_INLINE F64 load(const double* p) { return {_mm512_loadu_pd(p)}; }
 RT_INLINE M32 ge(U32 a, U32 b) { return _mm512_cmpge_epu32_mask(a.v, b.v); }
 RT_INLINE uint32_t mask_bits(M32 m) { return uint32_t(m); }
 RT_INLINE M32 mask32_from_bits(uint32_t b) { return __mmask16(b); }
 RT_INLINE M64 mask64_from_bits(uint32_t b) { return __mmask8(b); }
 #endif
+
+// ------------------------------------------------------------------------- every target
+// Built from the exact operations above, so they agree bit for bit on every target.
+RT_INLINE F32 abs(F32 a) { return from_bits(band(bits(a), set1(0x7FFFFFFFu))); }
+RT_INLINE F64 abs(F64 a) { return from_bits(band(bits(a), set1(uint64_t(0x7FFFFFFFFFFFFFFFull)))); }
+// -1, 0 or +1 as torch.sign: 0 for +-0 and for NaN.
+RT_INLINE F32 sign(F32 a) {
+  const F32 z = set1(0.0f), one = set1(1.0f);
+  return sub(select(lt(z, a), one, z), select(lt(a, z), one, z));
+}
+RT_INLINE F64 sign(F64 a) {
+  const F64 z = set1(0.0), one = set1(1.0);
+  return sub(select(lt(z, a), one, z), select(lt(a, z), one, z));
+}
+// mag with the sign bit of s flipped in: copysign(mag, s) for mag with a clear sign bit.
+RT_INLINE F32 xor_sign(F32 mag, F32 s) { return from_bits(bxor(bits(mag), band(bits(s), set1(0x80000000u)))); }
+RT_INLINE F64 xor_sign(F64 mag, F64 s) {
+  return from_bits(bxor(bits(mag), band(bits(s), set1(uint64_t(0x8000000000000000ull)))));
+}
 
 }  // namespace simd
 }  // namespace REGTUNE_NS

@@ -14,15 +14,22 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import _core  # noqa: F401  (selects the SIMD path at import; REGTUNE_SIMD overrides)
-from . import random
+from . import dropout as _dropout_module  # noqa: F401  (regtune.dropout is the function below)
+from . import optim, penalties, random
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .random import Generator
+from .dropout import dropout, dropout_backward, dropout_mask
 
 __all__ = [
     "Generator",
     "config",
+    "dropout",
+    "dropout_backward",
+    "dropout_mask",
     "get_num_threads",
     "init",
+    "optim",
+    "penalties",
     "random",
     "set_num_threads",
     "show_config",

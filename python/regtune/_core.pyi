@@ -1,6 +1,6 @@
 """Type stubs for regtune._core, the native extension (private: use the regtune package)."""
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -23,3 +23,45 @@ def truncated_normal(
 ) -> None: ...
 def truncnorm_mass(mean: float, std: float, a: float, b: float) -> float: ...
 def parallel_copy(dst: npt.NDArray[Any], src: npt.NDArray[Any]) -> None: ...
+
+# --- dropout (regtune.dropout computes threshold and coefficients) -------------------------
+def dropout(
+    x: npt.NDArray[np.floating[Any]],
+    out: npt.NDArray[np.floating[Any]],
+    mask: npt.NDArray[np.uint8] | None,
+    key: int,
+    stream: int,
+    first: int,
+    threshold: int,
+    scale: float,
+    shift: float,
+    drop: float,
+) -> None: ...
+def dropout_apply(
+    x: npt.NDArray[np.floating[Any]],
+    out: npt.NDArray[np.floating[Any]],
+    mask: npt.NDArray[np.uint8],
+    row_len: int,
+    scale: float,
+    shift: float,
+    drop: float,
+) -> None: ...
+def dropout_mask(mask: npt.NDArray[np.uint8], n: int, key: int, stream: int, first: int, threshold: int) -> None: ...
+
+# ---- optimizers and penalties (cpp/bindings/optim.cpp)
+def optim_step(
+    kind: int,
+    params: Sequence[npt.NDArray[np.floating[Any]]],
+    grads: Sequence[npt.NDArray[np.floating[Any]]],
+    states: Sequence[Sequence[npt.NDArray[np.floating[Any]]] | None],
+    state_names: Sequence[str],
+    args: dict[str, float | bool],
+    max_grad_norm: float,
+) -> float | None: ...
+def grad_sums(xs: Sequence[npt.NDArray[np.floating[Any]]]) -> tuple[float, float]: ...
+def clip_grad_norm(grads: Sequence[npt.NDArray[np.floating[Any]]], max_norm: float) -> float: ...
+def clip_grad_value(grads: Sequence[npt.NDArray[np.floating[Any]]], clip: float) -> None: ...
+def add_penalty_grad(
+    g: npt.NDArray[np.floating[Any]], w: npt.NDArray[np.floating[Any]], l1: float, l2: float
+) -> None: ...
+def prox_l1(w: npt.NDArray[np.floating[Any]], threshold: float) -> None: ...

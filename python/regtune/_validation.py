@@ -107,3 +107,103 @@ def nonnegative_int(value: Any, name: str, upper: int | None = None) -> int:
     if upper is not None and v >= upper:
         raise ValueError(f"{name} must be < {upper}, got {v}")
     return v
+
+
+def hyperparameter(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real number in the interval [low, high] (an end is open when ``*_open``).
+
+    ``name`` names the argument as the user wrote it, index included (``"betas[1]"``); the
+    message quotes the bad value: ``ValueError: betas[1] must be in [0, 1), got betas[1]=1.0``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {name}={value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {name}={v!r}")
+    below = low is not None and (v <= low if low_open else v < low)
+    above = high is not None and (v >= high if high_open else v > high)
+    if below or above:
+        lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+        raise ValueError(f"{name} must be in {lo}, {hi}, got {name}={v!r}")
+    return v
+
+
+def scalar_or_schedule(value: Any, name: str, *, low: float = 0.0) -> float | Any:
+    """A hyperparameter that may also be a schedule: a callable of the step count.
+
+    A number is checked now (finite, >= ``low``); a callable is checked each time it is called,
+    by :func:`schedule_value`.
+    """
+    if callable(value):
+        return value
+    return hyperparameter(value, name, low=low)
+
+
+def schedule_value(value: Any, name: str, count: int, *, low: float = 0.0) -> float:
+    """The value of a float-or-schedule hyperparameter at step ``count`` (a checked float)."""
+    if not callable(value):
+        return value
+    return hyperparameter(value(count), f"{name}({count})", low=low)
+
+
+def array_list(arrays: Any, name: str) -> list[np.ndarray]:
+    """A non-empty list of arrays a kernel updates in place: each a C-contiguous, writable
+    float32 or float64 ndarray, all of one dtype, no two sharing memory. Each message names the
+    array as ``name[i]``."""
+    if isinstance(arrays, np.ndarray) or not hasattr(arrays, "__iter__"):
+        raise TypeError(f"{name} must be a list of numpy.ndarray, got {type(arrays).__name__}")
+    out = list(arrays)
+    if not out:
+        raise ValueError(f"{name} must not be empty")
+    for i, a in enumerate(out):
+        check_inplace(a, f"{name}[{i}]")
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name}[{i}] must have dtype float32 or float64, got {a.dtype}")
+        if a.dtype != out[0].dtype:
+            raise TypeError(f"{name}[{i}] has dtype {a.dtype} but {name}[0] has {out[0].dtype}; one list holds one dtype")
+    by_base: dict[int, list[int]] = {}
+    for i, a in enumerate(out):
+        by_base.setdefault(id(a if a.base is None else a.base), []).append(i)
+    for group in by_base.values():
+        for j, i in enumerate(group):
+            for k in group[:j]:
+                if np.shares_memory(out[i], out[k]):
+                    raise ValueError(f"{name}[{i}] shares memory with {name}[{k}]; each array must appear once")
+    return out
+
+
+def same_length(items: Any, name: str, like: list, like_name: str) -> list:
+    """``items`` as a list, which must have as many entries as ``like``."""
+    if isinstance(items, np.ndarray) or not hasattr(items, "__iter__"):
+        raise TypeError(f"{name} must be a list of numpy.ndarray, got {type(items).__name__}")
+    out = items if isinstance(items, list) else list(items)
+    if len(out) != len(like):
+        raise ValueError(f"{name} has {len(out)} arrays but {like_name} has {len(like)}")
+    return out
+
+
+def boolean(value: Any, name: str) -> bool:
+    """A bool (or NumPy bool); anything else is a TypeError naming the argument."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {name}={value!r}")
+    return bool(value)
+
+
+def float_input(x: Any, name: str) -> np.ndarray:
+    """An array a kernel only reads: a float32 or float64 ``numpy.ndarray`` (array-likes are
+    converted once with ``numpy.asarray``). Contiguity is not required here; callers pass
+    ``numpy.ascontiguousarray(x)`` to the kernel, a copy only of an input that is never written.
+    Any other dtype is a TypeError naming the argument (nothing is cast silently)."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    return arr

@@ -1,0 +1,257 @@
+// regtune._core optimizers and penalties: optim_step, clip_grad_norm, clip_grad_value,
+// penalty_sums, add_penalty_grad, prox_l1.
+//
+// The Python layer checks hyperparameters and list lengths with friendly messages; here every
+// array is checked (exact dtype, C-contiguous, writable where written, shapes matching) before
+// its pointer is taken, so no call can crash or update a copy. Pointers and sizes are gathered
+// while holding the GIL; the kernels run without it.
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "regtune/optim.h"
+
+namespace regtune::bind {
+
+namespace {
+
+std::string item(const std::string& name, size_t i) { return name + "[" + std::to_string(i) + "]"; }
+
+std::string shape_str(const py::array& a) { return std::string(py::str(a.attr("shape"))); }
+
+bool same_shape(const py::array& a, const py::array& b) {
+  if (a.ndim() != b.ndim()) return false;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.shape(d) != b.shape(d)) return false;
+  }
+  return true;
+}
+
+// The pointers and sizes of a list of arrays of one dtype (U = T when written, const T when read).
+template <typename U>
+struct Gathered {
+  std::vector<py::array> arrays;
+  std::vector<U*> data;
+  std::vector<size_t> sizes;
+  TensorList<U> list() const { return {data.size(), data.data(), sizes.data()}; }
+};
+
+// Checks and gathers `seq` (named `name`); with `like`, each array must have the shape of the
+// matching array there (named `like_name`).
+template <typename U>
+Gathered<U> gather(const py::sequence& seq, const std::string& name, const Gathered<U>* like = nullptr,
+                   const std::string& like_name = "") {
+  using T = std::remove_const_t<U>;
+  Gathered<U> g;
+  const size_t n = size_t(py::len(seq));
+  if (like && n != like->arrays.size()) {
+    throw py::value_error(name + " has " + std::to_string(n) + " arrays but " + like_name + " has " +
+                          std::to_string(like->arrays.size()));
+  }
+  g.arrays.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string label = item(name, i);
+    py::object obj = seq[i];
+    py::array a = std::is_const_v<U> ? readable_array<T>(obj, label.c_str()) : writable_array<T>(obj, label.c_str());
+    if (like && !same_shape(a, like->arrays[i])) {
+      throw py::value_error(label + " has shape " + shape_str(a) + " but " + item(like_name, i) + " has shape " +
+                            shape_str(like->arrays[i]));
+    }
+    g.sizes.push_back(size_t(a.size()));
+    if constexpr (std::is_const_v<U>) {
+      g.data.push_back(static_cast<U*>(a.data()));
+    } else {
+      g.data.push_back(static_cast<U*>(a.mutable_data()));
+    }
+    g.arrays.push_back(std::move(a));
+  }
+  return g;
+}
+
+// The step coefficients from a dict of numbers: a number key switches its term on
+// (clip, l1, decay, wd, prox, momentum), a flag key holds a bool.
+OptimArgs<double> parse_args(const py::dict& d) {
+  OptimArgs<double> a;
+  struct Num { const char* key; double* field; bool* on; };
+  struct Flag { const char* key; bool* field; };
+  const Num nums[] = {{"clip", &a.clip, &a.clip_on},      {"l1", &a.l1, &a.l1_on},
+                      {"decay", &a.decay, &a.decay_on},   {"wd", &a.wd, &a.wd_on},
+                      {"prox", &a.prox, &a.prox_on},      {"momentum", &a.momentum, &a.momentum_on},
+                      {"step", &a.step, nullptr},         {"damp_weight", &a.damp_weight, nullptr},
+                      {"avg_weight", &a.avg_weight, nullptr}, {"sq_decay", &a.sq_decay, nullptr},
+                      {"sq_weight", &a.sq_weight, nullptr},   {"bc2_sqrt", &a.bc2_sqrt, nullptr},
+                      {"eps", &a.eps, nullptr}};
+  const Flag flags[] = {{"first_step", &a.first_step}, {"nesterov", &a.nesterov},
+                        {"amsgrad", &a.amsgrad},       {"centered", &a.centered}};
+  size_t known = 0;
+  for (const auto& x : nums) {
+    if (d.contains(x.key)) {
+      *x.field = d[x.key].cast<double>();
+      if (x.on) *x.on = true;
+      ++known;
+    }
+  }
+  for (const auto& x : flags) {
+    if (d.contains(x.key)) {
+      *x.field = d[x.key].cast<bool>();
+      ++known;
+    }
+  }
+  if (known != size_t(py::len(d))) throw py::value_error("optim_step: unknown coefficient in " + std::string(py::repr(d)));
+  return a;
+}
+
+template <typename T>
+py::object step_typed(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+                      const py::sequence& state_names, const py::dict& args_dict, double max_grad_norm) {
+  const auto p = gather<T>(params, "params");
+  const auto g = gather<const T>(grads, "grads");
+  if (g.arrays.size() != p.arrays.size()) {
+    throw py::value_error("grads has " + std::to_string(g.arrays.size()) + " arrays but params has " +
+                          std::to_string(p.arrays.size()));
+  }
+  for (size_t i = 0; i < g.arrays.size(); ++i) {
+    if (!same_shape(g.arrays[i], p.arrays[i])) {
+      throw py::value_error(item("grads", i) + " has shape " + shape_str(g.arrays[i]) + " but " + item("params", i) +
+                            " has shape " + shape_str(p.arrays[i]));
+    }
+  }
+  if (py::len(states) != 3 || py::len(state_names) != 3) throw py::value_error("optim_step: states must list 3 slots");
+  std::vector<Gathered<T>> s;
+  s.reserve(3);
+  T* const* sp[3] = {nullptr, nullptr, nullptr};
+  for (size_t k = 0; k < 3; ++k) {
+    py::object lst = states[k];
+    if (lst.is_none()) continue;
+    s.push_back(gather<T>(lst.cast<py::sequence>(), py::str(state_names[k]).cast<std::string>(), &p, "params"));
+    sp[k] = s.back().data.data();
+  }
+  // No two written arrays may overlap: each element must be updated exactly once.
+  std::vector<std::pair<const char*, const char*>> spans;
+  for (size_t i = 0; i < p.data.size(); ++i) {
+    auto add = [&](const T* ptr) { spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + p.sizes[i])); };
+    add(p.data[i]);
+    for (const auto& st : s) add(st.data[i]);
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t j = 1; j < spans.size(); ++j) {
+    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
+      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
+    }
+  }
+  const OptimArgs<double> args = parse_args(args_dict);
+  const auto pl = p.list();
+  const auto gl = g.list();
+  double norm;
+  {
+    py::gil_scoped_release nogil;
+    norm = optim_step<T>(OptimKind(kind), pl, gl, sp, args, max_grad_norm);
+  }
+  if (max_grad_norm > 0) return py::float_(norm);
+  return py::none();
+}
+
+bool first_is_f64(const py::sequence& seq) { return py::len(seq) > 0 && has_dtype(seq[0], py::dtype::of<double>()); }
+
+}  // namespace
+
+void register_optim(py::module_& m) {
+  m.def(
+      "optim_step",
+      [](int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+         const py::sequence& state_names, const py::dict& args, double max_grad_norm) -> py::object {
+        if (kind < 0 || kind >= kOptimKinds) throw py::value_error("optim_step: unknown kind " + std::to_string(kind));
+        if (first_is_f64(params)) return step_typed<double>(kind, params, grads, states, state_names, args, max_grad_norm);
+        return step_typed<float>(kind, params, grads, states, state_names, args, max_grad_norm);
+      },
+      py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"), py::arg("args"),
+      py::arg("max_grad_norm"),
+      "One step of optimizer `kind` (0 sgd, 1 adam, 2 rmsprop, 3 adagrad) over the whole list, in one pass; "
+      "returns the global grad norm when max_grad_norm > 0, else None.");
+  m.def(
+      "grad_sums",
+      [](const py::sequence& xs) {
+        double a = 0, q = 0;
+        if (first_is_f64(xs)) {
+          const auto g = gather<const double>(xs, "grads");
+          const auto l = g.list();
+          py::gil_scoped_release nogil;
+          list_sums(l, &a, &q);
+        } else {
+          const auto g = gather<const float>(xs, "grads");
+          const auto l = g.list();
+          py::gil_scoped_release nogil;
+          list_sums(l, &a, &q);
+        }
+        return py::make_tuple(a, q);
+      },
+      py::arg("xs"), "(sum |x|, sum x^2) over a list of arrays of one dtype, in double, deterministically.");
+  m.def(
+      "clip_grad_norm",
+      [](const py::sequence& grads, double max_norm) {
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          const auto g = gather<T>(grads, "grads");
+          const auto l = g.list();
+          py::gil_scoped_release nogil;
+          double a, q;
+          TensorList<const T> cl{l.count, l.data, l.sizes};
+          list_sums(cl, &a, &q);
+          const double norm = std::sqrt(q);
+          const double c = clip_coefficient(norm, max_norm);
+          if (!(c >= 1.0)) scale_list(l, c);
+          return norm;
+        };
+        return first_is_f64(grads) ? run(double{}) : run(float{});
+      },
+      py::arg("grads"), py::arg("max_norm"));
+  m.def(
+      "clip_grad_value",
+      [](const py::sequence& grads, double clip) {
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          const auto g = gather<T>(grads, "grads");
+          const auto l = g.list();
+          py::gil_scoped_release nogil;
+          clamp_list(l, clip);
+        };
+        first_is_f64(grads) ? run(double{}) : run(float{});
+      },
+      py::arg("grads"), py::arg("clip"));
+  m.def(
+      "add_penalty_grad",
+      [](const py::object& g, const py::object& w, double l1, double l2) {
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          auto ga = writable_array<T>(g, "g");
+          auto wa = readable_array<T>(w, "w");
+          if (!same_shape(ga, wa)) throw py::value_error("g has shape " + shape_str(ga) + " but w has shape " + shape_str(wa));
+          T* gp = static_cast<T*>(ga.mutable_data());
+          const T* wp = static_cast<const T*>(wa.data());
+          const size_t n = size_t(ga.size());
+          py::gil_scoped_release nogil;
+          add_penalty_grad(gp, wp, n, l1, l2);
+        };
+        has_dtype(g, py::dtype::of<double>()) ? run(double{}) : run(float{});
+      },
+      py::arg("g"), py::arg("w"), py::arg("l1"), py::arg("l2"));
+  m.def(
+      "prox_l1",
+      [](const py::object& w, double threshold) {
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          auto wa = writable_array<T>(w, "w");
+          T* wp = static_cast<T*>(wa.mutable_data());
+          const size_t n = size_t(wa.size());
+          py::gil_scoped_release nogil;
+          prox_l1(wp, n, threshold);
+        };
+        has_dtype(w, py::dtype::of<double>()) ? run(double{}) : run(float{});
+      },
+      py::arg("w"), py::arg("threshold"));
+}
+
+}  // namespace regtune::bind

@@ -1,0 +1,117 @@
+// Fused optimizer steps, penalty gradients and deterministic reductions: plain pointers and
+// counts, no SIMD types.
+//
+// Every step kernel makes one pass over its arrays: it reads param, grad and the state it
+// needs once, writes param and state once, and folds gradient clipping, an L1 gradient term,
+// weight decay and an L1 proximal step into that pass. The element-wise rules follow the
+// `_single_tensor_*` functions of torch.optim (same operations, same order); the per-step
+// scalars (bias corrections, step sizes) are computed by the caller in double, as torch does.
+#pragma once
+
+#include <cstddef>
+
+namespace regtune {
+
+enum class OptimKind { sgd = 0, adam = 1, rmsprop = 2, adagrad = 3 };
+constexpr int kOptimKinds = 4;
+
+// The coefficients of one step. The driver receives them in double and rounds them to T once.
+// For each element, with p the param and g the grad:
+//   g = g * clip                       if clip_on   (max_grad_norm: the clip scale)
+//   g = g + l1 * sign(p)               if l1_on     (sign(0) = sign(NaN) = 0, as torch.sign)
+//   p = p * decay                      if decay_on  (AdamW: decay = 1 - lr * weight_decay)
+//   g = fma(p, wd, g)                  if wd_on     (L2 weight decay folded into the gradient)
+// then the rule of the optimizer (see optim_kernels.cpp), and last
+//   p = sign(p) * max(|p| - prox, 0)   if prox_on   (soft-thresholding: exact zeros)
+// Where the rule needs a linear interpolation (torch's lerp_) toward g with weight w, it is
+// computed as torch's vectorized lerp: fma(w, g - a, a) for |w| < 0.5, else fma(w - 1, g - a, g).
+template <typename T>
+struct OptimArgs {
+  T clip = 1, l1 = 0, decay = 1, wd = 0, prox = 0;
+  bool clip_on = false, l1_on = false, decay_on = false, wd_on = false, prox_on = false;
+  // The coefficient of the update: -lr (SGD, RMSprop), -lr / bias_correction1 (Adam),
+  // -lr / (1 + (step - 1) * lr_decay) (Adagrad).
+  T step = 0;
+  // SGD and RMSprop momentum; SGD dampening enters as damp_weight = 1 - dampening.
+  T momentum = 0, damp_weight = 1;
+  bool momentum_on = false, first_step = false, nesterov = false;
+  // Adam's exp_avg and RMSprop's grad_avg: lerp toward g with weight avg_weight (1 - beta1,
+  // 1 - alpha). The driver rounds avg_weight to T and sets avg_coef / avg_small from it.
+  T avg_weight = 0, avg_coef = 0;
+  bool avg_small = true;
+  // Adam's exp_avg_sq and RMSprop's square_avg: s = fma(sq_weight * g, g, s * sq_decay).
+  T sq_decay = 0, sq_weight = 0;
+  T bc2_sqrt = 1, eps = 0;  // Adam: sqrt(1 - beta2^step); Adam, RMSprop, Adagrad: eps
+  bool amsgrad = false, centered = false;
+};
+
+// One step of n elements. Each rule uses up to three state arrays, in this order:
+//   sgd     s0 = momentum_buffer
+//   adam    s0 = exp_avg, s1 = exp_avg_sq, s2 = max_exp_avg_sq (amsgrad)
+//   rmsprop s0 = square_avg, s1 = grad_avg (centered), s2 = momentum_buffer
+//   adagrad s0 = sum
+// Unused state pointers may be null.
+template <typename T>
+using StepKernel = void (*)(T* param, const T* grad, T* s0, T* s1, T* s2, size_t n, const OptimArgs<T>& a);
+
+template <typename T>
+struct OptimKernelsOf {
+  StepKernel<T> step[kOptimKinds];
+  // out[0] += sum |x|, out[1] += sum x^2 over x[0, n), in double, in a fixed order: element i
+  // goes to accumulator i % 16, and the 16 accumulators are combined pairwise. The result is
+  // the same on every target.
+  void (*sums)(const T* x, size_t n, double* out);
+  // g += l1 * sign(w) + l2 * w  (computed as g + (l1 * sign(w) + l2 * w), no fma).
+  void (*penalty_grad)(T* g, const T* w, size_t n, T l1, T l2);
+  void (*prox_l1)(T* w, size_t n, T threshold);  // w = sign(w) * max(|w| - threshold, 0)
+  void (*scale)(T* x, size_t n, T s);             // x *= s
+  void (*clamp)(T* x, size_t n, T c);             // x = min(c, max(-c, x)); NaN stays NaN
+};
+
+// One instruction set's kernels. Each runs on the calling thread; threads live in optim.cpp.
+struct OptimKernels {
+  const char* name;
+  OptimKernelsOf<float> f32;
+  OptimKernelsOf<double> f64;
+};
+
+// ---- drivers (optim.cpp) ------------------------------------------------------------------
+// A list of `count` tensors of one dtype: tensor t has sizes[t] elements at data[t].
+template <typename T>
+struct TensorList {
+  size_t count = 0;
+  T* const* data = nullptr;
+  const size_t* sizes = nullptr;
+};
+
+// Blocks of the deterministic reductions: partial sums per block of this many elements of one
+// tensor, combined in tensor and block order whatever the thread count.
+constexpr size_t kReduceBlock = 4096;
+
+// sum |x| and sum x^2 over every element of the list, in double, deterministically.
+template <typename T>
+void list_sums(const TensorList<T>& x, double* abs_sum, double* sq_sum);
+
+// min(max_norm / (total_norm + 1e-6), 1) as torch.nn.utils.clip_grad_norm_; NaN when the norm is.
+double clip_coefficient(double total_norm, double max_norm);
+
+// One step over a list: the elements of all tensors are split into cache-line-aligned ranges
+// across threads, so many small tensors parallelize like one large one. `states[k]` is the
+// list of state k (null when the rule does not use it). With max_grad_norm > 0 the global L2
+// norm of the grads is computed first (one deterministic pass) and its clip scale applied
+// inside the step pass; the norm is returned (NaN otherwise).
+template <typename T>
+double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
+                  T* const* const states[3], const OptimArgs<double>& args, double max_grad_norm);
+
+// Threaded element-wise penalty operations on one array (or a list, for scale and clamp).
+template <typename T>
+void add_penalty_grad(T* g, const T* w, size_t n, double l1, double l2);
+template <typename T>
+void prox_l1(T* w, size_t n, double threshold);
+template <typename T>
+void scale_list(const TensorList<T>& x, double s);
+template <typename T>
+void clamp_list(const TensorList<T>& x, double c);
+
+}  // namespace regtune

@@ -1,0 +1,181 @@
+// Threaded drivers for the optimizer and penalty kernels.
+//
+// A list of tensors is laid end to end in one index space, each tensor starting on an aligned
+// index; parallel_for splits that space into equal, aligned per-thread ranges, and each range
+// is walked tensor by tensor. So 200 small tensors spread over the threads as one large one
+// does, and no two threads write one cache line (for arrays aligned to one).
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "dispatch.h"
+#include "regtune/optim.h"
+
+namespace regtune {
+REGTUNE_DECLARE_MAKERS(OptimKernels, optim_kernels)
+
+namespace {
+
+const OptimKernels& optim_table() {
+  static PerTarget<OptimKernels> tables(REGTUNE_MAKERS(optim_kernels));
+  return tables.get();
+}
+template <typename T> const OptimKernelsOf<T>& kernels();
+template <> const OptimKernelsOf<float>& kernels<float>() { return optim_table().f32; }
+template <> const OptimKernelsOf<double>& kernels<double>() { return optim_table().f64; }
+
+// Runs f(begin, end) over aligned per-thread ranges of [0, n) (see parallel_for).
+template <typename F>
+void parallel(size_t n, size_t grain, F& f) {
+  parallel_for(n, grain, [](void* c, size_t b, size_t e) { (*static_cast<F*>(c))(b, e); }, &f);
+}
+
+// Tensor t occupies [start[t], start[t] + sizes[t]) of the index space; each start is a multiple
+// of `align`, and so is `total`.
+struct Layout {
+  std::vector<size_t> start;
+  size_t total = 0;
+  Layout(const size_t* sizes, size_t count, size_t align) : start(count) {
+    for (size_t t = 0; t < count; ++t) {
+      start[t] = total;
+      total += (sizes[t] + align - 1) / align * align;
+    }
+  }
+  // f(t, lo, hi) for the part [lo, hi) of each tensor t that lies in [b, e).
+  template <typename F>
+  void walk(const size_t* sizes, size_t b, size_t e, F f) const {
+    size_t t = size_t(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+    for (; t < start.size() && start[t] < e; ++t) {
+      const size_t lo = std::max(b, start[t]) - start[t];
+      const size_t hi = std::min(e - start[t], sizes[t]);
+      if (lo < hi) f(t, lo, hi);
+    }
+  }
+};
+
+constexpr size_t kLineBytes = 64;
+
+template <typename T>
+OptimArgs<T> round_args(const OptimArgs<double>& d) {
+  OptimArgs<T> a;
+  a.clip = T(d.clip), a.l1 = T(d.l1), a.decay = T(d.decay), a.wd = T(d.wd), a.prox = T(d.prox);
+  a.clip_on = d.clip_on, a.l1_on = d.l1_on, a.decay_on = d.decay_on, a.wd_on = d.wd_on, a.prox_on = d.prox_on;
+  a.step = T(d.step), a.momentum = T(d.momentum), a.damp_weight = T(d.damp_weight);
+  a.momentum_on = d.momentum_on, a.first_step = d.first_step, a.nesterov = d.nesterov;
+  // torch rounds the lerp weight to the tensor's type, then picks the form by its size.
+  a.avg_weight = T(d.avg_weight);
+  a.avg_small = std::fabs(a.avg_weight) < T(0.5);
+  a.avg_coef = a.avg_small ? a.avg_weight : T(a.avg_weight - T(1));
+  a.sq_decay = T(d.sq_decay), a.sq_weight = T(d.sq_weight), a.bc2_sqrt = T(d.bc2_sqrt), a.eps = T(d.eps);
+  a.amsgrad = d.amsgrad, a.centered = d.centered;
+  return a;
+}
+
+}  // namespace
+
+template <typename T>
+void list_sums(const TensorList<T>& x, double* abs_sum, double* sq_sum) {
+  const Layout layout(x.sizes, x.count, kReduceBlock);
+  std::vector<double> part(2 * (layout.total / kReduceBlock), 0.0);
+  const auto sums = kernels<std::remove_const_t<T>>().sums;
+  auto body = [&](size_t b, size_t e) {
+    layout.walk(x.sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
+      for (size_t s = lo; s < hi; s += kReduceBlock) {
+        sums(x.data[t] + s, std::min(kReduceBlock, hi - s), &part[2 * ((layout.start[t] + s) / kReduceBlock)]);
+      }
+    });
+  };
+  parallel(layout.total, kReduceBlock, body);
+  double a = 0.0, q = 0.0;  // in block order, whatever the thread count
+  for (size_t j = 0; j < part.size(); j += 2) {
+    a += part[j];
+    q += part[j + 1];
+  }
+  *abs_sum = a;
+  *sq_sum = q;
+}
+
+double clip_coefficient(double total_norm, double max_norm) {
+  const double c = max_norm / (total_norm + 1e-6);
+  return std::isnan(c) ? c : std::min(c, 1.0);
+}
+
+template <typename T>
+double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
+                  T* const* const states[3], const OptimArgs<double>& args, double max_grad_norm) {
+  OptimArgs<double> d = args;
+  double norm = std::nan("");
+  if (max_grad_norm > 0) {
+    double abs_sum, sq_sum;
+    list_sums(grads, &abs_sum, &sq_sum);
+    norm = std::sqrt(sq_sum);
+    const double c = clip_coefficient(norm, max_grad_norm);
+    if (!(c >= 1.0)) {  // as torch, a NaN norm makes every gradient NaN
+      d.clip_on = true;
+      d.clip = c;
+    }
+  }
+  const OptimArgs<T> a = round_args<T>(d);
+  const StepKernel<T> step = kernels<T>().step[int(kind)];
+  const Layout layout(params.sizes, params.count, kLineBytes / sizeof(T));
+  auto body = [&](size_t b, size_t e) {
+    layout.walk(params.sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
+      T* s[3];
+      for (int k = 0; k < 3; ++k) s[k] = states[k] ? states[k][t] + lo : nullptr;
+      step(params.data[t] + lo, grads.data[t] + lo, s[0], s[1], s[2], hi - lo, a);
+    });
+  };
+  parallel(layout.total, kLineBytes / sizeof(T), body);
+  return norm;
+}
+
+template <typename T>
+void add_penalty_grad(T* g, const T* w, size_t n, double l1, double l2) {
+  const auto k = kernels<T>().penalty_grad;
+  auto body = [&](size_t b, size_t e) { k(g + b, w + b, e - b, T(l1), T(l2)); };
+  parallel(n, kLineBytes / sizeof(T), body);
+}
+
+template <typename T>
+void prox_l1(T* w, size_t n, double threshold) {
+  const auto k = kernels<T>().prox_l1;
+  auto body = [&](size_t b, size_t e) { k(w + b, e - b, T(threshold)); };
+  parallel(n, kLineBytes / sizeof(T), body);
+}
+
+namespace {
+template <typename T, typename K>
+void elementwise_list(const TensorList<T>& x, K k, T c) {
+  const Layout layout(x.sizes, x.count, kLineBytes / sizeof(T));
+  auto body = [&](size_t b, size_t e) {
+    layout.walk(x.sizes, b, e, [&](size_t t, size_t lo, size_t hi) { k(x.data[t] + lo, hi - lo, c); });
+  };
+  parallel(layout.total, kLineBytes / sizeof(T), body);
+}
+}  // namespace
+
+template <typename T>
+void scale_list(const TensorList<T>& x, double s) {
+  elementwise_list(x, kernels<T>().scale, T(s));
+}
+
+template <typename T>
+void clamp_list(const TensorList<T>& x, double c) {
+  elementwise_list(x, kernels<T>().clamp, T(c));
+}
+
+#define REGTUNE_INSTANTIATE(T)                                                                                \
+  template void list_sums<T>(const TensorList<T>&, double*, double*);                                        \
+  template void list_sums<const T>(const TensorList<const T>&, double*, double*);                            \
+  template double optim_step<T>(OptimKind, const TensorList<T>&, const TensorList<const T>&, T* const* const[3], \
+                                const OptimArgs<double>&, double);                                           \
+  template void add_penalty_grad<T>(T*, const T*, size_t, double, double);                                   \
+  template void prox_l1<T>(T*, size_t, double);                                                              \
+  template void scale_list<T>(const TensorList<T>&, double);                                                 \
+  template void clamp_list<T>(const TensorList<T>&, double);
+REGTUNE_INSTANTIATE(float)
+REGTUNE_INSTANTIATE(double)
+#undef REGTUNE_INSTANTIATE
+
+}  // namespace regtune

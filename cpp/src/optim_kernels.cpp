@@ -1,0 +1,261 @@
+// Optimizer steps, penalty kernels and the deterministic sums, written once and compiled once
+// per instruction set (see simd.h).
+//
+// Each update rule is the element-wise part of the `_single_tensor_*` function of torch.optim
+// with the operations torch's CPU kernels use, in their order:
+//   x.add_(y, alpha=a)          -> fma(y, a, x)            (ATen's vectorized add with alpha)
+//   x.addcmul_(y, z, value=a)   -> fma(a * y, z, x)
+//   x.addcdiv_(y, z, value=a)   -> x + (a * y) / z
+//   x.mul_(a)                   -> x * a
+//   x.lerp_(y, w)               -> see OptimArgs (fma, as ATen's vectorized lerp)
+// (checked against torch 2.x on float32: bit for bit on its vectorized path). Floating-point
+// contraction is off, so these are the only fused operations.
+//
+// Nothing here has static storage with a dynamic initializer (see random_kernels.cpp).
+#include <cstring>
+
+#include "regtune/optim.h"
+#include "simd.h"
+
+namespace regtune {
+namespace REGTUNE_NS {
+namespace {
+
+using namespace simd;
+
+template <typename T> struct Vec;
+template <> struct Vec<float> { using type = F32; static constexpr size_t lanes = size_t(kLanes); };
+template <> struct Vec<double> { using type = F64; static constexpr size_t lanes = size_t(kLanes64); };
+
+// Memory access for one vector of elements: a whole vector in place, or the last k < lanes
+// elements of an array through masked loads and stores. Each kernel body is written once
+// against this interface and runs for both.
+struct Whole {
+  template <typename T> RT_INLINE auto load(const T* p) const { return simd::load(p); }
+  template <typename T, typename V> RT_INLINE void store(T* p, V v) const { simd::store(p, v); }
+};
+struct Tail {
+  size_t k;
+  template <typename T> RT_INLINE auto load(const T* p) const { return load_partial(p, k); }
+  template <typename T, typename V> RT_INLINE void store(T* p, V v) const { store_partial(p, v, k); }
+};
+
+// body(i, mem) for i = 0, lanes, 2 lanes, ... < n.
+template <typename T, typename Body>
+RT_INLINE void for_vectors(size_t n, Body body) {
+  constexpr size_t L = Vec<T>::lanes;
+  size_t i = 0;
+  for (; i + L <= n; i += L) body(i, Whole{});
+  if (i < n) body(i, Tail{n - i});
+}
+
+// --------------------------------------------------------------------------- shared pieces
+// The gradient the rule sees: clipped, plus the L1 term, then the decoupled or coupled
+// weight decay (p may be rescaled by the decoupled decay).
+template <typename T, typename V, typename Mem>
+RT_INLINE V prepare(const Mem& mem, const T* grad, V& p, const OptimArgs<T>& a) {
+  V g = mem.load(grad);
+  if (a.clip_on) g = mul(g, set1(a.clip));
+  if (a.l1_on) g = add(g, mul(set1(a.l1), sign(p)));
+  if (a.decay_on) p = mul(p, set1(a.decay));
+  if (a.wd_on) g = fma(p, set1(a.wd), g);
+  return g;
+}
+
+// torch's vectorized lerp_(end, w): fma(w, end - x, x) for |w| < 0.5, else fma(w - 1, end - x, end).
+template <typename T, typename V>
+RT_INLINE V lerp_to(V x, V end, const OptimArgs<T>& a) {
+  return fma(set1(a.avg_coef), sub(end, x), a.avg_small ? x : end);
+}
+
+// fma(w * g, g, x * s): exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2) and RMSprop's
+// square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha).
+template <typename T, typename V>
+RT_INLINE V square_avg(V x, V g, const OptimArgs<T>& a) {
+  return fma(mul(set1(a.sq_weight), g), g, mul(x, set1(a.sq_decay)));
+}
+
+// Soft-thresholding sign(p) * max(|p| - t, 0); max(0, .) keeps a NaN a NaN.
+template <typename T, typename V>
+RT_INLINE V soft_threshold(V p, T t) {
+  return xor_sign(max(set1(T(0)), sub(abs(p), set1(t))), p);
+}
+
+template <typename T, typename V, typename Mem>
+RT_INLINE void finish(const Mem& mem, T* param, V p, const OptimArgs<T>& a) {
+  if (a.prox_on) p = soft_threshold(p, a.prox);
+  mem.store(param, p);
+}
+
+// ------------------------------------------------------------------------------ the rules
+// SGD: buf = g on the first step, else buf * momentum + (1 - dampening) * g;
+// g = nesterov ? g + momentum * buf : buf; p = p - lr * g.
+template <typename T>
+void sgd_kernel(T* param, const T* grad, T* buf, T*, T*, size_t n, const OptimArgs<T>& a) {
+  using V = typename Vec<T>::type;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    V g = prepare(mem, grad + i, p, a);
+    if (a.momentum_on) {
+      const V b = a.first_step ? g : fma(g, set1(a.damp_weight), mul(mem.load(buf + i), set1(a.momentum)));
+      mem.store(buf + i, b);
+      g = a.nesterov ? fma(b, set1(a.momentum), g) : b;
+    }
+    finish(mem, param + i, fma(g, set1(a.step), p), a);
+  });
+}
+
+// Adam / AdamW: m = lerp(m, g, 1 - beta1); v = fma((1 - beta2) * g, g, v * beta2);
+// vmax = max(vmax, v) with amsgrad; p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + eps).
+template <typename T>
+void adam_kernel(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, const OptimArgs<T>& a) {
+  using V = typename Vec<T>::type;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare(mem, grad + i, p, a);
+    const V m = lerp_to(mem.load(m_ + i), g, a);
+    V v = square_avg(mem.load(v_ + i), g, a);
+    mem.store(m_ + i, m);
+    mem.store(v_ + i, v);
+    if (a.amsgrad) {
+      v = max(mem.load(vmax_ + i), v);  // v when either is NaN: a NaN gradient still propagates
+      mem.store(vmax_ + i, v);
+    }
+    const V denom = add(div(sqrt(v), set1(a.bc2_sqrt)), set1(a.eps));
+    finish(mem, param + i, add(p, div(mul(set1(a.step), m), denom)), a);
+  });
+}
+
+// RMSprop: sq = fma((1 - alpha) * g, g, sq * alpha); centered: ga = lerp(ga, g, 1 - alpha),
+// avg = sqrt(fma(-ga, ga, sq)), else avg = sqrt(sq); avg += eps; with momentum
+// buf = buf * momentum + g / avg, p = p - lr * buf; without, p = p + (-lr * g) / avg.
+template <typename T>
+void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, const OptimArgs<T>& a) {
+  using V = typename Vec<T>::type;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare(mem, grad + i, p, a);
+    const V sq = square_avg(mem.load(sq_ + i), g, a);
+    mem.store(sq_ + i, sq);
+    V avg;
+    if (a.centered) {
+      const V ga = lerp_to(mem.load(ga_ + i), g, a);
+      mem.store(ga_ + i, ga);
+      avg = sqrt(fma(neg(ga), ga, sq));  // square_avg.addcmul(ga, ga, value=-1): -1 * ga is exact
+    } else {
+      avg = sqrt(sq);
+    }
+    avg = add(avg, set1(a.eps));
+    if (a.momentum_on) {
+      const V b = add(mul(mem.load(buf_ + i), set1(a.momentum)), div(g, avg));
+      mem.store(buf_ + i, b);
+      p = fma(b, set1(a.step), p);
+    } else {
+      p = add(p, div(mul(set1(a.step), g), avg));
+    }
+    finish(mem, param + i, p, a);
+  });
+}
+
+// Adagrad: sum = fma(g, g, sum); p = p + (-clr * g) / (sqrt(sum) + eps).
+template <typename T>
+void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, size_t n, const OptimArgs<T>& a) {
+  using V = typename Vec<T>::type;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare(mem, grad + i, p, a);
+    const V s = fma(g, g, mem.load(sum_ + i));  // addcmul_(g, g, value=1)
+    mem.store(sum_ + i, s);
+    finish(mem, param + i, add(p, div(mul(set1(a.step), g), add(sqrt(s), set1(a.eps)))), a);
+  });
+}
+
+// --------------------------------------------------------------------------- reductions
+// 16 accumulators on every target (16 / kLanes64 vectors): element i of x goes to
+// accumulator i % 16, so the sums are formed in one order whatever the vector width. float32
+// inputs widen to double exactly, and their squares are exact in double.
+RT_INLINE F64 load64(const float* p) { return load_wide(p); }
+RT_INLINE F64 load64(const double* p) { return load(p); }
+RT_INLINE F64 load64_partial(const float* p, size_t k) { return load_wide_partial(p, k); }
+RT_INLINE F64 load64_partial(const double* p, size_t k) { return load_partial(p, k); }
+
+constexpr int kAccumulators = 16;
+constexpr int kAccVectors = kAccumulators / kLanes64;
+static_assert(kAccumulators % kLanes64 == 0, "accumulators must fill whole vectors");
+
+template <typename T>
+void sums_kernel(const T* x, size_t n, double* out) {
+  F64 sa[kAccVectors], sq[kAccVectors];
+  for (int k = 0; k < kAccVectors; ++k) sa[k] = sq[k] = set1(0.0);
+  auto add_vector = [&](int k, F64 v) {
+    sa[k] = add(sa[k], abs(v));
+    sq[k] = add(sq[k], mul(v, v));
+  };
+  size_t i = 0;
+  for (; i + kAccumulators <= n; i += kAccumulators) {
+    for (int k = 0; k < kAccVectors; ++k) add_vector(k, load64(x + i + size_t(k) * kLanes64));
+  }
+  for (int k = 0; k < kAccVectors && i < n; ++k, i += kLanes64) {  // the tail: zeros add nothing
+    add_vector(k, n - i >= size_t(kLanes64) ? load64(x + i) : load64_partial(x + i, n - i));
+  }
+  double a[kAccumulators], q[kAccumulators];
+  for (int k = 0; k < kAccVectors; ++k) {
+    store(a + k * kLanes64, sa[k]);
+    store(q + k * kLanes64, sq[k]);
+  }
+  for (int w = kAccumulators / 2; w >= 1; w /= 2) {
+    for (int j = 0; j < w; ++j) {
+      a[j] += a[j + w];
+      q[j] += q[j + w];
+    }
+  }
+  out[0] += a[0];
+  out[1] += q[0];
+}
+
+// ------------------------------------------------------------------------- element-wise
+template <typename T>
+void penalty_grad_kernel(T* g, const T* w, size_t n, T l1, T l2) {
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    const auto x = mem.load(w + i);
+    mem.store(g + i, add(mem.load(g + i), add(mul(set1(l1), sign(x)), mul(set1(l2), x))));
+  });
+}
+
+template <typename T>
+void prox_l1_kernel(T* w, size_t n, T threshold) {
+  for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(w + i, soft_threshold(mem.load(w + i), threshold)); });
+}
+
+template <typename T>
+void scale_kernel(T* x, size_t n, T s) {
+  for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(x + i, mul(mem.load(x + i), set1(s))); });
+}
+
+// min(c, max(-c, x)): x86 min/max return their second operand when unordered, so NaN survives.
+template <typename T>
+void clamp_kernel(T* x, size_t n, T c) {
+  for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(x + i, min(set1(c), max(set1(-c), mem.load(x + i)))); });
+}
+
+template <typename T>
+OptimKernelsOf<T> kernels_of() {
+  OptimKernelsOf<T> k{};
+  k.step[int(OptimKind::sgd)] = sgd_kernel<T>;
+  k.step[int(OptimKind::adam)] = adam_kernel<T>;
+  k.step[int(OptimKind::rmsprop)] = rmsprop_kernel<T>;
+  k.step[int(OptimKind::adagrad)] = adagrad_kernel<T>;
+  k.sums = sums_kernel<T>;
+  k.penalty_grad = penalty_grad_kernel<T>;
+  k.prox_l1 = prox_l1_kernel<T>;
+  k.scale = scale_kernel<T>;
+  k.clamp = clamp_kernel<T>;
+  return k;
+}
+
+}  // namespace
+
+OptimKernels optim_kernels() { return OptimKernels{REGTUNE_NS_NAME, kernels_of<float>(), kernels_of<double>()}; }
+
+}  // namespace REGTUNE_NS
+}  // namespace regtune

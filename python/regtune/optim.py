@@ -1,0 +1,475 @@
+"""Fused optimizer steps over lists of NumPy arrays, exactly torch.optim's update rules.
+
+``SGD``, ``Adam``, ``AdamW``, ``RMSprop`` and ``Adagrad`` follow, element for element, the
+update rule torch.optim documents for the optimizer of the same name (bias correction, eps
+placement, first-step momentum buffer included), with the same hyperparameters and defaults.
+One native call steps the whole list of parameters: the elements of all tensors are split
+across threads in cache-line-aligned ranges, and each element is read and written once per
+step, with the extras folded into that pass:
+
+- ``max_grad_norm=``: the global L2 norm of all gradients is computed first (one
+  deterministic pass) and ``min(max_grad_norm / (norm + 1e-6), 1)`` scales the gradient inside
+  the step, as ``torch.nn.utils.clip_grad_norm_`` followed by the step, without rewriting the
+  gradients. ``step()`` then returns the norm.
+- ``l1=``: ``l1 * sign(p)`` is added to the (clipped) gradient, before weight decay.
+- ``prox_l1=``: after the update, ``p = sign(p) * max(|p| - lr * prox_l1, 0)`` (proximal
+  gradient: weights at exact zero).
+
+Parameters are updated in place and must be C-contiguous, writable float32/float64 arrays of
+one dtype; gradients must match them in shape and dtype and are never modified. ``lr`` (and
+``weight_decay``) may be a float or a schedule, a callable of the number of steps taken so far
+(0 for the first step). The state is plain NumPy arrays in ``opt.state``;
+``state_dict()``/``load_state_dict()`` round-trip exactly.
+
+    >>> import numpy as np, regtune
+    >>> w = np.ones(4, np.float32)
+    >>> opt = regtune.optim.AdamW([w], lr=0.1, weight_decay=0.0)
+    >>> opt.step([np.full(4, 2.0, np.float32)])
+    >>> w.round(4)
+    array([0.9, 0.9, 0.9, 0.9], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from ._validation import (
+    array_list,
+    boolean,
+    hyperparameter,
+    nonnegative_int,
+    same_length,
+    scalar_or_schedule,
+    schedule_value,
+)
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm", "clip_grad_value"]
+
+ScalarOrSchedule = Union[float, Callable[[int], float]]
+
+_SGD, _ADAM, _RMSPROP, _ADAGRAD = 0, 1, 2, 3  # the kernels' OptimKind
+
+
+def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
+    """Scale ``grads`` in place so their global L2 norm is at most ``max_norm``.
+
+    ``total = sqrt(sum of g**2 over every element of every array)`` (summed in double in a
+    fixed order: the same on any thread count and SIMD path); every gradient is multiplied by
+    ``min(max_norm / (total + 1e-6), 1)``, as ``torch.nn.utils.clip_grad_norm_``. A NaN norm
+    makes every gradient NaN, as in torch. To clip inside an optimizer step without rewriting
+    the gradients, give the optimizer ``max_grad_norm=`` instead.
+
+    Args:
+        grads: C-contiguous, writable float32/float64 arrays of one dtype.
+        max_norm: finite, > 0.
+
+    Returns:
+        The total norm before clipping.
+
+    Example::
+
+        >>> g = [np.array([3.0, 4.0])]
+        >>> clip_grad_norm(g, 1.0), g[0].round(6)
+        (5.0, array([0.6, 0.8]))
+    """
+    grads = array_list(grads, "grads")
+    return _core.clip_grad_norm(grads, hyperparameter(max_norm, "max_norm", low=0.0, low_open=True))
+
+
+def clip_grad_value(grads: Sequence[np.ndarray], clip: float) -> None:
+    """Clamp every gradient element to ``[-clip, clip]`` in place (NaN stays NaN), as
+    ``torch.nn.utils.clip_grad_value_``.
+
+    Args:
+        grads: C-contiguous, writable float32/float64 arrays of one dtype.
+        clip: finite, >= 0.
+
+    Example::
+
+        >>> g = [np.array([-3.0, 0.5])]; clip_grad_value(g, 1.0); g[0]
+        array([-1. ,  0.5])
+    """
+    grads = array_list(grads, "grads")
+    _core.clip_grad_value(grads, hyperparameter(clip, "clip", low=0.0))
+
+
+class Optimizer:
+    """The machinery every optimizer shares: parameters, state, schedules, one native step.
+
+    Subclasses name their state buffers (``_slots``, in the kernel's order) and turn the
+    hyperparameters into the per-step coefficients (``_coefficients``), computed in double in
+    Python with the same expressions torch uses.
+    """
+
+    _kind: int
+    _fills: dict[str, float] = {}
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        *,
+        lr: ScalarOrSchedule,
+        weight_decay: ScalarOrSchedule,
+        l1: float,
+        prox_l1: float,
+        max_grad_norm: float | None,
+        slots: tuple[str | None, str | None, str | None],
+    ) -> None:
+        self.params: list[np.ndarray] = array_list(params, "params")
+        self.lr = scalar_or_schedule(lr, "lr")
+        self.weight_decay = scalar_or_schedule(weight_decay, "weight_decay")
+        self.l1 = hyperparameter(l1, "l1", low=0.0)
+        self.prox_l1 = hyperparameter(prox_l1, "prox_l1", low=0.0)
+        self.max_grad_norm = (
+            None if max_grad_norm is None else hyperparameter(max_grad_norm, "max_grad_norm", low=0.0, low_open=True)
+        )
+        self._slots = slots
+        self.step_count = 0
+        #: The optimizer state: buffer name -> one array per parameter (torch's names).
+        self.state: dict[str, list[np.ndarray]] = {
+            name: [np.full_like(p, self._fills.get(name, 0.0)) for p in self.params] for name in slots if name
+        }
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def step(self, grads: Sequence[np.ndarray]) -> float | None:
+        """Update every parameter in place from ``grads`` (one array per parameter, same shape
+        and dtype, C-contiguous; not modified) in one native call.
+
+        Returns:
+            The global gradient norm before clipping when ``max_grad_norm`` is set, else None.
+
+        Raises:
+            TypeError / ValueError: a grads list of the wrong length, or a gradient whose dtype,
+            shape or layout does not match its parameter (named ``grads[i]``); a schedule that
+            returns a bad value (named ``lr(step)``).
+        """
+        grads = same_length(grads, "grads", self.params, "params")
+        count = self.step_count
+        lr = schedule_value(self.lr, "lr", count)
+        wd = schedule_value(self.weight_decay, "weight_decay", count)
+        args = self._coefficients(count + 1, lr, wd)
+        if self.l1:
+            args["l1"] = self.l1
+        if self.prox_l1:
+            args["prox"] = lr * self.prox_l1
+        states = [self.state[name] if name else None for name in self._slots]
+        names = [name or "" for name in self._slots]
+        norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
+        self.step_count = count + 1
+        return norm
+
+    def state_dict(self) -> dict[str, Any]:
+        """A copy of the state: ``{"step": int, "state": {name: [arrays]}}`` (plain NumPy)."""
+        return {"step": self.step_count, "state": {k: [a.copy() for a in v] for k, v in self.state.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a ``state_dict()`` of an optimizer of the same kind, options and parameter
+        shapes; the arrays are copied in, exactly.
+
+        Raises:
+            TypeError / ValueError: missing or extra buffers, or an array whose length, shape or
+            dtype does not match (named ``state['exp_avg'][i]``).
+        """
+        if not isinstance(state_dict, dict) or set(state_dict) != {"step", "state"}:
+            raise ValueError("state_dict must be a dict with keys 'step' and 'state', as state_dict() returns")
+        step = nonnegative_int(state_dict["step"], "state_dict['step']")
+        given = state_dict["state"]
+        if not isinstance(given, dict) or set(given) != set(self.state):
+            got = sorted(given) if isinstance(given, dict) else type(given).__name__
+            raise ValueError(f"state_dict['state'] must hold the buffers {sorted(self.state)}, got {got}")
+        for name, arrays in given.items():
+            label = f"state[{name!r}]"
+            arrays = same_length(arrays, label, self.params, "params")
+            for i, (a, p) in enumerate(zip(arrays, self.params)):
+                if not isinstance(a, np.ndarray):
+                    raise TypeError(f"{label}[{i}] must be a numpy.ndarray, got {type(a).__name__}")
+                if a.dtype != p.dtype:
+                    raise TypeError(f"{label}[{i}] has dtype {a.dtype} but params[{i}] has {p.dtype}")
+                if a.shape != p.shape:
+                    raise ValueError(f"{label}[{i}] has shape {a.shape} but params[{i}] has shape {p.shape}")
+        for name, arrays in given.items():
+            for own, a in zip(self.state[name], arrays):
+                np.copyto(own, a)
+        self.step_count = step
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}, step {self.step_count})"
+
+
+def _betas(betas: Any) -> tuple[float, float]:
+    try:
+        b = tuple(betas)
+    except TypeError:
+        raise TypeError(f"betas must be a pair of floats, got betas={betas!r}") from None
+    if len(b) != 2:
+        raise ValueError(f"betas must be a pair of floats, got betas={betas!r}")
+    return tuple(hyperparameter(x, f"betas[{i}]", low=0.0, high=1.0, high_open=True) for i, x in enumerate(b))
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, as ``torch.optim.SGD``::
+
+        g = grad + weight_decay * p
+        buf = g (first step) | momentum * buf + (1 - dampening) * g
+        g = g + momentum * buf (nesterov) | buf
+        p = p - lr * g
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: learning rate >= 0, or a schedule ``lr(step_count)``.
+        momentum: >= 0 (0: no buffer). dampening: finite. nesterov: needs momentum > 0 and
+        dampening == 0.
+        weight_decay: >= 0 (L2, folded into the gradient), or a schedule.
+        l1, prox_l1, max_grad_norm: see the module docstring.
+
+    State: ``momentum_buffer`` when momentum != 0.
+
+    Example::
+
+        >>> w = np.zeros(2); opt = SGD([w], lr=0.5, momentum=0.9)
+        >>> opt.step([np.ones(2)]); opt.step([np.ones(2)]); w
+        array([-1.45, -1.45])
+    """
+
+    _kind = _SGD
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: ScalarOrSchedule = 0.0,
+        nesterov: bool = False,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        self.momentum = hyperparameter(momentum, "momentum", low=0.0)
+        self.dampening = hyperparameter(dampening, "dampening")
+        self.nesterov = boolean(nesterov, "nesterov")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                f"nesterov=True requires momentum > 0 and dampening == 0, got momentum={self.momentum!r}, "
+                f"dampening={self.dampening!r}"
+            )
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            slots=("momentum_buffer" if self.momentum != 0 else None, None, None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        c: dict[str, Any] = {"step": -lr}
+        if wd != 0:
+            c["wd"] = wd
+        if self.momentum != 0:
+            c.update(momentum=self.momentum, damp_weight=1 - self.dampening, first_step=t == 1, nesterov=self.nesterov)
+        return c
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam`` (weight decay as an L2 term in the gradient)::
+
+        g = grad + weight_decay * p
+        m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g
+        vmax = max(vmax, v) (amsgrad; then v = vmax)
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule. betas: each in [0, 1). eps: >= 0.
+        weight_decay: >= 0, or a schedule. amsgrad: keep the running maximum of v.
+        l1, prox_l1, max_grad_norm: see the module docstring.
+
+    State: ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
+    """
+
+    _kind = _ADAM
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: ScalarOrSchedule = 0.0,
+        amsgrad: bool = False,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        self.betas = _betas(betas)
+        self.eps = hyperparameter(eps, "eps", low=0.0)
+        self.amsgrad = boolean(amsgrad, "amsgrad")
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if self.amsgrad else None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        c: dict[str, Any] = {
+            "step": -(lr / bias_correction1),
+            "avg_weight": 1 - beta1,
+            "sq_decay": beta2,
+            "sq_weight": 1 - beta2,
+            "bc2_sqrt": bias_correction2**0.5,
+            "eps": self.eps,
+            "amsgrad": self.amsgrad,
+        }
+        if wd != 0:
+            if self._decoupled:
+                c["decay"] = 1 - lr * wd
+            else:
+                c["wd"] = wd
+        return c
+
+
+class AdamW(Adam):
+    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay,
+    ``p = p * (1 - lr * weight_decay)`` before the Adam update (default weight_decay=1e-2).
+    Arguments and state as :class:`Adam`.
+
+    Example::
+
+        >>> w = np.ones(3, np.float32); opt = AdamW([w], lr=1e-2, max_grad_norm=1.0)
+        >>> float(opt.step([np.full(3, 4.0, np.float32)]))   # the global grad norm
+        6.928203230275509
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: ScalarOrSchedule = 1e-2,
+        amsgrad: bool = False,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm
+        )
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop``::
+
+        g = grad + weight_decay * p
+        sq = alpha * sq + (1 - alpha) * g * g
+        ga = lerp(ga, g, 1 - alpha); avg = sqrt(sq - ga * ga) (centered) | sqrt(sq)
+        avg = avg + eps
+        buf = momentum * buf + g / avg; p = p - lr * buf (momentum > 0) | p = p - lr * g / avg
+
+    Args:
+        params: arrays to update in place. lr: >= 0, or a schedule. alpha: in [0, 1].
+        eps: >= 0. weight_decay: >= 0, or a schedule. momentum: >= 0. centered: bool.
+        l1, prox_l1, max_grad_norm: see the module docstring.
+
+    State: ``square_avg``; ``grad_avg`` when centered; ``momentum_buffer`` when momentum > 0.
+    """
+
+    _kind = _RMSPROP
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: ScalarOrSchedule = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        self.alpha = hyperparameter(alpha, "alpha", low=0.0, high=1.0)
+        self.eps = hyperparameter(eps, "eps", low=0.0)
+        self.momentum = hyperparameter(momentum, "momentum", low=0.0)
+        self.centered = boolean(centered, "centered")
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            slots=("square_avg", "grad_avg" if self.centered else None,
+                   "momentum_buffer" if self.momentum > 0 else None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        c: dict[str, Any] = {
+            "step": -lr,
+            "sq_decay": self.alpha,
+            "sq_weight": 1 - self.alpha,
+            "avg_weight": 1 - self.alpha,
+            "eps": self.eps,
+            "centered": self.centered,
+        }
+        if wd != 0:
+            c["wd"] = wd
+        if self.momentum > 0:
+            c["momentum"] = self.momentum
+        return c
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as ``torch.optim.Adagrad``::
+
+        g = grad + weight_decay * p
+        clr = lr / (1 + (t - 1) * lr_decay)
+        sum = sum + g * g
+        p = p - clr * g / (sqrt(sum) + eps)
+
+    Args:
+        params: arrays to update in place. lr: >= 0, or a schedule. lr_decay: >= 0.
+        weight_decay: >= 0, or a schedule. initial_accumulator_value: >= 0 (the start of sum).
+        eps: >= 0. l1, prox_l1, max_grad_norm: see the module docstring.
+
+    State: ``sum``.
+    """
+
+    _kind = _ADAGRAD
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: ScalarOrSchedule = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        self.lr_decay = hyperparameter(lr_decay, "lr_decay", low=0.0)
+        self.initial_accumulator_value = hyperparameter(
+            initial_accumulator_value, "initial_accumulator_value", low=0.0
+        )
+        self.eps = hyperparameter(eps, "eps", low=0.0)
+        self._fills = {"sum": self.initial_accumulator_value}
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            slots=("sum", None, None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        c: dict[str, Any] = {"step": -(lr / (1 + (t - 1) * self.lr_decay)), "eps": self.eps}
+        if wd != 0:
+            c["wd"] = wd
+        return c

@@ -1,0 +1,508 @@
+"""regtune.optim against a NumPy transcription of torch.optim's documented update rules, and
+against torch.optim itself when installed.
+
+One table of optimizer configurations (CASES) runs through every test, in float32 and float64
+(optax's alias_test style). The transcription below follows the pseudo-code of
+https://pytorch.org/docs/stable/optim.html and the ``_single_tensor_*`` functions of
+torch/optim/{sgd,adam,rmsprop,adagrad}.py, written plainly in NumPy; regtune's extras
+(max_grad_norm, l1, prox_l1) are applied around it in the order the module documents.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import regtune
+from regtune import _core, optim
+
+from .conftest import SIMD_PATHS, num_threads, simd_path
+
+STEPS = 50
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+# Parameters are O(1); an element that passes near zero has no relative accuracy to speak of,
+# so an absolute floor of a few ulps at 1 goes with the relative tolerance.
+ATOL = {np.float32: 1e-6, np.float64: 1e-14}
+
+# (optimizer, kwargs): the grid of options the issue lists, and the extras.
+CASES = [
+    ("SGD", dict(lr=0.05)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(lr=1e-2)),
+    ("Adam", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.05, amsgrad=True)),
+    ("AdamW", dict(lr=1e-2)),
+    ("AdamW", dict(lr=1e-2, weight_decay=0.1, amsgrad=True, eps=1e-6)),
+    ("AdamW", dict(lr=1e-2, betas=(0.4, 0.9))),  # lerp weight >= 0.5: torch's other lerp form
+    ("RMSprop", dict(lr=1e-3)),
+    ("RMSprop", dict(lr=1e-3, momentum=0.5, centered=True, weight_decay=0.01)),
+    ("RMSprop", dict(lr=1e-3, alpha=0.9, centered=True)),
+    ("Adagrad", dict(lr=0.05)),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.01, eps=1e-8)),
+]
+EXTRAS = [
+    ("SGD", dict(lr=0.05, momentum=0.9, l1=1e-3)),
+    ("Adam", dict(lr=1e-2, l1=1e-3, max_grad_norm=5.0)),
+    ("AdamW", dict(lr=1e-2, weight_decay=0.1, max_grad_norm=5.0)),
+    ("AdamW", dict(lr=1e-2, prox_l1=0.05, l1=1e-3)),
+    ("RMSprop", dict(lr=1e-3, centered=True, max_grad_norm=5.0, prox_l1=0.1)),
+    ("Adagrad", dict(lr=0.05, l1=1e-2, prox_l1=0.02)),
+]
+TORCH_EXTRAS = {"l1", "prox_l1", "max_grad_norm"}
+
+
+def _id(case):
+    name, kw = case
+    return name + "-" + "-".join(f"{k}={v}" for k, v in kw.items())
+
+
+SHAPES = [(37, 53), (5,), (3, 4, 7), (1,)]  # odd sizes: every vector tail is exercised
+
+
+def _problem(dtype, seed=0, steps=STEPS, shapes=SHAPES):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(steps)]
+    return params, grads
+
+
+# ------------------------------------------------------------------------ the transcription
+def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_l1=0.0, max_grad_norm=None,
+               momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=None, amsgrad=False,
+               alpha=0.99, centered=False, lr_decay=0.0, initial_accumulator_value=0.0):  # fmt: skip
+    """torch.optim's documented algorithm, per tensor, in the parameters' dtype."""
+    if weight_decay is None:
+        weight_decay = 1e-2 if name == "AdamW" else 0.0
+    if eps is None:
+        eps = 1e-10 if name == "Adagrad" else 1e-8
+    p = [x.copy() for x in params]
+    dt = p[0].dtype.type
+    st = [dict() for _ in p]
+    for t, grads in enumerate(grad_seq, start=1):
+        grads = [g.copy() for g in grads]
+        if max_grad_norm is not None:  # torch.nn.utils.clip_grad_norm_
+            total = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads))
+            coef = min(max_grad_norm / (total + 1e-6), 1.0)
+            grads = [g * dt(coef) for g in grads]
+        for i, g in enumerate(grads):
+            s, w = st[i], p[i]
+            if l1:
+                g = g + l1 * np.sign(w)
+            if name == "SGD":
+                if weight_decay:
+                    g = g + weight_decay * w
+                if momentum:
+                    s["buf"] = g.copy() if t == 1 else momentum * s["buf"] + (1 - dampening) * g
+                    g = g + momentum * s["buf"] if nesterov else s["buf"]
+                w = w - lr * g
+            elif name in ("Adam", "AdamW"):
+                b1, b2 = betas
+                if weight_decay:
+                    if name == "AdamW":
+                        w = w * (1 - lr * weight_decay)
+                    else:
+                        g = g + weight_decay * w
+                m = s.get("m", np.zeros_like(w))
+                v = s.get("v", np.zeros_like(w))
+                s["m"] = m = b1 * m + (1 - b1) * g
+                s["v"] = v = b2 * v + (1 - b2) * g * g
+                if amsgrad:
+                    s["vmax"] = v = np.maximum(s.get("vmax", np.zeros_like(w)), v)
+                bc1, bc2 = 1 - b1**t, 1 - b2**t
+                w = w - (lr / bc1) * m / (np.sqrt(v) / math.sqrt(bc2) + eps)
+            elif name == "RMSprop":
+                if weight_decay:
+                    g = g + weight_decay * w
+                s["sq"] = sq = alpha * s.get("sq", np.zeros_like(w)) + (1 - alpha) * g * g
+                if centered:
+                    s["ga"] = ga = alpha * s.get("ga", np.zeros_like(w)) + (1 - alpha) * g
+                    avg = np.sqrt(sq - ga * ga) + eps
+                else:
+                    avg = np.sqrt(sq) + eps
+                if momentum > 0:
+                    s["buf"] = momentum * s.get("buf", np.zeros_like(w)) + g / avg
+                    w = w - lr * s["buf"]
+                else:
+                    w = w - lr * g / avg
+            elif name == "Adagrad":
+                if weight_decay:
+                    g = g + weight_decay * w
+                clr = lr / (1 + (t - 1) * lr_decay)
+                s["sum"] = s.get("sum", np.full_like(w, initial_accumulator_value)) + g * g
+                w = w - clr * g / (np.sqrt(s["sum"]) + eps)
+            if prox_l1:
+                w = np.sign(w) * np.maximum(np.abs(w) - lr * prox_l1, 0)
+            p[i] = w.astype(dt)
+    return p
+
+
+def _run(name, kw, params, grad_seq):
+    params = [x.copy() for x in params]
+    opt = getattr(optim, name)(params, **kw)
+    for grads in grad_seq:
+        opt.step(grads)
+    return params, opt
+
+
+def _assert_close(got, want, dtype):
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=RTOL[dtype], atol=ATOL[dtype])
+
+
+# ----------------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES + EXTRAS, ids=_id)
+def test_matches_numpy_transcription(case, dtype):
+    name, kw = case
+    params, grad_seq = _problem(dtype)
+    got, _ = _run(name, kw, params, grad_seq)
+    _assert_close(got, _reference(name, params, grad_seq, **kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES + EXTRAS, ids=_id)
+def test_matches_torch_optim(case, dtype):
+    torch = pytest.importorskip("torch")
+    name, kw = case
+    params, grad_seq = _problem(dtype)
+    got, _ = _run(name, kw, params, grad_seq)
+    tkw = {k: v for k, v in kw.items() if k not in TORCH_EXTRAS}
+    tparams = [torch.tensor(x.copy(), requires_grad=True) for x in params]
+    topt = getattr(torch.optim, name)(tparams, **tkw)
+    for grads in grad_seq:
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.tensor(g.copy())
+        if "max_grad_norm" in kw:
+            torch.nn.utils.clip_grad_norm_(tparams, kw["max_grad_norm"])
+        with torch.no_grad():
+            if kw.get("l1"):
+                for tp in tparams:
+                    tp.grad.add_(torch.sign(tp), alpha=kw["l1"])
+        topt.step()
+        if kw.get("prox_l1"):
+            with torch.no_grad():
+                for tp in tparams:
+                    thr = kw["lr"] * kw["prox_l1"]
+                    tp.copy_(torch.sign(tp) * torch.clamp(tp.abs() - thr, min=0))
+    _assert_close(got, [tp.detach().numpy() for tp in tparams], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prox_l1_gives_exact_zeros(dtype):
+    params, grad_seq = _problem(dtype, steps=10)
+    got, _ = _run("AdamW", dict(lr=0.05, prox_l1=2.0), params, grad_seq)
+    flat = np.concatenate([x.ravel() for x in got])
+    assert np.mean(flat == 0) > 0.2
+    assert np.all((flat == 0) | (np.abs(flat) > 0))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
+def test_max_grad_norm_returns_the_norm_and_leaves_grads_alone(name):
+    params, grad_seq = _problem(np.float64, steps=1)
+    grads = grad_seq[0]
+    before = [g.copy() for g in grads]
+    opt = getattr(optim, name)([x.copy() for x in params], lr=1e-2, max_grad_norm=1.0)
+    norm = opt.step(grads)
+    want = math.sqrt(sum(float(np.sum(g**2)) for g in before))
+    assert norm == pytest.approx(want, rel=1e-14)
+    for g, b in zip(grads, before):
+        assert g.tobytes() == b.tobytes()
+    assert getattr(optim, name)([x.copy() for x in params], lr=1e-2).step(grads) is None
+
+
+def test_schedules_are_called_with_the_step_count():
+    params, grad_seq = _problem(np.float64, steps=5)
+    seen = []
+
+    def lr(count):
+        seen.append(count)
+        return 0.1 / (1 + count)
+
+    got, _ = _run("SGD", dict(lr=lr, momentum=0.9, weight_decay=lambda c: 0.01 * c), params, grad_seq)
+    assert seen == [0, 1, 2, 3, 4]
+    # The reference with the schedule unrolled, one step at a time.
+    want = [x.copy() for x in params]
+    opt = optim.SGD([x.copy() for x in params], lr=0.1, momentum=0.9)
+    for k, grads in enumerate(grad_seq):
+        opt.lr, opt.weight_decay = 0.1 / (1 + k), 0.01 * k
+        opt.step(grads)
+    want = opt.params
+    for g, w in zip(got, want):
+        assert g.tobytes() == w.tobytes()
+
+
+def test_a_schedule_returning_a_bad_value_is_named():
+    params, grad_seq = _problem(np.float64, steps=1)
+    opt = optim.Adam(params, lr=lambda c: float("nan"))
+    with pytest.raises(ValueError, match=r"lr\(0\) must be finite"):
+        opt.step(grad_seq[0])
+    opt = optim.Adam(params, lr=lambda c: -1.0)
+    with pytest.raises(ValueError, match=r"lr\(0\) must be in"):
+        opt.step(grad_seq[0])
+
+
+# --------------------------------------------------------------------------------- state
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_state_dict_round_trips_exactly(case, dtype):
+    name, kw = case
+    params, grad_seq = _problem(dtype, steps=8)
+    a_params, a = _run(name, kw, params, grad_seq[:4])
+    sd = a.state_dict()
+    b_params = [x.copy() for x in a_params]
+    b = getattr(optim, name)(b_params, **kw)
+    b.load_state_dict(sd)
+    assert b.step_count == 4
+    for grads in grad_seq[4:]:
+        a.step(grads)
+        b.step(grads)
+    for x, y in zip(a_params, b_params):
+        assert x.tobytes() == y.tobytes()
+    # state_dict is a copy: stepping does not change it.
+    assert all(isinstance(v, list) and all(isinstance(x, np.ndarray) for x in v) for v in sd["state"].values())
+    sd2 = a.state_dict()
+    assert sd2["step"] == 8 and set(sd2["state"]) == set(sd["state"])
+
+
+def test_load_state_dict_rejects_mismatches():
+    params, _ = _problem(np.float32)
+    opt = optim.Adam(params)
+    sd = opt.state_dict()
+    bad = {"step": 1, "state": {"exp_avg": sd["state"]["exp_avg"]}}
+    with pytest.raises(ValueError, match="buffers"):
+        opt.load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["state"]["exp_avg"][1] = bad["state"]["exp_avg"][1].astype(np.float64)
+    with pytest.raises(TypeError, match=r"state\['exp_avg'\]\[1\] has dtype float64"):
+        opt.load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["state"]["exp_avg_sq"][2] = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"state\['exp_avg_sq'\]\[2\] has shape"):
+        opt.load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["state"]["exp_avg"] = bad["state"]["exp_avg"][:2]
+    with pytest.raises(ValueError, match=r"state\['exp_avg'\] has 2 arrays but params has 4"):
+        opt.load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["step"] = -1
+    with pytest.raises(ValueError, match="step"):
+        opt.load_state_dict(bad)
+
+
+# --------------------------------------------------------------------------- determinism
+BIG = [(300, 301), (7,), (40_000,), (129, 3)]  # above the serial threshold in total
+
+
+def _digest_all(dtype):
+    params, grad_seq = _problem(dtype, steps=3, shapes=BIG)
+    out = []
+    for name, kw in CASES + EXTRAS:
+        got, _ = _run(name, kw, params, grad_seq)
+        out.append(b"".join(x.tobytes() for x in got))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bit_identical_across_threads_and_simd_paths(dtype):
+    reference = None
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                got = _digest_all(dtype)
+            if reference is None:
+                reference = got
+            assert got == reference, (path, threads)
+
+
+def test_a_list_steps_like_each_tensor_alone():
+    rng = np.random.default_rng(3)
+    shapes = [(int(rng.integers(1, 3000)),) for _ in range(200)]
+    params, grad_seq = _problem(np.float32, steps=2, shapes=shapes)
+    together, _ = _run("AdamW", dict(lr=1e-2, max_grad_norm=None), params, grad_seq)
+    for i in range(0, 200, 37):
+        alone, _ = _run("AdamW", dict(lr=1e-2), [params[i]], [[g[i]] for g in grad_seq])
+        assert alone[0].tobytes() == together[i].tobytes()
+
+
+# ----------------------------------------------------------------------------------- NaN
+@pytest.mark.parametrize("case", CASES + EXTRAS, ids=_id)
+def test_nan_gradient_propagates_like_torch(case):
+    torch = pytest.importorskip("torch")
+    name, kw = case
+    params, grad_seq = _problem(np.float64, steps=3)
+    grad_seq[1][0][2, 3] = np.nan
+    got, _ = _run(name, kw, params, grad_seq)
+    tkw = {k: v for k, v in kw.items() if k not in TORCH_EXTRAS}
+    tparams = [torch.tensor(x.copy(), requires_grad=True) for x in params]
+    topt = getattr(torch.optim, name)(tparams, **tkw)
+    for grads in grad_seq:
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.tensor(g.copy())
+        if "max_grad_norm" in kw:
+            torch.nn.utils.clip_grad_norm_(tparams, kw["max_grad_norm"])
+        topt.step()
+    for g, tp in zip(got, tparams):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(tp.detach().numpy()))
+    assert np.isnan(got[0][2, 3])
+
+
+# -------------------------------------------------------------------------------- errors
+OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        (dict(lr=-1.0), ValueError, r"lr must be in \[0, inf\), got lr=-1.0"),
+        (dict(lr=float("nan")), ValueError, r"lr must be finite, got lr=nan"),
+        (dict(lr="0.1"), TypeError, r"lr must be a real number"),
+        (dict(weight_decay=-0.1), ValueError, r"weight_decay must be in \[0, inf\)"),
+        (dict(l1=float("nan")), ValueError, r"l1 must be finite"),
+        (dict(prox_l1=-1.0), ValueError, r"prox_l1 must be in"),
+        (dict(max_grad_norm=0.0), ValueError, r"max_grad_norm must be in \(0, inf\)"),
+        (dict(max_grad_norm=float("inf")), ValueError, r"max_grad_norm must be finite"),
+    ],
+)
+def test_common_hyperparameters_are_checked_when_built(name, kw, exc, match):
+    params, _ = _problem(np.float32)
+    with pytest.raises(exc, match=match):
+        getattr(optim, name)(params, **kw)
+
+
+@pytest.mark.parametrize(
+    "name, kw, exc, match",
+    [
+        ("Adam", dict(betas=(0.9, 1.0)), ValueError, r"betas\[1\] must be in \[0, 1\), got betas\[1\]=1.0"),
+        ("AdamW", dict(betas=(-0.1, 0.999)), ValueError, r"betas\[0\] must be in \[0, 1\)"),
+        ("Adam", dict(betas=(float("nan"), 0.9)), ValueError, r"betas\[0\] must be finite, got betas\[0\]=nan"),
+        ("Adam", dict(betas=(0.9,)), ValueError, r"betas must be a pair"),
+        ("Adam", dict(betas=0.9), TypeError, r"betas must be a pair"),
+        ("Adam", dict(eps=-1e-8), ValueError, r"eps must be in \[0, inf\)"),
+        ("Adam", dict(amsgrad=1), TypeError, r"amsgrad must be a bool"),
+        ("SGD", dict(momentum=-0.5), ValueError, r"momentum must be in"),
+        ("SGD", dict(nesterov=True), ValueError, r"nesterov=True requires momentum > 0"),
+        ("SGD", dict(momentum=0.9, dampening=0.1, nesterov=True), ValueError, r"dampening == 0"),
+        ("RMSprop", dict(alpha=1.5), ValueError, r"alpha must be in \[0, 1\]"),
+        ("RMSprop", dict(eps=float("nan")), ValueError, r"eps must be finite"),
+        ("RMSprop", dict(centered="yes"), TypeError, r"centered must be a bool"),
+        ("Adagrad", dict(lr_decay=-1.0), ValueError, r"lr_decay must be in"),
+        ("Adagrad", dict(initial_accumulator_value=-1.0), ValueError, r"initial_accumulator_value must be in"),
+    ],
+)
+def test_specific_hyperparameters_are_checked_when_built(name, kw, exc, match):
+    params, _ = _problem(np.float32)
+    with pytest.raises(exc, match=match):
+        getattr(optim, name)(params, **kw)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_bad_params_are_named(name):
+    ctor = getattr(optim, name)
+    a = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"params\[1\] must be C-contiguous"):
+        ctor([a, np.zeros((5, 4), np.float32).T])
+    ro = np.zeros(3, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[0\] must be writable"):
+        ctor([ro])
+    with pytest.raises(TypeError, match=r"params\[1\] has dtype float64 but params\[0\] has float32"):
+        ctor([a, np.zeros(3)])
+    with pytest.raises(TypeError, match=r"params\[0\] must have dtype float32 or float64, got int64"):
+        ctor([np.zeros(3, np.int64)])
+    with pytest.raises(TypeError, match=r"params\[0\] must be a numpy.ndarray"):
+        ctor([[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"params\[1\] shares memory with params\[0\]"):
+        ctor([a, a])
+    with pytest.raises(ValueError, match=r"params must not be empty"):
+        ctor([])
+    with pytest.raises(TypeError, match=r"params must be a list"):
+        ctor(a)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_bad_grads_are_named(name):
+    params = [np.zeros((4, 5), np.float32), np.zeros(3, np.float32)]
+    opt = getattr(optim, name)(params)
+    with pytest.raises(ValueError, match=r"grads has 1 arrays but params has 2"):
+        opt.step([np.zeros((4, 5), np.float32)])
+    with pytest.raises(TypeError, match=r"grads\[1\] must have dtype float32, got float64"):
+        opt.step([np.zeros((4, 5), np.float32), np.zeros(3)])
+    with pytest.raises(ValueError, match=r"grads\[0\] has shape \(5, 4\) but params\[0\] has shape \(4, 5\)"):
+        opt.step([np.zeros((5, 4), np.float32), np.zeros(3, np.float32)])
+    with pytest.raises(ValueError, match=r"grads\[0\] must be C-contiguous"):
+        opt.step([np.zeros((5, 4), np.float32).T, np.zeros(3, np.float32)])
+    with pytest.raises(TypeError, match=r"grads\[1\] must be a numpy.ndarray"):
+        opt.step([np.zeros((4, 5), np.float32), [0.0, 0.0, 0.0]])
+    assert opt.step_count == 0  # nothing was stepped
+    ro = np.ones(3, np.float32)
+    ro.flags.writeable = False  # grads are only read: a read-only grad is fine
+    opt.step([np.ones((4, 5), np.float32), ro])
+    assert opt.step_count == 1
+
+
+def test_state_that_no_longer_matches_is_caught_natively():
+    params = [np.zeros((4, 5), np.float32)]
+    opt = optim.Adam(params)
+    opt.state["exp_avg"][0] = np.zeros((4, 5), np.float64)
+    with pytest.raises(TypeError, match=r"exp_avg\[0\] must have dtype float32"):
+        opt.step([np.zeros((4, 5), np.float32)])
+    opt.state["exp_avg"][0] = opt.params[0]
+    with pytest.raises(ValueError, match="share memory"):
+        opt.step([np.zeros((4, 5), np.float32)])
+
+
+# ---------------------------------------------------------------------------- clip utils
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_clip_grad_norm_matches_torch(dtype):
+    torch = pytest.importorskip("torch")
+    _, grad_seq = _problem(dtype, steps=1, shapes=BIG)
+    grads = grad_seq[0]
+    tparams = [torch.zeros(g.shape, dtype=torch.from_numpy(g).dtype, requires_grad=True) for g in grads]
+    for tp, g in zip(tparams, grads):
+        tp.grad = torch.tensor(g.copy())
+    want = float(torch.nn.utils.clip_grad_norm_(tparams, 10.0))
+    got = optim.clip_grad_norm(grads, 10.0)
+    assert got == pytest.approx(want, rel=RTOL[dtype])
+    for g, tp in zip(grads, tparams):
+        np.testing.assert_allclose(g, tp.grad.numpy(), rtol=RTOL[dtype], atol=ATOL[dtype])
+    # Below the bound nothing changes.
+    before = [g.copy() for g in grads]
+    optim.clip_grad_norm(grads, 1e9)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(grads, before))
+
+
+def test_clip_grad_norm_is_deterministic_across_threads_and_paths():
+    _, grad_seq = _problem(np.float32, steps=1, shapes=BIG)
+    norms = set()
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                norms.add(optim.clip_grad_norm([g.copy() for g in grad_seq[0]], 1e9))
+    assert len(norms) == 1
+
+
+def test_clip_grad_value():
+    g = [np.array([-3.0, -0.5, 0.0, 2.0, np.nan]), np.array([[5.0]])]
+    optim.clip_grad_value(g, 1.0)
+    np.testing.assert_array_equal(g[0], [-1.0, -0.5, 0.0, 1.0, np.nan])
+    np.testing.assert_array_equal(g[1], [[1.0]])
+    with pytest.raises(ValueError, match=r"clip must be in \[0, inf\)"):
+        optim.clip_grad_value(g, -1.0)
+    with pytest.raises(ValueError, match=r"grads\[0\] must be C-contiguous"):
+        optim.clip_grad_value([np.zeros((3, 2)).T], 1.0)
+
+
+def test_nan_norm_makes_every_gradient_nan_as_torch():
+    g = [np.array([1.0, np.nan]), np.array([2.0])]
+    assert math.isnan(optim.clip_grad_norm(g, 1.0))
+    assert np.isnan(g[1]).all()
+
+
+def test_exported():
+    assert regtune.optim is optim and "optim" in regtune.__all__ and "penalties" in regtune.__all__
+    assert _core.optim_step.__doc__

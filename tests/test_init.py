@@ -339,6 +339,8 @@ def test_constant_zeros_ones(dtype):
     assert init.constant(None, -3, dtype=dtype, out=out) is out and np.all(out == -3)
     assert init.zeros(dtype=dtype, out=out) is out and np.all(out == 0)
     assert init.ones((4, 2), dtype=dtype, out=out) is out and np.all(out == 1)
+    big = init.constant((300, 301), 1.0 / 3.0, dtype=dtype)  # threaded fill; rounds like NumPy
+    assert np.all(big == np.full((300, 301), 1.0 / 3.0, dtype=dtype))
 
 
 def test_constant_errors():
@@ -348,6 +350,9 @@ def test_constant_errors():
         init.constant((2, 2), float("nan"))
     with pytest.raises(TypeError, match="val"):
         init.constant((2, 2), "1")
+    with pytest.raises(ValueError, match="val"):
+        init.constant((2, 2), 1e39)  # overflows float32
+    assert np.all(init.constant((2, 2), 1e39, dtype=np.float64) == 1e39)
     with pytest.raises(TypeError, match="dtype"):
         init.zeros((2, 2), dtype=np.float16)
     with pytest.raises(ValueError, match="out"):

@@ -1,7 +1,8 @@
-// regtune._core samplers: bits, uniform, normal, truncated_normal, parallel_copy.
+// regtune._core samplers (bits, uniform, normal, truncated_normal) and the threaded fill and copy.
 #include <pybind11/stl.h>
 
 #include <array>
+#include <type_traits>
 
 #include "common.h"
 #include "regtune/kernels.h"
@@ -77,6 +78,15 @@ void register_random(py::module_& m) {
       [](double mean, double std, double a, double b) { return truncnorm_params(mean, std, a, b).mass; },
       py::arg("mean"), py::arg("std"), py::arg("a"), py::arg("b"),
       "P(a <= mean + std * Z <= b) for standard normal Z, as the truncated-normal kernels compute it.");
+  m.def(
+      "fill",
+      [](const py::object& out, double value) {
+        fill_float(out, [&](auto* p, size_t n) {
+          using T = std::remove_pointer_t<decltype(p)>;
+          parallel_fill<T>(p, n, T(value));
+        });
+      },
+      py::arg("out"), py::arg("value"), "Fill float32/float64 `out` with `value`, with all threads.");
   m.def(
       "parallel_copy",
       [](const py::object& dst, const py::object& src) {

@@ -72,4 +72,15 @@ void parallel_copy(void* dst, const void* src, size_t nbytes) {
   }, &ctx);
 }
 
+template <typename T>
+void parallel_fill(T* out, size_t count, T value) {
+  struct Ctx { T* o; T v; } ctx{out, value};
+  parallel_for(count, 64 / sizeof(T), [](void* c, size_t b, size_t e) {
+    auto* x = static_cast<Ctx*>(c);
+    std::fill(x->o + b, x->o + e, x->v);
+  }, &ctx);
+}
+template void parallel_fill<float>(float*, size_t, float);
+template void parallel_fill<double>(double*, size_t, double);
+
 }  // namespace regtune

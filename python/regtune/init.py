@@ -32,6 +32,7 @@ from typing import Literal, Union
 import numpy as np
 from numpy.typing import DTypeLike
 
+from . import _core
 from . import random as _random
 from .random import SeedLike
 from ._validation import finite_float, output_array, positive_float, shape_tuple
@@ -377,7 +378,9 @@ def constant(
         raise TypeError("constant() missing required argument 'val'")
     val = finite_float(val, "val")
     arr = output_array(shape, dtype, out)
-    arr.fill(val)
+    if abs(val) > float(np.finfo(arr.dtype).max):
+        raise ValueError(f"val = {val!r} does not fit in {arr.dtype}")
+    _core.fill(arr, val)  # threaded; rounds val to the dtype as arr.fill would
     return arr
 
 

@@ -100,5 +100,8 @@ template <typename T>
 void fill_truncnorm(Stream s, uint64_t first, size_t count, T* out, double mean, double std, double a, double b);
 // Copies n bytes with all threads: the yardstick for memory bandwidth in the benchmarks.
 void parallel_copy(void* dst, const void* src, size_t nbytes);
+// out[0, count) = value, with all threads (init.constant, zeros, ones).
+template <typename T>
+void parallel_fill(T* out, size_t count, T value);
 
 }  // namespace regtune

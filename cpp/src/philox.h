@@ -64,9 +64,9 @@ RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
     for (int h = 0; h < kChains; ++h) {
       const U64 p0 = mul32(c0[h], 0xD2511F53u);
       const U64 p1 = mul32(c2[h], 0xCD9E8D57u);
-      c0[h] = bxor(bxor(shr<32>(p1), c1[h]), key0);
+      c0[h] = xor3(shr<32>(p1), c1[h], key0);
       c1[h] = p1;
-      c2[h] = bxor(bxor(shr<32>(p0), c3[h]), key1);
+      c2[h] = xor3(shr<32>(p0), c3[h], key1);
       c3[h] = p0;
     }
   }

@@ -96,6 +96,7 @@ RT_INLINE U64 sub(U64 a, U64 b) { return {a.v - b.v}; }
 RT_INLINE U64 band(U64 a, U64 b) { return {a.v & b.v}; }
 RT_INLINE U64 bor(U64 a, U64 b) { return {a.v | b.v}; }
 RT_INLINE U64 bxor(U64 a, U64 b) { return {a.v ^ b.v}; }
+RT_INLINE U64 xor3(U64 a, U64 b, U64 c) { return {a.v ^ b.v ^ c.v}; }
 template <int S> RT_INLINE U64 shr(U64 a) { return {a.v >> S}; }
 template <int S> RT_INLINE U64 shl(U64 a) { return {a.v << S}; }
 RT_INLINE M64 test_bit(U64 a, uint64_t bit) { return (a.v & bit) != 0; }
@@ -220,6 +221,7 @@ RT_INLINE U64 sub(U64 a, U64 b) { return {_mm256_sub_epi64(a.v, b.v)}; }
 RT_INLINE U64 band(U64 a, U64 b) { return {_mm256_and_si256(a.v, b.v)}; }
 RT_INLINE U64 bor(U64 a, U64 b) { return {_mm256_or_si256(a.v, b.v)}; }
 RT_INLINE U64 bxor(U64 a, U64 b) { return {_mm256_xor_si256(a.v, b.v)}; }
+RT_INLINE U64 xor3(U64 a, U64 b, U64 c) { return {_mm256_xor_si256(_mm256_xor_si256(a.v, b.v), c.v)}; }
 template <int S> RT_INLINE U64 shr(U64 a) { return {_mm256_srli_epi64(a.v, S)}; }
 template <int S> RT_INLINE U64 shl(U64 a) { return {_mm256_slli_epi64(a.v, S)}; }
 RT_INLINE M64 test_bit(U64 a, uint64_t bit) {
@@ -378,6 +380,7 @@ RT_INLINE U64 sub(U64 a, U64 b) { return {_mm512_sub_epi64(a.v, b.v)}; }
 RT_INLINE U64 band(U64 a, U64 b) { return {_mm512_and_si512(a.v, b.v)}; }
 RT_INLINE U64 bor(U64 a, U64 b) { return {_mm512_or_si512(a.v, b.v)}; }
 RT_INLINE U64 bxor(U64 a, U64 b) { return {_mm512_xor_si512(a.v, b.v)}; }
+RT_INLINE U64 xor3(U64 a, U64 b, U64 c) { return {_mm512_ternarylogic_epi64(a.v, b.v, c.v, 0x96)}; }
 template <int S> RT_INLINE U64 shr(U64 a) { return {_mm512_srli_epi64(a.v, S)}; }
 template <int S> RT_INLINE U64 shl(U64 a) { return {_mm512_slli_epi64(a.v, S)}; }
 RT_INLINE M64 test_bit(U64 a, uint64_t bit) { return _mm512_test_epi64_mask(a.v, _mm512_set1_epi64(int64_t(bit))); }

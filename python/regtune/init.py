@@ -217,12 +217,18 @@ def _draw(
     ``"uniform"``: U(-scale, scale); ``"normal"``: N(0, scale^2); ``"truncated_normal"``:
     N(0, scale^2) truncated to [-2 scale, 2 scale].
     """
-    common = dict(dtype=arr.dtype, seed=seed, offset=offset, out=arr)
+    sampler, args = _sampler_args(distribution, scale)
+    return getattr(_random, sampler)(None, *args, dtype=arr.dtype, seed=seed, offset=offset, out=arr)
+
+
+def _sampler_args(distribution: str, scale: float) -> tuple[str, tuple[float, ...]]:
+    """The :mod:`regtune.random` sampler and its positional arguments for :func:`_draw`
+    (shared with :mod:`regtune.dask.init`, which draws the same values chunk by chunk)."""
     if distribution == "uniform":
-        return _random.uniform(None, -scale, scale, **common)
+        return "uniform", (-scale, scale)
     if distribution == "normal":
-        return _random.normal(None, 0.0, scale, **common)
-    return _random.truncated_normal(None, 0.0, scale, -2.0 * scale, 2.0 * scale, **common)
+        return "normal", (0.0, scale)
+    return "truncated_normal", (0.0, scale, -2.0 * scale, 2.0 * scale)
 
 
 # --------------------------------------------------------------------------- plain draws
@@ -571,6 +577,12 @@ def kaiming_normal(
     return _draw(arr, "normal", _kaiming_std(arr, a, mode, nonlinearity), seed, offset)
 
 
+def _lecun_scale(arr: np.ndarray, distribution: str) -> float:
+    """U(-b, b) bound (``"uniform"``) or N(0, std^2) std (``"normal"``) of variance 1/fan_in."""
+    fan_in, _ = _fans(arr)
+    return math.sqrt(3.0 / fan_in) if distribution == "uniform" else 1.0 / math.sqrt(fan_in)
+
+
 def lecun_uniform(
     shape: ShapeLike | None = None,
     *,
@@ -601,8 +613,7 @@ def lecun_uniform(
         >>> w = lecun_uniform((128, 64), seed=0)
     """
     arr = output_array(shape, dtype, out)
-    fan_in, _ = _fans(arr)
-    return _draw(arr, "uniform", math.sqrt(3.0 / fan_in), seed, offset)
+    return _draw(arr, "uniform", _lecun_scale(arr, "uniform"), seed, offset)
 
 
 def lecun_normal(
@@ -625,8 +636,7 @@ def lecun_normal(
         >>> w = lecun_normal((128, 64), seed=0)
     """
     arr = output_array(shape, dtype, out)
-    fan_in, _ = _fans(arr)
-    return _draw(arr, "normal", 1.0 / math.sqrt(fan_in), seed, offset)
+    return _draw(arr, "normal", _lecun_scale(arr, "normal"), seed, offset)
 
 
 def _variance_scaling_scale(arr: np.ndarray, scale: float, mode: str, distribution: str) -> float:

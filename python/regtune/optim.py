@@ -150,6 +150,16 @@ class Optimizer:
         """
         grads = same_length(grads, "grads", self.params, "params")
         count = self.step_count
+        args = self._step_args(count)
+        states = [self.state[name] if name else None for name in self._slots]
+        names = [name or "" for name in self._slots]
+        norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
+        self.step_count = count + 1
+        return norm
+
+    def _step_args(self, count: int) -> dict[str, Any]:
+        """The kernel's coefficients for the step after ``count`` steps (schedules read at
+        ``count``); also used by :func:`regtune.dask.optim.step`, chunk by chunk."""
         lr = schedule_value(self.lr, "lr", count)
         wd = schedule_value(self.weight_decay, "weight_decay", count)
         args = self._coefficients(count + 1, lr, wd)
@@ -157,11 +167,7 @@ class Optimizer:
             args["l1"] = self.l1
         if self.prox_l1:
             args["prox"] = lr * self.prox_l1
-        states = [self.state[name] if name else None for name in self._slots]
-        names = [name or "" for name in self._slots]
-        norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
-        self.step_count = count + 1
-        return norm
+        return args
 
     def state_dict(self) -> dict[str, Any]:
         """A copy of the state: ``{"step": int, "state": {name: [arrays]}}`` (plain NumPy)."""

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 from . import _core  # noqa: F401  (selects the SIMD path at import; REGTUNE_SIMD overrides)
 from . import dropout as _dropout_module  # noqa: F401  (regtune.dropout is the function below)
-from . import optim, penalties, random
+from . import optim, penalties, random, schedules
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .random import Generator
 from .dropout import dropout, dropout_backward, dropout_mask
@@ -31,15 +31,17 @@ __all__ = [
     "optim",
     "penalties",
     "random",
+    "schedules",
     "set_num_threads",
     "show_config",
+    "trainer",
 ]
 
 
 def __getattr__(name: str):
-    # regtune.init is imported on first use so that `import regtune` stays light.
-    if name == "init":
+    # regtune.init and regtune.trainer are imported on first use so that `import regtune` stays light.
+    if name in ("init", "trainer"):
         import importlib
 
-        return importlib.import_module(".init", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'regtune' has no attribute {name!r}")

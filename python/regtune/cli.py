@@ -1,0 +1,723 @@
+"""The ``regtune`` command line (also ``python -m regtune``).
+
+    regtune train      train an MLP on scikit-learn's digits (or --data file.npz); --out DIR
+                       writes history.json, timing.json, model.npz and history.png
+    regtune compare    the regularization study: none / L2 / L1 / dropout / L2+dropout /
+                       max-norm on a small training subset, same seed and budget
+    regtune tune       hyperparameter search with Optuna (pip install "regtune[tune]")
+    regtune bench      the benchmark table of bench/ for a chosen size (from a source checkout)
+    regtune demo       configuration, determinism checks and a timed draw against NumPy
+
+Errors in what the user asked for (an unknown name, a bad --data file, a missing extra) end
+with one line on stderr and exit status 2, without a traceback; ``REGTUNE_DEBUG=1`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+PROG = "regtune"
+
+
+class CLIError(Exception):
+    """An error in what the user asked for: printed as one line, exit status 2."""
+
+
+def _need(module: str, extra: str, why: str) -> Any:
+    """Import an optional dependency, or fail with the pip command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CLIError(f'{why} needs {module.split(".")[0]}, which is not installed: pip install "regtune[{extra}]"') from None
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Data:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    image_shape: tuple[int, ...] | None
+    name: str
+
+
+def _split(n: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed permutation of range(n) cut into (first round(fraction * n), the rest)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    k = int(round(fraction * n))
+    return perm[:k], perm[k:]
+
+
+def load_digits_data() -> Data:
+    """scikit-learn's bundled 8x8 digits (1797 images, no download), pixels scaled to [0, 1]:
+    a fixed 70/30 train/test split, then 10% of the training part held out for validation."""
+    datasets = _need("sklearn.datasets", "train", "the default dataset (scikit-learn's digits)")
+    d = datasets.load_digits()
+    X, y = (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+    test, rest = _split(len(X), 0.3)
+    val, train = rest[: round(0.1 * len(rest))], rest[round(0.1 * len(rest)) :]
+    return Data(X[train], y[train], X[val], y[val], X[test], y[test], 10, (8, 8), "digits")
+
+
+def load_npz_data(path: str) -> Data:
+    """A ``.npz`` with X_train, y_train, X_test, y_test (and optionally X_val, y_val; else 10%
+    of the training set is held out). X arrays of 3 or 4 dimensions are images (n, H, W) or
+    (n, C, H, W), flattened for the MLP."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot read --data {path}: {exc}") from None
+    with f:
+        missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in f]
+        if missing:
+            raise CLIError(f"--data {path} lacks {', '.join(missing)} (it needs X_train, y_train, X_test, y_test)")
+        arrays = {k: f[k] for k in f.files}
+    image_shape = None
+    xs = {}
+    for part in ("train", "val", "test"):
+        if f"X_{part}" not in arrays:
+            continue
+        X, y = arrays[f"X_{part}"], arrays[f"y_{part}"] if f"y_{part}" in arrays else None
+        if y is None:
+            raise CLIError(f"--data {path} has X_{part} but no y_{part}")
+        if X.ndim not in (2, 3, 4) or X.shape[0] == 0:
+            raise CLIError(f"X_{part} must have shape (n, features), (n, H, W) or (n, C, H, W) with n > 0, got {X.shape}")
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+            raise CLIError(f"X_{part} must hold numbers, got dtype {X.dtype}")
+        if X.ndim > 2:
+            image_shape = X.shape[1:]
+        if y.shape != (X.shape[0],):
+            raise CLIError(f"y_{part} must have shape ({X.shape[0]},) to match X_{part} {X.shape}, got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise CLIError(f"y_{part} must hold integer class labels, got dtype {y.dtype}")
+        xs[part] = (X.reshape(X.shape[0], -1).astype(np.float32), y.astype(np.int64))
+    shapes = {part: X.shape[1:] for part, (X, _) in xs.items()}
+    if len(set(shapes.values())) != 1:
+        raise CLIError(f"X_train, X_test (and X_val) must have the same number of features, got {shapes}")
+    y_train = xs["train"][1]
+    if y_train.min() < 0:
+        raise CLIError(f"y_train holds label {int(y_train.min())}; labels must be 0, 1, ..., n_classes - 1")
+    n_classes = int(y_train.max()) + 1
+    for part, (_, y) in xs.items():
+        if y.min() < 0 or y.max() >= n_classes:
+            bad = int(y.min() if y.min() < 0 else y.max())
+            raise CLIError(f"y_{part} holds label {bad}, outside the classes 0..{n_classes - 1} seen in y_train")
+    if n_classes < 2:
+        raise CLIError(f"y_train must hold at least 2 classes, got {n_classes}")
+    if "val" not in xs:
+        Xt, yt = xs["train"]
+        val, train = _split(len(Xt), 0.1)
+        if len(train) == 0 or len(val) == 0:
+            raise CLIError(f"X_train has {len(Xt)} rows: too few to hold out a validation set (give X_val, y_val)")
+        xs["val"], xs["train"] = (Xt[val], yt[val]), (Xt[train], yt[train])
+    return Data(*xs["train"], *xs["val"], *xs["test"], n_classes, image_shape, os.path.basename(path))
+
+
+def load_data(args: argparse.Namespace) -> Data:
+    return load_npz_data(args.data) if args.data else load_digits_data()
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+    if any(v < 1 for v in out):
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    return out
+
+
+def _float_list(text: str) -> list[float] | float:
+    try:
+        out = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a float or comma-separated floats, got {text!r}") from None
+    return out[0] if len(out) == 1 else out
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="FILE.npz", help="X_train, y_train, X_test, y_test (optional X_val, y_val); "
+                   "default: scikit-learn's digits, fixed 70/30 split")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for regtune and NumPy's BLAS (default 1: this MLP's kernels are too small to "
+                        "gain from more)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_model(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    d = defaults.get
+    p.add_argument("--hidden", type=_int_list, default=d("hidden", [512, 256]), metavar="N,N",
+                   help="hidden layer sizes (default %(default)s)")
+    p.add_argument("--activation", default="relu", help="relu, leaky_relu, tanh, gelu or selu (default relu)")
+    p.add_argument("--init", default="auto", help="a regtune.init name (kaiming_normal, xavier_uniform, "
+                   "lecun_normal, orthogonal, ...) or auto: chosen for the activation")
+    p.add_argument("--dropout", type=_float_list, default=d("dropout", 0.2), metavar="P[,P]",
+                   help="dropout probability, one or one per hidden layer (alpha dropout for selu) (default %(default)s)")
+    p.add_argument("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop or adagrad "
+                   "(default %(default)s)")
+    p.add_argument("--lr", type=float, default=d("lr", 2e-3), help="peak learning rate (default %(default)s)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD/RMSprop momentum (SGD default 0.9)")
+    p.add_argument("--schedule", default=d("schedule", "cosine"),
+                   help="constant, step, multistep, exponential, cosine, warm_restarts, one_cycle, polynomial "
+                        "or plateau (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=0, metavar="EPOCHS", help="linear warm-up epochs (default 0)")
+    p.add_argument("--weight-decay", type=float, default=d("weight_decay", 1e-2),
+                   help="L2 (decoupled for adamw) (default %(default)s)")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 coefficient in the gradient (default 0)")
+    p.add_argument("--prox-l1", type=float, default=0.0, help="proximal L1 (exact zeros) (default 0)")
+    p.add_argument("--max-grad-norm", type=float, default=None, help="clip the global gradient norm")
+    p.add_argument("--max-norm", type=float, default=None, help="max L2 norm of each unit's incoming weights")
+    p.add_argument("--epochs", type=int, default=d("epochs", 100), help="(default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d("batch_size", 32), help="(default %(default)s)")
+    p.add_argument("--patience", type=int, default=None, help="early stopping: epochs without a better "
+                   "validation loss (default: off)")
+    p.add_argument("--noise", type=float, default=d("noise", 0.0), help="std of Gaussian input noise (default 0)")
+    p.add_argument("--shift", type=int, default=None, help="random shifts of image inputs, in pixels "
+                   "(default: 1 for images, 0 otherwise)")
+    p.add_argument("--image-shape", type=_int_list, default=None, metavar="H,W",
+                   help="the image shape of 2-D --data inputs, for --shift")
+
+
+def _schedule(args: argparse.Namespace, steps_per_epoch: int) -> Any:
+    from . import schedules
+
+    warm = args.warmup * steps_per_epoch
+    total = max(args.epochs * steps_per_epoch - warm, 1)
+    s = schedules.get(args.schedule, args.lr, total)
+    if warm:
+        if isinstance(s, schedules.ReduceOnPlateau):
+            raise CLIError("--warmup cannot be combined with --schedule plateau")
+        s = schedules.linear_warmup(s, warm)
+    return s
+
+
+def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
+    """An MLP and its Trainer from the command-line options (``overrides`` replace options)."""
+    from .trainer import MLP, Trainer
+
+    o = {**vars(args), **overrides}
+    ns = argparse.Namespace(**o)
+    for opt in ("lr", "epochs", "batch_size"):
+        if not o[opt] > 0:
+            raise CLIError(f"--{opt.replace('_', '-')} must be > 0, got {o[opt]}")
+    sizes = [data.X_train.shape[1], *ns.hidden, data.n_classes]
+    model = MLP(sizes, activation=ns.activation, init=ns.init, dropout=ns.dropout, seed=ns.seed)
+    image_shape = tuple(ns.image_shape) if ns.image_shape else data.image_shape
+    shift = ns.shift if ns.shift is not None else (1 if image_shape else 0)
+    steps = -(-len(data.X_train) // ns.batch_size) if ns.batch_size > 0 else 1
+    kw: dict[str, Any] = {}
+    if ns.momentum is not None:
+        kw["momentum"] = ns.momentum
+    elif ns.optimizer == "sgd":
+        kw["momentum"] = 0.9
+    return Trainer(
+        model, optimizer=ns.optimizer, lr=_schedule(ns, steps), weight_decay=ns.weight_decay, l1=ns.l1,
+        prox_l1=ns.prox_l1, max_grad_norm=ns.max_grad_norm, max_norm=ns.max_norm, batch_size=ns.batch_size,
+        noise_std=ns.noise, shift=shift, image_shape=image_shape, seed=ns.seed, optimizer_kwargs=kw,
+    )  # fmt: skip
+
+
+class _Progress:
+    """A tqdm bar advanced once per epoch (or nothing with --no-progress)."""
+
+    def __init__(self, args: argparse.Namespace, total: int, desc: str) -> None:
+        self.bar = None
+        if not args.no_progress:
+            tqdm = _need("tqdm", "train", "the progress bar (or pass --no-progress)").tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, h: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            post = {"loss": f"{h.train_loss[-1]:.3f}", "train_acc": f"{h.train_acc[-1]:.3f}"}
+            if h.val_acc[-1] is not None:
+                post["val_acc"] = f"{h.val_acc[-1]:.3f}"
+            self.bar.set_postfix(post, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _threads(args: argparse.Namespace):
+    """Run the block with regtune and the BLAS under NumPy's matrix products on ``--threads``
+    threads (the BLAS through threadpoolctl, which scikit-learn brings; skipped without it),
+    then restore both. One thread is the default: this trainer's kernels take well under a
+    millisecond, so handing work to a second thread costs more than it saves, and on a busy
+    machine a parallel region waits for a descheduled thread (measured: 10-70x slower)."""
+    import regtune
+
+    if args.threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {args.threads}")
+    before = regtune.get_num_threads()
+    regtune.set_num_threads(args.threads)
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                pass
+            else:
+                stack.enter_context(threadpool_limits(args.threads, user_api="blas"))
+            yield
+    finally:
+        regtune.set_num_threads(before)
+
+
+def _figure(width: float, height: float):
+    """A matplotlib Figure drawn by the Agg canvas (no pyplot, no GUI backend)."""
+    _need("matplotlib", "train", "--out (the PNG plot)")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    with _threads(args):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.out:
+        _need("matplotlib", "train", "--out (the PNG plot)")
+    data = load_data(args)
+    trainer = build_trainer(args, data)
+    progress = _Progress(args, args.epochs, "train")
+    t0 = time.perf_counter()
+    try:
+        history = trainer.fit(data.X_train, data.y_train, epochs=args.epochs,
+                              validation_data=(data.X_val, data.y_val), patience=args.patience, callback=progress)  # fmt: skip
+    finally:
+        progress.close()
+    wall = time.perf_counter() - t0
+    test_loss, test_acc = trainer.evaluate(data.X_test, data.y_test)
+    n_test = len(data.y_test)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        record = {
+            "dataset": data.name, "model": trainer.model.config(), "options": _options(args),
+            "sizes": {"train": len(data.y_train), "val": len(data.y_val), "test": n_test},
+            "history": history.to_dict(include_time=False), "test_loss": test_loss, "test_acc": test_acc,
+        }  # fmt: skip
+        _write_json(os.path.join(args.out, "history.json"), record)
+        _write_json(os.path.join(args.out, "timing.json"), {"epoch_seconds": history.time, "train_seconds": wall})
+        trainer.save_checkpoint(os.path.join(args.out, "model.npz"))
+        plot_history(history, os.path.join(args.out, "history.png"), f"{data.name}: {trainer.model!r}", test_acc)
+    stop = f", stopped early (best epoch {history.best_epoch})" if history.stopped_early else ""
+    print(f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * n_test)}/{n_test}), test loss {test_loss:.4f}; "
+          f"{len(history)} epochs in {wall:.1f} s{stop}" + (f"; wrote {args.out}/" if args.out else ""))  # fmt: skip
+    return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    skip = {"func", "command", "no_progress", "out", "threads"}
+    return {k: v for k, v in vars(args).items() if k not in skip}
+
+
+def _write_json(path: str, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=True)
+        f.write("\n")
+
+
+def plot_history(history: Any, path: str, title: str, test_acc: float | None = None) -> None:
+    """Loss and accuracy per epoch, training and validation, side by side."""
+    fig = _figure(10, 4)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ep = history.epoch
+    ax_loss.plot(ep, history.train_loss, label="train")
+    ax_loss.plot(ep, history.val_loss, label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
+    ax_acc.plot(ep, history.train_acc, label="train")
+    ax_acc.plot(ep, history.val_acc, label="validation")
+    if test_acc is not None:
+        ax_acc.axhline(test_acc, color="gray", ls=":", label=f"test {100 * test_acc:.2f}%")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(max(0.0, min(history.val_acc) - 0.02), 1.005))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path)
+
+
+# ----------------------------------------------------------------------------- compare
+
+#: The arms of the study: name -> options that differ from the baseline.
+def compare_arms(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return {
+        "none": {},
+        "L2": {"weight_decay": args.l2},
+        "L1": {"l1": args.l1_coef},
+        "dropout": {"dropout": args.p},
+        "L2+dropout": {"weight_decay": args.l2, "dropout": args.p},
+        "max-norm": {"max_norm": args.max_norm_value},
+    }
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    _need("matplotlib", "train", "the comparison plot")
+    with _threads(args):
+        return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    data = load_data(args)
+    if not 0 < args.subset <= len(data.y_train):
+        raise CLIError(f"--subset must be in [1, {len(data.y_train)}], got {args.subset}")
+    perm = np.random.default_rng(args.seed).permutation(len(data.y_train))
+    idx, rest = np.sort(perm[: args.subset]), np.sort(perm[args.subset :])
+    y_small = data.y_train[idx].copy()
+    if not 0.0 <= args.label_noise < 1.0:
+        raise CLIError(f"--label-noise must be in [0, 1), got {args.label_noise}")
+    if args.label_noise:  # each chosen label moves to one of the other classes, uniformly
+        rng = np.random.default_rng([args.seed, 1])
+        flip = rng.random(len(y_small)) < args.label_noise
+        y_small[flip] = (y_small[flip] + rng.integers(1, data.n_classes, int(flip.sum()))) % data.n_classes
+    # The validation curves use every held-out training example (the validation split and the
+    # training examples outside the subset): nothing is selected on them, and more examples
+    # make smoother curves.
+    X_val = np.concatenate([data.X_val, data.X_train[rest]])
+    y_val = np.concatenate([data.y_val, data.y_train[rest]])
+    small = Data(data.X_train[idx], y_small, X_val, y_val, data.X_test, data.y_test,
+                 data.n_classes, data.image_shape, data.name)  # fmt: skip
+    base = {"weight_decay": 0.0, "l1": 0.0, "dropout": 0.0, "max_norm": None, "prox_l1": 0.0, "noise": 0.0, "shift": 0}
+    arms = compare_arms(args)
+    results = {}
+    progress = _Progress(args, args.epochs * len(arms), "compare")
+    try:
+        for name, opts in arms.items():
+            trainer = build_trainer(args, small, **{**base, **opts})
+            h = trainer.fit(small.X_train, small.y_train, epochs=args.epochs,
+                            validation_data=(small.X_val, small.y_val), callback=progress)  # fmt: skip
+            train_acc = trainer.evaluate(small.X_train, small.y_train)[1]
+            test_loss, test_acc = trainer.evaluate(small.X_test, small.y_test)
+            results[name] = {"train_acc": train_acc, "test_acc": test_acc, "gap": train_acc - test_acc,
+                             "test_loss": test_loss,
+                             "history": h.to_dict(include_time=False)}  # fmt: skip
+    finally:
+        progress.close()
+    noise = f", {100 * args.label_noise:g}% of labels wrong" if args.label_noise else ""
+    print(f"{data.name}: {args.subset} training examples{noise}, {len(y_val)} validation, {len(small.y_test)} test; "
+          f"MLP {args.hidden}, "
+          f"{args.optimizer} lr {args.lr} {args.schedule}, {args.epochs} epochs, seed {args.seed}")  # fmt: skip
+    print(f"{'regularization':<16}{'train acc':>10}{'test acc':>10}{'gap':>8}{'test loss':>11}   setting")
+    for name, r in results.items():
+        setting = ", ".join(f"{k}={v}" for k, v in arms[name].items()) or "-"
+        print(f"{name:<16}{100 * r['train_acc']:>9.1f}%{100 * r['test_acc']:>9.1f}%{100 * r['gap']:>7.1f}%"
+              f"{r['test_loss']:>11.3f}   {setting}")  # fmt: skip
+    out = args.out or "."
+    os.makedirs(out, exist_ok=True)
+    png = os.path.join(out, "compare.png")
+    plot_compare(results, png, f"{data.name}, {args.subset} training examples{noise}, same seed and budget")
+    if args.out:
+        _write_json(os.path.join(out, "compare.json"), {"options": _options(args), "results": results})
+    print(f"wrote {png}")
+    return 0
+
+
+def plot_compare(results: dict[str, dict[str, Any]], path: str, title: str) -> None:
+    """Validation loss and accuracy per epoch, one line per arm of the study."""
+    fig = _figure(11, 4.2)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for name, r in results.items():
+        h = r["history"]
+        style = {"lw": 2.2 if name == "none" else 1.4, "ls": "--" if name == "none" else "-"}
+        ax_loss.plot(h["epoch"], h["val_loss"], label=name, **style)
+        ax_acc.plot(h["epoch"], h["val_acc"], label=f"{name} (gap {100 * r['gap']:.1f}%)", **style)
+    ax_loss.set(xlabel="epoch", ylabel="validation cross-entropy", yscale="log", title="validation loss")
+    accs = [r["history"]["val_acc"][len(r["history"]["val_acc"]) // 4 :] for r in results.values()]
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (legend: train - test gap)",
+               ylim=(max(0.0, min(map(min, accs)) - 0.03), min(1.0, max(map(max, accs)) + 0.01)))  # fmt: skip
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    ax_loss.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right", framealpha=0.9)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path)
+
+
+# ----------------------------------------------------------------------------- tune
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    optuna = _need("optuna", "tune", "regtune tune")
+    with _threads(args):
+        return _tune(args, optuna)
+
+
+def _tune(args: argparse.Namespace, optuna: Any) -> int:
+    data = load_data(args)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    inits = ["auto", "kaiming_uniform", "xavier_normal", "orthogonal"]
+    scheds = ["constant", "cosine", "one_cycle"]
+
+    def objective(trial: Any) -> float:
+        opts = {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "init": trial.suggest_categorical("init", inits),
+            "schedule": trial.suggest_categorical("schedule", scheds),
+        }
+        trainer = build_trainer(args, data, **opts)
+        best = math.inf
+
+        def report(h: Any) -> None:
+            nonlocal best
+            best = min(best, h.val_loss[-1])
+            trial.report(h.val_loss[-1], len(h) - 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        trainer.fit(data.X_train, data.y_train, epochs=args.epochs, validation_data=(data.X_val, data.y_val),
+                    callback=report)  # fmt: skip
+        val_loss, val_acc = trainer.evaluate(data.X_val, data.y_val)
+        trial.set_user_attr("val_acc", val_acc)
+        trial.set_user_attr("test_acc", trainer.evaluate(data.X_test, data.y_test)[1])
+        return val_loss
+
+    sampler = optuna.samplers.TPESampler(seed=args.seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(args.epochs // 5, 1))
+    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+    bar = None
+    if not args.no_progress:
+        bar = _need("tqdm", "train", "the progress bar (or pass --no-progress)").tqdm(
+            total=args.trials, desc="tune", unit="trial", leave=False, file=sys.stderr)  # fmt: skip
+    try:
+        study.optimize(objective, n_trials=args.trials, timeout=args.timeout,
+                       callbacks=[lambda s, t: bar.update(1)] if bar else None)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    if not done:
+        raise CLIError("no trial completed (all pruned or the timeout was too short)")
+    best = study.best_trial
+    print(f"{len(study.trials)} trials ({pruned} pruned), {args.epochs} epochs each; best trial #{best.number}:")
+    for k, v in best.params.items():
+        print(f"  --{k.replace('_', '-'):<14} {v:.3g}" if isinstance(v, float) else f"  --{k.replace('_', '-'):<14} {v}")
+    print(f"validation loss {best.value:.4f}, validation accuracy {100 * best.user_attrs['val_acc']:.2f}%, "
+          f"test accuracy {100 * best.user_attrs['test_acc']:.2f}%")  # fmt: skip
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        _write_json(os.path.join(args.out, "tune.json"), {
+            "best": {"number": best.number, "params": best.params, "val_loss": best.value, **best.user_attrs},
+            "trials": [{"number": t.number, "state": t.state.name, "params": t.params, "value": t.value}
+                       for t in study.trials],
+        })  # fmt: skip
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def find_bench_dir(explicit: str | None) -> str:
+    """bench/ of a source checkout: --bench-dir, else ./bench, else the one beside the
+    package's source tree (an editable install)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [explicit] if explicit else [os.path.join(os.getcwd(), "bench"),
+                                              os.path.normpath(os.path.join(here, "..", "..", "bench"))]  # fmt: skip
+    for c in candidates:
+        if c and os.path.isfile(os.path.join(c, "report.py")) and os.path.isfile(os.path.join(c, "conftest.py")):
+            return c
+    where = explicit or "./bench or beside the package source"
+    raise CLIError(f"regtune bench runs the bench/ suite of a source checkout and found none ({where}): "
+                   "run it from the checkout or pass --bench-dir")  # fmt: skip
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    bench_dir = find_bench_dir(args.bench_dir)
+    _need("pytest_benchmark", "bench", "regtune bench")
+    if args.size < 1:
+        raise CLIError(f"--size must be >= 1, got {args.size}")
+    if not args.seconds > 0:
+        raise CLIError(f"--seconds must be > 0, got {args.seconds}")
+    spec = importlib.util.spec_from_file_location("regtune_bench_report", os.path.join(bench_dir, "report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)  # type: ignore[union-attr]
+    # The suite reads its size and time budget from the environment (bench/conftest.py).
+    env = {"REGTUNE_BENCH_N": str(args.size), "REGTUNE_BENCH_SECONDS": str(args.seconds)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        data, rc = report.run_suite(["-q", *(["-k", args.k] if args.k else [])])
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    n = data.get("machine_info", {}).get("regtune_bench", {}).get("bench_n")
+    sys.stdout.write(report.render(data))
+    if args.json:
+        table = list(report.rows(report.collect(data), n))
+        _write_json(args.json, {"header": report.header(data), "size": args.size, "rows": table,
+                                "targets": report.targets(table)})  # fmt: skip
+        print(f"wrote {args.json}")
+    return rc
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _best_ms(fn: Any, repeats: int = 5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Configuration, a model's weights initialized, the determinism promises checked, and a
+    normal draw timed against NumPy (what ``python -m regtune`` showed before the CLI)."""
+    import regtune
+    from regtune import init
+
+    if args.size < 1:
+        raise CLIError(f"--size must be >= 1, got {args.size}")
+    regtune.show_config()
+    print()
+
+    layers = [(1024, 784), (1024, 1024), (1024, 1024), (10, 1024)]
+    t0 = time.perf_counter()
+    weights = [init.kaiming_normal(s, nonlinearity="relu", seed=args.seed, offset=i << 40)
+               for i, s in enumerate(layers)]  # fmt: skip
+    ms = (time.perf_counter() - t0) * 1e3
+    print(f"kaiming_normal for an MLP {' -> '.join(str(s[1]) for s in layers)} -> 10: "
+          f"{sum(w.size for w in weights):,} weights in {ms:.1f} ms")  # fmt: skip
+    for s, w in zip(layers, weights):
+        print(f"  {str(s):>13}  std {w.std():.5f}  (expected {np.sqrt(2.0 / s[1]):.5f})")
+
+    n = args.size
+    threads = regtune.get_num_threads()
+    a = init.trunc_normal((n, n), std=0.02, a=-0.04, b=0.04, seed=args.seed)
+    regtune.set_num_threads(1)
+    b = init.trunc_normal((n, n), std=0.02, a=-0.04, b=0.04, seed=args.seed)
+    regtune.set_num_threads(threads)
+    shard = regtune.random.truncated_normal((n // 4, n), 0.0, 0.02, -0.04, 0.04,
+                                            seed=args.seed, offset=(n // 2) * n)  # fmt: skip
+    print(f"\nsame seed on 1 and {threads} threads: bit-identical = {np.array_equal(a, b)}")
+    print(f"rows {n // 2}..{n // 2 + n // 4} made alone with offset=: equal to the slice = "
+          f"{np.array_equal(shard, a[n // 2: n // 2 + n // 4])}")  # fmt: skip
+
+    out = np.empty((n, n), np.float32)
+    rng = np.random.default_rng(args.seed)
+    t_rt = _best_ms(lambda: regtune.random.normal(out=out, seed=args.seed))
+    t_np = _best_ms(lambda: rng.standard_normal(out=out, dtype=np.float32))
+    print(f"\n{n}x{n} float32 normal: regtune {t_rt:.2f} ms, NumPy standard_normal {t_np:.2f} ms "
+          f"({t_np / t_rt:.1f}x); {out.nbytes / t_rt / 1e6:.1f} GB/s written")  # fmt: skip
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="regtune: deterministic CPU training kernels, "
+                                     "and a small trainer that uses them.")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an MLP (default: scikit-learn's digits)",
+                       description="Train an MLP with regtune's kernels; prints the test accuracy.")  # fmt: skip
+    _add_common(p)
+    _add_model(p, {})
+    p.add_argument("--out", metavar="DIR", help="write history.json, timing.json, model.npz and history.png here")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="regularization study on a small training subset",
+                       description="Train none / L2 / L1 / dropout / L2+dropout / max-norm with the same seed and "
+                                   "budget on a small training subset; print train and test accuracy and the gap; "
+                                   "plot the validation curves.")  # fmt: skip
+    _add_common(p)
+    _add_model(p, {"optimizer": "sgd", "lr": 0.05, "epochs": 100, "batch_size": 32, "schedule": "cosine",
+                   "weight_decay": 0.0, "dropout": 0.0, "hidden": [256, 256]})  # fmt: skip
+    p.add_argument("--subset", type=int, default=150, help="training examples used (default %(default)s)")
+    p.add_argument("--l2", type=float, default=5e-3, help="L2 coefficient of the L2 arms (default %(default)s)")
+    p.add_argument("--l1-coef", type=float, default=1e-3, help="L1 coefficient of the L1 arm (default %(default)s)")
+    p.add_argument("--p", type=float, default=0.5, help="dropout of the dropout arms (default %(default)s)")
+    p.add_argument("--max-norm-value", type=float, default=1.0, help="the max-norm arm's bound (default %(default)s)")
+    p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
+                   help="replace this fraction of the subset's labels by wrong ones (a harder test; default 0)")
+    p.add_argument("--out", metavar="DIR", help="write compare.png and compare.json here (default: compare.png in .)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("tune", help='hyperparameter search with Optuna (pip install "regtune[tune]")',
+                       description="TPE search over learning rate, weight decay, dropout, initializer and schedule, "
+                                   "pruning on the validation loss.")  # fmt: skip
+    _add_common(p)
+    _add_model(p, {"epochs": 30})
+    p.add_argument("--trials", type=int, default=20, help="(default %(default)s)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds for the whole search")
+    p.add_argument("--out", metavar="DIR", help="write tune.json here")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("bench", help="the benchmark table (needs a source checkout and regtune[bench])",
+                       description="Run bench/'s suites at one size and print the table "
+                                   "(regtune vs NumPy and installed peers, GB/s, %% of copy bandwidth).")  # fmt: skip
+    p.add_argument("--size", type=int, default=4096, help="N of the N x N float32 arrays (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=2.0, help="time budget per benchmark (default %(default)s)")
+    p.add_argument("-k", metavar="EXPR", help="only benchmarks matching this pytest -k expression")
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    p.add_argument("--bench-dir", metavar="DIR", help="the bench/ folder (default: ./bench or the checkout's)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="configuration, determinism checks, a timed draw against NumPy",
+                       description=cmd_demo.__doc__.splitlines()[0])  # fmt: skip
+    p.add_argument("--size", type=int, default=4096, help="side of the square tensor timed (default 4096)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (CLIError, ValueError, TypeError, OSError) as exc:
+        if os.environ.get("REGTUNE_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG} {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

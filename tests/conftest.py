@@ -38,3 +38,17 @@ def each_simd(request):
     """Parametrize a test over every SIMD path this CPU supports."""
     with simd_path(request.param):
         yield request.param
+
+
+# Hypothesis: derandomized, so CI sees the same examples on every run (tests/test_properties.py).
+# HYPOTHESIS_PROFILE=thorough draws ten times as many, from fresh random examples.
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "regtune", derandomize=True, max_examples=50, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)  # fmt: skip
+settings.register_profile("thorough", max_examples=500, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "regtune"))

@@ -414,3 +414,14 @@ def test_core_rejects_bad_arrays_without_crashing():
         _core.uniform(np.empty((4, 4), np.float32)[:, ::2], 0, 0, 0, 0.0, 1.0)
     with pytest.raises(ValueError):
         _core.parallel_copy(np.empty(4, np.float32), np.empty(5, np.float32))
+
+
+def test_out_from_pickle_is_accepted_and_foreign_byte_order_rejected():
+    import pickle
+
+    out = pickle.loads(pickle.dumps(np.empty(8, np.float32)))  # equal dtype, distinct object
+    np.testing.assert_array_equal(rr.normal(None, seed=3, out=out), rr.normal(8, seed=3))
+    with pytest.raises(TypeError, match="out"):
+        rr.normal(None, seed=3, out=np.empty(8, dtype=">f4"))
+    with pytest.raises(TypeError):
+        _core.normal(np.empty(8, dtype=">f4"), 0, 0, 0, 0.0, 1.0)

@@ -5,30 +5,17 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
 
 namespace regtune::bind {
 
 namespace py = pybind11;
 
-// The array a kernel will write: an ndarray of exactly dtype T, C-contiguous and writable.
-template <typename T>
-py::array writable_array(const py::object& obj, const char* name) {
-  if (!py::isinstance<py::array>(obj)) {
-    throw py::type_error(std::string(name) + " must be a numpy.ndarray");
-  }
-  auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>())) {
-    throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
-                         ", got " + std::string(py::str(arr.dtype())));
-  }
-  if (!(arr.flags() & py::array::c_style)) {
-    throw py::value_error(std::string(name) + " must be C-contiguous");
-  }
-  if (!arr.writeable()) {
-    throw py::value_error(std::string(name) + " must be writable");
-  }
-  return arr;
+// Same dtype, by value: an unpickled float32 array carries an equal but distinct dtype
+// object, so identity is not enough; byte order counts (a big-endian float32 is not float32).
+inline bool same_dtype(const py::dtype& a, const py::dtype& b) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.ptr(), b.ptr());
 }
 
 // An array a kernel only reads: an ndarray of exactly dtype T and C-contiguous (never converted
@@ -39,7 +26,7 @@ py::array readable_array(const py::object& obj, const char* name) {
     throw py::type_error(std::string(name) + " must be a numpy.ndarray");
   }
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>())) {
+  if (!same_dtype(arr.dtype(), py::dtype::of<T>())) {
     throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
                          ", got " + std::string(py::str(arr.dtype())));
   }
@@ -49,8 +36,28 @@ py::array readable_array(const py::object& obj, const char* name) {
   return arr;
 }
 
+// The array a kernel will write: as readable_array, and writable.
+template <typename T>
+py::array writable_array(const py::object& obj, const char* name) {
+  auto arr = readable_array<T>(obj, name);
+  if (!arr.writeable()) {
+    throw py::value_error(std::string(name) + " must be writable");
+  }
+  return arr;
+}
+
+// Elements [first, first + n) of a stream, each `words` Philox words wide, must lie within the
+// 2**64 words of the stream: a range past the end would wrap the counter around silently.
+inline void check_stream_range(uint64_t first, size_t n, unsigned words) {
+  using u128 = unsigned __int128;
+  if (n != 0 && (u128(first) + u128(n)) * words > (u128(1) << 64)) {
+    throw py::value_error("first + n runs past the end of the 2**64-word stream (first = " + std::to_string(first) +
+                          ", n = " + std::to_string(n) + ", " + std::to_string(words) + " word(s) per element)");
+  }
+}
+
 inline bool has_dtype(const py::object& obj, const py::dtype& dt) {
-  return py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).dtype().is(dt);
+  return py::isinstance<py::array>(obj) && same_dtype(py::reinterpret_borrow<py::array>(obj).dtype(), dt);
 }
 
 }  // namespace regtune::bind

@@ -67,6 +67,7 @@ void register_dropout(py::module_& m) {
           size_t n = 0;
           const auto [xp, yp] = pair_pointers<T>(x, out, n);
           uint8_t* mp = mask.is_none() ? nullptr : mask_pointer<true>(mask, n);
+          check_stream_range(first, n, 1);
           py::gil_scoped_release nogil;
           dropout_forward<T>({key, stream}, first, n, xp, yp, mp, threshold, scale, shift, drop);
         });
@@ -100,6 +101,7 @@ void register_dropout(py::module_& m) {
       [](const py::object& mask, size_t n, uint64_t key, uint64_t stream, uint64_t first, uint64_t threshold) {
         check_threshold(threshold);
         uint8_t* mp = mask_pointer<true>(mask, n);
+        check_stream_range(first, n, 1);
         py::gil_scoped_release nogil;
         dropout_mask({key, stream}, first, n, mp, threshold);
       },

@@ -12,18 +12,22 @@ namespace regtune::bind {
 namespace {
 
 // Runs fill(ptr, n) on `out` (float32 or float64, checked) with the GIL released.
+// With `first`, the elements first.. of a stream: checked to end within it (two words per
+// float64 element).
 template <typename Fill>
-void fill_float(const py::object& out, Fill fill) {
+void fill_float(const py::object& out, Fill fill, const uint64_t* first = nullptr) {
   if (has_dtype(out, py::dtype::of<double>())) {
     auto arr = writable_array<double>(out, "out");
     auto* p = static_cast<double*>(arr.mutable_data());
     const size_t n = size_t(arr.size());
+    if (first != nullptr) check_stream_range(*first, n, 2);
     py::gil_scoped_release nogil;
     fill(p, n);
   } else {
     auto arr = writable_array<float>(out, "out");
     auto* p = static_cast<float*>(arr.mutable_data());
     const size_t n = size_t(arr.size());
+    if (first != nullptr) check_stream_range(*first, n, 1);
     py::gil_scoped_release nogil;
     fill(p, n);
   }
@@ -38,6 +42,7 @@ void register_random(py::module_& m) {
         auto arr = writable_array<uint32_t>(out, "out");
         auto* p = static_cast<uint32_t*>(arr.mutable_data());
         const size_t n = size_t(arr.size());
+        check_stream_range(first, n, 1);
         py::gil_scoped_release nogil;
         fill_bits({key, stream}, first, n, p);
       },
@@ -56,20 +61,20 @@ void register_random(py::module_& m) {
   m.def(
       "uniform",
       [](const py::object& out, uint64_t key, uint64_t stream, uint64_t first, double low, double high) {
-        fill_float(out, [&](auto* p, size_t n) { fill_uniform({key, stream}, first, n, p, low, high); });
+        fill_float(out, [&](auto* p, size_t n) { fill_uniform({key, stream}, first, n, p, low, high); }, &first);
       },
       py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"), py::arg("low"), py::arg("high"));
   m.def(
       "normal",
       [](const py::object& out, uint64_t key, uint64_t stream, uint64_t first, double mean, double std) {
-        fill_float(out, [&](auto* p, size_t n) { fill_normal({key, stream}, first, n, p, mean, std); });
+        fill_float(out, [&](auto* p, size_t n) { fill_normal({key, stream}, first, n, p, mean, std); }, &first);
       },
       py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"), py::arg("mean"), py::arg("std"));
   m.def(
       "truncated_normal",
       [](const py::object& out, uint64_t key, uint64_t stream, uint64_t first, double mean, double std, double a,
          double b) {
-        fill_float(out, [&](auto* p, size_t n) { fill_truncnorm({key, stream}, first, n, p, mean, std, a, b); });
+        fill_float(out, [&](auto* p, size_t n) { fill_truncnorm({key, stream}, first, n, p, mean, std, a, b); }, &first);
       },
       py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"), py::arg("mean"), py::arg("std"),
       py::arg("a"), py::arg("b"));
@@ -95,7 +100,7 @@ void register_random(py::module_& m) {
         }
         auto d = py::reinterpret_borrow<py::array>(dst);
         auto s = py::reinterpret_borrow<py::array>(src);
-        if (!d.dtype().is(s.dtype()) || d.size() != s.size()) {
+        if (!same_dtype(d.dtype(), s.dtype()) || d.size() != s.size()) {
           throw py::value_error("dst and src must have the same dtype and size");
         }
         if (!(d.flags() & py::array::c_style) || !(s.flags() & py::array::c_style) || !d.writeable()) {

@@ -12,7 +12,8 @@
 
 namespace regtune {
 namespace {
-// 0 until first use; then OMP_NUM_THREADS (through omp_get_max_threads) or set_num_threads.
+// 0: follow OpenMP (omp_get_max_threads: OMP_NUM_THREADS, or omp_set_num_threads as
+// threadpoolctl calls it, read at each call); > 0: set by set_num_threads and fixed from then on.
 std::atomic<int> g_threads{0};
 }  // namespace
 
@@ -25,16 +26,13 @@ bool openmp_enabled() {
 }
 
 int get_num_threads() {
-  int n = g_threads.load();
+  const int n = g_threads.load(std::memory_order_relaxed);
   if (n > 0) return n;
 #ifdef _OPENMP
-  n = std::max(1, omp_get_max_threads());
+  return std::max(1, omp_get_max_threads());
 #else
-  n = 1;
+  return 1;
 #endif
-  int expected = 0;
-  g_threads.compare_exchange_strong(expected, n);
-  return g_threads.load();
 }
 
 void set_num_threads(int n) {

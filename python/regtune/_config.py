@@ -13,7 +13,11 @@ __all__ = ["config", "show_config", "get_num_threads", "set_num_threads"]
 
 
 def get_num_threads() -> int:
-    """The number of threads regtune's kernels use (OMP_NUM_THREADS or all cores by default)."""
+    """The number of threads regtune's kernels use.
+
+    Until :func:`set_num_threads` is called this follows the OpenMP runtime: OMP_NUM_THREADS
+    (all cores by default), or a limit set with ``threadpoolctl.threadpool_limits``.
+    """
     return int(_core.get_num_threads())
 
 

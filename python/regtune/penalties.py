@@ -33,7 +33,7 @@ def _read_array(w: Any, dtype: np.dtype | None = None) -> np.ndarray:
     """An array the kernels only read: converted once (if needed) to a C-contiguous float array."""
     if dtype is None:
         dtype = w.dtype if isinstance(w, np.ndarray) and w.dtype in FLOAT_DTYPES else np.dtype(np.float64)
-    return np.ascontiguousarray(w, dtype=dtype)
+    return np.asarray(w, dtype=dtype, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
 
 
 def penalty_value(w: Any, l1: float = 0.0, l2: float = 0.0) -> float:

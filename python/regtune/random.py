@@ -146,8 +146,8 @@ class Generator:
         """Reserve the blocks for elements [offset, offset + count) from the current position."""
         first = self._block * per_block + offset
         end_block = -(-(first + count) // per_block)
-        if end_block > _U64:
-            raise ValueError("this Generator's stream is exhausted (2**64 blocks)")
+        if end_block > _U64 // 4:  # checked before the position moves: a refused draw takes nothing
+            raise ValueError("this Generator's stream is exhausted (2**64 words, 2**62 blocks of 4)")
         self._block = end_block
         return first
 
@@ -187,7 +187,8 @@ def _position(seed: Any, offset: Any, count: int, per_block: int) -> tuple[int, 
             f"offset + size = {first + count} runs past the end of the 2**64-word stream "
             f"({_U64 // words_per_element} elements of this dtype)"
         )
-    return key, stream, first
+    # An empty draw may start at the very end (offset 2**64); nothing is drawn, so pass 0 down.
+    return key, stream, first if count else 0
 
 
 def bits(n: int, *, seed: SeedLike, offset: int = 0) -> np.ndarray:

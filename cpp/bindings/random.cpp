@@ -11,25 +11,56 @@ namespace regtune::bind {
 
 namespace {
 
-// Runs fill(ptr, n) on `out` (float32 or float64, checked) with the GIL released.
-// With `first`, the elements first.. of a stream: checked to end within it (two words per
-// float64 element).
+// `first` as the binding receives it: an int (out is one run of the stream from there) or a
+// 1-D uint64 array of run starts (out, C-contiguous, holds len(first) runs of equal length,
+// run r from stream element first[r]). Every run is checked to end within the stream.
+class Where {
+ public:
+  Where(const py::object& first, size_t n, unsigned words_per_element) {
+    if (py::isinstance<py::array>(first)) {
+      starts_ = readable_array<uint64_t>(first, "first");
+      if (starts_.ndim() != 1) throw py::value_error("first must be an int or a 1-D uint64 array");
+      const auto* f = static_cast<const uint64_t*>(starts_.data());
+      const size_t runs = size_t(starts_.size());
+      if (runs == 0 ? n != 0 : n % runs != 0) {
+        throw py::value_error("out.size (" + std::to_string(n) + ") must be a multiple of len(first) (" +
+                              std::to_string(runs) + ")");
+      }
+      runs_ = {f, runs, runs ? n / runs : 0};
+    } else {
+      try {
+        one_ = first.cast<uint64_t>();
+      } catch (const py::cast_error&) {
+        throw py::type_error("first must be an int in [0, 2**64) or a 1-D uint64 array of run starts");
+      }
+      runs_ = {&one_, n ? size_t(1) : size_t(0), n};
+    }
+    for (size_t r = 0; r < runs_.runs; ++r) check_stream_range(runs_.firsts[r], runs_.run_len, words_per_element);
+  }
+  const Runs& runs() const { return runs_; }
+
+ private:
+  py::array starts_;  // keeps the array of run starts alive
+  uint64_t one_ = 0;
+  Runs runs_{};
+};
+
+// Runs fill(ptr, where) on `out` (float32 or float64, checked) with the GIL released; float64
+// elements take two words each.
 template <typename Fill>
-void fill_float(const py::object& out, Fill fill, const uint64_t* first = nullptr) {
+void fill_float(const py::object& out, const py::object& first, Fill fill) {
   if (has_dtype(out, py::dtype::of<double>())) {
     auto arr = writable_array<double>(out, "out");
+    const Where where(first, size_t(arr.size()), 2);
     auto* p = static_cast<double*>(arr.mutable_data());
-    const size_t n = size_t(arr.size());
-    if (first != nullptr) check_stream_range(*first, n, 2);
     py::gil_scoped_release nogil;
-    fill(p, n);
+    fill(p, where.runs());
   } else {
     auto arr = writable_array<float>(out, "out");
+    const Where where(first, size_t(arr.size()), 1);
     auto* p = static_cast<float*>(arr.mutable_data());
-    const size_t n = size_t(arr.size());
-    if (first != nullptr) check_stream_range(*first, n, 1);
     py::gil_scoped_release nogil;
-    fill(p, n);
+    fill(p, where.runs());
   }
 }
 
@@ -38,16 +69,16 @@ void fill_float(const py::object& out, Fill fill, const uint64_t* first = nullpt
 void register_random(py::module_& m) {
   m.def(
       "bits",
-      [](const py::object& out, uint64_t key, uint64_t stream, uint64_t first) {
+      [](const py::object& out, uint64_t key, uint64_t stream, const py::object& first) {
         auto arr = writable_array<uint32_t>(out, "out");
+        const Where where(first, size_t(arr.size()), 1);
         auto* p = static_cast<uint32_t*>(arr.mutable_data());
-        const size_t n = size_t(arr.size());
-        check_stream_range(first, n, 1);
         py::gil_scoped_release nogil;
-        fill_bits({key, stream}, first, n, p);
+        fill_bits({key, stream}, where.runs(), p);
       },
       py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"),
-      "Fill uint32 `out` with words first.. of the Philox4x32-10 stream (key, stream).");
+      "Fill uint32 `out` with words first.. of the Philox4x32-10 stream (key, stream); `first` may\n"
+      "also be a uint64 array of run starts, as for the samplers.");
   m.def(
       "philox",
       [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
@@ -60,21 +91,21 @@ void register_random(py::module_& m) {
       "Philox4x32-10 of one 4-word counter under a 2-word key, on the selected SIMD path.");
   m.def(
       "uniform",
-      [](const py::object& out, uint64_t key, uint64_t stream, uint64_t first, double low, double high) {
-        fill_float(out, [&](auto* p, size_t n) { fill_uniform({key, stream}, first, n, p, low, high); }, &first);
+      [](const py::object& out, uint64_t key, uint64_t stream, const py::object& first, double low, double high) {
+        fill_float(out, first, [&](auto* p, const Runs& w) { fill_uniform({key, stream}, w, p, low, high); });
       },
       py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"), py::arg("low"), py::arg("high"));
   m.def(
       "normal",
-      [](const py::object& out, uint64_t key, uint64_t stream, uint64_t first, double mean, double std) {
-        fill_float(out, [&](auto* p, size_t n) { fill_normal({key, stream}, first, n, p, mean, std); }, &first);
+      [](const py::object& out, uint64_t key, uint64_t stream, const py::object& first, double mean, double std) {
+        fill_float(out, first, [&](auto* p, const Runs& w) { fill_normal({key, stream}, w, p, mean, std); });
       },
       py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"), py::arg("mean"), py::arg("std"));
   m.def(
       "truncated_normal",
-      [](const py::object& out, uint64_t key, uint64_t stream, uint64_t first, double mean, double std, double a,
-         double b) {
-        fill_float(out, [&](auto* p, size_t n) { fill_truncnorm({key, stream}, first, n, p, mean, std, a, b); }, &first);
+      [](const py::object& out, uint64_t key, uint64_t stream, const py::object& first, double mean, double std,
+         double a, double b) {
+        fill_float(out, first, [&](auto* p, const Runs& w) { fill_truncnorm({key, stream}, w, p, mean, std, a, b); });
       },
       py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"), py::arg("mean"), py::arg("std"),
       py::arg("a"), py::arg("b"));
@@ -86,9 +117,9 @@ void register_random(py::module_& m) {
   m.def(
       "fill",
       [](const py::object& out, double value) {
-        fill_float(out, [&](auto* p, size_t n) {
+        fill_float(out, py::int_(0), [&](auto* p, const Runs& w) {
           using T = std::remove_pointer_t<decltype(p)>;
-          parallel_fill<T>(p, n, T(value));
+          parallel_fill<T>(p, w.size(), T(value));
         });
       },
       py::arg("out"), py::arg("value"), "Fill float32/float64 `out` with `value`, with all threads.");

@@ -1,6 +1,6 @@
 // Threaded drivers: split a fill into per-thread ranges and run the selected kernels on each.
-// Element first + i of the stream lands in out[i] whatever the split, so the result does not
-// depend on the thread count.
+// out[r * run_len + j] is stream element firsts[r] + j whatever the split, so the result does
+// not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,19 +10,25 @@
 namespace regtune {
 namespace {
 
-// Calls kernel(stream, first + begin, end - begin, out + begin, params) over per-thread ranges.
+// Calls kernel(stream, first, n, out, params) on the pieces of the runs that fall in each
+// per-thread range of out's elements.
 template <typename T, typename Params, typename Kernel>
-void run_threaded(Kernel kernel, Stream s, uint64_t first, size_t count, T* out, const Params& p) {
+void run_threaded(Kernel kernel, Stream s, const Runs& where, T* out, const Params& p) {
   struct Ctx {
     Kernel kernel;
     Stream s;
-    uint64_t first;
+    Runs where;
     T* out;
     const Params* p;
-  } ctx{kernel, s, first, out, &p};
-  parallel_for(count, 256 / sizeof(T), [](void* c, size_t b, size_t e) {
+  } ctx{kernel, s, where, out, &p};
+  parallel_for(where.size(), 256 / sizeof(T), [](void* c, size_t b, size_t e) {
     auto* x = static_cast<Ctx*>(c);
-    x->kernel(x->s, x->first + b, e - b, x->out + b, *x->p);
+    const size_t len = x->where.run_len;
+    while (b < e) {
+      const size_t r = b / len, j = b % len, n = std::min(len - j, e - b);
+      x->kernel(x->s, x->where.firsts[r] + j, n, x->out + b, *x->p);
+      b += n;
+    }
   }, &ctx);
 }
 
@@ -51,23 +57,23 @@ TruncNormalParams<T> cast_params(const TruncNormalParams<double>& d) {
 
 }  // namespace
 
-void fill_bits(Stream s, uint64_t first, size_t count, uint32_t* out) {
+void fill_bits(Stream s, const Runs& where, uint32_t* out) {
   auto k = [](Stream st, uint64_t f, size_t n, uint32_t* o, const NoParams&) { random_kernels().bits(st, f, n, o); };
-  run_threaded(k, s, first, count, out, NoParams{});
+  run_threaded(k, s, where, out, NoParams{});
 }
 
 template <typename T>
-void fill_uniform(Stream s, uint64_t first, size_t count, T* out, double low, double high) {
+void fill_uniform(Stream s, const Runs& where, T* out, double low, double high) {
   const T lo = T(low), hi = T(high);
   // The largest T below high: low + (high - low) * u may round up to high for u near 1.
   const T below = std::nextafter(hi, -std::numeric_limits<T>::infinity());
   const UniformParams<T> p{lo, T(hi - lo), std::max(below, lo)};
-  run_threaded(Kern<T>::uniform(), s, first, count, out, p);
+  run_threaded(Kern<T>::uniform(), s, where, out, p);
 }
 
 template <typename T>
-void fill_normal(Stream s, uint64_t first, size_t count, T* out, double mean, double std) {
-  run_threaded(Kern<T>::normal(), s, first, count, out, NormalParams<T>{T(mean), T(std)});
+void fill_normal(Stream s, const Runs& where, T* out, double mean, double std) {
+  run_threaded(Kern<T>::normal(), s, where, out, NormalParams<T>{T(mean), T(std)});
 }
 
 TruncNormalParams<double> truncnorm_params(double mean, double std, double a, double b) {
@@ -81,11 +87,11 @@ TruncNormalParams<double> truncnorm_params(double mean, double std, double a, do
 }
 
 template <typename T>
-void fill_truncnorm(Stream s, uint64_t first, size_t count, T* out, double mean, double std, double a, double b) {
+void fill_truncnorm(Stream s, const Runs& where, T* out, double mean, double std, double a, double b) {
   const TruncNormalParams<double> d = truncnorm_params(mean, std, a, b);
   const bool float_ok = d.mass >= 1.0 / 256 && (d.p_lo == 0 || d.p_lo >= 1e-30) && (d.q_hi == 0 || d.q_hi >= 1e-30);
   if (sizeof(T) == 8 || float_ok) {
-    run_threaded(Kern<T>::truncnorm(), s, first, count, out, cast_params<T>(d));
+    run_threaded(Kern<T>::truncnorm(), s, where, out, cast_params<T>(d));
     return;
   }
   // float32 out of float64 draws, in small stack-sized pieces.
@@ -98,14 +104,14 @@ void fill_truncnorm(Stream s, uint64_t first, size_t count, T* out, double mean,
       for (size_t j = 0; j < m; ++j) o[i + j] = T(tmp[j]);
     }
   };
-  run_threaded(k, s, first, count, out, d);
+  run_threaded(k, s, where, out, d);
 }
 
-template void fill_uniform<float>(Stream, uint64_t, size_t, float*, double, double);
-template void fill_uniform<double>(Stream, uint64_t, size_t, double*, double, double);
-template void fill_normal<float>(Stream, uint64_t, size_t, float*, double, double);
-template void fill_normal<double>(Stream, uint64_t, size_t, double*, double, double);
-template void fill_truncnorm<float>(Stream, uint64_t, size_t, float*, double, double, double, double);
-template void fill_truncnorm<double>(Stream, uint64_t, size_t, double*, double, double, double, double);
+template void fill_uniform<float>(Stream, const Runs&, float*, double, double);
+template void fill_uniform<double>(Stream, const Runs&, double*, double, double);
+template void fill_normal<float>(Stream, const Runs&, float*, double, double);
+template void fill_normal<double>(Stream, const Runs&, double*, double, double);
+template void fill_truncnorm<float>(Stream, const Runs&, float*, double, double, double, double);
+template void fill_truncnorm<double>(Stream, const Runs&, double*, double, double, double, double);
 
 }  // namespace regtune

@@ -84,20 +84,29 @@ constexpr size_t kSerialThreshold = size_t(1) << 15;
 void parallel_for(size_t n, size_t grain, void (*body)(void* ctx, size_t begin, size_t end), void* ctx);
 
 // ---- drivers (random.cpp): threaded fills over the selected kernels ----------------------
+// Where a fill's elements come from: out[r * run_len + j] is stream element firsts[r] + j, for
+// r < runs. A contiguous slice of the stream is one run; a column block of a larger array is
+// one run per row (regtune.dask fills such a chunk in one call).
+struct Runs {
+  const uint64_t* firsts;
+  size_t runs;
+  size_t run_len;
+  size_t size() const { return runs * run_len; }
+};
 // Parameters arrive in double and are checked by the caller (low < high with a finite width,
 // std > 0, a < b with a non-negligible probability between them).
-void fill_bits(Stream s, uint64_t first, size_t count, uint32_t* out);
+void fill_bits(Stream s, const Runs& where, uint32_t* out);
 template <typename T>
-void fill_uniform(Stream s, uint64_t first, size_t count, T* out, double low, double high);
+void fill_uniform(Stream s, const Runs& where, T* out, double low, double high);
 template <typename T>
-void fill_normal(Stream s, uint64_t first, size_t count, T* out, double mean, double std);
+void fill_normal(Stream s, const Runs& where, T* out, double mean, double std);
+// The kernel parameters for a truncated normal on [a, b]: tail probabilities and mass in double.
+TruncNormalParams<double> truncnorm_params(double mean, double std, double a, double b);
 // float32 output whose cut-offs lie beyond float32's reach (a tail probability below 1e-30, or
 // less than 1/256 of the mass between them) is computed by the float64 kernel and rounded, so
 // the result stays accurate; the choice depends on the parameters alone.
-// The kernel parameters for a truncated normal on [a, b]: tail probabilities and mass in double.
-TruncNormalParams<double> truncnorm_params(double mean, double std, double a, double b);
 template <typename T>
-void fill_truncnorm(Stream s, uint64_t first, size_t count, T* out, double mean, double std, double a, double b);
+void fill_truncnorm(Stream s, const Runs& where, T* out, double mean, double std, double a, double b);
 // Copies n bytes with all threads: the yardstick for memory bandwidth in the benchmarks.
 void parallel_copy(void* dst, const void* src, size_t nbytes);
 // out[0, count) = value, with all threads (init.constant, zeros, ones).

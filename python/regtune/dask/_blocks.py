@@ -95,21 +95,14 @@ def map_aligned(
     return da.Array(graph, name, x0.chunks if chunks is None else chunks, meta=x0._meta if meta is None else meta)
 
 
-def canonical(a: np.ndarray) -> np.ndarray:
-    """``a`` viewed with NumPy's own float32/float64 dtype object. An array or dtype unpickled
-    on a worker carries an equal but distinct dtype instance, which regtune._core refuses (its
-    bindings compare dtypes by identity), so every block goes through here before a kernel."""
-    return a.view(np.float32 if a.dtype == np.float32 else np.float64)
-
-
 def sample_block(
     kernel: str, key: int, stream: int, first: int, params: tuple, dtype: np.dtype, *, shape, starts, block_shape
 ) -> np.ndarray:
-    """One block of a sampler: run r is ``_core.<kernel>`` at stream element ``first + firsts[r]``."""
-    out = canonical(np.empty(block_shape, dtype=dtype))
+    """One block of a sampler: run r is stream elements ``first + firsts[r]`` on, all runs in
+    one ``_core.<kernel>`` call (threaded across runs)."""
+    out = np.empty(block_shape, dtype=dtype)
     run_len, firsts = block_runs(shape, starts, block_shape)
-    fill = getattr(_core, kernel)
-    rows = out.reshape(-1, run_len) if run_len else out.reshape(0, 0)
-    for r, f in enumerate(firsts.tolist()):
-        fill(rows[r], key, stream, first + f, *params)
+    if out.size:
+        starts_in_stream = firsts.astype(np.uint64) + np.uint64(first)  # in range: checked when made
+        getattr(_core, kernel)(out, key, stream, starts_in_stream, *params)
     return out

@@ -19,13 +19,13 @@ from .. import _core
 from .. import _dropout_module as _rd  # regtune.dropout the attribute is the function
 from .._validation import FLOAT_DTYPES, boolean
 from ..random import Generator, _position
-from ._blocks import block_runs, canonical, map_aligned
+from ._blocks import block_runs, map_aligned
 
 __all__ = ["dropout", "dropout_backward"]
 
 
 def _dropout_block(key, stream, first, threshold, scale, x, *, shape, starts, block_shape) -> np.ndarray:
-    x = np.ascontiguousarray(canonical(x))
+    x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     run_len, firsts = block_runs(shape, starts, block_shape)
     xr = x.reshape(-1, run_len) if run_len else x.reshape(0, 0)

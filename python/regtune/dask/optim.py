@@ -43,7 +43,7 @@ from dask.highlevelgraph import HighLevelGraph
 from .. import _core
 from .. import optim as _optim
 from .._validation import FLOAT_DTYPES, nonnegative_int
-from ._blocks import canonical, map_aligned
+from ._blocks import map_aligned
 
 __all__ = ["StepResult", "step", "grad_norm", "OPTIMIZERS"]
 
@@ -78,7 +78,7 @@ class StepResult(NamedTuple):
 def _block_sq_sums(x: np.ndarray, *, shape, starts, block_shape) -> np.ndarray:
     """Sum of squares of each 4096-element block of a 1-D chunk that starts on a block
     boundary, each formed by the kernel regtune's one-machine reduction uses."""
-    x = np.ascontiguousarray(canonical(x))
+    x = np.ascontiguousarray(x)
     return np.array([_core.grad_sums([x[b : b + REDUCE_BLOCK]])[1] for b in range(0, x.size, REDUCE_BLOCK)], np.float64)
 
 
@@ -156,9 +156,9 @@ def _step_block(kind, names, args, max_norm, *blocks, shape, starts, block_shape
         c = _clip_coefficient(norm, max_norm)
         if not c >= 1.0:  # as the one-machine step: a NaN norm makes every gradient NaN
             a["clip"] = c
-    p = np.array(canonical(blocks[0]), order="C", copy=True)  # a computed chunk is shared: write a copy
-    g = np.ascontiguousarray(canonical(blocks[1]))
-    own = iter([np.array(canonical(s), order="C", copy=True) for s in blocks[2:]])
+    p = np.array(blocks[0], order="C", copy=True)  # a computed chunk is shared: write a copy
+    g = np.ascontiguousarray(blocks[1])
+    own = iter([np.array(s, order="C", copy=True) for s in blocks[2:]])
     states = [[next(own)] if n else None for n in names]
     _core.optim_step(kind, [p], [g], states, names, a, 0.0)
     return (p, *[s[0] for s in states if s is not None])

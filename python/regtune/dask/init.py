@@ -36,28 +36,8 @@ from ..random import SeedLike
 from . import random as _drandom
 from ._blocks import from_block_function
 
-__all__ = [
-    "calculate_gain",
-    "calculate_fans",
-    "uniform",
-    "normal",
-    "trunc_normal",
-    "constant",
-    "zeros",
-    "ones",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "orthogonal",
-    "variance_scaling",
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-]
+# The same names as regtune.init, each defined below (aliases included).
+__all__ = list(_init.__all__)
 
 Chunks = Any
 

@@ -38,21 +38,24 @@ RT_INLINE V log1p_reduced(V f, const double (&c)[N]) {
   return sub(f, mul(s, sub(f, r)));
 }
 
-// Natural log for positive normal float32. Lanes: float32. Cephes' logf polynomial (no
-// division): log(1 + f) = f - f^2/2 + f^3 P(f) on f in [sqrt(1/2) - 1, sqrt(2) - 1];
-// max error about 1 ulp on (0, 1] (tests/test_random.py checks it against float64 NumPy).
-RT_INLINE F32 log(F32 x) {
+// log(1 + f) - f for f in [sqrt(1/2) - 1, sqrt(2) - 1], float32: Cephes' logf polynomial (no
+// division), -f^2/2 + f^3 P(f). The end-to-end Box-Muller tests bound its error.
+RT_INLINE F32 log1p_minus_f(F32 f) {
   static constexpr double kP[] = {3.3333331174e-1, -2.4999993993e-1, 2.0000714765e-1,
                                   -1.6668057665e-1, 1.4249322787e-1, -1.2420140846e-1,
                                   1.1676998740e-1, -1.1514610310e-1, 7.0376836292e-2};
+  const F32 z = mul(f, f);
+  return fma(z, cst<F32>(-0.5), mul(mul(z, f), horner(f, kP)));
+}
+
+// Natural log for positive normal float32: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// log x = e log 2 + log(1 + f), f = m - 1, log 2 split in two parts (Cephes' logf order).
+RT_INLINE F32 log(F32 x) {
   // Shift the exponent so the mantissa lands in [sqrt(1/2), sqrt(2)).
   const U32 b = add(bits(x), set1(uint32_t(0x3F800000u - 0x3F3504F3u)));
   const F32 e = to_f32(sub(shr<23>(b), set1(127u)));
-  const F32 m = from_bits(add(band(b, set1(0x007FFFFFu)), set1(0x3F3504F3u)));
-  const F32 f = sub(m, cst<F32>(1.0));
-  const F32 z = mul(f, f);
-  const F32 y = fma(z, cst<F32>(-0.5), mul(mul(z, f), horner(f, kP)));
-  return fma(e, cst<F32>(0.693359375), add(f, fma(e, cst<F32>(-2.12194440e-4), y)));
+  const F32 f = sub(from_bits(add(band(b, set1(0x007FFFFFu)), set1(0x3F3504F3u))), cst<F32>(1.0));
+  return fma(e, cst<F32>(0.693359375), add(f, fma(e, cst<F32>(-2.12194440e-4), log1p_minus_f(f))));
 }
 
 // Natural log for positive normal float64. Lanes: float64. Max error about 1 ulp.
@@ -219,10 +222,16 @@ void uniform_f64_kernel(Stream s, uint64_t first, size_t count, double* out, con
   });
 }
 
-// Box-Muller, float32: radius from a 31-bit uniform in (0, 1] (|z| <= 6.66), angle from 24 bits.
+// Box-Muller, float32: radius from a 31-bit uniform u = (k + 1/2) / 2^31 in (0, 1) (|z| <= 6.66),
+// angle from 24 bits. Near u = 1, where the radius is small, float(k) would round away the low
+// bits of 1 - u; there -log u is taken as -log1p(-t) with t = 1 - u from the integer
+// 2^31 - 1 - k, which is exact, so small radii keep float32's relative precision.
 RT_INLINE void box_muller(U32 wr, U32 wa, F32& z0, F32& z1) {
-  const F32 u = fma(to_f32(shr<1>(wr)), cst<F32>(1.0 / 2147483648.0), cst<F32>(1.0 / 4294967296.0));
-  const F32 r = sqrt(mul(cst<F32>(-2.0), log(u)));
+  const U32 k = shr<1>(wr);
+  const F32 u = fma(to_f32(k), cst<F32>(1.0 / 2147483648.0), cst<F32>(1.0 / 4294967296.0));
+  const F32 t = fma(to_f32(sub(set1(0x7FFFFFFFu), k)), cst<F32>(1.0 / 2147483648.0), cst<F32>(1.0 / 4294967296.0));
+  const F32 log_u = select(lt(t, cst<F32>(0.25)), sub(log1p_minus_f(neg(t)), t), log(u));
+  const F32 r = sqrt(mul(cst<F32>(-2.0), log_u));
   F32 s, c;
   sincos_turns24(shr<8>(wa), s, c);
   z0 = mul(r, c);

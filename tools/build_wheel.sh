@@ -45,7 +45,9 @@ PATH="$PWD/$tools/bin:$PATH" "$tools/bin/auditwheel" repair "$wheel" -w "$out"
 repaired=$(ls -t "$out"/regtune-*manylinux*.whl | head -1)
 echo "== auditwheel show $repaired"
 "$tools/bin/auditwheel" show "$repaired"
-if ! "$tools/bin/python" -m zipfile -l "$repaired" | grep -q 'regtune.libs/libgomp'; then
+# (the listing is captured first: with pipefail, `... | grep -q` can fail when grep exits early)
+listing=$("$tools/bin/python" -m zipfile -l "$repaired")
+if ! grep -q 'regtune.libs/libgomp' <<<"$listing"; then
   echo "error: libgomp is not bundled in $repaired" >&2
   exit 1
 fi

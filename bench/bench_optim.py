@@ -210,9 +210,9 @@ def test_optim(run_case):
 # ------------------------------------------------------------------- acceptance, standalone
 def _min_time(fns: dict, repeats: int, block: int = 4) -> dict:
     """Min wall time of each callable: `repeats` rounds, each running every impl `block` times in
-    a row. Impls alternate between rounds (a shared machine drifts), but not call by call: torch
-    and regtune each have an OpenMP pool whose threads spin for a while after a parallel
-    region, and call-by-call alternation would time each against the other's spinning threads."""
+    a row. Impls alternate between rounds (a shared machine drifts), but not call by call: torch's
+    OpenMP pool (and, for up to its spin time, regtune's) keeps its threads spinning after a
+    parallel region, and call-by-call alternation would time each against the other's spinners."""
     import time
 
     best = {k: math.inf for k in fns}

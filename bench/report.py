@@ -120,7 +120,7 @@ def header(data: dict) -> list[str]:
     rt_text = "regtune not importable"
     if rt:
         rt_fields = defaultdict(lambda: "?", rt)
-        rt_text = "regtune SIMD {simd}, {threads} threads, OpenMP {openmp}, {compiler}"
+        rt_text = "regtune SIMD {simd}, {threads} threads (spin {spin_us} us), {compiler}"
         rt_text = rt_text.format_map(rt_fields)
     torch = "no torch"
     if s.get("torch"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
 
 import pytest
 
@@ -23,14 +25,55 @@ def simd_path(name: str):
         _core.select_simd(before)
 
 
+#: Inside num_threads(): calls of this many elements and more are split into chunks, so that
+#: test arrays of ~1e5 elements (below the default threshold) exercise the threaded path.
+TEST_SERIAL_THRESHOLD = 1024
+
+
 @contextlib.contextmanager
 def num_threads(n: int):
-    before = regtune.get_num_threads()
+    """Run the block on ``n`` threads, with the serial threshold lowered to
+    TEST_SERIAL_THRESHOLD; restore both after."""
+    before, threshold = regtune.get_num_threads(), _core.serial_threshold()
     regtune.set_num_threads(n)
+    _core.set_serial_threshold(TEST_SERIAL_THRESHOLD)
     try:
         yield
     finally:
         regtune.set_num_threads(before)
+        _core.set_serial_threshold(threshold)
+
+
+def run_together(n: int, fn, timeout: float = 60.0) -> list:
+    """``[fn(0), ..., fn(n - 1)]``, each called on its own Python thread; the threads start
+    together (a Barrier) and switch as often as the interpreter allows, to bring races out.
+    The first exception a thread raised is raised here."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait(timeout)
+            results[i] = fn(i)
+        except BaseException as exc:  # handed to the calling thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(t.is_alive() for t in threads), f"a thread still runs after {timeout} s"
+    if errors:
+        raise errors[0]
+    return results
 
 
 @pytest.fixture(params=SIMD_PATHS)

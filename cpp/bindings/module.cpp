@@ -1,4 +1,5 @@
 // regtune._core: the native half of regtune. Each register_* adds one area's functions.
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -31,7 +32,28 @@ std::string compiler() {
 #endif
 }
 
+namespace py = pybind11;
+
+// Between chunks of a long call (on the thread that made it): run Python's signal handlers, so
+// Ctrl-C raises KeyboardInterrupt within a few tens of milliseconds instead of at the end.
+void check_interrupt() {
+  py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+// A thread that could not be started: a RuntimeWarning (an error where warnings are errors).
+void warn_runtime(const char* message) {
+  py::gil_scoped_acquire gil;
+  if (PyErr_WarnEx(PyExc_RuntimeWarning, message, 1) != 0) throw py::error_already_set();
+}
+
 }  // namespace
+
+// For threadpoolctl (regtune registers a controller that finds _core by these symbols).
+extern "C" __attribute__((visibility("default"))) int regtune_get_num_threads() { return regtune::get_num_threads(); }
+extern "C" __attribute__((visibility("default"))) void regtune_set_num_threads(int n) {
+  regtune::set_num_threads(std::clamp(n, 1, regtune::kMaxThreads));
+}
 
 PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
@@ -55,15 +77,35 @@ PYBIND11_MODULE(_core, m) {
         "Switch the SIMD path for the whole process (tests use it; REGTUNE_SIMD is the public knob).");
   m.def("simd_supported", [](const std::string& name) { return regtune::simd_supported(parse_simd(name)); },
         py::arg("name"));
+  regtune::set_interrupt_hook(&check_interrupt);
+  regtune::set_warning_hook(&warn_runtime);
+
   m.def("get_num_threads", &regtune::get_num_threads);
   m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
+    if (n < 1 || n > regtune::kMaxThreads) {
+      throw py::value_error("n must be between 1 and " + std::to_string(regtune::kMaxThreads) + ", got " +
+                            std::to_string(n));
+    }
     regtune::set_num_threads(n);
   }, py::arg("n"));
+  m.def("default_num_threads", &regtune::default_num_threads);
+  m.def("set_default_num_threads", [](int n) {
+    if (n < 1 || n > regtune::kMaxThreads) throw py::value_error("n out of range");
+    regtune::set_default_num_threads(n);
+  }, py::arg("n"));
+  m.def("spin_us", &regtune::spin_us);
+  m.def("set_spin_us", [](int us) {
+    if (us < 0 || us > regtune::kActiveSpinUs) throw py::value_error("us out of range");
+    regtune::set_spin_us(us);
+  }, py::arg("us"));
+  m.def("serial_threshold", &regtune::serial_threshold);
+  m.def("set_serial_threshold", [](size_t n) { regtune::set_serial_threshold(n); }, py::arg("n"));
+  m.attr("MAX_THREADS") = regtune::kMaxThreads;
+  m.attr("ACTIVE_SPIN_US") = regtune::kActiveSpinUs;
   m.def("build_info", [] {
     py::dict d;
     d["compiler"] = compiler();
-    d["openmp"] = regtune::openmp_enabled();
+    d["thread_pool"] = regtune::threads_enabled();
     py::list compiled, supported;
     for (auto s : {regtune::Simd::scalar, regtune::Simd::avx2, regtune::Simd::avx512}) {
       if (regtune::simd_compiled(s)) compiled.append(regtune::simd_name(s));
@@ -71,7 +113,7 @@ PYBIND11_MODULE(_core, m) {
     }
     d["simd_compiled"] = compiled;
     d["simd_supported"] = supported;
-    d["serial_threshold"] = regtune::kSerialThreshold;
+    d["serial_threshold"] = regtune::serial_threshold();
     return d;
   });
 

@@ -37,11 +37,11 @@ DropoutParams<T> params(uint64_t threshold, double scale, double shift, double d
   return {uint32_t(std::min(threshold, kKeepNone - 1)), shift != 0.0, T(scale), T(shift), T(drop)};
 }
 
-// Runs body(begin, end) over per-thread ranges of [0, n) that start on group boundaries.
+// Runs body(begin, end) over chunks of [0, n) that start on group boundaries; Ctrl-C may stop it.
 template <typename Body>
 void threaded(size_t n, const Body& body) {
   parallel_for(n, kGrain, [](void* c, size_t b, size_t e) { (*static_cast<const Body*>(c))(b, e); },
-               const_cast<Body*>(&body));
+               const_cast<Body*>(&body), /*interruptible=*/true);
 }
 
 // Nothing kept (p = 1): y = drop everywhere and a zero mask, without drawing.

@@ -1,7 +1,7 @@
 // Threaded drivers for the optimizer and penalty kernels.
 //
 // A list of tensors is laid end to end in one index space, each tensor starting on an aligned
-// index; parallel_for splits that space into equal, aligned per-thread ranges, and each range
+// index; parallel_for splits that space into aligned chunks, and each chunk
 // is walked tensor by tensor. So 200 small tensors spread over the threads as one large one
 // does, and no two threads write one cache line (for arrays aligned to one).
 #include <algorithm>
@@ -25,7 +25,8 @@ template <typename T> const OptimKernelsOf<T>& kernels();
 template <> const OptimKernelsOf<float>& kernels<float>() { return optim_table().f32; }
 template <> const OptimKernelsOf<double>& kernels<double>() { return optim_table().f64; }
 
-// Runs f(begin, end) over aligned per-thread ranges of [0, n) (see parallel_for).
+// Runs f(begin, end) over aligned chunks of [0, n) (see parallel_for). Not interruptible: a step
+// always runs to the end, so parameters and state never hold half an update.
 template <typename F>
 void parallel(size_t n, size_t grain, F& f) {
   parallel_for(n, grain, [](void* c, size_t b, size_t e) { (*static_cast<F*>(c))(b, e); }, &f);

@@ -29,7 +29,7 @@ void run_threaded(Kernel kernel, Stream s, const Runs& where, T* out, const Para
       x->kernel(x->s, x->where.firsts[r] + j, n, x->out + b, *x->p);
       b += n;
     }
-  }, &ctx);
+  }, &ctx, /*interruptible=*/true);
 }
 
 struct NoParams {};

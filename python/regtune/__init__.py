@@ -16,11 +16,12 @@ __version__ = "0.1.0"
 from . import _core  # noqa: F401  (selects the SIMD path at import; REGTUNE_SIMD overrides)
 from . import dropout as _dropout_module  # noqa: F401  (regtune.dropout is the function below)
 from . import optim, penalties, random, schedules
-from ._config import config, get_num_threads, set_num_threads, show_config
+from ._config import MAX_THREADS, config, get_num_threads, set_num_threads, show_config
 from .random import Generator
 from .dropout import dropout, dropout_backward, dropout_mask
 
 __all__ = [
+    "MAX_THREADS",
     "Generator",
     "config",
     "dropout",

@@ -10,7 +10,10 @@ torch/optim/{sgd,adam,rmsprop,adagrad}.py, written plainly in NumPy; regtune's e
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ import pytest
 import regtune
 from regtune import _core, optim
 
-from .conftest import SIMD_PATHS, num_threads, simd_path
+from .conftest import SIMD_PATHS, num_threads, run_together, simd_path
 
 STEPS = 50
 DTYPES = [np.float32, np.float64]
@@ -292,6 +295,96 @@ def test_load_state_dict_rejects_mismatches():
     with pytest.raises(ValueError, match="step"):
         opt.load_state_dict(bad)
 
+
+
+def test_copies_and_pickles_carry_the_state_not_the_lock():
+    params, grad_seq = _problem(np.float64, steps=4)
+    want, _ = _run("SGD", dict(lr=0.05, momentum=0.9), params, grad_seq)
+    opt = optim.SGD([x.copy() for x in params], lr=0.05, momentum=0.9)
+    for grads in grad_seq[:2]:
+        opt.step(grads)
+    for other in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert other._lock is not opt._lock and other.step_count == 2
+        for grads in grad_seq[2:]:
+            other.step(grads)
+        assert all(x.tobytes() == y.tobytes() for x, y in zip(other.params, want))
+    assert opt.step_count == 2
+
+
+def test_a_schedule_may_read_but_not_step_its_optimizer():
+    params, grad_seq = _problem(np.float32, steps=1)
+    seen = []
+    opt = optim.SGD(params, lr=lambda c: seen.append(opt.state_dict()["step"]) or 0.1)
+    opt.step(grad_seq[0])  # the lock is re-entrant: no deadlock
+    assert seen == [0] and opt.step_count == 1
+    calls = []
+
+    def stepping(count):
+        if not calls:  # the first call steps the optimizer, inside its own step
+            calls.append(count)
+            opt.step(grad_seq[0])
+        return 0.1
+
+    opt = optim.SGD(params, lr=stepping)
+    with pytest.raises(RuntimeError, match="step_count from 0 to 1"):
+        opt.step(grad_seq[0])
+    assert opt.step_count == 1
+
+
+# ------------------------------------------------------------------------------- threads
+# 8 Python threads share one optimizer. Its lock makes their calls some serial order; with
+# identical gradients every order gives the same bits, so 40 concurrent steps equal 40 serial
+# ones exactly (a lost or torn step would not). 300_007 elements keep each native step (GIL
+# released) long enough for the threads to overlap.
+THREAD_CASES = [
+    ("AdamW", dict(lr=lambda c: 1e-2 / (1 + c), max_grad_norm=5.0)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+]
+
+
+def _shared_problem():
+    params, grad_seq = _problem(np.float32, steps=1, shapes=[(300_007,), (5, 3)])
+    return params, grad_seq[0]
+
+
+@pytest.mark.parametrize("case", THREAD_CASES, ids=["AdamW", "SGD-momentum"])
+def test_steps_from_threads_equal_serial_steps(case):
+    name, kw = case
+    params, grads = _shared_problem()
+    want, serial = _run(name, kw, params, [grads] * 40)
+    opt = getattr(optim, name)([x.copy() for x in params], **kw)
+    norms = run_together(8, lambda i: [opt.step(grads) for _ in range(5)])
+    assert opt.step_count == 40
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(opt.params, want))
+    for buf, arrays in serial.state.items():
+        assert all(x.tobytes() == y.tobytes() for x, y in zip(opt.state[buf], arrays)), buf
+    if "max_grad_norm" in kw:
+        assert len({n for per_thread in norms for n in per_thread}) == 1
+
+
+def _digest(state):
+    return hashlib.sha256(b"".join(a.tobytes() for buf in sorted(state) for a in state[buf])).hexdigest()
+
+
+def test_state_dict_while_threads_step_is_a_state_after_whole_steps():
+    params, grads = _shared_problem()
+    serial = optim.AdamW([x.copy() for x in params], lr=1e-2)
+    after = []  # after[k]: the state after k steps
+    for _ in range(36):
+        after.append(_digest(serial.state_dict()["state"]))
+        serial.step(grads)
+    opt = optim.AdamW([x.copy() for x in params], lr=1e-2)
+
+    def work(i):
+        if i == 0:
+            return [(sd["step"], _digest(sd["state"])) for sd in (opt.state_dict() for _ in range(20))]
+        for _ in range(5):
+            opt.step(grads)
+
+    seen = run_together(8, work)[0]
+    assert all(digest == after[step] for step, digest in seen)
+    assert [step for step, _ in seen] == sorted(step for step, _ in seen)
+    assert opt.step_count == 35 and _digest(opt.state) == after[35]
 
 # --------------------------------------------------------------------------- determinism
 BIG = [(300, 301), (7,), (40_000,), (129, 3)]  # above the serial threshold in total

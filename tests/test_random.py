@@ -7,7 +7,9 @@ probability 1e-3 on a fresh seed, and a moment test at 5 standard errors with ab
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import regtune
 import regtune.random as rr
 from regtune import _core
 
-from .conftest import SIMD_PATHS, simd_path
+from .conftest import SIMD_PATHS, run_together, simd_path
 
 ALPHA = 1e-3  # KS significance level
 K_SE = 5.0  # moment tests: allowed deviation in standard errors
@@ -326,6 +328,66 @@ def test_spawn_gives_independent_reproducible_children():
     more.spawn(3)
     assert {k.stream for k in more.spawn(1)}.isdisjoint(streams)
 
+
+
+def test_generator_copies_and_pickles_carry_the_state_not_the_lock():
+    g = regtune.Generator(21)
+    g.normal(5)
+    g.spawn(2)
+    for h in (copy.copy(g), copy.deepcopy(g), pickle.loads(pickle.dumps(g))):
+        assert h.state == g.state and h._lock is not g._lock
+        np.testing.assert_array_equal(h.bits(8), rr.bits(8, seed=21, offset=8))
+        assert [k.stream for k in h.spawn(1)] == [k.stream for k in copy.copy(g).spawn(1)]
+    assert g.state["block"] == 2 and g.state["children"] == 2  # the copies moved on alone
+
+
+def test_a_generator_draw_that_raises_takes_nothing(monkeypatch):
+    g = regtune.Generator(4)
+    g.bits(3)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_core, "normal", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        g.normal(10)
+    monkeypatch.undo()
+    assert g.state["block"] == 1  # and the lock was released: the next draw goes ahead
+    np.testing.assert_array_equal(g.normal(10), rr.normal(10, seed=4, offset=4))
+
+
+THREADS, CALLS, WORDS = 8, 20, 4000  # every draw takes 1000 whole blocks
+
+
+def test_generator_draws_from_threads_tile_the_serial_stream():
+    # Each call takes consecutive blocks under the Generator's lock, so every draw is one
+    # 4000-word slice of the serial stream and the draws tile it exactly: no block twice.
+    g = regtune.Generator(99)
+    total = THREADS * CALLS * WORDS
+    serial_bits = rr.bits(total, seed=99).reshape(-1, WORDS)
+    serial_normal = rr.normal(total, seed=99).reshape(-1, WORDS)  # float32: element i uses word i
+    where = {("bits", row.tobytes()): k for k, row in enumerate(serial_bits)}
+    where.update({("normal", row.tobytes()): k for k, row in enumerate(serial_normal)})
+
+    def draw(i):
+        kind = "bits" if i % 2 else "normal"
+        return [(kind, (g.bits(WORDS) if i % 2 else g.normal(WORDS)).tobytes()) for _ in range(CALLS)]
+
+    slices = [[where[d] for d in draws] for draws in run_together(THREADS, draw)]
+    assert sorted(k for ks in slices for k in ks) == list(range(THREADS * CALLS))
+    assert all(ks == sorted(ks) for ks in slices)  # each thread's draws in its own call order
+    assert g.state["block"] == total // 4
+
+
+def test_generator_spawns_from_threads_give_distinct_children():
+    g = regtune.Generator(5)
+    kids = run_together(THREADS, lambda i: [g.spawn(3) for _ in range(10)])
+    serial = {k._path: k.stream for k in regtune.Generator(5).spawn(THREADS * 30)}
+    calls = [[k._path[0] for k in call] for per_thread in kids for call in per_thread]
+    assert all(c == list(range(c[0], c[0] + 3)) for c in calls)  # one call, consecutive children
+    got = {k._path: k.stream for per_thread in kids for call in per_thread for k in call}
+    assert got == serial and len(set(got.values())) == THREADS * 30
+    assert g.state["children"] == THREADS * 30
 
 # ------------------------------------------------------------------ bad input
 

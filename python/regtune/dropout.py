@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _core
 from ._validation import boolean, check_inplace, float_input, hyperparameter, shape_tuple
-from .random import Generator, SeedLike, _position
+from .random import Generator, SeedLike, _drawing, _position
 
 __all__ = [
     "DropConnect",
@@ -175,17 +175,17 @@ def _forward(
     dt = x.dtype
     scale, shift, drop = _alpha_coefs(p, dt) if kind == "alpha" else _dropout_coefs(p, dt)
     threshold = _threshold(p)
-    key, stream, first = _position(seed, offset, units, 4)
-    xc = _contiguous(x)
-    y = np.empty_like(xc) if out is None else out
-    if feature:
-        mask = np.empty(_nbytes(units), dtype=np.uint8)
-        _core.dropout_mask(mask, units, key, stream, first, threshold)
-        if x.size:
-            _core.dropout_apply(xc, y, mask, row_len, scale, shift, drop)
-    else:
-        mask = np.empty(_nbytes(units), dtype=np.uint8) if return_mask else None
-        _core.dropout(xc, y, mask, key, stream, first, threshold, scale, shift, drop)
+    with _drawing(seed, offset, units, 4) as (key, stream, first):  # a Generator advances on success
+        xc = _contiguous(x)
+        y = np.empty_like(xc) if out is None else out
+        if feature:
+            mask = np.empty(_nbytes(units), dtype=np.uint8)
+            _core.dropout_mask(mask, units, key, stream, first, threshold)
+            if x.size:
+                _core.dropout_apply(xc, y, mask, row_len, scale, shift, drop)
+        else:
+            mask = np.empty(_nbytes(units), dtype=np.uint8) if return_mask else None
+            _core.dropout(xc, y, mask, key, stream, first, threshold, scale, shift, drop)
     return (y, mask) if return_mask else y
 
 
@@ -356,9 +356,9 @@ def dropout_mask(shape_or_n: Any, p: float, *, seed: SeedLike, offset: int = 0) 
     """
     n = math.prod(shape_tuple(shape_or_n, "shape_or_n"))
     p = _probability(p)
-    key, stream, first = _position(seed, offset, n, 4)
-    mask = np.empty(_nbytes(n), dtype=np.uint8)
-    _core.dropout_mask(mask, n, key, stream, first, _threshold(p))
+    with _drawing(seed, offset, n, 4) as (key, stream, first):
+        mask = np.empty(_nbytes(n), dtype=np.uint8)
+        _core.dropout_mask(mask, n, key, stream, first, _threshold(p))
     return mask
 
 

@@ -21,6 +21,10 @@ one dtype; gradients must match them in shape and dtype and are never modified. 
 (0 for the first step). The state is plain NumPy arrays in ``opt.state``;
 ``state_dict()``/``load_state_dict()`` round-trip exactly.
 
+Thread safety: calls from several Python threads are serialized by a lock held for the whole
+call; the result equals some serial order of the calls (``step``, ``state_dict``,
+``load_state_dict``): no step is lost or torn. Copies and pickles carry the state, not the lock.
+
     >>> import numpy as np, regtune
     >>> w = np.ones(4, np.float32)
     >>> opt = regtune.optim.AdamW([w], lr=0.1, weight_decay=0.0)
@@ -31,6 +35,7 @@ one dtype; gradients must match them in shape and dtype and are never modified. 
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Sequence, Union
 
 import numpy as np
@@ -102,6 +107,11 @@ class Optimizer:
     Subclasses name their state buffers (``_slots``, in the kernel's order) and turn the
     hyperparameters into the per-step coefficients (``_coefficients``), computed in double in
     Python with the same expressions torch uses.
+
+    Thread safety: calls from several Python threads are serialized by a lock held for the
+    whole call; the result equals some serial order of the calls. The lock is re-entrant, so
+    a schedule may call ``state_dict()`` from inside ``step``; a schedule that steps its own
+    optimizer makes that ``step`` raise RuntimeError instead of losing a step.
     """
 
     _kind: int
@@ -127,6 +137,7 @@ class Optimizer:
             None if max_grad_norm is None else hyperparameter(max_grad_norm, "max_grad_norm", low=0.0, low_open=True)
         )
         self._slots = slots
+        self._lock = threading.RLock()  # held by step, state_dict and load_state_dict
         self.step_count = 0
         #: The optimizer state: buffer name -> one array per parameter (torch's names).
         self.state: dict[str, list[np.ndarray]] = {
@@ -147,14 +158,18 @@ class Optimizer:
             TypeError / ValueError: a grads list of the wrong length, or a gradient whose dtype,
             shape or layout does not match its parameter (named ``grads[i]``); a schedule that
             returns a bad value (named ``lr(step)``).
+            RuntimeError: a schedule changed ``step_count`` (stepped this optimizer) meanwhile.
         """
         grads = same_length(grads, "grads", self.params, "params")
-        count = self.step_count
-        args = self._step_args(count)
-        states = [self.state[name] if name else None for name in self._slots]
-        names = [name or "" for name in self._slots]
-        norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
-        self.step_count = count + 1
+        with self._lock:
+            count = self.step_count
+            args = self._step_args(count)
+            if self.step_count != count:
+                raise RuntimeError(f"a schedule changed step_count from {count} to {self.step_count} inside step()")
+            states = [self.state[name] if name else None for name in self._slots]
+            names = [name or "" for name in self._slots]
+            norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
+            self.step_count = count + 1
         return norm
 
     def _step_args(self, count: int) -> dict[str, Any]:
@@ -171,7 +186,8 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """A copy of the state: ``{"step": int, "state": {name: [arrays]}}`` (plain NumPy)."""
-        return {"step": self.step_count, "state": {k: [a.copy() for a in v] for k, v in self.state.items()}}
+        with self._lock:
+            return {"step": self.step_count, "state": {k: [a.copy() for a in v] for k, v in self.state.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a ``state_dict()`` of an optimizer of the same kind, options and parameter
@@ -198,10 +214,18 @@ class Optimizer:
                     raise TypeError(f"{label}[{i}] has dtype {a.dtype} but params[{i}] has {p.dtype}")
                 if a.shape != p.shape:
                     raise ValueError(f"{label}[{i}] has shape {a.shape} but params[{i}] has shape {p.shape}")
-        for name, arrays in given.items():
-            for own, a in zip(self.state[name], arrays):
-                np.copyto(own, a)
-        self.step_count = step
+        with self._lock:  # checked above without it: only the copy needs it
+            for name, arrays in given.items():
+                for own, a in zip(self.state[name], arrays):
+                    np.copyto(own, a)
+            self.step_count = step
+
+    def __getstate__(self) -> dict[str, Any]:  # copy and pickle: everything but the lock
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}, step {self.step_count})"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from typing import Any, Union
 
 import numpy as np
@@ -63,7 +64,14 @@ class Generator:
     ``Generator(seed)`` keys the stream like the module functions do (int, SeedSequence or
     None for fresh entropy). Each call consumes whole Philox blocks (4 words), so the
     position after a call is a multiple of 4 words; ``spawn(n)`` makes children with their
-    own stream ids under the same key, independent of the parent and of each other.
+    own stream ids under the same key, independent of the parent and of each other. A draw
+    that raises (bad arguments, an exhausted stream, Ctrl-C) takes nothing from the stream.
+
+    Thread safety: calls from several Python threads are serialized by a lock held for the
+    whole call; the result equals some serial order of the calls (each draw takes its own
+    consecutive blocks, each spawned child its own stream id). Draws from one Generator
+    therefore do not run in parallel: give each thread its own child (``spawn``) for that.
+    Copies and pickles carry the state, not the lock.
 
     Example::
 
@@ -74,7 +82,7 @@ class Generator:
         True
     """
 
-    __slots__ = ("_key", "_stream", "_block", "_path", "_children")
+    __slots__ = ("_key", "_stream", "_block", "_path", "_children", "_lock")
 
     def __init__(self, seed: int | np.integer | np.random.SeedSequence | None = None) -> None:
         self._key = _key_from_seed(seed)
@@ -82,6 +90,7 @@ class Generator:
         self._block = 0  # next unused Philox block (4 words)
         self._path: tuple[int, ...] = ()
         self._children = 0
+        self._lock = threading.Lock()  # held by every call that reads or moves the fields above
 
     @property
     def key(self) -> int:
@@ -96,13 +105,14 @@ class Generator:
     @property
     def state(self) -> dict[str, Any]:
         """Everything needed to resume: key, stream, block position, spawn path and count."""
-        return {
-            "key": self._key,
-            "stream": self._stream,
-            "block": self._block,
-            "path": list(self._path),
-            "children": self._children,
-        }
+        with self._lock:
+            return {
+                "key": self._key,
+                "stream": self._stream,
+                "block": self._block,
+                "path": list(self._path),
+                "children": self._children,
+            }
 
     @state.setter
     def state(self, value: dict[str, Any]) -> None:
@@ -114,9 +124,17 @@ class Generator:
         for name, v in (("key", key), ("stream", stream), ("block", block)):
             if not 0 <= v < _U64:
                 raise ValueError(f"state[{name!r}] must be in [0, 2**64), got {v}")
-        self._key, self._stream, self._block, self._path, self._children = (
-            key, stream, block, path, children,
-        )
+        with self._lock:
+            self._key, self._stream, self._block, self._path, self._children = (
+                key, stream, block, path, children,
+            )
+
+    def __getstate__(self) -> dict[str, Any]:  # copy and pickle: the state without the lock
+        return self.state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._lock = threading.Lock()
+        self.state = state
 
     def spawn(self, n: int) -> list[Generator]:
         """``n`` independent child generators (same key, new stream ids).
@@ -127,29 +145,22 @@ class Generator:
         """
         n = nonnegative_int(n, "n")
         kids = []
-        for i in range(self._children, self._children + n):
-            child = Generator.__new__(Generator)
-            child._key = self._key
-            child._path = self._path + (i,)
-            ss = np.random.SeedSequence(
-                entropy=[self._key & 0xFFFFFFFF, self._key >> 32], spawn_key=child._path
-            )
-            w = ss.generate_state(2, np.uint32)
-            child._stream = (int(w[0]) | (int(w[1]) << 32)) or 1  # 0 is the root's stream
-            child._block = 0
-            child._children = 0
-            kids.append(child)
-        self._children += n
+        with self._lock:  # concurrent spawns get distinct child indices, hence stream ids
+            for i in range(self._children, self._children + n):
+                child = Generator.__new__(Generator)
+                child._key = self._key
+                child._path = self._path + (i,)
+                ss = np.random.SeedSequence(
+                    entropy=[self._key & 0xFFFFFFFF, self._key >> 32], spawn_key=child._path
+                )
+                w = ss.generate_state(2, np.uint32)
+                child._stream = (int(w[0]) | (int(w[1]) << 32)) or 1  # 0 is the root's stream
+                child._block = 0
+                child._children = 0
+                child._lock = threading.Lock()
+                kids.append(child)
+            self._children += n
         return kids
-
-    def _take(self, count: int, per_block: int, offset: int) -> int:
-        """Reserve the blocks for elements [offset, offset + count) from the current position."""
-        first = self._block * per_block + offset
-        end_block = -(-(first + count) // per_block)
-        if end_block > _U64 // 4:  # checked before the position moves: a refused draw takes nothing
-            raise ValueError("this Generator's stream is exhausted (2**64 words, 2**62 blocks of 4)")
-        self._block = end_block
-        return first
 
     def bits(self, n: int) -> np.ndarray:
         """The next ``n`` raw uint32 words of this stream."""
@@ -173,22 +184,63 @@ class Generator:
         return f"Generator(key={self._key:#x}, stream={self._stream:#x}, block={self._block})"
 
 
+class _drawing:
+    """``with _drawing(seed, offset, count, per_block) as (key, stream, first):`` draw there.
+
+    (key, stream, first element) for a draw of ``count`` elements, checked for overflow. A
+    Generator stays locked for the whole ``with`` block and moves past the draw only when the
+    block ends without an exception: concurrent draws take consecutive ranges in some serial
+    order, and a refused or interrupted draw takes nothing from the stream.
+    """
+
+    __slots__ = ("_seed", "_offset", "_count", "_per_block", "_end_block")
+
+    def __init__(self, seed: Any, offset: Any, count: int, per_block: int) -> None:
+        self._seed, self._offset, self._count, self._per_block = seed, offset, count, per_block
+
+    def __enter__(self) -> tuple[int, int, int]:
+        if not isinstance(self._seed, Generator):
+            return self._locate()
+        self._seed._lock.acquire()
+        try:
+            return self._locate()
+        except BaseException:  # a refused draw: nothing moved, and __exit__ will not run
+            self._seed._lock.release()
+            raise
+
+    def _locate(self) -> tuple[int, int, int]:
+        seed, count, per_block = self._seed, self._count, self._per_block
+        offset = nonnegative_int(self._offset, "offset")
+        words_per_element = 4 // per_block
+        if isinstance(seed, Generator):
+            key, stream = seed._key, seed._stream
+            first = seed._block * per_block + offset
+            self._end_block = -(-(first + count) // per_block)
+            if self._end_block > _U64 // 4:
+                raise ValueError("this Generator's stream is exhausted (2**64 words, 2**62 blocks of 4)")
+        else:
+            key, stream, first = _key_from_seed(seed), 0, offset
+        if (first + count) * words_per_element > _U64:
+            raise ValueError(
+                f"offset + size = {first + count} runs past the end of the 2**64-word stream "
+                f"({_U64 // words_per_element} elements of this dtype)"
+            )
+        # An empty draw may start at the very end (offset 2**64); nothing is drawn, so pass 0 down.
+        return key, stream, first if count else 0
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        gen = self._seed
+        if isinstance(gen, Generator):
+            if exc_type is None:
+                gen._block = self._end_block
+            gen._lock.release()
+
+
 def _position(seed: Any, offset: Any, count: int, per_block: int) -> tuple[int, int, int]:
-    """(key, stream, first element) for a draw of ``count`` elements, checked for overflow."""
-    offset = nonnegative_int(offset, "offset")
-    words_per_element = 4 // per_block
-    if isinstance(seed, Generator):
-        key, stream = seed._key, seed._stream
-        first = seed._take(count, per_block, offset)
-    else:
-        key, stream, first = _key_from_seed(seed), 0, offset
-    if (first + count) * words_per_element > _U64:
-        raise ValueError(
-            f"offset + size = {first + count} runs past the end of the 2**64-word stream "
-            f"({_U64 // words_per_element} elements of this dtype)"
-        )
-    # An empty draw may start at the very end (offset 2**64); nothing is drawn, so pass 0 down.
-    return key, stream, first if count else 0
+    """(key, stream, first element) for a draw of ``count`` elements made outside this call
+    (the dask layers); a Generator moves past it at once, atomically."""
+    with _drawing(seed, offset, count, per_block) as position:
+        return position
 
 
 def bits(n: int, *, seed: SeedLike, offset: int = 0) -> np.ndarray:
@@ -215,9 +267,9 @@ def bits(n: int, *, seed: SeedLike, offset: int = 0) -> np.ndarray:
         True
     """
     n = nonnegative_int(n, "n")
-    key, stream, first = _position(seed, offset, n, 4)
-    out = np.empty(n, dtype=np.uint32)
-    _core.bits(out, key, stream, first)
+    with _drawing(seed, offset, n, 4) as (key, stream, first):
+        out = np.empty(n, dtype=np.uint32)
+        _core.bits(out, key, stream, first)
     return out
 
 
@@ -273,8 +325,8 @@ def uniform(
     if not math.isfinite(hi - lo) or hi - lo > float(np.finfo(dt).max):
         raise ValueError(f"high - low must be finite in {dt}, got low={lo!r}, high={hi!r}")
     arr = output_array(shape, dt, out)
-    key, stream, first = _position(seed, offset, arr.size, _per_block(dt))
-    _core.uniform(arr, key, stream, first, lo, hi)
+    with _drawing(seed, offset, arr.size, _per_block(dt)) as (key, stream, first):
+        _core.uniform(arr, key, stream, first, lo, hi)
     return arr
 
 
@@ -315,8 +367,8 @@ def normal(
     m = _finite_in(finite_float(mean, "mean"), dt, "mean")
     s = _finite_in(positive_float(std, "std"), dt, "std")
     arr = output_array(shape, dt, out)
-    key, stream, first = _position(seed, offset, arr.size, _per_block(dt))
-    _core.normal(arr, key, stream, first, m, s)
+    with _drawing(seed, offset, arr.size, _per_block(dt)) as (key, stream, first):
+        _core.normal(arr, key, stream, first, m, s)
     return arr
 
 
@@ -371,8 +423,8 @@ def truncated_normal(
             "in float64: move the cut-offs closer to the mean"
         )
     arr = output_array(shape, dt, out)
-    key, stream, first = _position(seed, offset, arr.size, _per_block(dt))
-    _core.truncated_normal(arr, key, stream, first, m, s, lo, hi)
+    with _drawing(seed, offset, arr.size, _per_block(dt)) as (key, stream, first):
+        _core.truncated_normal(arr, key, stream, first, m, s, lo, hi)
     return arr
 
 

@@ -116,7 +116,8 @@ ERRORS = [
     (["--lr", "-1"], "--lr must be > 0, got -1.0"),
     (["--weight-decay", "-1"], "weight_decay must be in [0, inf), got weight_decay=-1.0"),
     (["--shift", "1", "--image-shape", "3,3"], "image_shape (3, 3) does not hold the model's 16 inputs"),
-    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--threads", "0"], "--threads must be between 1 and 1024, got 0"),
+    (["--threads", "100000"], "--threads must be between 1 and 1024, got 100000"),
 ]
 
 

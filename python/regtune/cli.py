@@ -161,9 +161,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="FILE.npz", help="X_train, y_train, X_test, y_test (optional X_val, y_val); "
                    "default: scikit-learn's digits, fixed 70/30 split")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads for regtune and NumPy's BLAS (default 1: this MLP's kernels are too small to "
-                        "gain from more)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for regtune and NumPy's BLAS (default: each library's own default; regtune keeps "
+                        "small arrays on the calling thread and its idle threads sleep, so the default is safe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -266,13 +266,16 @@ class _Progress:
 def _threads(args: argparse.Namespace):
     """Run the block with regtune and the BLAS under NumPy's matrix products on ``--threads``
     threads (the BLAS through threadpoolctl, which scikit-learn brings; skipped without it),
-    then restore both. One thread is the default: this trainer's kernels take well under a
-    millisecond, so handing work to a second thread costs more than it saves, and on a busy
-    machine a parallel region waits for a descheduled thread (measured: 10-70x slower)."""
+    then restore both. Without ``--threads`` both keep their defaults: regtune's pool keeps
+    this trainer's small arrays on the calling thread, and its idle workers sleep after a short
+    spin instead of taking the cores the BLAS needs."""
     import regtune
 
-    if args.threads < 1:
-        raise CLIError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is None:
+        yield
+        return
+    if not 1 <= args.threads <= regtune.MAX_THREADS:
+        raise CLIError(f"--threads must be between 1 and {regtune.MAX_THREADS}, got {args.threads}")
     before = regtune.get_num_threads()
     regtune.set_num_threads(args.threads)
     try:

@@ -357,9 +357,11 @@ void set_default_num_threads(int n) {
 }
 
 int get_num_threads() {
-  if (!threads_enabled()) return 1;
+  // A serial build keeps what set_num_threads was told (so the setting round-trips, as with
+  // threadpoolctl) but defaults to 1 and runs every kernel on the calling thread.
   const int n = g_threads.load(std::memory_order_relaxed);
-  return n > 0 ? n : default_num_threads();
+  if (n > 0) return n;
+  return threads_enabled() ? default_num_threads() : 1;
 }
 
 void set_num_threads(int n) {

@@ -510,3 +510,214 @@ def test_native_layer_checks_its_arguments():
         _core.dropout_apply(x, y, np.empty(2, np.uint8), 7, 2.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="C-contiguous"):
         _core.dropout_apply(np.ones(200, np.float32)[::2], y, np.empty(13, np.uint8), 1, 2.0, 0.0, 0.0)
+
+
+# ------------------------------------------------------------------- hostile input (issue 16)
+FORWARDS = {
+    "dropout": lambda x, **kw: regtune.dropout(x, **kw),
+    "alpha_dropout": lambda x, **kw: rd.alpha_dropout(x, **kw),
+    "feature_dropout": lambda x, **kw: rd.feature_dropout(x, **kw),
+    "dropconnect": lambda x, **kw: rd.dropconnect(x, **{k: v for k, v in kw.items() if k != "return_mask"}),
+}
+BACKWARDS = {
+    "dropout_backward": regtune.dropout_backward,
+    "alpha_dropout_backward": rd.alpha_dropout_backward,
+    "feature_dropout_backward": rd.feature_dropout_backward,
+}
+_XNAME = {"dropconnect": "weight"}
+
+
+def _x4():
+    return np.ones((4, 8), np.float32)
+
+
+_BAD_ARRAYS = [
+    (None, TypeError, "must be a float32 or float64 array, got None"),
+    (np.ma.masked_array(np.ones((4, 8), np.float32), mask=np.eye(4, 8)), TypeError, "must be a plain numpy.ndarray"),
+    (np.ones((4, 8), complex), TypeError, "must have dtype float32 or float64, got complex128"),
+    (np.ones((4, 8), object), TypeError, "must have dtype float32 or float64, got object"),
+    (np.ones((4, 8), bool), TypeError, "must have dtype float32 or float64, got bool"),
+    (np.full((4, 8), "a"), TypeError, "must have dtype float32 or float64, got <U1"),
+    (np.ones((4, 8), np.int32), TypeError, "must have dtype float32 or float64, got int32"),
+    (np.ones((4, 8), np.float16), TypeError, "must have dtype float32 or float64, got float16"),
+    ([[1.0, 2.0], [1.0]], TypeError, "numpy.asarray cannot convert"),
+    ({"x": 1.0}, TypeError, "must have dtype float32 or float64, got object"),
+    ("abc", TypeError, "must have dtype float32 or float64"),
+]
+
+
+@pytest.mark.parametrize("fn", FORWARDS)
+@pytest.mark.parametrize("bad, exc, match", _BAD_ARRAYS, ids=lambda v: type(v).__name__ if not isinstance(v, str) else "")
+def test_hostile_forward_inputs_are_named(fn, bad, exc, match):
+    with pytest.raises(exc, match=f"^{_XNAME.get(fn, 'x')} .*{match}"):
+        FORWARDS[fn](bad, p=0.5, seed=1)
+
+
+@pytest.mark.parametrize("fn", BACKWARDS)
+@pytest.mark.parametrize("bad, exc, match", _BAD_ARRAYS, ids=lambda v: type(v).__name__ if not isinstance(v, str) else "")
+def test_hostile_backward_inputs_are_named(fn, bad, exc, match):
+    with pytest.raises(exc, match=f"^dy .*{match}"):
+        BACKWARDS[fn](bad, p=0.5, seed=1)
+
+
+_BAD_P = [(float("nan"), ValueError, "p must be finite"), (float("inf"), ValueError, "p must be finite"),
+          (-1e-9, ValueError, r"p must be in \[0, 1\]"), (1.0 + 1e-9, ValueError, r"p must be in \[0, 1\]"),
+          (True, TypeError, "p must be a real number"), ("0.5", TypeError, "p must be a real number"),
+          (None, TypeError, "p must be a real number"), (0.5j, TypeError, "p must be a real number"),
+          (np.array([0.5]), TypeError, "p must be a real number")]  # fmt: skip
+
+
+@pytest.mark.parametrize("fn", [*FORWARDS, *BACKWARDS, "dropout_mask"])
+@pytest.mark.parametrize("bad, exc, match", _BAD_P, ids=repr)
+def test_hostile_probabilities_are_named(fn, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        if fn == "dropout_mask":
+            regtune.dropout_mask(10, bad, seed=1)
+        elif fn in BACKWARDS:
+            BACKWARDS[fn](_x4(), p=bad, seed=1)
+        else:
+            FORWARDS[fn](_x4(), p=bad, seed=1)
+
+
+@pytest.mark.parametrize("arg", ["training", "return_mask"])
+@pytest.mark.parametrize("bad", [1, 0, "yes", None, 1.0, np.array([True])], ids=repr)
+def test_hostile_flags_are_named(arg, bad):
+    with pytest.raises(TypeError, match=f"{arg} must be a bool"):
+        regtune.dropout(_x4(), 0.5, seed=1, **{arg: bad})
+
+
+@pytest.mark.parametrize("shape", [2**62, (2**31, 2**31)], ids=repr)  # beyond any address space
+def test_a_mask_that_cannot_be_allocated_is_a_named_memory_error_and_takes_nothing(shape):
+    g = regtune.Generator(3)
+    before = g.state
+    with pytest.raises((MemoryError, ValueError), match="shape_or_n|runs past the end"):
+        regtune.dropout_mask(shape, 0.5, seed=g)
+    assert g.state == before
+
+
+# ------------------------------------------------------------------------------ overlap
+@pytest.mark.parametrize("fn", ["dropout", "alpha_dropout", "feature_dropout", "dropconnect", *BACKWARDS])
+def test_exact_in_place_still_works(fn):
+    x = regtune.random.normal((4, 8, 3), seed=2)
+    if fn in BACKWARDS:
+        want = BACKWARDS[fn](x.copy(), p=0.3, seed=7)
+        got = BACKWARDS[fn](x, p=0.3, seed=7, out=x)
+    else:
+        want = FORWARDS[fn](x.copy(), p=0.3, seed=7)[0]
+        got = FORWARDS[fn](x, p=0.3, seed=7, out=x)[0]
+    assert got is x and np.array_equal(x, want)
+
+
+@pytest.mark.parametrize("kw", [dict(training=False), dict(p=0.0)], ids=["eval", "p0"])
+def test_identity_in_place_and_into_a_view_of_the_same_memory(kw):
+    x = np.arange(8, dtype=np.float32)
+    y, _ = regtune.dropout(x, **{"p": 0.5, **kw}, seed=1, out=x[:])  # another view object, the same elements
+    assert np.shares_memory(y, x) and np.array_equal(x, np.arange(8))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda b: regtune.dropout(b[:32], 0.5, seed=1, out=b[1:33]), "out overlaps x"),
+        (lambda b: regtune.dropout(b[8:40], 0.5, seed=1, out=b[:32]), "out overlaps x"),
+        (lambda b: regtune.dropout(b[:32].reshape(4, 8), 0.5, seed=1, out=b[4:36].reshape(4, 8)), "out overlaps x"),
+        (lambda b: regtune.dropout(b[31::-1], 0.5, seed=1, out=b[:32]), "out overlaps x"),  # reversed
+        (lambda b: regtune.dropout(b[::2][:16], 0.5, seed=1, out=b[:16]), "out overlaps x"),  # strided x
+        (lambda b: rd.alpha_dropout(b[:32], 0.5, seed=1, out=b[2:34]), "out overlaps x"),
+        (lambda b: rd.feature_dropout(b[:32].reshape(4, 8), 0.5, seed=1, out=b[8:40].reshape(4, 8)), "out overlaps x"),
+        (lambda b: rd.dropconnect(b[:32].reshape(4, 8), 0.5, seed=1, out=b[1:33].reshape(4, 8)), "out overlaps weight"),
+        (lambda b: regtune.dropout(b[:32], 0.5, training=False, out=b[1:33]), "out overlaps x"),
+        (lambda b: regtune.dropout_backward(b[:32], p=0.5, seed=1, out=b[3:35]), "out overlaps dy"),
+        (lambda b: rd.alpha_dropout_backward(b[:32], p=0.5, seed=1, out=b[3:35]), "out overlaps dy"),
+        (lambda b: rd.feature_dropout_backward(b[:32].reshape(4, 8), p=0.5, seed=1, out=b[8:40].reshape(4, 8)),
+         "out overlaps dy"),
+        (lambda b: regtune.dropout_backward(b[:32], p=0.0, seed=1, out=b[3:35]), "out overlaps dy"),
+    ],
+)  # fmt: skip
+def test_partial_overlap_of_out_is_refused_naming_both(call, match):
+    buf = np.arange(48, dtype=np.float32)
+    with pytest.raises(ValueError, match=match):
+        call(buf)
+    assert np.array_equal(buf, np.arange(48, dtype=np.float32))
+
+
+def test_out_in_the_gaps_of_a_strided_x_is_not_an_overlap():
+    """x = b[:, :2] (rows 8 apart) and out in the columns between: the memory bounds overlap,
+    no element does (the exact test decides); the result equals the out-of-place one."""
+    b = np.arange(16, dtype=np.float32).reshape(2, 8)
+    x = b[:, :2]
+    out = b.reshape(-1)[2:6].reshape(2, 2)
+    want = regtune.dropout(x.copy(), 0.5, seed=3)[0]
+    regtune.dropout(x, 0.5, seed=3, out=out)
+    assert np.array_equal(out, want) and np.array_equal(b[:, :2], [[0, 1], [8, 9]])
+
+
+def _mask_for(y_seed=5, n=32):
+    return regtune.dropout(np.ones(n, np.float32), 0.5, seed=y_seed)
+
+
+@pytest.mark.parametrize("fn", ["dropout_backward", "alpha_dropout_backward"])
+def test_a_mask_stored_inside_out_is_refused(fn):
+    _, mask = _mask_for()
+    arena = np.zeros(40, np.float32)
+    stored = arena.view(np.uint8)[4:8]  # inside out = arena[:32]
+    stored[:] = mask
+    with pytest.raises(ValueError, match="mask overlaps out"):
+        BACKWARDS[fn](np.ones(32, np.float32), stored, 0.5, out=arena[:32])
+    assert np.array_equal(stored, mask)
+
+
+def test_a_mask_stored_inside_dy_written_in_place_is_refused_and_read_only_dy_is_fine():
+    y, mask = _mask_for()
+    dy = np.ones(40, np.float32)
+    stored = dy.view(np.uint8)[128:132]  # in dy[32], outside dy[:32]
+    stored[:] = mask
+    assert np.array_equal(regtune.dropout_backward(dy[:32], stored, 0.5), y)  # dy only read: exact
+    inside = dy.view(np.uint8)[:4]  # now in dy[0], which the backward writes when out=dy
+    inside[:] = mask
+    with pytest.raises(ValueError, match="mask overlaps out"):
+        regtune.dropout_backward(dy[:32], inside, 0.5, out=dy[:32])
+    # a feature mask too
+    x = np.ones((4, 8, 2), np.float32)
+    fy, fmask = rd.feature_dropout(x, 0.5, seed=2)
+    arena = np.zeros(65, np.float32)
+    arena.view(np.uint8)[:4][: fmask.size] = fmask
+    with pytest.raises(ValueError, match="mask overlaps out"):
+        rd.feature_dropout_backward(x, arena.view(np.uint8)[: fmask.size], 0.5, out=arena[:64].reshape(4, 8, 2))
+
+
+def test_a_non_contiguous_mask_inside_out_is_copied_first_so_it_is_exact():
+    y, mask = _mask_for()
+    arena = np.zeros(32, np.float32)
+    strided = arena.view(np.uint8)[: 2 * mask.size : 2]  # every other byte of out's first elements
+    strided[:] = mask
+    assert np.array_equal(regtune.dropout_backward(np.ones(32, np.float32), strided, 0.5, out=arena), y)
+
+
+@pytest.mark.parametrize("fn", BACKWARDS)
+def test_a_masked_mask_or_out_is_refused(fn):
+    dy = _x4()
+    with pytest.raises(TypeError, match="mask must be a plain"):
+        BACKWARDS[fn](dy, np.ma.masked_array(np.zeros(4, np.uint8)), 0.5)
+    with pytest.raises(TypeError, match="out must be a plain"):
+        BACKWARDS[fn](dy, p=0.5, seed=1, out=np.ma.masked_array(np.zeros((4, 8), np.float32)))
+
+
+@pytest.mark.parametrize("fn", FORWARDS)
+def test_a_masked_out_is_refused(fn):
+    with pytest.raises(TypeError, match="out must be a plain"):
+        FORWARDS[fn](_x4(), p=0.5, seed=1, out=np.ma.masked_array(np.zeros((4, 8), np.float32)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(xs=st.integers(0, 16), os_=st.integers(0, 16), n=st.integers(1, 16))
+def test_any_shifted_out_is_refused_or_exact(xs, os_, n):
+    buf = np.arange(40, dtype=np.float32)
+    x, out = buf[xs : xs + n], buf[os_ : os_ + n]
+    want = regtune.dropout(x.copy(), 0.5, seed=4)[0]
+    if xs != os_ and abs(xs - os_) < n:
+        with pytest.raises(ValueError, match="out overlaps x"):
+            regtune.dropout(x, 0.5, seed=4, out=out)
+    else:
+        regtune.dropout(x, 0.5, seed=4, out=out)
+        assert np.array_equal(out, want)

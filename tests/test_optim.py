@@ -475,7 +475,7 @@ def test_common_hyperparameters_are_checked_when_built(name, kw, exc, match):
         ("Adam", dict(betas=(float("nan"), 0.9)), ValueError, r"betas\[0\] must be finite, got betas\[0\]=nan"),
         ("Adam", dict(betas=(0.9,)), ValueError, r"betas must be a pair"),
         ("Adam", dict(betas=0.9), TypeError, r"betas must be a pair"),
-        ("Adam", dict(eps=-1e-8), ValueError, r"eps must be in \[0, inf\)"),
+        ("Adam", dict(eps=-1e-8), ValueError, r"eps must be in \(0, inf\)"),
         ("Adam", dict(amsgrad=1), TypeError, r"amsgrad must be a bool"),
         ("SGD", dict(momentum=-0.5), ValueError, r"momentum must be in"),
         ("SGD", dict(nesterov=True), ValueError, r"nesterov=True requires momentum > 0"),
@@ -599,3 +599,357 @@ def test_nan_norm_makes_every_gradient_nan_as_torch():
 def test_exported():
     assert regtune.optim is optim and "optim" in regtune.__all__ and "penalties" in regtune.__all__
     assert _core.optim_step.__doc__
+
+
+# ------------------------------------------------------------------- hostile input (issue 16)
+# Every case asserts the exception type and that the message names the argument(s) involved.
+
+_HOSTILE_NUMBERS = [
+    (float("nan"), ValueError, "finite"),
+    (float("inf"), ValueError, "finite"),
+    (-float("inf"), ValueError, "finite"),
+    (True, TypeError, "real number"),
+    ("0.1", TypeError, "real number"),
+    (None, TypeError, "real number"),
+    ([0.1], TypeError, "real number"),
+    (1 + 0j, TypeError, "real number"),
+    ({"lr": 0.1}, TypeError, "real number"),
+    (np.array([0.1]), TypeError, "real number"),
+]
+_NONNEGATIVE = ["lr", "weight_decay", "l1", "prox_l1"]
+
+
+def _one(dtype=np.float32, n=6):
+    return [np.zeros(n, dtype)]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize(
+    "arg, bad, exc, what",
+    [(arg, *case) for arg in _NONNEGATIVE + ["max_grad_norm"]
+     for case in _HOSTILE_NUMBERS + [(-1e-300, ValueError, "must be in")]
+     if not (arg == "max_grad_norm" and case[0] is None)]  # None: no clipping, valid
+    + [("max_grad_norm", 0.0, ValueError, "must be in"), ("max_grad_norm", -0.0, ValueError, "must be in")],
+    ids=lambda v: repr(v)[:12],
+)  # fmt: skip
+def test_hostile_common_hyperparameters(name, arg, bad, exc, what):
+    with pytest.raises(exc, match=rf"{arg} must .*{what}|{arg} must be in"):
+        getattr(optim, name)(_one(), **{arg: bad})
+
+
+@pytest.mark.parametrize(
+    "name, kw, exc, match",
+    [
+        ("SGD", dict(momentum=float("nan")), ValueError, r"momentum must be finite"),
+        ("SGD", dict(momentum=True), TypeError, r"momentum must be a real number"),
+        ("SGD", dict(momentum="0.9"), TypeError, r"momentum must be a real number"),
+        ("SGD", dict(dampening=float("inf")), ValueError, r"dampening must be finite"),
+        ("SGD", dict(dampening=None), TypeError, r"dampening must be a real number"),
+        ("SGD", dict(momentum=0.9, nesterov=1), TypeError, r"nesterov must be a bool"),
+        ("SGD", dict(momentum=0.9, nesterov="yes"), TypeError, r"nesterov must be a bool"),
+        ("Adam", dict(betas=(0.9, 0.999, 0.5)), ValueError, r"betas must be a pair"),
+        ("Adam", dict(betas=()), ValueError, r"betas must be a pair"),
+        ("Adam", dict(betas=None), TypeError, r"betas must be a pair"),
+        ("Adam", dict(betas="ab"), TypeError, r"betas must be a pair"),
+        ("Adam", dict(betas={0.9, 0.999}), TypeError, r"betas must be a pair"),
+        ("Adam", dict(betas={0.9: 1, 0.999: 2}), TypeError, r"betas must be a pair"),
+        ("Adam", dict(betas=(0.9, float("inf"))), ValueError, r"betas\[1\] must be finite"),
+        ("Adam", dict(betas=(True, 0.9)), TypeError, r"betas\[0\] must be a real number"),
+        ("Adam", dict(betas=("0.9", 0.9)), TypeError, r"betas\[0\] must be a real number"),
+        ("Adam", dict(betas=(1.0, 0.9)), ValueError, r"betas\[0\] must be in \[0, 1\)"),
+        ("AdamW", dict(betas=(0.9, -1e-9)), ValueError, r"betas\[1\] must be in \[0, 1\)"),
+        ("AdamW", dict(betas=(0.9, 1.5)), ValueError, r"betas\[1\] must be in \[0, 1\)"),
+        ("Adam", dict(eps=0.0), ValueError, r"eps must be in \(0, inf\), got eps=0.0"),
+        ("AdamW", dict(eps=-0.0), ValueError, r"eps must be in \(0, inf\)"),
+        ("RMSprop", dict(eps=0.0), ValueError, r"eps must be in \(0, inf\)"),
+        ("Adagrad", dict(eps=0.0), ValueError, r"eps must be > 0 when initial_accumulator_value is 0"),
+        ("Adam", dict(eps=float("inf")), ValueError, r"eps must be finite"),
+        ("Adam", dict(eps="1e-8"), TypeError, r"eps must be a real number"),
+        ("Adam", dict(amsgrad=None), TypeError, r"amsgrad must be a bool"),
+        ("RMSprop", dict(alpha=float("nan")), ValueError, r"alpha must be finite"),
+        ("RMSprop", dict(alpha=-0.1), ValueError, r"alpha must be in \[0, 1\]"),
+        ("RMSprop", dict(momentum=-1.0), ValueError, r"momentum must be in"),
+        ("RMSprop", dict(centered=0), TypeError, r"centered must be a bool"),
+        ("Adagrad", dict(lr_decay=float("inf")), ValueError, r"lr_decay must be finite"),
+        ("Adagrad", dict(lr_decay=True), TypeError, r"lr_decay must be a real number"),
+        ("Adagrad", dict(initial_accumulator_value=float("nan")), ValueError, r"initial_accumulator_value must be"),
+    ],
+)
+def test_hostile_specific_hyperparameters(name, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        getattr(optim, name)(_one(), **kw)
+
+
+def test_adagrad_eps_zero_is_fine_with_a_positive_accumulator():
+    w = np.ones(3)
+    optim.Adagrad([w], eps=0.0, initial_accumulator_value=0.1).step([np.zeros(3)])
+    assert np.array_equal(w, np.ones(3))  # 0 / sqrt(0.1): no nan
+
+
+@pytest.mark.parametrize("clip_fn, arg", [(optim.clip_grad_norm, "max_norm"), (optim.clip_grad_value, "clip")])
+@pytest.mark.parametrize("bad, exc, what", _HOSTILE_NUMBERS, ids=lambda v: repr(v)[:12])
+def test_hostile_clip_bounds(clip_fn, arg, bad, exc, what):
+    g = [np.ones(3)]
+    with pytest.raises(exc, match=rf"{arg} must .*{what}"):
+        clip_fn(g, bad)
+    assert np.array_equal(g[0], np.ones(3))
+
+
+# Hyperparameters that alone make a step coefficient infinite: refused, named, nothing stepped.
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: optim.Adam(p, lr=1e308), r"lr / \(1 - betas\[0\]\*\*t\) overflows .*lr=1e\+308"),
+        (lambda p: optim.Adam(p, lr=1e300, betas=(1 - 2**-52, 0.999)), r"lr / \(1 - betas\[0\]\*\*t\) overflows"),
+        (lambda p: optim.AdamW(p, lr=1e200, weight_decay=1e200), r"lr \* weight_decay overflows .*weight_decay=1e\+200"),
+        (lambda p: optim.SGD(p, lr=1e200, prox_l1=1e200), r"lr \* prox_l1 overflows .*prox_l1=1e\+200"),
+        (lambda p: optim.RMSprop(p, lr=1e300, prox_l1=1e10), r"lr \* prox_l1 overflows"),
+        (lambda p: optim.SGD(p, lr=regtune.schedules.exponential_decay(1e300, 1e300)),
+         r"exponential_decay overflows float64 at count=1 .*gamma=1e\+300"),  # lr(0) = 1e300 is fine
+    ],
+)  # fmt: skip
+def test_hyperparameters_that_overflow_a_coefficient_are_refused(make, match):
+    p = _one(np.float64)
+    opt = make(p)
+    start = 1 if "count=1" in match else 0
+    opt.step_count = start
+    with pytest.raises(ValueError, match=match):
+        opt.step([np.ones(6)])
+    assert np.array_equal(p[0], np.zeros(6)) and opt.step_count == start
+
+
+def test_a_huge_step_count_is_named_not_an_overflow_error():
+    opt = optim.Adagrad(_one(np.float64), lr_decay=0.5)
+    opt.step_count = 10**400
+    with pytest.raises(ValueError, match=r"step_count must be < 2\*\*63"):
+        opt.step([np.ones(6)])
+
+
+# ------------------------------------------------------------------- masked arrays and None
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: optim.SGD([np.ma.masked_array(np.zeros(3), mask=[0, 1, 0])]), r"params\[0\] must be a plain"),
+        (lambda: optim.Adam([np.zeros(3), np.ma.masked_array(np.zeros(3))]), r"params\[1\] must be a plain"),
+        (lambda: optim.SGD([np.zeros(3)]).step([np.ma.masked_array(np.ones(3), mask=[1, 0, 0])]),
+         r"grads\[0\] must be a plain"),
+        (lambda: optim.clip_grad_norm([np.ma.masked_array(np.ones(3))], 1.0), r"grads\[0\] must be a plain"),
+        (lambda: optim.clip_grad_value([np.ones(2), np.ma.masked_array(np.ones(3))], 1.0), r"grads\[1\] must be a plain"),
+        (lambda: optim.SGD(None), r"params must be a list"),
+        (lambda: optim.SGD([None]), r"params\[0\] must be a numpy.ndarray"),
+        (lambda: optim.SGD([np.zeros(3)]).step(None), r"grads must be a list"),
+        (lambda: optim.SGD([np.zeros(3)]).step([None]), r"grads\[0\] must be a numpy.ndarray"),
+        (lambda: optim.SGD([np.zeros(3)]).step([np.zeros(3, complex)]), r"grads\[0\] must have dtype"),
+        (lambda: optim.SGD([np.zeros(3)]).step([np.zeros(3, object)]), r"grads\[0\] must have dtype"),
+        (lambda: optim.SGD([np.zeros(3)]).step([np.zeros(3, bool)]), r"grads\[0\] must have dtype"),
+        (lambda: optim.SGD([np.zeros(3, complex)]), r"params\[0\] must have dtype"),
+        (lambda: optim.SGD([np.array(["a", "b"])]), r"params\[0\] must have dtype"),
+        (lambda: optim.SGD([np.zeros(3, object)]), r"params\[0\] must have dtype"),
+        (lambda: optim.clip_grad_norm(None, 1.0), r"grads must be a list"),
+        (lambda: optim.clip_grad_norm([np.zeros(3, bool)], 1.0), r"grads\[0\] must have dtype"),
+    ],
+)  # fmt: skip
+def test_masked_none_and_non_float_arrays_are_refused(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
+
+
+# ------------------------------------------------------------------------------ overlap
+def _arena_case(kind):
+    """(optimizer, grads, expected message) for one kind of overlap, built by slicing buffers."""
+    buf = np.zeros(40, np.float32)
+    if kind == "grad is its param":
+        p = [np.zeros(10, np.float32)]
+        return optim.SGD(p), [p[0]], r"grads\[0\] overlaps params\[0\]"
+    if kind == "grad is a reshape view of its param":
+        p = [np.zeros((2, 5), np.float32)]
+        return optim.SGD(p), [p[0].reshape(10).reshape(5, 2).reshape(2, 5)], r"grads\[0\] overlaps params\[0\]"
+    if kind == "grad shifted into its param":
+        return optim.Adam([buf[:10]]), [buf[5:15]], r"grads\[0\] overlaps params\[0\]"
+    if kind == "grad shifted into another param":
+        return optim.SGD([buf[:10], buf[20:30]]), [buf[30:40], buf[25:35]], r"grads\[1\] overlaps params\[1\]"
+    if kind == "grad overlaps the other param":
+        return optim.SGD([buf[:10], buf[20:30]]), [buf[5:15], buf[30:40]], r"grads\[0\] overlaps params\[0\]"
+    if kind == "grad[1] is params[0]":
+        p = [np.zeros(10, np.float32), np.zeros(10, np.float32)]
+        return optim.SGD(p), [np.ones(10, np.float32), p[0]], r"grads\[1\] overlaps params\[0\]"
+    if kind == "grad one element into a param":
+        return optim.SGD([buf[:10]]), [buf[9:19]], r"grads\[0\] overlaps params\[0\]"
+    cls, kw = {"exp_avg": (optim.Adam, {}), "exp_avg_sq": (optim.Adam, {}),
+               "max_exp_avg_sq": (optim.Adam, dict(amsgrad=True)), "momentum_buffer": (optim.SGD, dict(momentum=0.9)),
+               "square_avg": (optim.RMSprop, {}), "grad_avg": (optim.RMSprop, dict(centered=True)),
+               "sum": (optim.Adagrad, {})}[kind]  # fmt: skip
+    opt = cls([np.zeros(10, np.float32)], **kw)
+    view = opt.state[kind][0].reshape(2, 5).reshape(10)  # another array object, the same memory
+    return opt, [view], rf"grads\[0\] overlaps state\['{kind}'\]\[0\]"
+
+
+OVERLAPS = ["grad is its param", "grad is a reshape view of its param", "grad shifted into its param",
+            "grad shifted into another param", "grad overlaps the other param", "grad[1] is params[0]",
+            "grad one element into a param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer",
+            "square_avg", "grad_avg", "sum"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", OVERLAPS)
+def test_a_gradient_that_overlaps_a_written_array_is_refused_naming_both(kind):
+    opt, grads, match = _arena_case(kind)
+    before = [p.copy() for p in opt.params], {k: [a.copy() for a in v] for k, v in opt.state.items()}
+    with pytest.raises(ValueError, match=match):
+        opt.step(grads)
+    assert opt.step_count == 0
+    assert all(np.array_equal(a, b) for a, b in zip(opt.params, before[0]))
+    assert all(np.array_equal(a, b) for k in before[1] for a, b in zip(opt.state[k], before[1][k]))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda b: optim.SGD([b[:10], b[:10]]), r"params\[1\] shares memory with params\[0\]"),
+        (lambda b: optim.Adam([b[:10], b[5:15]]), r"params\[1\] shares memory with params\[0\]"),
+        (lambda b: optim.SGD([b[:12].reshape(3, 4), b[8:16]]), r"params\[1\] shares memory with params\[0\]"),
+        (lambda b: optim.clip_grad_norm([b[:10], b[9:19]], 1.0), r"grads\[1\] shares memory with grads\[0\]"),
+        (lambda b: optim.clip_grad_value([b[:10], b[:10]], 1.0), r"grads\[1\] shares memory with grads\[0\]"),
+    ],
+)
+def test_the_same_buffer_twice_in_a_written_list_is_refused(make, match):
+    buf = np.arange(40, dtype=np.float32)
+    with pytest.raises(ValueError, match=match):
+        make(buf)
+    assert np.array_equal(buf, np.arange(40, dtype=np.float32))
+
+
+@pytest.mark.parametrize("slot, cls, kw", [("exp_avg", optim.Adam, {}), ("momentum_buffer", optim.SGD, dict(momentum=0.9)),
+                                           ("sum", optim.Adagrad, {})])  # fmt: skip
+def test_a_state_buffer_set_to_a_parameter_is_named(slot, cls, kw):
+    p = [np.zeros(10), np.zeros(10)]
+    opt = cls(p, **kw)
+    opt.state[slot][1] = p[0]
+    with pytest.raises(ValueError, match=rf"state\['{slot}'\]\[1\] overlaps params\[0\].*share memory"):
+        opt.step([np.ones(10), np.ones(10)])
+
+
+def test_disjoint_views_of_one_buffer_and_a_shared_gradient_are_fine():
+    """Parameters and gradients cut from one arena without overlap, and one gradient array
+    given for two parameters (gradients are only read): stepped exactly as separate arrays."""
+    arena = np.zeros(60)
+    params, grads = [arena[:10], arena[10:20]], [arena[20:30], arena[20:30]]
+    grads[0][:] = np.arange(10)
+    twin = [np.zeros(10), np.zeros(10)]
+    optim.Adam(params, lr=0.1).step(grads)
+    optim.Adam(twin, lr=0.1).step([np.arange(10.0), np.arange(10.0)])
+    assert np.array_equal(params[0], twin[0]) and np.array_equal(params[1], twin[1])
+    assert np.array_equal(arena[20:30], np.arange(10.0))  # the gradients were not written
+
+
+def test_the_overlap_helper_is_exact_for_interleaved_and_gapped_views():
+    x = np.zeros(64)
+    assert optim._first_overlap([("a", x[::2])], [("b", x[1::2])]) is None  # bounds overlap, no element does
+    assert optim._first_overlap([("a", x[::2]), ("b", x[1::2])]) is None
+    assert optim._first_overlap([("a", x[::2])], [("b", x[2::4])]) == "b overlaps a"
+    m = x.reshape(8, 8)
+    assert optim._first_overlap([("a", m[:, :4])], [("b", m[:, 4:])]) is None  # column blocks
+    assert optim._first_overlap([("a", m[:, :4])], [("b", m[:, 3:5])]) == "b overlaps a"
+    assert optim._first_overlap([], [("a", x), ("b", x)]) is None  # two reads may share memory
+    assert optim._first_overlap([("a", x[:0]), ("b", x[:0])]) is None  # nothing to share
+
+
+def test_an_arena_of_many_views_is_checked_without_quadratic_work():
+    arena = np.zeros(2 * 500 * 4, np.float32)
+    params = [arena[i * 4 : i * 4 + 4] for i in range(500)]
+    grads = [arena[2000 + i * 4 : 2000 + i * 4 + 4] for i in range(500)]
+    opt = optim.SGD(params, lr=0.1)
+    opt.step(grads)  # fine: disjoint
+    grads[250] = arena[1998:2002]
+    with pytest.raises(ValueError, match=r"grads\[250\] overlaps params\[499\]"):
+        opt.step(grads)
+
+
+# ------------------------------------------------------------------------- load_state_dict
+def _adam_state():
+    p = [np.zeros(4), np.zeros(3)]
+    opt = optim.Adam(p, lr=0.1, amsgrad=True)
+    opt.step([np.arange(4.0), np.ones(3)])
+    return opt, p, opt.state_dict()
+
+
+@pytest.mark.parametrize(
+    "edit, exc, match",
+    [
+        (lambda sd: sd.update(step=1.0), TypeError, r"state_dict\['step'\] must be an int"),
+        (lambda sd: sd.update(step=True), TypeError, r"state_dict\['step'\] must be an int"),
+        (lambda sd: sd.update(step=-1), ValueError, r"state_dict\['step'\] must be >= 0"),
+        (lambda sd: sd.update(step=2**63), ValueError, r"state_dict\['step'\] must be < 9223372036854775808"),
+        (lambda sd: sd.update(step=None), TypeError, r"state_dict\['step'\] must be an int"),
+        (lambda sd: sd["state"]["exp_avg"].__setitem__(0, np.ma.masked_array(np.zeros(4))), TypeError,
+         r"state\['exp_avg'\]\[0\] must be a plain"),
+        (lambda sd: sd["state"]["exp_avg"].__setitem__(1, None), TypeError, r"state\['exp_avg'\]\[1\] must be a numpy"),
+        (lambda sd: sd["state"]["exp_avg_sq"].__setitem__(0, -np.ones(4)), ValueError,
+         r"state\['exp_avg_sq'\]\[0\] must be >= 0"),
+        (lambda sd: sd["state"]["max_exp_avg_sq"].__setitem__(1, np.array([0.0, -1e-300, 1.0])), ValueError,
+         r"state\['max_exp_avg_sq'\]\[1\] must be >= 0"),
+        (lambda sd: sd["state"]["exp_avg"].__setitem__(0, np.zeros(4, complex)), TypeError,
+         r"state\['exp_avg'\]\[0\] has dtype complex128"),
+        (lambda sd: sd["state"].__setitem__("exp_avg", None), TypeError, r"state\['exp_avg'\] must be a list"),
+        (lambda sd: sd.__setitem__("state", None), ValueError, r"state_dict\['state'\] must hold the buffers"),
+    ],
+)  # fmt: skip
+def test_hostile_state_dicts_are_refused_and_change_nothing(edit, exc, match):
+    opt, _, sd = _adam_state()
+    before = opt.state_dict()
+    edit(sd)
+    with pytest.raises(exc, match=match):
+        opt.load_state_dict(sd)
+    after = opt.state_dict()
+    assert after["step"] == before["step"]
+    assert all(np.array_equal(a, b) for k in before["state"] for a, b in zip(after["state"][k], before["state"][k]))
+
+
+def test_loading_views_of_the_parameters_or_of_its_own_buffers_is_exact():
+    opt, p, _ = _adam_state()
+    p[0][:] = [1, 2, 3, 4]
+    p[1][:] = [5, 6, 7]
+    # arrays that are the parameters themselves: copied in, the parameters untouched
+    opt.load_state_dict({"step": 3, "state": {k: list(p) for k in opt.state}})
+    assert all(np.array_equal(opt.state[k][0], [1, 2, 3, 4]) for k in opt.state)
+    assert np.array_equal(p[0], [1, 2, 3, 4]) and opt.step_count == 3
+    # the optimizer's own buffers, permuted: each buffer gets the old value of another
+    opt.state["exp_avg"][0][:] = 10.0
+    opt.state["exp_avg_sq"][0][:] = 20.0
+    opt.state["max_exp_avg_sq"][0][:] = 30.0
+    s = opt.state
+    permuted = {"exp_avg": s["exp_avg_sq"], "exp_avg_sq": s["max_exp_avg_sq"], "max_exp_avg_sq": s["exp_avg"]}
+    opt.load_state_dict({"step": 3, "state": permuted})
+    assert [float(opt.state[k][0][0]) for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")] == [20.0, 30.0, 10.0]
+
+
+# --------------------------------------------------------------------------- property based
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_bad_scalars = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf, True, False, None, "1", b"1", [1.0], (1.0,), {}, 1j]),
+    st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(OPTIMIZERS), arg=st.sampled_from(_NONNEGATIVE), bad=_bad_scalars)
+def test_any_bad_nonnegative_hyperparameter_is_named(name, arg, bad):
+    with pytest.raises((TypeError, ValueError), match=arg):
+        getattr(optim, name)(_one(), **{arg: bad})
+
+
+@settings(max_examples=40, deadline=None)
+@given(start=st.integers(0, 30), length=st.integers(1, 10), pstart=st.integers(0, 30), plen=st.integers(1, 10))
+def test_any_overlapping_gradient_slice_is_refused_and_any_disjoint_one_steps(start, length, pstart, plen):
+    buf = np.zeros(40)
+    if pstart + plen > 40 or start + length > 40 or length != plen:
+        return
+    opt = optim.SGD([buf[pstart : pstart + plen]], lr=0.1)
+    g = buf[start : start + length]
+    if start < pstart + plen and pstart < start + length:
+        with pytest.raises(ValueError, match=r"grads\[0\] overlaps params\[0\]"):
+            opt.step([g])
+    else:
+        opt.step([g])
+        assert opt.step_count == 1

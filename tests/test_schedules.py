@@ -200,3 +200,148 @@ def test_reduce_on_plateau_against_torch():
         s.step(m)
     assert np.array_equal(got, want)
     assert len(set(got)) > 3  # it did reduce
+
+
+# ------------------------------------------------------------------- hostile input (issue 16)
+# (schedule builder, the integer argument, the other arguments)
+_INT_ARGS = [
+    (S.step_decay, "step_size", dict(init_value=0.1)),
+    (S.cosine_annealing, "T_max", dict(init_value=0.1)),
+    (S.cosine_warm_restarts, "T_0", dict(init_value=0.1)),
+    (S.cosine_warm_restarts, "T_mult", dict(init_value=0.1, T_0=5)),
+    (S.linear_warmup, "warmup_steps", dict(schedule=0.1)),
+    (S.one_cycle, "total_steps", dict(max_value=0.1)),
+    (S.polynomial_decay, "total_steps", dict(init_value=0.1)),
+]
+_BAD_INTS = [(0, ValueError, "requires a positive"), (-1, ValueError, "requires a positive"),
+             (-(2**70), ValueError, "requires a positive"), (2.5, TypeError, "requires an integer"),
+             (10.0, TypeError, "requires an integer"), (math.nan, TypeError, "requires an integer"),
+             (math.inf, TypeError, "requires an integer"), (True, TypeError, "requires an integer"),
+             ("10", TypeError, "requires an integer"), (None, TypeError, "requires an integer"),
+             (np.float64(3.0), TypeError, "requires an integer")]  # fmt: skip
+
+
+@pytest.mark.parametrize("make, arg, kw", _INT_ARGS, ids=lambda v: getattr(v, "__name__", v if isinstance(v, str) else ""))
+@pytest.mark.parametrize("bad, exc, what", _BAD_INTS, ids=repr)
+def test_hostile_integer_arguments_are_named(make, arg, kw, bad, exc, what):
+    with pytest.raises(exc, match=rf"{make.__name__} {what} {arg}, got {arg}="):
+        make(**kw, **{arg: bad})
+
+
+_FLOAT_ARGS = [
+    (S.constant, "value", dict()),
+    (S.step_decay, "gamma", dict(init_value=0.1, step_size=3)),
+    (S.exponential_decay, "init_value", dict(gamma=0.9)),
+    (S.exponential_decay, "gamma", dict(init_value=0.1)),
+    (S.cosine_annealing, "eta_min", dict(init_value=0.1, T_max=3)),
+    (S.linear_warmup, "start_factor", dict(schedule=0.1, warmup_steps=3)),
+    (S.one_cycle, "div_factor", dict(max_value=0.1, total_steps=3)),
+    (S.polynomial_decay, "power", dict(init_value=0.1, total_steps=3)),
+    (S.ReduceOnPlateau, "factor", dict(init_value=0.1)),
+]
+_BAD_FLOATS = [(math.nan, ValueError, "must be finite"), (math.inf, ValueError, "must be finite"),
+               (-1.0, ValueError, "must be in"), (True, TypeError, "must be a real number"),
+               ("0.1", TypeError, "must be a real number"), (None, TypeError, "must be a real number")]  # fmt: skip
+
+
+@pytest.mark.parametrize("make, arg, kw", _FLOAT_ARGS, ids=lambda v: getattr(v, "__name__", v if isinstance(v, str) else ""))
+@pytest.mark.parametrize("bad, exc, what", _BAD_FLOATS, ids=repr)
+def test_hostile_float_arguments_are_named(make, arg, kw, bad, exc, what):
+    with pytest.raises(exc, match=rf"{make.__name__}: {arg} {what}"):
+        make(**kw, **{arg: bad})
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: S.multistep(0.1, None), TypeError, "multistep requires a sequence of ints, got milestones=None"),
+        (lambda: S.multistep(0.1, [3, 2.0]), TypeError, r"integer milestones\[1\], got milestones\[1\]=2.0"),
+        (lambda: S.multistep(0.1, [0]), ValueError, r"positive milestones\[0\]"),
+        (lambda: S.one_cycle(1e308, 10, div_factor=1e-10), ValueError, "max_value / div_factor overflows"),
+        (lambda: S.one_cycle(0.1, 10, three_phase=1), TypeError, "bool three_phase"),
+        (lambda: S.one_cycle(0.1, 10, anneal_strategy=["cos"]), ValueError, "anneal_strategy"),
+        (lambda: S.ReduceOnPlateau(0.1, patience=2.5), TypeError, "patience must be an int"),
+        (lambda: S.ReduceOnPlateau(0.1, patience=-1), ValueError, "patience must be >= 0"),
+        (lambda: S.ReduceOnPlateau(0.1, cooldown=True), TypeError, "cooldown must be an int"),
+        (lambda: S.ReduceOnPlateau(0.1, threshold_mode=None), ValueError, "threshold_mode"),
+        (lambda: S.linear_warmup(lambda t: "fast", 5), TypeError, r"schedule\(0\) must be a real number"),
+        (lambda: S.linear_warmup(lambda t: -0.1, 5), ValueError, r"schedule\(0\) must be in"),
+        (lambda: S.linear_warmup("0.1", 5), TypeError, "linear_warmup: schedule must be a real number"),
+        (lambda: S.get(["cosine"], 0.1, 10), TypeError, "name must be a str"),
+        (lambda: S.get(None, 0.1, 10), TypeError, "name must be a str"),
+        (lambda: S.get("cosine", 0.1, 2.9), TypeError, "total_steps must be an int, got 2.9"),
+        (lambda: S.get("cosine", 0.1, -5), ValueError, "total_steps must be >= 0"),
+        (lambda: S.get("cosine", 0.1, "100"), TypeError, "total_steps must be an int"),
+        (lambda: S.get("cosine", math.nan, 10), ValueError, "init_value must be finite"),
+    ],
+)  # fmt: skip
+def test_other_hostile_arguments_are_named(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (2.0, TypeError), (True, TypeError), ("3", TypeError),
+                                      (None, TypeError), (math.nan, TypeError)], ids=repr)  # fmt: skip
+def test_hostile_counts_are_named(bad, exc):
+    with pytest.raises(exc, match="count must be"):
+        S.cosine_annealing(0.1, 10)(bad)
+
+
+@pytest.mark.parametrize(
+    "schedule, count, match",
+    [
+        (S.exponential_decay(1.0, 10.0), 400, r"exponential_decay overflows float64 at count=400 \(init_value=1.0, gamma=10.0\)"),
+        (S.exponential_decay(1e300, 1e10), 1, r"exponential_decay overflows float64 at count=1"),
+        (S.step_decay(1.0, 2, 1e10), 100, r"step_decay overflows float64 at count=100"),
+        (S.multistep(1e300, [1, 2], 1e10), 2, r"multistep overflows float64 at count=2"),
+        (S.cosine_annealing(0.1, 10), 10**400, r"cosine_annealing overflows float64 at count=1000"),
+        (S.cosine_warm_restarts(0.1, 10, 3), 10**400, r"cosine_warm_restarts overflows float64"),
+        (S.linear_warmup(S.exponential_decay(1.0, 10.0), 5), 500, r"exponential_decay overflows float64 at count=495"),
+    ],
+)  # fmt: skip
+def test_a_value_that_overflows_is_a_named_value_error_not_inf(schedule, count, match):
+    with pytest.raises(ValueError, match=match):
+        schedule(count)
+
+
+def test_a_user_callable_that_returns_garbage_later_is_named():
+    s = S.linear_warmup(lambda t: 0.1 if t == 0 else "fast", 2)
+    assert s(1) == pytest.approx(0.05)
+    with pytest.raises(TypeError, match=r"linear_warmup\(3\) must be a real number, got 'fast'"):
+        s(3)
+
+
+@pytest.mark.parametrize("bad", ["abc", None, True, [0.5], {}, 1j, np.array([1.0, 2.0])], ids=repr)
+def test_reduce_on_plateau_refuses_a_metric_that_is_not_a_real_number(bad):
+    s = S.ReduceOnPlateau(0.1)
+    with pytest.raises(TypeError, match="ReduceOnPlateau: metric must be a real number"):
+        s.step(bad)
+    assert s.num_bad_epochs == 0
+
+
+def test_reduce_on_plateau_takes_numpy_scalars_and_a_nan_metric():
+    s = S.ReduceOnPlateau(0.1, patience=0)
+    assert s.step(np.float32(1.0)) == 0.1 and s.step(np.array(0.5)) == 0.1
+    assert s.step(math.nan) == pytest.approx(0.01)  # a NaN loss is never better: a bad epoch
+
+
+@pytest.mark.parametrize(
+    "edit, exc, match",
+    [
+        (dict(num_bad_epochs=2.7), TypeError, r"state\['num_bad_epochs'\] must be an int, got 2.7"),
+        (dict(cooldown_counter=-1), ValueError, r"state\['cooldown_counter'\] must be >= 0"),
+        (dict(value=-0.1), ValueError, r"state\['value'\] must be in \[0, inf\)"),
+        (dict(value=math.nan), ValueError, r"state\['value'\] must be finite"),
+        (dict(value="0.1"), TypeError, r"state\['value'\] must be a real number"),
+        (dict(best="1.0"), TypeError, r"state\['best'\] must be a real number"),
+        (dict(extra=1), ValueError, "state must be a dict with keys"),
+    ],
+)
+def test_reduce_on_plateau_load_state_dict_is_checked(edit, exc, match):
+    s = S.ReduceOnPlateau(0.1)
+    state = {**s.state_dict(), **edit}
+    with pytest.raises(exc, match=match):
+        s.load_state_dict(state)
+    with pytest.raises(ValueError, match="state must be a dict"):
+        s.load_state_dict([("value", 0.1)])
+    assert s.state_dict() == S.ReduceOnPlateau(0.1).state_dict()

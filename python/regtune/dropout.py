@@ -37,6 +37,7 @@ import numpy as np
 
 from . import _core
 from ._validation import boolean, check_inplace, float_input, hyperparameter, shape_tuple
+from .optim import _not_masked, _overlaps
 from .random import Generator, SeedLike, _drawing, _position
 
 __all__ = [
@@ -90,16 +91,39 @@ def _ones_mask(n: int) -> np.ndarray:
     return mask
 
 
+def _input(x: Any, name: str) -> np.ndarray:
+    """An array the kernels only read: float32/float64, converted once; None, masked arrays and
+    what NumPy cannot make an array of are refused naming ``name``."""
+    if type(x) is not np.ndarray:
+        if x is None:
+            raise TypeError(f"{name} must be a float32 or float64 array, got None")
+        _not_masked(x, name)
+        if not isinstance(x, np.ndarray):
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError):
+                raise TypeError(
+                    f"{name} must be a float32 or float64 array, got a {type(x).__name__} that numpy.asarray cannot "
+                    "convert (ragged nesting?)"
+                ) from None
+    return float_input(x, name)
+
+
 def _output(out: Any, x: np.ndarray, xname: str) -> np.ndarray | None:
     """Check ``out`` against ``x``: exact dtype and shape, C-contiguous, writable, and either
-    the same memory as ``x`` (in place) or disjoint from it."""
+    the same memory as ``x`` (in place) or disjoint from it (exactly: interleaved views that
+    share no element are disjoint)."""
     if out is None:
         return None
+    _not_masked(out, "out")
     check_inplace(out, "out", x.dtype)
     if out.shape != x.shape:
         raise ValueError(f"out.shape {out.shape} does not match {xname}.shape {x.shape}")
-    in_place = out.size == 0 or (x.flags.c_contiguous and out.ctypes.data == x.ctypes.data)
-    if not in_place and np.may_share_memory(out, x):
+    if out is x or out.size == 0 or not np.may_share_memory(out, x):
+        return out
+    if x.flags.c_contiguous and out.ctypes.data == x.ctypes.data:
+        return out  # the same elements (same start, shape, dtype, both C-contiguous): in place
+    if _overlaps(out, x):
         raise ValueError(f"out overlaps {xname} without being the same memory; pass out={xname} or a separate array")
     return out
 
@@ -126,6 +150,7 @@ def _channels(x: np.ndarray) -> tuple[int, int]:
 
 
 def _mask_input(mask: Any, units: int) -> np.ndarray:
+    _not_masked(mask, "mask")
     if not isinstance(mask, np.ndarray):
         raise TypeError(f"mask must be a numpy.ndarray of dtype uint8 (a packed mask), got {type(mask).__name__}")
     if mask.dtype != np.uint8:
@@ -165,7 +190,7 @@ def _forward(
     p = _probability(p)
     training = boolean(training, "training")
     return_mask = boolean(return_mask, "return_mask")
-    x = float_input(x, xname)
+    x = _input(x, xname)
     out = _output(out, x, xname)
     feature = kind == "feature"
     units, row_len = _channels(x) if feature else (x.size, 1)
@@ -191,7 +216,7 @@ def _forward(
 
 def _backward(dy: Any, mask: Any, p: Any, seed: Any, offset: Any, out: Any, kind: str) -> np.ndarray:
     p = _probability(p)
-    dy = float_input(dy, "dy")
+    dy = _input(dy, "dy")
     out = _output(out, dy, "dy")
     if mask is not None and seed is not None:
         raise ValueError("give either mask (the forward's) or seed (to regenerate it), not both")
@@ -208,7 +233,9 @@ def _backward(dy: Any, mask: Any, p: Any, seed: Any, offset: Any, out: Any, kind
     feature = kind == "feature"
     units, row_len = _channels(dy) if feature else (dy.size, 1)
     if mask is not None:
-        mask = _mask_input(mask, units)
+        mask = _mask_input(mask, units)  # a copy when it was not contiguous
+        if out is not None and _overlaps(mask, out):  # its bits would be overwritten while read
+            raise ValueError("mask overlaps out; the mask must not be stored in the output's memory")
     if p == 0.0:
         return _passthrough(dy, out)
     dt = dy.dtype
@@ -273,11 +300,13 @@ def dropout(
         given), nothing is drawn, and the mask keeps everything. ``p == 1`` gives zeros.
 
     Raises:
-        TypeError: ``x`` or ``out`` of a dtype other than float32/float64, ``out`` not an
-            ndarray, or of a dtype different from ``x``'s; a bad seed type.
+        TypeError: ``x`` or ``out`` of a dtype other than float32/float64 (bool, complex,
+            object, string arrays too), None, a masked array (its mask would be ignored),
+            ``out`` not an ndarray, or of a dtype different from ``x``'s; a bad seed type.
         ValueError: ``p`` outside [0, 1] or NaN; ``out`` non-contiguous, read-only, of another
-            shape, or overlapping ``x`` without being ``x``; a negative offset, or one that
-            runs past the end of the stream.
+            shape, or sharing an element with ``x`` without being ``x`` ("out overlaps x";
+            decided exactly, so a strided ``x`` and an ``out`` in its gaps are fine); a
+            negative offset, or one that runs past the end of the stream.
 
     Example:
         >>> x = np.arange(1, 9, dtype=np.float32)
@@ -317,7 +346,9 @@ def dropout_backward(
 
     Raises:
         TypeError / ValueError naming the argument: bad dtypes, a mask of the wrong dtype or
-        length, both or neither of mask and seed, a Generator seed, a bad ``out`` or ``p``.
+        length, both or neither of mask and seed, a Generator seed, a bad ``out`` or ``p``,
+        masked arrays; a mask stored in ``out``'s memory ("mask overlaps out": it would be
+        overwritten while read; a mask inside a ``dy`` that is only read is fine).
 
     Example:
         >>> x = np.ones((4, 5), np.float32)
@@ -357,7 +388,12 @@ def dropout_mask(shape_or_n: Any, p: float, *, seed: SeedLike, offset: int = 0) 
     n = math.prod(shape_tuple(shape_or_n, "shape_or_n"))
     p = _probability(p)
     with _drawing(seed, offset, n, 4) as (key, stream, first):
-        mask = np.empty(_nbytes(n), dtype=np.uint8)
+        try:
+            mask = np.empty(_nbytes(n), dtype=np.uint8)
+        except MemoryError:  # the Generator has not moved: a refused draw takes nothing
+            raise MemoryError(
+                f"shape_or_n={shape_or_n!r}: a mask of {n} elements ({_nbytes(n)} bytes) cannot be allocated"
+            ) from None
         _core.dropout_mask(mask, n, key, stream, first, _threshold(p))
     return mask
 

@@ -21,6 +21,16 @@ one dtype; gradients must match them in shape and dtype and are never modified. 
 (0 for the first step). The state is plain NumPy arrays in ``opt.state``;
 ``state_dict()``/``load_state_dict()`` round-trip exactly.
 
+Overlap: a gradient that shares memory with a parameter or a state buffer, two parameters
+that share memory, or a state buffer inside a parameter raises a ValueError naming both
+arrays (``grads[0] overlaps params[0]``); gradients may share memory with each other (they are
+only read). Arrays are compared when they derive from one NumPy array or buffer object, and
+then exactly (``numpy.shares_memory``), so interleaved views that share no element are fine.
+Masked arrays are refused (a kernel would ignore the mask). The checks look at metadata only:
+no pass over the data. As in torch, an update that overflows element by element (finite
+inputs, a huge ``lr``) gives inf; a coefficient that the hyperparameters alone make infinite
+(``lr / (1 - beta1**t)``, ``lr * weight_decay``) raises a ValueError naming them.
+
 Thread safety: calls from several Python threads are serialized by a lock held for the whole
 call; the result equals some serial order of the calls (``step``, ``state_dict``,
 ``load_state_dict``): no step is lost or torn. Copies and pickles carry the state, not the lock.
@@ -35,10 +45,16 @@ call; the result equals some serial order of the calls (``step``, ``state_dict``
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any, Callable, Sequence, Union
 
 import numpy as np
+
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy < 2
+    from numpy import byte_bounds
 
 from . import _core
 from ._validation import (
@@ -57,6 +73,84 @@ ScalarOrSchedule = Union[float, Callable[[int], float]]
 
 _SGD, _ADAM, _RMSPROP, _ADAGRAD = 0, 1, 2, 3  # the kernels' OptimKind
 
+#: step counts stay below 2**63 (an int64), so every coefficient is a float computation.
+_MAX_STEP = 2**63
+#: Effort numpy.shares_memory may spend on one pair of strided views before the pair is taken
+#: to overlap (only pairs whose memory bounds overlap get that far).
+_MAX_WORK = 100_000
+#: State buffers that hold running sums of squares: never negative (sqrt is taken of them).
+_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
+
+
+# --------------------------------------------------------------- shared checks (private)
+
+
+def _not_masked(x: Any, name: str) -> None:
+    """A masked array's mask would be ignored by every kernel: refuse it, naming ``name``."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} must be a plain numpy.ndarray, got a numpy.ma.MaskedArray (regtune would ignore its mask; "
+            f"pass {name}.filled(...) or {name}.data)"
+        )
+
+
+def _root(a: np.ndarray) -> Any:
+    """The object whose memory ``a`` views: arrays derived from one array or buffer share it."""
+    b = a.base
+    if b is None:
+        return a
+    return b.obj if type(b) is memoryview and b.obj is not None else b
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` share at least one byte: the cheap bounds test first, then the
+    exact test (interleaved views such as x[::2] and x[1::2] do not overlap); a pair too hard
+    to decide within ``_MAX_WORK`` counts as overlapping."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=_MAX_WORK))
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _first_overlap(written: list[tuple[str, np.ndarray]], read: list[tuple[str, np.ndarray]] = ()) -> str | None:
+    """``"a overlaps b"`` for the first pair of arrays that share memory, where at least one of
+    the two is in ``written`` (arrays in ``read`` may share memory with each other), else None.
+    Arrays are grouped by :func:`_root`; within a group they are sorted by their memory bounds
+    and only pairs whose bounds intersect are tested exactly: about n log n work for n arrays
+    that tile one buffer (a flat parameter arena), not n**2."""
+    groups: dict[int, list[tuple[str, np.ndarray, bool]]] = {}
+    for label, a in written:
+        groups.setdefault(id(_root(a)), []).append((label, a, True))
+    for label, a in read:
+        if isinstance(a, np.ndarray):  # anything else is refused by the caller's own checks
+            group = groups.get(id(_root(a)))
+            if group is not None:
+                group.append((label, a, False))
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        spans = sorted((*byte_bounds(a), k) for k, (_, a, _) in enumerate(group) if a.size)
+        active: list[tuple[int, int]] = []  # (end, index) of the spans still open
+        for lo, hi, k in spans:
+            active = [(end, j) for end, j in active if end > lo]
+            label, a, w = group[k]
+            for _, j in active:
+                other, b, wb = group[j]
+                if (w or wb) and _overlaps(a, b):
+                    return f"{label} overlaps {other}" if k > j else f"{other} overlaps {label}"
+            active.append((hi, k))
+    return None
+
+
+def _arrays(arrays: Any, name: str) -> list[np.ndarray]:
+    """:func:`array_list` (in-place arrays, no two sharing memory), masked arrays refused."""
+    out = array_list(arrays, name)
+    for i, a in enumerate(out):
+        _not_masked(a, f"{name}[{i}]")
+    return out
+
 
 def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
     """Scale ``grads`` in place so their global L2 norm is at most ``max_norm``.
@@ -68,7 +162,8 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
     the gradients, give the optimizer ``max_grad_norm=`` instead.
 
     Args:
-        grads: C-contiguous, writable float32/float64 arrays of one dtype.
+        grads: C-contiguous, writable float32/float64 arrays of one dtype, no two sharing
+            memory, no masked arrays.
         max_norm: finite, > 0.
 
     Returns:
@@ -80,7 +175,7 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
         >>> clip_grad_norm(g, 1.0), g[0].round(6)
         (5.0, array([0.6, 0.8]))
     """
-    grads = array_list(grads, "grads")
+    grads = _arrays(grads, "grads")
     return _core.clip_grad_norm(grads, hyperparameter(max_norm, "max_norm", low=0.0, low_open=True))
 
 
@@ -89,7 +184,8 @@ def clip_grad_value(grads: Sequence[np.ndarray], clip: float) -> None:
     ``torch.nn.utils.clip_grad_value_``.
 
     Args:
-        grads: C-contiguous, writable float32/float64 arrays of one dtype.
+        grads: C-contiguous, writable float32/float64 arrays of one dtype, no two sharing
+            memory, no masked arrays.
         clip: finite, >= 0.
 
     Example::
@@ -97,7 +193,7 @@ def clip_grad_value(grads: Sequence[np.ndarray], clip: float) -> None:
         >>> g = [np.array([-3.0, 0.5])]; clip_grad_value(g, 1.0); g[0]
         array([-1. ,  0.5])
     """
-    grads = array_list(grads, "grads")
+    grads = _arrays(grads, "grads")
     _core.clip_grad_value(grads, hyperparameter(clip, "clip", low=0.0))
 
 
@@ -128,7 +224,7 @@ class Optimizer:
         max_grad_norm: float | None,
         slots: tuple[str | None, str | None, str | None],
     ) -> None:
-        self.params: list[np.ndarray] = array_list(params, "params")
+        self.params: list[np.ndarray] = _arrays(params, "params")
         self.lr = scalar_or_schedule(lr, "lr")
         self.weight_decay = scalar_or_schedule(weight_decay, "weight_decay")
         self.l1 = hyperparameter(l1, "l1", low=0.0)
@@ -156,11 +252,21 @@ class Optimizer:
 
         Raises:
             TypeError / ValueError: a grads list of the wrong length, or a gradient whose dtype,
-            shape or layout does not match its parameter (named ``grads[i]``); a schedule that
-            returns a bad value (named ``lr(step)``).
+            shape or layout does not match its parameter (named ``grads[i]``), a masked array,
+            a gradient that shares memory with a parameter or a state buffer (``grads[i]
+            overlaps params[j]``); a schedule that returns a bad value (named ``lr(step)``);
+            hyperparameters whose step coefficient overflows (``lr / (1 - beta1**t)``).
+            Nothing is stepped when it raises.
             RuntimeError: a schedule changed ``step_count`` (stepped this optimizer) meanwhile.
         """
         grads = same_length(grads, "grads", self.params, "params")
+        roots = set()  # of the gradients, to compare them with the arrays the step writes
+        for i, g in enumerate(grads):
+            if type(g) is not np.ndarray:  # exact ndarrays (the usual case) skip these tests
+                _not_masked(g, f"grads[{i}]")
+                if not isinstance(g, np.ndarray):
+                    continue  # the kernel names it
+            roots.add(id(_root(g)))
         with self._lock:
             count = self.step_count
             args = self._step_args(count)
@@ -168,20 +274,55 @@ class Optimizer:
                 raise RuntimeError(f"a schedule changed step_count from {count} to {self.step_count} inside step()")
             states = [self.state[name] if name else None for name in self._slots]
             names = [name or "" for name in self._slots]
-            norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
+            self._check_grad_overlap(grads, roots, states, names)
+            try:
+                norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
+            except ValueError as exc:
+                if "share memory" not in str(exc):
+                    raise
+                found = _first_overlap(self._written(states, names))  # name the two arrays
+                raise ValueError(f"{found or exc}; parameters and optimizer state must not share memory") from None
             self.step_count = count + 1
         return norm
+
+    def _written(self, states: list, names: list[str]) -> list[tuple[str, np.ndarray]]:
+        """(label, array) of every array a step writes: the parameters and the state buffers."""
+        out = [(f"params[{i}]", p) for i, p in enumerate(self.params)]
+        for name, arrays in zip(names, states):
+            if arrays is not None:
+                out += [(f"state[{name!r}][{i}]", a) for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
+        return out
+
+    def _check_grad_overlap(self, grads: list, roots: set[int], states: list, names: list[str]) -> None:
+        """A gradient must not share memory with an array the step writes (it would be read
+        after, or while, another thread writes it). Cheap in the usual case: only arrays with
+        the root of a gradient (``roots``) are compared."""
+        hit = False
+        for arrays in (self.params, *states):
+            if arrays is not None:
+                for a in arrays:
+                    if id(_root(a)) in roots:
+                        hit = True
+        if hit:
+            found = _first_overlap(self._written(states, names), [(f"grads[{i}]", g) for i, g in enumerate(grads)])
+            if found is not None:
+                raise ValueError(f"{found}; a gradient must not share memory with a parameter or a state buffer")
 
     def _step_args(self, count: int) -> dict[str, Any]:
         """The kernel's coefficients for the step after ``count`` steps (schedules read at
         ``count``); also used by :func:`regtune.dask.optim.step`, chunk by chunk."""
         lr = schedule_value(self.lr, "lr", count)
         wd = schedule_value(self.weight_decay, "weight_decay", count)
-        args = self._coefficients(count + 1, lr, wd)
+        try:
+            args = self._coefficients(count + 1, lr, wd)
+        except OverflowError:  # only a step count near 2**1024 gets here (set by hand)
+            raise ValueError(f"step_count must be < 2**63, got step_count={count}") from None
         if self.l1:
             args["l1"] = self.l1
         if self.prox_l1:
             args["prox"] = lr * self.prox_l1
+            if math.isinf(args["prox"]):
+                raise ValueError(f"lr * prox_l1 overflows float64: lr={lr!r}, prox_l1={self.prox_l1!r}")
         return args
 
     def state_dict(self) -> dict[str, Any]:
@@ -195,11 +336,16 @@ class Optimizer:
 
         Raises:
             TypeError / ValueError: missing or extra buffers, or an array whose length, shape or
-            dtype does not match (named ``state['exp_avg'][i]``).
+            dtype does not match (named ``state['exp_avg'][i]``), a masked array, a negative
+            entry in a buffer of squares (``exp_avg_sq``, ``max_exp_avg_sq``, ``square_avg``,
+            ``sum``), a step that is not an int in [0, 2**63).
+
+        The arrays may be views of the parameters or of this optimizer's own buffers (in any
+        order): every value is read before any buffer is written.
         """
         if not isinstance(state_dict, dict) or set(state_dict) != {"step", "state"}:
             raise ValueError("state_dict must be a dict with keys 'step' and 'state', as state_dict() returns")
-        step = nonnegative_int(state_dict["step"], "state_dict['step']")
+        step = nonnegative_int(state_dict["step"], "state_dict['step']", upper=_MAX_STEP)
         given = state_dict["state"]
         if not isinstance(given, dict) or set(given) != set(self.state):
             got = sorted(given) if isinstance(given, dict) else type(given).__name__
@@ -210,14 +356,23 @@ class Optimizer:
             for i, (a, p) in enumerate(zip(arrays, self.params)):
                 if not isinstance(a, np.ndarray):
                     raise TypeError(f"{label}[{i}] must be a numpy.ndarray, got {type(a).__name__}")
+                _not_masked(a, f"{label}[{i}]")
                 if a.dtype != p.dtype:
                     raise TypeError(f"{label}[{i}] has dtype {a.dtype} but params[{i}] has {p.dtype}")
                 if a.shape != p.shape:
                     raise ValueError(f"{label}[{i}] has shape {a.shape} but params[{i}] has shape {p.shape}")
+                if name in _SQUARES and (a < 0).any():  # a sqrt of it would be nan; loading is rare
+                    raise ValueError(f"{label}[{i}] must be >= 0 (a running sum of squares), got a negative entry")
         with self._lock:  # checked above without it: only the copy needs it
+            # Arrays are copied in, so one that views a parameter is simply read. One that views
+            # this optimizer's own buffers (its own state_dict()'s arrays are copies, but
+            # opt.state itself, or a permutation of it, may be given) is read before any is
+            # written: a snapshot of those, so the result never depends on the copy order.
+            own = {id(_root(a)) for arrays in self.state.values() for a in arrays}
+            given = {n: [a.copy() if id(_root(a)) in own else a for a in arrays] for n, arrays in given.items()}
             for name, arrays in given.items():
-                for own, a in zip(self.state[name], arrays):
-                    np.copyto(own, a)
+                for own_a, a in zip(self.state[name], arrays):
+                    np.copyto(own_a, a)
             self.step_count = step
 
     def __getstate__(self) -> dict[str, Any]:  # copy and pickle: everything but the lock
@@ -232,6 +387,8 @@ class Optimizer:
 
 
 def _betas(betas: Any) -> tuple[float, float]:
+    if isinstance(betas, (str, bytes, dict, set, frozenset)):  # iterable, but not a pair in order
+        raise TypeError(f"betas must be a pair of floats, got betas={betas!r}")
     try:
         b = tuple(betas)
     except TypeError:
@@ -239,6 +396,12 @@ def _betas(betas: Any) -> tuple[float, float]:
     if len(b) != 2:
         raise ValueError(f"betas must be a pair of floats, got betas={betas!r}")
     return tuple(hyperparameter(x, f"betas[{i}]", low=0.0, high=1.0, high_open=True) for i, x in enumerate(b))
+
+
+def _eps(eps: Any) -> float:
+    """eps of Adam and RMSprop: finite and > 0. (torch also takes 0, where an element whose
+    gradient has been 0 so far gets 0 / 0 = nan.)"""
+    return hyperparameter(eps, "eps", low=0.0, low_open=True)
 
 
 class SGD(Optimizer):
@@ -313,7 +476,7 @@ class Adam(Optimizer):
 
     Args:
         params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
-        lr: >= 0, or a schedule. betas: each in [0, 1). eps: >= 0.
+        lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule. amsgrad: keep the running maximum of v.
         l1, prox_l1, max_grad_norm: see the module docstring.
 
@@ -337,7 +500,7 @@ class Adam(Optimizer):
         max_grad_norm: float | None = None,
     ) -> None:
         self.betas = _betas(betas)
-        self.eps = hyperparameter(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.amsgrad = boolean(amsgrad, "amsgrad")
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
@@ -348,8 +511,13 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         bias_correction1 = 1 - beta1**t
         bias_correction2 = 1 - beta2**t
+        step = -(lr / bias_correction1)
+        if math.isinf(step):
+            raise ValueError(
+                f"lr / (1 - betas[0]**t) overflows float64 at step t={t}: lr={lr!r}, betas[0]={beta1!r}"
+            )
         c: dict[str, Any] = {
-            "step": -(lr / bias_correction1),
+            "step": step,
             "avg_weight": 1 - beta1,
             "sq_decay": beta2,
             "sq_weight": 1 - beta2,
@@ -360,6 +528,8 @@ class Adam(Optimizer):
         if wd != 0:
             if self._decoupled:
                 c["decay"] = 1 - lr * wd
+                if math.isinf(c["decay"]):
+                    raise ValueError(f"lr * weight_decay overflows float64: lr={lr!r}, weight_decay={wd!r}")
             else:
                 c["wd"] = wd
         return c
@@ -408,7 +578,7 @@ class RMSprop(Optimizer):
 
     Args:
         params: arrays to update in place. lr: >= 0, or a schedule. alpha: in [0, 1].
-        eps: >= 0. weight_decay: >= 0, or a schedule. momentum: >= 0. centered: bool.
+        eps: > 0. weight_decay: >= 0, or a schedule. momentum: >= 0. centered: bool.
         l1, prox_l1, max_grad_norm: see the module docstring.
 
     State: ``square_avg``; ``grad_avg`` when centered; ``momentum_buffer`` when momentum > 0.
@@ -431,7 +601,7 @@ class RMSprop(Optimizer):
         max_grad_norm: float | None = None,
     ) -> None:
         self.alpha = hyperparameter(alpha, "alpha", low=0.0, high=1.0)
-        self.eps = hyperparameter(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.momentum = hyperparameter(momentum, "momentum", low=0.0)
         self.centered = boolean(centered, "centered")
         super().__init__(
@@ -467,7 +637,8 @@ class Adagrad(Optimizer):
     Args:
         params: arrays to update in place. lr: >= 0, or a schedule. lr_decay: >= 0.
         weight_decay: >= 0, or a schedule. initial_accumulator_value: >= 0 (the start of sum).
-        eps: >= 0. l1, prox_l1, max_grad_norm: see the module docstring.
+        eps: >= 0 (> 0 when initial_accumulator_value is 0). l1, prox_l1, max_grad_norm: see the
+        module docstring.
 
     State: ``sum``.
     """
@@ -492,6 +663,11 @@ class Adagrad(Optimizer):
             initial_accumulator_value, "initial_accumulator_value", low=0.0
         )
         self.eps = hyperparameter(eps, "eps", low=0.0)
+        if self.eps == 0 and self.initial_accumulator_value == 0:
+            raise ValueError(
+                "eps must be > 0 when initial_accumulator_value is 0 (a zero gradient would give 0/0 = nan), "
+                f"got eps={self.eps!r}"
+            )
         self._fills = {"sum": self.initial_accumulator_value}
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,

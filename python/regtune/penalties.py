@@ -18,6 +18,7 @@ step instead, give the optimizer ``weight_decay=`` (L2), ``l1=`` or ``prox_l1=``
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -25,29 +26,58 @@ import numpy as np
 
 from . import _core
 from ._validation import FLOAT_DTYPES, check_inplace, hyperparameter
+from .optim import _not_masked, _overlaps
 
 __all__ = ["penalty_value", "add_penalty_grad", "prox_l1", "max_norm_"]
 
 
-def _read_array(w: Any, dtype: np.dtype | None = None) -> np.ndarray:
-    """An array the kernels only read: converted once (if needed) to a C-contiguous float array."""
+def _read_array(w: Any, dtype: np.dtype | None = None, name: str = "w") -> np.ndarray:
+    """An array the kernels only read: converted once (if needed) to a C-contiguous float array.
+
+    Real numbers only: float arrays keep their dtype (float32/float64; other floats and ints
+    become float64, or ``dtype``); None, masked arrays and bool, complex, object, string or
+    datetime arrays are a TypeError naming ``name`` (a cast would drop the mask, the imaginary
+    part, or give nan)."""
+    if w is None:
+        raise TypeError(f"{name} must be an array of real numbers, got None")
+    _not_masked(w, name)
+    try:
+        arr = w if isinstance(w, np.ndarray) else np.asarray(w)
+    except (ValueError, TypeError):
+        raise TypeError(f"{name} must be an array of real numbers; numpy.asarray cannot convert the "
+                        f"{type(w).__name__} given (ragged nesting?)") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be an array of real numbers (float32 or float64), got dtype {arr.dtype}")
     if dtype is None:
-        dtype = w.dtype if isinstance(w, np.ndarray) and w.dtype in FLOAT_DTYPES else np.dtype(np.float64)
-    return np.asarray(w, dtype=dtype, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
+    return np.asarray(arr, dtype=dtype, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
+
+
+def _inplace(w: Any, name: str) -> np.ndarray:
+    """An array a kernel updates in place: C-contiguous, writable float32/float64, not masked."""
+    _not_masked(w, name)
+    check_inplace(w, name)
+    if w.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {w.dtype}")
+    return w
 
 
 def penalty_value(w: Any, l1: float = 0.0, l2: float = 0.0) -> float:
     """``l1 * sum|w| + (l2 / 2) * sum w**2`` as a Python float.
 
     Args:
-        w: the weights (float32 or float64 array-like; other inputs are converted to float64).
+        w: the weights (float32 or float64 array-like; ints and other floats are converted to
+            float64; bool, complex, object and string arrays, masked arrays and None raise).
         l1, l2: non-negative finite coefficients.
 
     Returns:
-        The penalty, summed in double whatever ``w``'s dtype, deterministically.
+        The penalty, summed in double whatever ``w``'s dtype, deterministically. NaN or inf in
+        ``w`` give a NaN or inf penalty (``0 * inf`` is NaN, as in the formula); for finite
+        ``w`` a term whose coefficient is 0 is 0 even when its sum overflows.
 
     Raises:
-        TypeError / ValueError: a coefficient that is not a finite number >= 0.
+        TypeError / ValueError: a coefficient that is not a finite number >= 0; a ``w`` that is
+        not an array of real numbers; finite weights whose penalty overflows float64 (ValueError).
 
     Example::
 
@@ -56,8 +86,16 @@ def penalty_value(w: Any, l1: float = 0.0, l2: float = 0.0) -> float:
     """
     l1 = hyperparameter(l1, "l1", low=0.0)
     l2 = hyperparameter(l2, "l2", low=0.0)
-    abs_sum, sq_sum = _core.grad_sums([_read_array(w)])
-    return l1 * abs_sum + (l2 / 2.0) * sq_sum
+    wa = _read_array(w)
+    abs_sum, sq_sum = _core.grad_sums([wa])
+    value = l1 * abs_sum + (l2 / 2.0) * sq_sum
+    if not math.isfinite(value) and np.isfinite(wa).all():  # (a pass over w on this path only)
+        # Finite weights whose sums overflow: a term with a zero coefficient is 0 (not 0 * inf);
+        # if the other overflows too, the penalty does not fit a float64.
+        value = (l1 * abs_sum if l1 else 0.0) + ((l2 / 2.0) * sq_sum if l2 else 0.0)
+        if not math.isfinite(value):
+            raise ValueError(f"penalty_value of these finite weights w overflows float64 (l1={l1!r}, l2={l2!r})")
+    return value
 
 
 def add_penalty_grad(g: np.ndarray, w: Any, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
@@ -68,29 +106,32 @@ def add_penalty_grad(g: np.ndarray, w: Any, l1: float = 0.0, l2: float = 0.0) ->
 
     Args:
         g: the gradient to update: a C-contiguous, writable float32/float64 ndarray.
-        w: the weights, of ``g``'s shape (converted once to ``g``'s dtype if needed).
+        w: the weights, of ``g``'s shape (converted once to ``g``'s dtype if needed; real
+            numbers only, as in :func:`penalty_value`).
         l1, l2: non-negative finite coefficients.
 
     Returns:
-        ``g``.
+        ``g``. As in torch, an element that overflows (huge ``l2 * w``) becomes inf: no extra
+        pass checks the result.
 
     Raises:
-        TypeError / ValueError: a ``g`` that cannot be updated in place, a shape mismatch, or a
-        bad coefficient.
+        TypeError / ValueError: a ``g`` that cannot be updated in place (masked arrays too), a
+        shape mismatch, a bad coefficient, or a ``w`` that shares memory with ``g`` ("g
+        overlaps w": a weight would be read after its gradient element was written).
 
     Example::
 
         >>> g = np.zeros(3); add_penalty_grad(g, np.array([-1.0, 0.0, 2.0]), l1=0.5, l2=1.0)
         array([-1.5,  0. ,  2.5])
     """
-    check_inplace(g, "g")
-    if g.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"g must have dtype float32 or float64, got {g.dtype}")
+    _inplace(g, "g")
     l1 = hyperparameter(l1, "l1", low=0.0)
     l2 = hyperparameter(l2, "l2", low=0.0)
     wa = _read_array(w, g.dtype)
     if wa.shape != g.shape:
         raise ValueError(f"w has shape {wa.shape} but g has shape {g.shape}")
+    if _overlaps(g, wa):  # (a converted copy never does)
+        raise ValueError("g overlaps w; the gradient must not share memory with the weights")
     _core.add_penalty_grad(g, wa, l1, l2)
     return g
 
@@ -104,7 +145,7 @@ def prox_l1(w: np.ndarray, threshold: float) -> np.ndarray:
     inside their step).
 
     Args:
-        w: C-contiguous, writable float32/float64 ndarray.
+        w: C-contiguous, writable float32/float64 ndarray (not a masked array).
         threshold: finite, >= 0.
 
     Returns:
@@ -115,9 +156,7 @@ def prox_l1(w: np.ndarray, threshold: float) -> np.ndarray:
         >>> prox_l1(np.array([-1.0, 0.2, 0.7]), 0.5)
         array([-0.5,  0. ,  0.2])
     """
-    check_inplace(w, "w")
-    if w.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"w must have dtype float32 or float64, got {w.dtype}")
+    _inplace(w, "w")
     _core.prox_l1(w, hyperparameter(threshold, "threshold", low=0.0))
     return w
 
@@ -129,10 +168,12 @@ def max_norm_(w: np.ndarray, max_norm: float, axis: int = 0) -> np.ndarray:
     ``max_norm / (n_i + 1e-7)``, as ``torch.renorm(w, 2, axis, max_norm)``. With torch's
     ``(fan_out, fan_in)`` weight layout, ``axis=0`` bounds each output unit's incoming weights
     (the max-norm constraint of dropout nets, Srivastava et al. 2014). Norms are summed in
-    double.
+    double; a float64 slice whose sum of squares overflows is rescaled by its largest entry
+    first (where torch's norm would be inf and the slice zeroed).
 
     Args:
-        w: C-contiguous, writable float32/float64 ndarray with at least one dimension.
+        w: C-contiguous, writable float32/float64 ndarray with at least one dimension (not a
+            masked array).
         max_norm: finite, > 0.
         axis: the axis that indexes the slices.
 
@@ -146,9 +187,7 @@ def max_norm_(w: np.ndarray, max_norm: float, axis: int = 0) -> np.ndarray:
         array([[0.6, 0.8],
                [0.3, 0.4]])
     """
-    check_inplace(w, "w")
-    if w.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"w must have dtype float32 or float64, got {w.dtype}")
+    _inplace(w, "w")
     max_norm = hyperparameter(max_norm, "max_norm", low=0.0, low_open=True)
     if w.ndim == 0:
         raise ValueError("w must have at least one dimension")
@@ -158,7 +197,13 @@ def max_norm_(w: np.ndarray, max_norm: float, axis: int = 0) -> np.ndarray:
         raise ValueError(f"axis must be in [{-w.ndim}, {w.ndim}), got axis={axis}")
     axis = int(axis) % w.ndim
     others = tuple(d for d in range(w.ndim) if d != axis)
-    norms = np.sqrt(np.sum(np.square(w, dtype=np.float64), axis=others, keepdims=True))
+    with np.errstate(over="ignore"):  # handled below
+        norms = np.sqrt(np.sum(np.square(w, dtype=np.float64), axis=others, keepdims=True))
+    if w.dtype == np.float64 and np.isinf(norms).any():  # sum of squares past 1.8e308: rescale
+        peak = np.max(np.abs(w), axis=others, keepdims=True, initial=0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # inf / inf where w holds inf
+            robust = peak * np.sqrt(np.sum(np.square(w / np.where(peak > 0, peak, 1.0)), axis=others, keepdims=True))
+        norms = np.where(np.isfinite(peak), robust, norms)  # slices with inf keep norm inf
     scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(w.dtype)
     np.multiply(w, scale, out=w)
     return w

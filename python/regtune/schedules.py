@@ -59,6 +59,8 @@ import numbers
 import operator
 from typing import Any, Callable, Sequence, Union
 
+import numpy as np
+
 from ._validation import hyperparameter, nonnegative_int
 
 __all__ = [
@@ -108,6 +110,17 @@ def _count(count: Any) -> int:
     return nonnegative_int(count, "count")
 
 
+def _metric(metric: Any, name: str = "metric") -> float:
+    """A monitored metric: a real number (NaN and inf allowed: a diverged loss is not better
+    than any other); a 0-d or one-element real array is read as its value."""
+    m = metric
+    if isinstance(m, np.ndarray) and m.size == 1 and m.dtype.kind in "fiu":
+        m = m.reshape(()).item()
+    if isinstance(m, (bool, np.bool_)) or not isinstance(m, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"ReduceOnPlateau: {name} must be a real number, got {name}={metric!r}")
+    return float(m)
+
+
 # ----------------------------------------------------------------------------- the type
 
 
@@ -115,7 +128,9 @@ class Schedule:
     """A schedule: ``schedule(count) -> float`` for ``count`` >= 0 optimizer steps taken.
 
     Built by the functions of this module (which check their arguments); the value is computed
-    in closed form from ``count`` by ``fn``. ``repr`` shows the arguments.
+    in closed form from ``count`` by ``fn``. ``repr`` shows the arguments. A value that
+    overflows float64 (``exponential_decay(1.0, 10.0)(400)``) is a ValueError naming the
+    schedule, the count and the arguments, never inf.
     """
 
     def __init__(self, name: str, fn: Callable[[int], float], **params: Any) -> None:
@@ -124,7 +139,18 @@ class Schedule:
         self._fn = fn
 
     def __call__(self, count: int) -> float:
-        return float(self._fn(_count(count)))
+        count = _count(count)
+        try:
+            v = self._fn(count)
+        except (OverflowError, ZeroDivisionError):  # e.g. gamma**count past float64, or a huge count
+            v = math.inf
+        if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):  # a user's callable
+            raise TypeError(f"{self.name}({count}) must be a real number, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            args = ", ".join(f"{k}={x!r}" for k, x in self.params.items())
+            raise ValueError(f"{self.name} overflows float64 at count={count} ({args})")
+        return v
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -278,7 +304,7 @@ def linear_warmup(schedule: ScalarOrSchedule, warmup_steps: int, start_factor: f
     after = schedule if callable(schedule) else constant(_value(schedule, fn, "schedule"))
     n = _positive_int(warmup_steps, fn, "warmup_steps")
     f = _number(start_factor, fn, "start_factor", low=0.0, high=1.0)
-    peak = float(after(0))
+    peak = after(0) if isinstance(after, Schedule) else _value(after(0), fn, "schedule(0)")
 
     def value(t: int) -> float:
         if t >= n:
@@ -325,6 +351,8 @@ def one_cycle(
     if not isinstance(three_phase, bool):
         raise TypeError(f"one_cycle requires a bool three_phase, got three_phase={three_phase!r}")
     initial = top / div
+    if math.isinf(initial):
+        raise ValueError(f"one_cycle: max_value / div_factor overflows float64, got max_value={top!r}, div_factor={div!r}")
     low = initial / final
     if three_phase:
         phases = [(pct * T - 1, initial, top), (2 * pct * T - 2, top, initial), (T - 1, initial, low)]
@@ -439,7 +467,7 @@ class ReduceOnPlateau:
 
     def step(self, metric: float) -> float:
         """Record one epoch's metric; returns the (possibly reduced) value."""
-        current = float(metric)
+        current = _metric(metric)
         if self._is_better(current):
             self.best = current
             self.num_bad_epochs = 0
@@ -464,8 +492,17 @@ class ReduceOnPlateau:
         return {k: getattr(self, k) for k in ("value", "best", "num_bad_epochs", "cooldown_counter")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in ("value", "best", "num_bad_epochs", "cooldown_counter"):
-            setattr(self, k, type(getattr(self, k))(state[k]))
+        """Restore a :meth:`state_dict`: a dict with exactly its four keys, checked as the
+        constructor checks its arguments (a float count is a TypeError, not truncated)."""
+        keys = ("value", "best", "num_bad_epochs", "cooldown_counter")
+        if not isinstance(state, dict) or set(state) != set(keys):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state must be a dict with keys {list(keys)}, as state_dict() returns, got {got}")
+        value = _value(state["value"], "ReduceOnPlateau", "state['value']")
+        best = _metric(state["best"], "state['best']")
+        bad = nonnegative_int(state["num_bad_epochs"], "state['num_bad_epochs']")
+        cool = nonnegative_int(state["cooldown_counter"], "state['cooldown_counter']")
+        self.value, self.best, self.num_bad_epochs, self.cooldown_counter = value, best, bad, cool
 
     def __repr__(self) -> str:
         return f"ReduceOnPlateau(value={self.value!r}, mode={self.mode!r}, factor={self.factor!r}, patience={self.patience})"
@@ -500,8 +537,11 @@ def get(name: str, value: float, total_steps: int, **kwargs: Any) -> Any:
 
     Raises:
         ValueError: an unknown name (the message lists the valid ones), or a bad argument.
+        TypeError: a name that is not a str, a ``total_steps`` that is not an int.
     """
-    T = max(int(total_steps), 1)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {', '.join(NAMES)}; got name={name!r}")
+    T = max(nonnegative_int(total_steps, "total_steps"), 1)  # an empty run still gets a schedule
     builders: dict[str, Callable[[], Any]] = {
         "constant": lambda: constant(value, **kwargs),
         "step": lambda: step_decay(value, **{"step_size": max(T // 3, 1), **kwargs}),

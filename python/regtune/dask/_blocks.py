@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -23,7 +24,71 @@ from dask.highlevelgraph import HighLevelGraph
 
 from .. import _core
 
-__all__ = ["block_runs", "from_block_function", "map_aligned", "chunk_starts"]
+__all__ = ["block_runs", "from_block_function", "map_aligned", "chunk_starts", "normalize_chunks"]
+
+
+def _chunk_entry(c: Any, chunks: Any, explicit: bool) -> None:
+    """One entry of ``chunks``: an int block size (> 0, or -1 / None: the whole axis; 0 only in
+    an explicit per-axis tuple, for an empty chunk), or, except in explicit tuples, a size
+    string such as "auto" or "64MiB"."""
+    if isinstance(c, str) and not explicit:
+        return
+    if c is None and not explicit:
+        return
+    if isinstance(c, (bool, np.bool_)) or not isinstance(c, (numbers.Integral, np.integer)):
+        if isinstance(c, (float, np.floating)) and math.isnan(c):
+            raise ValueError(f"chunks must not hold NaN (unknown chunk sizes), got chunks={chunks!r}")
+        raise TypeError(f"chunks must hold ints, got {c!r} in chunks={chunks!r}")
+    if not (c >= 0 if explicit else c > 0 or c == -1):
+        want = "chunk sizes >= 0" if explicit else "block sizes > 0 (or -1 for a whole axis)"
+        raise ValueError(f"chunks must hold {want}, got {c!r} in chunks={chunks!r}")
+
+
+def dask_array(x: Any, name: str) -> da.Array:
+    """``x`` as a dask array of NumPy chunks with known chunk sizes (an array-like is wrapped
+    with ``dask.array.asarray``); masked arrays (the mask would be ignored), None and unknown
+    (NaN) chunk sizes raise naming ``name``."""
+    if x is None:
+        raise TypeError(f"{name} must be a dask or NumPy array, got None")
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} must not be a numpy.ma.MaskedArray: regtune would ignore its mask")
+    arr = x if isinstance(x, da.Array) else da.asarray(x)
+    if isinstance(arr._meta, np.ma.MaskedArray):
+        raise TypeError(f"{name} must not be a masked dask array: regtune would ignore its mask")
+    if any(math.isnan(c) for cs in arr.chunks for c in cs):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+    return arr
+
+
+def normalize_chunks(chunks: Any, shape: tuple[int, ...], dtype: np.dtype) -> tuple[tuple[int, ...], ...]:
+    """``dask.array.core.normalize_chunks`` behind regtune's checks: a bad ``chunks`` (0, a
+    negative or float size, NaN, a tuple of the wrong rank, sizes that do not add up to
+    ``shape``) is a TypeError or ValueError that names ``chunks``, never dask's
+    ZeroDivisionError."""
+    if chunks is None:
+        raise TypeError("chunks must be 'auto', an int, or a tuple with one entry per axis, got chunks=None")
+    if isinstance(chunks, dict):
+        for axis in chunks:
+            if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, np.integer)):
+                raise TypeError(f"chunks keys must be int axes, got {axis!r} in chunks={chunks!r}")
+            if not -len(shape) <= axis < len(shape):
+                raise ValueError(f"chunks names axis {axis}, but shape {shape} has {len(shape)} dimensions")
+        entries = list(chunks.values())
+    elif isinstance(chunks, (tuple, list)):
+        entries = list(chunks)
+    else:
+        entries = [chunks]
+    for e in entries:
+        if isinstance(e, (tuple, list)):
+            for c in e:
+                _chunk_entry(c, chunks, explicit=True)
+        else:
+            _chunk_entry(e, chunks, explicit=False)
+    try:
+        return da.core.normalize_chunks(chunks, shape, dtype=dtype)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, KeyError) as exc:
+        reason = str(exc).split(". Got")[0].splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"chunks={chunks!r} does not fit shape {shape}: {reason}") from None
 
 
 def block_runs(shape: Sequence[int], starts: Sequence[int], block_shape: Sequence[int]) -> tuple[int, np.ndarray]:
@@ -66,7 +131,7 @@ def from_block_function(
     """A dask array whose block at ``starts`` of ``block_shape`` is
     ``func(shape=shape, starts=starts, block_shape=block_shape)`` (func: picklable, module-level
     or a partial of one). ``token`` names what the array is, for a deterministic graph name."""
-    chunks = da.core.normalize_chunks(chunks, shape, dtype=dtype)
+    chunks = normalize_chunks(chunks, shape, dtype)
     name = f"{prefix}-{tokenize(token, shape, chunks, dtype.str)}"
     dsk = {
         (name, *idx): (partial(func, shape=shape, starts=starts, block_shape=bshape),)

@@ -19,7 +19,7 @@ from .. import _core
 from .. import _dropout_module as _rd  # regtune.dropout the attribute is the function
 from .._validation import FLOAT_DTYPES, boolean
 from ..random import Generator, _position
-from ._blocks import block_runs, map_aligned
+from ._blocks import block_runs, dask_array, map_aligned
 
 __all__ = ["dropout", "dropout_backward"]
 
@@ -36,11 +36,9 @@ def _dropout_block(key, stream, first, threshold, scale, x, *, shape, starts, bl
 
 
 def _dask_input(x: Any, name: str) -> da.Array:
-    arr = x if isinstance(x, da.Array) else da.asarray(x)
+    arr = dask_array(x, name)
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
-    if any(np.isnan(c) for cs in arr.chunks for c in cs):
-        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
     return arr
 
 

@@ -34,7 +34,7 @@ from .._validation import finite_float, float_dtype, shape_tuple
 from ..init import calculate_fans, calculate_gain
 from ..random import SeedLike
 from . import random as _drandom
-from ._blocks import from_block_function
+from ._blocks import from_block_function, normalize_chunks
 
 # The same names as regtune.init, each defined below (aliases included).
 __all__ = list(_init.__all__)
@@ -134,6 +134,7 @@ def constant(shape: Any, val: float | None = None, *, dtype: Any = np.float32, c
     """
     whole, dt = _whole(shape, dtype)
     _init.constant(0, val, dtype=dt)
+    chunks = normalize_chunks(chunks, whole.shape, dt)
     return da.full(whole.shape, finite_float(val, "val"), dtype=dt, chunks=chunks)
 
 
@@ -323,14 +324,15 @@ def orthogonal(
     gain = finite_float(gain, "gain")
     if len(whole.shape) < 2:
         raise ValueError(f"orthogonal needs a shape with 2 or more dimensions, got shape {whole.shape}")
-    chunks = da.core.normalize_chunks(chunks, whole.shape, dtype=dt)
+    _init.orthogonal((1, 1), gain, dtype=dt, seed=0)  # the one-machine checks of gain, now (not in the task)
+    chunks = normalize_chunks(chunks, whole.shape, dt)
     # Fix the stream position now, as the one-machine call would (a Generator advances once):
     # the float64 draw of rows x cols normals.
     key, stream, first = _random._position(seed, offset, whole.size, _random._per_block(np.dtype(np.float64)))
     one = from_block_function(
-        "regtune-orthogonal", partial(_orthogonal_block, key, stream, first, gain, dt), whole.shape, whole.shape or (),
-        dt, ("orthogonal", key, stream, first, gain),
-    )
+        "regtune-orthogonal", partial(_orthogonal_block, key, stream, first, gain, dt), whole.shape,
+        tuple((d,) for d in whole.shape), dt, ("orthogonal", key, stream, first, gain),
+    )  # fmt: skip
     return one.rechunk(chunks)
 
 

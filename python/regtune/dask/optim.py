@@ -43,7 +43,7 @@ from dask.highlevelgraph import HighLevelGraph
 from .. import _core
 from .. import optim as _optim
 from .._validation import FLOAT_DTYPES, nonnegative_int
-from ._blocks import map_aligned
+from ._blocks import dask_array, map_aligned
 
 __all__ = ["StepResult", "step", "grad_norm", "OPTIMIZERS"]
 
@@ -176,7 +176,7 @@ def _leaf(tuple_array: da.Array, k: int, like: da.Array) -> da.Array:
 def _array_list(arrays: Any, name: str) -> list[da.Array]:
     if isinstance(arrays, (np.ndarray, da.Array)) or not hasattr(arrays, "__iter__"):
         raise TypeError(f"{name} must be a list of dask (or NumPy) arrays, got {type(arrays).__name__}")
-    out = [a if isinstance(a, da.Array) else da.asarray(a) for a in arrays]
+    out = [dask_array(a, f"{name}[{i}]") for i, a in enumerate(arrays)]
     if not out:
         raise ValueError(f"{name} must not be empty")
     for i, a in enumerate(out):
@@ -184,8 +184,6 @@ def _array_list(arrays: Any, name: str) -> list[da.Array]:
             raise TypeError(f"{name}[{i}] must have dtype float32 or float64, got {a.dtype}")
         if a.dtype != out[0].dtype:
             raise TypeError(f"{name}[{i}] has dtype {a.dtype} but {name}[0] has {out[0].dtype}; one list holds one dtype")
-        if any(math.isnan(c) for cs in a.chunks for c in cs):
-            raise ValueError(f"{name}[{i}] has unknown chunk sizes; call compute_chunk_sizes() first")
     return out
 
 
@@ -261,7 +259,7 @@ def step(
     cls = _optimizer_class(opt_kind)
     params = _array_list(params, "params")
     grads = _like(grads, "grads", params)
-    step_count = nonnegative_int(step_count, "step_count")
+    step_count = nonnegative_int(step_count, "step_count", upper=_optim._MAX_STEP)
     # The optimizer object checks the hyperparameters and computes the kernel's coefficients,
     # as on one machine; it holds a stand-in parameter, never the dask arrays.
     opt = cls([np.empty(0, params[0].dtype)], **hyperparameters)

@@ -30,7 +30,7 @@ import numpy as np
 from .. import random as _random
 from .._validation import float_dtype, shape_tuple
 from ..random import SeedLike
-from ._blocks import from_block_function, sample_block
+from ._blocks import from_block_function, normalize_chunks, sample_block
 
 __all__ = ["uniform", "normal", "truncated_normal"]
 
@@ -42,7 +42,7 @@ def _sample(kernel: str, shape: Any, dt: np.dtype, seed: SeedLike, offset: Any, 
     here, once, as regtune.random fixes them for a one-piece draw; each chunk then draws its
     own runs. Parameters were checked by the caller."""
     dims = shape_tuple(shape)
-    chunks = da.core.normalize_chunks(chunks, dims, dtype=dt)  # a bad chunks raises before a Generator moves
+    chunks = normalize_chunks(chunks, dims, dt)  # a bad chunks raises before a Generator moves
     key, stream, first = _random._position(seed, offset, math.prod(dims), _random._per_block(dt))
     fill = partial(sample_block, kernel, key, stream, first, params, dt)
     return from_block_function(f"regtune-{kernel}", fill, dims, chunks, dt, (kernel, key, stream, first, params))
@@ -63,8 +63,8 @@ def uniform(
     Args:
         shape: int or tuple of ints (required).
         low, high, dtype, seed, offset: as in :func:`regtune.random.uniform`.
-        chunks: dask chunks ("auto", an int, a tuple of ints or of per-axis chunk tuples;
-            uneven chunks are fine).
+        chunks: dask chunks ("auto", a size string such as "64MiB", an int, a tuple of ints or
+            of per-axis chunk tuples; uneven chunks are fine; -1 or None for a whole axis).
 
     Returns:
         A ``dask.array.Array`` whose computed value equals
@@ -73,7 +73,9 @@ def uniform(
 
     Raises:
         TypeError / ValueError: as :func:`regtune.random.uniform`, when the array is made
-        (not when it is computed); a bad ``chunks`` raises dask's ValueError.
+        (not when it is computed); a bad ``chunks`` (0, negative, a float, NaN, the wrong
+        rank, sizes that do not add up to ``shape``) raises a TypeError or ValueError naming
+        ``chunks``.
 
     Example:
         >>> w = uniform((4096, 4096), -0.1, 0.1, seed=0, chunks=(1024, 1024))

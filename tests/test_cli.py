@@ -107,14 +107,19 @@ def bad_npz(tmp_path, **arrays):
 
 X4, Y4 = np.zeros((8, 5), np.float32), np.array([0, 1] * 4)
 
+def one_line(err):
+    """stderr is exactly one line, `regtune: error: ...`, without a traceback."""
+    return err.count("\n") == 1 and err.startswith("regtune: error: ") and "Traceback" not in err
+
+
 ERRORS = [
-    (["--activation", "swish"], "unknown activation 'swish'; choose one of relu"),
-    (["--init", "glorot"], "unknown initializer 'glorot'; choose one of auto"),
-    (["--optimizer", "adamax"], "unknown optimizer 'adamax'; choose one of sgd, adam"),
-    (["--schedule", "cosinus"], "unknown schedule 'cosinus'; choose one of constant"),
-    (["--dropout", "1.5"], "dropout probabilities must be in [0, 1)"),
+    (["--activation", "swish"], "--activation: unknown activation 'swish'; choose one of relu"),
+    (["--init", "glorot"], "--init: unknown initializer 'glorot'; choose one of auto"),
+    (["--optimizer", "adamax"], "--optimizer: unknown optimizer 'adamax'; choose one of sgd, adam"),
+    (["--schedule", "cosinus"], "--schedule: unknown schedule 'cosinus'; choose one of constant"),
+    (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
     (["--lr", "-1"], "--lr must be > 0, got -1.0"),
-    (["--weight-decay", "-1"], "weight_decay must be in [0, inf), got weight_decay=-1.0"),
+    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
     (["--shift", "1", "--image-shape", "3,3"], "image_shape (3, 3) does not hold the model's 16 inputs"),
     (["--threads", "0"], "--threads must be between 1 and 1024, got 0"),
     (["--threads", "100000"], "--threads must be between 1 and 1024, got 100000"),
@@ -125,7 +130,7 @@ ERRORS = [
 def test_bad_options(tiny, capsys, args, message):
     rc, out, err = run(["train", "--data", tiny, *QUICK, *args], capsys)
     assert rc == 2
-    assert err.count("\n") == 1 and err.startswith("regtune train: error: ") and message in err, err
+    assert one_line(err) and message in err, err
 
 
 DATA_ERRORS = [
@@ -142,12 +147,12 @@ DATA_ERRORS = [
 @pytest.mark.parametrize("arrays, message", DATA_ERRORS, ids=[e[1].split()[0] + str(i) for i, e in enumerate(DATA_ERRORS)])
 def test_bad_data(tmp_path, capsys, arrays, message):
     rc, out, err = run(["train", "--data", bad_npz(tmp_path, **arrays), *QUICK], capsys)
-    assert rc == 2 and err.count("\n") == 1 and message in err, err
+    assert rc == 2 and one_line(err) and message in err, err
 
 
 def test_missing_data_file(tmp_path, capsys):
     rc, out, err = run(["train", "--data", str(tmp_path / "nope.npz"), *QUICK], capsys)
-    assert rc == 2 and err.count("\n") == 1 and "cannot read --data" in err
+    assert rc == 2 and one_line(err) and "--data" in err and "no such file" in err
 
 
 @pytest.mark.parametrize(
@@ -169,12 +174,12 @@ def test_missing_extra(monkeypatch, capsys, tiny, module, argv, message):
     if module == "pytest_benchmark":
         monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     rc, out, err = run(argv, capsys)
-    assert rc == 2 and err.count("\n") == 1 and message in err, err
+    assert rc == 2 and one_line(err) and message in err, err
 
 
 def test_bench_without_checkout(tmp_path, capsys):
     rc, out, err = run(["bench", "--bench-dir", str(tmp_path)], capsys)
-    assert rc == 2 and err.count("\n") == 1 and "source checkout" in err
+    assert rc == 2 and one_line(err) and "source checkout" in err
 
 
 def test_no_traceback_in_a_real_process(tiny):
@@ -185,4 +190,403 @@ def test_no_traceback_in_a_real_process(tiny):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr
-    assert "unknown activation 'swish'" in proc.stderr
+    assert proc.stderr.startswith("regtune: error: --activation: unknown activation 'swish'")
+
+
+# ------------------------------------------------------------------------------ hostile input
+# Every case ends before training (or after one tiny step), in process: exit status 2, one line
+# on stderr, `regtune: error: ...`, naming the option or the --data key at fault.
+
+NONFINITE = ["nan", "inf", "-inf", "1e999"]
+TRAIN_FLOATS = ["--lr", "--momentum", "--weight-decay", "--l1", "--prox-l1", "--max-grad-norm", "--max-norm",
+                "--noise", "--dropout"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", NONFINITE)
+@pytest.mark.parametrize("option", TRAIN_FLOATS)
+def test_nonfinite_float_options(tiny, capsys, option, value):
+    rc, out, err = run(["train", "--data", tiny, *QUICK, f"{option}={value}"], capsys)
+    assert rc == 2 and one_line(err) and f"{option} must be a finite number" in err, err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+@pytest.mark.parametrize("option", ["--l2", "--l1-coef", "--p", "--max-norm-value", "--label-noise"])
+def test_nonfinite_compare_options(tiny, capsys, option, value):
+    rc, out, err = run(["compare", "--data", tiny, *QUICK, option, value], capsys)
+    assert rc == 2 and one_line(err) and f"{option} must be a finite number" in err, err
+
+
+OUT_OF_RANGE = [
+    (["train", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["train", "--epochs", "-3"], "--epochs must be >= 1, got -3"),
+    (["train", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["train", "--batch-size", "-32"], "--batch-size must be >= 1, got -32"),
+    (["train", "--patience", "-1"], "--patience must be >= 0, got -1"),
+    (["train", "--warmup", "-1"], "--warmup must be >= 0, got -1"),
+    (["train", "--shift", "-1"], "--shift must be >= 0, got -1"),
+    (["train", "--seed", "-1"], "--seed must be in [0, 2**64), got -1"),
+    (["train", "--seed", str(2**64)], "--seed must be in [0, 2**64)"),
+    (["train", "--lr", "0"], "--lr must be > 0, got 0.0"),
+    (["train", "--lr", "-0.0"], "--lr must be > 0, got -0.0"),
+    (["train", "--momentum", "-0.5"], "--momentum must be >= 0, got -0.5"),
+    (["train", "--l1", "-1e-320"], "--l1 must be >= 0"),
+    (["train", "--prox-l1", "-1"], "--prox-l1 must be >= 0"),
+    (["train", "--max-grad-norm", "0"], "--max-grad-norm must be > 0, got 0.0"),
+    (["train", "--max-norm", "-1"], "--max-norm must be > 0, got -1.0"),
+    (["train", "--noise", "-1"], "--noise must be in [0, "),
+    (["train", "--noise", "3e38"], "--noise must be in [0, "),
+    (["train", "--dropout", "-0.1"], "--dropout must be in [0, 1), got -0.1"),
+    (["train", "--dropout", "0.1,1.0"], "--dropout must be in [0, 1), got [0.1, 1.0]"),
+    (["train", "--threads", "-1"], "--threads must be between 1 and"),
+    (["compare", "--subset", "0"], "--subset must be >= 1, got 0"),
+    (["compare", "--subset", "-5"], "--subset must be >= 1, got -5"),
+    (["compare", "--subset", "100000"], "--subset must be in [1, 108], got 100000"),
+    (["compare", "--p", "1"], "--p must be in [0, 1), got 1.0"),
+    (["compare", "--label-noise", "-0.5"], "--label-noise must be in [0, 1), got -0.5"),
+    (["compare", "--l2", "-1"], "--l2 must be >= 0, got -1.0"),
+    (["compare", "--l1-coef", "-1"], "--l1-coef must be >= 0, got -1.0"),
+    (["compare", "--max-norm-value", "0"], "--max-norm-value must be > 0, got 0.0"),
+    (["compare", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["tune", "--trials", "0"], "--trials must be >= 1, got 0"),
+    (["tune", "--trials", "-2"], "--trials must be >= 1, got -2"),
+    (["tune", "--timeout", "0"], "--timeout must be > 0, got 0.0"),
+    (["tune", "--timeout", "nan"], "--timeout must be a finite number, got nan"),
+    (["tune", "--epochs", "-1"], "--epochs must be >= 1, got -1"),
+    (["tune", "--patience", "-1"], "--patience must be >= 0, got -1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, message", OUT_OF_RANGE, ids=[" ".join(a) for a, _ in OUT_OF_RANGE])
+def test_options_out_of_range(tiny, capsys, argv, message):
+    rc, out, err = run([argv[0], "--data", tiny, *QUICK, f"{argv[1]}={argv[2]}"], capsys)
+    assert rc == 2 and one_line(err) and message in err, err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--size", "0"], "--size must be >= 1, got 0"),
+        (["demo", "--size", "-4"], "--size must be >= 1, got -4"),
+        (["demo", "--seed", "-1"], "--seed must be in [0, 2**64)"),
+        (["demo", "--size", "1000000"], "--size 1000000 (1000000x1000000 float32 arrays) needs"),
+        (["bench", "--size", "0"], "--size must be >= 1, got 0"),
+        (["bench", "--seconds", "0"], "--seconds must be > 0, got 0.0"),
+        (["bench", "--seconds", "inf"], "--seconds must be a finite number, got inf"),
+        (["bench", "--json", ""], "--json must not be empty"),
+        (["bench", "--bench-dir", ""], "--bench-dir must not be empty"),
+        (["bench", "--json", "/nonexistent-dir/x.json"], "--json /nonexistent-dir/x.json: the folder"),
+    ],
+)  # fmt: skip
+def test_demo_and_bench_options(capsys, argv, message):
+    rc, out, err = run(argv, capsys)
+    assert rc == 2 and one_line(err) and message in err and out == "", err
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "tune"])
+@pytest.mark.parametrize("option", ["--data", "--out"])
+def test_empty_paths(tiny, capsys, command, option):
+    argv = [command, "--data", tiny, *QUICK, option, ""]
+    rc, out, err = run(argv, capsys)
+    assert rc == 2 and one_line(err) and f"{option} must not be empty" in err, err
+
+
+def test_out_is_a_file(tiny, tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--out", str(f)], capsys)
+    assert rc == 2 and one_line(err) and f"--out {f} exists and is not a directory" in err
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--out", str(f / "sub")], capsys)
+    assert rc == 2 and one_line(err) and "--out" in err and "is not a directory" in err
+    rc, out, err = run(["bench", "--json", str(tmp_path)], capsys)
+    assert rc == 2 and one_line(err) and "--json" in err and "is a directory" in err
+
+
+USAGE_ERRORS = [
+    (["--epochs", "3.0"], "argument --epochs: invalid int value: '3.0'"),
+    (["--batch-size", "2.9"], "argument --batch-size: invalid int value: '2.9'"),
+    (["--patience", "1e3"], "argument --patience: invalid int value"),
+    (["--hidden", "4.7"], "argument --hidden: expected comma-separated ints, got '4.7'"),
+    (["--hidden", "a,b"], "argument --hidden: expected comma-separated ints, got 'a,b'"),
+    (["--hidden", ""], "argument --hidden: expected comma-separated ints, got ''"),
+    (["--hidden", "4,,5"], "argument --hidden: expected comma-separated ints, got '4,,5'"),
+    (["--hidden", "0"], "argument --hidden: sizes must be >= 1, got '0'"),
+    (["--hidden", "16,-3"], "argument --hidden: sizes must be >= 1, got '16,-3'"),
+    (["--image-shape", ""], "argument --image-shape: expected comma-separated ints"),
+    (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+    (["--dropout", "0.1,x"], "argument --dropout: expected a float or comma-separated floats"),
+    (["--seed", "0x10"], "argument --seed: invalid int value"),
+    (["--lr=-inf", "--lr", "--epochs"], "argument --lr: expected one argument"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS])
+def test_usage_errors_exit_2(tiny, capsys, args, message):
+    """Values of the wrong type stop in argparse: usage, then `regtune train: error: argument ...`."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--data", tiny, *QUICK, *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("usage: regtune train")
+    assert err.strip().splitlines()[-1].startswith("regtune train: error: ") and message in err, err
+
+
+def test_unknown_option_exit_2(tiny, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--data", tiny, "--bogus"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.strip().splitlines()[-1] == "regtune: error: unrecognized arguments: --bogus"
+
+
+def npz(tmp_path, name="d.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+XF = np.random.default_rng(1).normal(size=(12, 5)).astype(np.float32)
+YF = np.arange(12) % 3
+
+
+def with_x(**changes):
+    return {"X_train": XF, "y_train": YF, "X_test": XF, "y_test": YF, **changes}
+
+
+def nan_at(i, j, value=np.nan, dtype=np.float32):
+    X = XF.astype(dtype)
+    X[i, j] = value
+    return X
+
+
+HOSTILE_DATA = [
+    ("nan", with_x(X_train=nan_at(3, 2)), "X_train holds nan (row 3, feature 2), not finite"),
+    ("inf", with_x(X_test=nan_at(0, 4, np.inf)), "X_test holds inf (row 0, feature 4), not finite"),
+    ("-inf", with_x(X_train=nan_at(11, 0, -np.inf)), "X_train holds -inf (row 11, feature 0)"),
+    ("f64 overflow", with_x(X_train=nan_at(1, 1, 1e39, np.float64)), "X_train holds 1e+39 (row 1, feature 1), beyond float32's range"),
+    ("f16 inf", with_x(X_train=nan_at(2, 3, np.inf, np.float16)), "X_train holds inf (row 2, feature 3)"),
+    ("nan val", with_x(X_val=nan_at(5, 0), y_val=YF), "X_val holds nan (row 5, feature 0)"),
+    ("complex", with_x(X_train=XF.astype(np.complex64)), "X_train must hold numbers, got dtype complex64"),
+    ("strings", with_x(X_train=XF.astype(str)), "X_train must hold numbers, got dtype <U"),
+    ("bytes", with_x(X_train=XF.astype("S8")), "X_train must hold numbers, got dtype |S8"),
+    ("bool X", with_x(X_train=XF > 0), "X_train must hold numbers, got dtype bool"),
+    ("datetime", with_x(X_train=np.zeros((12, 5), "datetime64[s]")), "X_train must hold numbers, got dtype datetime64"),
+    ("bool y", with_x(y_train=YF > 0), "y_train must hold integer class labels, got dtype bool"),
+    ("float y", with_x(y_test=YF.astype(np.float64)), "y_test must hold integer class labels, got dtype float64"),
+    ("complex y", with_x(y_train=YF.astype(complex)), "y_train must hold integer class labels, got dtype complex128"),
+    ("str y", with_x(y_train=YF.astype(str)), "y_train must hold integer class labels, got dtype <U"),
+    ("negative y", with_x(y_train=YF - 1), "y_train holds label -1"),
+    ("negative test y", with_x(y_test=YF - 2), "y_test holds label -2"),
+    ("huge y", with_x(y_train=np.where(YF == 2, 10**9, YF)), "y_train holds label 1000000000: at most 100000 classes"),
+    ("huge uint64 y", with_x(y_train=np.where(YF == 2, 2**63 + 5, YF).astype(np.uint64)), f"y_train holds label {2**63 + 5}: at most"),
+    ("huge test y", with_x(y_test=np.where(YF == 2, 10**6, YF)), "y_test holds label 1000000: at most 100000 classes"),
+    ("one class", with_x(y_train=YF * 0, y_test=YF * 0), "y_train must hold at least 2 classes, got 1"),
+    ("unseen test label", with_x(y_train=YF % 2), "y_test holds label 2, outside the classes 0..1 seen in y_train"),
+    ("1-D X", with_x(X_train=XF[:, 0]), "X_train must have shape (n, features)"),
+    ("5-D X", with_x(X_train=XF.reshape(12, 5, 1, 1, 1)), "X_train must have shape (n, features)"),
+    ("0-D X", with_x(X_train=np.float32(1)), "X_train must have shape (n, features)"),
+    ("no rows", with_x(X_test=XF[:0], y_test=YF[:0]), "X_test must have shape (n, features), (n, H, W) or (n, C, H, W) with n > 0, got (0, 5)"),
+    ("no features", with_x(X_train=XF[:, :0], X_test=XF[:, :0]), "X_train has no features: shape (12, 0)"),
+    ("no image pixels", with_x(X_train=np.zeros((12, 0, 4), np.float32)), "X_train has no features: shape (12, 0, 4)"),
+    ("short y", with_x(y_train=YF[:7]), "y_train must have shape (12,) to match X_train (12, 5), got (7,)"),
+    ("2-D y", with_x(y_test=YF[:, None]), "y_test must have shape (12,) to match X_test (12, 5), got (12, 1)"),
+    ("0-D y", with_x(y_train=np.int64(1)), "y_train must have shape (12,) to match X_train (12, 5), got ()"),
+    ("features test", with_x(X_test=XF[:, :4]), "X_train, X_test (and X_val) must have the same number of features"),
+    ("features val", with_x(X_val=XF[:, :2], y_val=YF), "X_train, X_test (and X_val) must have the same number of features"),
+    ("X_val alone", with_x(X_val=XF), "has X_val but no y_val"),
+    ("y_val alone", with_x(y_val=YF), "has y_val but no X_val"),
+    ("no X_train", {"y_train": YF, "X_test": XF, "y_test": YF}, "lacks X_train (it needs X_train, y_train, X_test, y_test)"),
+    ("no y_train", {"X_train": XF, "X_test": XF, "y_test": YF}, "lacks y_train"),
+    ("no X_test", {"X_train": XF, "y_train": YF, "y_test": YF}, "lacks X_test"),
+    ("nothing", {"weights": XF}, "lacks X_train, y_train, X_test, y_test"),
+    ("object X", with_x(X_train=np.array([[1.0, "a"]] * 12, dtype=object)), "cannot read X_train (Object arrays cannot be loaded"),
+    ("too few rows", {"X_train": XF[:1], "y_train": YF[:1] * 0 + 1, "X_test": XF, "y_test": YF % 2}, "X_train has 1 rows: too few"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("arrays, message", [c[1:] for c in HOSTILE_DATA], ids=[c[0] for c in HOSTILE_DATA])
+def test_hostile_data(tmp_path, capsys, arrays, message):
+    rc, out, err = run(["train", "--data", npz(tmp_path, **arrays), *QUICK], capsys)
+    assert rc == 2 and one_line(err) and message in err, err
+
+
+def _file(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    return str(path)
+
+
+def _npz_bytes():
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **with_x())
+    return buf.getvalue()
+
+
+def _npy_bytes():
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, XF)
+    return buf.getvalue()
+
+
+def _corrupt_member():
+    """A valid zip directory whose X_train member's bytes are damaged (CRC mismatch)."""
+    b = bytearray(_npz_bytes())
+    i = b.index(b"X_train.npy") + len("X_train.npy") + 140  # inside X_train's data
+    b[i : i + 8] = b"\xff" * 8
+    return bytes(b)
+
+
+BAD_FILES = [
+    ("empty", b"", "is empty"),
+    ("npy", _npy_bytes(), "holds a single .npy array; it must be a .npz"),
+    ("truncated", _npz_bytes()[: len(_npz_bytes()) // 2], "cannot read --data"),
+    ("truncated head", _npz_bytes()[:30], "cannot read --data"),
+    ("garbage", b"PK\x03\x04" + b"garbage" * 40, "cannot read --data"),
+    ("text", b"X_train,y_train\n1,2\n", "cannot read --data"),
+    ("pickle", b"\x80\x04\x95" + b"\x00" * 40, "cannot read --data"),
+    ("damaged member", _corrupt_member(), "cannot read X_train"),
+    ("directory", None, "is a directory, not a .npz file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("content, message", [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+def test_bad_data_files(tmp_path, capsys, content, message):
+    path = _file(tmp_path, "data.npz", content)
+    rc, out, err = run(["train", "--data", path, *QUICK], capsys)
+    assert rc == 2 and one_line(err) and "--data" in err and message in err, err
+
+
+def test_data_not_a_regular_file(tmp_path, capsys):
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)  # reading it would block forever
+    rc, out, err = run(["train", "--data", str(fifo), *QUICK], capsys)
+    assert rc == 2 and one_line(err) and "is not a regular file" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hidden", "10000000,10000000"], "--hidden 10000000,10000000: the model cannot be allocated"),
+        (["--hidden", str(10**15)], f"--hidden {10**15}: the model cannot be allocated"),
+    ],
+)
+def test_model_too_large(tiny, capsys, args, message):
+    rc, out, err = run(["train", "--data", tiny, *QUICK, *args], capsys)
+    assert rc == 2 and one_line(err) and message in err and "GiB" in err, err
+
+
+def test_shift_needs_images(tmp_path, tiny, capsys):
+    flat = npz(tmp_path, **with_x())
+    rc, out, err = run(["train", "--data", flat, *QUICK, "--shift", "1"], capsys)
+    assert rc == 2 and one_line(err) and "--shift 1 needs image inputs" in err
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--shift", "4"], capsys)  # 4x4 images
+    assert rc == 2 and one_line(err) and "--shift must be < the image's height and width (4, 4), got 4" in err
+
+
+def test_divergence_is_an_error(tiny, capsys):
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--lr", "1e30", "--schedule", "constant"], capsys)
+    assert rc == 2 and one_line(err) and "training diverged" in err and "lower lr" in err, err
+
+
+def test_keyboard_interrupt(tiny, capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_data", interrupted)
+    rc, out, err = run(["train", "--data", tiny, *QUICK], capsys)
+    assert rc == 130 and err == "regtune: interrupted\n"
+
+
+def test_memory_error_is_one_line(tiny, capsys, monkeypatch):
+    def alloc(args):
+        raise MemoryError("Unable to allocate 3.6 TiB for an array with shape (10**12,)")
+
+    monkeypatch.setattr(cli, "load_data", alloc)
+    rc, out, err = run(["train", "--data", tiny, *QUICK], capsys)
+    assert rc == 2 and one_line(err) and "out of memory: Unable to allocate 3.6 TiB" in err
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom\nsecond line"), KeyError("k"), ZeroDivisionError("z"), AssertionError()])
+def test_unexpected_error(tiny, capsys, monkeypatch, exc):
+    def broken(args):
+        raise exc
+
+    monkeypatch.delenv("REGTUNE_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "load_data", broken)
+    rc, out, err = run(["train", "--data", tiny, *QUICK], capsys)
+    name = type(exc).__name__
+    assert rc == 1 and one_line(err) and err.startswith(f"regtune: error: unexpected {name}: ")
+    assert err.rstrip().endswith("(set REGTUNE_DEBUG=1 for the traceback)"), err
+
+
+def test_debug_shows_the_traceback(tiny, capsys, monkeypatch):
+    def broken(args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setenv("REGTUNE_DEBUG", "1")
+    monkeypatch.setattr(cli, "load_data", broken)
+    rc, out, err = run(["train", "--data", tiny, *QUICK], capsys)
+    assert rc == 1 and err.startswith("Traceback (most recent call last)") and "in broken" in err
+    assert err.strip().splitlines()[-1] == "regtune: error: unexpected RuntimeError: boom"
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--epochs", "0"], capsys)  # expected errors too
+    assert rc == 2 and "Traceback" in err and err.strip().splitlines()[-1] == "regtune: error: --epochs must be >= 1, got 0"
+
+
+SUBPROCESS = [
+    (["train", "--data", "{bad}", "--no-progress"], "cannot read --data"),
+    (["train", "--data", "{nan}", "--no-progress"], "X_train holds nan (row 0, feature 0)"),
+    (["train", "--data", "{huge}", "--no-progress"], "y_train holds label 1000000000: at most 100000 classes"),
+    (["train", "--data", "{tiny}", "--epochs", "-1", "--no-progress"], "--epochs must be >= 1, got -1"),
+    (["demo", "--size", "1000000"], "--size 1000000"),
+]
+
+
+@pytest.mark.parametrize("argv, message", SUBPROCESS, ids=[m.split()[0] for _, m in SUBPROCESS])
+def test_hostile_in_a_real_process(tmp_path, tiny, argv, message):
+    paths = {"bad": _file(tmp_path, "bad.npz", _npz_bytes()[:100]), "tiny": tiny,
+             "nan": npz(tmp_path, "nan.npz", **with_x(X_train=nan_at(0, 0))),
+             "huge": npz(tmp_path, "huge.npz", **with_x(y_train=np.where(YF == 2, 10**9, YF)))}  # fmt: skip
+    argv = [a.format(**paths) for a in argv]
+    env = {k: v for k, v in os.environ.items() if k != "REGTUNE_DEBUG"}
+    proc = subprocess.run([sys.executable, "-m", "regtune", *argv], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and one_line(proc.stderr) and message in proc.stderr, proc.stderr
+
+
+def test_interrupt_in_a_real_process(tiny):
+    """Ctrl-C (a real SIGINT) during training: exit status 130 and one line, no traceback."""
+    import signal
+
+    code = ("import sys, regtune.cli as c\n"
+            "build = c.build_trainer\n"
+            "def ready(*a, **k):\n"
+            "    t = build(*a, **k); print('training', flush=True); return t\n"
+            "c.build_trainer = ready\n"
+            f"sys.exit(c.main(['train', '--data', {tiny!r}, '--epochs', '1000000', '--hidden', '8', '--no-progress']))")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "training\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and err == "regtune: interrupted\n", err
+
+
+def test_valid_edge_values_still_work(tiny, capsys):
+    """Boundaries that are allowed: --patience 0, --dropout 0, --momentum 0, --noise 0, a uint8
+    image --data, a batch larger than the data."""
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--patience", "0", "--dropout", "0", "--optimizer", "sgd",
+                        "--momentum", "0", "--noise", "0", "--batch-size", "100000"], capsys)  # fmt: skip
+    assert rc == 0 and out.startswith("test accuracy"), err
+
+
+def test_huge_batch_size_is_the_whole_training_set(tiny, capsys):
+    rc, out, err = run(["train", "--data", tiny, *QUICK[:4], "--no-progress", "--epochs", "2",
+                        "--batch-size", str(10**30)], capsys)  # fmt: skip
+    assert rc == 0 and out.startswith("test accuracy"), err

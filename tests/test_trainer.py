@@ -195,3 +195,458 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
 def test_history_round_trip():
     h = History(epoch=[1], train_loss=[0.5], train_acc=[0.8], val_loss=[0.6], val_acc=[0.7], lr=[0.1], time=[1.0])
     assert History.from_dict(h.to_dict()) == h
+
+
+# ------------------------------------------------------------------------------ hostile input
+# Every case asserts the exception type and that the message names the argument.
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+NAN, INF = float("nan"), float("inf")
+F32MAX = float(np.finfo(np.float32).max)
+
+BAD_SIZES = [
+    ([4.7, 16.9, 2.5], TypeError, r"sizes\[0\] must be an int, got sizes\[0\]=4.7"),
+    ([4, 16.0, 2], TypeError, r"sizes\[1\] must be an int, got sizes\[1\]=16.0"),
+    ([4, np.float64(8), 2], TypeError, r"sizes\[1\] must be an int"),
+    ([4, True, 2], TypeError, r"sizes\[1\] must be an int, got sizes\[1\]=True"),
+    ([4, "8", 2], TypeError, r"sizes\[1\] must be an int, got sizes\[1\]='8'"),
+    ([4, None, 2], TypeError, r"sizes\[1\] must be an int"),
+    ([4, NAN, 2], TypeError, r"sizes\[1\] must be an int"),
+    ([4, [8], 2], TypeError, r"sizes\[1\] must be an int"),
+    (np.array([4.0, 8.0, 2.0]), TypeError, r"sizes\[0\] must be an int"),
+    ("482", TypeError, r"sizes must be a sequence of ints, got sizes='482'"),
+    ({4: 8, 8: 2}, TypeError, r"sizes must be a sequence of ints"),
+    ({4, 8, 2}, TypeError, r"sizes must be a sequence of ints"),
+    (None, TypeError, r"sizes must be a sequence of ints, got sizes=None"),
+    (5, TypeError, r"sizes must be a sequence of ints, got sizes=5"),
+    (np.array(5), TypeError, r"sizes must be a sequence of ints"),
+    ([4], ValueError, r"sizes must hold at least two positive ints .*got sizes=\[4\]"),
+    ([], ValueError, r"sizes must hold at least two positive ints"),
+    ([4, 0, 2], ValueError, r"sizes must hold at least two positive ints .*got sizes=\[4, 0, 2\]"),
+    ([4, -8, 2], ValueError, r"sizes must hold at least two positive ints"),
+    ([0, 2], ValueError, r"sizes must hold at least two positive ints"),
+    ([4, 10**7, 10**7, 2], MemoryError, r"MLP\(sizes=\[4, 10000000, 10000000, 2\]\) with .* parameters needs .* GiB"),
+    ([2**40, 2], MemoryError, r"MLP\(sizes=.*needs .* GiB, more than the .* of memory available"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sizes, exc, match", BAD_SIZES, ids=[repr(s)[:30] for s, _, _ in BAD_SIZES])
+def test_hostile_sizes(sizes, exc, match):
+    with pytest.raises(exc, match=match):
+        MLP(sizes)
+
+
+def test_integer_sizes_of_any_int_type():
+    assert MLP(np.array([4, 8, 2])).sizes == [4, 8, 2]
+    assert MLP((np.int32(4), np.uint8(8), 2)).sizes == [4, 8, 2]
+    assert all(type(s) is int for s in MLP(np.array([4, 8, 2])).sizes)
+
+
+BAD_MODEL_KW = [
+    (dict(activation=None), TypeError, r"activation must be a str naming the activation, got activation=None"),
+    (dict(activation=["relu"]), TypeError, r"activation must be a str"),
+    (dict(activation=b"relu"), TypeError, r"activation must be a str"),
+    (dict(activation="ReLU"), ValueError, r"unknown activation 'ReLU'"),
+    (dict(init=3), TypeError, r"init must be a str naming the initializer, got init=3"),
+    (dict(init="xavier"), ValueError, r"unknown initializer 'xavier'"),
+    (dict(dropout_kind=None), TypeError, r"dropout_kind must be a str naming the dropout kind"),
+    (dict(dropout_kind="gaussian"), ValueError, r"unknown dropout kind 'gaussian'"),
+    (dict(dropout=NAN), ValueError, r"dropout probabilities must be in \[0, 1\), got dropout=nan"),
+    (dict(dropout=INF), ValueError, r"dropout probabilities must be in \[0, 1\), got dropout=inf"),
+    (dict(dropout=-INF), ValueError, r"got dropout=-inf"),
+    (dict(dropout=-0.1), ValueError, r"got dropout=-0.1"),
+    (dict(dropout=1e308), ValueError, r"got dropout=1e\+308"),
+    (dict(dropout=1), ValueError, r"got dropout=1"),
+    (dict(dropout=np.float32(1.0)), ValueError, r"got dropout="),
+    (dict(dropout="0.5"), TypeError, r"dropout must be a float or a list of floats, got dropout='0.5'"),
+    (dict(dropout=None), TypeError, r"dropout must be a float or a list of floats, got dropout=None"),
+    (dict(dropout=True), TypeError, r"dropout must be a float or a list of floats, got dropout=True"),
+    (dict(dropout={"p": 0.1}), TypeError, r"dropout must be a float or a list"),
+    (dict(dropout=0.1 + 0j), TypeError, r"dropout must be a float or a list"),
+    (dict(dropout=["0.1"]), TypeError, r"dropout\[0\] must be a float, got dropout\[0\]='0.1'"),
+    (dict(dropout=[None]), TypeError, r"dropout\[0\] must be a float"),
+    (dict(dropout=[False]), TypeError, r"dropout\[0\] must be a float, got dropout\[0\]=False"),
+    (dict(dropout=[NAN]), ValueError, r"dropout probabilities must be in \[0, 1\), got dropout\[0\]=nan"),
+    (dict(dropout=[1.5]), ValueError, r"got dropout\[0\]=1.5"),
+    (dict(dropout=np.array([0.9999999, 1.0])), ValueError, r"one probability per hidden layer \(1\)"),
+    (dict(dtype=np.int64), TypeError, r"dtype must be float32 or float64, got int64"),
+    (dict(dtype=np.float16), TypeError, r"dtype must be float32 or float64, got float16"),
+    (dict(dtype=np.complex64), TypeError, r"dtype must be float32 or float64, got complex64"),
+    (dict(dtype="garbage"), TypeError, r"dtype must be float32 or float64, got 'garbage'"),
+    (dict(seed=1.5), TypeError, r"seed must be an int, got 1.5"),
+    (dict(seed=1.0), TypeError, r"seed must be an int, got 1.0"),
+    (dict(seed="1"), TypeError, r"seed must be an int"),
+    (dict(seed=None), TypeError, r"seed must be an int"),
+    (dict(seed=True), TypeError, r"seed must be an int"),
+    (dict(seed=-1), ValueError, r"seed must be >= 0, got -1"),
+    (dict(seed=2**64), ValueError, r"seed must be < 18446744073709551616"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs, exc, match", BAD_MODEL_KW, ids=[repr(k)[:40] for k, _, _ in BAD_MODEL_KW])
+def test_hostile_model_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        MLP([4, 8, 2], **kwargs)
+
+
+def test_dropout_accepts_numpy_scalars():
+    assert MLP([4, 8, 2], dropout=np.float32(0.5)).dropout == [0.5]
+    assert MLP([4, 8, 2], dropout=np.array(0.25)).dropout == [0.25]
+    assert MLP([4, 8, 8, 2], dropout=np.array([0.1, 0.2])).dropout == pytest.approx([0.1, 0.2])
+    assert MLP([4, 2], dropout=0.3).dropout == []  # no hidden layer: nothing to drop
+    with pytest.raises(ValueError, match=r"got dropout=1.0"):
+        MLP([4, 2], dropout=1.0)  # still checked
+
+
+BAD_TRAINER_KW = [
+    (dict(batch_size=2.9), TypeError, r"batch_size must be an int, got batch_size=2.9"),
+    (dict(batch_size=32.0), TypeError, r"batch_size must be an int, got batch_size=32.0"),
+    (dict(batch_size=True), TypeError, r"batch_size must be an int, got batch_size=True"),
+    (dict(batch_size="32"), TypeError, r"batch_size must be an int"),
+    (dict(batch_size=None), TypeError, r"batch_size must be an int"),
+    (dict(batch_size=np.float64(8)), TypeError, r"batch_size must be an int"),
+    (dict(batch_size=0), ValueError, r"batch_size must be >= 1, got batch_size=0"),
+    (dict(batch_size=-5), ValueError, r"batch_size must be >= 1, got batch_size=-5"),
+    (dict(noise_std=NAN), ValueError, r"noise_std must be finite, got noise_std=nan"),
+    (dict(noise_std=INF), ValueError, r"noise_std must be finite"),
+    (dict(noise_std=-1.0), ValueError, r"noise_std must be in \[0, "),
+    (dict(noise_std=-1e-320), ValueError, r"noise_std must be in \[0, "),
+    (dict(noise_std=F32MAX), ValueError, r"noise_std must be in \[0, 2.1"),
+    (dict(noise_std="0.1"), TypeError, r"noise_std must be a real number"),
+    (dict(noise_std=None), TypeError, r"noise_std must be a real number"),
+    (dict(max_norm=0.0), ValueError, r"max_norm must be in \(0, inf\), got max_norm=0.0"),
+    (dict(max_norm=-1), ValueError, r"max_norm must be in \(0, inf\)"),
+    (dict(max_norm=NAN), ValueError, r"max_norm must be finite"),
+    (dict(max_norm=INF), ValueError, r"max_norm must be finite"),
+    (dict(max_norm="1"), TypeError, r"max_norm must be a real number"),
+    (dict(shift=1.5), TypeError, r"shift must be an int, got shift=1.5"),
+    (dict(shift=True, image_shape=(4, 4)), TypeError, r"shift must be an int, got shift=True"),
+    (dict(shift=-1), ValueError, r"shift must be >= 0, got shift=-1"),
+    (dict(shift=1), ValueError, r"shift needs image_shape"),
+    (dict(shift=4, image_shape=(4, 4)), ValueError, r"shift must be < the image's height and width \(4, 4\), got shift=4"),
+    (dict(shift=10**9, image_shape=(1, 4, 4)), ValueError, r"shift must be < the image's"),
+    (dict(image_shape=(4.0, 4.0)), TypeError, r"image_shape\[0\] must be an int, got image_shape\[0\]=4.0"),
+    (dict(image_shape="44"), TypeError, r"image_shape must be a sequence of ints"),
+    (dict(image_shape=16), TypeError, r"image_shape must be a sequence of ints, got image_shape=16"),
+    (dict(image_shape={4: 4}), TypeError, r"image_shape must be a sequence of ints"),
+    (dict(image_shape=(16,)), ValueError, r"image_shape \(16,\) does not hold the model's 16 inputs"),
+    (dict(image_shape=(2, 2, 2, 2)), ValueError, r"image_shape \(2, 2, 2, 2\) does not hold"),
+    (dict(image_shape=(-4, -4)), ValueError, r"image_shape \(-4, -4\) does not hold"),
+    (dict(image_shape=(3, 5)), ValueError, r"image_shape \(3, 5\) does not hold the model's 16 inputs"),
+    (dict(seed=0.5), TypeError, r"seed must be an int, got 0.5"),
+    (dict(seed=-3), ValueError, r"seed must be >= 0, got -3"),
+    (dict(seed=2**64), ValueError, r"seed must be < "),
+    (dict(optimizer=None), TypeError, r"optimizer must be a str naming the optimizer, got optimizer=None"),
+    (dict(optimizer="SGD"), ValueError, r"unknown optimizer 'SGD'"),
+    (dict(optimizer_kwargs=[("momentum", 0.9)]), TypeError, r"optimizer_kwargs must be a dict or None"),
+    (dict(optimizer_kwargs="momentum"), TypeError, r"optimizer_kwargs must be a dict or None"),
+    (dict(lr=NAN), ValueError, r"lr must be finite"),
+    (dict(lr=-1.0), ValueError, r"lr must be in \[0, inf\)"),
+    (dict(weight_decay=INF), ValueError, r"weight_decay must be finite"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs, exc, match", BAD_TRAINER_KW, ids=[repr(k)[:40] for k, _, _ in BAD_TRAINER_KW])
+def test_hostile_trainer_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        Trainer(MLP([16, 8, 3]), **kwargs)
+
+
+@pytest.mark.parametrize("model", [None, {"sizes": [4, 2]}, "MLP", [np.zeros((2, 4))]])
+def test_trainer_needs_a_model(model):
+    with pytest.raises(TypeError, match=r"model must be a regtune.trainer.MLP"):
+        Trainer(model)
+
+
+def test_trainer_refuses_what_cannot_be_trained_in_memory(monkeypatch):
+    import regtune.trainer as tr
+
+    model = MLP([4, 64, 3])
+    monkeypatch.setattr(tr, "_available_bytes", lambda: 2 * sum(p.nbytes for p in model.params))
+    with pytest.raises(MemoryError, match=r"training MLP\(4 -> 64 -> 3.*\(gradients and optimizer state\) needs"):
+        Trainer(model)
+
+
+X3 = np.random.default_rng(3).normal(size=(12, 4)).astype(np.float32)
+Y3 = np.arange(12) % 3
+
+
+def put(X, i, j, v, dtype=np.float64):
+    X = X.astype(dtype)
+    X[i, j] = v
+    return X
+
+
+BAD_X = [
+    (put(X3, 2, 1, NAN), ValueError, r"X_train\[2, 1\] = nan is not finite"),
+    (put(X3, 0, 0, INF), ValueError, r"X_train\[0, 0\] = inf is not finite"),
+    (put(X3, 11, 3, -INF), ValueError, r"X_train\[11, 3\] = -inf is not finite"),
+    (put(X3, 5, 2, 1e39), ValueError, r"X_train\[5, 2\] = 1e\+39 is beyond the range of float32"),
+    (put(X3, 5, 2, -1e300), ValueError, r"X_train\[5, 2\] = -1e\+300 is beyond the range of float32"),
+    (put(X3, 1, 1, NAN, np.float16), ValueError, r"X_train\[1, 1\] = nan is not finite"),
+    (X3.astype(np.complex128), TypeError, r"X_train must hold real numbers \(ints or floats\), got dtype complex128"),
+    (X3.astype(object), TypeError, r"X_train must hold real numbers .*got dtype object"),
+    (X3.astype(str), TypeError, r"X_train must hold real numbers .*got dtype <U"),
+    (X3 > 0, TypeError, r"X_train must hold real numbers .*got dtype bool"),
+    (np.ma.masked_array(X3, mask=X3 > 1), TypeError, r"X_train must not be a masked array"),
+    ([[1.0, 2.0], [3.0]], ValueError, r"X_train must be an array of numbers"),
+    (None, TypeError, r"X_train must hold real numbers .*got dtype object"),
+    (X3[:, :3], ValueError, r"X_train must have shape \(n, 4\), got \(12, 3\)"),
+    (X3[0], ValueError, r"X_train must have shape \(n, 4\), got \(4,\)"),
+    (X3[None], ValueError, r"X_train must have shape \(n, 4\), got \(1, 12, 4\)"),
+    (np.float32(1.0), ValueError, r"X_train must have shape \(n, 4\), got \(\)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("X, exc, match", BAD_X, ids=[f"X{i}" for i in range(len(BAD_X))])
+def test_hostile_inputs_to_fit(X, exc, match):
+    t = Trainer(MLP([4, 8, 3]))
+    with pytest.raises(exc, match=match):
+        t.fit(X, Y3, epochs=1)
+    assert t.optimizer.step_count == 0 and len(t.history) == 0  # refused before any step
+
+
+BAD_Y = [
+    (Y3 + 0.5, ValueError, r"y_train must hold integer class labels, got y_train\[0\] = 0.5"),
+    (np.where(Y3 == 2, NAN, Y3), ValueError, r"y_train must hold integer class labels, got y_train\[2\] = nan"),
+    (np.where(Y3 == 2, INF, Y3), ValueError, r"y_train must hold integer class labels, got y_train\[2\] = inf"),
+    (Y3 > 0, TypeError, r"y_train must hold integer class labels, got dtype bool"),
+    (Y3.astype(complex), TypeError, r"y_train must hold integer class labels, got dtype complex128"),
+    (Y3.astype(str), TypeError, r"y_train must hold integer class labels, got dtype <U"),
+    (Y3.astype(object), TypeError, r"y_train must hold integer class labels, got dtype object"),
+    (np.ma.masked_array(Y3, mask=Y3 == 0), TypeError, r"y_train must not be a masked array"),
+    (Y3[:7], ValueError, r"y_train must have shape \(12,\) to match X_train, got \(7,\)"),
+    (Y3[:, None], ValueError, r"y_train must have shape \(12,\) to match X_train, got \(12, 1\)"),
+    (np.int64(1), ValueError, r"y_train must have shape \(12,\) to match X_train, got \(\)"),
+    (Y3 + 1, ValueError, r"y_train holds label 3, outside \[0, 3\)"),
+    (Y3 - 1, ValueError, r"y_train holds label -1, outside \[0, 3\)"),
+    (np.where(Y3 == 2, 10**9, Y3), ValueError, r"y_train holds label 1000000000, outside \[0, 3\)"),
+    (np.where(Y3 == 2, 2**64 - 1, Y3).astype(np.uint64), ValueError, r"y_train holds label 18446744073709551615"),
+    (Y3.astype(np.float64) * 1e300, ValueError, r"y_train holds label 2e\+300, outside \[0, 3\)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("y, exc, match", BAD_Y, ids=[f"y{i}" for i in range(len(BAD_Y))])
+def test_hostile_labels_to_fit(y, exc, match):
+    t = Trainer(MLP([4, 8, 3]))
+    with pytest.raises(exc, match=match):
+        t.fit(X3, y, epochs=1)
+
+
+def test_integral_float_labels_and_integer_inputs_are_accepted():
+    t = Trainer(MLP([4, 8, 3]), batch_size=4)
+    h = t.fit((X3 * 10).astype(np.int16), Y3.astype(np.float64), epochs=1)
+    assert len(h) == 1 and np.isfinite(h.train_loss[0])
+
+
+BAD_FIT_KW = [
+    (dict(epochs=3.0), TypeError, r"epochs must be an int, got epochs=3.0"),
+    (dict(epochs=2.9), TypeError, r"epochs must be an int, got epochs=2.9"),
+    (dict(epochs=True), TypeError, r"epochs must be an int, got epochs=True"),
+    (dict(epochs="3"), TypeError, r"epochs must be an int"),
+    (dict(epochs=None), TypeError, r"epochs must be an int"),
+    (dict(epochs=INF), TypeError, r"epochs must be an int, got epochs=inf"),
+    (dict(epochs=-1), ValueError, r"epochs must be >= 0, got epochs=-1"),
+    (dict(patience=1.5), TypeError, r"patience must be an int, got patience=1.5"),
+    (dict(patience=-1), ValueError, r"patience must be >= 0, got patience=-1"),
+    (dict(patience=2), ValueError, r"patience \(early stopping\) needs validation_data"),
+    (dict(restore_best="yes"), TypeError, r"restore_best must be a bool, got restore_best='yes'"),
+    (dict(restore_best=1), TypeError, r"restore_best must be a bool"),
+    (dict(callback=3), TypeError, r"callback must be callable or None, got callback=3"),
+    (dict(validation_data=X3), TypeError, r"validation_data must be a pair \(X_val, y_val\), got ndarray"),
+    (dict(validation_data=(X3,)), TypeError, r"validation_data must be a pair"),
+    (dict(validation_data=(X3, Y3, Y3)), TypeError, r"validation_data must be a pair"),
+    (dict(validation_data="ab"), TypeError, r"validation_data must be a pair"),
+    (dict(validation_data=(put(X3, 0, 0, NAN), Y3)), ValueError, r"X_val\[0, 0\] = nan is not finite"),
+    (dict(validation_data=(X3, Y3 + 3)), ValueError, r"y_val holds label 5, outside \[0, 3\)"),
+    (dict(validation_data=(X3[:0], Y3[:0])), ValueError, r"X_val is empty"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs, exc, match", BAD_FIT_KW, ids=[repr(k)[:40] for k, _, _ in BAD_FIT_KW])
+def test_hostile_fit_arguments(kwargs, exc, match):
+    t = Trainer(MLP([4, 8, 3]))
+    with pytest.raises(exc, match=match):
+        t.fit(X3, Y3, **{"epochs": 1, **kwargs})
+
+
+def test_zero_epochs_is_a_no_op():
+    t = Trainer(MLP([4, 8, 3]))
+    before = [p.copy() for p in t.model.params]
+    assert len(t.fit(X3, Y3, epochs=np.int64(0))) == 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, t.model.params))
+
+
+def test_empty_training_set():
+    with pytest.raises(ValueError, match=r"X_train is empty"):
+        Trainer(MLP([4, 8, 3])).fit(X3[:0], Y3[:0], epochs=1)
+
+
+def test_divergence_raises_instead_of_returning_nan():
+    t = Trainer(MLP([4, 8, 3], seed=0), optimizer="adam", lr=1e30, batch_size=4)
+    with pytest.raises(FloatingPointError, match=r"training diverged: the .*loss is nan.*lower lr"):
+        t.fit(X3, Y3, epochs=3)
+    assert all(np.isfinite(h).all() for h in t.history.train_loss)  # only finished, finite epochs
+
+
+def test_train_step_checks_its_batch():
+    t = Trainer(MLP([4, 8, 3]), batch_size=4)
+    with pytest.raises(ValueError, match=r"X_batch has 12 rows, more than batch_size=4"):
+        t.train_step(X3, Y3)
+    with pytest.raises(ValueError, match=r"X_batch\[0, 0\] = nan is not finite"):
+        t.train_step(put(X3[:4], 0, 0, NAN), Y3[:4])
+    with pytest.raises(ValueError, match=r"y_batch holds label 7"):
+        t.train_step(X3[:4], np.array([0, 1, 2, 7]))
+    assert t.optimizer.step_count == 0
+    assert np.isfinite(t.train_step(X3[:4], Y3[:4])) and t.optimizer.step_count == 1
+
+
+@pytest.mark.parametrize(
+    "args, exc, match",
+    [
+        ((put(X3, 3, 3, NAN), Y3), ValueError, r"X_eval\[3, 3\] = nan is not finite"),
+        ((X3, Y3 + 0.5), ValueError, r"y_eval must hold integer class labels"),
+        ((X3, Y3, 0), ValueError, r"batch_size must be >= 1, got batch_size=0"),
+        ((X3, Y3, 2.5), TypeError, r"batch_size must be an int, got batch_size=2.5"),
+        ((X3[:, :2], Y3), ValueError, r"X_eval must have shape \(n, 4\)"),
+    ],
+)  # fmt: skip
+def test_hostile_evaluate(args, exc, match):
+    with pytest.raises(exc, match=match):
+        Trainer(MLP([4, 8, 3])).evaluate(*args)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda m: m.predict(put(X3, 0, 1, INF)), ValueError, r"x\[0, 1\] = inf is not finite"),
+        (lambda m: m.predict(X3.astype(complex)), TypeError, r"x must hold real numbers"),
+        (lambda m: m.predict(np.ma.masked_array(X3)), TypeError, r"x must not be a masked array"),
+        (lambda m: m.predict_logits(X3, batch_size=0), ValueError, r"batch_size must be >= 1"),
+        (lambda m: m.predict_logits(X3, batch_size=1.0), TypeError, r"batch_size must be an int"),
+        (lambda m: m.predict(X3.T), ValueError, r"x must have shape \(n, 4\), got \(4, 12\)"),
+        (lambda m: m.forward(X3.tolist()), TypeError, r"x must be a numpy.ndarray, got list"),
+        (lambda m: m.forward(X3.astype(np.int32)), TypeError, r"x.dtype must be float32 or float64, got int32"),
+        (lambda m: m.forward(X3[:, :3]), ValueError, r"x must have shape \(n, 4\), got \(12, 3\)"),
+        (lambda m: m.forward(X3, training="yes"), TypeError, r"training must be a bool"),
+        (lambda m: m.forward(X3, training=True, seed=-1), ValueError, r"seed must be >= 0, got -1"),
+        (lambda m: m.forward(X3, training=True, offset=1.5), TypeError, r"offset must be an int, got 1.5"),
+        (lambda m: m.backward([], np.zeros((12, 3))), TypeError, r"cache must be the list that this model's forward"),
+        (lambda m: m.backward(m.forward(X3)[1], np.zeros((12, 2), np.float32)), ValueError,
+         r"dlogits must have shape \(12, 3\)"),
+        (lambda m: m.backward(m.forward(X3)[1], np.zeros((12, 3), int)), TypeError, r"dlogits.dtype must be float32"),
+        (lambda m: m.backward(m.forward(X3)[1], [[0.0] * 3] * 12), TypeError, r"dlogits must be a numpy.ndarray"),
+        (lambda m: m.backward(m.forward(X3)[1], np.zeros((12, 3)), seed=2.0), TypeError, r"seed must be an int"),
+    ],
+)  # fmt: skip
+def test_hostile_model_calls(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(MLP([4, 8, 3]))
+
+
+@pytest.mark.parametrize(
+    "logits, y, exc, match",
+    [
+        ([[0.0, 1.0]], [0], TypeError, r"logits must be a numpy.ndarray, got list"),
+        (np.zeros((2, 3), int), [0, 1], TypeError, r"logits.dtype must be float32 or float64, got int64"),
+        (np.zeros(3), [0], ValueError, r"logits must have shape \(n, classes\)"),
+        (np.zeros((0, 3)), [], ValueError, r"logits must have shape \(n, classes\) with n, classes >= 1, got \(0, 3\)"),
+        (np.zeros((2, 0)), [0, 0], ValueError, r"logits must have shape \(n, classes\)"),
+        (np.zeros((2, 3)), [0, 3], ValueError, r"y holds label 3, outside \[0, 3\)"),
+        (np.zeros((2, 3)), [0, -1], ValueError, r"y holds label -1"),
+        (np.zeros((2, 3)), [0.5, 1], ValueError, r"y must hold integer class labels, got y\[0\] = 0.5"),
+        (np.zeros((2, 3)), [0], ValueError, r"y must have shape \(2,\) to match logits"),
+        (np.zeros((2, 3)), ["a", "b"], TypeError, r"y must hold integer class labels"),
+    ],
+)  # fmt: skip
+def test_hostile_softmax_cross_entropy(logits, y, exc, match):
+    with pytest.raises(exc, match=match):
+        softmax_cross_entropy(logits, y)
+
+
+def _bytes_of(tmp_path, content):
+    path = tmp_path / "ckpt.npz"
+    path.write_bytes(content)
+    return str(path)
+
+
+def test_hostile_checkpoint_files(tmp_path):
+    good = str(tmp_path / "good.npz")
+    t = Trainer(MLP([4, 8, 3]))
+    t.save_checkpoint(good)
+    raw = (tmp_path / "good.npz").read_bytes()
+    cases = [
+        (b"", r"is not a .npz file"),
+        (raw[: len(raw) // 2], r"is not a .npz file"),
+        (b"PK\x03\x04" + b"x" * 50, r"is not a .npz file"),
+    ]
+    for content, match in cases:
+        with pytest.raises(ValueError, match=match):
+            MLP.load(_bytes_of(tmp_path, content))
+        with pytest.raises(ValueError, match=match):
+            t.load_checkpoint(_bytes_of(tmp_path, content))
+    np.save(tmp_path / "plain.npy", X3)
+    with pytest.raises(ValueError, match=r"holds a single .npy array, not a .npz file"):
+        MLP.load(str(tmp_path / "plain.npy"))
+    with pytest.raises(FileNotFoundError):
+        MLP.load(str(tmp_path / "missing.npz"))
+    np.savez(tmp_path / "other.npz", a=X3)
+    with pytest.raises(ValueError, match=r"not a regtune checkpoint: no model_config"):
+        MLP.load(str(tmp_path / "other.npz"))
+    np.savez(tmp_path / "badjson.npz", model_config=np.array("{not json"))
+    with pytest.raises(ValueError, match=r"model_config is not valid JSON"):
+        MLP.load(str(tmp_path / "badjson.npz"))
+    np.savez(tmp_path / "list.npz", model_config=np.array("[4, 8, 3]"))
+    with pytest.raises(ValueError, match=r"model_config must be a JSON object, got list"):
+        MLP.load(str(tmp_path / "list.npz"))
+    np.savez(tmp_path / "floats.npz", model_config=np.array('{"sizes": [4.5, 8, 3]}'))
+    with pytest.raises(ValueError, match=r"model_config .* is not valid: sizes\[0\] must be an int"):
+        MLP.load(str(tmp_path / "floats.npz"))
+    np.savez(tmp_path / "noparams.npz", model_config=np.array('{"sizes": [4, 8, 3]}'), param_0=np.zeros((8, 4), np.float32))
+    with pytest.raises(ValueError, match=r"not a complete regtune checkpoint: it has no param_1"):
+        MLP.load(str(tmp_path / "noparams.npz"))
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files if not k.startswith("opt_")}
+    np.savez(tmp_path / "noopt.npz", **arrays)
+    with pytest.raises(ValueError, match=r"it has no opt_"):
+        Trainer(MLP([4, 8, 3])).load_checkpoint(str(tmp_path / "noopt.npz"))
+
+
+# Hypothesis: any float where an int is due is a TypeError naming it; any non-finite value at
+# any position of the inputs is a ValueError naming that position.
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=2, max_size=4), st.data())
+def test_any_float_size_is_refused(sizes, data):
+    i = data.draw(st.integers(0, len(sizes) - 1))
+    bad = list(sizes)
+    bad[i] = data.draw(st.floats(allow_nan=True, allow_infinity=True))
+    with pytest.raises(TypeError, match=rf"sizes\[{i}\] must be an int"):
+        MLP(bad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 11), st.integers(0, 3), st.sampled_from([NAN, INF, -INF, 1e39, -3.5e38, 1e308]))
+def test_any_nonfinite_input_is_refused(i, j, v):
+    t = Trainer(MLP([4, 8, 3]))
+    with pytest.raises(ValueError, match=rf"X_train\[{i}, {j}\] = "):
+        t.fit(put(X3, i, j, v), Y3, epochs=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.one_of(st.floats(), st.booleans(), st.text(max_size=3), st.none(), st.integers(max_value=0)))
+def test_any_bad_batch_size_is_refused(value):
+    exc = ValueError if isinstance(value, int) and not isinstance(value, bool) else TypeError
+    with pytest.raises(exc, match=r"batch_size must be"):
+        Trainer(MLP([4, 8, 3]), batch_size=value)
+
+
+def test_batch_size_too_large_for_the_random_stream():
+    with pytest.raises(ValueError, match=r"batch_size=10{30} is too large: one step would draw"):
+        Trainer(MLP([4, 8, 3]), batch_size=10**30)
+    t = Trainer(MLP([4, 8, 3]), batch_size=2**56)  # room for 2 steps only (8 words per row)
+    t.fit(X3, Y3, epochs=2)
+    with pytest.raises(ValueError, match=r"room for 2 steps of batch_size=72057594037927936; this is step 2"):
+        t.fit(X3, Y3, epochs=1)

@@ -8,9 +8,11 @@
     regtune bench      the benchmark table of bench/ for a chosen size (from a source checkout)
     regtune demo       configuration, determinism checks and a timed draw against NumPy
 
-Errors in what the user asked for (an unknown name, a bad --data file, a missing extra) end
-with one line on stderr and exit status 2, without a traceback; ``REGTUNE_DEBUG=1`` shows the
-traceback instead.
+Errors in what the user asked for (an unknown name, an option out of its range, NaN or inf, a
+bad --data file, a model too large for the memory, a missing extra) end with one line on stderr,
+``regtune: error: <message naming the option>``, and exit status 2, without a traceback;
+argparse's usage errors (a value of the wrong type) also exit 2. An unexpected error is one
+line and exit status 1; ``REGTUNE_DEBUG=1`` prints the traceback too. Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import math
 import os
 import sys
 import time
+import traceback
+import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -78,49 +83,117 @@ def load_digits_data() -> Data:
     return Data(X[train], y[train], X[val], y[val], X[test], y[test], 10, (8, 8), "digits")
 
 
+#: At most this many classes (labels 0..MAX_CLASSES - 1) in a --data file: the output layer has
+#: one row of weights per class, and a stray label of 10**9 would otherwise ask for gigabytes.
+MAX_CLASSES = 100_000
+
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+
+
+def _fits(nbytes: int, what: str) -> None:
+    """A CLIError when ``nbytes`` exceed the memory available (checked before allocating:
+    the operating system may hand out more than it has, and kill the process later)."""
+    from .trainer import _available_bytes
+
+    avail = _available_bytes()
+    if avail is not None and nbytes > avail:
+        raise CLIError(f"{what} needs {_gib(nbytes)}, more than the {_gib(avail)} of memory available")
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _read_npz(f: Any, path: str) -> dict[str, np.ndarray]:
+    """The X_/y_ train, val and test arrays of an open ``.npz`` (after checking the keys and
+    that their declared sizes fit in memory)."""
+    missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in f]
+    if missing:
+        raise CLIError(f"--data {path} lacks {', '.join(missing)} (it needs X_train, y_train, X_test, y_test)")
+    for x, y in (("X_val", "y_val"), ("y_val", "X_val")):
+        if x in f and y not in f:
+            raise CLIError(f"--data {path} has {x} but no {y}")
+    keys = [f"{a}_{part}" for part in ("train", "val", "test") for a in "Xy" if f"{a}_{part}" in f]
+    # What the arrays take once read (the sizes the archive declares), plus their float32 copies.
+    size = sum(i.file_size for i in f.zip.infolist() if i.filename.removesuffix(".npy") in keys)
+    _fits(2 * size, f"--data {path} ({_gib(size)} of arrays)")
+    arrays = {}
+    for k in keys:
+        try:
+            arrays[k] = f[k]
+        except _NPZ_ERRORS as exc:
+            raise CLIError(f"--data {path}: cannot read {k} ({_reason(exc)})") from None
+    return arrays
+
+
 def load_npz_data(path: str) -> Data:
     """A ``.npz`` with X_train, y_train, X_test, y_test (and optionally X_val, y_val; else 10%
     of the training set is held out). X arrays of 3 or 4 dimensions are images (n, H, W) or
-    (n, C, H, W), flattened for the MLP."""
-    try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"cannot read --data {path}: {exc}") from None
-    with f:
-        missing = [k for k in ("X_train", "y_train", "X_test", "y_test") if k not in f]
-        if missing:
-            raise CLIError(f"--data {path} lacks {', '.join(missing)} (it needs X_train, y_train, X_test, y_test)")
-        arrays = {k: f[k] for k in f.files}
+    (n, C, H, W), flattened for the MLP. Everything is checked before training: the file's
+    format, the keys, ranks, lengths, dtypes (real numbers; integer labels), finite inputs
+    (after the conversion to float32) and the label range (at most :data:`MAX_CLASSES`)."""
+    if not os.path.exists(path):
+        raise CLIError(f"--data {path}: no such file")
+    if os.path.isdir(path):
+        raise CLIError(f"--data {path} is a directory, not a .npz file")
+    if not os.path.isfile(path):
+        raise CLIError(f"--data {path} is not a regular file")
+    if os.path.getsize(path) == 0:
+        raise CLIError(f"--data {path} is empty")
+    # The file is opened here, not by NumPy, which leaves it open when the archive is corrupt.
+    with open(path, "rb") as fh:
+        try:
+            f = np.load(fh, allow_pickle=False)
+        except _NPZ_ERRORS as exc:
+            raise CLIError(f"cannot read --data {path}: not a .npz file ({_reason(exc)})") from None
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise CLIError(f"--data {path} holds a single .npy array; it must be a .npz with X_train, y_train, "
+                           "X_test, y_test (numpy.savez)")  # fmt: skip
+        arrays = _read_npz(f, path)
     image_shape = None
     xs = {}
     for part in ("train", "val", "test"):
         if f"X_{part}" not in arrays:
             continue
-        X, y = arrays[f"X_{part}"], arrays[f"y_{part}"] if f"y_{part}" in arrays else None
-        if y is None:
-            raise CLIError(f"--data {path} has X_{part} but no y_{part}")
+        X, y = arrays[f"X_{part}"], arrays[f"y_{part}"]
         if X.ndim not in (2, 3, 4) or X.shape[0] == 0:
             raise CLIError(f"X_{part} must have shape (n, features), (n, H, W) or (n, C, H, W) with n > 0, got {X.shape}")
-        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        if X.size == 0:
+            raise CLIError(f"X_{part} has no features: shape {X.shape}")
+        if X.dtype.kind not in "iuf":
             raise CLIError(f"X_{part} must hold numbers, got dtype {X.dtype}")
         if X.ndim > 2:
             image_shape = X.shape[1:]
         if y.shape != (X.shape[0],):
             raise CLIError(f"y_{part} must have shape ({X.shape[0]},) to match X_{part} {X.shape}, got {y.shape}")
-        if not np.issubdtype(y.dtype, np.integer):
+        if y.dtype.kind not in "iu":
             raise CLIError(f"y_{part} must hold integer class labels, got dtype {y.dtype}")
-        xs[part] = (X.reshape(X.shape[0], -1).astype(np.float32), y.astype(np.int64))
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0:
+            raise CLIError(f"y_{part} holds label {lo}; labels must be 0, 1, ..., n_classes - 1")
+        if hi >= MAX_CLASSES:
+            raise CLIError(f"y_{part} holds label {hi}: at most {MAX_CLASSES} classes (labels 0..{MAX_CLASSES - 1})")
+        with np.errstate(over="ignore"):
+            X32 = X.reshape(X.shape[0], -1).astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(X32))
+        if bad.size:
+            i, j = divmod(int(bad[0]), X32.shape[1])
+            v = X.reshape(X.shape[0], -1)[i, j]
+            why = "beyond float32's range" if np.isfinite(v) else "not finite"
+            raise CLIError(f"X_{part} holds {v} (row {i}, feature {j}), {why}: the inputs must be finite float32 values")
+        xs[part] = (X32, y.astype(np.int64))
     shapes = {part: X.shape[1:] for part, (X, _) in xs.items()}
     if len(set(shapes.values())) != 1:
         raise CLIError(f"X_train, X_test (and X_val) must have the same number of features, got {shapes}")
     y_train = xs["train"][1]
-    if y_train.min() < 0:
-        raise CLIError(f"y_train holds label {int(y_train.min())}; labels must be 0, 1, ..., n_classes - 1")
     n_classes = int(y_train.max()) + 1
     for part, (_, y) in xs.items():
-        if y.min() < 0 or y.max() >= n_classes:
-            bad = int(y.min() if y.min() < 0 else y.max())
-            raise CLIError(f"y_{part} holds label {bad}, outside the classes 0..{n_classes - 1} seen in y_train")
+        if y.max() >= n_classes:
+            raise CLIError(f"y_{part} holds label {int(y.max())}, outside the classes 0..{n_classes - 1} seen in y_train")
     if n_classes < 2:
         raise CLIError(f"y_train must hold at least 2 classes, got {n_classes}")
     if "val" not in xs:
@@ -141,7 +214,7 @@ def load_data(args: argparse.Namespace) -> Data:
 
 def _int_list(text: str) -> list[int]:
     try:
-        out = [int(v) for v in text.split(",") if v.strip()]
+        out = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
     if any(v < 1 for v in out):
@@ -201,6 +274,87 @@ def _add_model(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
                    help="the image shape of 2-D --data inputs, for --shift")
 
 
+#: Ranges of the numeric options, by dest: (low, high, low_open, high_open); None: unbounded.
+#: Every float option must also be finite (argparse's float() accepts "nan" and "inf").
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "epochs": (1, None, False, False), "batch_size": (1, None, False, False), "trials": (1, None, False, False),
+    "size": (1, None, False, False), "subset": (1, None, False, False),
+    "patience": (0, None, False, False), "warmup": (0, None, False, False), "shift": (0, None, False, False),
+    "seed": (0, 2**64, False, True),
+    "lr": (0, None, True, False), "max_grad_norm": (0, None, True, False), "max_norm": (0, None, True, False),
+    "max_norm_value": (0, None, True, False), "seconds": (0, None, True, False), "timeout": (0, None, True, False),
+    "momentum": (0, None, False, False), "weight_decay": (0, None, False, False), "l1": (0, None, False, False),
+    "prox_l1": (0, None, False, False), "l2": (0, None, False, False), "l1_coef": (0, None, False, False),
+    # the trainer's bound: a normal draw (up to about 9 std) must fit float32
+    "noise": (0, float(np.finfo(np.float32).max) / 16, False, False),
+    "dropout": (0, 1, False, True), "p": (0, 1, False, True), "label_noise": (0, 1, False, True),
+}  # fmt: skip
+
+
+def _option(dest: str) -> str:
+    return "-k" if dest == "k" else "--" + dest.replace("_", "-")
+
+
+def _writable(path: str, opt: str, directory: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written: a file where a folder
+    is due or the reverse, or a missing or read-only parent folder."""
+    if os.path.exists(path):
+        if directory and not os.path.isdir(path):
+            raise CLIError(f"{opt} {path} exists and is not a directory")
+        if not directory and os.path.isdir(path):
+            raise CLIError(f"{opt} {path} is a directory, not a file")
+        parent = path if directory else os.path.dirname(os.path.abspath(path))
+    else:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not directory and not os.path.isdir(parent):
+            raise CLIError(f"{opt} {path}: the folder {parent} does not exist")
+        while directory and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise CLIError(f"{opt} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise CLIError(f"{opt} {path}: {parent} is not writable")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, with a CLIError naming the option, values that make no sense: empty paths,
+    NaN or inf, numbers outside their range (:data:`_RANGES`), an impossible --threads."""
+    import regtune
+    from . import schedules, trainer
+
+    names = {"activation": ("activation", trainer.ACTIVATIONS), "init": ("initializer", trainer.INITIALIZERS),
+             "optimizer": ("optimizer", tuple(trainer.OPTIMIZERS)), "schedule": ("schedule", schedules.NAMES)}
+    for dest, value in vars(args).items():
+        opt = _option(dest)
+        if dest in names and value not in names[dest][1]:
+            what, valid = names[dest]
+            raise CLIError(f"{opt}: unknown {what} {value!r}; choose one of {', '.join(valid)}")
+        if dest in ("data", "out", "json", "bench_dir") and value is not None and not value.strip():
+            raise CLIError(f"{opt} must not be empty")
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise CLIError(f"{opt} must be a finite number, got {v}")
+        if dest not in _RANGES or value is None:
+            continue
+        low, high, low_open, high_open = _RANGES[dest]
+        for v in values:
+            if (v > low if low_open else v >= low) and (high is None or (v < high if high_open else v <= high)):
+                continue
+            if high is None:
+                raise CLIError(f"{opt} must be {'>' if low_open else '>='} {low}, got {value}")
+            top = "2**64" if high == 2**64 else f"{high:g}"
+            interval = f"{'(' if low_open else '['}{low}, {top}{')' if high_open else ']'}"
+            raise CLIError(f"{opt} must be in {interval}, got {value}")
+    if getattr(args, "out", None):
+        _writable(args.out, "--out", directory=True)
+    if getattr(args, "json", None):
+        _writable(args.json, "--json", directory=False)
+    threads = getattr(args, "threads", None)
+    if threads is not None and not 1 <= threads <= regtune.MAX_THREADS:
+        raise CLIError(f"--threads must be between 1 and {regtune.MAX_THREADS}, got {threads}")
+
+
 def _schedule(args: argparse.Namespace, steps_per_epoch: int) -> Any:
     from . import schedules
 
@@ -218,16 +372,23 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
     """An MLP and its Trainer from the command-line options (``overrides`` replace options)."""
     from .trainer import MLP, Trainer
 
-    o = {**vars(args), **overrides}
-    ns = argparse.Namespace(**o)
-    for opt in ("lr", "epochs", "batch_size"):
-        if not o[opt] > 0:
-            raise CLIError(f"--{opt.replace('_', '-')} must be > 0, got {o[opt]}")
+    ns = argparse.Namespace(**{**vars(args), **overrides})
     sizes = [data.X_train.shape[1], *ns.hidden, data.n_classes]
-    model = MLP(sizes, activation=ns.activation, init=ns.init, dropout=ns.dropout, seed=ns.seed)
+    try:
+        model = MLP(sizes, activation=ns.activation, init=ns.init, dropout=ns.dropout, seed=ns.seed)
+    except MemoryError as exc:
+        hidden = ",".join(map(str, ns.hidden))
+        raise CLIError(f"--hidden {hidden}: the model cannot be allocated: {_reason(exc)}") from None
     image_shape = tuple(ns.image_shape) if ns.image_shape else data.image_shape
     shift = ns.shift if ns.shift is not None else (1 if image_shape else 0)
-    steps = -(-len(data.X_train) // ns.batch_size) if ns.batch_size > 0 else 1
+    if shift and not image_shape:
+        raise CLIError(f"--shift {shift} needs image inputs: --data with X of shape (n, H, W) or (n, C, H, W), "
+                       "or --image-shape H,W")  # fmt: skip
+    if shift and shift >= max(image_shape[-2:]):
+        raise CLIError(f"--shift must be < the image's height and width {tuple(image_shape[-2:])}, got {shift}")
+    # A batch larger than the training set is the whole set (and needs no more random numbers).
+    batch_size = min(ns.batch_size, len(data.X_train))
+    steps = -(-len(data.X_train) // batch_size)
     kw: dict[str, Any] = {}
     if ns.momentum is not None:
         kw["momentum"] = ns.momentum
@@ -235,7 +396,7 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
         kw["momentum"] = 0.9
     return Trainer(
         model, optimizer=ns.optimizer, lr=_schedule(ns, steps), weight_decay=ns.weight_decay, l1=ns.l1,
-        prox_l1=ns.prox_l1, max_grad_norm=ns.max_grad_norm, max_norm=ns.max_norm, batch_size=ns.batch_size,
+        prox_l1=ns.prox_l1, max_grad_norm=ns.max_grad_norm, max_norm=ns.max_norm, batch_size=batch_size,
         noise_std=ns.noise, shift=shift, image_shape=image_shape, seed=ns.seed, optimizer_kwargs=kw,
     )  # fmt: skip
 
@@ -274,8 +435,6 @@ def _threads(args: argparse.Namespace):
     if args.threads is None:
         yield
         return
-    if not 1 <= args.threads <= regtune.MAX_THREADS:
-        raise CLIError(f"--threads must be between 1 and {regtune.MAX_THREADS}, got {args.threads}")
     before = regtune.get_num_threads()
     regtune.set_num_threads(args.threads)
     try:
@@ -323,7 +482,7 @@ def _train(args: argparse.Namespace) -> int:
     test_loss, test_acc = trainer.evaluate(data.X_test, data.y_test)
     n_test = len(data.y_test)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
+        _makedirs(args.out)
         record = {
             "dataset": data.name, "model": trainer.model.config(), "options": _options(args),
             "sizes": {"train": len(data.y_train), "val": len(data.y_val), "test": n_test},
@@ -342,6 +501,13 @@ def _train(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     skip = {"func", "command", "no_progress", "out", "threads"}
     return {k: v for k, v in vars(args).items() if k not in skip}
+
+
+def _makedirs(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out {path}: cannot create the folder ({_reason(exc)})") from None
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -397,8 +563,6 @@ def _compare(args: argparse.Namespace) -> int:
     perm = np.random.default_rng(args.seed).permutation(len(data.y_train))
     idx, rest = np.sort(perm[: args.subset]), np.sort(perm[args.subset :])
     y_small = data.y_train[idx].copy()
-    if not 0.0 <= args.label_noise < 1.0:
-        raise CLIError(f"--label-noise must be in [0, 1), got {args.label_noise}")
     if args.label_noise:  # each chosen label moves to one of the other classes, uniformly
         rng = np.random.default_rng([args.seed, 1])
         flip = rng.random(len(y_small)) < args.label_noise
@@ -436,7 +600,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"{name:<16}{100 * r['train_acc']:>9.1f}%{100 * r['test_acc']:>9.1f}%{100 * r['gap']:>7.1f}%"
               f"{r['test_loss']:>11.3f}   {setting}")  # fmt: skip
     out = args.out or "."
-    os.makedirs(out, exist_ok=True)
+    _makedirs(out)
     png = os.path.join(out, "compare.png")
     plot_compare(results, png, f"{data.name}, {args.subset} training examples{noise}, same seed and budget")
     if args.out:
@@ -530,7 +694,7 @@ def _tune(args: argparse.Namespace, optuna: Any) -> int:
     print(f"validation loss {best.value:.4f}, validation accuracy {100 * best.user_attrs['val_acc']:.2f}%, "
           f"test accuracy {100 * best.user_attrs['test_acc']:.2f}%")  # fmt: skip
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
+        _makedirs(args.out)
         _write_json(os.path.join(args.out, "tune.json"), {
             "best": {"number": best.number, "params": best.params, "val_loss": best.value, **best.user_attrs},
             "trials": [{"number": t.number, "state": t.state.name, "params": t.params, "value": t.value}
@@ -559,10 +723,8 @@ def find_bench_dir(explicit: str | None) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     bench_dir = find_bench_dir(args.bench_dir)
     _need("pytest_benchmark", "bench", "regtune bench")
-    if args.size < 1:
-        raise CLIError(f"--size must be >= 1, got {args.size}")
-    if not args.seconds > 0:
-        raise CLIError(f"--seconds must be > 0, got {args.seconds}")
+    # A benchmark holds a few N x N float32 arrays (its output, its inputs, a peer's copy).
+    _fits(4 * args.size**2 * 4, f"--size {args.size} ({args.size}x{args.size} float32 arrays)")
     spec = importlib.util.spec_from_file_location("regtune_bench_report", os.path.join(bench_dir, "report.py"))
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)  # type: ignore[union-attr]
@@ -607,8 +769,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import regtune
     from regtune import init
 
-    if args.size < 1:
-        raise CLIError(f"--size must be >= 1, got {args.size}")
+    # a, b, out and a quarter-size shard: n x n float32 each (plus NumPy's share of the timing).
+    _fits(4 * args.size**2 * 4, f"--size {args.size} ({args.size}x{args.size} float32 arrays)")
     regtune.show_config()
     print()
 
@@ -703,23 +865,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Failures in what the user asked for: the message is the whole story (exit status 2).
+#: FloatingPointError: training diverged (the trainer says so and suggests a lower --lr).
+EXPECTED = (CLIError, ValueError, TypeError, OSError, MemoryError, FloatingPointError)
+
+
+def _debug() -> bool:
+    return os.environ.get("REGTUNE_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
+    """Run the command line; returns the exit status: 0, 2 for an error in what was asked
+    (one line on stderr, ``regtune: error: ...``; argparse's usage errors also exit 2), 1 for
+    an unexpected error (one line; ``REGTUNE_DEBUG=1`` prints the traceback too), 130 when
+    interrupted (Ctrl-C)."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        check_options(args)
         return args.func(args)
-    except (CLIError, ValueError, TypeError, OSError) as exc:
-        if os.environ.get("REGTUNE_DEBUG"):
-            raise
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG} {args.command}: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if _debug():
+            traceback.print_exc()
+        msg = ("out of memory: " if isinstance(exc, MemoryError) else "") + _reason(exc)
+        if isinstance(exc, EXPECTED):
+            _fail(msg)
+            return 2
+        hint = "" if _debug() else " (set REGTUNE_DEBUG=1 for the traceback)"
+        _fail(f"unexpected {type(exc).__name__}: {msg}{hint}")
+        return 1
 
 
 if __name__ == "__main__":

@@ -24,22 +24,35 @@ the BLAS, whose results can depend on its thread count: keep that fixed between 
 
 Threads: this trainer's arrays are small, and each step calls many short kernels, so one
 thread is fastest; on a busy machine a parallel region also waits for a descheduled thread.
-``regtune train`` runs regtune and the BLAS on one thread unless told ``--threads``; from
-Python, ``regtune.set_num_threads(1)`` and ``threadpoolctl.threadpool_limits(1)`` do the same.
+``regtune train --threads 1`` runs regtune and the BLAS on one thread; from Python,
+``regtune.set_num_threads(1)`` and ``threadpoolctl.threadpool_limits(1)`` do the same.
+
+Bad arguments raise where they enter (:class:`MLP`, :class:`Trainer`, :meth:`Trainer.fit`,
+:meth:`Trainer.evaluate`, ...): TypeError for a wrong type (a float where an int is due, a
+bool, complex or object data, a masked array), ValueError for a wrong value (NaN or inf in the
+inputs, labels out of range, mismatched lengths), MemoryError for a model that cannot fit in
+memory, FloatingPointError when training diverges; each message names the argument.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import numbers
+import os
 import time
+import zipfile
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from . import optim, penalties
 from . import random as _random
+from ._validation import boolean, float_dtype, hyperparameter, nonnegative_int
 from .dropout import alpha_dropout, alpha_dropout_backward, dropout_backward
 from .dropout import dropout as _dropout
 from .schedules import ReduceOnPlateau
@@ -67,10 +80,148 @@ _REGION = 1 << 60
 _DROPOUT, _NOISE, _SHIFT = 0, 1, 2
 
 
-def _choice(value: str, valid: Sequence[str], what: str) -> str:
+def _choice(value: str, valid: Sequence[str], what: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str naming the {what}, got {name}={value!r}")
     if value not in valid:
         raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(valid)}")
     return value
+
+
+def _int(value: Any, name: str, low: int | None = 1) -> int:
+    """An exact int (Python or NumPy integer; not a bool, not a float) >= ``low``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {name}={value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {name}={int(value)}")
+    return int(value)
+
+
+def _int_sequence(values: Any, name: str) -> list[int]:
+    """A list, tuple or 1-D array of exact ints (each >= 1 is checked by the caller's message)."""
+    if isinstance(values, (str, bytes, Mapping, set, frozenset)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of ints, got {name}={values!r}")
+    try:
+        items = list(values)
+    except TypeError:  # a 0-d array
+        raise TypeError(f"{name} must be a sequence of ints, got {name}={values!r}") from None
+    return [_int(v, f"{name}[{i}]", low=None) for i, v in enumerate(items)]
+
+
+def _available_bytes() -> int | None:
+    """Memory this process can still allocate (Linux: MemAvailable; else the physical memory);
+    None when unknown. Used to refuse, with a MemoryError, allocations that cannot succeed,
+    before the operating system's overcommit hands out pages it will later kill us for."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def _check_fits(nbytes: int, what: str) -> None:
+    """MemoryError (naming ``what``) when ``nbytes`` exceed the memory available now."""
+    avail = _available_bytes()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{what} needs {_gib(nbytes)}, more than the {_gib(avail)} of memory available")
+
+
+@contextlib.contextmanager
+def _open_npz(path: Any) -> Iterator[Any]:
+    """``numpy.load(path)`` of a ``.npz`` (no pickles), closed on exit; anything else is a
+    ValueError naming ``path`` (a missing file stays a FileNotFoundError). The file is opened
+    here, not by NumPy, which leaves it open when the archive is corrupt."""
+    with contextlib.ExitStack() as stack:
+        fh = stack.enter_context(open(path, "rb")) if isinstance(path, (str, bytes, os.PathLike)) else path
+        try:
+            f = np.load(fh, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"path {path!r} is not a .npz file: {' '.join(str(exc).split())}") from None
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError(f"path {path!r} holds a single .npy array, not a .npz file")
+        with f:
+            yield f
+
+
+def _member(f: Any, key: str, path: Any) -> np.ndarray:
+    """Array ``key`` of an open ``.npz``; a missing or unreadable member is a ValueError."""
+    if key not in f:
+        raise ValueError(f"path {path!r} is not a complete regtune checkpoint: it has no {key}")
+    try:
+        return f[key]
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"path {path!r}: cannot read {key}: {' '.join(str(exc).split())}") from None
+
+
+def _json_member(f: Any, key: str, path: Any) -> dict:
+    try:
+        d = json.loads(str(_member(f, key, path)))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"path {path!r}: {key} is not valid JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"path {path!r}: {key} must be a JSON object, got {type(d).__name__}")
+    return d
+
+
+def _not_masked(x: Any, name: str) -> None:
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} must not be a masked array (its mask would be ignored); fill or drop the masked values")
+
+
+def _features(X: Any, name: str, n_in: int, dtype: np.dtype) -> np.ndarray:
+    """Inputs of shape (n, n_in) as a C-contiguous array of ``dtype``: real numbers only (no
+    bool, complex, object or strings), finite after the conversion to ``dtype``."""
+    _not_masked(X, name)
+    try:
+        X = np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be an array of numbers: {exc}") from None
+    if X.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers (ints or floats), got dtype {X.dtype}")
+    if X.ndim != 2 or X.shape[1] != n_in:
+        raise ValueError(f"{name} must have shape (n, {n_in}), got {X.shape}")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(X, dtype)
+    if X.dtype.kind == "f":  # ints always fit float32 and float64
+        bad = np.flatnonzero(~np.isfinite(out))
+        if bad.size:
+            i, j = divmod(int(bad[0]), n_in)
+            v = X[i, j]
+            why = f"beyond the range of {dtype}" if np.isfinite(v) else "not finite"
+            raise ValueError(f"{name}[{i}, {j}] = {v} is {why}; inputs must be finite {dtype} values")
+    return out
+
+
+def _labels(y: Any, name: str, n: int, n_classes: int, x_name: str) -> np.ndarray:
+    """Integer class labels in [0, n_classes), one per row (integral floats are accepted)."""
+    _not_masked(y, name)
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be an array of integer labels: {exc}") from None
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match {x_name}, got {y.shape}")
+    if y.dtype.kind == "f" and n:
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise ValueError(f"{name} must hold integer class labels, got {name}[{int(bad[0])}] = {y[bad[0]]}")
+    if n and (y.min() < 0 or y.max() >= n_classes):
+        bad = y.min() if y.min() < 0 else y.max()
+        bad = int(bad) if y.dtype.kind in "iu" else float(bad)
+        raise ValueError(f"{name} holds label {bad}, outside [0, {n_classes}) for a model with {n_classes} classes")
+    return y.astype(np.intp)
 
 
 # ----------------------------------------------------------------------------- activations
@@ -112,7 +263,21 @@ def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.
     Returns:
         ``(loss, dlogits, correct)``: the loss as a Python float (summed in float64),
         ``dlogits`` in the logits' dtype, and how many argmax predictions equal ``y``.
+
+    Raises:
+        TypeError: ``logits`` not a float32/float64 array, ``y`` not integer labels.
+        ValueError: ``logits`` not of shape (n, classes) with n >= 1 and classes >= 1, ``y`` not
+            of shape (n,) or holding a label outside [0, classes).
     """
+    if not isinstance(logits, np.ndarray) or isinstance(logits, np.ma.MaskedArray):
+        raise TypeError(f"logits must be a numpy.ndarray, got {type(logits).__name__}")
+    float_dtype(logits.dtype, "logits.dtype")
+    if logits.ndim != 2 or logits.shape[0] == 0 or logits.shape[1] == 0:
+        raise ValueError(f"logits must have shape (n, classes) with n, classes >= 1, got {logits.shape}")
+    return _softmax_xent(logits, _labels(y, "y", logits.shape[0], logits.shape[1], "logits"))
+
+
+def _softmax_xent(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, int]:
     n = logits.shape[0]
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -152,8 +317,13 @@ class MLP:
         seed: weights of layer ``i`` are drawn with ``seed`` at offset ``i * 2**40``.
 
     Raises:
+        TypeError: ``sizes`` not a sequence of ints (floats are refused, not truncated), a name
+            that is not a str, a dropout that is not a float or a list of floats, a dtype other
+            than float32/float64, a seed that is not an int.
         ValueError: an unknown activation, initializer or dropout kind (the message lists the
-            valid names), bad sizes or dropout probabilities.
+            valid names), sizes < 1 or fewer than two, dropout probabilities outside [0, 1), a
+            seed outside [0, 2**64).
+        MemoryError: parameters that do not fit in the memory available.
     """
 
     def __init__(
@@ -166,26 +336,37 @@ class MLP:
         dtype: Any = np.float32,
         seed: int = 0,
     ) -> None:
-        sizes = [int(s) for s in sizes]
+        sizes = _int_sequence(sizes, "sizes")
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must hold at least two positive ints (inputs, ..., classes), got sizes={sizes!r}")
         self.sizes = sizes
-        self.activation = _choice(activation, ACTIVATIONS, "activation")
-        self.init = _choice(init, INITIALIZERS, "initializer")
+        self.activation = _choice(activation, ACTIVATIONS, "activation", "activation")
+        self.init = _choice(init, INITIALIZERS, "initializer", "init")
         n_hidden = len(sizes) - 2
-        ps = [float(dropout)] * n_hidden if np.isscalar(dropout) else [float(p) for p in dropout]
-        if len(ps) != n_hidden:
-            raise ValueError(f"dropout needs one probability per hidden layer ({n_hidden}), got dropout={dropout!r}")
-        for p in ps:
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"dropout probabilities must be in [0, 1), got dropout={dropout!r}")
-        self.dropout = ps
-        kind = _choice(dropout_kind, ("auto", "dropout", "alpha"), "dropout kind")
+        if isinstance(dropout, np.ndarray) and dropout.ndim == 0:
+            dropout = dropout[()]
+        if isinstance(dropout, (numbers.Real, np.floating, np.integer)) and not isinstance(dropout, (bool, np.bool_)):
+            named = [("dropout", dropout)] * max(n_hidden, 1)
+        else:
+            if isinstance(dropout, (str, bytes, Mapping, set, bool, np.bool_)) or not hasattr(dropout, "__iter__"):
+                raise TypeError(f"dropout must be a float or a list of floats, got dropout={dropout!r}")
+            named = [(f"dropout[{i}]", p) for i, p in enumerate(dropout)]
+            if len(named) != n_hidden:
+                raise ValueError(f"dropout needs one probability per hidden layer ({n_hidden}), got dropout={dropout!r}")
+        ps = []
+        for name, p in named:
+            if isinstance(p, (bool, np.bool_)) or not isinstance(p, (numbers.Real, np.floating, np.integer)):
+                raise TypeError(f"{name} must be a float, got {name}={p!r}")
+            if not 0.0 <= float(p) < 1.0:
+                raise ValueError(f"dropout probabilities must be in [0, 1), got {name}={p!r}")
+            ps.append(float(p))
+        self.dropout = ps[:n_hidden]
+        kind = _choice(dropout_kind, ("auto", "dropout", "alpha"), "dropout kind", "dropout_kind")
         self.dropout_kind = ("alpha" if activation == "selu" else "dropout") if kind == "auto" else kind
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.seed = int(seed)
+        self.dtype = float_dtype(dtype)
+        self.seed = nonnegative_int(seed, "seed", upper=2**64)
+        n_params = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
+        _check_fits(n_params * self.dtype.itemsize, f"MLP(sizes={sizes!r}) with {n_params:,} {self.dtype} parameters")
         self.weights = [self._init_weight((o, i), k) for k, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))]
         self.biases = [np.zeros(o, self.dtype) for o in sizes[1:]]
 
@@ -229,7 +410,25 @@ class MLP:
         With ``training=True``, hidden layer ``k``'s dropout mask is drawn from ``seed`` at
         ``offset + n * (units of the hidden layers before k)``; the cache keeps that position,
         not the mask, and the backward pass regenerates the mask from it.
+
+        Raises:
+            TypeError: ``x`` not a float32/float64 ndarray, ``training`` not a bool, ``seed`` or
+                ``offset`` not an int.
+            ValueError: ``x`` not of shape (n, sizes[0]); a negative ``seed`` or ``offset``.
         """
+        _not_masked(x, "x")
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy.ndarray, got {type(x).__name__}")
+        float_dtype(x.dtype, "x.dtype")
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"x must have shape (n, {self.sizes[0]}), got {x.shape}")
+        training = boolean(training, "training")
+        seed, offset = nonnegative_int(seed, "seed", upper=2**64), nonnegative_int(offset, "offset")
+        return self._forward(x, training=training, seed=seed, offset=offset)
+
+    def _forward(
+        self, x: np.ndarray, *, training: bool = False, seed: int = 0, offset: int = 0
+    ) -> tuple[np.ndarray, list]:
         cache = []
         h = x
         last = len(self.weights) - 1
@@ -253,7 +452,27 @@ class MLP:
 
     def backward(self, cache: list, dlogits: np.ndarray, seed: int = 0) -> list[np.ndarray]:
         """Gradients of the loss for every parameter (the order of :attr:`params`), from the
-        gradient of the logits and the forward's cache (``seed`` as given to the forward)."""
+        gradient of the logits and the forward's cache (``seed`` as given to the forward).
+
+        Raises:
+            TypeError: ``cache`` not a list from :meth:`forward`, ``dlogits`` not a float32/float64
+                ndarray, ``seed`` not an int.
+            ValueError: ``dlogits`` not of shape (n, sizes[-1]) for the n rows of the forward.
+        """
+        if not isinstance(cache, list) or len(cache) != len(self.weights) or not all(
+            isinstance(c, tuple) and len(c) == 4 and isinstance(c[0], np.ndarray) for c in cache
+        ):
+            raise TypeError(f"cache must be the list that this model's forward() returned, got {type(cache).__name__}")
+        _not_masked(dlogits, "dlogits")
+        if not isinstance(dlogits, np.ndarray):
+            raise TypeError(f"dlogits must be a numpy.ndarray, got {type(dlogits).__name__}")
+        float_dtype(dlogits.dtype, "dlogits.dtype")
+        shape = (cache[0][0].shape[0], self.sizes[-1])
+        if dlogits.shape != shape:
+            raise ValueError(f"dlogits must have shape {shape} (the forward's rows, classes), got {dlogits.shape}")
+        return self._backward(cache, dlogits, seed=nonnegative_int(seed, "seed", upper=2**64))
+
+    def _backward(self, cache: list, dlogits: np.ndarray, seed: int = 0) -> list[np.ndarray]:
         grads: list[np.ndarray] = [None] * (2 * len(self.weights))  # type: ignore[list-item]
         dh = dlogits
         for k in range(len(self.weights) - 1, -1, -1):
@@ -271,9 +490,16 @@ class MLP:
         return [np.ascontiguousarray(g, dtype=self.dtype) for g in grads]
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-        """Logits in evaluation mode (no dropout), in batches."""
-        x = np.asarray(x, self.dtype)
-        return np.concatenate([self.forward(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)] or
+        """Logits in evaluation mode (no dropout), in batches of ``batch_size`` rows.
+
+        Raises:
+            TypeError: ``x`` not real numbers (bool, complex, object, strings, a masked array),
+                ``batch_size`` not an int.
+            ValueError: ``x`` not of shape (n, sizes[0]) or not finite; ``batch_size`` < 1.
+        """
+        x = _features(x, "x", self.sizes[0], self.dtype)
+        batch_size = _int(batch_size, "batch_size")
+        return np.concatenate([self._forward(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)] or
                               [np.empty((0, self.sizes[-1]), self.dtype)])  # fmt: skip
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -287,18 +513,27 @@ class MLP:
 
     @classmethod
     def load(cls, path: str) -> "MLP":
-        """The model :meth:`save` (or :meth:`Trainer.save_checkpoint`) wrote, parameters exact."""
-        with np.load(path, allow_pickle=False) as f:
-            model = cls._from_npz(f)
-        return model
+        """The model :meth:`save` (or :meth:`Trainer.save_checkpoint`) wrote, parameters exact.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: ``path`` is not a ``.npz`` file written by :meth:`save` (corrupt,
+                truncated, a plain ``.npy``, missing or mismatched parameters).
+        """
+        with _open_npz(path) as f:
+            return cls._from_npz(f, path)
 
     @classmethod
-    def _from_npz(cls, f: Any) -> "MLP":
+    def _from_npz(cls, f: Any, path: Any) -> "MLP":
         if "model_config" not in f:
-            raise ValueError("not a regtune checkpoint: no model_config in the file")
-        model = cls(**json.loads(str(f["model_config"])))
+            raise ValueError(f"path {path!r} is not a regtune checkpoint: no model_config in the file")
+        config = _json_member(f, "model_config", path)
+        try:
+            model = cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path {path!r}: model_config {config!r} is not valid: {exc}") from None
         for i, p in enumerate(model.params):
-            saved = f[f"param_{i}"]
+            saved = _member(f, f"param_{i}", path)
             if saved.shape != p.shape or saved.dtype != p.dtype:
                 raise ValueError(f"param_{i} has shape {saved.shape} {saved.dtype}, expected {p.shape} {p.dtype}")
             np.copyto(p, saved)
@@ -391,54 +626,52 @@ class Trainer:
         seed: int = 0,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be a regtune.trainer.MLP, got {type(model).__name__}")
         self.model = model
-        self.optimizer_name = _choice(optimizer, tuple(OPTIMIZERS), "optimizer")
+        self.optimizer_name = _choice(optimizer, tuple(OPTIMIZERS), "optimizer", "optimizer")
+        if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, Mapping):
+            raise TypeError(f"optimizer_kwargs must be a dict or None, got optimizer_kwargs={optimizer_kwargs!r}")
+        self.max_norm = None if max_norm is None else hyperparameter(max_norm, "max_norm", low=0.0, low_open=True)
+        self.batch_size = _int(batch_size, "batch_size")
+        # A normal draw reaches about 9 standard deviations: they must fit the model's dtype.
+        self.noise_std = hyperparameter(noise_std, "noise_std", low=0.0, high=float(np.finfo(model.dtype).max) / 16)
+        self.shift = _int(shift, "shift", low=0)
+        self.image_shape = None if image_shape is None else tuple(_int_sequence(image_shape, "image_shape"))
+        if self.shift and self.image_shape is None:
+            raise ValueError("shift needs image_shape, the (H, W) or (C, H, W) of each input")
+        if self.image_shape is not None and (
+            len(self.image_shape) not in (2, 3) or min(self.image_shape) < 1
+            or math.prod(self.image_shape) != model.sizes[0]
+        ):  # fmt: skip
+            raise ValueError(f"image_shape {self.image_shape} does not hold the model's {model.sizes[0]} inputs")
+        if self.shift and self.shift >= max(self.image_shape[-2:]):
+            raise ValueError(f"shift must be < the image's height and width {self.image_shape[-2:]}, got shift={shift!r}")
+        self.seed = nonnegative_int(seed, "seed", upper=2**64)
+        # Random words one step may draw in a region (dropout, noise, shifts): at most 2**60.
+        self._words_per_step = self.batch_size * max(model.n_hidden_units, model.sizes[0], 2)
+        if self._words_per_step > _REGION:
+            raise ValueError(f"batch_size={self.batch_size} is too large: one step would draw {self._words_per_step} "
+                             "random numbers, more than the 2**60 of a region of the seed's stream")  # fmt: skip
+        # Gradients and up to two state buffers per parameter (Adam's m and v).
+        n_bytes = sum(p.nbytes for p in model.params)
+        _check_fits(3 * n_bytes, f"training {model!r} (gradients and optimizer state)")
         self.optimizer = OPTIMIZERS[optimizer](
             model.params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
             **(optimizer_kwargs or {}),
         )  # fmt: skip
-        if max_norm is not None and not max_norm > 0:
-            raise ValueError(f"max_norm must be > 0, got max_norm={max_norm!r}")
-        self.max_norm = max_norm
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got batch_size={batch_size!r}")
-        self.batch_size = int(batch_size)
-        if not noise_std >= 0:
-            raise ValueError(f"noise_std must be >= 0, got noise_std={noise_std!r}")
-        self.noise_std = float(noise_std)
-        self.shift = int(shift)
-        if self.shift < 0:
-            raise ValueError(f"shift must be >= 0, got shift={shift!r}")
-        self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
-        if self.shift and self.image_shape is None:
-            raise ValueError("shift needs image_shape, the (H, W) or (C, H, W) of each input")
-        if self.image_shape is not None and (
-            len(self.image_shape) not in (2, 3) or math.prod(self.image_shape) != model.sizes[0]
-        ):
-            raise ValueError(f"image_shape {self.image_shape} does not hold the model's {model.sizes[0]} inputs")
-        self.seed = int(seed)
         self.epochs_done = 0
         self.history = History()
 
     # -- data checks ------------------------------------------------------------------------
 
     def _data(self, X: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-        X = np.asarray(X)
-        y = np.asarray(y)
-        n_in, n_out = self.model.sizes[0], self.model.sizes[-1]
-        if X.ndim != 2 or X.shape[1] != n_in:
-            raise ValueError(f"X_{name} must have shape (n, {n_in}), got {X.shape}")
-        if y.shape != (X.shape[0],):
-            raise ValueError(f"y_{name} must have shape ({X.shape[0]},) to match X_{name}, got {y.shape}")
-        if y.size and not np.issubdtype(y.dtype, np.integer):
-            if not (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))):
-                raise ValueError(f"y_{name} must hold integer class labels, got dtype {y.dtype}")
-        if y.size and (y.min() < 0 or y.max() >= n_out):
-            bad = y.min() if y.min() < 0 else y.max()
-            raise ValueError(f"y_{name} holds label {int(bad)}, outside [0, {n_out}) for a model with {n_out} classes")
+        """Checked inputs (finite, of the model's dtype, C-contiguous) and labels (intp)."""
+        X = _features(X, f"X_{name}", self.model.sizes[0], self.model.dtype)
+        y = _labels(y, f"y_{name}", X.shape[0], self.model.sizes[-1], f"X_{name}")
         if X.shape[0] == 0:
             raise ValueError(f"X_{name} is empty")
-        return np.ascontiguousarray(X, self.model.dtype), y.astype(np.intp)
+        return X, y
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -462,14 +695,34 @@ class Trainer:
         return xb
 
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
-        """One optimizer step on a batch (already checked); returns the batch loss."""
+        """One optimizer step on a batch of at most ``batch_size`` rows; returns the batch loss.
+
+        Raises:
+            TypeError, ValueError: a batch that :meth:`fit` would refuse, or larger than
+                ``batch_size`` (each step's random numbers have room for ``batch_size`` rows).
+            FloatingPointError: the loss is not finite (training diverged); the step is not taken.
+        """
+        xb, yb = self._data(xb, yb, "batch")
+        if len(xb) > self.batch_size:
+            raise ValueError(f"X_batch has {len(xb)} rows, more than batch_size={self.batch_size}")
+        return self._train_step(xb, yb)
+
+    def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
         model, opt = self.model, self.optimizer
         step = opt.step_count
+        if (step + 1) * self._words_per_step > _REGION:
+            raise ValueError(f"the seed's random stream has room for {_REGION // self._words_per_step} steps of "
+                             f"batch_size={self.batch_size}; this is step {step}: use a smaller batch_size")  # fmt: skip
         xb = self._augment(xb, step)
         offset = _DROPOUT * _REGION + step * self.batch_size * model.n_hidden_units
-        logits, cache = model.forward(xb, training=True, seed=self.seed, offset=offset)
-        loss, dlogits, _ = softmax_cross_entropy(logits, yb)
-        grads = model.backward(cache, dlogits, seed=self.seed)
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported just below
+            logits, cache = model._forward(xb, training=True, seed=self.seed, offset=offset)
+            loss, dlogits, _ = _softmax_xent(logits, yb)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: the loss is {loss} at optimizer step {step} (lr {self.current_lr():.3g}); "
+                "lower lr, or scale the inputs")  # fmt: skip
+        grads = model._backward(cache, dlogits, seed=self.seed)
         opt.step(grads)
         if self.max_norm is not None:
             for w in model.weights:
@@ -477,15 +730,20 @@ class Trainer:
         return loss
 
     def evaluate(self, X: Any, y: Any, batch_size: int = 2048) -> tuple[float, float]:
-        """``(mean loss, accuracy)`` in evaluation mode (no dropout, no augmentation)."""
+        """``(mean loss, accuracy)`` in evaluation mode (no dropout, no augmentation).
+
+        Raises:
+            TypeError, ValueError: inputs, labels or ``batch_size`` that :meth:`fit` would refuse.
+        """
         X, y = self._data(X, y, "eval")
-        return self._evaluate(X, y, batch_size)
+        return self._evaluate(X, y, _int(batch_size, "batch_size"))
 
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = 2048) -> tuple[float, float]:
         total, correct = 0.0, 0
         for i in range(0, len(X), batch_size):
-            logits, _ = self.model.forward(X[i : i + batch_size])
-            loss, _, c = softmax_cross_entropy(logits, y[i : i + batch_size])
+            with np.errstate(over="ignore", invalid="ignore"):
+                logits, _ = self.model._forward(X[i : i + batch_size])
+                loss, _, c = _softmax_xent(logits, y[i : i + batch_size])
             total += loss * len(logits)
             correct += c
         return total / len(X), correct / len(X)
@@ -521,25 +779,44 @@ class Trainer:
             callback: called with the history after each epoch (a progress bar, a log line).
 
         Raises:
-            ValueError: inputs of the wrong shape, labels that are not integers in
-                [0, n_classes), ``patience`` without validation data.
+            TypeError: inputs that are not real numbers (bool, complex, object, strings, masked
+                arrays), labels that are not integers, ``epochs`` or ``patience`` not an int,
+                ``validation_data`` not a pair, ``restore_best`` not a bool, ``callback`` not
+                callable.
+            ValueError: inputs of the wrong shape or not finite, labels outside [0, n_classes)
+                or of the wrong length, negative ``epochs`` or ``patience``, ``patience``
+                without validation data.
+            FloatingPointError: training diverged (a loss that is not finite); the history up
+                to the last finished epoch is in :attr:`history`.
         """
+        epochs = _int(epochs, "epochs", low=0)
+        patience = None if patience is None else _int(patience, "patience", low=0)
+        restore_best = boolean(restore_best, "restore_best")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got callback={callback!r}")
+        pair = isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+        if validation_data is not None and not pair:
+            raise TypeError(f"validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}")
         X, y = self._data(X, y, "train")
         val = None if validation_data is None else self._data(*validation_data, "val")
         if patience is not None and val is None:
             raise ValueError("patience (early stopping) needs validation_data")
         h, n, bs = self.history, len(X), self.batch_size
         best_loss, best_params, waited = math.inf, None, 0
-        for _ in range(int(epochs)):
+        for _ in range(epochs):
             t0 = time.perf_counter()
             order = np.random.default_rng([self.seed, self.epochs_done]).permutation(n)
             for i in range(0, n, bs):
                 idx = order[i : i + bs]
-                self.train_step(X[idx], y[idx])
+                self._train_step(X[idx], y[idx])
             lr = self.optimizer.lr
             lr_used = float(lr(self.optimizer.step_count - 1)) if callable(lr) else float(lr)
             train_loss, train_acc = self._evaluate(X, y)
             val_loss, val_acc = self._evaluate(*val) if val else (None, None)
+            for what, loss in (("training", train_loss), ("validation", val_loss)):
+                if loss is not None and not math.isfinite(loss):
+                    raise FloatingPointError(f"training diverged: the {what} loss is {loss} after epoch "
+                                             f"{self.epochs_done + 1}; lower lr, or scale the inputs")  # fmt: skip
             if isinstance(self.optimizer.lr, ReduceOnPlateau):
                 self.optimizer.lr.step(val_loss if val else train_loss)
             self.epochs_done += 1
@@ -579,14 +856,18 @@ class Trainer:
         """Restore a :meth:`save_checkpoint` file into this trainer (same model shape and
         optimizer): parameters, optimizer state, epoch count, history. Training then continues
         exactly as if it had not stopped."""
-        with np.load(path, allow_pickle=False) as f:
-            saved = MLP._from_npz(f)
+        with _open_npz(path) as f:
+            saved = MLP._from_npz(f, path)
             if "trainer_meta" not in f:
                 raise ValueError(f"{path} holds a model but no trainer state (written by MLP.save)")
-            meta = json.loads(str(f["trainer_meta"]))
+            meta = _json_member(f, "trainer_meta", path)
+            missing = {"optimizer", "opt_step", "opt_buffers", "epochs_done", "history", "plateau"} - set(meta)
+            if missing:
+                raise ValueError(f"path {path!r}: trainer_meta lacks {', '.join(sorted(missing))}")
             if meta["optimizer"] != self.optimizer_name:
                 raise ValueError(f"checkpoint optimizer {meta['optimizer']!r} differs from {self.optimizer_name!r}")
-            state = {name: [f[f"opt_{name}_{i}"] for i in range(len(self.model.params))] for name in meta["opt_buffers"]}
+            n = len(self.model.params)
+            state = {name: [_member(f, f"opt_{name}_{i}", path) for i in range(n)] for name in meta["opt_buffers"]}
         if saved.sizes != self.model.sizes:
             raise ValueError(f"checkpoint model sizes {saved.sizes} differ from {self.model.sizes}")
         for p, s in zip(self.model.params, saved.params):

@@ -259,9 +259,13 @@ def test_calculate_gain_unknown_nonlinearity():
         init.calculate_gain("swish")
 
 
-@pytest.mark.parametrize("param", ["0.2", True, [0.1], float("nan"), float("inf")])
-def test_calculate_gain_bad_leaky_slope(param):
-    with pytest.raises(ValueError, match="negative_slope"):
+@pytest.mark.parametrize(
+    "param,exc",
+    [("0.2", TypeError), (True, TypeError), ([0.1], TypeError), (float("nan"), ValueError), (float("inf"), ValueError)],
+)
+def test_calculate_gain_bad_leaky_slope(param, exc):
+    # torch raises ValueError for all of these; regtune keeps TypeError for a wrong type.
+    with pytest.raises(exc, match="param.*negative slope"):
         init.calculate_gain("leaky_relu", param)
 
 
@@ -576,7 +580,7 @@ def test_kaiming_errors(fn):
         fn((4, 3), mode="fan_avg", seed=0)
     with pytest.raises(ValueError, match="Unsupported nonlinearity 'gelu'"):
         fn((4, 3), nonlinearity="gelu", seed=0)
-    with pytest.raises(ValueError, match="negative_slope"):
+    with pytest.raises(TypeError, match=r"\ba\b"):
         fn((4, 3), a="0.1", seed=0)
 
 
@@ -627,3 +631,307 @@ def test_public_surface_documented():
         doc = obj.__doc__ or ""
         assert "Example" in doc, name
         assert "Raises" in doc, name
+
+
+# --------------------------------------------------------------------------- hostile input (issue 16)
+#
+# Every refusal is a TypeError / ValueError / MemoryError whose message names the argument the
+# user passed (``gain``, ``a``, ``scale``, ``val``...), never a sampler's internal ``low`` or
+# ``std``; every accepted call returns finite values; a refused draw takes nothing from a
+# Generator.
+
+import re  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from .test_random import HOSTILE_OFFSETS, HOSTILE_SEEDS, HOSTILE_SHAPES, _largest_accepted  # noqa: E402
+
+F32_MAX = float(np.finfo(np.float32).max)
+F64_MAX = float(np.finfo(np.float64).max)
+NAN, INF = float("nan"), float("inf")
+
+# Every initializer that makes an array: (name, function, keyword arguments, draws at random)
+INITIALIZERS = [
+    ("uniform", init.uniform, {}, True),
+    ("normal", init.normal, {}, True),
+    ("trunc_normal", init.trunc_normal, {}, True),
+    ("constant", init.constant, {"val": 0.5}, False),
+    ("zeros", init.zeros, {}, False),
+    ("ones", init.ones, {}, False),
+    ("xavier_uniform", init.xavier_uniform, {}, True),
+    ("xavier_normal", init.xavier_normal, {}, True),
+    ("kaiming_uniform", init.kaiming_uniform, {}, True),
+    ("kaiming_normal", init.kaiming_normal, {}, True),
+    ("lecun_uniform", init.lecun_uniform, {}, True),
+    ("lecun_normal", init.lecun_normal, {}, True),
+    ("orthogonal", init.orthogonal, {}, True),
+    ("variance_scaling", init.variance_scaling, {}, True),
+]
+INIT_IDS = [i[0] for i in INITIALIZERS]
+RANDOM_INITS = [i for i in INITIALIZERS if i[3]]
+RANDOM_IDS = [i[0] for i in RANDOM_INITS]
+
+
+def test_the_tables_cover_every_public_initializer():
+    public = {n for n in init.__all__ if n not in ("calculate_gain", "calculate_fans")}
+    aliases = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal"}
+    assert public - aliases == set(INIT_IDS)
+
+
+@pytest.mark.parametrize("shape,exc", HOSTILE_SHAPES, ids=[f"shape{i}" for i in range(len(HOSTILE_SHAPES))])
+@pytest.mark.parametrize("name,fn,kwargs,rand", INITIALIZERS, ids=INIT_IDS)
+def test_hostile_shapes_are_refused_naming_shape(name, fn, kwargs, rand, shape, exc):
+    g = regtune.Generator(4)
+    with pytest.raises(exc, match="shape"):
+        fn(shape, **kwargs, **({"seed": g} if rand else {}))
+    assert g.state["block"] == 0  # nothing drawn
+
+
+@pytest.mark.parametrize("seed,exc", HOSTILE_SEEDS, ids=[f"seed{i}" for i in range(len(HOSTILE_SEEDS))])
+@pytest.mark.parametrize("name,fn,kwargs,rand", RANDOM_INITS, ids=RANDOM_IDS)
+def test_hostile_seeds_are_refused_naming_seed(name, fn, kwargs, rand, seed, exc):
+    with pytest.raises(exc, match="seed"):
+        fn((4, 3), **kwargs, seed=seed)
+
+
+@pytest.mark.parametrize("offset,exc", HOSTILE_OFFSETS, ids=[f"offset{i}" for i in range(len(HOSTILE_OFFSETS))])
+@pytest.mark.parametrize("name,fn,kwargs,rand", RANDOM_INITS, ids=RANDOM_IDS)
+def test_hostile_offsets_are_refused_naming_offset(name, fn, kwargs, rand, offset, exc):
+    with pytest.raises(exc, match="offset"):
+        fn((4, 3), **kwargs, seed=1, offset=offset)
+
+
+@pytest.mark.parametrize("name,fn,kwargs,rand", INITIALIZERS, ids=INIT_IDS)
+def test_masked_out_is_refused(name, fn, kwargs, rand):
+    out = np.ma.masked_array(np.zeros((4, 3), np.float32), mask=np.eye(4, 3, dtype=bool))
+    with pytest.raises(TypeError, match="out.*mask"):
+        fn(**kwargs, out=out, **({"seed": 1} if rand else {}))
+    assert not out.data.any()
+
+
+@pytest.mark.parametrize("name,fn,kwargs,rand", INITIALIZERS, ids=INIT_IDS)
+@pytest.mark.parametrize("out", [np.zeros((4, 3), np.complex64), np.zeros((4, 3), object), np.zeros((4, 3), bool), "out", 3])
+def test_hostile_out_is_refused(name, fn, kwargs, rand, out):
+    with pytest.raises(TypeError, match="out"):
+        fn(**kwargs, out=out, **({"seed": 1} if rand else {}))
+
+
+# (initializer, keyword arguments, exception, what the message must contain)
+HOSTILE_PARAMS = [
+    (init.uniform, dict(a=NAN), ValueError, r"\ba\b"),
+    (init.uniform, dict(b=INF), ValueError, r"\bb\b"),
+    (init.uniform, dict(a="0"), TypeError, r"\ba\b"),
+    (init.uniform, dict(b=None), TypeError, r"\bb\b"),
+    (init.uniform, dict(a=2.0, b=1.0), ValueError, r"\ba\b.*\bb\b"),
+    (init.uniform, dict(a=-3e38, b=3e38), ValueError, r"\bb - a\b"),
+    (init.uniform, dict(a=-1e308, b=1e308, dtype=np.float64), ValueError, r"\bb - a\b"),
+    (init.uniform, dict(a=-1e39, b=0.0), ValueError, r"\ba\b"),
+    (init.uniform, dict(a=0.0, b=1e-46), ValueError, r"\ba\b.*\bb\b"),  # rounds to 0 in float32
+    (init.normal, dict(mean=NAN), ValueError, "mean"),
+    (init.normal, dict(std=0.0), ValueError, "std"),
+    (init.normal, dict(std=-0.0), ValueError, "std"),
+    (init.normal, dict(std="1"), TypeError, "std"),
+    (init.normal, dict(std=1e38), ValueError, "mean.*std"),
+    (init.normal, dict(mean=1e38, std=1e38), ValueError, "mean.*std"),
+    (init.normal, dict(std=1e308, dtype=np.float64), ValueError, "mean.*std"),
+    (init.trunc_normal, dict(std=1e300), ValueError, "std"),
+    (init.trunc_normal, dict(std=1e38, a=-INF, b=INF), ValueError, "std.*a=.*b="),
+    (init.trunc_normal, dict(a=NAN), ValueError, r"\ba\b"),
+    (init.trunc_normal, dict(a=1.0, b=1.0), ValueError, r"\ba\b.*\bb\b"),
+    (init.trunc_normal, dict(mean=100.0, std=1.0), ValueError, r"\ba, b\b"),
+    (init.constant, dict(val=None), TypeError, "val"),
+    (init.constant, dict(val=NAN), ValueError, "val"),
+    (init.constant, dict(val=-INF), ValueError, "val"),
+    (init.constant, dict(val="1"), TypeError, "val"),
+    (init.constant, dict(val=True), TypeError, "val"),
+    (init.constant, dict(val=1j), TypeError, "val"),
+    (init.constant, dict(val=np.array(1.0)), TypeError, "val"),
+    (init.constant, dict(val=1e39), ValueError, "val"),
+    (init.constant, dict(val=-3.5e38), ValueError, "val"),
+    (init.xavier_uniform, dict(gain=0.0), ValueError, "gain"),
+    (init.xavier_uniform, dict(gain=-1.0), ValueError, "gain"),
+    (init.xavier_uniform, dict(gain=NAN), ValueError, "gain"),
+    (init.xavier_uniform, dict(gain="1"), TypeError, "gain"),
+    (init.xavier_uniform, dict(gain=None), TypeError, "gain"),
+    (init.xavier_uniform, dict(gain=1e300), ValueError, "gain=1e[+]300"),
+    (init.xavier_uniform, dict(gain=2e38), ValueError, "gain=2e[+]38"),
+    (init.xavier_uniform, dict(gain=1e308, dtype=np.float64), ValueError, "gain=1e[+]308"),
+    (init.xavier_uniform, dict(gain=1e-320), ValueError, "gain=1e-320"),  # the bound rounds to 0
+    (init.xavier_uniform, dict(gain=1e-50), ValueError, "gain=1e-50"),
+    (init.xavier_normal, dict(gain=INF), ValueError, "gain"),
+    (init.xavier_normal, dict(gain=1e300), ValueError, "gain=1e[+]300"),
+    (init.xavier_normal, dict(gain=1e38), ValueError, "gain=1e[+]38"),
+    (init.xavier_normal, dict(gain=1e308, dtype=np.float64), ValueError, "gain=1e[+]308"),
+    (init.kaiming_uniform, dict(a=1e300), ValueError, r"\ba=1e\+300"),
+    (init.kaiming_uniform, dict(a=1e200), ValueError, r"\ba=1e\+200"),
+    (init.kaiming_uniform, dict(a="0.1"), TypeError, r"\ba\b"),
+    (init.kaiming_uniform, dict(a=True), TypeError, r"\ba\b"),
+    (init.kaiming_uniform, dict(a=NAN), ValueError, r"\ba\b"),
+    (init.kaiming_uniform, dict(a=-INF), ValueError, r"\ba\b"),
+    (init.kaiming_uniform, dict(mode="fan_avg"), ValueError, "mode"),
+    (init.kaiming_uniform, dict(mode=None), TypeError, "mode"),
+    (init.kaiming_uniform, dict(mode=["fan_in"]), TypeError, "mode"),
+    (init.kaiming_uniform, dict(nonlinearity="gelu"), ValueError, "nonlinearity"),
+    (init.kaiming_uniform, dict(nonlinearity=None), TypeError, "nonlinearity"),
+    (init.kaiming_uniform, dict(nonlinearity=["relu"]), TypeError, "nonlinearity"),
+    (init.kaiming_normal, dict(a=NAN), ValueError, r"\ba\b"),
+    (init.kaiming_normal, dict(a=[0.1]), TypeError, r"\ba\b"),
+    (init.kaiming_normal, dict(mode=1), TypeError, "mode"),
+    (init.kaiming_normal, dict(nonlinearity=3), TypeError, "nonlinearity"),
+    (init.kaiming_normal, dict(a=1e-300, mode="fan_sum"), ValueError, "mode"),
+    (init.variance_scaling, dict(scale=0.0), ValueError, "scale"),
+    (init.variance_scaling, dict(scale=-1.0), ValueError, "scale"),
+    (init.variance_scaling, dict(scale=NAN), ValueError, "scale"),
+    (init.variance_scaling, dict(scale=INF), ValueError, "scale"),
+    (init.variance_scaling, dict(scale="1"), TypeError, "scale"),
+    (init.variance_scaling, dict(scale=1e308), ValueError, "scale=1e[+]308"),
+    (init.variance_scaling, dict(scale=1e78, distribution="normal"), ValueError, "scale=1e[+]78"),
+    (init.variance_scaling, dict(scale=1e78, distribution="uniform"), ValueError, "scale=1e[+]78"),
+    (init.variance_scaling, dict(scale=1e-320, distribution="uniform"), ValueError, "scale=1e-320"),
+    (init.variance_scaling, dict(mode="fan_sum"), ValueError, "mode"),
+    (init.variance_scaling, dict(mode=None), TypeError, "mode"),
+    (init.variance_scaling, dict(distribution="laplace"), ValueError, "distribution"),
+    (init.variance_scaling, dict(distribution=None), TypeError, "distribution"),
+    (init.variance_scaling, dict(distribution=1), TypeError, "distribution"),
+    (init.orthogonal, dict(gain=NAN), ValueError, "gain"),
+    (init.orthogonal, dict(gain=-INF), ValueError, "gain"),
+    (init.orthogonal, dict(gain="1"), TypeError, "gain"),
+    (init.orthogonal, dict(gain=None), TypeError, "gain"),
+    (init.orthogonal, dict(gain=1e300), ValueError, "gain=1e[+]300"),
+    (init.orthogonal, dict(gain=-1e39), ValueError, "gain=-1e[+]39"),
+    (init.orthogonal, dict(gain=F64_MAX, dtype=np.float64), ValueError, "gain"),
+]
+
+
+@pytest.mark.parametrize(
+    "fn,kwargs,exc,match", HOSTILE_PARAMS, ids=[f"{p[0].__name__}{i}" for i, p in enumerate(HOSTILE_PARAMS)]
+)
+def test_hostile_parameters_are_refused_naming_them(fn, kwargs, exc, match):
+    rand = fn not in (init.constant, init.zeros, init.ones)
+    g = regtune.Generator(5)
+    with pytest.raises(exc, match=match) as info:
+        fn((4, 3), **kwargs, **({"seed": g} if rand else {}))
+    # never a sampler's internal name for a derived parameter
+    assert not re.search(r"\b(low|high)\b", str(info.value)), str(info.value)
+    assert g.state["block"] == 0
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda: init.calculate_gain(None), TypeError, "nonlinearity"),
+        (lambda: init.calculate_gain(1), TypeError, "nonlinearity"),
+        (lambda: init.calculate_gain(b"relu"), TypeError, "nonlinearity"),
+        (lambda: init.calculate_gain(["relu"]), TypeError, "nonlinearity"),
+        (lambda: init.calculate_gain("RELU"), ValueError, "nonlinearity"),
+        (lambda: init.calculate_gain("leaky_relu", 1j), TypeError, "param"),
+        (lambda: init.calculate_gain("leaky_relu", np.array(0.1)), TypeError, "param"),
+        (lambda: init.calculate_gain("leaky_relu", -INF), ValueError, "param"),
+        (lambda: init.calculate_fans({1: 2}), TypeError, "shape"),
+        (lambda: init.calculate_fans(2.0), TypeError, "shape"),
+        (lambda: init.calculate_fans((2.0, 3)), TypeError, "shape"),
+        (lambda: init.calculate_fans("ab"), TypeError, "shape"),
+        (lambda: init.calculate_fans(None), TypeError, "shape"),
+        (lambda: init.calculate_fans((3, -1)), ValueError, "shape"),
+        (lambda: init.calculate_fans((3,)), ValueError, "shape"),
+    ],
+)
+def test_hostile_gain_and_fan_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_huge_leaky_slope_gives_a_finite_gain():
+    # torch's sqrt(2 / (1 + slope**2)) overflows past |slope| = 1.3e154 (OverflowError, or 0).
+    assert init.calculate_gain("leaky_relu", 1e200) == math.sqrt(2.0) / 1e200
+    assert init.calculate_gain("leaky_relu", -1e300) == math.sqrt(2.0) / 1e300
+    assert init.calculate_gain("leaky_relu", 1e100) == math.sqrt(2.0 / (1 + 1e200))
+
+
+def test_tiny_parameters_are_drawn_correctly():
+    # A normal std that is subnormal (or rounds to 0) in the dtype gives its correctly rounded
+    # values (zeros in float32); a uniform bound that rounds to 0 is refused (above).
+    assert not init.xavier_normal((4, 3), gain=1e-320, seed=1).any()
+    w = init.xavier_normal((4, 3), gain=1e-320, dtype=np.float64, seed=1)
+    assert np.isfinite(w).all() and np.abs(w).max() < 1e-319
+    assert not init.kaiming_normal((4, 3), a=1e300, seed=1).any()
+    assert np.isfinite(init.kaiming_uniform((4, 3), a=1e300, dtype=np.float64, seed=1)).all()
+    w = init.orthogonal((4, 3), gain=1e-320, dtype=np.float64, seed=1)
+    assert np.isfinite(w).all() and 0 < np.abs(w).max() <= 1e-320
+    assert not init.orthogonal((4, 3), gain=1e-320, seed=1).any()
+    w = init.variance_scaling((4, 3), 1e-320, seed=1)
+    assert np.isfinite(w).all() and not w.any()
+    # A std that underflows to 0 even in float64 is refused, naming the argument.
+    assert init.xavier_normal((4, 3), gain=5e-324, dtype=np.float64, seed=1).any()  # 5e-324 * 0.53 rounds up
+    with pytest.raises(ValueError, match="gain=5e-324"):
+        init.xavier_normal((40, 30), gain=5e-324, dtype=np.float64, seed=1)  # 5e-324 * 0.17 rounds to 0
+    with pytest.raises(ValueError, match="gain=5e-324"):
+        init.xavier_uniform((40, 30), gain=5e-324, dtype=np.float64, seed=1)
+
+
+# (label, f(x, shape, dtype, seed) with x the parameter pushed to its limit, message pattern)
+INIT_EXTREMES = [
+    ("uniform b", lambda x, sh, dt, s: init.uniform(sh, -x, x, dtype=dt, seed=s), r"\bb - a\b"),
+    ("normal std", lambda x, sh, dt, s: init.normal(sh, 0.0, x, dtype=dt, seed=s), "std"),
+    ("normal mean", lambda x, sh, dt, s: init.normal(sh, x, 1.0, dtype=dt, seed=s), "mean"),
+    ("trunc_normal std", lambda x, sh, dt, s: init.trunc_normal(sh, 0.0, x, dtype=dt, seed=s), "std"),
+    ("trunc_normal std inf", lambda x, sh, dt, s: init.trunc_normal(sh, 0.0, x, -INF, INF, dtype=dt, seed=s), "std"),
+    ("constant val", lambda x, sh, dt, s: init.constant(sh, x, dtype=dt), "val"),
+    ("xavier_uniform gain", lambda x, sh, dt, s: init.xavier_uniform(sh, x, dtype=dt, seed=s), "gain"),
+    ("xavier_normal gain", lambda x, sh, dt, s: init.xavier_normal(sh, x, dtype=dt, seed=s), "gain"),
+    ("vs truncated scale", lambda x, sh, dt, s: init.variance_scaling(sh, x, dtype=dt, seed=s), "scale"),
+    ("vs normal scale", lambda x, sh, dt, s: init.variance_scaling(sh, x, "fan_avg", "normal", dtype=dt, seed=s), "scale"),
+    ("vs uniform scale", lambda x, sh, dt, s: init.variance_scaling(sh, x, "fan_out", "uniform", dtype=dt, seed=s), "scale"),
+    ("orthogonal gain", lambda x, sh, dt, s: init.orthogonal(sh, x, dtype=dt, seed=s), "gain"),
+    ("orthogonal -gain", lambda x, sh, dt, s: init.orthogonal(sh, -x, dtype=dt, seed=s), "gain"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("label,draw,match", INIT_EXTREMES, ids=[e[0] for e in INIT_EXTREMES])
+def test_largest_accepted_parameters_give_finite_values(label, draw, match, dtype):
+    fmax = float(np.finfo(dtype).max)
+    x = _largest_accepted(lambda v: draw(v, (4, 3), dtype, 1), 1.0, fmax)
+    got = draw(x, (128, 64), dtype, 7)
+    assert np.isfinite(got).all(), (label, x)
+    if x == fmax:  # accepted up to the largest float (variance_scaling's scale in float32, ...)
+        return
+    with pytest.raises(ValueError, match=match):
+        draw(x * (1 + 1e-6) if x * (1 + 1e-6) < INF else INF, (4, 3), dtype, 7)
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+_ARG_NAMES = re.compile(r"\b(shape|a|b|a, b|mean|std|val|gain|scale|mode|nonlinearity|distribution|dtype|seed|offset|out)\b")
+
+hostile_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 5e-324, 1e-320, 1e-45, F32_MAX, 3.5e38, 1e154, 1e300, F64_MAX, -F64_MAX]),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([None, "1", "fan_in", "relu", True, 1j, [1.0], np.float32("nan"), np.float64(2.0)]),
+)
+
+# initializer -> the parameters drawn (positionally after shape)
+_PARAMS = {
+    "uniform": 2, "normal": 2, "trunc_normal": 4, "constant": 1, "xavier_uniform": 1, "xavier_normal": 1,
+    "kaiming_uniform": 3, "kaiming_normal": 3, "orthogonal": 1, "variance_scaling": 3,
+}  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(
+    name=st.sampled_from(sorted(_PARAMS)),
+    values=st.lists(hostile_values, min_size=4, max_size=4),
+    dtype=st.sampled_from(DTYPES),
+    shape=st.sampled_from([(4, 3), (3, 4), (1, 1), (2, 3, 2), (0, 3)]),
+)
+def test_random_parameters_give_finite_values_or_name_an_argument(name, values, dtype, shape):
+    fn = getattr(init, name)
+    kw = {} if name == "constant" else {"seed": 3}
+    try:
+        got = fn(shape, *values[: _PARAMS[name]], dtype=dtype, **kw)
+    except (TypeError, ValueError) as exc:
+        assert _ARG_NAMES.search(str(exc)), str(exc)
+        return
+    assert got.shape == shape and got.dtype == dtype and np.isfinite(got).all(), (name, values)

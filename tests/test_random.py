@@ -536,3 +536,472 @@ def test_normal_error_is_a_few_ulps_of_the_radius():
     ref64 = np.stack([r64 * np.cos(theta64), r64 * np.sin(theta64)], axis=1).ravel()
     err64 = np.abs(rr.normal(n, dtype=np.float64, seed=3) - ref64) / (np.repeat(r64, 2) * np.finfo(np.float64).eps)
     assert err64.max() < 8.0, err64.max()
+
+
+# ------------------------------------------------------------------ hostile input (issue 16)
+#
+# Every refusal is a TypeError (wrong type), ValueError (wrong value) or MemoryError (impossible
+# allocation) whose message names the argument the user passed; every accepted call returns
+# finite values. A refused Generator draw takes nothing from its stream.
+
+import re  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+F32_MAX = float(np.finfo(np.float32).max)
+F64_MAX = float(np.finfo(np.float64).max)
+NAN, INF = float("nan"), float("inf")
+
+SAMPLER_FNS = [("uniform", rr.uniform), ("normal", rr.normal), ("truncated_normal", rr.truncated_normal)]
+SAMPLER_IDS = [s[0] for s in SAMPLER_FNS]
+
+# (shape, exception): NumPy refuses floats too; a dict, a set or a string is never a shape.
+HOSTILE_SHAPES = [
+    ({1: 2}, TypeError),
+    ({3}, TypeError),
+    (2.0, TypeError),
+    ((3.0, 4), TypeError),
+    ((3, 4.5), TypeError),
+    ("ab", TypeError),
+    ("3", TypeError),
+    (b"\x03", TypeError),
+    ([[1, 2]], TypeError),
+    (((2,), 3), TypeError),
+    (np.float64(3), TypeError),
+    (np.float32(3), TypeError),
+    (np.array(3), TypeError),
+    (np.array([2.0, 3.0]), TypeError),
+    (np.array([[2, 3]]), TypeError),
+    (True, TypeError),
+    ((True, 2), TypeError),
+    ((2, np.bool_(True)), TypeError),
+    (3 + 0j, TypeError),
+    ((2, None), TypeError),
+    (object(), TypeError),
+    (-1, ValueError),
+    ((2, -1), ValueError),
+    ((np.int64(-3),), ValueError),
+    ((2**62,), ValueError),  # more bytes than a NumPy array can address
+    ((2**40, 2**40), ValueError),
+    ((2**62, 2**62, 0), ValueError),  # empty, but NumPy refuses the dimensions
+    ((2**70,), ValueError),
+    ((1,) * 65, ValueError),
+    ((2**46,), (MemoryError, ValueError)),  # 256 TiB: beyond any address space
+]
+SHAPE_IDS = [f"shape{i}" for i in range(len(HOSTILE_SHAPES))]
+
+
+@pytest.mark.parametrize("shape,exc", HOSTILE_SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("name,f", SAMPLER_FNS, ids=SAMPLER_IDS)
+def test_hostile_shapes_are_refused_naming_shape(name, f, shape, exc):
+    with pytest.raises(exc, match="shape"):
+        f(shape, seed=1)
+
+
+@pytest.mark.parametrize("shape,exc", HOSTILE_SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("method", ["uniform", "normal", "truncated_normal"])
+def test_a_refused_shape_takes_nothing_from_a_generator(method, shape, exc):
+    g = regtune.Generator(12)
+    g.bits(5)
+    before = g.state
+    with pytest.raises(exc, match="shape"):
+        getattr(g, method)(shape)
+    assert g.state == before
+    # bits(5) took two whole blocks: the next float32 element is word 8.
+    np.testing.assert_array_equal(getattr(g, method)(7), getattr(rr, method)(7, seed=12, offset=8))
+
+
+def test_shapes_numpy_accepts_still_work():
+    for shape in [3, np.int64(3), (2, 3), [2, 3], np.array([2, 3]), (np.uint8(2), 3), (), (0,), (0, 2**40)]:
+        assert rr.uniform(shape, seed=1).shape == np.empty(shape).shape
+
+
+@pytest.mark.parametrize("n,exc", [(-1, ValueError), (1.0, TypeError), (True, TypeError), ("3", TypeError), (None, TypeError),
+                                   (np.float64(2), TypeError), (2**62, ValueError), (2**70, ValueError), (2**46, (MemoryError, ValueError))])
+def test_bits_hostile_n(n, exc):
+    g = regtune.Generator(3)
+    with pytest.raises(exc, match=r"\bn\b"):
+        rr.bits(n, seed=1)
+    with pytest.raises(exc, match=r"\bn\b"):
+        g.bits(n)
+    assert g.state["block"] == 0
+
+
+HOSTILE_SEEDS = [
+    (-1, ValueError),
+    (np.int64(-1), ValueError),
+    (-(2**70), ValueError),
+    (2**64, ValueError),
+    (2**100, ValueError),
+    (1.0, TypeError),
+    (1.5, TypeError),
+    (np.float64(1), TypeError),
+    (NAN, TypeError),
+    ("1", TypeError),
+    (b"1", TypeError),
+    (True, TypeError),
+    (np.bool_(False), TypeError),
+    (np.array([1, 2]), TypeError),
+    (np.array(1), TypeError),
+    ([1], TypeError),
+    ({}, TypeError),
+    (1 + 0j, TypeError),
+    (np.random.default_rng(1), TypeError),
+    (np.random.RandomState(1), TypeError),
+]
+SEED_IDS = [f"seed{i}" for i in range(len(HOSTILE_SEEDS))]
+
+
+@pytest.mark.parametrize("seed,exc", HOSTILE_SEEDS, ids=SEED_IDS)
+@pytest.mark.parametrize(
+    "name,call",
+    [
+        ("bits", lambda s: rr.bits(4, seed=s)),
+        ("uniform", lambda s: rr.uniform(4, seed=s)),
+        ("normal", lambda s: rr.normal(4, seed=s)),
+        ("truncated_normal", lambda s: rr.truncated_normal(4, seed=s)),
+        ("Generator", lambda s: regtune.Generator(s)),
+    ],
+)
+def test_hostile_seeds_are_refused_naming_seed(name, call, seed, exc):
+    with pytest.raises(exc, match="seed") as info:
+        call(seed)
+    assert "SeedSequence(" not in str(info.value)  # not NumPy's own message
+
+
+def test_good_seeds_still_work():
+    for seed in [0, 2**64 - 1, np.uint64(2**64 - 1), np.int8(5), np.random.SeedSequence(3)]:
+        assert rr.normal(3, seed=seed).shape == (3,)
+        assert regtune.Generator(seed).bits(4).shape == (4,)
+    assert rr.normal(3, seed=None).shape == (3,)
+    with pytest.raises(TypeError, match="seed"):
+        regtune.Generator(regtune.Generator(1))  # spawn() makes children
+
+
+HOSTILE_OFFSETS = [
+    (-1, ValueError),
+    (np.int64(-5), ValueError),
+    (1.0, TypeError),
+    (np.float64(0), TypeError),
+    (True, TypeError),
+    ("0", TypeError),
+    (None, TypeError),
+    (np.array(0), TypeError),
+    (1 + 0j, TypeError),
+    (2**64 + 1, ValueError),
+    (2**100, ValueError),
+]
+
+
+@pytest.mark.parametrize("offset,exc", HOSTILE_OFFSETS, ids=[f"offset{i}" for i in range(len(HOSTILE_OFFSETS))])
+@pytest.mark.parametrize("name", ["bits"] + SAMPLER_IDS)
+def test_hostile_offsets_are_refused_naming_offset(name, offset, exc):
+    with pytest.raises(exc, match="offset"):
+        getattr(rr, name)(4, seed=1, offset=offset)
+
+
+# (sampler, keyword arguments, exception, the argument names the message must contain)
+HOSTILE_PARAMS = [
+    ("uniform", dict(low=NAN), ValueError, "low"),
+    ("uniform", dict(low=-INF), ValueError, "low"),
+    ("uniform", dict(high=INF), ValueError, "high"),
+    ("uniform", dict(high=np.float32("nan")), ValueError, "high"),
+    ("uniform", dict(low="0"), TypeError, "low"),
+    ("uniform", dict(low=None), TypeError, "low"),
+    ("uniform", dict(high=True), TypeError, "high"),
+    ("uniform", dict(high=1j), TypeError, "high"),
+    ("uniform", dict(high=[1.0]), TypeError, "high"),
+    ("uniform", dict(high=np.array(1.0)), TypeError, "high"),
+    ("uniform", dict(low=1.0, high=1.0), ValueError, "low.*high"),
+    ("uniform", dict(low=0.0, high=-0.0), ValueError, "low.*high"),
+    ("uniform", dict(low=2.0, high=1.0), ValueError, "low.*high"),
+    ("uniform", dict(low=-3e38, high=3e38), ValueError, "high - low"),
+    ("uniform", dict(low=-F32_MAX, high=F32_MAX), ValueError, "high - low"),
+    ("uniform", dict(low=0.0, high=1e39), ValueError, "high"),
+    ("uniform", dict(low=-1e308, high=1e308, dtype=np.float64), ValueError, "high - low"),
+    ("uniform", dict(low=0.0, high=1e-50), ValueError, "low.*high"),  # rounds to 0 in float32
+    ("normal", dict(mean=NAN), ValueError, "mean"),
+    ("normal", dict(mean=-INF), ValueError, "mean"),
+    ("normal", dict(mean="0"), TypeError, "mean"),
+    ("normal", dict(mean=None), TypeError, "mean"),
+    ("normal", dict(mean=False), TypeError, "mean"),
+    ("normal", dict(std=0.0), ValueError, "std"),
+    ("normal", dict(std=-0.0), ValueError, "std"),
+    ("normal", dict(std=-1.0), ValueError, "std"),
+    ("normal", dict(std=NAN), ValueError, "std"),
+    ("normal", dict(std=INF), ValueError, "std"),
+    ("normal", dict(std="1"), TypeError, "std"),
+    ("normal", dict(std=1j), TypeError, "std"),
+    ("normal", dict(mean=1e38, std=1e38), ValueError, "mean.*std"),
+    ("normal", dict(mean=0.0, std=1e38), ValueError, "mean.*std"),
+    ("normal", dict(mean=3.4e38, std=1e35), ValueError, "mean.*std"),
+    ("normal", dict(mean=-F32_MAX, std=1.0e32), ValueError, "mean.*std"),
+    ("normal", dict(mean=1e39), ValueError, "mean"),
+    ("normal", dict(std=1e39), ValueError, "std"),
+    ("normal", dict(std=1e308, dtype=np.float64), ValueError, "mean.*std"),
+    ("normal", dict(mean=F64_MAX, std=1e300, dtype=np.float64), ValueError, "mean.*std"),
+    ("truncated_normal", dict(mean=NAN), ValueError, "mean"),
+    ("truncated_normal", dict(std=0.0), ValueError, "std"),
+    ("truncated_normal", dict(std=INF), ValueError, "std"),
+    ("truncated_normal", dict(a=NAN), ValueError, r"\ba\b"),
+    ("truncated_normal", dict(b=NAN), ValueError, r"\bb\b"),
+    ("truncated_normal", dict(a="x"), TypeError, r"\ba\b"),
+    ("truncated_normal", dict(b=True), TypeError, r"\bb\b"),
+    ("truncated_normal", dict(b=None), TypeError, r"\bb\b"),
+    ("truncated_normal", dict(a=1.0, b=1.0), ValueError, r"\ba\b.*\bb\b"),
+    ("truncated_normal", dict(a=INF, b=INF), ValueError, r"\ba\b.*\bb\b"),
+    ("truncated_normal", dict(a=-INF, b=-INF), ValueError, r"\ba\b.*\bb\b"),
+    ("truncated_normal", dict(a=50.0, b=60.0), ValueError, r"\ba, b\b"),
+    ("truncated_normal", dict(a=37.0, b=INF), ValueError, r"\ba, b\b"),  # mass 6e-300: subnormal tails
+    ("truncated_normal", dict(a=-INF, b=-37.0, dtype=np.float64), ValueError, r"\ba, b\b"),
+    ("truncated_normal", dict(std=1e38, a=-INF, b=INF), ValueError, "std.*a=.*b="),
+    ("truncated_normal", dict(std=1e38, a=0.0, b=INF), ValueError, "std.*a=.*b="),
+    ("truncated_normal", dict(std=1e38, a=-1e39, b=0.0), ValueError, "std.*a=.*b="),
+    ("truncated_normal", dict(std=3e37, a=3.5e38, b=INF), ValueError, "std.*a=.*b="),
+    ("truncated_normal", dict(std=5e307, a=-INF, b=INF, dtype=np.float64), ValueError, "std.*a=.*b="),
+    ("truncated_normal", dict(std=1e300), ValueError, "std"),  # std itself does not fit float32
+    ("truncated_normal", dict(std=1e15, a=-1.0, b=1.0), ValueError, r"a, b.*std"),  # 15 distinct values
+    ("truncated_normal", dict(mean=1.0, std=1.0, a=1.0, b=1.0 + 1e-9, dtype=np.float64), ValueError, r"a, b.*std"),
+    ("truncated_normal", dict(mean=1e39), ValueError, "mean"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,exc,match", HOSTILE_PARAMS, ids=[f"{p[0]}{i}" for i, p in enumerate(HOSTILE_PARAMS)])
+def test_hostile_parameters_are_refused_naming_them(name, kwargs, exc, match):
+    g = regtune.Generator(5)
+    with pytest.raises(exc, match=match):
+        getattr(rr, name)(8, seed=1, **kwargs)
+    with pytest.raises(exc, match=match):
+        getattr(g, name)(8, **kwargs)
+    assert g.state["block"] == 0
+    with pytest.raises(exc, match=match):  # checked even when nothing is drawn
+        getattr(rr, name)(0, seed=1, **kwargs)
+
+
+def _largest_accepted(call, lo: float, hi: float) -> float:
+    """The largest x in [lo, hi] (to 1 part in 1e9) for which call(x) raises nothing,
+    by bisection in log scale; call(lo) must be accepted."""
+    call(lo)
+    try:
+        call(hi)
+        return hi
+    except ValueError:
+        pass
+    for _ in range(200):
+        mid = math.sqrt(lo) * math.sqrt(hi)
+        try:
+            call(mid)
+            lo = mid
+        except ValueError:
+            hi = mid
+        if hi / lo < 1 + 1e-9:
+            break
+    return lo
+
+
+# (label, f(x, n, dtype, seed): the draw with parameter x, argument names in the message)
+EXTREMES = [
+    ("normal std", lambda x, n, dt, s: rr.normal(n, 0.0, x, dtype=dt, seed=s), "mean.*std"),
+    ("normal -mean", lambda x, n, dt, s: rr.normal(n, -x, 1e-3 * x, dtype=dt, seed=s), "mean.*std"),
+    ("normal mean", lambda x, n, dt, s: rr.normal(n, x, 1.0, dtype=dt, seed=s), "mean"),
+    ("uniform width", lambda x, n, dt, s: rr.uniform(n, -x, x, dtype=dt, seed=s), "high - low"),
+    ("uniform high", lambda x, n, dt, s: rr.uniform(n, -0.25 * x, x, dtype=dt, seed=s), "high"),
+    ("truncnorm std two-sided inf", lambda x, n, dt, s: rr.truncated_normal(n, 0.0, x, -INF, INF, dtype=dt, seed=s), "std"),
+    ("truncnorm std upper inf", lambda x, n, dt, s: rr.truncated_normal(n, 0.0, x, 0.0, INF, dtype=dt, seed=s), "std"),
+    ("truncnorm std lower inf", lambda x, n, dt, s: rr.truncated_normal(n, 1e-3 * x, x, -INF, x, dtype=dt, seed=s), "std"),
+    ("truncnorm std far tail", lambda x, n, dt, s: rr.truncated_normal(n, 0.0, x, 20 * x, INF, dtype=dt, seed=s), "std"),
+    ("truncnorm std clamped", lambda x, n, dt, s: rr.truncated_normal(n, 0.0, x, -x, x, dtype=dt, seed=s), "std"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("label,draw,match", EXTREMES, ids=[e[0] for e in EXTREMES])
+def test_largest_accepted_parameters_give_finite_draws(label, draw, match, dtype):
+    fmax = float(np.finfo(dtype).max)
+    x = _largest_accepted(lambda v: draw(v, 0, dtype, 1), 1.0, fmax * 1.0000001 if dtype is np.float32 else fmax)
+    assert x > fmax / 300  # the bound is not absurdly conservative (8.57 sigma * 20 at most)
+    got = draw(x, 1 << 16, dtype, 7)
+    assert np.isfinite(got).all(), (label, x, got[~np.isfinite(got)][:5])
+    with pytest.raises(ValueError, match=match):
+        draw(x * (1 + 1e-6), 4, dtype, 7)
+
+
+def test_tiny_parameters_are_drawn_correctly():
+    # Subnormal std: the values are those of N(0, std**2) rounded to the dtype (coarse but right).
+    for dt, std in [(np.float64, 5e-324), (np.float64, 1e-320), (np.float32, 1e-45), (np.float32, 1e-50)]:
+        z = rr.normal(1000, 0.0, std, dtype=dt, seed=1)
+        assert np.isfinite(z).all() and np.abs(z).max() <= 8.6 * std + np.finfo(dt).smallest_subnormal
+        t = rr.truncated_normal(1000, 0.0, std, -2 * std, 2 * std, dtype=dt, seed=1)
+        assert np.isfinite(t).all() and np.abs(t).max() <= dt(2 * std)
+    u = rr.uniform(1000, -1e-320, 1e-320, dtype=np.float64, seed=1)
+    assert (u >= -1e-320).all() and (u < 1e-320).all()
+
+
+@pytest.mark.parametrize("name,f", SAMPLER_FNS, ids=SAMPLER_IDS)
+def test_masked_out_is_refused(name, f):
+    out = np.ma.masked_array(np.zeros(4, np.float32), mask=[0, 1, 0, 1])
+    with pytest.raises(TypeError, match="out.*mask"):
+        f(None, seed=1, out=out)
+    assert not out.data.any()
+    g = regtune.Generator(1)
+    with pytest.raises(TypeError, match="out.*mask"):
+        getattr(g, name)(out=out)
+    assert g.state["block"] == 0
+
+
+@pytest.mark.parametrize(
+    "out,exc,match",
+    [
+        (np.zeros(4, np.complex64), TypeError, "out"),
+        (np.zeros(4, object), TypeError, "out"),
+        (np.zeros(4, np.float16), TypeError, "out"),
+        (np.zeros(4, bool), TypeError, "out"),
+        (np.zeros((4, 2), np.float32)[:, 0], ValueError, "out"),
+        (np.matrix(np.zeros((2, 2), np.float64)), TypeError, "out"),  # float64 out for float32 draw
+        (4, TypeError, "out"),
+        ("out", TypeError, "out"),
+    ],
+)
+@pytest.mark.parametrize("name,f", SAMPLER_FNS, ids=SAMPLER_IDS)
+def test_hostile_out_is_refused(name, f, out, exc, match):
+    with pytest.raises(exc, match=match):
+        f(None, seed=1, out=out)
+
+
+# ------------------------------------------------------------------ Generator.state and spawn
+
+GOOD_STATE = {"key": 7, "stream": 0, "block": 3, "path": [], "children": 0}
+HOSTILE_STATES = [
+    (None, TypeError, "state"),
+    ([("key", 7)], TypeError, "state"),
+    ("state", TypeError, "state"),
+    ({k: v for k, v in GOOD_STATE.items() if k != "block"}, ValueError, r"state.*missing \['block'\]"),
+    ({}, ValueError, "state.*missing"),
+    (dict(GOOD_STATE, extra=1), ValueError, "state.*unknown 'extra'"),
+    (dict(GOOD_STATE, key=7.0), TypeError, r"state\['key'\]"),
+    (dict(GOOD_STATE, key="7"), TypeError, r"state\['key'\]"),
+    (dict(GOOD_STATE, key=True), TypeError, r"state\['key'\]"),
+    (dict(GOOD_STATE, key=None), TypeError, r"state\['key'\]"),
+    (dict(GOOD_STATE, key=-1), ValueError, r"state\['key'\]"),
+    (dict(GOOD_STATE, key=2**64), ValueError, r"state\['key'\]"),
+    (dict(GOOD_STATE, stream=np.float64(1)), TypeError, r"state\['stream'\]"),
+    (dict(GOOD_STATE, stream=2**64), ValueError, r"state\['stream'\]"),
+    (dict(GOOD_STATE, block=2.9), TypeError, r"state\['block'\]"),
+    (dict(GOOD_STATE, block="3"), TypeError, r"state\['block'\]"),
+    (dict(GOOD_STATE, block=np.bool_(True)), TypeError, r"state\['block'\]"),
+    (dict(GOOD_STATE, block=-1), ValueError, r"state\['block'\]"),
+    (dict(GOOD_STATE, block=2**62 + 1), ValueError, r"state\['block'\]"),
+    (dict(GOOD_STATE, path="ab"), TypeError, r"state\['path'\]"),
+    (dict(GOOD_STATE, path=None), TypeError, r"state\['path'\]"),
+    (dict(GOOD_STATE, path=3), TypeError, r"state\['path'\]"),
+    (dict(GOOD_STATE, path=np.array([1])), TypeError, r"state\['path'\]"),
+    (dict(GOOD_STATE, path=[1.0]), TypeError, r"state\['path'\]\[0\]"),
+    (dict(GOOD_STATE, path=[0, "1"]), TypeError, r"state\['path'\]\[1\]"),
+    (dict(GOOD_STATE, path=[-1]), ValueError, r"state\['path'\]\[0\]"),
+    (dict(GOOD_STATE, children=1.0), TypeError, r"state\['children'\]"),
+    (dict(GOOD_STATE, children=-1), ValueError, r"state\['children'\]"),
+]
+
+
+@pytest.mark.parametrize("state,exc,match", HOSTILE_STATES, ids=[f"state{i}" for i in range(len(HOSTILE_STATES))])
+def test_hostile_states_are_refused_and_change_nothing(state, exc, match):
+    g = regtune.Generator(1)
+    g.bits(9)
+    before = g.state
+    with pytest.raises(exc, match=match):
+        g.state = state
+    assert g.state == before
+    with pytest.raises(exc, match=match):  # pickles go through the same setter
+        regtune.Generator.__new__(regtune.Generator).__setstate__(state)
+
+
+def test_exact_states_round_trip():
+    g = regtune.Generator(9)
+    g.spawn(2)
+    kid = g.spawn(1)[0]
+    kid.bits(40)
+    h = regtune.Generator(0)
+    h.state = kid.state
+    assert h.state == kid.state
+    h.state = dict(kid.state, path=tuple(kid.state["path"]), block=np.uint64(5))  # a tuple, a numpy int
+    assert h.state["block"] == 5 and h.state["path"] == kid.state["path"]
+    h.state = dict(GOOD_STATE, block=2**62)  # the end of the stream: exhausted, but a valid state
+    with pytest.raises(ValueError, match="exhausted"):
+        h.bits(1)
+
+
+@pytest.mark.parametrize("n,exc", [(-1, ValueError), (1.0, TypeError), (True, TypeError), ("2", TypeError), (None, TypeError)])
+def test_hostile_spawn_counts(n, exc):
+    g = regtune.Generator(1)
+    with pytest.raises(exc, match=r"\bn\b"):
+        g.spawn(n)
+    assert g.state["children"] == 0
+
+
+# ------------------------------------------------------------------ hypothesis: anything goes
+
+_ARG_NAMES = re.compile(r"\b(shape|low|high|mean|std|a|b|a, b|dtype|seed|offset|out)\b")
+
+hostile_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 5e-324, 1e-320, 1e-45, F32_MAX, -F32_MAX, 3.5e38, 1e300, F64_MAX, -F64_MAX, 38.0, -37.0]),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([None, "1", True, 1j, [1.0], np.float32("nan"), np.float64(2.0), np.int64(-3)]),
+)
+
+
+@settings(max_examples=300)
+@given(
+    name=st.sampled_from(SAMPLER_IDS),
+    p=st.lists(hostile_floats, min_size=4, max_size=4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_random_parameters_give_finite_draws_or_name_an_argument(name, p, dtype):
+    args = {"uniform": p[:2], "normal": p[:2], "truncated_normal": p}[name]
+    try:
+        got = getattr(rr, name)(64, *args, dtype=dtype, seed=3)
+    except (TypeError, ValueError) as exc:
+        assert _ARG_NAMES.search(str(exc)), str(exc)
+        return
+    assert np.isfinite(got).all(), (name, args)
+    if name == "truncated_normal":
+        assert (got >= args[2]).all() and (got <= args[3]).all()
+    if name == "uniform":
+        assert (got >= dtype(args[0])).all() and (got < dtype(args[1])).all()
+
+
+# Sizes are small or far beyond any address space (>= 2**47 elements): never a real allocation
+# that the machine could grant lazily and then fail to fill.
+_dims = st.one_of(st.integers(-2, 40), st.integers(2**47, 2**70))
+hostile_shapes = st.one_of(
+    _dims,
+    st.lists(_dims, max_size=3).map(tuple),
+    st.lists(st.integers(0, 1), max_size=70).map(tuple),
+    st.floats(),
+    st.text(max_size=3),
+    st.dictionaries(st.integers(0, 3), st.integers(0, 3), max_size=2),
+    st.lists(st.one_of(st.integers(0, 4), st.floats(0, 4), st.none(), st.booleans()), max_size=3),
+)
+
+
+@given(shape=hostile_shapes, name=st.sampled_from(SAMPLER_IDS))
+def test_random_shapes_give_arrays_or_name_shape(shape, name):
+    g = regtune.Generator(2)
+    try:
+        got = getattr(g, name)(shape)
+    except (TypeError, ValueError, MemoryError) as exc:
+        assert "shape" in str(exc), str(exc)
+        assert g.state["block"] == 0
+        return
+    assert got.shape == np.empty(shape).shape and np.isfinite(got).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ratio", [1e3, 1e7])
+def test_a_std_much_wider_than_the_interval_still_gives_the_exact_distribution(ratio, dtype):
+    # Accepted up to std = 1e8 (b - a); near that the draw is nearly uniform on [a, b]. KS at ALPHA.
+    x = rr.truncated_normal(100_000, 0.5, ratio * 2.0, -1.0, 1.0, dtype=dtype, seed=11).astype(np.float64)
+    dist = stats.truncnorm(-1.5 / (2 * ratio), 0.5 / (2 * ratio), loc=0.5, scale=2 * ratio)
+    assert stats.kstest(x, dist.cdf).pvalue > ALPHA
+    assert len(np.unique(x)) > 99_000  # not a handful of quantized levels

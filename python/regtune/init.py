@@ -34,8 +34,8 @@ from numpy.typing import DTypeLike
 
 from . import _core
 from . import random as _random
-from .random import SeedLike
-from ._validation import finite_float, output_array, positive_float, shape_tuple
+from .random import _FMAX, _TIGHT, _Z_MAX, SeedLike, _output, _shape, _uniform_bounds
+from ._validation import finite_float, positive_float
 
 __all__ = [
     "calculate_gain",
@@ -110,13 +110,17 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         The gain as a float.
 
     Raises:
+        TypeError: a ``nonlinearity`` that is not a string, or a ``param`` for ``leaky_relu``
+            that is not a real number (torch raises ValueError there).
         ValueError: unknown ``nonlinearity`` (the message lists the valid names), or a
-            ``param`` for ``leaky_relu`` that is not a finite real number.
+            non-finite ``param`` for ``leaky_relu``.
 
     Example:
         >>> calculate_gain("leaky_relu", 0.2)  # doctest: +ELLIPSIS
         1.3867...
     """
+    if not isinstance(nonlinearity, str):
+        raise TypeError(f"nonlinearity must be a string, got {type(nonlinearity).__name__} {nonlinearity!r}")
     if nonlinearity in _LINEAR_GAIN_NAMES:
         return 1.0
     if nonlinearity == "tanh":
@@ -124,17 +128,11 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        if param is None:
-            negative_slope = 0.01
-        else:
-            # torch's check: a real number but not a bool; we also refuse inf/nan, which
-            # would give a zero or nan gain.
-            try:
-                negative_slope = finite_float(param, "param")
-            except (TypeError, ValueError) as exc:
-                raise ValueError(
-                    f"negative_slope (param) {param!r} not a valid number for leaky_relu"
-                ) from exc
+        # torch's check: a real number but not a bool; we also refuse inf/nan, which
+        # would give a zero or nan gain.
+        negative_slope = 0.01 if param is None else finite_float(param, "param (the negative slope of leaky_relu)")
+        if abs(negative_slope) > 1e150:  # 1 + slope**2 would overflow; it is slope**2 exactly
+            return math.sqrt(2.0) / abs(negative_slope)
         return math.sqrt(2.0 / (1 + negative_slope**2))
     if nonlinearity == "selu":
         # Found empirically (https://github.com/pytorch/pytorch/pull/50664).
@@ -169,7 +167,7 @@ def calculate_fans(shape: ShapeLike) -> tuple[int, int]:
         >>> calculate_fans((64, 3, 7, 7))
         (147, 3136)
     """
-    dims = shape_tuple(shape)
+    dims = _shape(shape)
     if len(dims) < 2:
         raise ValueError(
             "Fan in and fan out can not be computed for shape with fewer than 2 dimensions, "
@@ -191,9 +189,16 @@ def _fans(arr: np.ndarray) -> tuple[int, int]:
     return fan_in, fan_out
 
 
+def _choice(value: object, name: str, valid: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {valid}, got {type(value).__name__} {value!r}")
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
+    return value
+
+
 def _fan_for_mode(arr: np.ndarray, mode: str, valid: tuple[str, ...]) -> float:
-    if mode not in valid:
-        raise ValueError(f"mode must be one of {valid}, got {mode!r}")
+    _choice(mode, "mode", valid)
     fan_in, fan_out = _fans(arr)
     if mode == "fan_in":
         return float(fan_in)
@@ -211,14 +216,34 @@ def _draw(
     scale: float,
     seed: SeedLike,
     offset: int,
+    blame: str,
 ) -> np.ndarray:
     """Fill ``arr`` with a zero-mean draw of ``distribution`` and return it.
 
     ``"uniform"``: U(-scale, scale); ``"normal"``: N(0, scale^2); ``"truncated_normal"``:
-    N(0, scale^2) truncated to [-2 scale, 2 scale].
+    N(0, scale^2) truncated to [-2 scale, 2 scale]. ``blame`` names the user's argument
+    that ``scale`` comes from (``"gain=1e+300"``) for the message of :func:`_check_scale`.
     """
+    _check_scale(scale, distribution, arr.dtype, blame)
     sampler, args = _sampler_args(distribution, scale)
     return getattr(_random, sampler)(None, *args, dtype=arr.dtype, seed=seed, offset=offset, out=arr)
+
+
+def _check_scale(scale: float, distribution: str, dt: np.dtype, blame: str) -> None:
+    """Refuse a derived ``scale`` whose draw cannot be represented in ``dt``, naming the user's
+    argument (``blame``) rather than the sampler's internal ``low``/``std``: too large, the
+    draws would overflow (uniform: the width 2 * bound; normal: 8.57 std in float64, 6.66 in
+    float32; truncated normal: the cut-off 2 std); too small, it underflows to 0 (in float64,
+    or for a uniform bound in ``dt``, where U(-0, 0) is empty). A subnormal std is fine."""
+    what = "bound" if distribution == "uniform" else "std"
+    reach = _Z_MAX[dt] if distribution == "normal" else 2.0
+    if not scale * reach <= _FMAX[dt] * _TIGHT:
+        raise ValueError(
+            f"{blame} makes the {distribution} draw's {what} {scale:.6g}, too large for {dt}: "
+            f"its values would overflow (the largest {dt} is {_FMAX[dt]:.6g})"
+        )
+    if not scale > 0.0 or (distribution == "uniform" and not dt.type(scale) > 0):
+        raise ValueError(f"{blame} makes the {distribution} draw's {what} {scale!r}, which rounds to 0 in {dt}")
 
 
 def _sampler_args(distribution: str, scale: float) -> tuple[str, tuple[float, ...]]:
@@ -271,10 +296,9 @@ def uniform(
     """
     a = finite_float(a, "a")
     b = finite_float(b, "b")
-    arr = output_array(shape, dtype, out)
+    arr = _output(shape, dtype, out)
     # Compared in the output dtype: bounds that round to the same float32 leave no interval.
-    if not arr.dtype.type(a) < arr.dtype.type(b):
-        raise ValueError(f"uniform requires a < b (in {arr.dtype}), got a={a!r}, b={b!r}")
+    a, b = _uniform_bounds(a, b, arr.dtype, ("a", "b"))
     return _random.uniform(None, a, b, dtype=arr.dtype, seed=seed, offset=offset, out=arr)
 
 
@@ -307,7 +331,7 @@ def normal(
     Example:
         >>> w = normal((3, 5), 0.0, 0.02, seed=0)
     """
-    arr = output_array(shape, dtype, out)
+    arr = _output(shape, dtype, out)
     return _random.normal(None, mean, std, dtype=arr.dtype, seed=seed, offset=offset, out=arr)
 
 
@@ -347,7 +371,7 @@ def trunc_normal(
     Example:
         >>> w = trunc_normal((3, 5), std=0.02, a=-0.04, b=0.04, seed=0)
     """
-    arr = output_array(shape, dtype, out)
+    arr = _output(shape, dtype, out)
     return _random.truncated_normal(
         None, mean, std, a, b, dtype=arr.dtype, seed=seed, offset=offset, out=arr
     )
@@ -383,8 +407,8 @@ def constant(
     if val is None:
         raise TypeError("constant() missing required argument 'val'")
     val = finite_float(val, "val")
-    arr = output_array(shape, dtype, out)
-    if abs(val) > float(np.finfo(arr.dtype).max):
+    arr = _output(shape, dtype, out)
+    if abs(val) > _FMAX[arr.dtype]:
         raise ValueError(f"val = {val!r} does not fit in {arr.dtype}")
     _core.fill(arr, val)  # threaded; rounds val to the dtype as arr.fill would
     return arr
@@ -463,14 +487,16 @@ def xavier_uniform(
 
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
-        ValueError: fewer than 2 dimensions, ``gain <= 0``, a negative ``offset``, or a bad
-            ``out``.
+        ValueError: fewer than 2 dimensions, ``gain <= 0``, a ``gain`` whose draws would
+            overflow ``dtype`` (or, for the uniform, whose bound rounds to 0 in it), a negative
+            ``offset``, or a bad ``out``.
+        MemoryError: a ``shape`` too large to allocate.
 
     Example:
         >>> w = xavier_uniform((256, 128), gain=calculate_gain("tanh"), seed=0)
     """
-    arr = output_array(shape, dtype, out)
-    return _draw(arr, "uniform", math.sqrt(3.0) * _xavier_std(arr, gain), seed, offset)
+    arr = _output(shape, dtype, out)
+    return _draw(arr, "uniform", math.sqrt(3.0) * _xavier_std(arr, gain), seed, offset, f"gain={gain!r}")
 
 
 def xavier_normal(
@@ -494,11 +520,12 @@ def xavier_normal(
     Example:
         >>> w = xavier_normal((256, 128), seed=0)
     """
-    arr = output_array(shape, dtype, out)
-    return _draw(arr, "normal", _xavier_std(arr, gain), seed, offset)
+    arr = _output(shape, dtype, out)
+    return _draw(arr, "normal", _xavier_std(arr, gain), seed, offset, f"gain={gain!r}")
 
 
 def _kaiming_std(arr: np.ndarray, a: float, mode: str, nonlinearity: str) -> float:
+    a = finite_float(a, "a")  # named as the user passed it (calculate_gain would say param)
     fan = _fan_for_mode(arr, mode, _FAN_MODES)
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
@@ -538,15 +565,17 @@ def kaiming_uniform(
 
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
-        ValueError: fewer than 2 dimensions, an unknown ``mode`` or ``nonlinearity``, a bad
-            ``a``, a negative ``offset``, or a bad ``out``.
+        ValueError: fewer than 2 dimensions, an unknown ``mode`` or ``nonlinearity``, a
+            non-finite ``a`` or one so large that the uniform bound rounds to 0 in ``dtype``, a
+            negative ``offset``, or a bad ``out``.
+        MemoryError: a ``shape`` too large to allocate.
 
     Example:
         >>> w = kaiming_uniform((64, 3, 3, 3), nonlinearity="relu", seed=0)
     """
-    arr = output_array(shape, dtype, out)
+    arr = _output(shape, dtype, out)
     std = _kaiming_std(arr, a, mode, nonlinearity)
-    return _draw(arr, "uniform", math.sqrt(3.0) * std, seed, offset)
+    return _draw(arr, "uniform", math.sqrt(3.0) * std, seed, offset, f"a={a!r}")
 
 
 def kaiming_normal(
@@ -573,8 +602,8 @@ def kaiming_normal(
     Example:
         >>> w = kaiming_normal((512, 256), mode="fan_out", nonlinearity="relu", seed=0)
     """
-    arr = output_array(shape, dtype, out)
-    return _draw(arr, "normal", _kaiming_std(arr, a, mode, nonlinearity), seed, offset)
+    arr = _output(shape, dtype, out)
+    return _draw(arr, "normal", _kaiming_std(arr, a, mode, nonlinearity), seed, offset, f"a={a!r}")
 
 
 def _lecun_scale(arr: np.ndarray, distribution: str) -> float:
@@ -612,8 +641,8 @@ def lecun_uniform(
     Example:
         >>> w = lecun_uniform((128, 64), seed=0)
     """
-    arr = output_array(shape, dtype, out)
-    return _draw(arr, "uniform", _lecun_scale(arr, "uniform"), seed, offset)
+    arr = _output(shape, dtype, out)
+    return _draw(arr, "uniform", _lecun_scale(arr, "uniform"), seed, offset, f"shape {arr.shape}")
 
 
 def lecun_normal(
@@ -635,14 +664,13 @@ def lecun_normal(
     Example:
         >>> w = lecun_normal((128, 64), seed=0)
     """
-    arr = output_array(shape, dtype, out)
-    return _draw(arr, "normal", _lecun_scale(arr, "normal"), seed, offset)
+    arr = _output(shape, dtype, out)
+    return _draw(arr, "normal", _lecun_scale(arr, "normal"), seed, offset, f"shape {arr.shape}")
 
 
 def _variance_scaling_scale(arr: np.ndarray, scale: float, mode: str, distribution: str) -> float:
     scale = positive_float(scale, "scale")
-    if distribution not in _DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}")
+    _choice(distribution, "distribution", _DISTRIBUTIONS)
     variance = scale / _fan_for_mode(arr, mode, _VS_MODES)
     if distribution == "truncated_normal":
         return math.sqrt(variance) / _TRUNC_NORMAL_STD_2
@@ -690,15 +718,17 @@ def variance_scaling(
 
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
-        ValueError: fewer than 2 dimensions, ``scale <= 0``, an unknown ``mode`` or
+        ValueError: fewer than 2 dimensions, ``scale <= 0``, a ``scale`` whose draws would
+            overflow ``dtype`` (or whose uniform bound rounds to 0), an unknown ``mode`` or
             ``distribution``, a negative ``offset``, or a bad ``out``.
+        MemoryError: a ``shape`` too large to allocate.
 
     Example:
         >>> w = variance_scaling((256, 128), 2.0, "fan_in", "truncated_normal", seed=0)
     """
-    arr = output_array(shape, dtype, out)
+    arr = _output(shape, dtype, out)
     std = _variance_scaling_scale(arr, scale, mode, distribution)
-    return _draw(arr, distribution, std, seed, offset)
+    return _draw(arr, distribution, std, seed, offset, f"scale={scale!r}")
 
 
 def orthogonal(
@@ -725,7 +755,8 @@ def orthogonal(
     Args:
         shape: the shape of the result (at least 2 dimensions); may be None when ``out`` is
             given.
-        gain: a finite scaling factor.
+        gain: a finite scaling factor, ``|gain| <= finfo(dtype).max`` (a subnormal gain gives
+            the correctly rounded, possibly zero, result).
         dtype, seed, offset, out: as in :func:`uniform`.
 
     Returns:
@@ -733,8 +764,9 @@ def orthogonal(
 
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
-        ValueError: fewer than 2 dimensions, a non-finite ``gain``, a negative ``offset``,
-            or a bad ``out``.
+        ValueError: fewer than 2 dimensions, a non-finite ``gain`` or one beyond ``dtype``'s
+            range, a negative ``offset``, or a bad ``out``.
+        MemoryError: a ``shape`` too large to allocate.
 
     Example:
         >>> w = orthogonal((4, 8), seed=0)
@@ -742,11 +774,13 @@ def orthogonal(
         True
     """
     gain = finite_float(gain, "gain")
-    arr = output_array(shape, dtype, out)
+    arr = _output(shape, dtype, out)
     if arr.ndim < 2:
         raise ValueError(
             f"orthogonal needs a shape with 2 or more dimensions, got shape {arr.shape}"
         )
+    if not abs(gain) <= _FMAX[arr.dtype] * _TIGHT:  # the entries of gain * Q reach |gain|
+        raise ValueError(f"gain={gain!r} is too large for {arr.dtype}: |gain| must be <= {_FMAX[arr.dtype]:.6g}")
     rows = arr.shape[0]
     cols = arr.size // rows if rows else 0
     flat = _random.normal((rows, cols), 0.0, 1.0, dtype=np.float64, seed=seed, offset=offset)

@@ -20,6 +20,7 @@ import pytest
 
 import regtune
 from regtune import _core, optim
+from regtune._validation import first_overlap
 
 from .conftest import SIMD_PATHS, num_threads, run_together, simd_path
 
@@ -843,14 +844,14 @@ def test_disjoint_views_of_one_buffer_and_a_shared_gradient_are_fine():
 
 def test_the_overlap_helper_is_exact_for_interleaved_and_gapped_views():
     x = np.zeros(64)
-    assert optim._first_overlap([("a", x[::2])], [("b", x[1::2])]) is None  # bounds overlap, no element does
-    assert optim._first_overlap([("a", x[::2]), ("b", x[1::2])]) is None
-    assert optim._first_overlap([("a", x[::2])], [("b", x[2::4])]) == "b overlaps a"
+    assert first_overlap([("a", x[::2])], [("b", x[1::2])]) is None  # bounds overlap, no element does
+    assert first_overlap([("a", x[::2]), ("b", x[1::2])]) is None
+    assert first_overlap([("a", x[::2])], [("b", x[2::4])]) == "b overlaps a"
     m = x.reshape(8, 8)
-    assert optim._first_overlap([("a", m[:, :4])], [("b", m[:, 4:])]) is None  # column blocks
-    assert optim._first_overlap([("a", m[:, :4])], [("b", m[:, 3:5])]) == "b overlaps a"
-    assert optim._first_overlap([], [("a", x), ("b", x)]) is None  # two reads may share memory
-    assert optim._first_overlap([("a", x[:0]), ("b", x[:0])]) is None  # nothing to share
+    assert first_overlap([("a", m[:, :4])], [("b", m[:, 4:])]) is None  # column blocks
+    assert first_overlap([("a", m[:, :4])], [("b", m[:, 3:5])]) == "b overlaps a"
+    assert first_overlap([], [("a", x), ("b", x)]) is None  # two reads may share memory
+    assert first_overlap([("a", x[:0]), ("b", x[:0])]) is None  # nothing to share
 
 
 def test_an_arena_of_many_views_is_checked_without_quadratic_work():

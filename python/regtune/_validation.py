@@ -13,6 +13,11 @@ from typing import Any
 
 import numpy as np
 
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # numpy < 2
+    from numpy import byte_bounds
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -67,7 +72,9 @@ def output_array(shape: Any, dtype: Any, out: Any, *, name: str = "out") -> np.n
 
 
 def check_inplace(arr: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
-    """Check an array that a kernel writes into: ndarray, exact dtype, C-contiguous, writable."""
+    """Check an array that a kernel writes into: ndarray (not masked), exact dtype, C-contiguous,
+    writable."""
+    not_masked(arr, name)
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
     if dtype is not None and arr.dtype != dtype:
@@ -202,8 +209,75 @@ def float_input(x: Any, name: str) -> np.ndarray:
     """An array a kernel only reads: a float32 or float64 ``numpy.ndarray`` (array-likes are
     converted once with ``numpy.asarray``). Contiguity is not required here; callers pass
     ``numpy.ascontiguousarray(x)`` to the kernel, a copy only of an input that is never written.
-    Any other dtype is a TypeError naming the argument (nothing is cast silently)."""
+    Any other dtype, and a masked array (its mask would be ignored), is a TypeError naming the
+    argument (nothing is cast silently)."""
+    not_masked(x, name)
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
     return arr
+
+# --------------------------------------------------------------- masked arrays and overlap
+
+#: Effort numpy.shares_memory may spend on one pair of strided views before the pair is taken
+#: to overlap (only pairs whose memory bounds overlap get that far).
+MAX_OVERLAP_WORK = 100_000
+
+
+def not_masked(x: Any, name: str) -> None:
+    """A masked array's mask would be ignored by every kernel: refuse it, naming ``name``."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} must be a plain numpy.ndarray, got a numpy.ma.MaskedArray (regtune would ignore its mask; "
+            f"pass {name}.filled(...) or {name}.data)"
+        )
+
+
+def memory_root(a: np.ndarray) -> Any:
+    """The object whose memory ``a`` views: arrays derived from one array or buffer share it."""
+    b = a.base
+    if b is None:
+        return a
+    return b.obj if type(b) is memoryview and b.obj is not None else b
+
+
+def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` share at least one byte: the cheap bounds test first, then the
+    exact test (interleaved views such as x[::2] and x[1::2] do not overlap); a pair too hard
+    to decide within ``MAX_OVERLAP_WORK`` counts as overlapping."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=MAX_OVERLAP_WORK))
+    except np.exceptions.TooHardError:
+        return True
+
+
+def first_overlap(written: list[tuple[str, np.ndarray]], read: list[tuple[str, np.ndarray]] = ()) -> str | None:
+    """``"a overlaps b"`` for the first pair of arrays that share memory, where at least one of
+    the two is in ``written`` (arrays in ``read`` may share memory with each other), else None.
+    Arrays are grouped by :func:`memory_root`; within a group they are sorted by their memory bounds
+    and only pairs whose bounds intersect are tested exactly: about n log n work for n arrays
+    that tile one buffer (a flat parameter arena), not n**2."""
+    groups: dict[int, list[tuple[str, np.ndarray, bool]]] = {}
+    for label, a in written:
+        groups.setdefault(id(memory_root(a)), []).append((label, a, True))
+    for label, a in read:
+        if isinstance(a, np.ndarray):  # anything else is refused by the caller's own checks
+            group = groups.get(id(memory_root(a)))
+            if group is not None:
+                group.append((label, a, False))
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        spans = sorted((*byte_bounds(a), k) for k, (_, a, _) in enumerate(group) if a.size)
+        active: list[tuple[int, int]] = []  # (end, index) of the spans still open
+        for lo, hi, k in spans:
+            active = [(end, j) for end, j in active if end > lo]
+            label, a, w = group[k]
+            for _, j in active:
+                other, b, wb = group[j]
+                if (w or wb) and overlaps(a, b):
+                    return f"{label} overlaps {other}" if k > j else f"{other} overlaps {label}"
+            active.append((hi, k))
+    return None

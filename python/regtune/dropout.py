@@ -36,8 +36,7 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 
 from . import _core
-from ._validation import boolean, check_inplace, float_input, hyperparameter, shape_tuple
-from .optim import _not_masked, _overlaps
+from ._validation import boolean, check_inplace, float_input, hyperparameter, not_masked, overlaps, shape_tuple
 from .random import Generator, SeedLike, _drawing, _position
 
 __all__ = [
@@ -97,7 +96,7 @@ def _input(x: Any, name: str) -> np.ndarray:
     if type(x) is not np.ndarray:
         if x is None:
             raise TypeError(f"{name} must be a float32 or float64 array, got None")
-        _not_masked(x, name)
+        not_masked(x, name)
         if not isinstance(x, np.ndarray):
             try:
                 x = np.asarray(x)
@@ -115,7 +114,7 @@ def _output(out: Any, x: np.ndarray, xname: str) -> np.ndarray | None:
     share no element are disjoint)."""
     if out is None:
         return None
-    _not_masked(out, "out")
+    not_masked(out, "out")
     check_inplace(out, "out", x.dtype)
     if out.shape != x.shape:
         raise ValueError(f"out.shape {out.shape} does not match {xname}.shape {x.shape}")
@@ -123,7 +122,7 @@ def _output(out: Any, x: np.ndarray, xname: str) -> np.ndarray | None:
         return out
     if x.flags.c_contiguous and out.ctypes.data == x.ctypes.data:
         return out  # the same elements (same start, shape, dtype, both C-contiguous): in place
-    if _overlaps(out, x):
+    if overlaps(out, x):
         raise ValueError(f"out overlaps {xname} without being the same memory; pass out={xname} or a separate array")
     return out
 
@@ -150,7 +149,7 @@ def _channels(x: np.ndarray) -> tuple[int, int]:
 
 
 def _mask_input(mask: Any, units: int) -> np.ndarray:
-    _not_masked(mask, "mask")
+    not_masked(mask, "mask")
     if not isinstance(mask, np.ndarray):
         raise TypeError(f"mask must be a numpy.ndarray of dtype uint8 (a packed mask), got {type(mask).__name__}")
     if mask.dtype != np.uint8:
@@ -234,7 +233,7 @@ def _backward(dy: Any, mask: Any, p: Any, seed: Any, offset: Any, out: Any, kind
     units, row_len = _channels(dy) if feature else (dy.size, 1)
     if mask is not None:
         mask = _mask_input(mask, units)  # a copy when it was not contiguous
-        if out is not None and _overlaps(mask, out):  # its bits would be overwritten while read
+        if out is not None and overlaps(mask, out):  # its bits would be overwritten while read
             raise ValueError("mask overlaps out; the mask must not be stored in the output's memory")
     if p == 0.0:
         return _passthrough(dy, out)

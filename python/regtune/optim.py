@@ -51,17 +51,15 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-try:
-    from numpy.lib.array_utils import byte_bounds
-except ImportError:  # numpy < 2
-    from numpy import byte_bounds
-
 from . import _core
 from ._validation import (
     array_list,
     boolean,
+    first_overlap,
     hyperparameter,
+    memory_root,
     nonnegative_int,
+    not_masked,
     same_length,
     scalar_or_schedule,
     schedule_value,
@@ -75,9 +73,6 @@ _SGD, _ADAM, _RMSPROP, _ADAGRAD = 0, 1, 2, 3  # the kernels' OptimKind
 
 #: step counts stay below 2**63 (an int64), so every coefficient is a float computation.
 _MAX_STEP = 2**63
-#: Effort numpy.shares_memory may spend on one pair of strided views before the pair is taken
-#: to overlap (only pairs whose memory bounds overlap get that far).
-_MAX_WORK = 100_000
 #: State buffers that hold running sums of squares: never negative (sqrt is taken of them).
 _SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
 
@@ -85,70 +80,11 @@ _SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
 # --------------------------------------------------------------- shared checks (private)
 
 
-def _not_masked(x: Any, name: str) -> None:
-    """A masked array's mask would be ignored by every kernel: refuse it, naming ``name``."""
-    if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(
-            f"{name} must be a plain numpy.ndarray, got a numpy.ma.MaskedArray (regtune would ignore its mask; "
-            f"pass {name}.filled(...) or {name}.data)"
-        )
-
-
-def _root(a: np.ndarray) -> Any:
-    """The object whose memory ``a`` views: arrays derived from one array or buffer share it."""
-    b = a.base
-    if b is None:
-        return a
-    return b.obj if type(b) is memoryview and b.obj is not None else b
-
-
-def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when ``a`` and ``b`` share at least one byte: the cheap bounds test first, then the
-    exact test (interleaved views such as x[::2] and x[1::2] do not overlap); a pair too hard
-    to decide within ``_MAX_WORK`` counts as overlapping."""
-    if not np.may_share_memory(a, b):
-        return False
-    try:
-        return bool(np.shares_memory(a, b, max_work=_MAX_WORK))
-    except np.exceptions.TooHardError:
-        return True
-
-
-def _first_overlap(written: list[tuple[str, np.ndarray]], read: list[tuple[str, np.ndarray]] = ()) -> str | None:
-    """``"a overlaps b"`` for the first pair of arrays that share memory, where at least one of
-    the two is in ``written`` (arrays in ``read`` may share memory with each other), else None.
-    Arrays are grouped by :func:`_root`; within a group they are sorted by their memory bounds
-    and only pairs whose bounds intersect are tested exactly: about n log n work for n arrays
-    that tile one buffer (a flat parameter arena), not n**2."""
-    groups: dict[int, list[tuple[str, np.ndarray, bool]]] = {}
-    for label, a in written:
-        groups.setdefault(id(_root(a)), []).append((label, a, True))
-    for label, a in read:
-        if isinstance(a, np.ndarray):  # anything else is refused by the caller's own checks
-            group = groups.get(id(_root(a)))
-            if group is not None:
-                group.append((label, a, False))
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        spans = sorted((*byte_bounds(a), k) for k, (_, a, _) in enumerate(group) if a.size)
-        active: list[tuple[int, int]] = []  # (end, index) of the spans still open
-        for lo, hi, k in spans:
-            active = [(end, j) for end, j in active if end > lo]
-            label, a, w = group[k]
-            for _, j in active:
-                other, b, wb = group[j]
-                if (w or wb) and _overlaps(a, b):
-                    return f"{label} overlaps {other}" if k > j else f"{other} overlaps {label}"
-            active.append((hi, k))
-    return None
-
-
 def _arrays(arrays: Any, name: str) -> list[np.ndarray]:
     """:func:`array_list` (in-place arrays, no two sharing memory), masked arrays refused."""
     out = array_list(arrays, name)
     for i, a in enumerate(out):
-        _not_masked(a, f"{name}[{i}]")
+        not_masked(a, f"{name}[{i}]")
     return out
 
 
@@ -263,10 +199,10 @@ class Optimizer:
         roots = set()  # of the gradients, to compare them with the arrays the step writes
         for i, g in enumerate(grads):
             if type(g) is not np.ndarray:  # exact ndarrays (the usual case) skip these tests
-                _not_masked(g, f"grads[{i}]")
+                not_masked(g, f"grads[{i}]")
                 if not isinstance(g, np.ndarray):
                     continue  # the kernel names it
-            roots.add(id(_root(g)))
+            roots.add(id(memory_root(g)))
         with self._lock:
             count = self.step_count
             args = self._step_args(count)
@@ -280,7 +216,7 @@ class Optimizer:
             except ValueError as exc:
                 if "share memory" not in str(exc):
                     raise
-                found = _first_overlap(self._written(states, names))  # name the two arrays
+                found = first_overlap(self._written(states, names))  # name the two arrays
                 raise ValueError(f"{found or exc}; parameters and optimizer state must not share memory") from None
             self.step_count = count + 1
         return norm
@@ -301,10 +237,10 @@ class Optimizer:
         for arrays in (self.params, *states):
             if arrays is not None:
                 for a in arrays:
-                    if id(_root(a)) in roots:
+                    if id(memory_root(a)) in roots:
                         hit = True
         if hit:
-            found = _first_overlap(self._written(states, names), [(f"grads[{i}]", g) for i, g in enumerate(grads)])
+            found = first_overlap(self._written(states, names), [(f"grads[{i}]", g) for i, g in enumerate(grads)])
             if found is not None:
                 raise ValueError(f"{found}; a gradient must not share memory with a parameter or a state buffer")
 
@@ -356,7 +292,7 @@ class Optimizer:
             for i, (a, p) in enumerate(zip(arrays, self.params)):
                 if not isinstance(a, np.ndarray):
                     raise TypeError(f"{label}[{i}] must be a numpy.ndarray, got {type(a).__name__}")
-                _not_masked(a, f"{label}[{i}]")
+                not_masked(a, f"{label}[{i}]")
                 if a.dtype != p.dtype:
                     raise TypeError(f"{label}[{i}] has dtype {a.dtype} but params[{i}] has {p.dtype}")
                 if a.shape != p.shape:
@@ -368,8 +304,8 @@ class Optimizer:
             # this optimizer's own buffers (its own state_dict()'s arrays are copies, but
             # opt.state itself, or a permutation of it, may be given) is read before any is
             # written: a snapshot of those, so the result never depends on the copy order.
-            own = {id(_root(a)) for arrays in self.state.values() for a in arrays}
-            given = {n: [a.copy() if id(_root(a)) in own else a for a in arrays] for n, arrays in given.items()}
+            own = {id(memory_root(a)) for arrays in self.state.values() for a in arrays}
+            given = {n: [a.copy() if id(memory_root(a)) in own else a for a in arrays] for n, arrays in given.items()}
             for name, arrays in given.items():
                 for own_a, a in zip(self.state[name], arrays):
                     np.copyto(own_a, a)

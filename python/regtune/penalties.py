@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT_DTYPES, check_inplace, hyperparameter
-from .optim import _not_masked, _overlaps
+from ._validation import FLOAT_DTYPES, check_inplace, hyperparameter, not_masked, overlaps
 
 __all__ = ["penalty_value", "add_penalty_grad", "prox_l1", "max_norm_"]
 
@@ -40,7 +39,7 @@ def _read_array(w: Any, dtype: np.dtype | None = None, name: str = "w") -> np.nd
     part, or give nan)."""
     if w is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
-    _not_masked(w, name)
+    not_masked(w, name)
     try:
         arr = w if isinstance(w, np.ndarray) else np.asarray(w)
     except (ValueError, TypeError):
@@ -55,7 +54,7 @@ def _read_array(w: Any, dtype: np.dtype | None = None, name: str = "w") -> np.nd
 
 def _inplace(w: Any, name: str) -> np.ndarray:
     """An array a kernel updates in place: C-contiguous, writable float32/float64, not masked."""
-    _not_masked(w, name)
+    not_masked(w, name)
     check_inplace(w, name)
     if w.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {w.dtype}")
@@ -130,7 +129,7 @@ def add_penalty_grad(g: np.ndarray, w: Any, l1: float = 0.0, l2: float = 0.0) ->
     wa = _read_array(w, g.dtype)
     if wa.shape != g.shape:
         raise ValueError(f"w has shape {wa.shape} but g has shape {g.shape}")
-    if _overlaps(g, wa):  # (a converted copy never does)
+    if overlaps(g, wa):  # (a converted copy never does)
         raise ValueError("g overlaps w; the gradient must not share memory with the weights")
     _core.add_penalty_grad(g, wa, l1, l2)
     return g

@@ -52,7 +52,7 @@ import numpy as np
 
 from . import optim, penalties
 from . import random as _random
-from ._validation import boolean, float_dtype, hyperparameter, nonnegative_int
+from ._validation import boolean, float_dtype, hyperparameter, nonnegative_int, not_masked
 from .dropout import alpha_dropout, alpha_dropout_backward, dropout_backward
 from .dropout import dropout as _dropout
 from .schedules import ReduceOnPlateau
@@ -173,15 +173,10 @@ def _json_member(f: Any, key: str, path: Any) -> dict:
     return d
 
 
-def _not_masked(x: Any, name: str) -> None:
-    if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(f"{name} must not be a masked array (its mask would be ignored); fill or drop the masked values")
-
-
 def _features(X: Any, name: str, n_in: int, dtype: np.dtype) -> np.ndarray:
     """Inputs of shape (n, n_in) as a C-contiguous array of ``dtype``: real numbers only (no
     bool, complex, object or strings), finite after the conversion to ``dtype``."""
-    _not_masked(X, name)
+    not_masked(X, name)
     try:
         X = np.asarray(X)
     except (ValueError, TypeError) as exc:
@@ -204,7 +199,7 @@ def _features(X: Any, name: str, n_in: int, dtype: np.dtype) -> np.ndarray:
 
 def _labels(y: Any, name: str, n: int, n_classes: int, x_name: str) -> np.ndarray:
     """Integer class labels in [0, n_classes), one per row (integral floats are accepted)."""
-    _not_masked(y, name)
+    not_masked(y, name)
     try:
         y = np.asarray(y)
     except (ValueError, TypeError) as exc:
@@ -416,7 +411,7 @@ class MLP:
                 ``offset`` not an int.
             ValueError: ``x`` not of shape (n, sizes[0]); a negative ``seed`` or ``offset``.
         """
-        _not_masked(x, "x")
+        not_masked(x, "x")
         if not isinstance(x, np.ndarray):
             raise TypeError(f"x must be a numpy.ndarray, got {type(x).__name__}")
         float_dtype(x.dtype, "x.dtype")
@@ -463,7 +458,7 @@ class MLP:
             isinstance(c, tuple) and len(c) == 4 and isinstance(c[0], np.ndarray) for c in cache
         ):
             raise TypeError(f"cache must be the list that this model's forward() returned, got {type(cache).__name__}")
-        _not_masked(dlogits, "dlogits")
+        not_masked(dlogits, "dlogits")
         if not isinstance(dlogits, np.ndarray):
             raise TypeError(f"dlogits must be a numpy.ndarray, got {type(dlogits).__name__}")
         float_dtype(dlogits.dtype, "dlogits.dtype")

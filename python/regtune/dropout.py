@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _core
 from ._validation import boolean, check_inplace, float_input, hyperparameter, not_masked, overlaps, shape_tuple
-from .random import Generator, SeedLike, _drawing, _position
+from .random import Generator, SeedLike, _draw, _drawing, _position
 
 __all__ = [
     "DropConnect",
@@ -70,6 +70,8 @@ class DropConnect(NamedTuple):
 
 
 def _probability(p: Any) -> float:
+    if type(p) is float and 0.0 <= p <= 1.0:
+        return p  # the common case, without the ABC checks
     return hyperparameter(p, "p", low=0.0, high=1.0)
 
 
@@ -161,10 +163,19 @@ def _mask_input(mask: Any, units: int) -> np.ndarray:
     return np.ascontiguousarray(mask)
 
 
+_COEFS: dict[tuple[float, np.dtype], tuple[float, float, float]] = {}
+
+
 def _dropout_coefs(p: float, dt: np.dtype) -> tuple[float, float, float]:
-    """(scale, shift, drop) of inverted dropout: kept x * scale, dropped 0."""
-    scale = 0.0 if p == 1.0 else float(dt.type(1.0 / (1.0 - p)))
-    return scale, 0.0, 0.0
+    """(scale, shift, drop) of inverted dropout: kept x * scale, dropped 0 (remembered per
+    (p, dtype): rounding in the dtype costs more than a small kernel call)."""
+    hit = _COEFS.get((p, dt))
+    if hit is None:
+        if len(_COEFS) >= 1024:
+            _COEFS.clear()
+        scale = 0.0 if p == 1.0 else float(dt.type(1.0 / (1.0 - p)))
+        hit = _COEFS[(p, dt)] = (scale, 0.0, 0.0)
+    return hit
 
 
 def _alpha_a(p: float) -> float:
@@ -187,8 +198,10 @@ def _forward(
     x: Any, p: Any, seed: Any, offset: Any, training: Any, out: Any, return_mask: Any, kind: str, xname: str = "x"
 ):
     p = _probability(p)
-    training = boolean(training, "training")
-    return_mask = boolean(return_mask, "return_mask")
+    if type(training) is not bool:
+        training = boolean(training, "training")
+    if type(return_mask) is not bool:
+        return_mask = boolean(return_mask, "return_mask")
     x = _input(x, xname)
     out = _output(out, x, xname)
     feature = kind == "feature"
@@ -199,17 +212,21 @@ def _forward(
     dt = x.dtype
     scale, shift, drop = _alpha_coefs(p, dt) if kind == "alpha" else _dropout_coefs(p, dt)
     threshold = _threshold(p)
-    with _drawing(seed, offset, units, 4) as (key, stream, first):  # a Generator advances on success
-        xc = _contiguous(x)
-        y = np.empty_like(xc) if out is None else out
+    xc = _contiguous(x)
+    y = np.empty_like(xc) if out is None else out
+
+    def draw(key: int, stream: int, first: int) -> np.ndarray | None:  # a Generator advances on success
         if feature:
             mask = np.empty(_nbytes(units), dtype=np.uint8)
             _core.dropout_mask(mask, units, key, stream, first, threshold)
             if x.size:
                 _core.dropout_apply(xc, y, mask, row_len, scale, shift, drop)
-        else:
-            mask = np.empty(_nbytes(units), dtype=np.uint8) if return_mask else None
-            _core.dropout(xc, y, mask, key, stream, first, threshold, scale, shift, drop)
+            return mask
+        mask = np.empty(_nbytes(units), dtype=np.uint8) if return_mask else None
+        _core.dropout(xc, y, mask, key, stream, first, threshold, scale, shift, drop)
+        return mask
+
+    mask = _draw(seed, offset, units, 4, draw)
     return (y, mask) if return_mask else y
 
 

@@ -267,6 +267,17 @@ class _drawing:
             gen._lock.release()
 
 
+def _draw(seed: Any, offset: Any, count: int, per_block: int, draw: Any) -> Any:
+    """``draw(key, stream, first)`` at the position of a draw of ``count`` elements, as
+    ``with _drawing(...)`` does (a Generator is locked for the call and moves past the draw only
+    when it succeeds), with a fast path for the common case: an int seed and an int offset."""
+    if (type(seed) is int and type(offset) is int and 0 <= seed < _U64 and offset >= 0
+            and (offset + count) * (4 // per_block) <= _U64):
+        return draw(seed, 0, offset if count else 0)
+    with _drawing(seed, offset, count, per_block) as (key, stream, first):
+        return draw(key, stream, first)
+
+
 def _position(seed: Any, offset: Any, count: int, per_block: int) -> tuple[int, int, int]:
     """(key, stream, first element) for a draw of ``count`` elements made outside this call
     (the dask layers); a Generator moves past it at once, atomically."""
@@ -299,13 +310,12 @@ def bits(n: int, *, seed: SeedLike, offset: int = 0) -> np.ndarray:
     """
     n = nonnegative_int(n, "n")
     out = _empty((n,), np.dtype(np.uint32), f"n = {n}")
-    with _drawing(seed, offset, out.size, 4) as (key, stream, first):
-        _core.bits(out, key, stream, first)
+    _draw(seed, offset, out.size, 4, lambda key, stream, first: _core.bits(out, key, stream, first))
     return out
 
 
 def _per_block(dt: np.dtype) -> int:
-    return 4 if dt == np.float32 else 2
+    return 4 if dt is _DT32 or dt == _DT32 else 2
 
 
 # The largest |z| the normal kernels draw: the Box-Muller radius sqrt(-2 ln u) at the smallest
@@ -395,13 +405,37 @@ def _output(shape: Any, dtype: Any, out: Any) -> np.ndarray:
             raise TypeError("shape is required when out is not given")
         dims = _shape(shape)
         return _empty(dims, _dtype(dtype))
+    if (type(out) is np.ndarray and out.dtype == dtype and out.flags.carray
+            and (shape is None or (type(shape) is int and out.shape == (shape,)) or (type(shape) is tuple and shape == out.shape))):
+        return out  # the common case: an exact, aligned, writable C array of the dtype and shape asked for
     if isinstance(out, np.ma.MaskedArray):
         raise TypeError("out must be a plain numpy.ndarray, got a numpy.ma.MaskedArray (its mask would be ignored)")
     return output_array(None if shape is None else _shape(shape), dtype, out)
 
 
+#: Parameters already checked, by (value, value, dtype): the checks cost more than a small draw.
+_CHECKED: dict[tuple[Any, ...], tuple[float, ...]] = {}
+
+
+def _remember(key: tuple[Any, ...], value: tuple[float, ...]) -> tuple[float, ...]:
+    if len(_CHECKED) >= 1024:
+        _CHECKED.clear()
+    _CHECKED[key] = value
+    return value
+
+
 def _uniform_bounds(low: Any, high: Any, dt: np.dtype, names: tuple[str, str] = ("low", "high")) -> tuple[float, float]:
     """Checked bounds of U[low, high) in ``dt``; ``names`` are the user's argument names."""
+    if type(low) is float and type(high) is float:
+        key = ("u", low, high, math.copysign(1.0, low), math.copysign(1.0, high), dt, names)  # -0.0 is not 0.0
+        hit = _CHECKED.get(key)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        return _remember(key, _uniform_bounds_checked(low, high, dt, names))  # type: ignore[return-value]
+    return _uniform_bounds_checked(low, high, dt, names)
+
+
+def _uniform_bounds_checked(low: Any, high: Any, dt: np.dtype, names: tuple[str, str]) -> tuple[float, float]:
     ln, hn = names
     lo = _finite_in(_real(low, ln), dt, ln)
     hi = _finite_in(_real(high, hn), dt, hn)
@@ -414,6 +448,16 @@ def _uniform_bounds(low: Any, high: Any, dt: np.dtype, names: tuple[str, str] = 
 
 def _normal_params(mean: Any, std: Any, dt: np.dtype) -> tuple[float, float]:
     """Checked (mean, std) of N(mean, std**2) whose every draw fits in ``dt``."""
+    if type(mean) is float and type(std) is float:
+        key = ("n", mean, std, math.copysign(1.0, mean), dt)  # -0.0 is not 0.0
+        hit = _CHECKED.get(key)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        return _remember(key, _normal_params_checked(mean, std, dt))  # type: ignore[return-value]
+    return _normal_params_checked(mean, std, dt)
+
+
+def _normal_params_checked(mean: Any, std: Any, dt: np.dtype) -> tuple[float, float]:
     m = _finite_in(_real(mean, "mean"), dt, "mean")
     s = _finite_in(std if type(std) is float and 0.0 < std < math.inf else positive_float(std, "std"), dt, "std")
     z = _Z_MAX[dt]
@@ -502,8 +546,7 @@ def uniform(
     dt = _dtype(dtype)
     lo, hi = _uniform_bounds(low, high, dt)
     arr = _output(shape, dt, out)
-    with _drawing(seed, offset, arr.size, _per_block(dt)) as (key, stream, first):
-        _core.uniform(arr, key, stream, first, lo, hi)
+    _draw(seed, offset, arr.size, _per_block(dt), lambda key, stream, first: _core.uniform(arr, key, stream, first, lo, hi))
     return arr
 
 
@@ -546,8 +589,7 @@ def normal(
     dt = _dtype(dtype)
     m, s = _normal_params(mean, std, dt)
     arr = _output(shape, dt, out)
-    with _drawing(seed, offset, arr.size, _per_block(dt)) as (key, stream, first):
-        _core.normal(arr, key, stream, first, m, s)
+    _draw(seed, offset, arr.size, _per_block(dt), lambda key, stream, first: _core.normal(arr, key, stream, first, m, s))
     return arr
 
 
@@ -596,8 +638,8 @@ def truncated_normal(
     dt = _dtype(dtype)
     m, s, lo, hi = _truncnorm_params(mean, std, a, b, dt)
     arr = _output(shape, dt, out)
-    with _drawing(seed, offset, arr.size, _per_block(dt)) as (key, stream, first):
-        _core.truncated_normal(arr, key, stream, first, m, s, lo, hi)
+    _draw(seed, offset, arr.size, _per_block(dt),
+          lambda key, stream, first: _core.truncated_normal(arr, key, stream, first, m, s, lo, hi))
     return arr
 
 

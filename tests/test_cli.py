@@ -590,3 +590,11 @@ def test_huge_batch_size_is_the_whole_training_set(tiny, capsys):
     rc, out, err = run(["train", "--data", tiny, *QUICK[:4], "--no-progress", "--epochs", "2",
                         "--batch-size", str(10**30)], capsys)  # fmt: skip
     assert rc == 0 and out.startswith("test accuracy"), err
+
+
+def test_a_closed_pipe_ends_quietly():
+    # `regtune demo | head -1`: the reader leaves early; no traceback, no error line.
+    proc = subprocess.run(f"{sys.executable} -m regtune demo --size 256 | head -1", shell=True,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout.startswith("regtune"), proc.stdout
+    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr

@@ -1013,3 +1013,11 @@ def test_a_std_much_wider_than_the_interval_still_gives_the_exact_distribution(r
     dist = stats.truncnorm(-1.5 / (2 * ratio), 0.5 / (2 * ratio), loc=0.5, scale=2 * ratio)
     assert stats.kstest(x, dist.cdf).pvalue > ALPHA
     assert len(np.unique(x)) > 99_000  # not a handful of quantized levels
+
+
+@pytest.mark.parametrize("n", [2**20 + 1, 10**9, 2**64])
+def test_spawn_refuses_absurd_counts_quickly(n):
+    g = regtune.Generator(5)
+    with pytest.raises(ValueError, match=r"n must be < 1048577"):
+        g.spawn(n)
+    assert g.state["children"] == 0  # nothing was handed out

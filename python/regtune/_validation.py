@@ -33,17 +33,22 @@ def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
 
 
 def shape_tuple(shape: Any, name: str = "shape") -> tuple[int, ...]:
-    """Normalize an int or a sequence of non-negative ints to a tuple."""
-    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
-        dims = (shape,)
+    """An int or a tuple/list (or 1-D integer array) of non-negative ints, as a tuple.
+
+    Stricter than NumPy only where NumPy would guess: a dict, a string, a set, a float, a
+    nested sequence or a bool is a TypeError naming ``name``.
+    """
+    if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):
+        return shape  # the common case, without the ABC checks
+    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, (bool, np.bool_)):
+        dims: Any = (shape,)
+    elif isinstance(shape, (tuple, list)) or (isinstance(shape, np.ndarray) and shape.ndim == 1 and shape.dtype.kind in "iu"):
+        dims = shape
     else:
-        try:
-            dims = tuple(shape)
-        except TypeError as exc:
-            raise TypeError(f"{name} must be an int or a tuple of ints, got {shape!r}") from exc
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {type(shape).__name__} {shape!r}")
     out = []
     for d in dims:
-        if isinstance(d, bool) or not isinstance(d, (numbers.Integral, np.integer)):
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (numbers.Integral, np.integer)):
             raise TypeError(f"{name} must contain only ints, got {shape!r}")
         d = operator.index(d)
         if d < 0:

@@ -882,7 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0, 2 for an error in what was asked
     (one line on stderr, ``regtune: error: ...``; argparse's usage errors also exit 2), 1 for
     an unexpected error (one line; ``REGTUNE_DEBUG=1`` prints the traceback too), 130 when
-    interrupted (Ctrl-C)."""
+    interrupted (Ctrl-C), 1 when the reader of its output went away (a broken pipe)."""
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -894,6 +894,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`regtune demo | head`): stop quietly, as other tools do, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if _debug():
             traceback.print_exc()

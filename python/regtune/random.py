@@ -34,11 +34,12 @@ from typing import Any, Union
 import numpy as np
 
 from . import _core
-from ._validation import finite_float, float_dtype, nonnegative_int, output_array, positive_float
+from ._validation import finite_float, float_dtype, nonnegative_int, output_array, positive_float, shape_tuple
 
 __all__ = ["Generator", "bits", "uniform", "normal", "truncated_normal"]
 
 _U64 = 1 << 64
+_MAX_SPAWN = 1 << 20  # children per spawn() call: more is minutes of work and gigabytes of objects
 
 SeedLike = Union[None, int, np.integer, np.random.SeedSequence, "Generator"]
 
@@ -168,8 +169,12 @@ class Generator:
         A child's stream id is derived from the key and its spawn path (parent's path plus
         its index) through ``numpy.random.SeedSequence``, so ``Generator(s).spawn(2)`` gives
         the same children every time and grandchildren never collide with children.
+
+        Raises:
+            TypeError / ValueError: ``n`` is not an int in [0, 2**20] (a million children per
+            call, about a second of work; call again for more).
         """
-        n = nonnegative_int(n, "n")
+        n = nonnegative_int(n, "n", upper=_MAX_SPAWN + 1)
         kids = []
         with self._lock:  # concurrent spawns get distinct child indices, hence stream ids
             for i in range(self._children, self._children + n):
@@ -353,29 +358,7 @@ def _finite_in(value: float, dt: np.dtype, name: str) -> float:
     return value
 
 
-def _shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
-    """An int or a tuple/list (or 1-D integer array) of non-negative ints, as a tuple.
-
-    Stricter than NumPy only where NumPy would guess: a dict, a string, a set, a float, a
-    nested sequence or a bool is a TypeError naming ``name``.
-    """
-    if type(shape) is tuple and all(type(d) is int and d >= 0 for d in shape):
-        return shape  # the common case, without the ABC checks
-    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, (bool, np.bool_)):
-        dims: Any = (shape,)
-    elif isinstance(shape, (tuple, list)) or (isinstance(shape, np.ndarray) and shape.ndim == 1 and shape.dtype.kind in "iu"):
-        dims = shape
-    else:
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {type(shape).__name__} {shape!r}")
-    out = []
-    for d in dims:
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (numbers.Integral, np.integer)):
-            raise TypeError(f"{name} must contain only ints, got {shape!r}")
-        d = operator.index(d)
-        if d < 0:
-            raise ValueError(f"{name} must not contain negative dimensions, got {shape!r}")
-        out.append(d)
-    return tuple(out)
+_shape = shape_tuple  # (the strict shape check, under the name this module uses)
 
 
 def _empty(dims: tuple[int, ...], dt: np.dtype, label: str = "") -> np.ndarray:

@@ -55,8 +55,12 @@ def _whole(shape: Any, dtype: Any) -> tuple[_Whole, np.dtype]:
     return _Whole(dims, math.prod(dims)), float_dtype(dtype)
 
 
-def _draw(whole: _Whole, dt: np.dtype, distribution: str, scale: float, seed: SeedLike, offset: int, chunks: Chunks) -> da.Array:
-    """regtune.init._draw, chunked: the same sampler and arguments, so the same values."""
+def _draw(
+    whole: _Whole, dt: np.dtype, distribution: str, scale: float, seed: SeedLike, offset: int, chunks: Chunks, blame: str
+) -> da.Array:
+    """regtune.init._draw, chunked: the same checks (``blame`` names the user's argument), the
+    same sampler and arguments, so the same values."""
+    _init._check_scale(scale, distribution, dt, blame)
     sampler, args = _init._sampler_args(distribution, scale)
     return getattr(_drandom, sampler)(whole.shape, *args, dtype=dt, seed=seed, offset=offset, chunks=chunks)
 
@@ -183,7 +187,7 @@ def xavier_uniform(
         >>> w = xavier_uniform((256, 128), gain=calculate_gain("tanh"), seed=0, chunks=(64, 128))
     """
     whole, dt = _whole(shape, dtype)
-    return _draw(whole, dt, "uniform", math.sqrt(3.0) * _init._xavier_std(whole, gain), seed, offset, chunks)
+    return _draw(whole, dt, "uniform", math.sqrt(3.0) * _init._xavier_std(whole, gain), seed, offset, chunks, f"gain={gain!r}")
 
 
 def xavier_normal(
@@ -199,7 +203,7 @@ def xavier_normal(
         >>> w = xavier_normal((256, 128), seed=0, chunks=100)
     """
     whole, dt = _whole(shape, dtype)
-    return _draw(whole, dt, "normal", _init._xavier_std(whole, gain), seed, offset, chunks)
+    return _draw(whole, dt, "normal", _init._xavier_std(whole, gain), seed, offset, chunks, f"gain={gain!r}")
 
 
 def kaiming_uniform(
@@ -218,7 +222,7 @@ def kaiming_uniform(
     """
     whole, dt = _whole(shape, dtype)
     std = _init._kaiming_std(whole, a, mode, nonlinearity)
-    return _draw(whole, dt, "uniform", math.sqrt(3.0) * std, seed, offset, chunks)
+    return _draw(whole, dt, "uniform", math.sqrt(3.0) * std, seed, offset, chunks, f"a={a!r}")
 
 
 def kaiming_normal(
@@ -234,7 +238,7 @@ def kaiming_normal(
         >>> w = kaiming_normal((512, 256), mode="fan_out", nonlinearity="relu", seed=0, chunks=(128, 64))
     """
     whole, dt = _whole(shape, dtype)
-    return _draw(whole, dt, "normal", _init._kaiming_std(whole, a, mode, nonlinearity), seed, offset, chunks)
+    return _draw(whole, dt, "normal", _init._kaiming_std(whole, a, mode, nonlinearity), seed, offset, chunks, f"a={a!r}")
 
 
 def lecun_uniform(
@@ -248,7 +252,7 @@ def lecun_uniform(
         >>> w = lecun_uniform((128, 64), seed=0, chunks=(50, 64))
     """
     whole, dt = _whole(shape, dtype)
-    return _draw(whole, dt, "uniform", _init._lecun_scale(whole, "uniform"), seed, offset, chunks)
+    return _draw(whole, dt, "uniform", _init._lecun_scale(whole, "uniform"), seed, offset, chunks, f"shape {whole.shape}")
 
 
 def lecun_normal(
@@ -262,7 +266,7 @@ def lecun_normal(
         >>> w = lecun_normal((128, 64), seed=0, chunks=(50, 64))
     """
     whole, dt = _whole(shape, dtype)
-    return _draw(whole, dt, "normal", _init._lecun_scale(whole, "normal"), seed, offset, chunks)
+    return _draw(whole, dt, "normal", _init._lecun_scale(whole, "normal"), seed, offset, chunks, f"shape {whole.shape}")
 
 
 def variance_scaling(
@@ -282,7 +286,7 @@ def variance_scaling(
     """
     whole, dt = _whole(shape, dtype)
     std = _init._variance_scaling_scale(whole, scale, mode, distribution)
-    return _draw(whole, dt, distribution, std, seed, offset, chunks)
+    return _draw(whole, dt, distribution, std, seed, offset, chunks, f"scale={scale!r}")
 
 
 def _orthogonal_block(key: int, stream: int, first: int, gain: float, dt: np.dtype, *, shape, starts, block_shape) -> np.ndarray:

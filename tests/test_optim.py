@@ -954,3 +954,18 @@ def test_any_overlapping_gradient_slice_is_refused_and_any_disjoint_one_steps(st
     else:
         opt.step([g])
         assert opt.step_count == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_centered_rmsprop_stays_finite_on_a_steady_gradient(dtype):
+    # square_avg - grad_avg**2 rounds below 0 once both averages have converged (torch then
+    # takes the sqrt of a negative number and returns NaN, from step ~3200 in float64 here).
+    w = [np.zeros(64, dtype)]
+    g = [np.full(64, 0.1, dtype)]
+    opt = optim.RMSprop(w, lr=1e-3, alpha=0.99, centered=True)
+    for _ in range(4000):
+        opt.step(g)
+    assert np.isfinite(w[0]).all() and np.isfinite(opt.state["square_avg"][0]).all()
+    # and a NaN gradient still gives NaN (the clamp does not hide it)
+    opt.step([np.full(64, np.nan, dtype)])
+    assert np.isnan(w[0]).all()

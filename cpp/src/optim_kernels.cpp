@@ -127,7 +127,7 @@ void adam_kernel(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, cons
 }
 
 // RMSprop: sq = fma((1 - alpha) * g, g, sq * alpha); centered: ga = lerp(ga, g, 1 - alpha),
-// avg = sqrt(fma(-ga, ga, sq)), else avg = sqrt(sq); avg += eps; with momentum
+// avg = sqrt(max(0, fma(-ga, ga, sq))), else avg = sqrt(sq); avg += eps; with momentum
 // buf = buf * momentum + g / avg, p = p - lr * buf; without, p = p + (-lr * g) / avg.
 template <typename T>
 void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, const OptimArgs<T>& a) {
@@ -141,7 +141,10 @@ void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, 
     if (a.centered) {
       const V ga = lerp_to(mem.load(ga_ + i), g, a);
       mem.store(ga_ + i, ga);
-      avg = sqrt(fma(neg(ga), ga, sq));  // square_avg.addcmul(ga, ga, value=-1): -1 * ga is exact
+      // square_avg.addcmul(ga, ga, value=-1) (-1 * ga is exact), clamped at 0: with a steady
+      // gradient the two running averages agree to the last bit and the difference can round
+      // below 0, where torch's sqrt gives NaN. max(0, x) keeps a NaN x (from a NaN gradient).
+      avg = sqrt(max(set1(T(0)), fma(neg(ga), ga, sq)));
     } else {
       avg = sqrt(sq);
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -39,25 +40,63 @@ QUICK = ["--hidden", "16", "--epochs", "3", "--batch-size", "16", "--lr", "0.02"
 
 def test_train_end_to_end(tiny, tmp_path, capsys):
     outs = []
-    for name in ("a", "b"):
+    for name, slash in (("a", ""), ("b", "/")):  # --out run/ prints "wrote run/", not "wrote run//"
         out_dir = tmp_path / name
-        rc, out, err = run(["train", "--data", tiny, *QUICK, "--out", str(out_dir)], capsys)
+        rc, out, err = run(["train", "--data", tiny, *QUICK, "--out", f"{out_dir}{slash}"], capsys)
         assert rc == 0, err
-        assert out.startswith("test accuracy ") and f"wrote {out_dir}/" in out
+        assert out.startswith("test accuracy ") and out.endswith(f"; wrote {out_dir}/\n") and "//" not in out
         for f in ("history.json", "timing.json", "model.npz", "history.png"):
             assert (out_dir / f).stat().st_size > 0
-        outs.append((out_dir / "history.json").read_bytes())
-    assert outs[0] == outs[1]  # same seed, same run: identical history.json (times live in timing.json)
-    record = json.loads(outs[0])
+        outs.append([(out_dir / f).read_bytes() for f in ("history.json", "model.npz", "timing.json")])
+    # Same seed, same run: identical history.json and model.npz, bytes included (zip dates too);
+    # the wall times live only in timing.json.
+    assert outs[0][:2] == outs[1][:2]
+    assert outs[0][2] != outs[1][2]
+    record = json.loads(outs[0][0])
     assert len(record["history"]["epoch"]) == 3 and record["model"]["sizes"] == [16, 16, 3]
     assert record["history"]["train_acc"][-1] > 0.8
     assert (tmp_path / "a" / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_train_progress_bar(tiny, capsys):
+@pytest.fixture
+def terminal(monkeypatch):
+    """stderr counts as a terminal (capsys's is not), so that the progress bar is shown."""
+    monkeypatch.setattr(cli, "_on_terminal", lambda stream: True)
+
+
+def test_train_progress_bar(tiny, capsys, terminal):
     pytest.importorskip("tqdm")
     rc, out, err = run(["train", "--data", tiny, *QUICK[:-1], "--schedule", "one_cycle", "--warmup", "1"], capsys)
-    assert rc == 0 and "train" in err  # tqdm writes to stderr
+    assert rc == 0 and "train" in err and "epoch" in err  # tqdm writes to stderr
+    rc, out, err = run(["train", "--data", tiny, *QUICK], capsys)  # --no-progress
+    assert rc == 0 and err == ""
+
+
+def test_progress_bar_only_on_a_terminal(tiny):
+    """In a pipe or a log file, no bar (tqdm would write every redraw there); on a terminal, one."""
+    pytest.importorskip("tqdm")
+    argv = [sys.executable, "-m", "regtune", "train", "--data", tiny, *QUICK[:-1]]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("test accuracy") and proc.stderr == "", proc.stderr
+    pty, select, fcntl, termios = (pytest.importorskip(m) for m in ("pty", "select", "fcntl", "termios"))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # tqdm draws nothing 0 wide
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        while select.select([master], [], [], 120)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process closed the terminal's other side (it ended)
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+        assert proc.wait(timeout=120) == 0
+    assert b"train" in seen and b"epoch" in seen, seen
 
 
 def test_train_digits_default_dataset(capsys):
@@ -68,22 +107,103 @@ def test_train_digits_default_dataset(capsys):
 
 
 def test_compare(tiny, tmp_path, capsys):
-    rc, out, err = run(["compare", "--data", tiny, "--subset", "40", *QUICK, "--out", str(tmp_path)], capsys)
+    rc, out, err = run(["compare", "--data", tiny, "--subset", "40", *QUICK, "--out", f"{tmp_path}/"], capsys)
     assert rc == 0, err
     for arm in ("none", "L2", "L1", "dropout", "L2+dropout", "max-norm"):
         assert f"\n{arm} " in out
+    assert out.endswith(f"wrote {tmp_path}/compare.png and {tmp_path}/compare.json\n")
     assert (tmp_path / "compare.png").stat().st_size > 0
     results = json.loads((tmp_path / "compare.json").read_text())["results"]
     assert set(results) == {"none", "L2", "L1", "dropout", "L2+dropout", "max-norm"}
     assert all(r["gap"] == pytest.approx(r["train_acc"] - r["test_acc"]) for r in results.values())
 
 
+def test_nothing_written_without_out(tiny, tmp_path, capsys, monkeypatch):
+    """train and compare write files only with --out (compare then needs no matplotlib)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for argv in (["train"], ["compare", "--subset", "40"]):
+        rc, out, err = run([*argv, "--data", tiny, *QUICK, "--epochs", "1"], capsys)
+        assert rc == 0 and "wrote" not in out, err
+    assert os.listdir(cwd) == [] and sorted(os.listdir(tmp_path)) == ["cwd", "tiny.npz"]
+
+
+def test_compare_sets_the_regularizers_itself(tiny, capsys):
+    """Options that each arm of the study sets (none in the baseline) are not options of compare:
+    they would be silently replaced. --l2, --l1-coef, --p and --max-norm-value set the arms (and
+    argparse reads --l1 and --max-norm as abbreviations of the last two)."""
+    for option in ("--weight-decay", "--dropout", "--prox-l1", "--noise", "--shift"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["compare", "--data", tiny, *QUICK, option, "1"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2
+        assert err.strip().splitlines()[-1] == f"regtune: error: unrecognized arguments: {option} 1"
+
+
+def fits_seen(monkeypatch):
+    """The keyword arguments of every Trainer.fit call, and the learning rate of its trainer."""
+    from regtune.trainer import Trainer
+
+    calls, fit = [], Trainer.fit
+
+    def spy(self, *args, **kwargs):
+        calls.append({"lr": self.current_lr(), **kwargs})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    return calls
+
+
+def test_compare_honours_patience(tiny, capsys, monkeypatch):
+    calls = fits_seen(monkeypatch)
+    rc, out, err = run(["compare", "--data", tiny, "--subset", "40", *QUICK, "--patience", "1"], capsys)
+    assert rc == 0, err
+    assert [c["patience"] for c in calls] == [1] * 6
+
+
 def test_tune(tiny, tmp_path, capsys):
     pytest.importorskip("optuna")
-    rc, out, err = run(["tune", "--data", tiny, *QUICK, "--trials", "2", "--out", str(tmp_path)], capsys)
+    rc, out, err = run(["tune", "--data", tiny, *QUICK[:6], "--no-progress", "--trials", "2", "--out", str(tmp_path)],
+                       capsys)  # fmt: skip
     assert rc == 0, err
-    assert "best trial" in out and "--lr" in out
-    assert json.loads((tmp_path / "tune.json").read_text())["best"]["params"]
+    assert "best trial" in out and "--lr" in out and out.endswith(f"wrote {tmp_path}/tune.json\n")
+    record = json.loads((tmp_path / "tune.json").read_text())
+    assert record["fixed"] == {} and set(record["best"]["params"]) == set(cli.SEARCHED)
+
+
+def test_tune_keeps_the_options_given(tiny, tmp_path, capsys, monkeypatch):
+    """A searched option that the user gives stays fixed in every trial; the rest are searched.
+    Given means given: --lr 0.002 equals train's default and --init auto the default value."""
+    pytest.importorskip("optuna")
+    calls = fits_seen(monkeypatch)
+    argv = ["tune", "--data", tiny, *QUICK[:6], "--no-progress", "--trials", "2", "--epochs", "1", "--patience", "3"]
+    rc, out, err = run([*argv, "--lr", "0.002", "--init", "auto", "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    record = json.loads((tmp_path / "tune.json").read_text())
+    assert record["fixed"] == {"lr": 0.002, "init": "auto"}
+    assert len(record["trials"]) == 2
+    assert all(set(t["params"]) == {"weight_decay", "dropout", "schedule"} for t in record["trials"])
+    assert len(calls) == 2 and all(c["patience"] == 3 for c in calls)  # --patience is used too
+    assert "--lr             0.002  (fixed)" in out and "--init           auto  (fixed)" in out
+
+
+def test_tune_runs_with_the_given_learning_rate(tiny, capsys, monkeypatch):
+    pytest.importorskip("optuna")
+    calls = fits_seen(monkeypatch)
+    argv = ["tune", "--data", tiny, *QUICK[:6], "--no-progress", "--trials", "2", "--epochs", "1"]
+    rc, out, err = run([*argv, "--lr", "0.01", "--schedule", "constant"], capsys)
+    assert rc == 0, err
+    assert [c["lr"] for c in calls] == [0.01, 0.01]  # a constant schedule: the first step's rate is --lr
+
+
+def test_tune_refuses_when_nothing_is_left_to_search(tiny, capsys):
+    rc, out, err = run(["tune", "--data", tiny, *QUICK, "--weight-decay", "0", "--dropout", "0.1", "--init", "auto",
+                        "--schedule", "cosine"], capsys)  # fmt: skip
+    assert rc == 2 and one_line(err) and out == "", err
+    assert err == ("regtune: error: --lr, --weight-decay, --dropout, --init and --schedule are all given: nothing left "
+                   "to search (leave one out, or use regtune train)\n")  # fmt: skip
 
 
 def test_demo(capsys):
@@ -165,12 +285,14 @@ def test_missing_data_file(tmp_path, capsys):
         ("pytest_benchmark", ["bench", "--bench-dir", "bench"], 'pip install "regtune[bench]"'),
     ],
 )  # fmt: skip
-def test_missing_extra(monkeypatch, capsys, tiny, module, argv, message):
+def test_missing_extra(monkeypatch, capsys, tmp_path, tiny, terminal, module, argv, message):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
     if module == "sklearn":
         monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     if module == "tqdm":
         argv = [*argv, "--data", tiny]
+    if module == "matplotlib":  # needed for --out only
+        argv = [*argv, "--data", tiny, "--out", str(tmp_path)]
     if module == "pytest_benchmark":
         monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     rc, out, err = run(argv, capsys)

@@ -3,6 +3,11 @@ end on a tiny problem, determinism, early stopping, augmentation and checkpoints
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -190,6 +195,37 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     part.model.save(model_only)
     with pytest.raises(ValueError, match="no trainer state"):
         make_trainer().load_checkpoint(model_only)
+
+
+def test_checkpoints_are_reproducible_files(tmp_path):
+    """Two identical runs write byte-identical checkpoints: no wall times in the history, and a
+    fixed date on every member of the archive (numpy.savez stamps the current time)."""
+    X, y = blobs()
+    paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for path in paths:
+        t = make_trainer()
+        t.fit(X, y, epochs=2)
+        t.save_checkpoint(str(path))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    with zipfile.ZipFile(paths[0]) as zf:
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert "time" not in json.loads(str(np.load(paths[0])["trainer_meta"]))["history"]
+    resumed = make_trainer()
+    resumed.load_checkpoint(str(paths[0]))
+    resumed.fit(X, y, epochs=1)
+    times = resumed.history.time
+    assert len(times) == 3 and np.isnan(times[:2]).all() and times[2] > 0  # the loaded epochs' times are unknown
+
+
+def test_save_appends_npz_like_numpy(tmp_path):
+    model = MLP([4, 8, 3], seed=1)
+    model.save(str(tmp_path / "m"))
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+    buf = io.BytesIO()
+    model.save(buf)
+    assert buf.getvalue() == (tmp_path / "m.npz").read_bytes()
+    buf.seek(0)
+    assert all(np.array_equal(a, b) for a, b in zip(MLP.load(buf).params, model.params))
 
 
 def test_history_round_trip():
@@ -612,6 +648,17 @@ def test_hostile_checkpoint_files(tmp_path):
     np.savez(tmp_path / "noopt.npz", **arrays)
     with pytest.raises(ValueError, match=r"it has no opt_"):
         Trainer(MLP([4, 8, 3])).load_checkpoint(str(tmp_path / "noopt.npz"))
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["trainer_meta"]))
+    for history in ([1], {"bogus": []}, {"epoch": 5}):
+        bad = np.array(json.dumps({**meta, "history": history}))
+        np.savez(tmp_path / "badhist.npz", **{**arrays, "trainer_meta": bad})
+        fresh = Trainer(MLP([4, 8, 3], seed=5))
+        before = [p.copy() for p in fresh.model.params]
+        with pytest.raises(ValueError, match=r"the history in trainer_meta is not a regtune History"):
+            fresh.load_checkpoint(str(tmp_path / "badhist.npz"))
+        assert all(np.array_equal(a, b) for a, b in zip(before, fresh.model.params))  # nothing loaded
 
 
 # Hypothesis: any float where an int is due is a TypeError naming it; any non-finite value at

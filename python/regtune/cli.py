@@ -3,8 +3,13 @@
     regtune train      train an MLP on scikit-learn's digits (or --data file.npz); --out DIR
                        writes history.json, timing.json, model.npz and history.png
     regtune compare    the regularization study: none / L2 / L1 / dropout / L2+dropout /
-                       max-norm on a small training subset, same seed and budget
-    regtune tune       hyperparameter search with Optuna (pip install "regtune[tune]")
+                       max-norm on a small training subset, same seed and budget; --out DIR
+                       writes compare.png and compare.json
+    regtune tune       hyperparameter search with Optuna (pip install "regtune[tune]") over the
+                       options of SEARCHED that are not given; --out DIR writes tune.json
+
+Without --out, nothing is written. The progress bar (one tqdm bar per run, on stderr) is shown
+only when stderr is a terminal.
     regtune bench      the benchmark table of bench/ for a chosen size (from a source checkout)
     regtune demo       configuration, determinism checks and a timed draw against NumPy
 
@@ -237,41 +242,64 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="threads for regtune and NumPy's BLAS (default: each library's own default; regtune keeps "
                         "small arrays on the calling thread and its idle threads sleep, so the default is safe)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar. The bar (tqdm, on stderr) is one bar for the whole run (compare: for all "
+                        "its arms), advanced once per epoch with that epoch's loss and accuracies (tune: once per "
+                        "trial) and removed at the end; it is shown only when stderr is a terminal, never in a pipe "
+                        "or a log file")
 
 
-def _add_model(p: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
-    d = defaults.get
-    p.add_argument("--hidden", type=_int_list, default=d("hidden", [512, 256]), metavar="N,N",
-                   help="hidden layer sizes (default %(default)s)")
-    p.add_argument("--activation", default="relu", help="relu, leaky_relu, tanh, gelu or selu (default relu)")
-    p.add_argument("--init", default="auto", help="a regtune.init name (kaiming_normal, xavier_uniform, "
-                   "lecun_normal, orthogonal, ...) or auto: chosen for the activation")
-    p.add_argument("--dropout", type=_float_list, default=d("dropout", 0.2), metavar="P[,P]",
-                   help="dropout probability, one or one per hidden layer (alpha dropout for selu) (default %(default)s)")
-    p.add_argument("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop or adagrad "
-                   "(default %(default)s)")
-    p.add_argument("--lr", type=float, default=d("lr", 2e-3), help="peak learning rate (default %(default)s)")
-    p.add_argument("--momentum", type=float, default=None, help="SGD/RMSprop momentum (SGD default 0.9)")
-    p.add_argument("--schedule", default=d("schedule", "cosine"),
-                   help="constant, step, multistep, exponential, cosine, warm_restarts, one_cycle, polynomial "
-                        "or plateau (default %(default)s)")
-    p.add_argument("--warmup", type=int, default=0, metavar="EPOCHS", help="linear warm-up epochs (default 0)")
-    p.add_argument("--weight-decay", type=float, default=d("weight_decay", 1e-2),
-                   help="L2 (decoupled for adamw) (default %(default)s)")
-    p.add_argument("--l1", type=float, default=0.0, help="L1 coefficient in the gradient (default 0)")
-    p.add_argument("--prox-l1", type=float, default=0.0, help="proximal L1 (exact zeros) (default 0)")
-    p.add_argument("--max-grad-norm", type=float, default=None, help="clip the global gradient norm")
-    p.add_argument("--max-norm", type=float, default=None, help="max L2 norm of each unit's incoming weights")
-    p.add_argument("--epochs", type=int, default=d("epochs", 100), help="(default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d("batch_size", 32), help="(default %(default)s)")
-    p.add_argument("--patience", type=int, default=None, help="early stopping: epochs without a better "
-                   "validation loss (default: off)")
-    p.add_argument("--noise", type=float, default=d("noise", 0.0), help="std of Gaussian input noise (default 0)")
-    p.add_argument("--shift", type=int, default=None, help="random shifts of image inputs, in pixels "
-                   "(default: 1 for images, 0 otherwise)")
-    p.add_argument("--image-shape", type=_int_list, default=None, metavar="H,W",
-                   help="the image shape of 2-D --data inputs, for --shift")
+#: The options that ``regtune tune`` searches when they are not given (by dest).
+SEARCHED = ("lr", "weight_decay", "dropout", "init", "schedule")
+
+
+def _add_model(
+    p: argparse.ArgumentParser, defaults: dict[str, Any], searched: Sequence[str] = (), omit: Sequence[str] = ()
+) -> None:
+    """The model and training options; those in ``searched`` default to None (searched unless
+    given), so that a value the user gives is told apart from a default, whatever its value;
+    those in ``omit`` (by dest) are left out: the command sets them itself."""
+
+    def add(flag: str, **kw: Any) -> None:
+        if flag[2:].replace("-", "_") not in omit:
+            p.add_argument(flag, **kw)
+
+    def d(dest: str, default: Any) -> Any:
+        return None if dest in searched else defaults.get(dest, default)
+
+    def dflt(dest: str, text: str = "(default %(default)s)") -> str:
+        return "(default: searched)" if dest in searched else text
+
+    add("--hidden", type=_int_list, default=d("hidden", [512, 256]), metavar="N,N",
+        help="hidden layer sizes (default %(default)s)")
+    add("--activation", default="relu", help="relu, leaky_relu, tanh, gelu or selu (default relu)")
+    add("--init", default=d("init", "auto"), help="a regtune.init name (kaiming_normal, xavier_uniform, "
+        f"lecun_normal, orthogonal, ...) or auto: chosen for the activation {dflt('init', '(default auto)')}")
+    add("--dropout", type=_float_list, default=d("dropout", 0.2), metavar="P[,P]",
+        help=f"dropout probability, one or one per hidden layer (alpha dropout for selu) {dflt('dropout')}")
+    add("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop or adagrad "
+        "(default %(default)s)")
+    add("--lr", type=float, default=d("lr", 2e-3), help=f"peak learning rate {dflt('lr')}")
+    add("--momentum", type=float, default=None, help="SGD/RMSprop momentum (SGD default 0.9)")
+    add("--schedule", default=d("schedule", "cosine"),
+        help="constant, step, multistep, exponential, cosine, warm_restarts, one_cycle, polynomial "
+             f"or plateau {dflt('schedule')}")
+    add("--warmup", type=int, default=0, metavar="EPOCHS", help="linear warm-up epochs (default 0)")
+    add("--weight-decay", type=float, default=d("weight_decay", 1e-2),
+        help=f"L2 (decoupled for adamw) {dflt('weight_decay')}")
+    add("--l1", type=float, default=0.0, help="L1 coefficient in the gradient (default 0)")
+    add("--prox-l1", type=float, default=0.0, help="proximal L1 (exact zeros) (default 0)")
+    add("--max-grad-norm", type=float, default=None, help="clip the global gradient norm")
+    add("--max-norm", type=float, default=None, help="max L2 norm of each unit's incoming weights")
+    add("--epochs", type=int, default=d("epochs", 100), help="(default %(default)s)")
+    add("--batch-size", type=int, default=d("batch_size", 32), help="(default %(default)s)")
+    add("--patience", type=int, default=None, help="early stopping: epochs without a better "
+        "validation loss (default: off)")
+    add("--noise", type=float, default=d("noise", 0.0), help="std of Gaussian input noise (default 0)")
+    add("--shift", type=int, default=None, help="random shifts of image inputs, in pixels "
+        "(default: 1 for images, 0 otherwise)")
+    add("--image-shape", type=_int_list, default=None, metavar="H,W",
+        help="the image shape of 2-D --data inputs, for --shift")
 
 
 #: Ranges of the numeric options, by dest: (low, high, low_open, high_open); None: unbounded.
@@ -316,6 +344,13 @@ def _writable(path: str, opt: str, directory: bool) -> None:
         raise CLIError(f"{opt} {path}: {parent} is not writable")
 
 
+def _strip_separators(path: str) -> str:
+    """``path`` without trailing separators (``run1/`` -> ``run1``; ``/`` stays), so that the
+    paths joined to it and printed have no doubled separator."""
+    seps = os.sep + (os.altsep or "")
+    return path.rstrip(seps) or path[:1]
+
+
 def check_options(args: argparse.Namespace) -> None:
     """Refuse, with a CLIError naming the option, values that make no sense: empty paths,
     NaN or inf, numbers outside their range (:data:`_RANGES`), an impossible --threads."""
@@ -326,7 +361,7 @@ def check_options(args: argparse.Namespace) -> None:
              "optimizer": ("optimizer", tuple(trainer.OPTIMIZERS)), "schedule": ("schedule", schedules.NAMES)}
     for dest, value in vars(args).items():
         opt = _option(dest)
-        if dest in names and value not in names[dest][1]:
+        if dest in names and value is not None and value not in names[dest][1]:
             what, valid = names[dest]
             raise CLIError(f"{opt}: unknown {what} {value!r}; choose one of {', '.join(valid)}")
         if dest in ("data", "out", "json", "bench_dir") and value is not None and not value.strip():
@@ -348,6 +383,7 @@ def check_options(args: argparse.Namespace) -> None:
             raise CLIError(f"{opt} must be in {interval}, got {value}")
     if getattr(args, "out", None):
         _writable(args.out, "--out", directory=True)
+        args.out = _strip_separators(args.out)
     if getattr(args, "json", None):
         _writable(args.json, "--json", directory=False)
     threads = getattr(args, "threads", None)
@@ -401,18 +437,29 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
     )  # fmt: skip
 
 
-class _Progress:
-    """A tqdm bar advanced once per epoch (or nothing with --no-progress)."""
+def _on_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # None (no console), a closed or odd stream
+        return False
 
-    def __init__(self, args: argparse.Namespace, total: int, desc: str) -> None:
+
+class _Progress:
+    """One tqdm bar on stderr for the whole run, advanced once per epoch (per trial for tune)
+    and removed at the end; nothing with --no-progress or when stderr is not a terminal (a
+    pipe or a log file would collect every redraw)."""
+
+    def __init__(self, args: argparse.Namespace, total: int, desc: str, unit: str = "epoch") -> None:
         self.bar = None
-        if not args.no_progress:
+        if not args.no_progress and _on_terminal(sys.stderr):
             tqdm = _need("tqdm", "train", "the progress bar (or pass --no-progress)").tqdm
-            self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False, file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, h: Any) -> None:
         if self.bar is not None:
             self.bar.update(1)
+            if h is None:
+                return
             post = {"loss": f"{h.train_loss[-1]:.3f}", "train_acc": f"{h.train_acc[-1]:.3f}"}
             if h.val_acc[-1] is not None:
                 post["val_acc"] = f"{h.val_acc[-1]:.3f}"
@@ -493,8 +540,9 @@ def _train(args: argparse.Namespace) -> int:
         trainer.save_checkpoint(os.path.join(args.out, "model.npz"))
         plot_history(history, os.path.join(args.out, "history.png"), f"{data.name}: {trainer.model!r}", test_acc)
     stop = f", stopped early (best epoch {history.best_epoch})" if history.stopped_early else ""
+    wrote = f"; wrote {os.path.join(args.out, '')}" if args.out else ""
     print(f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * n_test)}/{n_test}), test loss {test_loss:.4f}; "
-          f"{len(history)} epochs in {wall:.1f} s{stop}" + (f"; wrote {args.out}/" if args.out else ""))  # fmt: skip
+          f"{len(history)} epochs in {wall:.1f} s{stop}{wrote}")  # fmt: skip
     return 0
 
 
@@ -538,6 +586,13 @@ def plot_history(history: Any, path: str, title: str, test_acc: float | None = N
 
 # ----------------------------------------------------------------------------- compare
 
+#: The baseline of the study: no regularization. ``regtune compare`` sets these options itself
+#: (one regularizer per arm), so they are not its options (--l2, --l1-coef, --p and
+#: --max-norm-value set the arms).
+COMPARE_BASE = {"weight_decay": 0.0, "l1": 0.0, "dropout": 0.0, "max_norm": None, "prox_l1": 0.0, "noise": 0.0,
+                "shift": 0, "image_shape": None}  # fmt: skip
+
+
 #: The arms of the study: name -> options that differ from the baseline.
 def compare_arms(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {
@@ -551,7 +606,8 @@ def compare_arms(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    _need("matplotlib", "train", "the comparison plot")
+    if args.out:
+        _need("matplotlib", "train", "--out (the comparison plot)")
     with _threads(args):
         return _compare(args)
 
@@ -574,15 +630,15 @@ def _compare(args: argparse.Namespace) -> int:
     y_val = np.concatenate([data.y_val, data.y_train[rest]])
     small = Data(data.X_train[idx], y_small, X_val, y_val, data.X_test, data.y_test,
                  data.n_classes, data.image_shape, data.name)  # fmt: skip
-    base = {"weight_decay": 0.0, "l1": 0.0, "dropout": 0.0, "max_norm": None, "prox_l1": 0.0, "noise": 0.0, "shift": 0}
     arms = compare_arms(args)
     results = {}
     progress = _Progress(args, args.epochs * len(arms), "compare")
     try:
         for name, opts in arms.items():
-            trainer = build_trainer(args, small, **{**base, **opts})
+            trainer = build_trainer(args, small, **{**COMPARE_BASE, **opts})
             h = trainer.fit(small.X_train, small.y_train, epochs=args.epochs,
-                            validation_data=(small.X_val, small.y_val), callback=progress)  # fmt: skip
+                            validation_data=(small.X_val, small.y_val), patience=args.patience,
+                            callback=progress)  # fmt: skip
             train_acc = trainer.evaluate(small.X_train, small.y_train)[1]
             test_loss, test_acc = trainer.evaluate(small.X_test, small.y_test)
             results[name] = {"train_acc": train_acc, "test_acc": test_acc, "gap": train_acc - test_acc,
@@ -599,13 +655,12 @@ def _compare(args: argparse.Namespace) -> int:
         setting = ", ".join(f"{k}={v}" for k, v in arms[name].items()) or "-"
         print(f"{name:<16}{100 * r['train_acc']:>9.1f}%{100 * r['test_acc']:>9.1f}%{100 * r['gap']:>7.1f}%"
               f"{r['test_loss']:>11.3f}   {setting}")  # fmt: skip
-    out = args.out or "."
-    _makedirs(out)
-    png = os.path.join(out, "compare.png")
-    plot_compare(results, png, f"{data.name}, {args.subset} training examples{noise}, same seed and budget")
     if args.out:
-        _write_json(os.path.join(out, "compare.json"), {"options": _options(args), "results": results})
-    print(f"wrote {png}")
+        _makedirs(args.out)
+        png, record = os.path.join(args.out, "compare.png"), os.path.join(args.out, "compare.json")
+        plot_compare(results, png, f"{data.name}, {args.subset} training examples{noise}, same seed and budget")
+        _write_json(record, {"options": _options(args), "results": results})
+        print(f"wrote {png} and {record}")
     return 0
 
 
@@ -634,25 +689,33 @@ def plot_compare(results: dict[str, dict[str, Any]], path: str, title: str) -> N
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    if all(getattr(args, k) is not None for k in SEARCHED):
+        given = [_option(k) for k in SEARCHED]
+        raise CLIError(f"{', '.join(given[:-1])} and {given[-1]} are all given: nothing left to search "
+                       "(leave one out, or use regtune train)")  # fmt: skip
     optuna = _need("optuna", "tune", "regtune tune")
     with _threads(args):
         return _tune(args, optuna)
 
 
+#: What ``regtune tune`` draws for each option of :data:`SEARCHED` that is not given.
+_SPACE = {
+    "lr": lambda trial: trial.suggest_float("lr", 1e-4, 3e-2, log=True),
+    "weight_decay": lambda trial: trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+    "dropout": lambda trial: trial.suggest_float("dropout", 0.0, 0.5),
+    "init": lambda trial: trial.suggest_categorical("init", ["auto", "kaiming_uniform", "xavier_normal", "orthogonal"]),
+    "schedule": lambda trial: trial.suggest_categorical("schedule", ["constant", "cosine", "one_cycle"]),
+}
+
+
 def _tune(args: argparse.Namespace, optuna: Any) -> int:
+    # The options the user gave stay fixed (they are None when not given); the rest are searched.
+    fixed = {k: getattr(args, k) for k in SEARCHED if getattr(args, k) is not None}
     data = load_data(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    inits = ["auto", "kaiming_uniform", "xavier_normal", "orthogonal"]
-    scheds = ["constant", "cosine", "one_cycle"]
 
     def objective(trial: Any) -> float:
-        opts = {
-            "lr": trial.suggest_float("lr", 1e-4, 3e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-            "init": trial.suggest_categorical("init", inits),
-            "schedule": trial.suggest_categorical("schedule", scheds),
-        }
+        opts = {k: suggest(trial) for k, suggest in _SPACE.items() if k not in fixed}
         trainer = build_trainer(args, data, **opts)
         best = math.inf
 
@@ -664,7 +727,7 @@ def _tune(args: argparse.Namespace, optuna: Any) -> int:
                 raise optuna.TrialPruned()
 
         trainer.fit(data.X_train, data.y_train, epochs=args.epochs, validation_data=(data.X_val, data.y_val),
-                    callback=report)  # fmt: skip
+                    patience=args.patience, callback=report)  # fmt: skip
         val_loss, val_acc = trainer.evaluate(data.X_val, data.y_val)
         trial.set_user_attr("val_acc", val_acc)
         trial.set_user_attr("test_acc", trainer.evaluate(data.X_test, data.y_test)[1])
@@ -673,33 +736,33 @@ def _tune(args: argparse.Namespace, optuna: Any) -> int:
     sampler = optuna.samplers.TPESampler(seed=args.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(args.epochs // 5, 1))
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-    bar = None
-    if not args.no_progress:
-        bar = _need("tqdm", "train", "the progress bar (or pass --no-progress)").tqdm(
-            total=args.trials, desc="tune", unit="trial", leave=False, file=sys.stderr)  # fmt: skip
+    progress = _Progress(args, args.trials, "tune", unit="trial")
     try:
         study.optimize(objective, n_trials=args.trials, timeout=args.timeout,
-                       callbacks=[lambda s, t: bar.update(1)] if bar else None)  # fmt: skip
+                       callbacks=[lambda study, trial: progress(None)])  # fmt: skip
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     if not done:
         raise CLIError("no trial completed (all pruned or the timeout was too short)")
     best = study.best_trial
     print(f"{len(study.trials)} trials ({pruned} pruned), {args.epochs} epochs each; best trial #{best.number}:")
-    for k, v in best.params.items():
-        print(f"  --{k.replace('_', '-'):<14} {v:.3g}" if isinstance(v, float) else f"  --{k.replace('_', '-'):<14} {v}")
+    for k, v in {**best.params, **fixed}.items():
+        value = f"{v:.3g}" if isinstance(v, float) else ",".join(map(str, v)) if isinstance(v, list) else v
+        print(f"  {_option(k):<16} {value}" + ("  (fixed)" if k in fixed else ""))
     print(f"validation loss {best.value:.4f}, validation accuracy {100 * best.user_attrs['val_acc']:.2f}%, "
           f"test accuracy {100 * best.user_attrs['test_acc']:.2f}%")  # fmt: skip
     if args.out:
         _makedirs(args.out)
-        _write_json(os.path.join(args.out, "tune.json"), {
+        path = os.path.join(args.out, "tune.json")
+        _write_json(path, {
+            "fixed": fixed,
             "best": {"number": best.number, "params": best.params, "val_loss": best.value, **best.user_attrs},
             "trials": [{"number": t.number, "state": t.state.name, "params": t.params, "value": t.value}
                        for t in study.trials],
         })  # fmt: skip
+        print(f"wrote {path}")
     return 0
 
 
@@ -817,7 +880,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train an MLP with regtune's kernels; prints the test accuracy.")  # fmt: skip
     _add_common(p)
     _add_model(p, {})
-    p.add_argument("--out", metavar="DIR", help="write history.json, timing.json, model.npz and history.png here")
+    p.add_argument("--out", metavar="DIR", help="write history.json, timing.json, model.npz and history.png here "
+                   "(default: nothing is written). On one machine, the same options and seed give the same bytes in "
+                   "history.json and model.npz; the wall times are in timing.json")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="regularization study on a small training subset",
@@ -826,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "plot the validation curves.")  # fmt: skip
     _add_common(p)
     _add_model(p, {"optimizer": "sgd", "lr": 0.05, "epochs": 100, "batch_size": 32, "schedule": "cosine",
-                   "weight_decay": 0.0, "dropout": 0.0, "hidden": [256, 256]})  # fmt: skip
+                   "hidden": [256, 256]}, omit=tuple(COMPARE_BASE))  # fmt: skip
     p.add_argument("--subset", type=int, default=150, help="training examples used (default %(default)s)")
     p.add_argument("--l2", type=float, default=5e-3, help="L2 coefficient of the L2 arms (default %(default)s)")
     p.add_argument("--l1-coef", type=float, default=1e-3, help="L1 coefficient of the L1 arm (default %(default)s)")
@@ -834,17 +899,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-norm-value", type=float, default=1.0, help="the max-norm arm's bound (default %(default)s)")
     p.add_argument("--label-noise", type=float, default=0.0, metavar="FRACTION",
                    help="replace this fraction of the subset's labels by wrong ones (a harder test; default 0)")
-    p.add_argument("--out", metavar="DIR", help="write compare.png and compare.json here (default: compare.png in .)")
+    p.add_argument("--out", metavar="DIR", help="write compare.png (the validation curves) and compare.json here "
+                   "(default: nothing is written)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("tune", help='hyperparameter search with Optuna (pip install "regtune[tune]")',
                        description="TPE search over learning rate, weight decay, dropout, initializer and schedule, "
-                                   "pruning on the validation loss.")  # fmt: skip
+                                   "pruning on the validation loss. Each of --lr, --weight-decay, --dropout, --init "
+                                   "and --schedule that you give stays fixed in every trial, and only the others "
+                                   "are searched; giving all five is an error (nothing left to search). The other "
+                                   "options are used as given, as by regtune train.")  # fmt: skip
     _add_common(p)
-    _add_model(p, {"epochs": 30})
+    _add_model(p, {"epochs": 30}, searched=SEARCHED)
     p.add_argument("--trials", type=int, default=20, help="(default %(default)s)")
     p.add_argument("--timeout", type=float, default=None, help="seconds for the whole search")
-    p.add_argument("--out", metavar="DIR", help="write tune.json here")
+    p.add_argument("--out", metavar="DIR", help="write tune.json (the fixed options, the best trial and every "
+                   "trial's searched parameters) here (default: nothing is written)")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="the benchmark table (needs a source checkout and regtune[bench])",

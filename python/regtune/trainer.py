@@ -173,6 +173,25 @@ def _json_member(f: Any, key: str, path: Any) -> dict:
     return d
 
 
+#: The date of every member of the .npz files written here (the earliest a zip file can hold).
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _savez(path: Any, arrays: dict[str, Any]) -> None:
+    """:func:`numpy.savez` (uncompressed, no pickles) with a fixed date on every member, so
+    that equal arrays give byte-identical files (numpy.savez stamps each with the current time)."""
+    if not hasattr(path, "write"):
+        path = os.fspath(path)
+        if not (path.endswith(".npz") if isinstance(path, str) else path.endswith(b".npz")):
+            path += ".npz" if isinstance(path, str) else b".npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+
+
 def _features(X: Any, name: str, n_in: int, dtype: np.dtype) -> np.ndarray:
     """Inputs of shape (n, n_in) as a C-contiguous array of ``dtype``: real numbers only (no
     bool, complex, object or strings), finite after the conversion to ``dtype``."""
@@ -502,9 +521,11 @@ class MLP:
         return self.predict_logits(x).argmax(axis=1)
 
     def save(self, path: str, **arrays: Any) -> None:
-        """Write the model (config and parameters) to a ``.npz`` file, with any extra arrays."""
+        """Write the model (config and parameters) to a ``.npz`` file, with any extra arrays
+        (``.npz`` is appended to a path without it, as :func:`numpy.savez` does). The same model
+        gives the same bytes: the archive's members carry a fixed date, not the current time."""
         params = {f"param_{i}": p for i, p in enumerate(self.params)}
-        np.savez(path, model_config=np.array(json.dumps(self.config())), **params, **arrays)
+        _savez(path, {"model_config": np.array(json.dumps(self.config())), **params, **arrays})
 
     @classmethod
     def load(cls, path: str) -> "MLP":
@@ -837,12 +858,15 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
 
     def save_checkpoint(self, path: str) -> None:
-        """Write model, optimizer state, epoch count and history to one ``.npz`` file."""
+        """Write model, optimizer state, epoch count and history to one ``.npz`` file.
+
+        The history's wall-clock ``time`` column is left out, so that two identical runs write
+        byte-identical files; :meth:`load_checkpoint` gives the loaded epochs a time of NaN."""
         sd = self.optimizer.state_dict()
         arrays = {f"opt_{name}_{i}": a for name, arrs in sd["state"].items() for i, a in enumerate(arrs)}
         meta = {
             "optimizer": self.optimizer_name, "opt_step": sd["step"], "opt_buffers": sorted(sd["state"]),
-            "epochs_done": self.epochs_done, "seed": self.seed, "history": self.history.to_dict(),
+            "epochs_done": self.epochs_done, "seed": self.seed, "history": self.history.to_dict(include_time=False),
             "plateau": self.optimizer.lr.state_dict() if isinstance(self.optimizer.lr, ReduceOnPlateau) else None,
         }  # fmt: skip
         self.model.save(path, trainer_meta=np.array(json.dumps(meta)), **arrays)
@@ -861,6 +885,13 @@ class Trainer:
                 raise ValueError(f"path {path!r}: trainer_meta lacks {', '.join(sorted(missing))}")
             if meta["optimizer"] != self.optimizer_name:
                 raise ValueError(f"checkpoint optimizer {meta['optimizer']!r} differs from {self.optimizer_name!r}")
+            history = meta["history"]
+            if not isinstance(history, dict) or not set(history) <= {*History.COLUMNS, "best_epoch", "stopped_early"} \
+                    or not all(isinstance(history.get(k, []), list) for k in History.COLUMNS):  # fmt: skip
+                raise ValueError(f"path {path!r}: the history in trainer_meta is not a regtune History")
+            if "time" not in history:  # not saved: see save_checkpoint
+                history = {**history, "time": [math.nan] * len(history.get("epoch", []))}
+            history = History.from_dict(history)
             n = len(self.model.params)
             state = {name: [_member(f, f"opt_{name}_{i}", path) for i in range(n)] for name in meta["opt_buffers"]}
         if saved.sizes != self.model.sizes:
@@ -869,7 +900,7 @@ class Trainer:
             np.copyto(p, s)
         self.optimizer.load_state_dict({"step": meta["opt_step"], "state": state})
         self.epochs_done = meta["epochs_done"]
-        self.history = History.from_dict(meta["history"])
+        self.history = history
         if meta["plateau"] is not None and isinstance(self.optimizer.lr, ReduceOnPlateau):
             self.optimizer.lr.load_state_dict(meta["plateau"])
 

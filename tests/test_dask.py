@@ -205,6 +205,19 @@ def test_every_initializer_is_there_with_the_same_arguments():
     assert {c[0] for c in INITS} | {"calculate_gain", "calculate_fans"} == set(init.__all__)
 
 
+@pytest.mark.parametrize("module,case", [("random", c) for c in SAMPLERS] + [("init", c) for c in INITS],
+                         ids=lambda c: c if isinstance(c, str) else c[0])
+def test_default_dtype_is_float32(module, case):
+    # The dask layer has no out=, so its dtype is float32 unless asked: by default and for
+    # dtype=None, as in the one-machine functions without out=.
+    name, kw = case
+    fn = getattr(getattr(rdask, module), name)
+    seed = {} if name in _SEEDLESS else {"seed": 1}
+    assert fn(CONV_SHAPE, **kw, **seed).dtype == np.float32
+    assert fn(CONV_SHAPE, **kw, **seed, dtype=None).dtype == np.float32
+    assert fn(CONV_SHAPE, **kw, **seed, dtype=np.float64).dtype == np.float64
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [SHAPE, CONV_SHAPE], ids=["2d", "4d"])
 @pytest.mark.parametrize("case", INITS, ids=_init_id)

@@ -22,7 +22,7 @@ from regtune import _core
 
 from .conftest import SIMD_PATHS, num_threads, simd_path
 
-rd = importlib.import_module("regtune.dropout")  # `regtune.dropout` is the function
+rd = importlib.import_module("regtune.dropout")  # the module, also callable as regtune.dropout(x, p)
 
 ALPHA = 1e-3  # binomial test significance level
 K_SE = 5.0
@@ -721,3 +721,33 @@ def test_any_shifted_out_is_refused_or_exact(xs, os_, n):
     else:
         regtune.dropout(x, 0.5, seed=4, out=out)
         assert np.array_equal(out, want)
+
+
+# ------------------------------------------------------------------------------- names
+
+
+def test_regtune_dropout_is_the_module_and_calls_dropout():
+    # One object for both names (issue 14): regtune.dropout(x, p) calls the function, and
+    # regtune.dropout.<name> is the module's <name>.
+    import inspect
+    import pickle
+
+    import regtune.dropout as imported
+    from regtune.dropout import dropout as function
+
+    assert regtune.dropout is rd is imported is regtune._dropout_module
+    assert callable(regtune.dropout) and function is rd.dropout and function is not rd
+    x = np.arange(1, 20, dtype=np.float32)
+    for got, want in zip(regtune.dropout(x, 0.3, seed=4, offset=2), function(x, 0.3, seed=4, offset=2)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(regtune.dropout(x, p=0.3, seed=4, return_mask=False), function(x, 0.3, seed=4)[0])
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got p=1.5"):
+        regtune.dropout(x, 1.5)
+    for name in rd.__all__:
+        assert getattr(regtune.dropout, name) is getattr(rd, name)
+    assert regtune.dropout.alpha_dropout is rd.alpha_dropout and regtune.dropout.DropConnect is rd.DropConnect
+    assert regtune.dropout_backward is rd.dropout_backward and regtune.dropout_mask is rd.dropout_mask
+    assert inspect.signature(regtune.dropout) == inspect.signature(function)  # x included
+    assert pickle.loads(pickle.dumps(regtune.dropout)) is regtune.dropout
+    assert pickle.loads(pickle.dumps(function)) is function
+    assert "dropout" in regtune.__all__ and "Dropout" in (regtune.dropout.__doc__ or "")

@@ -556,8 +556,10 @@ def test_bad_out_and_dtype(name, fn, kwargs):
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="out.*writable"):
         fn(**kwargs, out=read_only)
-    with pytest.raises(TypeError, match="out.*float32"):
-        fn(**kwargs, out=np.empty((4, 3), dtype=np.float64))  # dtype defaults to float32
+    with pytest.raises(TypeError, match="^dtype float32 does not match out.dtype float64$"):
+        fn(**kwargs, dtype=np.float32, out=np.empty((4, 3), dtype=np.float64))
+    with pytest.raises(TypeError, match="out must have dtype float32 or float64, got int32"):
+        fn(**kwargs, out=np.empty((4, 3), dtype=np.int32))
     with pytest.raises(TypeError, match="out"):
         fn(**kwargs, out=[[0.0, 0.0], [0.0, 0.0]])
     with pytest.raises(ValueError, match="out.shape"):
@@ -572,6 +574,37 @@ def test_bad_out_and_dtype(name, fn, kwargs):
         fn((4, 3), **kwargs, seed=0, offset=-1)
     with pytest.raises(ValueError, match="shape"):
         fn((4, -3), **kwargs, seed=0)
+
+
+OUT_RULE = ALL_RANDOM + [("constant", init.constant, {"val": 0.5}), ("zeros", init.zeros, {}),
+                         ("ones", init.ones, {})]
+
+
+@pytest.mark.parametrize("name,fn,kwargs", OUT_RULE, ids=[r[0] for r in OUT_RULE])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_sets_the_dtype_as_numpy_does(name, fn, kwargs, dtype):
+    # NumPy's out= rule: without dtype=, out's dtype is used; an equal explicit dtype is fine,
+    # a different one is refused naming both; without out the default stays float32.
+    seeded = {} if name in ("constant", "zeros", "ones") else {"seed": 4}
+    out = np.zeros((4, 3), dtype)
+    assert fn(**kwargs, **seeded, out=out) is out
+    made = fn((4, 3), **kwargs, **seeded, dtype=dtype)
+    np.testing.assert_array_equal(out, made)  # the same values as asking for the dtype
+    assert fn(**kwargs, **seeded, dtype=dtype, out=out) is out
+    assert fn((4, 3), **kwargs, **seeded).dtype == np.float32
+    assert fn((4, 3), **kwargs, **seeded, dtype=None).dtype == np.float32
+    other = np.float32 if dtype == np.float64 else np.float64
+    before = out.copy()
+    with pytest.raises(TypeError, match=f"^dtype {np.dtype(other)} does not match out.dtype {np.dtype(dtype)}$"):
+        fn(**kwargs, **seeded, dtype=other, out=out)
+    np.testing.assert_array_equal(out, before)
+
+
+def test_kaiming_normal_fills_a_float64_out():
+    # The newcomer's case of issue 14: no dtype= needed for a float64 out.
+    w = np.empty((64, 32))
+    assert init.kaiming_normal(out=w, nonlinearity="relu", seed=0) is w
+    np.testing.assert_array_equal(w, init.kaiming_normal((64, 32), nonlinearity="relu", dtype=np.float64, seed=0))
 
 
 @pytest.mark.parametrize("fn", [init.kaiming_uniform, init.kaiming_normal])

@@ -451,8 +451,9 @@ def _matrix(a: np.ndarray) -> np.ndarray:
     [
         (np.empty((4, 6), np.float32)[:, ::2], ValueError, "C-contiguous"),
         (np.empty((6, 4), np.float32).T, ValueError, "C-contiguous"),
-        (np.empty(4, np.float64), TypeError, "dtype"),
-        (np.empty(4, np.int32), TypeError, "dtype"),
+        (np.empty(4, np.float16), TypeError, "out must have dtype float32 or float64, got float16"),
+        (np.empty(4, np.int32), TypeError, "out must have dtype float32 or float64, got int32"),
+        (np.empty(4, ">f8"), TypeError, "out must have dtype float32 or float64, got >f8"),
         ([0.0, 0.0], TypeError, "numpy.ndarray"),
     ],
 )
@@ -467,6 +468,56 @@ def test_read_only_out_raises_and_is_untouched():
     with pytest.raises(ValueError, match="writable"):
         rr.uniform(seed=1, out=out)
     assert not out.any()
+
+
+SAMPLERS = ["uniform", "normal", "truncated_normal"]
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_sets_the_dtype_as_numpy_does(name, dtype):
+    # NumPy's out= rule: without dtype=, out's dtype is used; an equal explicit dtype is fine,
+    # a different one is refused naming both; without out the default stays float32.
+    fn = getattr(rr, name)
+    out = np.zeros((3, 5), dtype)
+    assert fn(None, seed=2, out=out) is out
+    np.testing.assert_array_equal(out, fn((3, 5), seed=2, dtype=dtype))
+    assert fn(None, seed=2, dtype=dtype, out=out) is out
+    assert fn(None, seed=2, dtype=np.dtype(dtype).name, out=out) is out
+    assert fn((3, 5), seed=2).dtype == np.float32
+    assert fn((3, 5), seed=2, dtype=None).dtype == np.float32
+    other = np.float32 if dtype == np.float64 else np.float64
+    before = out.copy()
+    with pytest.raises(TypeError, match=f"^dtype {np.dtype(other)} does not match out.dtype {np.dtype(dtype)}$"):
+        fn(None, seed=2, dtype=other, out=out)
+    np.testing.assert_array_equal(out, before)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_generator_out_sets_the_dtype(name):
+    g, ref = regtune.Generator(9), regtune.Generator(9)
+    out = np.empty(6)
+    assert getattr(g, name)(out=out) is out
+    np.testing.assert_array_equal(out, getattr(ref, name)(6, dtype=np.float64))
+    with pytest.raises(TypeError, match="dtype float32 does not match out.dtype float64"):
+        getattr(g, name)(dtype=np.float32, out=out)
+    assert g.state == ref.state  # the refused draw took nothing from the stream
+    assert getattr(g, name)(2).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "out,exc,match",
+    [
+        (np.empty((4, 6))[:, ::2], ValueError, "out must be C-contiguous"),
+        (np.ma.zeros(4), TypeError, "MaskedArray"),
+        (np.empty(4, complex), TypeError, "out must have dtype float32 or float64, got complex128"),
+        (np.float64(0.0), TypeError, "out must be a numpy.ndarray"),
+    ],
+)
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_bad_out_without_dtype_is_refused(name, out, exc, match):
+    with pytest.raises(exc, match=match):
+        getattr(rr, name)(None, seed=1, out=out)
 
 
 def test_shape_must_match_out():
@@ -866,7 +917,7 @@ def test_masked_out_is_refused(name, f):
         (np.zeros(4, np.float16), TypeError, "out"),
         (np.zeros(4, bool), TypeError, "out"),
         (np.zeros((4, 2), np.float32)[:, 0], ValueError, "out"),
-        (_matrix(np.zeros((2, 2), np.float64)), TypeError, "out"),  # float64 out for float32 draw
+        (_matrix(np.zeros((2, 2), np.int64)), TypeError, "out"),  # an int subclass of ndarray
         (4, TypeError, "out"),
         ("out", TypeError, "out"),
     ],

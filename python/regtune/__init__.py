@@ -14,11 +14,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import _core  # noqa: F401  (selects the SIMD path at import; REGTUNE_SIMD overrides)
-from . import dropout as _dropout_module  # noqa: F401  (regtune.dropout is the function below)
-from . import optim, penalties, random, schedules
+from . import dropout, optim, penalties, random, schedules
 from ._config import MAX_THREADS, config, get_num_threads, set_num_threads, show_config
+from .dropout import dropout_backward, dropout_mask
 from .random import Generator
-from .dropout import dropout, dropout_backward, dropout_mask
+
+# regtune.dropout is the module regtune/dropout.py, callable as its function dropout():
+# regtune.dropout(x, p) and regtune.dropout.alpha_dropout(x, p) both work.
+_dropout_module = dropout  # the name this package used for the module before it was callable
 
 __all__ = [
     "MAX_THREADS",

@@ -22,7 +22,14 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
-    """Return ``dtype`` as a NumPy dtype, which must be float32 or float64."""
+    """Return ``dtype`` as a NumPy dtype, which must be float32 or float64.
+
+    None is regtune's default, float32 (NumPy reads None as float64): ``dtype=None`` means
+    "the default" everywhere, and where an ``out=`` array is given the caller reads it as
+    ``out.dtype`` before coming here (see :func:`output_array`).
+    """
+    if dtype is None:
+        return FLOAT_DTYPES[0]
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -60,17 +67,22 @@ def shape_tuple(shape: Any, name: str = "shape") -> tuple[int, ...]:
 def output_array(shape: Any, dtype: Any, out: Any, *, name: str = "out") -> np.ndarray:
     """The array an array-making function fills: ``out`` after checks, or a new one.
 
-    ``out`` must be a C-contiguous, writable ``numpy.ndarray`` of exactly ``dtype``
-    (when ``dtype`` is None, any float32/float64 array). When ``shape`` is given too it must
-    equal ``out.shape``. Nothing is ever copied: a wrong ``out`` raises.
+    NumPy's ``out=`` rule: ``dtype`` None means ``out.dtype`` (any float32/float64 array),
+    or float32 when there is no ``out``; an explicit ``dtype`` must equal ``out.dtype``
+    (``TypeError: dtype float32 does not match out.dtype float64``). ``out`` must be a
+    C-contiguous, writable ``numpy.ndarray``; when ``shape`` is given too it must equal
+    ``out.shape``. Nothing is ever copied: a wrong ``out`` raises.
     """
     if out is None:
         if shape is None:
             raise TypeError("shape is required when out is not given")
         return np.empty(shape_tuple(shape), dtype=float_dtype(dtype))
-    check_inplace(out, name, dtype=None if dtype is None else float_dtype(dtype))
+    dt = None if dtype is None else float_dtype(dtype)
+    check_inplace(out, name)
     if out.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {out.dtype}")
+    if dt is not None and out.dtype != dt:
+        raise TypeError(f"dtype {dt} does not match {name}.dtype {out.dtype}")
     if shape is not None and shape_tuple(shape) != out.shape:
         raise ValueError(f"shape {shape_tuple(shape)} does not match {name}.shape {out.shape}")
     return out

@@ -26,11 +26,20 @@ an explicit seed (for example ``seed=base_seed``, ``offset=step * x.size``).
 Values: kept elements are multiplied by ``scale`` computed once in the array's dtype
 (``np.float32(1 / (1 - p))`` for float32, one multiply per element, no division); dropped ones
 are exactly ``+0.0``, whatever ``x`` held there (also NaN or inf).
+
+Names: this module is callable. ``regtune.dropout(x, p)`` calls :func:`dropout`, and the
+module's other functions are its attributes: ``regtune.dropout.alpha_dropout``,
+``regtune.dropout.feature_dropout``, ``regtune.dropout.dropconnect`` and so on;
+``from regtune.dropout import dropout`` gives the function itself.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
+import sys
+import types
 from typing import Any, NamedTuple, Union
 
 import numpy as np
@@ -567,3 +576,24 @@ def dropconnect(
     """
     y, mask = _forward(weight, p, seed, offset, training, out, True, "dropout", "weight")
     return DropConnect(y, mask)
+
+
+# ------------------------------------------------------------------------------- the module
+
+
+class _CallableModule(types.ModuleType):
+    """The type of this module: ``regtune.dropout(x, p)`` is ``regtune.dropout.dropout(x, p)``.
+
+    One object is both the function's name and the module's, so every name written
+    ``regtune.dropout.<name>`` resolves, and ``regtune.dropout(...)`` keeps working. A copy or
+    pickle of the module is the module itself (imported again by name).
+    """
+
+    __call__ = staticmethod(dropout)  # no extra Python frame: the call goes straight to dropout
+    __signature__ = inspect.signature(dropout)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return importlib.import_module, (self.__name__,)
+
+
+sys.modules[__name__].__class__ = _CallableModule

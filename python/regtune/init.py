@@ -3,7 +3,8 @@
 Every initializer takes a ``shape`` (or an ``out=`` array to fill in place) instead of a
 tensor, and draws from the counter-based streams of :mod:`regtune.random`, so ``seed=`` and
 ``offset=`` mean what they mean there: element ``i`` (C order) of the result is element
-``offset + i`` of the stream of ``seed``.
+``offset + i`` of the stream of ``seed``. The dtype follows NumPy's ``out=`` rule: float32 by
+default, ``out.dtype`` when ``out`` is given, and an explicit ``dtype`` must equal it.
 
 Fans follow ``torch.nn.init._calculate_fan_in_and_fan_out`` (see :func:`calculate_fans`);
 gains follow ``torch.nn.init.calculate_gain``. :func:`variance_scaling` and the ``lecun_*``
@@ -264,7 +265,7 @@ def uniform(
     a: float = 0.0,
     b: float = 1.0,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -277,17 +278,19 @@ def uniform(
         shape: the shape of the result; may be None when ``out`` is given.
         a: the lower bound.
         b: the upper bound, ``b > a``.
-        dtype: float32 (default) or float64.
+        dtype: float32 or float64. By default (None) float32, or ``out.dtype`` when ``out`` is
+            given, as NumPy does; an explicit ``dtype`` must equal ``out.dtype``.
         seed: None (fresh entropy), an int in [0, 2**64), a ``numpy.random.SeedSequence`` or
             a ``regtune.Generator`` (whose counter advances).
         offset: index of the first element in the counter-based stream of ``seed``.
-        out: a C-contiguous writable array of exactly ``dtype`` to fill in place.
+        out: a C-contiguous writable float32 or float64 array to fill in place.
 
     Returns:
         A new array of ``shape``, or ``out`` filled in place.
 
     Raises:
-        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
+        TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type, or a ``dtype`` that
+            differs from ``out.dtype``.
         ValueError: ``a >= b`` (after rounding to ``dtype``), a non-finite bound, a negative
             ``offset``, or an ``out`` that is not C-contiguous, writable and of ``shape``.
 
@@ -307,7 +310,7 @@ def normal(
     mean: float = 0.0,
     std: float = 1.0,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -342,7 +345,7 @@ def trunc_normal(
     a: float = -2.0,
     b: float = 2.0,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -381,7 +384,7 @@ def constant(
     shape: ShapeLike | None = None,
     val: float | None = None,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """An array filled with ``val``, as ``torch.nn.init.constant_``.
@@ -389,8 +392,9 @@ def constant(
     Args:
         shape: the shape of the result; may be None when ``out`` is given.
         val: the value (required; a finite real number).
-        dtype: float32 (default) or float64.
-        out: a C-contiguous writable array of exactly ``dtype`` to fill in place.
+        dtype: float32 or float64. By default (None) float32, or ``out.dtype`` when ``out`` is
+            given, as NumPy does; an explicit ``dtype`` must equal ``out.dtype``.
+        out: a C-contiguous writable float32 or float64 array to fill in place.
 
     Returns:
         A new array of ``shape``, or ``out`` filled in place.
@@ -417,7 +421,7 @@ def constant(
 def zeros(
     shape: ShapeLike | None = None,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """An array of zeros, as ``torch.nn.init.zeros_``; ``constant(shape, 0.0)``.
@@ -434,7 +438,7 @@ def zeros(
 def ones(
     shape: ShapeLike | None = None,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """An array of ones, as ``torch.nn.init.ones_``; ``constant(shape, 1.0)``.
@@ -461,7 +465,7 @@ def xavier_uniform(
     shape: ShapeLike | None = None,
     gain: float = 1.0,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -503,7 +507,7 @@ def xavier_normal(
     shape: ShapeLike | None = None,
     gain: float = 1.0,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -536,7 +540,7 @@ def kaiming_uniform(
     mode: FanMode = "fan_in",
     nonlinearity: str = "leaky_relu",
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -584,7 +588,7 @@ def kaiming_normal(
     mode: FanMode = "fan_in",
     nonlinearity: str = "leaky_relu",
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -615,7 +619,7 @@ def _lecun_scale(arr: np.ndarray, distribution: str) -> float:
 def lecun_uniform(
     shape: ShapeLike | None = None,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -648,7 +652,7 @@ def lecun_uniform(
 def lecun_normal(
     shape: ShapeLike | None = None,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -685,7 +689,7 @@ def variance_scaling(
     mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in",
     distribution: Distribution = "truncated_normal",
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -735,7 +739,7 @@ def orthogonal(
     shape: ShapeLike | None = None,
     gain: float = 1.0,
     *,
-    dtype: DTypeLike = np.float32,
+    dtype: DTypeLike | None = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,

@@ -34,7 +34,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import _core
-from ._validation import finite_float, float_dtype, nonnegative_int, output_array, positive_float, shape_tuple
+from ._validation import FLOAT_DTYPES, finite_float, float_dtype, nonnegative_int, output_array, positive_float, shape_tuple
 
 __all__ = ["Generator", "bits", "uniform", "normal", "truncated_normal"]
 
@@ -197,16 +197,16 @@ class Generator:
         """The next ``n`` raw uint32 words of this stream."""
         return bits(n, seed=self)
 
-    def uniform(self, shape=None, low=0.0, high=1.0, *, dtype=np.float32, out=None) -> np.ndarray:
+    def uniform(self, shape=None, low=0.0, high=1.0, *, dtype=None, out=None) -> np.ndarray:
         """Like :func:`regtune.random.uniform`, drawing the next elements of this stream."""
         return uniform(shape, low, high, dtype=dtype, seed=self, out=out)
 
-    def normal(self, shape=None, mean=0.0, std=1.0, *, dtype=np.float32, out=None) -> np.ndarray:
+    def normal(self, shape=None, mean=0.0, std=1.0, *, dtype=None, out=None) -> np.ndarray:
         """Like :func:`regtune.random.normal`, drawing the next elements of this stream."""
         return normal(shape, mean, std, dtype=dtype, seed=self, out=out)
 
     def truncated_normal(
-        self, shape=None, mean=0.0, std=1.0, a=-2.0, b=2.0, *, dtype=np.float32, out=None
+        self, shape=None, mean=0.0, std=1.0, a=-2.0, b=2.0, *, dtype=None, out=None
     ) -> np.ndarray:
         """Like :func:`regtune.random.truncated_normal`, drawing the next elements."""
         return truncated_normal(shape, mean, std, a, b, dtype=dtype, seed=self, out=out)
@@ -338,8 +338,19 @@ _STD_NORMAL = NormalDist()
 _DT32, _DT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
-def _dtype(dtype: Any) -> np.dtype:
-    """``float_dtype``, with the common spellings first (no ABC checks on the hot path)."""
+def _dtype(dtype: Any, out: Any = None) -> np.dtype:
+    """The dtype to draw in, NumPy's ``out=`` rule: ``dtype`` when given (checked by
+    ``float_dtype``, the common spellings first, without ABC checks on the hot path); when
+    ``dtype`` is None, ``out.dtype`` if ``out`` is given, else float32. An explicit ``dtype``
+    that differs from ``out.dtype`` is refused later, by :func:`_output`."""
+    if dtype is None:
+        if out is None:
+            return _DT32
+        if isinstance(out, np.ndarray):
+            dt = out.dtype
+            if dt is _DT32 or dt is _DT64 or dt in FLOAT_DTYPES:
+                return dt
+        return output_array(None, None, out).dtype  # raises, naming out
     if dtype is np.float32 or dtype is _DT32:
         return _DT32
     if dtype is np.float64 or dtype is _DT64:
@@ -381,13 +392,16 @@ def _output(shape: Any, dtype: Any, out: Any) -> np.ndarray:
     """The array a sampler or initializer fills: ``out`` after checks, or a new one of ``shape``.
 
     As ``_validation.output_array`` (which checks ``out``), with ``shape`` checked strictly,
-    an impossible allocation named after ``shape``, and masked arrays refused.
+    an impossible allocation named after ``shape``, and masked arrays refused. ``dtype`` None
+    means ``out.dtype``, or float32 without ``out`` (see :func:`_dtype`).
     """
     if out is None:
         if shape is None:
             raise TypeError("shape is required when out is not given")
         dims = _shape(shape)
         return _empty(dims, _dtype(dtype))
+    if dtype is None:
+        dtype = _dtype(None, out)
     if (type(out) is np.ndarray and out.dtype == dtype and out.flags.carray
             and (shape is None or (type(shape) is int and out.shape == (shape,)) or (type(shape) is tuple and shape == out.shape))):
         return out  # the common case: an exact, aligned, writable C array of the dtype and shape asked for
@@ -495,7 +509,7 @@ def uniform(
     low: float = 0.0,
     high: float = 1.0,
     *,
-    dtype: Any = np.float32,
+    dtype: Any = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -508,17 +522,19 @@ def uniform(
     Args:
         shape: int or tuple; may be omitted when ``out`` is given.
         low, high: finite bounds with low < high (after rounding to ``dtype``).
-        dtype: float32 (default) or float64.
+        dtype: float32 or float64. By default (None) float32, or ``out.dtype`` when ``out``
+            is given, as NumPy does; an explicit ``dtype`` must equal ``out.dtype``.
         seed: int, SeedSequence, Generator or None (fresh entropy).
         offset: index of the first element in the stream (>= 0).
-        out: a C-contiguous, writable array of exactly ``dtype`` to fill in place.
+        out: a C-contiguous, writable float32 or float64 array to fill in place.
 
     Returns:
         ``out``, or a new array of ``shape``.
 
     Raises:
         TypeError / ValueError naming the bad argument (``high - low`` must be finite in
-        ``dtype``; ``shape`` an int or a tuple of ints; ``out`` a plain ndarray, not masked).
+        ``dtype``; ``shape`` an int or a tuple of ints; ``out`` a plain ndarray, not masked,
+        whose dtype is ``dtype`` when both are given).
         MemoryError: a ``shape`` too large to allocate.
 
     Example:
@@ -526,7 +542,8 @@ def uniform(
         >>> bool(w.min() >= -0.1 and w.max() < 0.1)
         True
     """
-    dt = _dtype(dtype)
+    # NumPy's out= rule, with the common case (dtype left out, a float ndarray out) inline.
+    dt = out.dtype if dtype is None and type(out) is np.ndarray and out.dtype in _FMAX else _dtype(dtype, out)
     lo, hi = _uniform_bounds(low, high, dt)
     arr = _output(shape, dt, out)
     _draw(seed, offset, arr.size, _per_block(dt), lambda key, stream, first: _core.uniform(arr, key, stream, first, lo, hi))
@@ -538,7 +555,7 @@ def normal(
     mean: float = 0.0,
     std: float = 1.0,
     *,
-    dtype: Any = np.float32,
+    dtype: Any = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -569,7 +586,7 @@ def normal(
         >>> abs(float(z.mean())) < 0.02
         True
     """
-    dt = _dtype(dtype)
+    dt = out.dtype if dtype is None and type(out) is np.ndarray and out.dtype in _FMAX else _dtype(dtype, out)  # as uniform
     m, s = _normal_params(mean, std, dt)
     arr = _output(shape, dt, out)
     _draw(seed, offset, arr.size, _per_block(dt), lambda key, stream, first: _core.normal(arr, key, stream, first, m, s))
@@ -583,7 +600,7 @@ def truncated_normal(
     a: float = -2.0,
     b: float = 2.0,
     *,
-    dtype: Any = np.float32,
+    dtype: Any = None,
     seed: SeedLike = None,
     offset: int = 0,
     out: np.ndarray | None = None,
@@ -618,7 +635,7 @@ def truncated_normal(
         >>> bool(t.min() >= -0.04 and t.max() <= 0.04)
         True
     """
-    dt = _dtype(dtype)
+    dt = _dtype(dtype, out)
     m, s, lo, hi = _truncnorm_params(mean, std, a, b, dt)
     arr = _output(shape, dt, out)
     _draw(seed, offset, arr.size, _per_block(dt),

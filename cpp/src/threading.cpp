@@ -114,52 +114,48 @@ struct Job {
   std::mutex error_mutex;
   std::exception_ptr error;  // the first exception a chunk threw (kernels do not throw; a guard)
 
+  // Called from a catch block: keeps the first exception and skips the chunks not yet started.
+  void fail() {
+    std::lock_guard<std::mutex> lk(error_mutex);
+    if (!error) error = std::current_exception();
+    cancelled.store(true, std::memory_order_relaxed);
+  }
   void run_chunk(size_t c) {
     const size_t b = c * chunk, e = std::min(n, b + chunk);
     try {
       body(ctx, b, e);
     } catch (...) {
-      std::lock_guard<std::mutex> lk(error_mutex);
-      if (!error) error = std::current_exception();
-      cancelled.store(true, std::memory_order_relaxed);
+      fail();
     }
   }
-  // Takes and runs chunks until none is left (or the job is cancelled).
-  void help() {
+  // Takes and runs chunks until none is left (or the job is cancelled); with a hook, asks it
+  // between chunks, at most every kInterruptEvery, whether to stop.
+  void take(void (*hook)()) {
     const bool outer = t_in_chunk;
     t_in_chunk = true;
-    while (!cancelled.load(std::memory_order_relaxed)) {
-      const size_t c = next.fetch_add(1, std::memory_order_relaxed);
-      if (c >= nchunks) break;
-      run_chunk(c);
-    }
-    t_in_chunk = outer;
-  }
-  // The calling thread's share: as help(), asking the interrupt hook between chunks.
-  void lead(bool interruptible) {
-    // (a nested call, from inside a chunk, never asks: it may be on a worker thread)
-    void (*hook)() = interruptible && !t_in_chunk ? g_interrupt_hook.load(std::memory_order_acquire) : nullptr;
-    if (hook == nullptr) return help();
     auto last = Clock::now();
-    const bool outer = t_in_chunk;
-    t_in_chunk = true;
     while (!cancelled.load(std::memory_order_relaxed)) {
       const size_t c = next.fetch_add(1, std::memory_order_relaxed);
       if (c >= nchunks) break;
       run_chunk(c);
+      if (hook == nullptr) continue;
       const auto now = Clock::now();
-      if (now - last >= kInterruptEvery) {
-        last = now;
-        try {
-          hook();
-        } catch (...) {
-          std::lock_guard<std::mutex> lk(error_mutex);
-          if (!error) error = std::current_exception();
-          cancelled.store(true, std::memory_order_relaxed);
-        }
+      if (now - last < kInterruptEvery) continue;
+      last = now;
+      try {
+        hook();
+      } catch (...) {
+        fail();
       }
     }
     t_in_chunk = outer;
+  }
+  // A worker's share.
+  void help() { take(nullptr); }
+  // The calling thread's share: asks the interrupt hook when the call is interruptible (a
+  // nested call, from inside a chunk, never asks: it may be on a worker thread).
+  void lead(bool interruptible) {
+    take(interruptible && !t_in_chunk ? g_interrupt_hook.load(std::memory_order_acquire) : nullptr);
   }
 };
 

@@ -120,3 +120,13 @@ def test_float32_optimizers_are_bit_identical_to_the_torch_implementation_the_re
             topt.step()
         for i, (a, t) in enumerate(zip(mine, theirs)):
             assert np.array_equal(a, t.detach().numpy()), f"{name}({kw}) params[{i}] differs from torch's {impl}"
+
+
+def test_demo_quotes_the_readme_table():
+    # regtune demo compares its own normal-vs-NumPy figure with the README's, per SIMD path.
+    from regtune.cli import README_NORMAL_VS_NUMPY
+
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| normal | numpy |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == f"{README_NORMAL_VS_NUMPY['avx512']:.1f}x", row  # the AVX-512 speed-up column
+    assert cells[8] == f"{README_NORMAL_VS_NUMPY['avx2']:.1f}x", row  # the AVX2 speed-up column

@@ -194,14 +194,9 @@ def array_list(arrays: Any, name: str) -> list[np.ndarray]:
             raise TypeError(f"{name}[{i}] must have dtype float32 or float64, got {a.dtype}")
         if a.dtype != out[0].dtype:
             raise TypeError(f"{name}[{i}] has dtype {a.dtype} but {name}[0] has {out[0].dtype}; one list holds one dtype")
-    by_base: dict[int, list[int]] = {}
-    for i, a in enumerate(out):
-        by_base.setdefault(id(a if a.base is None else a.base), []).append(i)
-    for group in by_base.values():
-        for j, i in enumerate(group):
-            for k in group[:j]:
-                if np.shares_memory(out[i], out[k]):
-                    raise ValueError(f"{name}[{i}] shares memory with {name}[{k}]; each array must appear once")
+    found = first_overlap([(f"{name}[{i}]", a) for i, a in enumerate(out)])
+    if found:
+        raise ValueError(f"{found}; each array must appear once")
     return out
 
 
@@ -233,6 +228,7 @@ def float_input(x: Any, name: str) -> np.ndarray:
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
     return arr
+
 
 # --------------------------------------------------------------- masked arrays and overlap
 

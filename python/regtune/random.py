@@ -405,8 +405,6 @@ def _output(shape: Any, dtype: Any, out: Any) -> np.ndarray:
     if (type(out) is np.ndarray and out.dtype == dtype and out.flags.carray
             and (shape is None or (type(shape) is int and out.shape == (shape,)) or (type(shape) is tuple and shape == out.shape))):
         return out  # the common case: an exact, aligned, writable C array of the dtype and shape asked for
-    if isinstance(out, np.ma.MaskedArray):
-        raise TypeError("out must be a plain numpy.ndarray, got a numpy.ma.MaskedArray (its mask would be ignored)")
     return output_array(None if shape is None else _shape(shape), dtype, out)
 
 

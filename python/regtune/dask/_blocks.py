@@ -23,6 +23,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from .. import _core
+from .._validation import not_masked
 
 __all__ = ["block_runs", "from_block_function", "map_aligned", "chunk_starts", "normalize_chunks"]
 
@@ -50,8 +51,7 @@ def dask_array(x: Any, name: str) -> da.Array:
     (NaN) chunk sizes raise naming ``name``."""
     if x is None:
         raise TypeError(f"{name} must be a dask or NumPy array, got None")
-    if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(f"{name} must not be a numpy.ma.MaskedArray: regtune would ignore its mask")
+    not_masked(x, name)
     arr = x if isinstance(x, da.Array) else da.asarray(x)
     if isinstance(arr._meta, np.ma.MaskedArray):
         raise TypeError(f"{name} must not be a masked dask array: regtune would ignore its mask")

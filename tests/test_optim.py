@@ -969,3 +969,26 @@ def test_centered_rmsprop_stays_finite_on_a_steady_gradient(dtype):
     # and a NaN gradient still gives NaN (the clamp does not hide it)
     opt.step([np.full(64, np.nan, dtype)])
     assert np.isnan(w[0]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nstates", [0, 1, 2, 3])
+def test_roofline_yardstick_moves_every_array_of_the_step(dtype, nstates):
+    # bench/bench_roofline.py divides step times by this kernel's: it must read param and grad
+    # and read and write param and every given state array, over every element, on every path
+    # (a yardstick that skipped an array would flatter every kernel measured against it).
+    sizes = [1, 15, 16, 17, 63, 64, 1000, 70_001]
+    rng = np.random.default_rng(4)
+    for path in SIMD_PATHS:
+        with simd_path(path), num_threads(2):
+            params = [rng.standard_normal(n).astype(dtype) for n in sizes]
+            grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+            states = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(nstates)]
+            want_p = [p + g for p, g in zip(params, grads)]
+            want_s = [[s + g for s, g in zip(lst, grads)] for lst in states]
+            _core.optim_step(4, params, grads, states + [None] * (3 - nstates), ["a", "b", "c"], {}, 0.0)
+            for got, want in zip(params, want_p):
+                np.testing.assert_array_equal(got, want)
+            for lst, wlst in zip(states, want_s):
+                for got, want in zip(lst, wlst):
+                    np.testing.assert_array_equal(got, want)

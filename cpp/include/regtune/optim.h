@@ -12,8 +12,11 @@
 
 namespace regtune {
 
-enum class OptimKind { sgd = 0, adam = 1, rmsprop = 2, adagrad = 3 };
-constexpr int kOptimKinds = 4;
+// `stream` is no optimizer: the roofline yardstick of the benchmarks, with a step's memory
+// traffic (param and grad read, param and each given state read and written) and one add per
+// array in place of the rule.
+enum class OptimKind { sgd = 0, adam = 1, rmsprop = 2, adagrad = 3, stream = 4 };
+constexpr int kOptimKinds = 5;
 
 // The coefficients of one step. The driver receives them in double and rounds them to T once.
 // For each element, with p the param and g the grad:

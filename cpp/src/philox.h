@@ -35,15 +35,58 @@ struct RoundKeys {
   }
 };
 
-// kSteps groups of kLanes consecutive blocks from block j0, as kSteps * kHalves independent
-// dependency chains (each 64-bit lane carries one 32-bit word in its low half: vpmuludq then
-// gives the full product with no even/odd shuffling; the high halves are never read). More
-// groups in flight hide the multiply latency until registers run out: in-cache single-thread
-// words/ns measured best at 3 groups with 32 vector registers (AVX-512: 0.21 -> 0.19 ns/word
-// from 2) and at 2 with 16 (AVX2: 0.65 -> 0.52 ns/word from 1).
-constexpr int kSteps = REGTUNE_TARGET == REGTUNE_TARGET_AVX512 ? 3 : REGTUNE_TARGET == REGTUNE_TARGET_AVX2 ? 2 : 1;
+// kSteps groups of kLanes consecutive blocks from block j0, in independent dependency chains.
+// AVX-512 (and the scalar path): each 64-bit lane carries one 32-bit word in its low half, so
+// vpmuludq gives the full product with no even/odd shuffling (the high halves are never read),
+// kHalves chains per group; in-cache single-thread words/ns measured best at 3 groups with 32
+// vector registers (0.21 -> 0.19 ns/word from 2). AVX2: one block per 32-bit lane (see the
+// AVX2 philox below), best at 4 groups with 16 registers (one thread, in L1, Zen 4 at 3.6 GHz:
+// 0.59 ns/word with the 64-bit-lane form at 2 groups; 0.53, 0.50, 0.48 at 2, 3, 4 groups; 5
+// and 6 gained under 3% more).
+constexpr int kSteps = REGTUNE_TARGET == REGTUNE_TARGET_AVX512 ? 3 : REGTUNE_TARGET == REGTUNE_TARGET_AVX2 ? 4 : 1;
 constexpr int kChains = kSteps * kHalves;
 
+#if REGTUNE_TARGET == REGTUNE_TARGET_AVX2
+// AVX2: one 32-bit lane per block, so the state of 8 blocks takes 4 registers (the 64-bit-lane
+// form below needs 8, and with 16 vector registers its 4 chains spilled on every round). Each
+// product's high half comes from two vpmuludq (even and odd lanes) and a blend, its low half
+// from vpmulld.
+RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
+  __m256i c0[kSteps], c1[kSteps], c2[kSteps], c3[kSteps];
+  for (int g = 0; g < kSteps; ++g) {
+    // Block j0 + 8 g + l in lane l: its 64-bit index split into low and high words.
+    const U64 ja = add(set1(j0 + uint64_t(g) * kLanes), iota_u64());
+    const U64 jb = add(set1(j0 + uint64_t(g) * kLanes + kLanes64), iota_u64());
+    c0[g] = pack_lo32(ja, jb).v;
+    c1[g] = pack_lo32(shr<32>(ja), shr<32>(jb)).v;
+    c2[g] = _mm256_set1_epi32(int(rk.stream_lo));
+    c3[g] = _mm256_set1_epi32(int(rk.stream_hi));
+  }
+  const __m256i m0 = _mm256_set1_epi32(int(0xD2511F53u)), m1 = _mm256_set1_epi32(int(0xCD9E8D57u));
+  auto mulhi = [](__m256i a, __m256i m) {
+    const __m256i even = _mm256_srli_epi64(_mm256_mul_epu32(a, m), 32);
+    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    return _mm256_blend_epi32(even, odd, 0xAA);
+  };
+#if defined(__clang__)
+#pragma unroll
+#elif defined(__GNUC__)
+#pragma GCC unroll 10
+#endif
+  for (int round = 0; round < 10; ++round) {
+    const __m256i key0 = _mm256_set1_epi32(int(rk.k0[round])), key1 = _mm256_set1_epi32(int(rk.k1[round]));
+    for (int g = 0; g < kSteps; ++g) {
+      const __m256i hi0 = mulhi(c0[g], m0), lo0 = _mm256_mullo_epi32(c0[g], m0);
+      const __m256i hi1 = mulhi(c2[g], m1), lo1 = _mm256_mullo_epi32(c2[g], m1);
+      c0[g] = _mm256_xor_si256(hi1, _mm256_xor_si256(c1[g], key0));
+      c1[g] = lo1;
+      c2[g] = _mm256_xor_si256(hi0, _mm256_xor_si256(c3[g], key1));
+      c3[g] = lo0;
+    }
+  }
+  for (int g = 0; g < kSteps; ++g) out[g] = {{c0[g]}, {c1[g]}, {c2[g]}, {c3[g]}};
+}
+#else
 RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
   U64 c0[kChains], c1[kChains], c2[kChains], c3[kChains];
   for (int h = 0; h < kChains; ++h) {
@@ -75,6 +118,7 @@ RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
     out[g] = {pack_lo32(c0[a], c0[b]), pack_lo32(c1[a], c1[b]), pack_lo32(c2[a], c2[b]), pack_lo32(c3[a], c3[b])};
   }
 }
+#endif
 
 // Runs emit(words, dst) over the Philox blocks j, j + 1, ... that cover `count` elements,
 // kEpb elements per block, the first `skip` elements of block j dropped. Whole groups of

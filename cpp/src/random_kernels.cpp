@@ -48,14 +48,25 @@ RT_INLINE F32 log1p_minus_f(F32 f) {
   return fma(z, cst<F32>(-0.5), mul(mul(z, f), horner(f, kP)));
 }
 
-// Natural log for positive normal float32: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
-// log x = e log 2 + log(1 + f), f = m - 1, log 2 split in two parts (Cephes' logf order).
-RT_INLINE F32 log(F32 x) {
+// log x = e log 2 + log(1 + f) from the reduction x = (1 + f) 2^e (log 2 split in two parts,
+// Cephes' logf order). With e = 0 it is f + log1p_minus_f(f) = log(1 + f), exactly as rounded.
+RT_INLINE F32 log_from(F32 e, F32 f) {
+  return fma(e, cst<F32>(0.693359375), add(f, fma(e, cst<F32>(-2.12194440e-4), log1p_minus_f(f))));
+}
+
+// The reduction of a positive normal float32 x = m 2^e, m in [sqrt(1/2), sqrt(2)), f = m - 1.
+RT_INLINE void log_reduce(F32 x, F32& e, F32& f) {
   // Shift the exponent so the mantissa lands in [sqrt(1/2), sqrt(2)).
   const U32 b = add(bits(x), set1(uint32_t(0x3F800000u - 0x3F3504F3u)));
-  const F32 e = to_f32(sub(shr<23>(b), set1(127u)));
-  const F32 f = sub(from_bits(add(band(b, set1(0x007FFFFFu)), set1(0x3F3504F3u))), cst<F32>(1.0));
-  return fma(e, cst<F32>(0.693359375), add(f, fma(e, cst<F32>(-2.12194440e-4), log1p_minus_f(f))));
+  e = to_f32(sub(shr<23>(b), set1(127u)));
+  f = sub(from_bits(add(band(b, set1(0x007FFFFFu)), set1(0x3F3504F3u))), cst<F32>(1.0));
+}
+
+// Natural log for positive normal float32.
+RT_INLINE F32 log(F32 x) {
+  F32 e, f;
+  log_reduce(x, e, f);
+  return log_from(e, f);
 }
 
 // Natural log for positive normal float64. Lanes: float64. Max error about 1 ulp.
@@ -230,7 +241,12 @@ RT_INLINE void box_muller(U32 wr, U32 wa, F32& z0, F32& z1) {
   const U32 k = shr<1>(wr);
   const F32 u = fma(to_f32(k), cst<F32>(1.0 / 2147483648.0), cst<F32>(1.0 / 4294967296.0));
   const F32 t = fma(to_f32(sub(set1(0x7FFFFFFFu), k)), cst<F32>(1.0 / 2147483648.0), cst<F32>(1.0 / 4294967296.0));
-  const F32 log_u = select(lt(t, cst<F32>(0.25)), sub(log1p_minus_f(neg(t)), t), log(u));
+  // One polynomial for both: where t < 1/4, log u = log1p(-t) = log_from(0, -t), which is
+  // f + P(f) with f = -t: the same value, rounded the same way, as P(-t) - t.
+  F32 e, f;
+  log_reduce(u, e, f);
+  const M32 near_one = lt(t, cst<F32>(0.25));
+  const F32 log_u = log_from(select(near_one, cst<F32>(0.0), e), select(near_one, neg(t), f));
   const F32 r = sqrt(mul(cst<F32>(-2.0), log_u));
   F32 s, c;
   sincos_turns24(shr<8>(wa), s, c);

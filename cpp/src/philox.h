@@ -44,16 +44,16 @@ struct RoundKeys {
 // 0.59 ns/word with the 64-bit-lane form at 2 groups; 0.53, 0.50, 0.48 at 2, 3, 4 groups; 5
 // and 6 gained under 3% more).
 constexpr int kSteps = REGTUNE_TARGET == REGTUNE_TARGET_AVX512 ? 3 : REGTUNE_TARGET == REGTUNE_TARGET_AVX2 ? 4 : 1;
-constexpr int kChains = kSteps * kHalves;
 
 #if REGTUNE_TARGET == REGTUNE_TARGET_AVX2
 // AVX2: one 32-bit lane per block, so the state of 8 blocks takes 4 registers (the 64-bit-lane
 // form below needs 8, and with 16 vector registers its 4 chains spilled on every round). Each
 // product's high half comes from two vpmuludq (even and odd lanes) and a blend, its low half
 // from vpmulld.
-RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
-  __m256i c0[kSteps], c1[kSteps], c2[kSteps], c3[kSteps];
-  for (int g = 0; g < kSteps; ++g) {
+template <int N = kSteps>
+RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[N]) {
+  __m256i c0[N], c1[N], c2[N], c3[N];
+  for (int g = 0; g < N; ++g) {
     // Block j0 + 8 g + l in lane l: its 64-bit index split into low and high words.
     const U64 ja = add(set1(j0 + uint64_t(g) * kLanes), iota_u64());
     const U64 jb = add(set1(j0 + uint64_t(g) * kLanes + kLanes64), iota_u64());
@@ -75,7 +75,7 @@ RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
 #endif
   for (int round = 0; round < 10; ++round) {
     const __m256i key0 = _mm256_set1_epi32(int(rk.k0[round])), key1 = _mm256_set1_epi32(int(rk.k1[round]));
-    for (int g = 0; g < kSteps; ++g) {
+    for (int g = 0; g < N; ++g) {
       const __m256i hi0 = mulhi(c0[g], m0), lo0 = _mm256_mullo_epi32(c0[g], m0);
       const __m256i hi1 = mulhi(c2[g], m1), lo1 = _mm256_mullo_epi32(c2[g], m1);
       c0[g] = _mm256_xor_si256(hi1, _mm256_xor_si256(c1[g], key0));
@@ -84,10 +84,12 @@ RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
       c3[g] = lo0;
     }
   }
-  for (int g = 0; g < kSteps; ++g) out[g] = {{c0[g]}, {c1[g]}, {c2[g]}, {c3[g]}};
+  for (int g = 0; g < N; ++g) out[g] = {{c0[g]}, {c1[g]}, {c2[g]}, {c3[g]}};
 }
 #else
-RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
+template <int N = kSteps>
+RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[N]) {
+  constexpr int kChains = N * kHalves;
   U64 c0[kChains], c1[kChains], c2[kChains], c3[kChains];
   for (int h = 0; h < kChains; ++h) {
     const U64 j = add(set1(j0 + uint64_t(h) * kLanes64), iota_u64());
@@ -113,28 +115,29 @@ RT_INLINE void philox(const RoundKeys& rk, uint64_t j0, Words (&out)[kSteps]) {
       c3[h] = p0;
     }
   }
-  for (int g = 0; g < kSteps; ++g) {
+  for (int g = 0; g < N; ++g) {
     const int a = g * kHalves, b = g * kHalves + kHalves - 1;
     out[g] = {pack_lo32(c0[a], c0[b]), pack_lo32(c1[a], c1[b]), pack_lo32(c2[a], c2[b]), pack_lo32(c3[a], c3[b])};
   }
 }
 #endif
 
-// Runs emit(words, dst) over the Philox blocks j, j + 1, ... that cover `count` elements,
+// Runs emit(words, dst) over the Philox blocks j, j + 1, ... that cover `count` elements
+// (kGroups groups of kLanes blocks per philox() call),
 // kEpb elements per block, the first `skip` elements of block j dropped. Whole groups of
 // kLanes blocks are written straight to `out`; the partial groups at either end go through a
 // small buffer, so there is one body and no separate scalar tail.
-template <typename T, int kEpb, typename Emit>
+template <typename T, int kEpb, int kGroups = kSteps, typename Emit>
 RT_INLINE void for_blocks(Stream s, uint64_t j, int skip, size_t count, T* out, Emit emit) {
   constexpr int64_t kGroup = int64_t(kLanes) * kEpb;
   const int64_t n = int64_t(count);
   int64_t k = -int64_t(skip);  // output index of the group's first element
   alignas(64) T tmp[kGroup];
   const RoundKeys rk(s);
-  Words w[kSteps];
-  for (; k < n; j += uint64_t(kLanes) * kSteps) {
-    philox(rk, j, w);
-    for (int g = 0; g < kSteps && k < n; ++g, k += kGroup) {
+  Words w[kGroups];
+  for (; k < n; j += uint64_t(kLanes) * kGroups) {
+    philox<kGroups>(rk, j, w);
+    for (int g = 0; g < kGroups && k < n; ++g, k += kGroup) {
       if (k >= 0 && k + kGroup <= n) {
         emit(w[g], out + k);
       } else {

@@ -254,9 +254,15 @@ RT_INLINE void box_muller(U32 wr, U32 wa, F32& z0, F32& z1) {
   z1 = mul(r, s);
 }
 
+// Philox groups per call for the float32 normal: on AVX2, 8 groups (two philox() calls' worth)
+// put more Box-Muller chains side by side for the out-of-order core, at the cost of spilling
+// Philox state: one thread in L1 on Zen 4, 1.27 -> 1.20 ns per element (1 and 2 groups: 1.62
+// and 1.40). Elsewhere the default.
+constexpr int kNormalGroups = REGTUNE_TARGET == REGTUNE_TARGET_AVX2 ? 2 * kSteps : kSteps;
+
 void normal_f32_kernel(Stream s, uint64_t first, size_t count, float* out, const NormalParams<float>& p) {
   const F32 mean = set1(p.mean), sd = set1(p.std);
-  for_blocks<float, 4>(s, first / 4, int(first % 4), count, out, [&](const Words& w, float* dst) {
+  for_blocks<float, 4, kNormalGroups>(s, first / 4, int(first % 4), count, out, [&](const Words& w, float* dst) {
     F32 a, b, c, d;
     box_muller(w.w0, w.w1, a, b);
     box_muller(w.w2, w.w3, c, d);

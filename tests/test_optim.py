@@ -1,5 +1,5 @@
 """regtune.optim against a NumPy transcription of torch.optim's documented update rules, and
-against torch.optim itself when installed.
+against torch.optim itself when installed (Lion: against lion-pytorch's ``Lion``).
 
 One table of optimizer configurations (CASES) runs through every test, in float32 and float64
 (optax's alias_test style). The transcription below follows the pseudo-code of
@@ -47,6 +47,9 @@ CASES = [
     ("RMSprop", dict(lr=1e-3, alpha=0.9, centered=True)),
     ("Adagrad", dict(lr=0.05)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.01, eps=1e-8)),
+    ("Lion", dict(lr=1e-3)),
+    ("Lion", dict(lr=1e-3, betas=(0.95, 0.98), weight_decay=0.1)),
+    ("Lion", dict(lr=1e-3, weight_decay=1e-4, decoupled_weight_decay=True)),
 ]
 EXTRAS = [
     ("SGD", dict(lr=0.05, momentum=0.9, l1=1e-3)),
@@ -55,6 +58,7 @@ EXTRAS = [
     ("AdamW", dict(lr=1e-2, prox_l1=0.05, l1=1e-3)),
     ("RMSprop", dict(lr=1e-3, centered=True, max_grad_norm=5.0, prox_l1=0.1)),
     ("Adagrad", dict(lr=0.05, l1=1e-2, prox_l1=0.02)),
+    ("Lion", dict(lr=1e-3, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
 ]
 TORCH_EXTRAS = {"l1", "prox_l1", "max_grad_norm"}
 
@@ -77,8 +81,12 @@ def _problem(dtype, seed=0, steps=STEPS, shapes=SHAPES):
 # ------------------------------------------------------------------------ the transcription
 def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_l1=0.0, max_grad_norm=None,
                momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=None, amsgrad=False,
-               alpha=0.99, centered=False, lr_decay=0.0, initial_accumulator_value=0.0):  # fmt: skip
-    """torch.optim's documented algorithm, per tensor, in the parameters' dtype."""
+               alpha=0.99, centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
+               decoupled_weight_decay=False):  # fmt: skip
+    """torch.optim's documented algorithm, per tensor, in the parameters' dtype (Lion: the
+    paper's, as lion-pytorch's update_fn)."""
+    if name == "Lion" and betas == (0.9, 0.999):
+        betas = (0.9, 0.99)
     if weight_decay is None:
         weight_decay = 1e-2 if name == "AdamW" else 0.0
     if eps is None:
@@ -132,6 +140,14 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                     w = w - lr * s["buf"]
                 else:
                     w = w - lr * g / avg
+            elif name == "Lion":
+                b1, b2 = betas
+                wd = weight_decay / lr if decoupled_weight_decay else weight_decay
+                w = w * (1 - lr * wd)
+                m = s.get("m", np.zeros_like(w))
+                c = b1 * m + (1 - b1) * g
+                w = w - lr * np.where(np.isnan(c), 0, np.sign(c))  # torch's sgn: 0 for NaN
+                s["m"] = b2 * m + (1 - b2) * g
             elif name == "Adagrad":
                 if weight_decay:
                     g = g + weight_decay * w
@@ -142,6 +158,13 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                 w = np.sign(w) * np.maximum(np.abs(w) - lr * prox_l1, 0)
             p[i] = w.astype(dt)
     return p
+
+
+def _torch_optimizer(torch, name, tparams, tkw):
+    """torch.optim's optimizer of that name; Lion is lion-pytorch's (skips when absent)."""
+    if name == "Lion":
+        return pytest.importorskip("lion_pytorch").Lion(tparams, **tkw)
+    return getattr(torch.optim, name)(tparams, **tkw)
 
 
 def _run(name, kw, params, grad_seq):
@@ -176,7 +199,7 @@ def test_matches_torch_optim(case, dtype):
     got, _ = _run(name, kw, params, grad_seq)
     tkw = {k: v for k, v in kw.items() if k not in TORCH_EXTRAS}
     tparams = [torch.tensor(x.copy(), requires_grad=True) for x in params]
-    topt = getattr(torch.optim, name)(tparams, **tkw)
+    topt = _torch_optimizer(torch, name, tparams, tkw)
     for grads in grad_seq:
         for tp, g in zip(tparams, grads):
             tp.grad = torch.tensor(g.copy())
@@ -204,7 +227,7 @@ def test_prox_l1_gives_exact_zeros(dtype):
     assert np.all((flat == 0) | (np.abs(flat) > 0))
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad", "Lion"])
 def test_max_grad_norm_returns_the_norm_and_leaves_grads_alone(name):
     params, grad_seq = _problem(np.float64, steps=1)
     grads = grad_seq[0]
@@ -432,7 +455,7 @@ def test_nan_gradient_propagates_like_torch(case):
     got, _ = _run(name, kw, params, grad_seq)
     tkw = {k: v for k, v in kw.items() if k not in TORCH_EXTRAS}
     tparams = [torch.tensor(x.copy(), requires_grad=True) for x in params]
-    topt = getattr(torch.optim, name)(tparams, **tkw)
+    topt = _torch_optimizer(torch, name, tparams, tkw)
     for grads in grad_seq:
         for tp, g in zip(tparams, grads):
             tp.grad = torch.tensor(g.copy())
@@ -441,11 +464,14 @@ def test_nan_gradient_propagates_like_torch(case):
         topt.step()
     for g, tp in zip(got, tparams):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(tp.detach().numpy()))
-    assert np.isnan(got[0][2, 3])
+    if name == "Lion":  # sign(NaN) = 0: the parameter stays where it was, as lion-pytorch's
+        assert np.isfinite(got[0][2, 3])
+    else:
+        assert np.isnan(got[0][2, 3])
 
 
 # -------------------------------------------------------------------------------- errors
-OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
+OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion"]
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -486,6 +512,11 @@ def test_common_hyperparameters_are_checked_when_built(name, kw, exc, match):
         ("RMSprop", dict(centered="yes"), TypeError, r"centered must be a bool"),
         ("Adagrad", dict(lr_decay=-1.0), ValueError, r"lr_decay must be in"),
         ("Adagrad", dict(initial_accumulator_value=-1.0), ValueError, r"initial_accumulator_value must be in"),
+        ("Lion", dict(betas=(1.0, 0.99)), ValueError, r"betas\[0\] must be in \[0, 1\)"),
+        ("Lion", dict(betas=(0.9, float("nan"))), ValueError, r"betas\[1\] must be finite"),
+        ("Lion", dict(decoupled_weight_decay="yes"), TypeError, r"decoupled_weight_decay must be a bool"),
+        ("Lion", dict(lr=0.0, weight_decay=0.1, decoupled_weight_decay=True), ValueError,
+         r"lr must be > 0 with decoupled_weight_decay=True"),
     ],
 )
 def test_specific_hyperparameters_are_checked_when_built(name, kw, exc, match):
@@ -992,3 +1023,47 @@ def test_roofline_yardstick_moves_every_array_of_the_step(dtype, nstates):
             for lst, wlst in zip(states, want_s):
                 for got, want in zip(lst, wlst):
                     np.testing.assert_array_equal(got, want)
+
+
+def test_lion_moves_every_element_by_lr_or_not_at_all():
+    # sign(c) is -1, 0 or +1: with no weight decay each element moves by exactly lr, or stays
+    # where c is 0 (and where it is NaN, as torch's sgn_).
+    p = np.array([1.0, 2.0, -3.0, 4.0, 5.0])
+    g = np.array([0.5, -2.0, 0.0, np.nan, 1e-300])
+    before = p.copy()
+    optim.Lion([p], lr=0.25).step([g])
+    np.testing.assert_array_equal(p - before, [-0.25, 0.25, 0.0, 0.0, -0.25])
+
+
+def test_lion_decoupled_weight_decay_divides_by_the_first_lr():
+    # lion-pytorch divides weight_decay by the lr it was built with; regtune by lr(0) for a
+    # schedule, so halving the lr later halves the decay per step, as lion-pytorch's does.
+    p = np.array([1.0])
+    opt = optim.Lion([p], lr=lambda t: 0.1 if t == 0 else 0.05, weight_decay=0.01, decoupled_weight_decay=True)
+    opt.step([np.array([0.0])])
+    assert p[0] == 1.0 * (1 - 0.1 * (0.01 / 0.1))
+    opt.step([np.array([0.0])])
+    assert p[0] == (1.0 * (1 - 0.1 * (0.01 / 0.1))) * (1 - 0.05 * (0.01 / 0.1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lion_is_bit_identical_to_lion_pytorch(dtype):
+    # lion-pytorch's update_fn is torch element-wise ops (mul_, add with alpha, sgn_), whose
+    # vectorized loops also cover each tensor's tail; regtune computes the same operations, so
+    # 50 steps agree bit for bit on every path (the README says so).
+    torch = pytest.importorskip("torch")
+    lion_pytorch = pytest.importorskip("lion_pytorch")
+    shapes = [(1,), (7,), (10_007,), (33, 65)]
+    for path in SIMD_PATHS:
+        for kw in (dict(lr=1e-3), dict(lr=1e-3, betas=(0.95, 0.98), weight_decay=0.1)):
+            params, grad_seq = _problem(dtype, seed=11, shapes=shapes)
+            with simd_path(path):
+                got, _ = _run("Lion", kw, params, grad_seq)
+            tparams = [torch.tensor(x.copy(), requires_grad=True) for x in params]
+            topt = lion_pytorch.Lion(tparams, **kw)
+            for grads in grad_seq:
+                for tp, g in zip(tparams, grads):
+                    tp.grad = torch.tensor(g.copy())
+                topt.step()
+            for g, tp in zip(got, tparams):
+                assert g.tobytes() == tp.detach().numpy().tobytes(), (path, kw)

@@ -169,8 +169,8 @@ void register_optim(py::module_& m) {
       },
       py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"), py::arg("args"),
       py::arg("max_grad_norm"),
-      "One step of optimizer `kind` (0 sgd, 1 adam, 2 rmsprop, 3 adagrad; 4 the roofline yardstick of the "
-      "benchmarks: a step's traffic, an add per array) over the whole list, in one pass; "
+      "One step of optimizer `kind` (0 sgd, 1 adam, 2 rmsprop, 3 adagrad, 5 lion; 4 the roofline yardstick "
+      "of the benchmarks: a step's traffic, an add per array) over the whole list, in one pass; "
       "returns the global grad norm when max_grad_norm > 0, else None.");
   m.def(
       "grad_sums",

@@ -197,6 +197,24 @@ void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, size_t n, const Op
   }, param, grad, sum_);
 }
 
+// Lion (Chen et al., 2023), as lion-pytorch's update_fn: c = fma(g, 1 - beta1, m * beta1)
+// (exp_avg.clone().mul_(beta1).add(grad, alpha=1 - beta1)); p = fma(sign(c), -lr, p);
+// m = fma(g, 1 - beta2, m * beta2). sign(0) = 0, and a NaN c moves p by 0 (torch's sgn_ of a
+// NaN is 0 on its vectorized path, as regtune's sign).
+template <typename T>
+void lion_kernel(T* param, const T* grad, T* m_, T*, T*, size_t n, const OptimArgs<T>& args) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare(mem, grad + i, p, a);
+    const V m = mem.load(m_ + i);
+    const V c = fma(g, set1(a.damp_weight), mul(m, set1(a.momentum)));
+    mem.store(m_ + i, fma(g, set1(a.sq_weight), mul(m, set1(a.sq_decay))));
+    finish(mem, param + i, fma(sign(c), set1(a.step), p), a);
+  }, param, grad, m_);
+}
+
 // The roofline yardstick of a step (bench/bench_roofline.py): the arrays a rule with that
 // state reads and writes, loaded and stored in the same order with the same prefetching, and
 // one add per array in place of the rule's arithmetic.
@@ -292,6 +310,7 @@ OptimKernelsOf<T> kernels_of() {
   k.step[int(OptimKind::rmsprop)] = rmsprop_kernel<T>;
   k.step[int(OptimKind::adagrad)] = adagrad_kernel<T>;
   k.step[int(OptimKind::stream)] = stream_kernel<T>;
+  k.step[int(OptimKind::lion)] = lion_kernel<T>;
   k.sums = sums_kernel<T>;
   k.penalty_grad = penalty_grad_kernel<T>;
   k.prox_l1 = prox_l1_kernel<T>;

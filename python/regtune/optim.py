@@ -2,7 +2,8 @@
 
 ``SGD``, ``Adam``, ``AdamW``, ``RMSprop`` and ``Adagrad`` follow, element for element, the
 update rule torch.optim documents for the optimizer of the same name (bias correction, eps
-placement, first-step momentum buffer included), with the same hyperparameters and defaults.
+placement, first-step momentum buffer included), with the same hyperparameters and defaults;
+``Lion`` follows the paper's update as the ``lion-pytorch`` package computes it.
 One native call steps the whole list of parameters: the elements of all tensors are split
 across threads in cache-line-aligned ranges, and each element is read and written once per
 step, with the extras folded into that pass:
@@ -65,11 +66,11 @@ from ._validation import (
     schedule_value,
 )
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm", "clip_grad_value"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "clip_grad_norm", "clip_grad_value"]
 
 ScalarOrSchedule = Union[float, Callable[[int], float]]
 
-_SGD, _ADAM, _RMSPROP, _ADAGRAD = 0, 1, 2, 3  # the kernels' OptimKind
+_SGD, _ADAM, _RMSPROP, _ADAGRAD, _LION = 0, 1, 2, 3, 5  # the kernels' OptimKind (4: the benchmarks' yardstick)
 
 #: step counts stay below 2**63 (an int64), so every coefficient is a float computation.
 _MAX_STEP = 2**63
@@ -614,4 +615,82 @@ class Adagrad(Optimizer):
         c: dict[str, Any] = {"step": -(lr / (1 + (t - 1) * self.lr_decay)), "eps": self.eps}
         if wd != 0:
             c["wd"] = wd
+        return c
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms"), as
+    ``lion_pytorch.Lion`` computes it (the reference the tests step against)::
+
+        p = p * (1 - lr * weight_decay)
+        c = beta1 * m + (1 - beta1) * g
+        p = p - lr * sign(c)
+        m = beta2 * m + (1 - beta2) * g
+
+    ``sign`` is torch's: 0 for 0 and for NaN. Every element moves by exactly ``lr`` (or not at
+    all), so Lion wants a learning rate 3-10x smaller than AdamW's and a weight decay 3-10x
+    larger (the paper's advice). One state array per parameter; each step reads param, grad and
+    ``exp_avg`` and writes param and ``exp_avg`` once.
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule. betas: each in [0, 1).
+        weight_decay: >= 0, or a schedule: decoupled, as AdamW's (``p * (1 - lr * weight_decay)``).
+        decoupled_weight_decay: as lion-pytorch: the weight decay is divided by the initial lr
+            (``p * (1 - lr / lr0 * weight_decay)``, with ``lr0`` the lr of the first step), so
+            the decay does not shrink with a schedule's lr... only in proportion to it.
+        l1, prox_l1, max_grad_norm: see the module docstring.
+
+    State: ``exp_avg``.
+
+    Example::
+
+        >>> w = np.zeros(3); opt = Lion([w], lr=0.1)
+        >>> opt.step([np.array([2.0, -0.5, 0.0])]); w
+        array([-0.1,  0.1,  0. ])
+    """
+
+    _kind = _LION
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: ScalarOrSchedule = 0.0,
+        *,
+        decoupled_weight_decay: bool = False,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        self.betas = _betas(betas)
+        self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            slots=("exp_avg", None, None),
+        )  # fmt: skip
+        if self.decoupled_weight_decay and not callable(self.lr) and self.lr == 0:
+            raise ValueError("lr must be > 0 with decoupled_weight_decay=True (weight_decay is divided by it), got lr=0.0")
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        c: dict[str, Any] = {
+            "step": -lr,
+            "momentum": beta1,
+            "damp_weight": 1 - beta1,
+            "sq_decay": beta2,
+            "sq_weight": 1 - beta2,
+        }
+        if wd != 0:
+            if self.decoupled_weight_decay:
+                lr0 = schedule_value(self.lr, "lr", 0)
+                if lr0 == 0:
+                    raise ValueError(
+                        "lr(0) must be > 0 with decoupled_weight_decay=True (weight_decay is divided by it), got 0.0"
+                    )
+                wd = wd / lr0
+            c["decay"] = 1 - lr * wd
+            if math.isinf(c["decay"]):
+                raise ValueError(f"lr * weight_decay overflows float64: lr={lr!r}, weight_decay={wd!r}")
         return c

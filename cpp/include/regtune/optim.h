@@ -15,8 +15,8 @@ namespace regtune {
 // `stream` is no optimizer: the roofline yardstick of the benchmarks, with a step's memory
 // traffic (param and grad read, param and each given state read and written) and one add per
 // array in place of the rule.
-enum class OptimKind { sgd = 0, adam = 1, rmsprop = 2, adagrad = 3, stream = 4 };
-constexpr int kOptimKinds = 5;
+enum class OptimKind { sgd = 0, adam = 1, rmsprop = 2, adagrad = 3, stream = 4, lion = 5 };
+constexpr int kOptimKinds = 6;
 
 // The coefficients of one step. The driver receives them in double and rounds them to T once.
 // For each element, with p the param and g the grad:
@@ -32,10 +32,11 @@ template <typename T>
 struct OptimArgs {
   T clip = 1, l1 = 0, decay = 1, wd = 0, prox = 0;
   bool clip_on = false, l1_on = false, decay_on = false, wd_on = false, prox_on = false;
-  // The coefficient of the update: -lr (SGD, RMSprop), -lr / bias_correction1 (Adam),
+  // The coefficient of the update: -lr (SGD, RMSprop, Lion), -lr / bias_correction1 (Adam),
   // -lr / (1 + (step - 1) * lr_decay) (Adagrad).
   T step = 0;
-  // SGD and RMSprop momentum; SGD dampening enters as damp_weight = 1 - dampening.
+  // SGD and RMSprop momentum; SGD dampening enters as damp_weight = 1 - dampening. Lion's
+  // update direction interpolates with momentum = beta1, damp_weight = 1 - beta1.
   T momentum = 0, damp_weight = 1;
   bool momentum_on = false, first_step = false, nesterov = false;
   // Adam's exp_avg and RMSprop's grad_avg: lerp toward g with weight avg_weight (1 - beta1,
@@ -43,6 +44,7 @@ struct OptimArgs {
   T avg_weight = 0, avg_coef = 0;
   bool avg_small = true;
   // Adam's exp_avg_sq and RMSprop's square_avg: s = fma(sq_weight * g, g, s * sq_decay).
+  // Lion's exp_avg: m = fma(g, sq_weight, m * sq_decay) with sq_decay = beta2, sq_weight = 1 - beta2.
   T sq_decay = 0, sq_weight = 0;
   T bc2_sqrt = 1, eps = 0;  // Adam: sqrt(1 - beta2^step); Adam, RMSprop, Adagrad: eps
   bool amsgrad = false, centered = false;
@@ -53,6 +55,7 @@ struct OptimArgs {
 //   adam    s0 = exp_avg, s1 = exp_avg_sq, s2 = max_exp_avg_sq (amsgrad)
 //   rmsprop s0 = square_avg, s1 = grad_avg (centered), s2 = momentum_buffer
 //   adagrad s0 = sum
+//   lion    s0 = exp_avg
 // Unused state pointers may be null.
 template <typename T>
 using StepKernel = void (*)(T* param, const T* grad, T* s0, T* s1, T* s2, size_t n, const OptimArgs<T>& a);

@@ -66,6 +66,7 @@ INITIALIZERS = (
 )  # fmt: skip
 OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
     "sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad,
+    "lion": optim.Lion,
 }  # fmt: skip
 
 LEAKY_SLOPE = 0.01  # torch's default negative_slope

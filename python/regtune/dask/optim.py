@@ -2,7 +2,7 @@
 
 ``step(opt_kind, params, grads, state, ...)`` runs regtune's fused kernel on each chunk of
 each parameter, with the aligned chunks of its gradient and optimizer state. The update rules
-are elementwise (SGD, Adam, AdamW, RMSprop, Adagrad; penalties ``l1``/``prox_l1`` included),
+are elementwise (SGD, Adam, AdamW, RMSprop, Adagrad, Lion; penalties ``l1``/``prox_l1`` included),
 so each chunk's result is the one-machine result for those elements.
 
 The one global quantity, the gradient norm for ``max_grad_norm``, is reduced exactly as
@@ -57,6 +57,7 @@ OPTIMIZERS: dict[str, type[_optim.Optimizer]] = {
     "adamw": _optim.AdamW,
     "rmsprop": _optim.RMSprop,
     "adagrad": _optim.Adagrad,
+    "lion": _optim.Lion,
 }
 
 
@@ -227,7 +228,7 @@ def step(
     every chunk scales its gradient by ``min(max_grad_norm / (norm + 1e-6), 1)``.
 
     Args:
-        opt_kind: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"`` or one of
+        opt_kind: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``, ``"lion"`` or one of
             those classes of :mod:`regtune.optim`.
         params: the parameters, dask arrays (NumPy arrays are wrapped) of one float dtype.
         grads: one gradient per parameter, same shape and dtype (any chunking).

@@ -70,13 +70,24 @@ RT_INLINE void for_vectors(size_t n, Body body, S*... streams) {
 }
 
 // --------------------------------------------------------------------------- shared pieces
+// Each rule's body is compiled twice: kFast = false reads every switch of the coefficients;
+// kFast = true is the common step, where the switches that are off are known at compile time
+// (no clip, L1 or proximal term, and the rule's own, see each kernel), so its loop carries no
+// test for them. At one thread a shorter loop keeps more cache lines in flight: SGD with
+// momentum, 4096 x 4096 float32, AVX2, one thread, in one process on the same arrays, went
+// from 1.18-1.25x the roofline yardstick's time to 1.02-1.10x.
+template <typename T>
+RT_INLINE bool no_extras(const OptimArgs<T>& a) {
+  return !a.clip_on && !a.l1_on && !a.prox_on;
+}
+
 // The gradient the rule sees: clipped, plus the L1 term, then the decoupled or coupled
 // weight decay (p may be rescaled by the decoupled decay).
-template <typename T, typename V, typename Mem>
+template <bool kFast, typename T, typename V, typename Mem>
 RT_INLINE V prepare(const Mem& mem, const T* grad, V& p, const OptimArgs<T>& a) {
   V g = mem.load(grad);
-  if (a.clip_on) g = mul(g, set1(a.clip));
-  if (a.l1_on) g = add(g, mul(set1(a.l1), sign(p)));
+  if (!kFast && a.clip_on) g = mul(g, set1(a.clip));
+  if (!kFast && a.l1_on) g = add(g, mul(set1(a.l1), sign(p)));
   if (a.decay_on) p = mul(p, set1(a.decay));
   if (a.wd_on) g = fma(p, set1(a.wd), g);
   return g;
@@ -101,63 +112,85 @@ RT_INLINE V soft_threshold(V p, T t) {
   return xor_sign(max(set1(T(0)), sub(abs(p), set1(t))), p);
 }
 
-template <typename T, typename V, typename Mem>
+template <bool kFast, typename T, typename V, typename Mem>
 RT_INLINE void finish(const Mem& mem, T* param, V p, const OptimArgs<T>& a) {
-  if (a.prox_on) p = soft_threshold(p, a.prox);
+  if (!kFast && a.prox_on) p = soft_threshold(p, a.prox);
   mem.store(param, p);
 }
 
 // ------------------------------------------------------------------------------ the rules
 // SGD: buf = g on the first step, else buf * momentum + (1 - dampening) * g;
 // g = nesterov ? g + momentum * buf : buf; p = p - lr * g.
-template <typename T>
-void sgd_kernel(T* param, const T* grad, T* buf, T*, T*, size_t n, const OptimArgs<T>& args) {
+// kFast: no extras, momentum after the first step, no nesterov.
+template <bool kFast, typename T>
+void sgd_body(T* param, const T* grad, T* buf, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;  // a copy: stores through T* cannot change it, so it stays in registers
+  const bool momentum = kFast || a.momentum_on;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     V p = mem.load(param + i);
-    V g = prepare(mem, grad + i, p, a);
-    if (a.momentum_on) {
-      const V b = a.first_step ? g : fma(g, set1(a.damp_weight), mul(mem.load(buf + i), set1(a.momentum)));
+    V g = prepare<kFast>(mem, grad + i, p, a);
+    if (momentum) {
+      const V b = !kFast && a.first_step ? g : fma(g, set1(a.damp_weight), mul(mem.load(buf + i), set1(a.momentum)));
       mem.store(buf + i, b);
-      g = a.nesterov ? fma(b, set1(a.momentum), g) : b;
+      g = !kFast && a.nesterov ? fma(b, set1(a.momentum), g) : b;
     }
-    finish(mem, param + i, fma(g, set1(a.step), p), a);
-  }, param, grad, a.momentum_on ? buf : nullptr);
+    finish<kFast>(mem, param + i, fma(g, set1(a.step), p), a);
+  }, param, grad, momentum ? buf : nullptr);
+}
+
+template <typename T>
+void sgd_kernel(T* param, const T* grad, T* buf, T*, T*, size_t n, const OptimArgs<T>& a) {
+  if (no_extras(a) && a.momentum_on && !a.first_step && !a.nesterov) {
+    sgd_body<true>(param, grad, buf, n, a);
+  } else {
+    sgd_body<false>(param, grad, buf, n, a);
+  }
 }
 
 // Adam / AdamW: m = lerp(m, g, 1 - beta1); v = fma((1 - beta2) * g, g, v * beta2);
 // vmax = max(vmax, v) with amsgrad; p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + eps).
-template <typename T>
-void adam_kernel(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, const OptimArgs<T>& args) {
+// kFast: no extras, no amsgrad.
+template <bool kFast, typename T>
+void adam_body(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     V p = mem.load(param + i);
-    const V g = prepare(mem, grad + i, p, a);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
     const V m = lerp_to(mem.load(m_ + i), g, a);
     V v = square_avg(mem.load(v_ + i), g, a);
     mem.store(m_ + i, m);
     mem.store(v_ + i, v);
-    if (a.amsgrad) {
+    if (!kFast && a.amsgrad) {
       v = max(mem.load(vmax_ + i), v);  // v when either is NaN: a NaN gradient still propagates
       mem.store(vmax_ + i, v);
     }
     const V denom = add(div(sqrt(v), set1(a.bc2_sqrt)), set1(a.eps));
-    finish(mem, param + i, add(p, div(mul(set1(a.step), m), denom)), a);
-  }, param, grad, m_, v_, a.amsgrad ? vmax_ : nullptr);
+    finish<kFast>(mem, param + i, add(p, div(mul(set1(a.step), m), denom)), a);
+  }, param, grad, m_, v_, !kFast && a.amsgrad ? vmax_ : nullptr);
+}
+
+template <typename T>
+void adam_kernel(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, const OptimArgs<T>& a) {
+  if (no_extras(a) && !a.amsgrad) {
+    adam_body<true>(param, grad, m_, v_, vmax_, n, a);
+  } else {
+    adam_body<false>(param, grad, m_, v_, vmax_, n, a);
+  }
 }
 
 // RMSprop: sq = fma((1 - alpha) * g, g, sq * alpha); centered: ga = lerp(ga, g, 1 - alpha),
 // avg = sqrt(max(0, fma(-ga, ga, sq))), else avg = sqrt(sq); avg += eps; with momentum
 // buf = buf * momentum + g / avg, p = p - lr * buf; without, p = p + (-lr * g) / avg.
-template <typename T>
-void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, const OptimArgs<T>& args) {
+// kFast: no extras.
+template <bool kFast, typename T>
+void rmsprop_body(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     V p = mem.load(param + i);
-    const V g = prepare(mem, grad + i, p, a);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
     const V sq = square_avg(mem.load(sq_ + i), g, a);
     mem.store(sq_ + i, sq);
     V avg;
@@ -179,40 +212,69 @@ void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, 
     } else {
       p = add(p, div(mul(set1(a.step), g), avg));
     }
-    finish(mem, param + i, p, a);
+    finish<kFast>(mem, param + i, p, a);
   }, param, grad, sq_, a.centered ? ga_ : nullptr, a.momentum_on ? buf_ : nullptr);
 }
 
-// Adagrad: sum = fma(g, g, sum); p = p + (-clr * g) / (sqrt(sum) + eps).
 template <typename T>
-void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, size_t n, const OptimArgs<T>& args) {
+void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, const OptimArgs<T>& a) {
+  if (no_extras(a)) {
+    rmsprop_body<true>(param, grad, sq_, ga_, buf_, n, a);
+  } else {
+    rmsprop_body<false>(param, grad, sq_, ga_, buf_, n, a);
+  }
+}
+
+// Adagrad: sum = fma(g, g, sum); p = p + (-clr * g) / (sqrt(sum) + eps).
+// kFast: no extras.
+template <bool kFast, typename T>
+void adagrad_body(T* param, const T* grad, T* sum_, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     V p = mem.load(param + i);
-    const V g = prepare(mem, grad + i, p, a);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
     const V s = fma(g, g, mem.load(sum_ + i));  // addcmul_(g, g, value=1)
     mem.store(sum_ + i, s);
-    finish(mem, param + i, add(p, div(mul(set1(a.step), g), add(sqrt(s), set1(a.eps)))), a);
+    finish<kFast>(mem, param + i, add(p, div(mul(set1(a.step), g), add(sqrt(s), set1(a.eps)))), a);
   }, param, grad, sum_);
+}
+
+template <typename T>
+void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, size_t n, const OptimArgs<T>& a) {
+  if (no_extras(a)) {
+    adagrad_body<true>(param, grad, sum_, n, a);
+  } else {
+    adagrad_body<false>(param, grad, sum_, n, a);
+  }
 }
 
 // Lion (Chen et al., 2023), as lion-pytorch's update_fn: c = fma(g, 1 - beta1, m * beta1)
 // (exp_avg.clone().mul_(beta1).add(grad, alpha=1 - beta1)); p = fma(sign(c), -lr, p);
 // m = fma(g, 1 - beta2, m * beta2). sign(0) = 0, and a NaN c moves p by 0 (torch's sgn_ of a
 // NaN is 0 on its vectorized path, as regtune's sign).
-template <typename T>
-void lion_kernel(T* param, const T* grad, T* m_, T*, T*, size_t n, const OptimArgs<T>& args) {
+// kFast: no extras.
+template <bool kFast, typename T>
+void lion_body(T* param, const T* grad, T* m_, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     V p = mem.load(param + i);
-    const V g = prepare(mem, grad + i, p, a);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
     const V m = mem.load(m_ + i);
     const V c = fma(g, set1(a.damp_weight), mul(m, set1(a.momentum)));
     mem.store(m_ + i, fma(g, set1(a.sq_weight), mul(m, set1(a.sq_decay))));
-    finish(mem, param + i, fma(sign(c), set1(a.step), p), a);
+    finish<kFast>(mem, param + i, fma(sign(c), set1(a.step), p), a);
   }, param, grad, m_);
+}
+
+template <typename T>
+void lion_kernel(T* param, const T* grad, T* m_, T*, T*, size_t n, const OptimArgs<T>& a) {
+  if (no_extras(a)) {
+    lion_body<true>(param, grad, m_, n, a);
+  } else {
+    lion_body<false>(param, grad, m_, n, a);
+  }
 }
 
 // The roofline yardstick of a step (bench/bench_roofline.py): the arrays a rule with that

@@ -636,9 +636,10 @@ class Lion(Optimizer):
         params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1).
         weight_decay: >= 0, or a schedule: decoupled, as AdamW's (``p * (1 - lr * weight_decay)``).
-        decoupled_weight_decay: as lion-pytorch: the weight decay is divided by the initial lr
-            (``p * (1 - lr / lr0 * weight_decay)``, with ``lr0`` the lr of the first step), so
-            the decay does not shrink with a schedule's lr... only in proportion to it.
+        decoupled_weight_decay: as lion-pytorch's: ``weight_decay`` is divided by the first
+            step's lr ``lr0`` (``lr(0)`` for a schedule), so each step multiplies p by
+            ``1 - lr / lr0 * weight_decay``: ``weight_decay`` is the decay per step at the
+            initial learning rate.
         l1, prox_l1, max_grad_norm: see the module docstring.
 
     State: ``exp_avg``.
@@ -684,7 +685,7 @@ class Lion(Optimizer):
         }
         if wd != 0:
             if self.decoupled_weight_decay:
-                lr0 = schedule_value(self.lr, "lr", 0)
+                lr0 = self.lr if not callable(self.lr) else schedule_value(self.lr, "lr", 0)
                 if lr0 == 0:
                     raise ValueError(
                         "lr(0) must be > 0 with decoupled_weight_decay=True (weight_decay is divided by it), got 0.0"

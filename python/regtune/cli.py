@@ -426,6 +426,8 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
     batch_size = min(ns.batch_size, len(data.X_train))
     steps = -(-len(data.X_train) // batch_size)
     kw: dict[str, Any] = {}
+    if ns.momentum is not None and ns.optimizer not in ("sgd", "rmsprop"):
+        raise CLIError(f"--momentum applies to --optimizer sgd and rmsprop, not {ns.optimizer}")
     if ns.momentum is not None:
         kw["momentum"] = ns.momentum
     elif ns.optimizer == "sgd":

@@ -159,9 +159,9 @@ def child(lib, opt, problem, threads, steps, warmup):
     step, state = make_step(lib, opt, problem, threads)
     out = {lib: timed(step, steps, warmup)}
     params, grads, states = state()
-    states = list(states) + [None] * (3 - len(states))
+    states = list(states) + [None] * (4 - len(states))
     time.sleep(0.2)  # a peer's OpenMP workers stop spinning before the yardstick runs
-    out[lib + ":roofline"] = timed(lambda: _core.optim_step(4, params, grads, states, ["s0", "s1", "s2"], {}, 0.0),
+    out[lib + ":roofline"] = timed(lambda: _core.optim_step(4, params, grads, states, ["s0", "s1", "s2", "s3"], {}, 0.0),
                                    steps, warmup)
     print(json.dumps(out))
 

@@ -235,7 +235,7 @@ def one_line(err):
 ERRORS = [
     (["--activation", "swish"], "--activation: unknown activation 'swish'; choose one of relu"),
     (["--init", "glorot"], "--init: unknown initializer 'glorot'; choose one of auto"),
-    (["--optimizer", "adamax"], "--optimizer: unknown optimizer 'adamax'; choose one of sgd, adam"),
+    (["--optimizer", "adamax2"], "--optimizer: unknown optimizer 'adamax2'; choose one of sgd, adam"),
     (["--schedule", "cosinus"], "--schedule: unknown schedule 'cosinus'; choose one of constant"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
     (["--lr", "-1"], "--lr must be > 0, got -1.0"),

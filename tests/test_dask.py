@@ -318,6 +318,10 @@ OPT_CASES = [
     ("rmsprop", dict(lr=1e-3, momentum=0.5, centered=True, max_grad_norm=0.5)),
     ("adagrad", dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1, max_grad_norm=2.0)),
     ("lion", dict(lr=1e-3, weight_decay=1e-4, decoupled_weight_decay=True, max_grad_norm=2.0)),
+    ("nadam", dict(lr=2e-3, weight_decay=0.1, decoupled_weight_decay=True, max_grad_norm=2.0)),
+    ("radam", dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.05, l1=1e-3)),
+    ("adamax", dict(lr=2e-3, weight_decay=0.05, prox_l1=0.05)),
+    ("adadelta", dict(lr=1.0, rho=0.5, max_grad_norm=2.0)),
 ]
 PARAM_SHAPES = [SHAPE, (10_000,), CONV_SHAPE]
 PARAM_CHUNKS = [(20, 33), (3000,), (3, 4, 2, 5)]

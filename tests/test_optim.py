@@ -50,6 +50,18 @@ CASES = [
     ("Lion", dict(lr=1e-3)),
     ("Lion", dict(lr=1e-3, betas=(0.95, 0.98), weight_decay=0.1)),
     ("Lion", dict(lr=1e-3, weight_decay=1e-4, decoupled_weight_decay=True)),
+    ("NAdam", dict(lr=2e-3)),
+    ("NAdam", dict(lr=2e-3, betas=(0.8, 0.99), weight_decay=0.05, momentum_decay=0.01)),
+    ("NAdam", dict(lr=2e-3, weight_decay=0.1, decoupled_weight_decay=True, eps=1e-6)),
+    ("NAdam", dict(lr=2e-3, betas=(0.4, 0.9), momentum_decay=0.0)),
+    ("RAdam", dict(lr=1e-2)),
+    ("RAdam", dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.05)),  # rectified from step 3
+    ("RAdam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, eps=1e-6)),
+    ("RAdam", dict(lr=1e-2, betas=(0.9, 0.0))),  # rho_inf = 1: never rectified
+    ("Adamax", dict(lr=2e-3)),
+    ("Adamax", dict(lr=2e-3, betas=(0.4, 0.9), weight_decay=0.05, eps=1e-3)),
+    ("Adadelta", dict(lr=1.0)),
+    ("Adadelta", dict(lr=0.5, rho=0.5, weight_decay=0.05, eps=1e-4)),
 ]
 EXTRAS = [
     ("SGD", dict(lr=0.05, momentum=0.9, l1=1e-3)),
@@ -59,6 +71,10 @@ EXTRAS = [
     ("RMSprop", dict(lr=1e-3, centered=True, max_grad_norm=5.0, prox_l1=0.1)),
     ("Adagrad", dict(lr=0.05, l1=1e-2, prox_l1=0.02)),
     ("Lion", dict(lr=1e-3, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
+    ("NAdam", dict(lr=2e-3, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
+    ("RAdam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, l1=1e-3, max_grad_norm=5.0)),
+    ("Adamax", dict(lr=2e-3, max_grad_norm=5.0, prox_l1=0.1)),
+    ("Adadelta", dict(lr=1.0, l1=1e-2, prox_l1=0.02, max_grad_norm=5.0)),
 ]
 TORCH_EXTRAS = {"l1", "prox_l1", "max_grad_norm"}
 
@@ -82,7 +98,7 @@ def _problem(dtype, seed=0, steps=STEPS, shapes=SHAPES):
 def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_l1=0.0, max_grad_norm=None,
                momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=None, amsgrad=False,
                alpha=0.99, centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
-               decoupled_weight_decay=False):  # fmt: skip
+               decoupled_weight_decay=False, momentum_decay=4e-3, rho=0.9):  # fmt: skip
     """torch.optim's documented algorithm, per tensor, in the parameters' dtype (Lion: the
     paper's, as lion-pytorch's update_fn)."""
     if name == "Lion" and betas == (0.9, 0.999):
@@ -90,7 +106,7 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
     if weight_decay is None:
         weight_decay = 1e-2 if name == "AdamW" else 0.0
     if eps is None:
-        eps = 1e-10 if name == "Adagrad" else 1e-8
+        eps = {"Adagrad": 1e-10, "Adadelta": 1e-6}.get(name, 1e-8)
     p = [x.copy() for x in params]
     dt = p[0].dtype.type
     st = [dict() for _ in p]
@@ -148,6 +164,43 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                 c = b1 * m + (1 - b1) * g
                 w = w - lr * np.where(np.isnan(c), 0, np.sign(c))  # torch's sgn: 0 for NaN
                 s["m"] = b2 * m + (1 - b2) * g
+            elif name in ("NAdam", "RAdam", "Adamax"):
+                b1, b2 = betas
+                if weight_decay:
+                    if decoupled_weight_decay:
+                        w = w * (1 - lr * weight_decay)
+                    else:
+                        g = g + weight_decay * w
+                m = s.get("m", np.zeros_like(w))
+                s["m"] = m = b1 * m + (1 - b1) * g
+                if name == "Adamax":
+                    s["u"] = u = np.maximum(b2 * s.get("u", np.zeros_like(w)), np.abs(g) + eps)
+                    w = w - lr / (1 - b1**t) * m / u
+                else:
+                    s["v"] = v = b2 * s.get("v", np.zeros_like(w)) + (1 - b2) * g * g
+                    bc1, bc2 = 1 - b1**t, 1 - b2**t
+                if name == "NAdam":
+                    mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+                    mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+                    s["mp"] = mp = s.get("mp", 1.0) * mu
+                    denom = np.sqrt(v / bc2) + eps
+                    w = w - lr * (1 - mu) / (1 - mp) * g / denom - lr * mu_next / (1 - mp * mu_next) * m / denom
+                elif name == "RAdam":
+                    rho_inf = 2 / (1 - b2) - 1
+                    rho_t = rho_inf - 2 * t * b2**t / bc2
+                    if rho_t > 5:
+                        rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+                        w = w - lr * m / bc1 * rect * math.sqrt(bc2) / (np.sqrt(v) + eps)
+                    else:
+                        w = w - lr * m / bc1
+            elif name == "Adadelta":
+                if weight_decay:
+                    g = g + weight_decay * w
+                s["sq"] = sq = rho * s.get("sq", np.zeros_like(w)) + (1 - rho) * g * g
+                acc = s.get("acc", np.zeros_like(w))
+                delta = np.sqrt(acc + eps) / np.sqrt(sq + eps) * g
+                s["acc"] = rho * acc + (1 - rho) * delta * delta
+                w = w - lr * delta
             elif name == "Adagrad":
                 if weight_decay:
                     g = g + weight_decay * w
@@ -165,6 +218,21 @@ def _torch_optimizer(torch, name, tparams, tkw):
     if name == "Lion":
         return pytest.importorskip("lion_pytorch").Lion(tparams, **tkw)
     return getattr(torch.optim, name)(tparams, **tkw)
+
+
+@pytest.fixture
+def torch_scalars_like(request):
+    """Sets torch's default dtype to the parameters' for one test: NAdam keeps its running
+    product of mu_t in a tensor of that dtype (float32 otherwise), as regtune keeps it in
+    double for float64 parameters."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_default_dtype()
+
+    def use(dtype):
+        torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
+
+    yield use
+    torch.set_default_dtype(before)
 
 
 def _run(name, kw, params, grad_seq):
@@ -192,8 +260,9 @@ def test_matches_numpy_transcription(case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES + EXTRAS, ids=_id)
-def test_matches_torch_optim(case, dtype):
+def test_matches_torch_optim(case, dtype, torch_scalars_like):
     torch = pytest.importorskip("torch")
+    torch_scalars_like(dtype)
     name, kw = case
     params, grad_seq = _problem(dtype)
     got, _ = _run(name, kw, params, grad_seq)
@@ -227,7 +296,7 @@ def test_prox_l1_gives_exact_zeros(dtype):
     assert np.all((flat == 0) | (np.abs(flat) > 0))
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad", "Lion"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta"])
 def test_max_grad_norm_returns_the_norm_and_leaves_grads_alone(name):
     params, grad_seq = _problem(np.float64, steps=1)
     grads = grad_seq[0]
@@ -471,7 +540,7 @@ def test_nan_gradient_propagates_like_torch(case):
 
 
 # -------------------------------------------------------------------------------- errors
-OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion"]
+OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta"]
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -1017,7 +1086,7 @@ def test_roofline_yardstick_moves_every_array_of_the_step(dtype, nstates):
             states = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(nstates)]
             want_p = [p + g for p, g in zip(params, grads)]
             want_s = [[s + g for s, g in zip(lst, grads)] for lst in states]
-            _core.optim_step(4, params, grads, states + [None] * (3 - nstates), ["a", "b", "c"], {}, 0.0)
+            _core.optim_step(4, params, grads, states + [None] * (4 - nstates), ["a", "b", "c", "d"], {}, 0.0)
             for got, want in zip(params, want_p):
                 np.testing.assert_array_equal(got, want)
             for lst, wlst in zip(states, want_s):
@@ -1067,3 +1136,189 @@ def test_lion_is_bit_identical_to_lion_pytorch(dtype):
                 topt.step()
             for g, tp in zip(got, tparams):
                 assert g.tobytes() == tp.detach().numpy().tobytes(), (path, kw)
+
+
+# ------------------------------------------------------------------------ weight averages
+def _torch_averaged(torch, kind, params, seq, decay=0.999):
+    """torch.optim.swa_utils.AveragedModel over a ParameterList, updated after each value."""
+    from torch.optim import swa_utils
+
+    module = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor(x.copy())) for x in params])
+    fn = swa_utils.get_ema_multi_avg_fn(decay) if kind == "EMA" else None
+    avg = swa_utils.AveragedModel(module, multi_avg_fn=fn)
+    for values in seq:
+        with torch.no_grad():
+            for p, v in zip(module, values):
+                p.copy_(torch.tensor(v))
+        avg.update_parameters(module)
+    return [p.detach().numpy() for p in avg.module]
+
+
+def _value_seq(dtype, n=12, shapes=SHAPES, seed=4):
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(n)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind, kw", [("EMA", dict(decay=0.9)), ("EMA", dict(decay=0.3)), ("SWA", {})])
+def test_averages_are_torch_averaged_models_bit_for_bit(kind, kw, dtype, torch_scalars_like):
+    torch = pytest.importorskip("torch")
+    torch_scalars_like(dtype)  # SWA's weight 1 / (n + 1) is a tensor of torch's default dtype
+    seq = _value_seq(dtype)
+    params = [x.copy() for x in seq[0]]
+    avg = getattr(optim, kind)(params, **kw)
+    for values in seq:
+        for p, v in zip(params, values):
+            p[...] = v
+        avg.update()
+    want = _torch_averaged(torch, kind, seq[0], seq, **kw)
+    assert avg.n_averaged == len(seq)
+    for a, w in zip(avg.averages, want):
+        assert a.tobytes() == w.tobytes()
+
+
+def test_swa_is_the_mean_and_ema_warmup_follows_tensorflow():
+    seq = _value_seq(np.float64, n=7)
+    params = [x.copy() for x in seq[0]]
+    swa, ema = optim.SWA(params), optim.EMA(params, decay=0.99, warmup=True)
+    want = [x.copy() for x in seq[0]]
+    for n, values in enumerate(seq):
+        for p, v in zip(params, values):
+            p[...] = v
+        swa.update()
+        ema.update()
+        d = min(0.99, (1 + n) / (10 + n))
+        want = [v.copy() if n == 0 else w + (1 - d) * (v - w) for w, v in zip(want, values)]
+    for a, m in zip(swa.averages, [np.mean([v[i] for v in seq], axis=0) for i in range(len(SHAPES))]):
+        np.testing.assert_allclose(a, m, rtol=1e-13, atol=1e-15)
+    for a, w in zip(ema.averages, want):
+        np.testing.assert_allclose(a, w, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES + EXTRAS, ids=_id)
+def test_ema_in_the_step_equals_a_step_then_an_update(case, dtype):
+    name, kw = case
+    params, grad_seq = _problem(dtype, steps=6)
+    a_params, b_params = [x.copy() for x in params], [x.copy() for x in params]
+    a_ema = optim.EMA(a_params, decay=0.9, warmup=True)
+    a = getattr(optim, name)(a_params, **kw, ema=a_ema)
+    b_ema = optim.EMA(b_params, decay=0.9, warmup=True)
+    b = getattr(optim, name)(b_params, **kw)
+    for grads in grad_seq:
+        a.step(grads)
+        b.step(grads)
+        b_ema.update()
+    assert a_ema.n_averaged == b_ema.n_averaged == 6
+    for x, y in zip(a_params + a_ema.averages, b_params + b_ema.averages):
+        assert x.tobytes() == y.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ema_steps_are_bit_identical_across_threads_and_simd_paths(dtype):
+    params, grad_seq = _problem(dtype, steps=3, shapes=BIG)
+    reference = None
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                out = []
+                for name, kw in [("AdamW", dict(lr=1e-2)), ("SGD", dict(lr=0.05, momentum=0.9)),
+                                 ("NAdam", dict(lr=2e-3, max_grad_norm=5.0))]:  # fmt: skip
+                    p = [x.copy() for x in params]
+                    ema = optim.EMA(p, decay=0.99)
+                    opt = getattr(optim, name)(p, **kw, ema=ema)
+                    for grads in grad_seq:
+                        opt.step(grads)
+                    swa = optim.SWA(p)
+                    swa.update()
+                    swa.update()
+                    out.append(b"".join(x.tobytes() for x in p + ema.averages + swa.averages))
+            if reference is None:
+                reference = out
+            assert out == reference, (path, threads)
+
+
+def test_average_state_dict_round_trips_and_copy_to_writes_the_averages():
+    params, grad_seq = _problem(np.float32, steps=6)
+    ema = optim.EMA(params, decay=0.8)
+    opt = optim.AdamW(params, lr=1e-2, ema=ema)
+    for grads in grad_seq[:3]:
+        opt.step(grads)
+    sd = ema.state_dict()
+    twin_params = [x.copy() for x in params]
+    twin = optim.EMA(twin_params, decay=0.8)
+    twin.load_state_dict(sd)
+    assert twin.n_averaged == 3
+    twin_opt = optim.AdamW(twin_params, lr=1e-2, ema=twin)
+    twin_opt.load_state_dict(opt.state_dict())
+    for grads in grad_seq[3:]:
+        opt.step(grads)
+        twin_opt.step(grads)
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(ema.averages, twin.averages))
+    out = [np.empty_like(p) for p in params]
+    ema.copy_to(out)
+    assert all(np.array_equal(o, a) for o, a in zip(out, ema.averages))
+    ema.copy_to()
+    assert all(np.array_equal(p, a) for p, a in zip(params, ema.averages))
+    assert sd["n_averaged"] == 3 and ema.n_averaged == 6  # state_dict() is a copy
+    c = copy.deepcopy(opt)
+    assert c.ema is not ema and c.ema.params[0] is c.params[0] and c.ema._lock is not ema._lock
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda p: optim.EMA(p, decay=1.5), ValueError, r"decay must be in \[0, 1\], got decay=1.5"),
+        (lambda p: optim.EMA(p, decay=float("nan")), ValueError, r"decay must be finite"),
+        (lambda p: optim.EMA(p, decay="0.9"), TypeError, r"decay must be a real number"),
+        (lambda p: optim.EMA(p, warmup=1), TypeError, r"warmup must be a bool"),
+        (lambda p: optim.EMA([]), ValueError, r"params must not be empty"),
+        (lambda p: optim.SWA([p[0], p[0]]), ValueError, r"params\[1\] overlaps params\[0\]"),
+        (lambda p: optim.SGD(p, ema=0.999), TypeError, r"ema must be a regtune.optim.EMA or SWA, got float"),
+        (lambda p: optim.SGD(p, ema=optim.EMA([x.copy() for x in p])), ValueError, r"ema must average this optimizer's params"),
+        (lambda p: optim.Adam(p, ema=optim.EMA(p[:2])), ValueError, r"ema must average this optimizer's params"),
+        (lambda p: optim.EMA(p).copy_to([np.zeros(3)]), ValueError, r"params has 1 arrays but averages has 4"),
+        (lambda p: optim.EMA(p).copy_to([np.zeros_like(x, np.float64) for x in p]), ValueError, r"params\[0\] must be an array of shape"),
+        (lambda p: optim.EMA(p).load_state_dict({"n_averaged": -1, "averages": p}), ValueError, r"n_averaged"),
+        (lambda p: optim.EMA(p).load_state_dict({"averages": p}), ValueError, r"keys 'n_averaged' and 'averages'"),
+        (lambda p: optim.EMA(p).load_state_dict({"n_averaged": 1, "averages": [x.astype(np.float64) for x in p]}),
+         TypeError, r"state_dict\['averages'\]\[0\] has dtype float64"),
+        (lambda p: optim.EMA(p).load_state_dict({"n_averaged": 1, "averages": [x.ravel() for x in p]}),
+         ValueError, r"state_dict\['averages'\]\[0\] has shape"),
+    ],
+)  # fmt: skip
+def test_bad_averages_are_named(make, exc, match):
+    params, _ = _problem(np.float32)
+    with pytest.raises(exc, match=match):
+        make(params)
+
+
+def test_a_gradient_overlapping_the_averages_is_refused_and_changes_nothing():
+    params, grad_seq = _problem(np.float64, steps=1)
+    ema = optim.EMA(params)
+    opt = optim.Adam(params, ema=ema)
+    grads = list(grad_seq[0])
+    grads[1] = ema.averages[1]
+    before = [a.copy() for a in params + ema.averages]
+    with pytest.raises(ValueError, match=r"ema.averages\[1\] overlaps grads\[1\]|grads\[1\] overlaps ema.averages\[1\]"):
+        opt.step(grads)
+    assert opt.step_count == 0 and ema.n_averaged == 0
+    assert all(np.array_equal(a, b) for a, b in zip(params + ema.averages, before))
+
+
+def test_averages_replaced_by_a_parameter_are_refused_by_update():
+    params, _ = _problem(np.float64)
+    ema = optim.EMA(params)
+    ema.averages[2] = params[2]
+    with pytest.raises(ValueError, match=r"params\[2\] overlaps averages\[2\]; the averages must not share"):
+        ema.update()
+    assert ema.n_averaged == 0
+
+
+def test_dask_steps_refuse_ema():
+    pytest.importorskip("dask")
+    from regtune.dask import optim as rdo
+
+    p = [np.zeros(4)]
+    with pytest.raises(TypeError, match="ema is not taken"):
+        rdo.step("adamw", p, [np.ones(4)], ema=optim.EMA(p))

@@ -95,8 +95,8 @@ def test_model_errors(kwargs, message):
 
 def test_trainer_errors():
     model = MLP([4, 8, 3])
-    with pytest.raises(ValueError, match="unknown optimizer 'adamax'; choose one of sgd"):
-        Trainer(model, optimizer="adamax")
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw2'; choose one of sgd"):
+        Trainer(model, optimizer="adamw2")
     with pytest.raises(ValueError, match="shift needs image_shape"):
         Trainer(model, shift=1)
     t = Trainer(model)

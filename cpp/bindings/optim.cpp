@@ -72,7 +72,7 @@ Gathered<U> gather(const py::sequence& seq, const std::string& name, const Gathe
 }
 
 // The step coefficients from a dict of numbers: a number key switches its term on
-// (clip, l1, decay, wd, prox, momentum), a flag key holds a bool.
+// (clip, l1, decay, wd, prox, momentum, rect, ema_weight), a flag key holds a bool.
 OptimArgs<double> parse_args(const py::dict& d) {
   OptimArgs<double> a;
   struct Num { const char* key; double* field; bool* on; };
@@ -83,9 +83,13 @@ OptimArgs<double> parse_args(const py::dict& d) {
                       {"step", &a.step, nullptr},         {"damp_weight", &a.damp_weight, nullptr},
                       {"avg_weight", &a.avg_weight, nullptr}, {"sq_decay", &a.sq_decay, nullptr},
                       {"sq_weight", &a.sq_weight, nullptr},   {"bc2_sqrt", &a.bc2_sqrt, nullptr},
-                      {"eps", &a.eps, nullptr}};
+                      {"eps", &a.eps, nullptr},           {"step2", &a.step2, nullptr},
+                      {"bc2", &a.bc2, nullptr},           {"bc1", &a.bc1, nullptr},
+                      {"scale", &a.scale, nullptr},       {"rect", &a.rect, &a.rect_on},
+                      {"ema_weight", &a.ema_weight, &a.ema_on}, {"ema_count", &a.ema_count, &a.ema_mean}};
   const Flag flags[] = {{"first_step", &a.first_step}, {"nesterov", &a.nesterov},
-                        {"amsgrad", &a.amsgrad},       {"centered", &a.centered}};
+                        {"amsgrad", &a.amsgrad},       {"centered", &a.centered},
+                        {"ema_copy", &a.ema_copy}};
   size_t known = 0;
   for (const auto& x : nums) {
     if (d.contains(x.key)) {
@@ -119,11 +123,16 @@ py::object step_typed(int kind, const py::sequence& params, const py::sequence& 
                             " has shape " + shape_str(p.arrays[i]));
     }
   }
-  if (py::len(states) != 3 || py::len(state_names) != 3) throw py::value_error("optim_step: states must list 3 slots");
+  if (py::len(states) != 4 || py::len(state_names) != 4) throw py::value_error("optim_step: states must list 4 slots");
+  const OptimArgs<double> args = parse_args(args_dict);
+  // The averages (states[3]) go with ema_weight, except in kind `average`, where they are params.
+  if (kind != int(OptimKind::average) && args.ema_on != !py::object(states[3]).is_none()) {
+    throw py::value_error("optim_step: the averages (states[3]) go with ema_weight");
+  }
   std::vector<Gathered<T>> s;
-  s.reserve(3);
-  T* const* sp[3] = {nullptr, nullptr, nullptr};
-  for (size_t k = 0; k < 3; ++k) {
+  s.reserve(4);
+  T* const* sp[4] = {nullptr, nullptr, nullptr, nullptr};
+  for (size_t k = 0; k < 4; ++k) {
     py::object lst = states[k];
     if (lst.is_none()) continue;
     s.push_back(gather<T>(lst.cast<py::sequence>(), py::str(state_names[k]).cast<std::string>(), &p, "params"));
@@ -142,7 +151,6 @@ py::object step_typed(int kind, const py::sequence& params, const py::sequence& 
       throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
     }
   }
-  const OptimArgs<double> args = parse_args(args_dict);
   const auto pl = p.list();
   const auto gl = g.list();
   double norm;
@@ -169,9 +177,11 @@ void register_optim(py::module_& m) {
       },
       py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"), py::arg("args"),
       py::arg("max_grad_norm"),
-      "One step of optimizer `kind` (0 sgd, 1 adam, 2 rmsprop, 3 adagrad, 5 lion; 4 the roofline yardstick "
-      "of the benchmarks: a step's traffic, an add per array) over the whole list, in one pass; "
-      "returns the global grad norm when max_grad_norm > 0, else None.");
+      "One step of optimizer `kind` (0 sgd, 1 adam, 2 rmsprop, 3 adagrad, 5 lion, 6 nadam, 7 radam, 8 adamax, "
+      "9 adadelta; 4 the roofline yardstick of the benchmarks: a step's traffic, an add per array; 10 the weight "
+      "average's update alone, params := the averages, grads := the parameters) over the whole list, in one pass; "
+      "states: 3 state lists and the averages (or None each); returns the global grad norm when "
+      "max_grad_norm > 0, else None.");
   m.def(
       "grad_sums",
       [](const py::sequence& xs) {

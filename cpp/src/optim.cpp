@@ -70,6 +70,12 @@ OptimArgs<T> round_args(const OptimArgs<double>& d) {
   a.avg_coef = a.avg_small ? a.avg_weight : T(a.avg_weight - T(1));
   a.sq_decay = T(d.sq_decay), a.sq_weight = T(d.sq_weight), a.bc2_sqrt = T(d.bc2_sqrt), a.eps = T(d.eps);
   a.amsgrad = d.amsgrad, a.centered = d.centered;
+  a.step2 = T(d.step2), a.bc2 = T(d.bc2), a.bc1 = T(d.bc1), a.scale = T(d.scale), a.rect = T(d.rect);
+  a.rect_on = d.rect_on;
+  a.ema_weight = T(d.ema_weight);
+  a.ema_small = std::fabs(a.ema_weight) < T(0.5);
+  a.ema_coef = a.ema_small ? a.ema_weight : T(a.ema_weight - T(1));
+  a.ema_on = d.ema_on, a.ema_copy = d.ema_copy, a.ema_count = T(d.ema_count), a.ema_mean = d.ema_mean;
   return a;
 }
 
@@ -104,7 +110,7 @@ double clip_coefficient(double total_norm, double max_norm) {
 
 template <typename T>
 double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
-                  T* const* const states[3], const OptimArgs<double>& args, double max_grad_norm) {
+                  T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm) {
   OptimArgs<double> d = args;
   double norm = std::nan("");
   if (max_grad_norm > 0) {
@@ -122,9 +128,9 @@ double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<
   const Layout layout(params.sizes, params.count, kLineBytes / sizeof(T));
   auto body = [&](size_t b, size_t e) {
     layout.walk(params.sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
-      T* s[3];
-      for (int k = 0; k < 3; ++k) s[k] = states[k] ? states[k][t] + lo : nullptr;
-      step(params.data[t] + lo, grads.data[t] + lo, s[0], s[1], s[2], hi - lo, a);
+      T* s[4];
+      for (int k = 0; k < 4; ++k) s[k] = states[k] ? states[k][t] + lo : nullptr;
+      step(params.data[t] + lo, grads.data[t] + lo, s[0], s[1], s[2], s[3], hi - lo, a);
     });
   };
   parallel(layout.total, kLineBytes / sizeof(T), body);
@@ -169,7 +175,7 @@ void clamp_list(const TensorList<T>& x, double c) {
 #define REGTUNE_INSTANTIATE(T)                                                                                \
   template void list_sums<T>(const TensorList<T>&, double*, double*);                                        \
   template void list_sums<const T>(const TensorList<const T>&, double*, double*);                            \
-  template double optim_step<T>(OptimKind, const TensorList<T>&, const TensorList<const T>&, T* const* const[3], \
+  template double optim_step<T>(OptimKind, const TensorList<T>&, const TensorList<const T>&, T* const* const[4], \
                                 const OptimArgs<double>&, double);                                           \
   template void add_penalty_grad<T>(T*, const T*, size_t, double, double);                                   \
   template void prox_l1<T>(T*, size_t, double);                                                              \

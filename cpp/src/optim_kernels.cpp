@@ -70,15 +70,29 @@ RT_INLINE void for_vectors(size_t n, Body body, S*... streams) {
 }
 
 // --------------------------------------------------------------------------- shared pieces
-// Each rule's body is compiled twice: kFast = false reads every switch of the coefficients;
-// kFast = true is the common step, where the switches that are off are known at compile time
-// (no clip, L1 or proximal term, and the rule's own, see each kernel), so its loop carries no
-// test for them. At one thread a shorter loop keeps more cache lines in flight: SGD with
-// momentum, 4096 x 4096 float32, AVX2, one thread, in one process on the same arrays, went
-// from 1.18-1.25x the roofline yardstick's time to 1.02-1.10x.
+// Each rule's body is compiled three times: kFast = false reads every switch of the
+// coefficients; kFast = true is the common step, where the switches that are off are known at
+// compile time (no clip, L1 or proximal term, and the rule's own, see each kernel), so its
+// loop carries no test for them, and kEma says whether it also updates the weight average (a
+// later update, not the first copy). At one thread a shorter loop keeps more cache lines in
+// flight: SGD with momentum, 4096 x 4096 float32, AVX2, one thread, in one process on the same
+// arrays, went from 1.18-1.25x the roofline yardstick's time to 1.02-1.10x.
 template <typename T>
 RT_INLINE bool no_extras(const OptimArgs<T>& a) {
   return !a.clip_on && !a.l1_on && !a.prox_on;
+}
+
+// Calls body(kFast, kEma) (std::bool_constant tags) for the step `a` describes; rule_fast says
+// whether the rule's own switches are those its fast body assumes.
+template <typename T, typename Body>
+RT_INLINE void dispatch_rule(const OptimArgs<T>& a, bool rule_fast, Body body) {
+  if (no_extras(a) && rule_fast && !a.ema_on) {
+    body(std::true_type{}, std::false_type{});
+  } else if (no_extras(a) && rule_fast && !a.ema_copy) {
+    body(std::true_type{}, std::true_type{});
+  } else {
+    body(std::false_type{}, std::false_type{});
+  }
 }
 
 // The gradient the rule sees: clipped, plus the L1 term, then the decoupled or coupled
@@ -93,10 +107,16 @@ RT_INLINE V prepare(const Mem& mem, const T* grad, V& p, const OptimArgs<T>& a) 
   return g;
 }
 
-// torch's vectorized lerp_(end, w): fma(w, end - x, x) for |w| < 0.5, else fma(w - 1, end - x, end).
+// torch's vectorized lerp_(end, w): fma(w, end - x, x) for |w| < 0.5, else fma(w - 1, end - x, end)
+// (coef = w or w - 1, small = |w| < 0.5).
+template <typename T, typename V>
+RT_INLINE V lerp_coef(V x, V end, T coef, bool small) {
+  return fma(set1(coef), sub(end, x), small ? x : end);
+}
+
 template <typename T, typename V>
 RT_INLINE V lerp_to(V x, V end, const OptimArgs<T>& a) {
-  return fma(set1(a.avg_coef), sub(end, x), a.avg_small ? x : end);
+  return lerp_coef(x, end, a.avg_coef, a.avg_small);
 }
 
 // fma(w * g, g, x * s): exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2) and RMSprop's
@@ -112,18 +132,32 @@ RT_INLINE V soft_threshold(V p, T t) {
   return xor_sign(max(set1(T(0)), sub(abs(p), set1(t))), p);
 }
 
-template <bool kFast, typename T, typename V, typename Mem>
-RT_INLINE void finish(const Mem& mem, T* param, V p, const OptimArgs<T>& a) {
+// The weight average's update toward p (not its first update, a copy): torch's AveragedModel
+// on the CPU: _foreach_lerp_(avg, p, 1 - decay) for the EMA, avg + (p - avg) / (n + 1) for SWA.
+template <typename T, typename V>
+RT_INLINE V average_to(V avg, V p, const OptimArgs<T>& a) {
+  return a.ema_mean ? add(avg, div(sub(p, avg), set1(a.ema_count))) : lerp_coef(avg, p, a.ema_coef, a.ema_small);
+}
+
+// Stores the updated p (after the proximal step) and updates the weight average from it.
+template <bool kFast, bool kEma, typename T, typename V, typename Mem>
+RT_INLINE void finish(const Mem& mem, T* param, T* ema, V p, const OptimArgs<T>& a) {
   if (!kFast && a.prox_on) p = soft_threshold(p, a.prox);
   mem.store(param, p);
+  if (kEma || (!kFast && a.ema_on)) mem.store(ema, !kEma && a.ema_copy ? p : average_to(mem.load(ema), p, a));
+}
+
+template <bool kFast, bool kEma, typename T>
+RT_INLINE T* ema_stream(T* ema, const OptimArgs<T>& a) {
+  return kEma || (!kFast && a.ema_on) ? ema : nullptr;
 }
 
 // ------------------------------------------------------------------------------ the rules
 // SGD: buf = g on the first step, else buf * momentum + (1 - dampening) * g;
 // g = nesterov ? g + momentum * buf : buf; p = p - lr * g.
 // kFast: no extras, momentum after the first step, no nesterov.
-template <bool kFast, typename T>
-void sgd_body(T* param, const T* grad, T* buf, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T>
+void sgd_body(T* param, const T* grad, T* buf, T* ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;  // a copy: stores through T* cannot change it, so it stays in registers
   const bool momentum = kFast || a.momentum_on;
@@ -135,24 +169,22 @@ void sgd_body(T* param, const T* grad, T* buf, size_t n, const OptimArgs<T>& arg
       mem.store(buf + i, b);
       g = !kFast && a.nesterov ? fma(b, set1(a.momentum), g) : b;
     }
-    finish<kFast>(mem, param + i, fma(g, set1(a.step), p), a);
-  }, param, grad, momentum ? buf : nullptr);
+    finish<kFast, kEma>(mem, param + i, ema + i, fma(g, set1(a.step), p), a);
+  }, param, grad, momentum ? buf : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
 template <typename T>
-void sgd_kernel(T* param, const T* grad, T* buf, T*, T*, size_t n, const OptimArgs<T>& a) {
-  if (no_extras(a) && a.momentum_on && !a.first_step && !a.nesterov) {
-    sgd_body<true>(param, grad, buf, n, a);
-  } else {
-    sgd_body<false>(param, grad, buf, n, a);
-  }
+void sgd_kernel(T* param, const T* grad, T* buf, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, a.momentum_on && !a.first_step && !a.nesterov, [&](auto fast, auto e) {
+    sgd_body<fast(), e()>(param, grad, buf, ema, n, a);
+  });
 }
 
 // Adam / AdamW: m = lerp(m, g, 1 - beta1); v = fma((1 - beta2) * g, g, v * beta2);
 // vmax = max(vmax, v) with amsgrad; p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + eps).
 // kFast: no extras, no amsgrad.
-template <bool kFast, typename T>
-void adam_body(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T>
+void adam_body(T* param, const T* grad, T* m_, T* v_, T* vmax_, T* ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -167,25 +199,21 @@ void adam_body(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, const 
       mem.store(vmax_ + i, v);
     }
     const V denom = add(div(sqrt(v), set1(a.bc2_sqrt)), set1(a.eps));
-    finish<kFast>(mem, param + i, add(p, div(mul(set1(a.step), m), denom)), a);
-  }, param, grad, m_, v_, !kFast && a.amsgrad ? vmax_ : nullptr);
+    finish<kFast, kEma>(mem, param + i, ema + i, add(p, div(mul(set1(a.step), m), denom)), a);
+  }, param, grad, m_, v_, !kFast && a.amsgrad ? vmax_ : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
 template <typename T>
-void adam_kernel(T* param, const T* grad, T* m_, T* v_, T* vmax_, size_t n, const OptimArgs<T>& a) {
-  if (no_extras(a) && !a.amsgrad) {
-    adam_body<true>(param, grad, m_, v_, vmax_, n, a);
-  } else {
-    adam_body<false>(param, grad, m_, v_, vmax_, n, a);
-  }
+void adam_kernel(T* param, const T* grad, T* m_, T* v_, T* vmax_, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, !a.amsgrad, [&](auto fast, auto e) { adam_body<fast(), e()>(param, grad, m_, v_, vmax_, ema, n, a); });
 }
 
 // RMSprop: sq = fma((1 - alpha) * g, g, sq * alpha); centered: ga = lerp(ga, g, 1 - alpha),
 // avg = sqrt(max(0, fma(-ga, ga, sq))), else avg = sqrt(sq); avg += eps; with momentum
 // buf = buf * momentum + g / avg, p = p - lr * buf; without, p = p + (-lr * g) / avg.
 // kFast: no extras.
-template <bool kFast, typename T>
-void rmsprop_body(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T>
+void rmsprop_body(T* param, const T* grad, T* sq_, T* ga_, T* buf_, T* ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -212,23 +240,19 @@ void rmsprop_body(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, co
     } else {
       p = add(p, div(mul(set1(a.step), g), avg));
     }
-    finish<kFast>(mem, param + i, p, a);
-  }, param, grad, sq_, a.centered ? ga_ : nullptr, a.momentum_on ? buf_ : nullptr);
+    finish<kFast, kEma>(mem, param + i, ema + i, p, a);
+  }, param, grad, sq_, a.centered ? ga_ : nullptr, a.momentum_on ? buf_ : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
 template <typename T>
-void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, size_t n, const OptimArgs<T>& a) {
-  if (no_extras(a)) {
-    rmsprop_body<true>(param, grad, sq_, ga_, buf_, n, a);
-  } else {
-    rmsprop_body<false>(param, grad, sq_, ga_, buf_, n, a);
-  }
+void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { rmsprop_body<fast(), e()>(param, grad, sq_, ga_, buf_, ema, n, a); });
 }
 
 // Adagrad: sum = fma(g, g, sum); p = p + (-clr * g) / (sqrt(sum) + eps).
 // kFast: no extras.
-template <bool kFast, typename T>
-void adagrad_body(T* param, const T* grad, T* sum_, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T>
+void adagrad_body(T* param, const T* grad, T* sum_, T* ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -236,17 +260,13 @@ void adagrad_body(T* param, const T* grad, T* sum_, size_t n, const OptimArgs<T>
     const V g = prepare<kFast>(mem, grad + i, p, a);
     const V s = fma(g, g, mem.load(sum_ + i));  // addcmul_(g, g, value=1)
     mem.store(sum_ + i, s);
-    finish<kFast>(mem, param + i, add(p, div(mul(set1(a.step), g), add(sqrt(s), set1(a.eps)))), a);
-  }, param, grad, sum_);
+    finish<kFast, kEma>(mem, param + i, ema + i, add(p, div(mul(set1(a.step), g), add(sqrt(s), set1(a.eps)))), a);
+  }, param, grad, sum_, ema_stream<kFast, kEma>(ema, a));
 }
 
 template <typename T>
-void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, size_t n, const OptimArgs<T>& a) {
-  if (no_extras(a)) {
-    adagrad_body<true>(param, grad, sum_, n, a);
-  } else {
-    adagrad_body<false>(param, grad, sum_, n, a);
-  }
+void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { adagrad_body<fast(), e()>(param, grad, sum_, ema, n, a); });
 }
 
 // Lion (Chen et al., 2023), as lion-pytorch's update_fn: c = fma(g, 1 - beta1, m * beta1)
@@ -254,8 +274,8 @@ void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, size_t n, const Op
 // m = fma(g, 1 - beta2, m * beta2). sign(0) = 0, and a NaN c moves p by 0 (torch's sgn_ of a
 // NaN is 0 on its vectorized path, as regtune's sign).
 // kFast: no extras.
-template <bool kFast, typename T>
-void lion_body(T* param, const T* grad, T* m_, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T>
+void lion_body(T* param, const T* grad, T* m_, T* ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -264,24 +284,145 @@ void lion_body(T* param, const T* grad, T* m_, size_t n, const OptimArgs<T>& arg
     const V m = mem.load(m_ + i);
     const V c = fma(g, set1(a.damp_weight), mul(m, set1(a.momentum)));
     mem.store(m_ + i, fma(g, set1(a.sq_weight), mul(m, set1(a.sq_decay))));
-    finish<kFast>(mem, param + i, fma(sign(c), set1(a.step), p), a);
-  }, param, grad, m_);
+    finish<kFast, kEma>(mem, param + i, ema + i, fma(sign(c), set1(a.step), p), a);
+  }, param, grad, m_, ema_stream<kFast, kEma>(ema, a));
 }
 
 template <typename T>
-void lion_kernel(T* param, const T* grad, T* m_, T*, T*, size_t n, const OptimArgs<T>& a) {
-  if (no_extras(a)) {
-    lion_body<true>(param, grad, m_, n, a);
-  } else {
-    lion_body<false>(param, grad, m_, n, a);
+void lion_kernel(T* param, const T* grad, T* m_, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { lion_body<fast(), e()>(param, grad, m_, ema, n, a); });
+}
+
+// NAdam, as torch's _single_tensor_nadam: m and v as Adam's; denom = sqrt(v / bc2) + eps;
+// p = p + (c1 * g) / denom; p = p + (c2 * m) / denom (two addcdiv_, in that order) with
+// c1 = -lr (1 - mu_t) / (1 - prod mu), c2 = -lr mu_{t+1} / (1 - prod mu * mu_{t+1}).
+// kFast: no extras.
+template <bool kFast, bool kEma, typename T>
+void nadam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const OptimArgs<T>& args) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
+    const V m = lerp_to(mem.load(m_ + i), g, a);
+    const V v = square_avg(mem.load(v_ + i), g, a);
+    mem.store(m_ + i, m);
+    mem.store(v_ + i, v);
+    const V denom = add(sqrt(div(v, set1(a.bc2))), set1(a.eps));
+    p = add(p, div(mul(set1(a.step), g), denom));
+    finish<kFast, kEma>(mem, param + i, ema + i, add(p, div(mul(set1(a.step2), m), denom)), a);
+  }, param, grad, m_, v_, ema_stream<kFast, kEma>(ema, a));
+}
+
+template <typename T>
+void nadam_kernel(T* param, const T* grad, T* m_, T* v_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { nadam_body<fast(), e()>(param, grad, m_, v_, ema, n, a); });
+}
+
+// RAdam, as torch's _single_tensor_radam: m and v as Adam's; u = (m / bc1) * lr; when the
+// variance is tractable (rho_t > 5, rect_on) u = (u * (1 / (sqrt(v) + eps) * bc2_sqrt)) * rect
+// (a scalar divided by a tensor is its reciprocal times the scalar in torch); p = p - u.
+// kFast: no extras.
+template <bool kFast, bool kEma, typename T>
+void radam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const OptimArgs<T>& args) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
+    const V m = lerp_to(mem.load(m_ + i), g, a);
+    const V v = square_avg(mem.load(v_ + i), g, a);
+    mem.store(m_ + i, m);
+    mem.store(v_ + i, v);
+    V u = mul(div(m, set1(a.bc1)), set1(a.scale));
+    if (a.rect_on) {
+      const V adaptive = mul(div(set1(T(1)), add(sqrt(v), set1(a.eps))), set1(a.bc2_sqrt));
+      u = mul(mul(u, adaptive), set1(a.rect));
+    }
+    finish<kFast, kEma>(mem, param + i, ema + i, sub(p, u), a);
+  }, param, grad, m_, v_, ema_stream<kFast, kEma>(ema, a));
+}
+
+template <typename T>
+void radam_kernel(T* param, const T* grad, T* m_, T* v_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { radam_body<fast(), e()>(param, grad, m_, v_, ema, n, a); });
+}
+
+// torch.maximum(a, b) of a, b >= 0: NaN when either is. x86's max(a, b) returns b when either
+// is NaN; a + b is NaN exactly when one is (no infinities of opposite signs), and is >= the
+// maximum otherwise, so the min keeps the maximum or the NaN.
+template <typename V>
+RT_INLINE V max_nonneg(V a, V b) {
+  return min(max(a, b), add(a, b));
+}
+
+// Adamax, as torch's _single_tensor_adamax: m as Adam's; u = maximum(u * beta2, |g| + eps)
+// (NaN when either is; u >= 0, checked on loading); p = p + (-clr * m) / u with clr = lr / (1 - beta1^t).
+// kFast: no extras.
+template <bool kFast, bool kEma, typename T>
+void adamax_body(T* param, const T* grad, T* m_, T* u_, T* ema, size_t n, const OptimArgs<T>& args) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
+    const V m = lerp_to(mem.load(m_ + i), g, a);
+    const V u = max_nonneg(mul(mem.load(u_ + i), set1(a.sq_decay)), add(abs(g), set1(a.eps)));
+    mem.store(m_ + i, m);
+    mem.store(u_ + i, u);
+    finish<kFast, kEma>(mem, param + i, ema + i, add(p, div(mul(set1(a.step), m), u)), a);
+  }, param, grad, m_, u_, ema_stream<kFast, kEma>(ema, a));
+}
+
+template <typename T>
+void adamax_kernel(T* param, const T* grad, T* m_, T* u_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { adamax_body<fast(), e()>(param, grad, m_, u_, ema, n, a); });
+}
+
+// Adadelta, as torch's _single_tensor_adadelta: sq = fma((1 - rho) g, g, sq rho);
+// delta = sqrt(acc + eps) / sqrt(sq + eps) * g; acc = fma((1 - rho) delta, delta, acc rho);
+// p = fma(delta, -lr, p).
+// kFast: no extras.
+template <bool kFast, bool kEma, typename T>
+void adadelta_body(T* param, const T* grad, T* sq_, T* acc_, T* ema, size_t n, const OptimArgs<T>& args) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    const V g = prepare<kFast>(mem, grad + i, p, a);
+    const V sq = square_avg(mem.load(sq_ + i), g, a);
+    const V acc = mem.load(acc_ + i);
+    const V delta = mul(div(sqrt(add(acc, set1(a.eps))), sqrt(add(sq, set1(a.eps)))), g);
+    mem.store(sq_ + i, sq);
+    mem.store(acc_ + i, square_avg(acc, delta, a));
+    finish<kFast, kEma>(mem, param + i, ema + i, fma(delta, set1(a.step), p), a);
+  }, param, grad, sq_, acc_, ema_stream<kFast, kEma>(ema, a));
+}
+
+template <typename T>
+void adadelta_kernel(T* param, const T* grad, T* sq_, T* acc_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { adadelta_body<fast(), e()>(param, grad, sq_, acc_, ema, n, a); });
+}
+
+// The weight average's update on its own (EMA.update, SWA.update), avg passed as `param` and p
+// as `grad`.
+template <typename T>
+void average_kernel(T* avg, const T* p, T*, T*, T*, T*, size_t n, const OptimArgs<T>& args) {
+  const OptimArgs<T> a = args;
+  if (a.ema_copy) {
+    std::memcpy(avg, p, n * sizeof(T));
+    return;
   }
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    mem.store(avg + i, average_to(mem.load(avg + i), mem.load(p + i), a));
+  }, avg, p);
 }
 
 // The roofline yardstick of a step (bench/bench_roofline.py): the arrays a rule with that
 // state reads and writes, loaded and stored in the same order with the same prefetching, and
 // one add per array in place of the rule's arithmetic.
 template <typename T>
-void stream_kernel(T* param, const T* grad, T* s0, T* s1, T* s2, size_t n, const OptimArgs<T>&) {
+void stream_kernel(T* param, const T* grad, T* s0, T* s1, T* s2, T*, size_t n, const OptimArgs<T>&) {
   using V = typename Vec<T>::type;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     const V p = mem.load(param + i);
@@ -373,6 +514,11 @@ OptimKernelsOf<T> kernels_of() {
   k.step[int(OptimKind::adagrad)] = adagrad_kernel<T>;
   k.step[int(OptimKind::stream)] = stream_kernel<T>;
   k.step[int(OptimKind::lion)] = lion_kernel<T>;
+  k.step[int(OptimKind::nadam)] = nadam_kernel<T>;
+  k.step[int(OptimKind::radam)] = radam_kernel<T>;
+  k.step[int(OptimKind::adamax)] = adamax_kernel<T>;
+  k.step[int(OptimKind::adadelta)] = adadelta_kernel<T>;
+  k.step[int(OptimKind::average)] = average_kernel<T>;
   k.sums = sums_kernel<T>;
   k.penalty_grad = penalty_grad_kernel<T>;
   k.prox_l1 = prox_l1_kernel<T>;

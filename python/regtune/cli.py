@@ -277,8 +277,8 @@ def _add_model(
         f"lecun_normal, orthogonal, ...) or auto: chosen for the activation {dflt('init', '(default auto)')}")
     add("--dropout", type=_float_list, default=d("dropout", 0.2), metavar="P[,P]",
         help=f"dropout probability, one or one per hidden layer (alpha dropout for selu) {dflt('dropout')}")
-    add("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop, adagrad or lion "
-        "(default %(default)s)")
+    add("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop, adagrad, lion, nadam, "
+        "radam, adamax or adadelta (default %(default)s)")
     add("--lr", type=float, default=d("lr", 2e-3), help=f"peak learning rate {dflt('lr')}")
     add("--momentum", type=float, default=None, help="SGD/RMSprop momentum (SGD default 0.9)")
     add("--schedule", default=d("schedule", "cosine"),

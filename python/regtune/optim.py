@@ -1,9 +1,10 @@
 """Fused optimizer steps over lists of NumPy arrays, exactly torch.optim's update rules.
 
-``SGD``, ``Adam``, ``AdamW``, ``RMSprop`` and ``Adagrad`` follow, element for element, the
-update rule torch.optim documents for the optimizer of the same name (bias correction, eps
-placement, first-step momentum buffer included), with the same hyperparameters and defaults;
-``Lion`` follows the paper's update as the ``lion-pytorch`` package computes it.
+``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``, ``NAdam``, ``RAdam``, ``Adamax`` and
+``Adadelta`` follow, element for element, the update rule torch.optim documents for the
+optimizer of the same name (bias correction, eps placement, first-step momentum buffer
+included), with the same hyperparameters and defaults; ``Lion`` follows the paper's update as
+the ``lion-pytorch`` package computes it.
 One native call steps the whole list of parameters: the elements of all tensors are split
 across threads in cache-line-aligned ranges, and each element is read and written once per
 step, with the extras folded into that pass:
@@ -15,6 +16,9 @@ step, with the extras folded into that pass:
 - ``l1=``: ``l1 * sign(p)`` is added to the (clipped) gradient, before weight decay.
 - ``prox_l1=``: after the update, ``p = sign(p) * max(|p| - lr * prox_l1, 0)`` (proximal
   gradient: weights at exact zero).
+- ``ema=``: an :class:`EMA` (or :class:`SWA`) of the same parameters, updated from each new
+  parameter value inside the step's pass instead of by a second pass that reads the
+  parameters again (``ema.update()``).
 
 Parameters are updated in place and must be C-contiguous, writable float32/float64 arrays of
 one dtype; gradients must match them in shape and dtype and are never modified. ``lr`` (and
@@ -66,16 +70,21 @@ from ._validation import (
     schedule_value,
 )
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "clip_grad_norm", "clip_grad_value"]
+__all__ = [
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta",
+    "EMA", "SWA", "clip_grad_norm", "clip_grad_value",
+]  # fmt: skip
 
 ScalarOrSchedule = Union[float, Callable[[int], float]]
 
-_SGD, _ADAM, _RMSPROP, _ADAGRAD, _LION = 0, 1, 2, 3, 5  # the kernels' OptimKind (4: the benchmarks' yardstick)
+# The kernels' OptimKind (4: the benchmarks' yardstick; 10: the weight average's update alone).
+_SGD, _ADAM, _RMSPROP, _ADAGRAD, _LION, _NADAM, _RADAM, _ADAMAX, _ADADELTA, _AVERAGE = 0, 1, 2, 3, 5, 6, 7, 8, 9, 10
 
 #: step counts stay below 2**63 (an int64), so every coefficient is a float computation.
 _MAX_STEP = 2**63
-#: State buffers that hold running sums of squares: never negative (sqrt is taken of them).
-_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
+#: State buffers that are never negative (running sums of squares, whose sqrt is taken;
+#: Adamax's running maximum of |g|; Adadelta's squared updates).
+_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta")
 
 
 # --------------------------------------------------------------- shared checks (private)
@@ -160,8 +169,16 @@ class Optimizer:
         prox_l1: float,
         max_grad_norm: float | None,
         slots: tuple[str | None, str | None, str | None],
+        ema: EMA | None = None,
     ) -> None:
         self.params: list[np.ndarray] = _arrays(params, "params")
+        if ema is not None:
+            if not isinstance(ema, _Average):
+                raise TypeError(f"ema must be a regtune.optim.EMA or SWA, got {type(ema).__name__}")
+            if len(ema.params) != len(self.params) or any(a is not b for a, b in zip(ema.params, self.params)):
+                raise ValueError("ema must average this optimizer's params: the same arrays, in the same order")
+        #: The weight average updated inside each step (``ema=``), or None.
+        self.ema = ema
         self.lr = scalar_or_schedule(lr, "lr")
         self.weight_decay = scalar_or_schedule(weight_decay, "weight_decay")
         self.l1 = hyperparameter(l1, "l1", low=0.0)
@@ -211,14 +228,24 @@ class Optimizer:
                 raise RuntimeError(f"a schedule changed step_count from {count} to {self.step_count} inside step()")
             states = [self.state[name] if name else None for name in self._slots]
             names = [name or "" for name in self._slots]
-            self._check_grad_overlap(grads, roots, states, names)
-            try:
-                norm = _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
-            except ValueError as exc:
-                if "share memory" not in str(exc):
-                    raise
-                found = first_overlap(self._written(states, names))  # name the two arrays
-                raise ValueError(f"{found or exc}; parameters and optimizer state must not share memory") from None
+            ema = self.ema
+            with ema._lock if ema is not None else _NO_LOCK:
+                if ema is not None:
+                    args.update(ema._args())
+                states.append(ema.averages if ema is not None else None)
+                names.append("ema.averages")
+                self._check_grad_overlap(grads, roots, states, names)
+                try:
+                    norm = _core.optim_step(
+                        self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0
+                    )
+                except ValueError as exc:
+                    if "share memory" not in str(exc):
+                        raise
+                    found = first_overlap(self._written(states, names))  # name the two arrays
+                    raise ValueError(f"{found or exc}; parameters and optimizer state must not share memory") from None
+                if ema is not None:
+                    ema.n_averaged += 1
             self.step_count = count + 1
         return norm
 
@@ -227,7 +254,8 @@ class Optimizer:
         out = [(f"params[{i}]", p) for i, p in enumerate(self.params)]
         for name, arrays in zip(names, states):
             if arrays is not None:
-                out += [(f"state[{name!r}][{i}]", a) for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
+                label = "ema.averages" if name == "ema.averages" else f"state[{name!r}]"
+                out += [(f"{label}[{i}]", a) for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
         return out
 
     def _check_grad_overlap(self, grads: list, roots: set[int], states: list, names: list[str]) -> None:
@@ -323,6 +351,17 @@ class Optimizer:
         return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}, step {self.step_count})"
 
 
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
 def _betas(betas: Any) -> tuple[float, float]:
     if isinstance(betas, (str, bytes, dict, set, frozenset)):  # iterable, but not a pair in order
         raise TypeError(f"betas must be a pair of floats, got betas={betas!r}")
@@ -355,7 +394,7 @@ class SGD(Optimizer):
         momentum: >= 0 (0: no buffer). dampening: finite. nesterov: needs momentum > 0 and
         dampening == 0.
         weight_decay: >= 0 (L2, folded into the gradient), or a schedule.
-        l1, prox_l1, max_grad_norm: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
 
     State: ``momentum_buffer`` when momentum != 0.
 
@@ -380,6 +419,7 @@ class SGD(Optimizer):
         l1: float = 0.0,
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
+        ema: EMA | None = None,
     ) -> None:
         self.momentum = hyperparameter(momentum, "momentum", low=0.0)
         self.dampening = hyperparameter(dampening, "dampening")
@@ -390,7 +430,7 @@ class SGD(Optimizer):
                 f"dampening={self.dampening!r}"
             )
         super().__init__(
-            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
             slots=("momentum_buffer" if self.momentum != 0 else None, None, None),
         )  # fmt: skip
 
@@ -415,7 +455,7 @@ class Adam(Optimizer):
         params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule. amsgrad: keep the running maximum of v.
-        l1, prox_l1, max_grad_norm: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
 
     State: ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
     """
@@ -435,12 +475,13 @@ class Adam(Optimizer):
         l1: float = 0.0,
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
+        ema: EMA | None = None,
     ) -> None:
         self.betas = _betas(betas)
         self.eps = _eps(eps)
         self.amsgrad = boolean(amsgrad, "amsgrad")
         super().__init__(
-            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
             slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if self.amsgrad else None),
         )  # fmt: skip
 
@@ -498,9 +539,11 @@ class AdamW(Adam):
         l1: float = 0.0,
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
+        ema: EMA | None = None,
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm
+            params, lr, betas, eps, weight_decay, amsgrad, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            ema=ema,
         )
 
 
@@ -516,7 +559,7 @@ class RMSprop(Optimizer):
     Args:
         params: arrays to update in place. lr: >= 0, or a schedule. alpha: in [0, 1].
         eps: > 0. weight_decay: >= 0, or a schedule. momentum: >= 0. centered: bool.
-        l1, prox_l1, max_grad_norm: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
 
     State: ``square_avg``; ``grad_avg`` when centered; ``momentum_buffer`` when momentum > 0.
     """
@@ -536,13 +579,14 @@ class RMSprop(Optimizer):
         l1: float = 0.0,
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
+        ema: EMA | None = None,
     ) -> None:
         self.alpha = hyperparameter(alpha, "alpha", low=0.0, high=1.0)
         self.eps = _eps(eps)
         self.momentum = hyperparameter(momentum, "momentum", low=0.0)
         self.centered = boolean(centered, "centered")
         super().__init__(
-            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
             slots=("square_avg", "grad_avg" if self.centered else None,
                    "momentum_buffer" if self.momentum > 0 else None),
         )  # fmt: skip
@@ -574,8 +618,8 @@ class Adagrad(Optimizer):
     Args:
         params: arrays to update in place. lr: >= 0, or a schedule. lr_decay: >= 0.
         weight_decay: >= 0, or a schedule. initial_accumulator_value: >= 0 (the start of sum).
-        eps: >= 0 (> 0 when initial_accumulator_value is 0). l1, prox_l1, max_grad_norm: see the
-        module docstring.
+        eps: >= 0 (> 0 when initial_accumulator_value is 0). l1, prox_l1, max_grad_norm, ema: see
+        the module docstring.
 
     State: ``sum``.
     """
@@ -594,6 +638,7 @@ class Adagrad(Optimizer):
         l1: float = 0.0,
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
+        ema: EMA | None = None,
     ) -> None:
         self.lr_decay = hyperparameter(lr_decay, "lr_decay", low=0.0)
         self.initial_accumulator_value = hyperparameter(
@@ -607,7 +652,7 @@ class Adagrad(Optimizer):
             )
         self._fills = {"sum": self.initial_accumulator_value}
         super().__init__(
-            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
             slots=("sum", None, None),
         )  # fmt: skip
 
@@ -640,7 +685,7 @@ class Lion(Optimizer):
             step's lr ``lr0`` (``lr(0)`` for a schedule), so each step multiplies p by
             ``1 - lr / lr0 * weight_decay``: ``weight_decay`` is the decay per step at the
             initial learning rate.
-        l1, prox_l1, max_grad_norm: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
 
     State: ``exp_avg``.
 
@@ -664,11 +709,12 @@ class Lion(Optimizer):
         l1: float = 0.0,
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
+        ema: EMA | None = None,
     ) -> None:
         self.betas = _betas(betas)
         self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
         super().__init__(
-            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
             slots=("exp_avg", None, None),
         )  # fmt: skip
         if self.decoupled_weight_decay and not callable(self.lr) and self.lr == 0:
@@ -695,3 +741,438 @@ class Lion(Optimizer):
             if math.isinf(c["decay"]):
                 raise ValueError(f"lr * weight_decay overflows float64: lr={lr!r}, weight_decay={wd!r}")
         return c
+
+
+# ------------------------------------------------------------------ NAdam's momentum cache
+#: (beta1, momentum_decay) -> [(step, prod)]: checkpoints of NAdam's running product of mu_t,
+#: every _MU_EVERY steps, and the last step asked for.
+_MU_CACHE: dict[tuple[float, float], dict[str, Any]] = {}
+_MU_EVERY = 4096
+_MU_LOCK = threading.Lock()
+
+
+def _nadam_mu(beta1: float, momentum_decay: float, t: int) -> float:
+    """mu_t = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay)), torch's momentum cache."""
+    return beta1 * (1.0 - 0.5 * (0.96 ** (t * momentum_decay)))
+
+
+def _nadam_mu_product(beta1: float, momentum_decay: float, t: int) -> float:
+    """prod(mu_1 .. mu_t) in double, multiplied one factor at a time as torch's ``mu_product``
+    state does (with float64 as torch's default dtype; with float32 torch keeps it in float32).
+
+    A function of t alone, so a restored or dask-driven optimizer needs no extra state. It is
+    computed from the nearest checkpoint (cached per (beta1, momentum_decay)); the product
+    stops changing once it underflows to 0, and once mu_t rounds to beta1 (0.96 ** (t *
+    momentum_decay) below 2**-54: after about 229,000 steps at the default momentum_decay)
+    the rest is ``beta1 ** (t - k)``. Either happens within a few million steps for every
+    beta1 < 1, so any step count costs at most that once."""
+    key = (beta1, momentum_decay)
+    with _MU_LOCK:
+        c = _MU_CACHE.setdefault(key, {"ckpt": [(0, 1.0)], "last": (0, 1.0), "tail": None})
+        if c["tail"] is not None and t >= c["tail"][0]:  # mu_i == beta1 from step k + 1 on
+            k, pk = c["tail"]
+            return pk * beta1 ** (t - k) if pk else 0.0
+        i, prod = c["last"] if c["last"][0] <= t else max(x for x in c["ckpt"] if x[0] <= t)
+        while i < t:
+            mu = _nadam_mu(beta1, momentum_decay, i + 1)
+            if mu == beta1 or prod == 0.0:
+                c["tail"] = (i, prod)
+                return prod * beta1 ** (t - i) if prod else 0.0
+            prod *= mu
+            i += 1
+            if i % _MU_EVERY == 0 and i > c["ckpt"][-1][0]:
+                c["ckpt"].append((i, prod))
+        c["last"] = (i, prod)
+        return prod
+
+
+def _decay_args(c: dict[str, Any], lr: float, wd: float, decoupled: bool) -> None:
+    """Weight decay into the step's coefficients: ``p * (1 - lr * wd)`` (decoupled) or an L2
+    term ``wd * p`` in the gradient."""
+    if wd == 0:
+        return
+    if decoupled:
+        c["decay"] = 1 - lr * wd
+        if math.isinf(c["decay"]):
+            raise ValueError(f"lr * weight_decay overflows float64: lr={lr!r}, weight_decay={wd!r}")
+    else:
+        c["wd"] = wd
+
+
+class NAdam(Optimizer):
+    """NAdam (Dozat, 2016), as ``torch.optim.NAdam``::
+
+        g = grad + weight_decay * p            (or p = p * (1 - lr * weight_decay), decoupled)
+        mu_t = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+        m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g
+        denom = sqrt(v / (1 - beta2**t)) + eps
+        p = p - lr * (1 - mu_t) / (1 - prod(mu_1..mu_t)) * g / denom
+        p = p - lr * mu_{t+1} / (1 - prod(mu_1..mu_{t+1})) * m / denom
+
+    The product of the mu_t is formed in double from the step count (torch keeps it as a state
+    tensor of its default dtype: float32 unless set to float64; the float32 trajectories agree
+    within float32 rounding).
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
+        weight_decay: >= 0, or a schedule. momentum_decay: >= 0.
+        decoupled_weight_decay: AdamW-style decay (torch's NAdamW), else an L2 term.
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+
+    State: ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    _kind = _NADAM
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: ScalarOrSchedule = 0.0,
+        momentum_decay: float = 4e-3,
+        *,
+        decoupled_weight_decay: bool = False,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+        ema: EMA | None = None,
+    ) -> None:
+        self.betas = _betas(betas)
+        self.eps = _eps(eps)
+        self.momentum_decay = hyperparameter(momentum_decay, "momentum_decay", low=0.0)
+        self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            slots=("exp_avg", "exp_avg_sq", None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        md = self.momentum_decay
+        mu, mu_next = _nadam_mu(beta1, md, t), _nadam_mu(beta1, md, t + 1)
+        prod = _nadam_mu_product(beta1, md, t)
+        c: dict[str, Any] = {
+            "step": -lr * (1.0 - mu) / (1.0 - prod),
+            "step2": -lr * mu_next / (1.0 - prod * mu_next),
+            "avg_weight": 1 - beta1,
+            "sq_decay": beta2,
+            "sq_weight": 1 - beta2,
+            "bc2": 1 - beta2**t,
+            "eps": self.eps,
+        }
+        _decay_args(c, lr, wd, self.decoupled_weight_decay)
+        return c
+
+
+class RAdam(Optimizer):
+    """RAdam (Liu et al., 2020), as ``torch.optim.RAdam``::
+
+        g = grad + weight_decay * p            (or p = p * (1 - lr * weight_decay), decoupled)
+        m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g * g
+        rho_inf = 2 / (1 - beta2) - 1;  rho_t = rho_inf - 2 t beta2**t / (1 - beta2**t)
+        u = m / (1 - beta1**t) * lr
+        u = u * sqrt(1 - beta2**t) / (sqrt(v) + eps) * rect_t     when rho_t > 5
+        p = p - u
+
+    with ``rect_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))``:
+    while the variance of the adaptive rate is intractable (rho_t <= 5, the first steps) the
+    update is SGD with momentum.
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
+        weight_decay: >= 0, or a schedule.
+        decoupled_weight_decay: AdamW-style decay, else an L2 term.
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+
+    State: ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    _kind = _RADAM
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: ScalarOrSchedule = 0.0,
+        *,
+        decoupled_weight_decay: bool = False,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+        ema: EMA | None = None,
+    ) -> None:
+        self.betas = _betas(betas)
+        self.eps = _eps(eps)
+        self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            slots=("exp_avg", "exp_avg_sq", None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        c: dict[str, Any] = {
+            "avg_weight": 1 - beta1,
+            "sq_decay": beta2,
+            "sq_weight": 1 - beta2,
+            "bc1": bias_correction1,
+            "scale": lr,
+            "eps": self.eps,
+        }
+        # rho_inf is inf for beta2 = 0 (no rectified steps); the terms are torch's, in its order.
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * t * (beta2**t) / bias_correction2
+        if rho_t > 5.0 and math.isfinite(rho_inf):
+            c["bc2_sqrt"] = bias_correction2**0.5
+            c["rect"] = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        _decay_args(c, lr, wd, self.decoupled_weight_decay)
+        return c
+
+
+class Adamax(Optimizer):
+    """Adamax (Kingma and Ba, 2015, section 7.1), as ``torch.optim.Adamax``::
+
+        g = grad + weight_decay * p
+        m = lerp(m, g, 1 - beta1)
+        u = maximum(beta2 * u, |g| + eps)
+        p = p - lr / (1 - beta1**t) * m / u
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
+        weight_decay: >= 0, or a schedule (an L2 term, as torch).
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+
+    State: ``exp_avg``, ``exp_inf``.
+    """
+
+    _kind = _ADAMAX
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: ScalarOrSchedule = 0.0,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+        ema: EMA | None = None,
+    ) -> None:
+        self.betas = _betas(betas)
+        self.eps = _eps(eps)
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            slots=("exp_avg", "exp_inf", None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        step = -(lr / (1 - beta1**t))
+        if math.isinf(step):
+            raise ValueError(
+                f"lr / (1 - betas[0]**t) overflows float64 at step t={t}: lr={lr!r}, betas[0]={beta1!r}"
+            )
+        c: dict[str, Any] = {"step": step, "avg_weight": 1 - beta1, "sq_decay": beta2, "eps": self.eps}
+        _decay_args(c, lr, wd, False)
+        return c
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler, 2012), as ``torch.optim.Adadelta``::
+
+        g = grad + weight_decay * p
+        sq = rho * sq + (1 - rho) * g * g
+        delta = sqrt(acc + eps) / sqrt(sq + eps) * g
+        acc = rho * acc + (1 - rho) * delta * delta
+        p = p - lr * delta
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule (default 1.0, as torch). rho: in [0, 1]. eps: > 0.
+        weight_decay: >= 0, or a schedule (an L2 term, as torch).
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+
+    State: ``square_avg``, ``acc_delta``.
+    """
+
+    _kind = _ADADELTA
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: ScalarOrSchedule = 0.0,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+        ema: EMA | None = None,
+    ) -> None:
+        self.rho = hyperparameter(rho, "rho", low=0.0, high=1.0)
+        self.eps = _eps(eps)
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            slots=("square_avg", "acc_delta", None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        c: dict[str, Any] = {"step": -lr, "sq_decay": self.rho, "sq_weight": 1 - self.rho, "eps": self.eps}
+        _decay_args(c, lr, wd, False)
+        return c
+
+
+# ------------------------------------------------------------------------ weight averages
+class _Average:
+    """A running average of a list of parameters, kept in ``averages`` (one array per
+    parameter, same shape and dtype), as ``torch.optim.swa_utils.AveragedModel``: the first
+    update copies the parameters, each later one moves the average toward them (see the
+    subclasses). ``update()`` is one native pass (threads, SIMD, the GIL released); an optimizer
+    given ``ema=`` does the same update inside its step's pass."""
+
+    def __init__(self, params: Sequence[np.ndarray]) -> None:
+        self.params: list[np.ndarray] = _arrays(params, "params")
+        #: The averages, one array per parameter (copies of the parameters until the first update).
+        self.averages: list[np.ndarray] = [p.copy() for p in self.params]
+        #: Updates so far (torch's ``n_averaged``).
+        self.n_averaged = 0
+        self._lock = threading.RLock()
+
+    def _weight(self, n: int) -> float:
+        raise NotImplementedError
+
+    def _args(self) -> dict[str, Any]:
+        """The kernel's coefficients of the next update."""
+        if self.n_averaged == 0:
+            return {"ema_weight": 1.0, "ema_copy": True}
+        return {"ema_weight": self._weight(self.n_averaged)}
+
+    def update(self) -> None:
+        """Fold the parameters' current values into the averages (one pass).
+
+        Raises:
+            ValueError: an average that shares memory with a parameter (``averages`` replaced
+                by hand), naming both; nothing is updated then.
+        """
+        with self._lock:
+            roots = {id(memory_root(p)) for p in self.params}
+            if any(isinstance(a, np.ndarray) and id(memory_root(a)) in roots for a in self.averages):
+                found = first_overlap(
+                    [(f"averages[{i}]", a) for i, a in enumerate(self.averages) if isinstance(a, np.ndarray)],
+                    [(f"params[{i}]", p) for i, p in enumerate(self.params)],
+                )
+                if found is not None:
+                    raise ValueError(f"{found}; the averages must not share memory with the parameters")
+            _core.optim_step(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0)
+            self.n_averaged += 1
+
+    def copy_to(self, params: Sequence[np.ndarray] | None = None) -> None:
+        """Write the averages into ``params`` (default: the averaged parameters themselves),
+        e.g. to evaluate or save the averaged model."""
+        with self._lock:
+            out = self.params if params is None else same_length(params, "params", self.averages, "averages")
+            for i, (o, a) in enumerate(zip(out, self.averages)):
+                if not isinstance(o, np.ndarray) or o.shape != a.shape or o.dtype != a.dtype:
+                    raise ValueError(f"params[{i}] must be an array of shape {a.shape} and dtype {a.dtype}")
+                np.copyto(o, a)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A copy: ``{"n_averaged": int, "averages": [arrays]}``."""
+        with self._lock:
+            return {"n_averaged": self.n_averaged, "averages": [a.copy() for a in self.averages]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a ``state_dict()`` of an average of the same parameter shapes (copied in)."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"n_averaged", "averages"}:
+            raise ValueError("state_dict must be a dict with keys 'n_averaged' and 'averages', as state_dict() returns")
+        n = nonnegative_int(state_dict["n_averaged"], "state_dict['n_averaged']", upper=_MAX_STEP)
+        arrays = same_length(state_dict["averages"], "state_dict['averages']", self.params, "params")
+        for i, (a, p) in enumerate(zip(arrays, self.params)):
+            label = f"state_dict['averages'][{i}]"
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"{label} must be a numpy.ndarray, got {type(a).__name__}")
+            not_masked(a, label)
+            if a.dtype != p.dtype:
+                raise TypeError(f"{label} has dtype {a.dtype} but params[{i}] has {p.dtype}")
+            if a.shape != p.shape:
+                raise ValueError(f"{label} has shape {a.shape} but params[{i}] has shape {p.shape}")
+        with self._lock:
+            arrays = [a.copy() for a in arrays]  # may be views of the averages themselves
+            for own, a in zip(self.averages, arrays):
+                np.copyto(own, a)
+            self.n_averaged = n
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}, n_averaged {self.n_averaged})"
+
+
+class EMA(_Average):
+    """Exponential moving average of parameters, as ``torch.optim.swa_utils.AveragedModel``
+    with ``get_ema_multi_avg_fn(decay)``: the first update copies the parameters, each later
+    one is ``avg = lerp(avg, p, 1 - decay)`` (torch's lerp, rounded as torch's).
+
+    Args:
+        params: the arrays to average (C-contiguous, float32/float64, one dtype). The averages
+            start as copies of them.
+        decay: in [0, 1].
+        warmup: TensorFlow's ``ExponentialMovingAverage(num_updates=)`` warm-up: update n (n
+            updates done before it) uses ``min(decay, (1 + n) / (10 + n))``, so early averages
+            are not dominated by the initial weights.
+
+    ``update()`` reads the parameters once; an optimizer built with ``ema=this`` updates the
+    average from each new parameter value inside its own pass instead.
+
+    Example::
+
+        >>> w = np.zeros(2); ema = EMA([w], decay=0.9); opt = SGD([w], lr=1.0, ema=ema)
+        >>> opt.step([np.ones(2)]); opt.step([np.ones(2)]); ema.averages[0]
+        array([-1.1, -1.1])
+    """
+
+    def __init__(self, params: Sequence[np.ndarray], decay: float = 0.999, *, warmup: bool = False) -> None:
+        self.decay = hyperparameter(decay, "decay", low=0.0, high=1.0)
+        self.warmup = boolean(warmup, "warmup")
+        super().__init__(params)
+
+    def _weight(self, n: int) -> float:
+        decay = min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+        return 1 - decay
+
+
+class SWA(_Average):
+    """Equal-weight average of parameters (stochastic weight averaging), as
+    ``torch.optim.swa_utils.AveragedModel``'s default on the CPU: the first update copies,
+    update n + 1 is ``avg = avg + (p - avg) / (n + 1)``, so after k updates the average is the
+    mean of the k parameter values. Methods and ``ema=`` as :class:`EMA`.
+
+    Example::
+
+        >>> w = np.zeros(1); swa = SWA([w])
+        >>> for v in (1.0, 2.0, 6.0):
+        ...     w[:] = v; swa.update()
+        >>> swa.averages[0]
+        array([3.])
+    """
+
+    def _args(self) -> dict[str, Any]:
+        n = self.n_averaged
+        return {"ema_weight": 1.0, "ema_copy": True} if n == 0 else {"ema_weight": 1 / (n + 1), "ema_count": n + 1}

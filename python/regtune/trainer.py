@@ -66,7 +66,8 @@ INITIALIZERS = (
 )  # fmt: skip
 OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
     "sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad,
-    "lion": optim.Lion,
+    "lion": optim.Lion, "nadam": optim.NAdam, "radam": optim.RAdam, "adamax": optim.Adamax,
+    "adadelta": optim.Adadelta,
 }  # fmt: skip
 
 LEAKY_SLOPE = 0.01  # torch's default negative_slope

@@ -14,9 +14,13 @@ namespace regtune {
 
 // `stream` is no optimizer: the roofline yardstick of the benchmarks, with a step's memory
 // traffic (param and grad read, param and each given state read and written) and one add per
-// array in place of the rule.
-enum class OptimKind { sgd = 0, adam = 1, rmsprop = 2, adagrad = 3, stream = 4, lion = 5 };
-constexpr int kOptimKinds = 6;
+// array in place of the rule. `average` is no optimizer either: the weight average's update
+// (EMA / SWA) on its own, param := the average, grad := the parameter it follows.
+enum class OptimKind {
+  sgd = 0, adam = 1, rmsprop = 2, adagrad = 3, stream = 4, lion = 5,
+  nadam = 6, radam = 7, adamax = 8, adadelta = 9, average = 10,
+};
+constexpr int kOptimKinds = 11;
 
 // The coefficients of one step. The driver receives them in double and rounds them to T once.
 // For each element, with p the param and g the grad:
@@ -48,6 +52,16 @@ struct OptimArgs {
   T sq_decay = 0, sq_weight = 0;
   T bc2_sqrt = 1, eps = 0;  // Adam: sqrt(1 - beta2^step); Adam, RMSprop, Adagrad: eps
   bool amsgrad = false, centered = false;
+  // NAdam: step and step2 are the coefficients of g and of exp_avg, bc2 = 1 - beta2^step.
+  // RAdam: bc1 = 1 - beta1^step, scale = lr, bc2_sqrt, and the rectification rect when rect_on.
+  T step2 = 0, bc2 = 1, bc1 = 1, scale = 1, rect = 1;
+  bool rect_on = false;
+  // The weight average updated in the step's pass (and by kind `average`): after the update,
+  // avg = p when ema_copy (its first update); avg = avg + (p - avg) / ema_count when ema_mean
+  // (torch's SWA average on the CPU); else lerp toward p with weight ema_weight (as
+  // avg_weight: the driver rounds it and sets ema_coef / ema_small).
+  T ema_weight = 0, ema_coef = 0, ema_count = 1;
+  bool ema_on = false, ema_copy = false, ema_small = true, ema_mean = false;
 };
 
 // One step of n elements. Each rule uses up to three state arrays, in this order:
@@ -56,9 +70,13 @@ struct OptimArgs {
 //   rmsprop s0 = square_avg, s1 = grad_avg (centered), s2 = momentum_buffer
 //   adagrad s0 = sum
 //   lion    s0 = exp_avg
-// Unused state pointers may be null.
+//   nadam   s0 = exp_avg, s1 = exp_avg_sq
+//   radam   s0 = exp_avg, s1 = exp_avg_sq
+//   adamax  s0 = exp_avg, s1 = exp_inf
+//   adadelta s0 = square_avg, s1 = acc_delta
+// and `ema` is the weight average of the parameters (ema_on). Unused pointers may be null.
 template <typename T>
-using StepKernel = void (*)(T* param, const T* grad, T* s0, T* s1, T* s2, size_t n, const OptimArgs<T>& a);
+using StepKernel = void (*)(T* param, const T* grad, T* s0, T* s1, T* s2, T* ema, size_t n, const OptimArgs<T>& a);
 
 template <typename T>
 struct OptimKernelsOf {
@@ -105,10 +123,11 @@ double clip_coefficient(double total_norm, double max_norm);
 // across threads, so many small tensors parallelize like one large one. `states[k]` is the
 // list of state k (null when the rule does not use it). With max_grad_norm > 0 the global L2
 // norm of the grads is computed first (one deterministic pass) and its clip scale applied
-// inside the step pass; the norm is returned (NaN otherwise).
+// inside the step pass; the norm is returned (NaN otherwise). `states[3]` is the list of the
+// weight averages (null unless args.ema_on).
 template <typename T>
 double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
-                  T* const* const states[3], const OptimArgs<double>& args, double max_grad_norm);
+                  T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm);
 
 // Threaded element-wise penalty operations on one array (or a list, for scale and clamp).
 template <typename T>

@@ -2,7 +2,8 @@
 
 ``step(opt_kind, params, grads, state, ...)`` runs regtune's fused kernel on each chunk of
 each parameter, with the aligned chunks of its gradient and optimizer state. The update rules
-are elementwise (SGD, Adam, AdamW, RMSprop, Adagrad, Lion; penalties ``l1``/``prox_l1`` included),
+are elementwise (SGD, Adam, AdamW, RMSprop, Adagrad, Lion, NAdam, RAdam, Adamax, Adadelta;
+penalties ``l1``/``prox_l1`` included),
 so each chunk's result is the one-machine result for those elements.
 
 The one global quantity, the gradient norm for ``max_grad_norm``, is reduced exactly as
@@ -58,6 +59,10 @@ OPTIMIZERS: dict[str, type[_optim.Optimizer]] = {
     "rmsprop": _optim.RMSprop,
     "adagrad": _optim.Adagrad,
     "lion": _optim.Lion,
+    "nadam": _optim.NAdam,
+    "radam": _optim.RAdam,
+    "adamax": _optim.Adamax,
+    "adadelta": _optim.Adadelta,
 }
 
 
@@ -161,7 +166,7 @@ def _step_block(kind, names, args, max_norm, *blocks, shape, starts, block_shape
     g = np.ascontiguousarray(blocks[1])
     own = iter([np.array(s, order="C", copy=True) for s in blocks[2:]])
     states = [[next(own)] if n else None for n in names]
-    _core.optim_step(kind, [p], [g], states, names, a, 0.0)
+    _core.optim_step(kind, [p], [g], [*states, None], [*names, ""], a, 0.0)
     return (p, *[s[0] for s in states if s is not None])
 
 
@@ -228,8 +233,9 @@ def step(
     every chunk scales its gradient by ``min(max_grad_norm / (norm + 1e-6), 1)``.
 
     Args:
-        opt_kind: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``, ``"lion"`` or one of
-            those classes of :mod:`regtune.optim`.
+        opt_kind: a name of :data:`OPTIMIZERS` (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``,
+            ``"adagrad"``, ``"lion"``, ``"nadam"``, ``"radam"``, ``"adamax"``, ``"adadelta"``) or
+            one of those classes of :mod:`regtune.optim`. (``ema=`` is not taken here.)
         params: the parameters, dask arrays (NumPy arrays are wrapped) of one float dtype.
         grads: one gradient per parameter, same shape and dtype (any chunking).
         state: ``{buffer name: [one array per parameter]}`` as ``StepResult.state`` (or a
@@ -258,6 +264,8 @@ def step(
         -1.45
     """
     cls = _optimizer_class(opt_kind)
+    if "ema" in hyperparameters:
+        raise TypeError("ema is not taken by regtune.dask.optim.step: average the returned params instead")
     params = _array_list(params, "params")
     grads = _like(grads, "grads", params)
     step_count = nonnegative_int(step_count, "step_count", upper=_optim._MAX_STEP)

@@ -243,7 +243,7 @@ ERRORS = [
     (["--shift", "1", "--image-shape", "3,3"], "image_shape (3, 3) does not hold the model's 16 inputs"),
     (["--threads", "0"], "--threads must be between 1 and 1024, got 0"),
     (["--threads", "100000"], "--threads must be between 1 and 1024, got 100000"),
-    (["--optimizer", "lion", "--momentum", "0.9"], "--momentum applies to --optimizer sgd and rmsprop, not lion"),
+    (["--optimizer", "lion", "--momentum", "0.9"], "--momentum applies to --optimizer sgd, rmsprop and lars, not lion"),
 ]
 
 

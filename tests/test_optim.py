@@ -62,6 +62,14 @@ CASES = [
     ("Adamax", dict(lr=2e-3, betas=(0.4, 0.9), weight_decay=0.05, eps=1e-3)),
     ("Adadelta", dict(lr=1.0)),
     ("Adadelta", dict(lr=0.5, rho=0.5, weight_decay=0.05, eps=1e-4)),
+    ("LAMB", dict(lr=1e-2)),
+    ("LAMB", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1)),
+    ("LAMB", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=False, grad_averaging=False, eps=1e-8)),
+    ("LAMB", dict(lr=0.05, trust_clamp=0.5)),  # the clamp binds on every tensor but the scalars
+    ("LARS", dict(lr=0.1)),
+    ("LARS", dict(lr=0.1, weight_decay=0.01, nesterov=True, trust_coefficient=0.02)),
+    ("LARS", dict(lr=0.1, momentum=0.0, weight_decay=0.01)),
+    ("LARS", dict(lr=0.1, momentum=0.5, dampening=0.3, weight_decay=0.05)),
 ]
 EXTRAS = [
     ("SGD", dict(lr=0.05, momentum=0.9, l1=1e-3)),
@@ -75,8 +83,11 @@ EXTRAS = [
     ("RAdam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, l1=1e-3, max_grad_norm=5.0)),
     ("Adamax", dict(lr=2e-3, max_grad_norm=5.0, prox_l1=0.1)),
     ("Adadelta", dict(lr=1.0, l1=1e-2, prox_l1=0.02, max_grad_norm=5.0)),
+    ("LAMB", dict(lr=1e-2, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
+    ("LARS", dict(lr=0.1, weight_decay=0.01, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
 ]
 TORCH_EXTRAS = {"l1", "prox_l1", "max_grad_norm"}
+OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta", "LAMB", "LARS"]
 
 
 def _id(case):
@@ -96,9 +107,10 @@ def _problem(dtype, seed=0, steps=STEPS, shapes=SHAPES):
 
 # ------------------------------------------------------------------------ the transcription
 def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_l1=0.0, max_grad_norm=None,
-               momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=None, amsgrad=False,
+               momentum=None, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=None, amsgrad=False,
                alpha=0.99, centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
-               decoupled_weight_decay=False, momentum_decay=4e-3, rho=0.9):  # fmt: skip
+               decoupled_weight_decay=None, momentum_decay=4e-3, rho=0.9, grad_averaging=True, trust_clamp=10.0,
+               trust_coefficient=1e-3):  # fmt: skip
     """torch.optim's documented algorithm, per tensor, in the parameters' dtype (Lion: the
     paper's, as lion-pytorch's update_fn)."""
     if name == "Lion" and betas == (0.9, 0.999):
@@ -106,7 +118,11 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
     if weight_decay is None:
         weight_decay = 1e-2 if name == "AdamW" else 0.0
     if eps is None:
-        eps = {"Adagrad": 1e-10, "Adadelta": 1e-6}.get(name, 1e-8)
+        eps = {"Adagrad": 1e-10, "Adadelta": 1e-6, "LAMB": 1e-6}.get(name, 1e-8)
+    if decoupled_weight_decay is None:
+        decoupled_weight_decay = name == "LAMB"
+    if momentum is None:
+        momentum = 0.9 if name == "LARS" else 0.0
     p = [x.copy() for x in params]
     dt = p[0].dtype.type
     st = [dict() for _ in p]
@@ -193,6 +209,29 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                         w = w - lr * m / bc1 * rect * math.sqrt(bc2) / (np.sqrt(v) + eps)
                     else:
                         w = w - lr * m / bc1
+            elif name == "LAMB":  # pytorch_optimizer.Lamb
+                b1, b2 = betas
+                s["m"] = m = b1 * s.get("m", np.zeros_like(w)) + ((1 - b1) if grad_averaging else 1) * g
+                s["v"] = v = b2 * s.get("v", np.zeros_like(w)) + (1 - b2) * g * g
+                if weight_decay and decoupled_weight_decay:
+                    w = w * (1 - lr * weight_decay)
+                u = m / (np.sqrt(v) + eps)
+                if weight_decay and not decoupled_weight_decay:
+                    u = u + weight_decay * w
+                wn = min(float(np.linalg.norm(w.astype(np.float64))), trust_clamp)
+                un = float(np.linalg.norm(u.astype(np.float64)))
+                trust = 1.0 if wn == 0 or un == 0 else wn / (un + eps)
+                w = w - lr / (1 - b1**t) * trust * u
+            elif name == "LARS":  # pytorch_optimizer.LARS
+                if w.ndim > 1:
+                    pn = float(np.linalg.norm(w.astype(np.float64)))
+                    den = float(np.linalg.norm(g.astype(np.float64))) + weight_decay * pn
+                    trust = trust_coefficient * pn / den if pn > 0 and den > 0 else 1.0
+                    g = (g + weight_decay * w) * trust
+                if momentum > 0:
+                    s["buf"] = momentum * s.get("buf", np.zeros_like(w)) + (1 - dampening) * g
+                    g = g + momentum * s["buf"] if nesterov else s["buf"]
+                w = w - lr * g
             elif name == "Adadelta":
                 if weight_decay:
                     g = g + weight_decay * w
@@ -217,6 +256,13 @@ def _torch_optimizer(torch, name, tparams, tkw):
     """torch.optim's optimizer of that name; Lion is lion-pytorch's (skips when absent)."""
     if name == "Lion":
         return pytest.importorskip("lion_pytorch").Lion(tparams, **tkw)
+    if name in ("LAMB", "LARS"):  # pytorch-optimizer's, with its names for two options
+        po = pytest.importorskip("pytorch_optimizer")
+        kw = {{"decoupled_weight_decay": "weight_decouple"}.get(k, k): v for k, v in tkw.items() if k != "trust_clamp"}
+        opt = po.Lamb(tparams, **kw) if name == "LAMB" else po.LARS(tparams, **kw)
+        if "trust_clamp" in tkw:
+            opt.clamp = tkw["trust_clamp"]
+        return opt
     return getattr(torch.optim, name)(tparams, **tkw)
 
 
@@ -296,7 +342,7 @@ def test_prox_l1_gives_exact_zeros(dtype):
     assert np.all((flat == 0) | (np.abs(flat) > 0))
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_max_grad_norm_returns_the_norm_and_leaves_grads_alone(name):
     params, grad_seq = _problem(np.float64, steps=1)
     grads = grad_seq[0]
@@ -540,7 +586,6 @@ def test_nan_gradient_propagates_like_torch(case):
 
 
 # -------------------------------------------------------------------------------- errors
-OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta"]
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -586,6 +631,24 @@ def test_common_hyperparameters_are_checked_when_built(name, kw, exc, match):
         ("Lion", dict(decoupled_weight_decay="yes"), TypeError, r"decoupled_weight_decay must be a bool"),
         ("Lion", dict(lr=0.0, weight_decay=0.1, decoupled_weight_decay=True), ValueError,
          r"lr must be > 0 with decoupled_weight_decay=True"),
+        ("NAdam", dict(momentum_decay=-1.0), ValueError, r"momentum_decay must be in \[0, inf\)"),
+        ("NAdam", dict(decoupled_weight_decay=1), TypeError, r"decoupled_weight_decay must be a bool"),
+        ("NAdam", dict(eps=0.0), ValueError, r"eps must be in \(0, inf\)"),
+        ("RAdam", dict(betas=(0.9, 1.0)), ValueError, r"betas\[1\] must be in \[0, 1\)"),
+        ("RAdam", dict(decoupled_weight_decay="no"), TypeError, r"decoupled_weight_decay must be a bool"),
+        ("Adamax", dict(betas=(1.0, 0.9)), ValueError, r"betas\[0\] must be in \[0, 1\)"),
+        ("Adamax", dict(eps=float("nan")), ValueError, r"eps must be finite"),
+        ("Adadelta", dict(rho=1.5), ValueError, r"rho must be in \[0, 1\]"),
+        ("Adadelta", dict(rho=None), TypeError, r"rho must be a real number"),
+        ("Adadelta", dict(eps=-1.0), ValueError, r"eps must be in \(0, inf\)"),
+        ("LAMB", dict(trust_clamp=0.0), ValueError, r"trust_clamp must be in \(0, inf\)"),
+        ("LAMB", dict(trust_clamp=float("inf")), ValueError, r"trust_clamp must be finite"),
+        ("LAMB", dict(grad_averaging=None), TypeError, r"grad_averaging must be a bool"),
+        ("LAMB", dict(betas=(0.9, -0.1)), ValueError, r"betas\[1\] must be in \[0, 1\)"),
+        ("LARS", dict(trust_coefficient=-1e-3), ValueError, r"trust_coefficient must be in \[0, inf\)"),
+        ("LARS", dict(dampening=1.5), ValueError, r"dampening must be in \[0, 1\]"),
+        ("LARS", dict(momentum=float("nan")), ValueError, r"momentum must be finite"),
+        ("LARS", dict(nesterov=1), TypeError, r"nesterov must be a bool"),
     ],
 )
 def test_specific_hyperparameters_are_checked_when_built(name, kw, exc, match):
@@ -1313,6 +1376,28 @@ def test_averages_replaced_by_a_parameter_are_refused_by_update():
     with pytest.raises(ValueError, match=r"params\[2\] overlaps averages\[2\]; the averages must not share"):
         ema.update()
     assert ema.n_averaged == 0
+
+
+@pytest.mark.parametrize("cls", [optim.LAMB, optim.LARS])
+def test_dask_steps_refuse_the_rules_with_a_trust_ratio(cls):
+    pytest.importorskip("dask")
+    from regtune.dask import optim as rdo
+
+    with pytest.raises(ValueError, match=rf"opt_kind {cls.__name__} scales each tensor by a ratio of its norms"):
+        rdo.step(cls, [np.zeros(4)], [np.ones(4)])
+
+
+def test_lars_adapts_weights_not_biases_and_lamb_clamps_the_weight_norm():
+    w, b = np.full((4, 5), 3.0), np.full(5, 3.0)
+    g = [np.ones((4, 5)), np.ones(5)]
+    opt = optim.LARS([w, b], lr=1.0, momentum=0.0, trust_coefficient=0.01)
+    opt.step(g)
+    assert np.allclose(w, 3.0 - 0.01 * np.sqrt(180) / np.sqrt(20))  # trust = 0.01 |w| / |g|
+    assert np.array_equal(b, np.full(5, 2.0))  # a bias: plain SGD
+    p = np.full(100, 5.0)  # |p| = 50 > 10: the ratio uses 10
+    optim.LAMB([p], lr=0.1, eps=1e-12).step([np.ones(100)])
+    # m = 0.1, v = 0.001: u = 0.1 / sqrt(0.001) = 3.1623 per element, |u| = 31.623; step size lr / 0.1
+    np.testing.assert_allclose(p, 5.0 - 1.0 * (10 / 31.6227766) * 3.16227766, rtol=1e-6)
 
 
 def test_dask_steps_refuse_ema():

@@ -86,7 +86,9 @@ OptimArgs<double> parse_args(const py::dict& d) {
                       {"eps", &a.eps, nullptr},           {"step2", &a.step2, nullptr},
                       {"bc2", &a.bc2, nullptr},           {"bc1", &a.bc1, nullptr},
                       {"scale", &a.scale, nullptr},       {"rect", &a.rect, &a.rect_on},
-                      {"ema_weight", &a.ema_weight, &a.ema_on}, {"ema_count", &a.ema_count, &a.ema_mean}};
+                      {"ema_weight", &a.ema_weight, &a.ema_on}, {"ema_count", &a.ema_count, &a.ema_mean},
+                      {"update_wd", &a.update_wd, &a.update_wd_on}, {"trust_clamp", &a.trust_clamp, nullptr},
+                      {"trust_coef", &a.trust_coef, nullptr}};
   const Flag flags[] = {{"first_step", &a.first_step}, {"nesterov", &a.nesterov},
                         {"amsgrad", &a.amsgrad},       {"centered", &a.centered},
                         {"ema_copy", &a.ema_copy}};
@@ -151,12 +153,17 @@ py::object step_typed(int kind, const py::sequence& params, const py::sequence& 
       throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
     }
   }
+  // LARS adapts the tensors of more than one dimension (weights), not biases or norm scales.
+  std::vector<unsigned char> adapt;
+  if (kind == int(OptimKind::lars)) {
+    for (const auto& a : p.arrays) adapt.push_back(a.ndim() > 1);
+  }
   const auto pl = p.list();
   const auto gl = g.list();
   double norm;
   {
     py::gil_scoped_release nogil;
-    norm = optim_step<T>(OptimKind(kind), pl, gl, sp, args, max_grad_norm);
+    norm = optim_step<T>(OptimKind(kind), pl, gl, sp, args, max_grad_norm, adapt.empty() ? nullptr : adapt.data());
   }
   if (max_grad_norm > 0) return py::float_(norm);
   return py::none();
@@ -178,7 +185,7 @@ void register_optim(py::module_& m) {
       py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"), py::arg("args"),
       py::arg("max_grad_norm"),
       "One step of optimizer `kind` (0 sgd, 1 adam, 2 rmsprop, 3 adagrad, 5 lion, 6 nadam, 7 radam, 8 adamax, "
-      "9 adadelta; 4 the roofline yardstick of the benchmarks: a step's traffic, an add per array; 10 the weight "
+      "9 adadelta, 11 lamb, 12 lars; 4 the roofline yardstick of the benchmarks: a step's traffic, an add per array; 10 the weight "
       "average's update alone, params := the averages, grads := the parameters) over the whole list, in one pass; "
       "states: 3 state lists and the averages (or None each); returns the global grad norm when "
       "max_grad_norm > 0, else None.");

@@ -76,7 +76,22 @@ OptimArgs<T> round_args(const OptimArgs<double>& d) {
   a.ema_small = std::fabs(a.ema_weight) < T(0.5);
   a.ema_coef = a.ema_small ? a.ema_weight : T(a.ema_weight - T(1));
   a.ema_on = d.ema_on, a.ema_copy = d.ema_copy, a.ema_count = T(d.ema_count), a.ema_mean = d.ema_mean;
+  a.update_wd = T(d.update_wd), a.trust_clamp = T(d.trust_clamp), a.trust_coef = T(d.trust_coef);
+  a.update_wd_on = d.update_wd_on;
   return a;
+}
+
+// The trust ratio of one tensor from the sums of squares of its two vectors (in double).
+// LAMB, as pytorch-optimizer's Lamb: w = min(|p|, clamp), u = |update|; 1 when either is 0,
+// else w / (u + eps). LARS, as its LARS: p = |p|, d = |g| + wd |p|; tc p / d when p > 0 and
+// d > 0, else 1 (a NaN norm fails both tests: 1, and the NaN gradient carries on).
+double trust_ratio(OptimKind kind, const OptimArgs<double>& d, double sq0, double sq1) {
+  if (kind == OptimKind::lamb) {
+    const double w = std::min(std::sqrt(sq0), d.trust_clamp), u = std::sqrt(sq1);
+    return w == 0 || u == 0 ? 1.0 : w / (u + d.eps);
+  }
+  const double p = std::sqrt(sq0), denom = std::sqrt(sq1) + (d.wd_on ? d.wd : 0.0) * p;
+  return p > 0 && denom > 0 ? d.trust_coef * p / denom : 1.0;
 }
 
 }  // namespace
@@ -110,7 +125,8 @@ double clip_coefficient(double total_norm, double max_norm) {
 
 template <typename T>
 double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
-                  T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm) {
+                  T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm,
+                  const unsigned char* adapt) {
   OptimArgs<double> d = args;
   double norm = std::nan("");
   if (max_grad_norm > 0) {
@@ -125,12 +141,48 @@ double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<
   }
   const OptimArgs<T> a = round_args<T>(d);
   const StepKernel<T> step = kernels<T>().step[int(kind)];
+  std::vector<OptimArgs<T>> per_tensor;  // LAMB and LARS: each tensor's coefficients
+  if (kind == OptimKind::lamb || kind == OptimKind::lars) {
+    // First pass: the two sums of squares of every block, then each tensor's in block order.
+    const TrustSums<T> sums = kind == OptimKind::lamb ? kernels<T>().lamb_sums : kernels<T>().lars_sums;
+    const Layout blocks(params.sizes, params.count, kReduceBlock);
+    std::vector<double> part(2 * (blocks.total / kReduceBlock), 0.0);
+    auto first = [&](size_t b, size_t e) {
+      blocks.walk(params.sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
+        for (size_t s = lo; s < hi; s += kReduceBlock) {
+          T* s0 = states[0] ? states[0][t] + s : nullptr;
+          T* s1 = states[1] ? states[1][t] + s : nullptr;
+          sums(params.data[t] + s, grads.data[t] + s, s0, s1, std::min(kReduceBlock, hi - s), a,
+               &part[2 * ((blocks.start[t] + s) / kReduceBlock)]);
+        }
+      });
+    };
+    parallel(blocks.total, kReduceBlock, first);
+    per_tensor.assign(params.count, a);
+    for (size_t t = 0; t < params.count; ++t) {
+      double sq0 = 0.0, sq1 = 0.0;
+      const size_t b0 = blocks.start[t] / kReduceBlock, nb = (params.sizes[t] + kReduceBlock - 1) / kReduceBlock;
+      for (size_t j = b0; j < b0 + nb; ++j) {
+        sq0 += part[2 * j];
+        sq1 += part[2 * j + 1];
+      }
+      OptimArgs<T>& at = per_tensor[t];
+      if (kind == OptimKind::lamb) {
+        at.step = T(d.step * trust_ratio(kind, d, sq0, sq1));
+      } else if (adapt && !adapt[t]) {  // LARS on a bias or a norm's scale: plain SGD
+        at.scale = T(1), at.wd_on = false;
+      } else {
+        at.scale = T(trust_ratio(kind, d, sq0, sq1));
+      }
+    }
+  }
   const Layout layout(params.sizes, params.count, kLineBytes / sizeof(T));
   auto body = [&](size_t b, size_t e) {
     layout.walk(params.sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
       T* s[4];
       for (int k = 0; k < 4; ++k) s[k] = states[k] ? states[k][t] + lo : nullptr;
-      step(params.data[t] + lo, grads.data[t] + lo, s[0], s[1], s[2], s[3], hi - lo, a);
+      step(params.data[t] + lo, grads.data[t] + lo, s[0], s[1], s[2], s[3], hi - lo,
+           per_tensor.empty() ? a : per_tensor[t]);
     });
   };
   parallel(layout.total, kLineBytes / sizeof(T), body);
@@ -176,7 +228,7 @@ void clamp_list(const TensorList<T>& x, double c) {
   template void list_sums<T>(const TensorList<T>&, double*, double*);                                        \
   template void list_sums<const T>(const TensorList<const T>&, double*, double*);                            \
   template double optim_step<T>(OptimKind, const TensorList<T>&, const TensorList<const T>&, T* const* const[4], \
-                                const OptimArgs<double>&, double);                                           \
+                                const OptimArgs<double>&, double, const unsigned char*);                     \
   template void add_penalty_grad<T>(T*, const T*, size_t, double, double);                                   \
   template void prox_l1<T>(T*, size_t, double);                                                              \
   template void scale_list<T>(const TensorList<T>&, double);                                                 \

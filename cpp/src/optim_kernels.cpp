@@ -418,6 +418,121 @@ void average_kernel(T* avg, const T* p, T*, T*, T*, T*, size_t n, const OptimArg
   }, avg, p);
 }
 
+// ------------------------------------------------------------- rules with a trust ratio
+// LAMB and LARS scale each tensor's step by a ratio of two norms, so a step takes two passes:
+// trust_sums (first) forms the two sums of squares of a reduction block, the driver combines
+// the blocks of each tensor in order and sets the tensor's coefficient, and the step kernel
+// (second) applies it. Each vector whose norm is taken is written to a small buffer in cache
+// and summed there by the deterministic reduction (sums_kernel), so the sums are the same on
+// every path and thread count.
+template <typename T>
+void sums_kernel(const T* x, size_t n, double* out);
+
+constexpr size_t kTrustChunk = 256;  // elements per buffer: 1-2 KiB, in L1
+
+// The gradient LAMB and LARS see in their first pass: clipped, plus the L1 term (no weight
+// decay: it does not enter the norm of the gradient).
+template <typename T, typename V, typename Mem>
+RT_INLINE V clipped_grad(const Mem& mem, const T* grad, V p, const OptimArgs<T>& a) {
+  V g = mem.load(grad);
+  if (a.clip_on) g = mul(g, set1(a.clip));
+  if (a.l1_on) g = add(g, mul(set1(a.l1), sign(p)));
+  return g;
+}
+
+// body(i, mem, x0, x1) for each vector of [0, n), n <= kReduceBlock, storing the two vectors
+// whose norms the rule takes into x0 and x1 at i; their sums of squares go to out[0], out[1].
+template <typename T, typename Body>
+RT_INLINE void trust_blocks(size_t n, double* out, Body body) {
+  alignas(64) T b0[kTrustChunk], b1[kTrustChunk];
+  double s0[2] = {0.0, 0.0}, s1[2] = {0.0, 0.0};
+  for (size_t c = 0; c < n; c += kTrustChunk) {
+    const size_t k = std::min(kTrustChunk, n - c);
+    for_vectors<T>(k, [&](size_t i, auto mem) { body(c + i, mem, b0 + i, b1 + i); });
+    sums_kernel(b0, k, s0);
+    sums_kernel(b1, k, s1);
+  }
+  out[0] += s0[1];
+  out[1] += s1[1];
+}
+
+// LAMB's first pass, as pytorch-optimizer's Lamb.update: m = fma(g, beta3, m * beta1)
+// (exp_avg.mul_(beta1).add_(grad, alpha=beta3)), v as Adam's; the norms of the decayed param
+// and of the update u = m / (sqrt(v) + eps) (+ wd * p, coupled decay).
+template <typename T>
+void lamb_sums(const T* param, const T* grad, T* m_, T* v_, size_t n, const OptimArgs<T>& args, double* out) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  trust_blocks<T>(n, out, [&](size_t i, auto mem, T* x0, T* x1) {
+    V p = mem.load(param + i);
+    const V g = clipped_grad(mem, grad + i, p, a);
+    if (a.decay_on) p = mul(p, set1(a.decay));
+    const V m = fma(g, set1(a.damp_weight), mul(mem.load(m_ + i), set1(a.momentum)));
+    const V v = square_avg(mem.load(v_ + i), g, a);
+    mem.store(m_ + i, m);
+    mem.store(v_ + i, v);
+    V u = div(m, add(sqrt(v), set1(a.eps)));
+    if (a.update_wd_on) u = fma(p, set1(a.update_wd), u);
+    mem.store(x0, p);
+    mem.store(x1, u);
+  });
+}
+
+// LAMB's second pass: p = fma(u, -lr * trust, p * decay), with u recomputed from the new m, v.
+template <bool kFast, bool kEma, typename T>
+void lamb_body(T* param, T* m_, T* v_, T* ema, size_t n, const OptimArgs<T>& args) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    if (a.decay_on) p = mul(p, set1(a.decay));
+    V u = div(mem.load(m_ + i), add(sqrt(mem.load(v_ + i)), set1(a.eps)));
+    if (a.update_wd_on) u = fma(p, set1(a.update_wd), u);
+    finish<kFast, kEma>(mem, param + i, ema + i, fma(u, set1(a.step), p), a);
+  }, param, m_, v_, ema_stream<kFast, kEma>(ema, a));
+}
+
+template <typename T>
+void lamb_kernel(T* param, const T*, T* m_, T* v_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { lamb_body<fast(), e()>(param, m_, v_, ema, n, a); });
+}
+
+// LARS's first pass: the norms of the param and of the (clipped) gradient.
+template <typename T>
+void lars_sums(const T* param, const T* grad, T*, T*, size_t n, const OptimArgs<T>& args, double* out) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  trust_blocks<T>(n, out, [&](size_t i, auto mem, T* x0, T* x1) {
+    const V p = mem.load(param + i);
+    mem.store(x0, p);
+    mem.store(x1, clipped_grad(mem, grad + i, p, a));
+  });
+}
+
+// LARS's second pass, as pytorch-optimizer's LARS: g = (g + wd * p) * trust (scale; plain g
+// on a tensor it does not adapt), buf = fma(g, 1 - dampening, buf * momentum) (from zeros:
+// no first-step copy), g = nesterov ? fma(buf, momentum, g) : buf; p = fma(g, -lr, p).
+template <bool kFast, bool kEma, typename T>
+void lars_body(T* param, const T* grad, T* buf, T* ema, size_t n, const OptimArgs<T>& args) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(param + i);
+    V g = mul(prepare<kFast>(mem, grad + i, p, a), set1(a.scale));
+    if (a.momentum_on) {
+      const V b = fma(g, set1(a.damp_weight), mul(mem.load(buf + i), set1(a.momentum)));
+      mem.store(buf + i, b);
+      g = a.nesterov ? fma(b, set1(a.momentum), g) : b;
+    }
+    finish<kFast, kEma>(mem, param + i, ema + i, fma(g, set1(a.step), p), a);
+  }, param, grad, a.momentum_on ? buf : nullptr, ema_stream<kFast, kEma>(ema, a));
+}
+
+template <typename T>
+void lars_kernel(T* param, const T* grad, T* buf, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule(a, true, [&](auto fast, auto e) { lars_body<fast(), e()>(param, grad, buf, ema, n, a); });
+}
+
 // The roofline yardstick of a step (bench/bench_roofline.py): the arrays a rule with that
 // state reads and writes, loaded and stored in the same order with the same prefetching, and
 // one add per array in place of the rule's arithmetic.
@@ -519,6 +634,10 @@ OptimKernelsOf<T> kernels_of() {
   k.step[int(OptimKind::adamax)] = adamax_kernel<T>;
   k.step[int(OptimKind::adadelta)] = adadelta_kernel<T>;
   k.step[int(OptimKind::average)] = average_kernel<T>;
+  k.step[int(OptimKind::lamb)] = lamb_kernel<T>;
+  k.step[int(OptimKind::lars)] = lars_kernel<T>;
+  k.lamb_sums = lamb_sums<T>;
+  k.lars_sums = lars_sums<T>;
   k.sums = sums_kernel<T>;
   k.penalty_grad = penalty_grad_kernel<T>;
   k.prox_l1 = prox_l1_kernel<T>;

@@ -278,9 +278,9 @@ def _add_model(
     add("--dropout", type=_float_list, default=d("dropout", 0.2), metavar="P[,P]",
         help=f"dropout probability, one or one per hidden layer (alpha dropout for selu) {dflt('dropout')}")
     add("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop, adagrad, lion, nadam, "
-        "radam, adamax or adadelta (default %(default)s)")
+        "radam, adamax, adadelta, lamb or lars (default %(default)s)")
     add("--lr", type=float, default=d("lr", 2e-3), help=f"peak learning rate {dflt('lr')}")
-    add("--momentum", type=float, default=None, help="SGD/RMSprop momentum (SGD default 0.9)")
+    add("--momentum", type=float, default=None, help="SGD/RMSprop/LARS momentum (SGD and LARS default 0.9)")
     add("--schedule", default=d("schedule", "cosine"),
         help="constant, step, multistep, exponential, cosine, warm_restarts, one_cycle, polynomial "
              f"or plateau {dflt('schedule')}")
@@ -426,8 +426,8 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
     batch_size = min(ns.batch_size, len(data.X_train))
     steps = -(-len(data.X_train) // batch_size)
     kw: dict[str, Any] = {}
-    if ns.momentum is not None and ns.optimizer not in ("sgd", "rmsprop"):
-        raise CLIError(f"--momentum applies to --optimizer sgd and rmsprop, not {ns.optimizer}")
+    if ns.momentum is not None and ns.optimizer not in ("sgd", "rmsprop", "lars"):
+        raise CLIError(f"--momentum applies to --optimizer sgd, rmsprop and lars, not {ns.optimizer}")
     if ns.momentum is not None:
         kw["momentum"] = ns.momentum
     elif ns.optimizer == "sgd":

@@ -4,7 +4,9 @@
 ``Adadelta`` follow, element for element, the update rule torch.optim documents for the
 optimizer of the same name (bias correction, eps placement, first-step momentum buffer
 included), with the same hyperparameters and defaults; ``Lion`` follows the paper's update as
-the ``lion-pytorch`` package computes it.
+the ``lion-pytorch`` package computes it; ``LAMB`` and ``LARS`` follow the papers' updates as
+the ``pytorch-optimizer`` package computes them (``Lamb``, ``LARS``), with each tensor's trust
+ratio reduced deterministically inside the same native call.
 One native call steps the whole list of parameters: the elements of all tensors are split
 across threads in cache-line-aligned ranges, and each element is read and written once per
 step, with the extras folded into that pass:
@@ -72,13 +74,15 @@ from ._validation import (
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta",
-    "EMA", "SWA", "clip_grad_norm", "clip_grad_value",
+    "LAMB", "LARS", "EMA", "SWA", "clip_grad_norm", "clip_grad_value",
 ]  # fmt: skip
 
 ScalarOrSchedule = Union[float, Callable[[int], float]]
 
 # The kernels' OptimKind (4: the benchmarks' yardstick; 10: the weight average's update alone).
-_SGD, _ADAM, _RMSPROP, _ADAGRAD, _LION, _NADAM, _RADAM, _ADAMAX, _ADADELTA, _AVERAGE = 0, 1, 2, 3, 5, 6, 7, 8, 9, 10
+_SGD, _ADAM, _RMSPROP, _ADAGRAD, _LION, _NADAM, _RADAM, _ADAMAX, _ADADELTA, _AVERAGE, _LAMB, _LARS = (
+    0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12
+)
 
 #: step counts stay below 2**63 (an int64), so every coefficient is a float computation.
 _MAX_STEP = 2**63
@@ -158,6 +162,8 @@ class Optimizer:
 
     _kind: int
     _fills: dict[str, float] = {}
+    #: True for the rules whose step needs norms of whole tensors (LAMB, LARS): not elementwise.
+    _per_tensor = False
 
     def __init__(
         self,
@@ -1031,6 +1037,150 @@ class Adadelta(Optimizer):
     def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
         c: dict[str, Any] = {"step": -lr, "sq_decay": self.rho, "sq_weight": 1 - self.rho, "eps": self.eps}
         _decay_args(c, lr, wd, False)
+        return c
+
+
+class LAMB(Optimizer):
+    """LAMB (You et al., 2020, "Large Batch Optimization for Deep Learning"), as
+    ``pytorch_optimizer.Lamb`` computes it with its defaults (the first moment's bias
+    correction on the step size, none on the second moment), per tensor::
+
+        m = beta1 * m + (1 - beta1) * g           (m = beta1 * m + g without grad_averaging)
+        v = beta2 * v + (1 - beta2) * g * g
+        p = p * (1 - lr * weight_decay)           (decoupled_weight_decay; else u gets + wd * p)
+        u = m / (sqrt(v) + eps)
+        w = min(|p|, trust_clamp);  trust = w / (|u| + eps), or 1 when w or |u| is 0
+        p = p - lr / (1 - beta1**t) * trust * u
+
+    The norms are L2 norms over the whole tensor, summed in double in a fixed order (the same
+    on every thread count and SIMD path) in a first pass over the tensors; a second pass applies
+    the steps. Both passes are one native call.
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0 (default 1e-6).
+        weight_decay: >= 0, or a schedule. decoupled_weight_decay: default True (see above).
+        grad_averaging: scale g by 1 - beta1 in m (default True).
+        trust_clamp: > 0, the cap on the parameter norm (pytorch-optimizer's 10).
+        l1, prox_l1, max_grad_norm, ema: see the module docstring (``max_grad_norm`` clips
+            before the step, as ``clip_grad_norm`` does; pytorch-optimizer's ``pre_norm`` is
+            not the same).
+
+    State: ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    _kind = _LAMB
+    _per_tensor = True
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: ScalarOrSchedule = 0.0,
+        *,
+        decoupled_weight_decay: bool = True,
+        grad_averaging: bool = True,
+        trust_clamp: float = 10.0,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+        ema: EMA | None = None,
+    ) -> None:
+        self.betas = _betas(betas)
+        self.eps = _eps(eps)
+        self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
+        self.grad_averaging = boolean(grad_averaging, "grad_averaging")
+        self.trust_clamp = hyperparameter(trust_clamp, "trust_clamp", low=0.0, low_open=True)
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            slots=("exp_avg", "exp_avg_sq", None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        step = -(lr / (1 - beta1**t))
+        if math.isinf(step):
+            raise ValueError(
+                f"lr / (1 - betas[0]**t) overflows float64 at step t={t}: lr={lr!r}, betas[0]={beta1!r}"
+            )
+        c: dict[str, Any] = {
+            "step": step,
+            "momentum": beta1,
+            "damp_weight": 1 - beta1 if self.grad_averaging else 1.0,
+            "sq_decay": beta2,
+            "sq_weight": 1 - beta2,
+            "eps": self.eps,
+            "trust_clamp": self.trust_clamp,
+        }
+        if wd != 0:
+            if self.decoupled_weight_decay:
+                _decay_args(c, lr, wd, True)
+            else:
+                c["update_wd"] = wd
+        return c
+
+
+class LARS(Optimizer):
+    """LARS (You et al., 2017, "Large Batch Training of Convolutional Networks"), as
+    ``pytorch_optimizer.LARS`` computes it. On each tensor of more than one dimension (weights)::
+
+        trust = trust_coefficient * |p| / (|g| + weight_decay * |p|)   (1 when |p| or that is 0)
+        g = (g + weight_decay * p) * trust
+
+    while vectors and scalars (biases, norm scales) keep ``g``; then on every tensor::
+
+        buf = momentum * buf + (1 - dampening) * g      (buf starts at zeros)
+        g = g + momentum * buf (nesterov) | buf
+        p = p - lr * g
+
+    The norms are reduced as :class:`LAMB`'s, in a first pass of the same native call.
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule. momentum: >= 0 (0: no buffer). dampening: in [0, 1].
+        weight_decay: >= 0, or a schedule. nesterov: bool.
+        trust_coefficient: >= 0 (default 1e-3).
+        l1, prox_l1, max_grad_norm, ema: see the module docstring (the norm of g is that of
+            the clipped gradient with its L1 term).
+
+    State: ``momentum_buffer`` when momentum > 0.
+    """
+
+    _kind = _LARS
+    _per_tensor = True
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-3,
+        momentum: float = 0.9,
+        dampening: float = 0.0,
+        weight_decay: ScalarOrSchedule = 0.0,
+        nesterov: bool = False,
+        *,
+        trust_coefficient: float = 1e-3,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+        ema: EMA | None = None,
+    ) -> None:
+        self.momentum = hyperparameter(momentum, "momentum", low=0.0)
+        self.dampening = hyperparameter(dampening, "dampening", low=0.0, high=1.0)
+        self.nesterov = boolean(nesterov, "nesterov")
+        self.trust_coefficient = hyperparameter(trust_coefficient, "trust_coefficient", low=0.0)
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            slots=("momentum_buffer" if self.momentum > 0 else None, None, None),
+        )  # fmt: skip
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        c: dict[str, Any] = {"step": -lr, "trust_coef": self.trust_coefficient, "nesterov": self.nesterov}
+        if self.momentum > 0:
+            c.update(momentum=self.momentum, damp_weight=1 - self.dampening)
+        if wd != 0:
+            c["wd"] = wd
         return c
 
 

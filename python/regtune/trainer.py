@@ -67,7 +67,7 @@ INITIALIZERS = (
 OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
     "sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad,
     "lion": optim.Lion, "nadam": optim.NAdam, "radam": optim.RAdam, "adamax": optim.Adamax,
-    "adadelta": optim.Adadelta,
+    "adadelta": optim.Adadelta, "lamb": optim.LAMB, "lars": optim.LARS,
 }  # fmt: skip
 
 LEAKY_SLOPE = 0.01  # torch's default negative_slope

@@ -18,9 +18,9 @@ namespace regtune {
 // (EMA / SWA) on its own, param := the average, grad := the parameter it follows.
 enum class OptimKind {
   sgd = 0, adam = 1, rmsprop = 2, adagrad = 3, stream = 4, lion = 5,
-  nadam = 6, radam = 7, adamax = 8, adadelta = 9, average = 10,
+  nadam = 6, radam = 7, adamax = 8, adadelta = 9, average = 10, lamb = 11, lars = 12,
 };
-constexpr int kOptimKinds = 11;
+constexpr int kOptimKinds = 13;
 
 // The coefficients of one step. The driver receives them in double and rounds them to T once.
 // For each element, with p the param and g the grad:
@@ -62,6 +62,12 @@ struct OptimArgs {
   // avg_weight: the driver rounds it and sets ema_coef / ema_small).
   T ema_weight = 0, ema_coef = 0, ema_count = 1;
   bool ema_on = false, ema_copy = false, ema_small = true, ema_mean = false;
+  // LAMB and LARS, the rules with a trust ratio per tensor (two passes, see optim_step):
+  // LAMB's coupled weight decay enters the update, u = fma(p, update_wd, u); its trust ratio is
+  // min(|p|, trust_clamp) / (|u| + eps). LARS's is trust_coef |p| / (|g| + wd |p|), applied as
+  // g = (g + wd p) * scale. The driver sets step (LAMB) or scale and wd_on (LARS) per tensor.
+  T update_wd = 0, trust_clamp = 10, trust_coef = 1e-3;
+  bool update_wd_on = false;
 };
 
 // One step of n elements. Each rule uses up to three state arrays, in this order:
@@ -74,13 +80,23 @@ struct OptimArgs {
 //   radam   s0 = exp_avg, s1 = exp_avg_sq
 //   adamax  s0 = exp_avg, s1 = exp_inf
 //   adadelta s0 = square_avg, s1 = acc_delta
+//   lamb    s0 = exp_avg, s1 = exp_avg_sq        (the second pass; the first is trust_sums)
+//   lars    s0 = momentum_buffer                 (likewise)
 // and `ema` is the weight average of the parameters (ema_on). Unused pointers may be null.
 template <typename T>
 using StepKernel = void (*)(T* param, const T* grad, T* s0, T* s1, T* s2, T* ema, size_t n, const OptimArgs<T>& a);
 
+// The first pass of a rule with a trust ratio, over at most kReduceBlock elements of one tensor:
+// updates what comes before the norms (LAMB: exp_avg and exp_avg_sq) and adds to out[0] and
+// out[1] the sums of squares, in double and in a fixed order (see sums), of the two vectors
+// whose norms make the ratio (LAMB: the decayed param and the update; LARS: param and grad).
+template <typename T>
+using TrustSums = void (*)(const T* param, const T* grad, T* s0, T* s1, size_t n, const OptimArgs<T>& a, double* out);
+
 template <typename T>
 struct OptimKernelsOf {
   StepKernel<T> step[kOptimKinds];
+  TrustSums<T> lamb_sums, lars_sums;
   // out[0] += sum |x|, out[1] += sum x^2 over x[0, n), in double, in a fixed order: element i
   // goes to accumulator i % 16, and the 16 accumulators are combined pairwise. The result is
   // the same on every target.
@@ -125,9 +141,15 @@ double clip_coefficient(double total_norm, double max_norm);
 // norm of the grads is computed first (one deterministic pass) and its clip scale applied
 // inside the step pass; the norm is returned (NaN otherwise). `states[3]` is the list of the
 // weight averages (null unless args.ema_on).
+// LAMB and LARS take two passes in the one call: the first (blocks of kReduceBlock, as
+// list_sums) forms each tensor's two norms, the driver turns them into the tensor's trust
+// ratio, the second applies the step. `adapt[t]` (LARS; null: every tensor) says whether
+// tensor t gets the trust ratio and weight decay (pytorch-optimizer's LARS: tensors of more
+// than one dimension) or a plain SGD step.
 template <typename T>
 double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
-                  T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm);
+                  T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm,
+                  const unsigned char* adapt = nullptr);
 
 // Threaded element-wise penalty operations on one array (or a list, for scale and clamp).
 template <typename T>

@@ -210,6 +210,10 @@ def _optimizer_class(opt_kind: Any) -> type[_optim.Optimizer]:
     if isinstance(opt_kind, str) and opt_kind.lower() in OPTIMIZERS:
         return OPTIMIZERS[opt_kind.lower()]
     if isinstance(opt_kind, type) and issubclass(opt_kind, _optim.Optimizer) and opt_kind is not _optim.Optimizer:
+        if opt_kind._per_tensor:
+            raise ValueError(
+                f"opt_kind {opt_kind.__name__} scales each tensor by a ratio of its norms: not a chunk-by-chunk step"
+            )
         return opt_kind
     raise ValueError(f"opt_kind must be one of {sorted(OPTIMIZERS)} or a regtune.optim optimizer class, got {opt_kind!r}")
 

@@ -70,6 +70,9 @@ CASES = [
     ("LARS", dict(lr=0.1, weight_decay=0.01, nesterov=True, trust_coefficient=0.02)),
     ("LARS", dict(lr=0.1, momentum=0.0, weight_decay=0.01)),
     ("LARS", dict(lr=0.1, momentum=0.5, dampening=0.3, weight_decay=0.05)),
+    ("Adafactor", dict(lr=1e-2)),
+    ("Adafactor", dict(lr=0.05, beta2_decay=-0.5, eps=(1e-20, 1e-2), d=2.0, weight_decay=0.1)),
+    ("Adafactor", dict(lr=0.1, eps=(1e-3, 0.0), d=1.0)),  # eps1 clamps v: a different branch
 ]
 EXTRAS = [
     ("SGD", dict(lr=0.05, momentum=0.9, l1=1e-3)),
@@ -85,9 +88,11 @@ EXTRAS = [
     ("Adadelta", dict(lr=1.0, l1=1e-2, prox_l1=0.02, max_grad_norm=5.0)),
     ("LAMB", dict(lr=1e-2, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
     ("LARS", dict(lr=0.1, weight_decay=0.01, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
+    ("Adafactor", dict(lr=1e-2, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
 ]
 TORCH_EXTRAS = {"l1", "prox_l1", "max_grad_norm"}
-OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta", "LAMB", "LARS"]
+OPTIMIZERS = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta", "LAMB", "LARS",
+              "Adafactor"]
 
 
 def _id(case):
@@ -110,7 +115,7 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                momentum=None, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=None, amsgrad=False,
                alpha=0.99, centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
                decoupled_weight_decay=None, momentum_decay=4e-3, rho=0.9, grad_averaging=True, trust_clamp=10.0,
-               trust_coefficient=1e-3):  # fmt: skip
+               trust_coefficient=1e-3, beta2_decay=-0.8, d=1.0):  # fmt: skip
     """torch.optim's documented algorithm, per tensor, in the parameters' dtype (Lion: the
     paper's, as lion-pytorch's update_fn)."""
     if name == "Lion" and betas == (0.9, 0.999):
@@ -118,7 +123,7 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
     if weight_decay is None:
         weight_decay = 1e-2 if name == "AdamW" else 0.0
     if eps is None:
-        eps = {"Adagrad": 1e-10, "Adadelta": 1e-6, "LAMB": 1e-6}.get(name, 1e-8)
+        eps = {"Adagrad": 1e-10, "Adadelta": 1e-6, "LAMB": 1e-6, "Adafactor": (None, 1e-3)}.get(name, 1e-8)
     if decoupled_weight_decay is None:
         decoupled_weight_decay = name == "LAMB"
     if momentum is None:
@@ -232,6 +237,22 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                     s["buf"] = momentum * s.get("buf", np.zeros_like(w)) + (1 - dampening) * g
                     g = g + momentum * s["buf"] if nesterov else s["buf"]
                 w = w - lr * g
+            elif name == "Adafactor":  # torch.optim.Adafactor
+                eps1 = np.finfo(dt).eps if eps[0] is None else eps[0]
+                w64 = w.astype(np.float64)
+                alpha = max(eps[1], math.sqrt(float(np.sum(w64 * w64)) / max(w.size, 1))) * min(lr, 1 / math.sqrt(t))
+                beta = t**beta2_decay
+                if weight_decay:
+                    w = w * (1 - lr * weight_decay)
+                g64 = g.astype(np.float64)
+                if w.ndim > 1:
+                    s["row"] = row = s.get("row", 0) + beta * (np.mean(g64 * g64, axis=-1, keepdims=True) - s.get("row", 0))
+                    s["col"] = col = s.get("col", 0) + beta * (np.mean(g64 * g64, axis=-2, keepdims=True) - s.get("col", 0))
+                    v = row * col / np.maximum(np.mean(row, axis=-2, keepdims=True), eps1)
+                else:
+                    s["var"] = v = s.get("var", 0) + beta * (g64 * g64 - s.get("var", 0))
+                u = g64 / np.sqrt(np.maximum(v, eps1 * eps1))
+                w = w - alpha / max(1.0, math.sqrt(float(np.sum(u * u)) / max(u.size, 1)) / d) * u
             elif name == "Adadelta":
                 if weight_decay:
                     g = g + weight_decay * w
@@ -405,7 +426,8 @@ def test_state_dict_round_trips_exactly(case, dtype):
     for x, y in zip(a_params, b_params):
         assert x.tobytes() == y.tobytes()
     # state_dict is a copy: stepping does not change it.
-    assert all(isinstance(v, list) and all(isinstance(x, np.ndarray) for x in v) for v in sd["state"].values())
+    assert all(isinstance(v, list) and all(isinstance(x, np.ndarray) or (x is None and name == "Adafactor") for x in v)
+               for v in sd["state"].values())  # fmt: skip
     sd2 = a.state_dict()
     assert sd2["step"] == 8 and set(sd2["state"]) == set(sd["state"])
 
@@ -649,6 +671,14 @@ def test_common_hyperparameters_are_checked_when_built(name, kw, exc, match):
         ("LARS", dict(dampening=1.5), ValueError, r"dampening must be in \[0, 1\]"),
         ("LARS", dict(momentum=float("nan")), ValueError, r"momentum must be finite"),
         ("LARS", dict(nesterov=1), TypeError, r"nesterov must be a bool"),
+        ("Adafactor", dict(beta2_decay=0.5), ValueError, r"beta2_decay must be in \(-inf, 0\]"),
+        ("Adafactor", dict(beta2_decay=float("nan")), ValueError, r"beta2_decay must be finite"),
+        ("Adafactor", dict(d=0.5), ValueError, r"d must be in \[1, inf\)"),
+        ("Adafactor", dict(eps=(None, -1.0)), ValueError, r"eps\[1\] must be in \[0, inf\)"),
+        ("Adafactor", dict(eps=(float("inf"), 1e-3)), ValueError, r"eps\[0\] must be finite"),
+        ("Adafactor", dict(eps=1e-3), TypeError, r"eps must be a pair \(eps1, eps2\)"),
+        ("Adafactor", dict(eps=(1e-3,)), TypeError, r"eps must be a pair"),
+        ("Adafactor", dict(eps="ab"), TypeError, r"eps must be a pair"),
     ],
 )
 def test_specific_hyperparameters_are_checked_when_built(name, kw, exc, match):
@@ -1398,6 +1428,46 @@ def test_lars_adapts_weights_not_biases_and_lamb_clamps_the_weight_norm():
     optim.LAMB([p], lr=0.1, eps=1e-12).step([np.ones(100)])
     # m = 0.1, v = 0.001: u = 0.1 / sqrt(0.001) = 3.1623 per element, |u| = 31.623; step size lr / 0.1
     np.testing.assert_allclose(p, 5.0 - 1.0 * (10 / 31.6227766) * 3.16227766, rtol=1e-6)
+
+
+def test_adafactor_keeps_factored_state_for_matrices_and_checks_it():
+    params, grad_seq = _problem(np.float32, steps=2)
+    opt = optim.Adafactor(params)
+    shapes = {k: [None if a is None else a.shape for a in v] for k, v in opt.state.items()}
+    assert shapes == {"row_var": [(37, 1), None, (3, 4, 1), None], "col_var": [(1, 53), None, (3, 1, 7), None],
+                      "variance": [None, (5,), None, (1,)]}  # fmt: skip
+    opt.step(grad_seq[0])
+    sd = opt.state_dict()
+    twin = optim.Adafactor([x.copy() for x in opt.params])
+    twin.load_state_dict(sd)
+    opt.step(grad_seq[1])
+    twin.step(grad_seq[1])
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(opt.params, twin.params))
+    bad = opt.state_dict()
+    bad["state"]["row_var"][1] = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match=r"state\['row_var'\]\[1\] must be None: params\[1\] keeps no row_var"):
+        opt.load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["state"]["col_var"][0] = np.zeros((37, 1), np.float32)
+    with pytest.raises(ValueError, match=r"state\['col_var'\]\[0\] has shape \(37, 1\) but must have shape \(1, 53\)"):
+        opt.load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["state"]["variance"][1] = -np.ones(5, np.float32)
+    with pytest.raises(ValueError, match=r"state\['variance'\]\[1\] must be >= 0"):
+        opt.load_state_dict(bad)
+    opt.state["row_var"][0] = opt.state["row_var"][0].reshape(1, 37)  # replaced by hand: caught natively
+    with pytest.raises(ValueError, match=r"state\['row_var'\]\[0\] has shape \(1, 37\) but must have shape \(37, 1\)"):
+        opt.step(grad_seq[0])
+
+
+def test_adafactor_gradient_overlapping_its_state_is_refused():
+    params, grad_seq = _problem(np.float64, steps=1)
+    opt = optim.Adafactor(params)
+    grads = list(grad_seq[0])
+    grads[1] = opt.state["variance"][1]
+    with pytest.raises(ValueError, match=r"overlaps grads\[1\]|grads\[1\] overlaps"):
+        opt.step(grads)
+    assert opt.step_count == 0
 
 
 def test_dask_steps_refuse_ema():

@@ -174,15 +174,16 @@ def test_shift_augmentation():
     assert np.array_equal(out, t._augment(x, step=0)) and not np.array_equal(t._augment(x, step=1), out)
 
 
-def test_checkpoint_round_trip_and_resume(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "adafactor", "lars"])  # adafactor: buffers per tensor kind
+def test_checkpoint_round_trip_and_resume(tmp_path, optimizer):
     X, y = blobs()
-    full = make_trainer()
+    full = make_trainer(optimizer=optimizer)
     full.fit(X, y, epochs=4)
-    part = make_trainer()
+    part = make_trainer(optimizer=optimizer)
     part.fit(X, y, epochs=2)
     path = str(tmp_path / "ckpt.npz")
     part.save_checkpoint(path)
-    resumed = make_trainer(seed=0)
+    resumed = make_trainer(seed=0, optimizer=optimizer)
     resumed.load_checkpoint(path)
     resumed.fit(X, y, epochs=2)
     for a, b in zip(full.model.params, resumed.model.params):

@@ -171,6 +171,91 @@ py::object step_typed(int kind, const py::sequence& params, const py::sequence& 
 
 bool first_is_f64(const py::sequence& seq) { return py::len(seq) > 0 && has_dtype(seq[0], py::dtype::of<double>()); }
 
+std::string shape_of(const std::vector<py::ssize_t>& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += std::to_string(s[i]) + (s.size() == 1 ? "," : i + 1 < s.size() ? ", " : "");
+  return out + ")";
+}
+
+// torch.optim.Adafactor's step: a tensor of more than one dimension keeps row_var (its shape
+// with the last axis 1) and col_var (the second-last axis 1), any other keeps variance (its
+// shape); each list holds None where the tensor has no such buffer.
+template <typename T>
+py::object adafactor_typed(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+                           const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
+                           const py::dict& args_dict, const py::dict& scalars, double max_grad_norm) {
+  const auto p = gather<T>(params, "params");
+  const auto g = gather<const T>(grads, "grads");
+  const size_t n = p.arrays.size();
+  if (g.arrays.size() != n) {
+    throw py::value_error("grads has " + std::to_string(g.arrays.size()) + " arrays but params has " + std::to_string(n));
+  }
+  const OptimArgs<double> args = parse_args(args_dict);
+  if (args.ema_on == emas.is_none()) throw py::value_error("adafactor_step: the averages go with ema_weight");
+  AdafactorScalars sc;
+  sc.rho = scalars["rho"].cast<double>(), sc.eps1 = scalars["eps1"].cast<double>();
+  sc.eps2 = scalars["eps2"].cast<double>(), sc.d = scalars["d"].cast<double>();
+  std::vector<py::array> keep;
+  std::vector<T*> rv(n, nullptr), cv(n, nullptr), var(n, nullptr), ema(n, nullptr);
+  std::vector<size_t> batches(n), rows(n), cols(n);
+  std::vector<unsigned char> factored(n);
+  std::vector<std::pair<const char*, const char*>> spans;
+  auto take = [&](const py::sequence& seq, const char* name, size_t i, std::vector<py::ssize_t> shape) -> T* {
+    if (size_t(py::len(seq)) != n) {
+      throw py::value_error(std::string(name) + " has " + std::to_string(py::len(seq)) + " arrays but params has " +
+                            std::to_string(n));
+    }
+    const std::string label = item(name, i);
+    py::array a = writable_array<T>(seq[i], label.c_str());
+    std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
+    if (got != shape) throw py::value_error(label + " has shape " + shape_str(a) + " but must have shape " + shape_of(shape));
+    T* ptr = static_cast<T*>(a.mutable_data());
+    spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + a.size()));
+    keep.push_back(std::move(a));
+    return ptr;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const py::array& a = p.arrays[i];
+    if (!same_shape(g.arrays[i], a)) {
+      throw py::value_error(item("grads", i) + " has shape " + shape_str(g.arrays[i]) + " but " + item("params", i) +
+                            " has shape " + shape_str(a));
+    }
+    std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+    spans.emplace_back(reinterpret_cast<const char*>(p.data[i]), reinterpret_cast<const char*>(p.data[i] + p.sizes[i]));
+    factored[i] = a.ndim() > 1;
+    if (factored[i]) {
+      const size_t d = shape.size();
+      rows[i] = size_t(shape[d - 2]), cols[i] = size_t(shape[d - 1]);
+      batches[i] = 1;
+      for (size_t k = 0; k + 2 < d; ++k) batches[i] *= size_t(shape[k]);
+      auto rshape = shape, cshape = shape;
+      rshape[d - 1] = 1, cshape[d - 2] = 1;
+      rv[i] = take(row_vars, "state['row_var']", i, rshape);
+      cv[i] = take(col_vars, "state['col_var']", i, cshape);
+    } else {
+      batches[i] = 1, rows[i] = 1, cols[i] = p.sizes[i];
+      var[i] = take(variances, "state['variance']", i, shape);
+    }
+    if (!emas.is_none()) ema[i] = take(emas.cast<py::sequence>(), "ema.averages", i, shape);
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t j = 1; j < spans.size(); ++j) {
+    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
+      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
+    }
+  }
+  const auto pl = p.list();
+  const auto gl = g.list();
+  double norm;
+  {
+    py::gil_scoped_release nogil;
+    norm = adafactor_step<T>(pl, gl, rv.data(), cv.data(), var.data(), emas.is_none() ? nullptr : ema.data(),
+                             batches.data(), rows.data(), cols.data(), factored.data(), args, sc, max_grad_norm);
+  }
+  if (max_grad_norm > 0) return py::float_(norm);
+  return py::none();
+}
+
 }  // namespace
 
 void register_optim(py::module_& m) {
@@ -189,6 +274,21 @@ void register_optim(py::module_& m) {
       "average's update alone, params := the averages, grads := the parameters) over the whole list, in one pass; "
       "states: 3 state lists and the averages (or None each); returns the global grad norm when "
       "max_grad_norm > 0, else None.");
+  m.def(
+      "adafactor_step",
+      [](const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+         const py::sequence& col_vars, const py::sequence& variances, const py::object& emas, const py::dict& args,
+         const py::dict& scalars, double max_grad_norm) -> py::object {
+        if (first_is_f64(params)) {
+          return adafactor_typed<double>(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm);
+        }
+        return adafactor_typed<float>(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm);
+      },
+      py::arg("params"), py::arg("grads"), py::arg("row_vars"), py::arg("col_vars"), py::arg("variances"),
+      py::arg("emas"), py::arg("args"), py::arg("scalars"), py::arg("max_grad_norm"),
+      "One torch.optim.Adafactor step over the whole list (row_var/col_var for tensors of more than one "
+      "dimension, variance for the others; None where a tensor has no such buffer); scalars: rho, eps1, eps2, d. "
+      "Returns the global grad norm when max_grad_norm > 0, else None.");
   m.def(
       "grad_sums",
       [](const py::sequence& xs) {

@@ -189,6 +189,178 @@ double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<
   return norm;
 }
 
+namespace {
+
+// torch's lerp_(end, w) on one number (w as its rounded T; see OptimArgs).
+template <typename T>
+T lerp1(T x, T end, const OptimArgs<T>& a) {
+  return std::fma(a.avg_coef, end - x, a.avg_small ? x : end);
+}
+
+// Adafactor's units of work: rows [r0, r1) of batch b of tensor t, columns [c0, c1) (a vector:
+// one row). The cut depends on the shapes only, so every partial sum has a fixed place and
+// the sums are combined in a fixed order whatever the thread count.
+constexpr size_t kAdafactorStripe = 2048;  // columns per task
+constexpr size_t kAdafactorGroups = 64;    // row groups per batch, at most
+
+struct AdafactorTask {
+  size_t t, b, g, r0, r1, s, c0, c1;
+  size_t start;  // the first of its elements in an index space of all tasks' elements
+};
+
+// f(task) for every task, across threads: the tasks lie end to end by their element counts
+// (`total` in all), and each chunk of that space runs the tasks that start in it, so the
+// threads share the elements, and small lists stay on the calling thread as parallel_for
+// decides for any call of that size.
+template <typename F>
+void for_tasks(const std::vector<AdafactorTask>& tasks, size_t total, F f) {
+  auto body = [&](size_t b, size_t e) {
+    auto it = std::lower_bound(tasks.begin(), tasks.end(), b, [](const AdafactorTask& w, size_t x) { return w.start < x; });
+    for (; it != tasks.end() && it->start < e; ++it) f(*it);
+  };
+  parallel(total + 1, kReduceBlock, body);  // + 1: an empty task at the end still runs
+}
+
+}  // namespace
+
+template <typename T>
+double adafactor_step(const TensorList<T>& params, const TensorList<const T>& grads, T* const* row_vars,
+                      T* const* col_vars, T* const* variances, T* const* emas, const size_t* batches,
+                      const size_t* rows, const size_t* cols, const unsigned char* factored,
+                      const OptimArgs<double>& args, const AdafactorScalars& sc, double max_grad_norm) {
+  OptimArgs<double> d = args;
+  double norm = std::nan("");
+  if (max_grad_norm > 0) {
+    double abs_sum, sq_sum;
+    list_sums(grads, &abs_sum, &sq_sum);
+    norm = std::sqrt(sq_sum);
+    const double c = clip_coefficient(norm, max_grad_norm);
+    if (!(c >= 1.0)) {
+      d.clip_on = true;
+      d.clip = c;
+    }
+  }
+  const OptimArgs<T> a = round_args<T>(d);
+  const AdafactorKernels<T>& k = kernels<T>().adafactor;
+  const size_t count = params.count;
+  // The tasks, and where each tensor's partial sums live: rowpart holds (p^2, g^2) and then
+  // u^2 per (batch, row, stripe); colpart the column sums of g^2 per (batch, row group).
+  std::vector<AdafactorTask> tasks;
+  std::vector<size_t> row0(count), col0(count), stripes(count), groups(count), per(count);
+  size_t nrow = 0, ncol = 0, total = 0;
+  for (size_t t = 0; t < count; ++t) {
+    const size_t R = rows[t], C = cols[t];
+    stripes[t] = std::max<size_t>(1, (C + kAdafactorStripe - 1) / kAdafactorStripe);
+    per[t] = (R + kAdafactorGroups - 1) / kAdafactorGroups;  // rows per group
+    groups[t] = R ? (R + per[t] - 1) / per[t] : 0;
+    row0[t] = nrow;
+    col0[t] = ncol;
+    nrow += batches[t] * R * stripes[t];
+    if (factored[t]) ncol += batches[t] * groups[t] * C;
+    for (size_t b = 0; b < batches[t]; ++b) {
+      for (size_t g = 0; g < groups[t]; ++g) {
+        for (size_t s = 0; s < stripes[t]; ++s) {
+          const size_t r0 = g * per[t], r1 = std::min(R, (g + 1) * per[t]);
+          const size_t c0 = s * kAdafactorStripe, c1 = std::min(C, (s + 1) * kAdafactorStripe);
+          tasks.push_back({t, b, g, r0, r1, s, c0, c1, total});
+          total += (r1 - r0) * (c1 - c0);
+        }
+      }
+    }
+  }
+  std::vector<double> rowpart(2 * nrow, 0.0), colpart(ncol, 0.0);
+  auto slot = [&](const AdafactorTask& w, size_t r) { return row0[w.t] + (w.b * rows[w.t] + r) * stripes[w.t] + w.s; };
+  auto offset = [&](const AdafactorTask& w, size_t r) { return (w.b * rows[w.t] + r) * cols[w.t] + w.c0; };
+
+  for_tasks(tasks, total, [&](const AdafactorTask& w) {
+    const size_t C = cols[w.t];
+    double* acc = factored[w.t] ? &colpart[col0[w.t] + (w.b * groups[w.t] + w.g) * C + w.c0] : nullptr;
+    for (size_t r = w.r0; r < w.r1; ++r) {
+      const size_t o = offset(w, r);
+      k.first(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, a, &rowpart[2 * slot(w, r)], acc,
+              factored[w.t] ? nullptr : variances[w.t] + o);
+    }
+  });
+
+  // The small factors, serially in a fixed order: row_var, col_var, the clamped means of
+  // row_var, and each tensor's alpha = max(eps2, rms(p)) * rho_t.
+  std::vector<T> means;  // per (tensor, batch)
+  std::vector<size_t> mean0(count);
+  std::vector<double> alpha(count);
+  for (size_t t = 0; t < count; ++t) {
+    const size_t B = batches[t], R = rows[t], C = cols[t], S = stripes[t];
+    double psq = 0.0;
+    for (size_t j = 0; j < B * R * S; ++j) psq += rowpart[2 * (row0[t] + j)];
+    const double rms = params.sizes[t] ? std::sqrt(psq) / std::sqrt(double(params.sizes[t])) : 0.0;
+    alpha[t] = (rms > sc.eps2 ? rms : sc.eps2) * sc.rho;  // Python's max(eps2, rms): eps2 for a NaN rms
+    mean0[t] = means.size();
+    if (!factored[t]) continue;
+    for (size_t b = 0; b < B; ++b) {
+      double sum_rv = 0.0;
+      for (size_t r = 0; r < R; ++r) {
+        double gsq = 0.0;
+        for (size_t s = 0; s < S; ++s) gsq += rowpart[2 * (row0[t] + (b * R + r) * S + s) + 1];
+        T& rv = row_vars[t][b * R + r];
+        rv = lerp1(rv, T(gsq / double(C)), a);
+        sum_rv += double(rv);
+      }
+      for (size_t c = 0; c < C; ++c) {
+        double gsq = 0.0;
+        for (size_t g = 0; g < groups[t]; ++g) gsq += colpart[col0[t] + (b * groups[t] + g) * C + c];
+        T& cv = col_vars[t][b * C + c];
+        cv = lerp1(cv, T(gsq / double(R)), a);
+      }
+      const T mean = T(sum_rv / double(R));
+      means.push_back(mean > T(sc.eps1) ? mean : (std::isnan(mean) ? mean : T(sc.eps1)));  // clamp_(min=eps1)
+    }
+  }
+  auto factors = [&](const AdafactorTask& w, size_t r, const T*& cv, T& rv, T& m, const T*& var) {
+    if (factored[w.t]) {
+      cv = col_vars[w.t] + w.b * cols[w.t] + w.c0;
+      rv = row_vars[w.t][w.b * rows[w.t] + r];
+      m = means[mean0[w.t] + w.b];
+      var = nullptr;
+    } else {
+      cv = nullptr, rv = T(0), m = T(1);
+      var = variances[w.t] + offset(w, r);
+    }
+  };
+
+  std::fill(rowpart.begin(), rowpart.end(), 0.0);
+  for_tasks(tasks, total, [&](const AdafactorTask& w) {
+    for (size_t r = w.r0; r < w.r1; ++r) {
+      const T* cv;
+      const T* var;
+      T rv, m;
+      factors(w, r, cv, rv, m, var);
+      const size_t o = offset(w, r);
+      k.second(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, a, cv, rv, m, var, &rowpart[2 * slot(w, r)]);
+    }
+  });
+
+  std::vector<OptimArgs<T>> at(count, a);
+  for (size_t t = 0; t < count; ++t) {
+    double usq = 0.0;
+    for (size_t j = 0; j < batches[t] * rows[t] * stripes[t]; ++j) usq += rowpart[2 * (row0[t] + j)];
+    const double n = double(params.sizes[t]);
+    const double ratio = n ? std::sqrt(usq) / (std::sqrt(n) * sc.d) : 0.0;
+    const double denom = ratio > 1.0 ? ratio : 1.0;  // Python's max(1.0, ratio)
+    at[t].step = T(-alpha[t] / denom);
+  }
+  for_tasks(tasks, total, [&](const AdafactorTask& w) {
+    for (size_t r = w.r0; r < w.r1; ++r) {
+      const T* cv;
+      const T* var;
+      T rv, m;
+      factors(w, r, cv, rv, m, var);
+      const size_t o = offset(w, r);
+      k.apply(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, at[w.t], cv, rv, m, var,
+              emas ? emas[w.t] + o : nullptr);
+    }
+  });
+  return norm;
+}
+
 template <typename T>
 void add_penalty_grad(T* g, const T* w, size_t n, double l1, double l2) {
   const auto k = kernels<T>().penalty_grad;
@@ -229,6 +401,10 @@ void clamp_list(const TensorList<T>& x, double c) {
   template void list_sums<const T>(const TensorList<const T>&, double*, double*);                            \
   template double optim_step<T>(OptimKind, const TensorList<T>&, const TensorList<const T>&, T* const* const[4], \
                                 const OptimArgs<double>&, double, const unsigned char*);                     \
+  template double adafactor_step<T>(const TensorList<T>&, const TensorList<const T>&, T* const*, T* const*,   \
+                                    T* const*, T* const*, const size_t*, const size_t*, const size_t*,        \
+                                    const unsigned char*, const OptimArgs<double>&, const AdafactorScalars&,  \
+                                    double);                                                                  \
   template void add_penalty_grad<T>(T*, const T*, size_t, double, double);                                   \
   template void prox_l1<T>(T*, size_t, double);                                                              \
   template void scale_list<T>(const TensorList<T>&, double);                                                 \

@@ -533,6 +533,74 @@ void lars_kernel(T* param, const T* grad, T* buf, T*, T*, T* ema, size_t n, cons
   dispatch_rule(a, true, [&](auto fast, auto e) { lars_body<fast(), e()>(param, grad, buf, ema, n, a); });
 }
 
+// ----------------------------------------------------------------------------- Adafactor
+// torch.optim.Adafactor's u = rsqrt(clamp_min(v, eps1^2)) * g with v = (row_var @ col_var) /
+// clamp_min(mean(row_var), eps1) (the outer product of one row and one column: rv * cv rounded
+// once) or v = variance. clamp_min keeps a NaN: x86's max(eps, v) returns v when unordered.
+template <typename T, typename V, typename Mem>
+RT_INLINE V adafactor_u(const Mem& mem, size_t i, V g, const T* cv, T rv, T m, const T* var, const OptimArgs<T>& a) {
+  const V v = cv ? div(mul(set1(rv), mem.load(cv + i)), set1(m)) : mem.load(var + i);
+  return mul(div(set1(T(1)), sqrt(max(set1(a.eps), v))), g);
+}
+
+template <typename T>
+void adafactor_first(const T* p_, const T* g_, size_t n, const OptimArgs<T>& args, double* out, double* acc, T* var) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  alignas(64) T gb[kTrustChunk];
+  double sp[2] = {0.0, 0.0}, sg[2] = {0.0, 0.0};
+  for (size_t c = 0; c < n; c += kTrustChunk) {
+    const size_t k = std::min(kTrustChunk, n - c);
+    for_vectors<T>(k, [&](size_t i, auto mem) {
+      const V g = clipped_grad(mem, g_ + c + i, mem.load(p_ + c + i), a);
+      mem.store(gb + i, g);
+      if (var) mem.store(var + c + i, lerp_to(mem.load(var + c + i), mul(g, g), a));  // variance.lerp_(g * g, w)
+    });
+    sums_kernel(p_ + c, k, sp);
+    sums_kernel(gb, k, sg);
+    if (acc) {
+      for (size_t j = 0; j < k; ++j) {  // in double, a product then a sum: the same on every path
+        const double x = double(gb[j]);
+        acc[c + j] += x * x;
+      }
+    }
+  }
+  out[0] += sp[1];
+  out[1] += sg[1];
+}
+
+template <typename T>
+void adafactor_second(const T* p_, const T* g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m,
+                      const T* var, double* out) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  alignas(64) T ub[kTrustChunk];
+  double su[2] = {0.0, 0.0};
+  for (size_t c = 0; c < n; c += kTrustChunk) {
+    const size_t k = std::min(kTrustChunk, n - c);
+    for_vectors<T>(k, [&](size_t i, auto mem) {
+      const V p = a.l1_on ? mem.load(p_ + c + i) : set1(T(0));  // p only for the L1 term
+      const V g = clipped_grad(mem, g_ + c + i, p, a);
+      mem.store(ub + i, adafactor_u(mem, c + i, g, cv, rv, m, var, a));
+    });
+    sums_kernel(ub, k, su);
+  }
+  out[0] += su[1];
+}
+
+template <typename T>
+void adafactor_apply(T* p_, const T* g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m, const T* var,
+                     T* ema) {
+  using V = typename Vec<T>::type;
+  const OptimArgs<T> a = args;
+  for_vectors<T>(n, [&](size_t i, auto mem) {
+    V p = mem.load(p_ + i);
+    const V u = adafactor_u(mem, i, clipped_grad(mem, g_ + i, p, a), cv, rv, m, var, a);
+    if (a.decay_on) p = mul(p, set1(a.decay));  // param.mul_(1 - lr * weight_decay) first
+    finish<false, false>(mem, p_ + i, ema + i, fma(u, set1(a.step), p), a);
+  }, p_, g_, cv, var, a.ema_on ? ema : nullptr);
+}
+
 // The roofline yardstick of a step (bench/bench_roofline.py): the arrays a rule with that
 // state reads and writes, loaded and stored in the same order with the same prefetching, and
 // one add per array in place of the rule's arithmetic.
@@ -638,6 +706,7 @@ OptimKernelsOf<T> kernels_of() {
   k.step[int(OptimKind::lars)] = lars_kernel<T>;
   k.lamb_sums = lamb_sums<T>;
   k.lars_sums = lars_sums<T>;
+  k.adafactor = {adafactor_first<T>, adafactor_second<T>, adafactor_apply<T>};
   k.sums = sums_kernel<T>;
   k.penalty_grad = penalty_grad_kernel<T>;
   k.prox_l1 = prox_l1_kernel<T>;

@@ -71,6 +71,17 @@ def optim_step(
     args: dict[str, float | bool],
     max_grad_norm: float,
 ) -> float | None: ...
+def adafactor_step(
+    params: Sequence[npt.NDArray[np.floating[Any]]],
+    grads: Sequence[npt.NDArray[np.floating[Any]]],
+    row_vars: Sequence[npt.NDArray[np.floating[Any]] | None],
+    col_vars: Sequence[npt.NDArray[np.floating[Any]] | None],
+    variances: Sequence[npt.NDArray[np.floating[Any]] | None],
+    emas: Sequence[npt.NDArray[np.floating[Any]]] | None,
+    args: dict[str, float | bool],
+    scalars: dict[str, float],
+    max_grad_norm: float,
+) -> float | None: ...
 def grad_sums(xs: Sequence[npt.NDArray[np.floating[Any]]]) -> tuple[float, float]: ...
 def clip_grad_norm(grads: Sequence[npt.NDArray[np.floating[Any]]], max_norm: float) -> float: ...
 def clip_grad_value(grads: Sequence[npt.NDArray[np.floating[Any]]], clip: float) -> None: ...

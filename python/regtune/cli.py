@@ -278,7 +278,7 @@ def _add_model(
     add("--dropout", type=_float_list, default=d("dropout", 0.2), metavar="P[,P]",
         help=f"dropout probability, one or one per hidden layer (alpha dropout for selu) {dflt('dropout')}")
     add("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop, adagrad, lion, nadam, "
-        "radam, adamax, adadelta, lamb or lars (default %(default)s)")
+        "radam, adamax, adadelta, lamb, lars or adafactor (default %(default)s)")
     add("--lr", type=float, default=d("lr", 2e-3), help=f"peak learning rate {dflt('lr')}")
     add("--momentum", type=float, default=None, help="SGD/RMSprop/LARS momentum (SGD and LARS default 0.9)")
     add("--schedule", default=d("schedule", "cosine"),

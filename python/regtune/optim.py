@@ -74,7 +74,7 @@ from ._validation import (
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta",
-    "LAMB", "LARS", "EMA", "SWA", "clip_grad_norm", "clip_grad_value",
+    "LAMB", "LARS", "Adafactor", "EMA", "SWA", "clip_grad_norm", "clip_grad_value",
 ]  # fmt: skip
 
 ScalarOrSchedule = Union[float, Callable[[int], float]]
@@ -88,7 +88,7 @@ _SGD, _ADAM, _RMSPROP, _ADAGRAD, _LION, _NADAM, _RADAM, _ADAMAX, _ADADELTA, _AVE
 _MAX_STEP = 2**63
 #: State buffers that are never negative (running sums of squares, whose sqrt is taken;
 #: Adamax's running maximum of |g|; Adadelta's squared updates).
-_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta")
+_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta", "row_var", "col_var", "variance")
 
 
 # --------------------------------------------------------------- shared checks (private)
@@ -242,9 +242,7 @@ class Optimizer:
                 names.append("ema.averages")
                 self._check_grad_overlap(grads, roots, states, names)
                 try:
-                    norm = _core.optim_step(
-                        self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0
-                    )
+                    norm = self._native_step(grads, states, names, args)
                 except ValueError as exc:
                     if "share memory" not in str(exc):
                         raise
@@ -254,6 +252,10 @@ class Optimizer:
                     ema.n_averaged += 1
             self.step_count = count + 1
         return norm
+
+    def _native_step(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> float | None:
+        """The one native call of a step."""
+        return _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
 
     def _written(self, states: list, names: list[str]) -> list[tuple[str, np.ndarray]]:
         """(label, array) of every array a step writes: the parameters and the state buffers."""
@@ -272,7 +274,7 @@ class Optimizer:
         for arrays in (self.params, *states):
             if arrays is not None:
                 for a in arrays:
-                    if id(memory_root(a)) in roots:
+                    if a is not None and id(memory_root(a)) in roots:
                         hit = True
         if hit:
             found = first_overlap(self._written(states, names), [(f"grads[{i}]", g) for i, g in enumerate(grads)])
@@ -299,7 +301,10 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """A copy of the state: ``{"step": int, "state": {name: [arrays]}}`` (plain NumPy)."""
         with self._lock:
-            return {"step": self.step_count, "state": {k: [a.copy() for a in v] for k, v in self.state.items()}}
+            return {
+                "step": self.step_count,
+                "state": {k: [None if a is None else a.copy() for a in v] for k, v in self.state.items()},
+            }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a ``state_dict()`` of an optimizer of the same kind, options and parameter
@@ -324,14 +329,19 @@ class Optimizer:
         for name, arrays in given.items():
             label = f"state[{name!r}]"
             arrays = same_length(arrays, label, self.params, "params")
-            for i, (a, p) in enumerate(zip(arrays, self.params)):
+            for i, (a, p, own_a) in enumerate(zip(arrays, self.params, self.state[name])):
+                if own_a is None:  # a buffer this tensor does not keep (Adafactor)
+                    if a is not None:
+                        raise ValueError(f"{label}[{i}] must be None: params[{i}] keeps no {name}")
+                    continue
                 if not isinstance(a, np.ndarray):
                     raise TypeError(f"{label}[{i}] must be a numpy.ndarray, got {type(a).__name__}")
                 not_masked(a, f"{label}[{i}]")
                 if a.dtype != p.dtype:
                     raise TypeError(f"{label}[{i}] has dtype {a.dtype} but params[{i}] has {p.dtype}")
-                if a.shape != p.shape:
-                    raise ValueError(f"{label}[{i}] has shape {a.shape} but params[{i}] has shape {p.shape}")
+                if a.shape != own_a.shape:
+                    what = f"params[{i}] has shape {p.shape}" if own_a.shape == p.shape else f"must have shape {own_a.shape}"
+                    raise ValueError(f"{label}[{i}] has shape {a.shape} but {what}")
                 if name in _SQUARES and (a < 0).any():  # a sqrt of it would be nan; loading is rare
                     raise ValueError(f"{label}[{i}] must be >= 0 (a running sum of squares), got a negative entry")
         with self._lock:  # checked above without it: only the copy needs it
@@ -339,11 +349,15 @@ class Optimizer:
             # this optimizer's own buffers (its own state_dict()'s arrays are copies, but
             # opt.state itself, or a permutation of it, may be given) is read before any is
             # written: a snapshot of those, so the result never depends on the copy order.
-            own = {id(memory_root(a)) for arrays in self.state.values() for a in arrays}
-            given = {n: [a.copy() if id(memory_root(a)) in own else a for a in arrays] for n, arrays in given.items()}
+            own = {id(memory_root(a)) for arrays in self.state.values() for a in arrays if a is not None}
+            given = {
+                n: [a.copy() if a is not None and id(memory_root(a)) in own else a for a in arrays]
+                for n, arrays in given.items()
+            }
             for name, arrays in given.items():
                 for own_a, a in zip(self.state[name], arrays):
-                    np.copyto(own_a, a)
+                    if own_a is not None:
+                        np.copyto(own_a, a)
             self.step_count = step
 
     def __getstate__(self) -> dict[str, Any]:  # copy and pickle: everything but the lock
@@ -1182,6 +1196,87 @@ class LARS(Optimizer):
         if wd != 0:
             c["wd"] = wd
         return c
+
+
+class Adafactor(Optimizer):
+    """Adafactor (Shazeer and Stern, 2018), as ``torch.optim.Adafactor``. For a tensor of more
+    than one dimension the second moment is factored over its last two axes (R x C, batched
+    over the others)::
+
+        beta2_t = 1 - t ** beta2_decay;  rho_t = min(lr, 1 / sqrt(t))
+        alpha = max(eps2, rms(p)) * rho_t
+        p = p * (1 - lr * weight_decay)
+        row_var = lerp(row_var, mean(g**2 over C), 1 - beta2_t)      (R x 1)
+        col_var = lerp(col_var, mean(g**2 over R), 1 - beta2_t)      (1 x C)
+        v = row_var @ col_var / max(mean(row_var), eps1)
+        u = g / sqrt(max(v, eps1**2))
+        p = p - alpha / max(1, rms(u) / d) * u
+
+    and a vector or scalar keeps ``variance = lerp(variance, g**2, 1 - beta2_t)`` as ``v``.
+    ``rms`` is the root mean square over the whole tensor; ``eps1`` None means the dtype's
+    machine epsilon. The row and column means and the norms are sums in double in a fixed order
+    (the same on every thread count and SIMD path), all in one native call that reads each
+    gradient three times and each parameter twice (torch's reads them about ten times, and
+    materializes v).
+
+    Args:
+        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        lr: >= 0, or a schedule (default 1e-2, as torch). beta2_decay: <= 0.
+        eps: (eps1, eps2): eps1 None or >= 0, eps2 >= 0. d: >= 1, the clipping threshold.
+        weight_decay: >= 0, or a schedule (decoupled, as torch).
+        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+
+    State: ``row_var`` and ``col_var`` for tensors of more than one dimension, ``variance`` for
+    the others; each list holds None where a tensor keeps no such buffer.
+    """
+
+    _kind = -1  # its own native call
+    _per_tensor = True
+
+    def __init__(
+        self,
+        params: Sequence[np.ndarray],
+        lr: ScalarOrSchedule = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float | None, float] = (None, 1e-3),
+        d: float = 1.0,
+        weight_decay: ScalarOrSchedule = 0.0,
+        *,
+        l1: float = 0.0,
+        prox_l1: float = 0.0,
+        max_grad_norm: float | None = None,
+        ema: EMA | None = None,
+    ) -> None:
+        self.beta2_decay = hyperparameter(beta2_decay, "beta2_decay", high=0.0)
+        if isinstance(eps, (str, bytes, dict, set, frozenset)) or not hasattr(eps, "__len__") or len(eps) != 2:
+            raise TypeError(f"eps must be a pair (eps1, eps2), got eps={eps!r}")
+        eps1 = None if eps[0] is None else hyperparameter(eps[0], "eps[0]", low=0.0)
+        self.eps = (eps1, hyperparameter(eps[1], "eps[1]", low=0.0))
+        self.d = hyperparameter(d, "d", low=1.0)
+        super().__init__(
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            slots=(None, None, None),
+        )  # fmt: skip
+        self._slots = ("row_var", "col_var", "variance")
+        self.state = {
+            "row_var": [np.zeros(p.shape[:-1] + (1,), p.dtype) if p.ndim > 1 else None for p in self.params],
+            "col_var": [np.zeros(p.shape[:-2] + (1, p.shape[-1]), p.dtype) if p.ndim > 1 else None for p in self.params],
+            "variance": [np.zeros_like(p) if p.ndim <= 1 else None for p in self.params],
+        }
+
+    def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
+        eps1 = self.eps[0] if self.eps[0] is not None else float(np.finfo(self.params[0].dtype).eps)
+        c: dict[str, Any] = {"avg_weight": float(t) ** self.beta2_decay, "eps": eps1 * eps1}
+        c["_scalars"] = {"rho": min(lr, 1 / (float(t) ** 0.5)), "eps1": eps1, "eps2": self.eps[1], "d": self.d}
+        _decay_args(c, lr, wd, True)
+        return c
+
+    def _native_step(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> float | None:
+        args = dict(args)
+        scalars = args.pop("_scalars")
+        return _core.adafactor_step(
+            self.params, grads, states[0], states[1], states[2], states[3], args, scalars, self.max_grad_norm or 0.0
+        )
 
 
 # ------------------------------------------------------------------------ weight averages

@@ -67,7 +67,7 @@ INITIALIZERS = (
 OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
     "sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad,
     "lion": optim.Lion, "nadam": optim.NAdam, "radam": optim.RAdam, "adamax": optim.Adamax,
-    "adadelta": optim.Adadelta, "lamb": optim.LAMB, "lars": optim.LARS,
+    "adadelta": optim.Adadelta, "lamb": optim.LAMB, "lars": optim.LARS, "adafactor": optim.Adafactor,
 }  # fmt: skip
 
 LEAKY_SLOPE = 0.01  # torch's default negative_slope
@@ -866,8 +866,11 @@ class Trainer:
         byte-identical files; :meth:`load_checkpoint` gives the loaded epochs a time of NaN."""
         sd = self.optimizer.state_dict()
         arrays = {f"opt_{name}_{i}": a for name, arrs in sd["state"].items() for i, a in enumerate(arrs)}
+        absent = sorted(k for k, a in arrays.items() if a is None)  # a buffer this tensor does not keep (Adafactor)
+        arrays = {k: a for k, a in arrays.items() if a is not None}
         meta = {
             "optimizer": self.optimizer_name, "opt_step": sd["step"], "opt_buffers": sorted(sd["state"]),
+            "opt_absent": absent,
             "epochs_done": self.epochs_done, "seed": self.seed, "history": self.history.to_dict(include_time=False),
             "plateau": self.optimizer.lr.state_dict() if isinstance(self.optimizer.lr, ReduceOnPlateau) else None,
         }  # fmt: skip
@@ -895,7 +898,13 @@ class Trainer:
                 history = {**history, "time": [math.nan] * len(history.get("epoch", []))}
             history = History.from_dict(history)
             n = len(self.model.params)
-            state = {name: [_member(f, f"opt_{name}_{i}", path) for i in range(n)] for name in meta["opt_buffers"]}
+            absent = meta.get("opt_absent", [])
+            if not isinstance(absent, list) or not all(isinstance(k, str) for k in absent):
+                raise ValueError(f"path {path!r}: opt_absent in trainer_meta must be a list of names")
+            state = {
+                name: [None if key in absent else _member(f, key, path) for key in (f"opt_{name}_{i}" for i in range(n))]
+                for name in meta["opt_buffers"]
+            }
         if saved.sizes != self.model.sizes:
             raise ValueError(f"checkpoint model sizes {saved.sizes} differ from {self.model.sizes}")
         for p, s in zip(self.model.params, saved.params):

@@ -93,10 +93,28 @@ using StepKernel = void (*)(T* param, const T* grad, T* s0, T* s1, T* s2, T* ema
 template <typename T>
 using TrustSums = void (*)(const T* param, const T* grad, T* s0, T* s1, size_t n, const OptimArgs<T>& a, double* out);
 
+// Adafactor (torch.optim.Adafactor), on one segment of n elements of one row of a tensor (a
+// factored tensor's rows are its last axis; a vector is one row). The gradient is g' =
+// clip * g + l1 * sign(p). `cv` is the segment's part of col_var, `rv` the row's row_var and `m`
+// the clamped mean of row_var (factored: v = (rv * cv) / m); else `var` is the segment's part
+// of variance (v = var). u = 1 / sqrt(max(v, eps)) * g' (eps = eps1^2).
+template <typename T>
+struct AdafactorKernels {
+  // sums of squares of p and g' added to out[0], out[1] (fixed order, see sums); acc[c] +=
+  // g'[c]^2 in double (factored, else null); var = lerp(var, g'^2, avg_weight) (vectors).
+  void (*first)(const T* p, const T* g, size_t n, const OptimArgs<T>& a, double* out, double* acc, T* var);
+  // the sum of squares of u added to out[0].
+  void (*second)(const T* p, const T* g, size_t n, const OptimArgs<T>& a, const T* cv, T rv, T m, const T* var,
+                 double* out);
+  // p = fma(u, step, p * decay), then the proximal step and the weight average.
+  void (*apply)(T* p, const T* g, size_t n, const OptimArgs<T>& a, const T* cv, T rv, T m, const T* var, T* ema);
+};
+
 template <typename T>
 struct OptimKernelsOf {
   StepKernel<T> step[kOptimKinds];
   TrustSums<T> lamb_sums, lars_sums;
+  AdafactorKernels<T> adafactor;
   // out[0] += sum |x|, out[1] += sum x^2 over x[0, n), in double, in a fixed order: element i
   // goes to accumulator i % 16, and the 16 accumulators are combined pairwise. The result is
   // the same on every target.
@@ -150,6 +168,24 @@ template <typename T>
 double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
                   T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm,
                   const unsigned char* adapt = nullptr);
+
+// One torch.optim.Adafactor step over a list. Tensor t has batches[t] x rows[t] x cols[t]
+// elements (its last two axes and the product of the others; a vector or scalar: 1 x 1 x n);
+// factored[t] says whether it keeps row_var (batches x rows) and col_var (batches x cols), or
+// variance (n). args.avg_weight is 1 - beta2_t, args.decay the weight decay, args.eps = eps1^2;
+// `s` holds rho_t, eps1, eps2 and d. Each tensor's step size is
+// -max(eps2, rms(p)) * rho_t / max(1, rms(u) / d), rms over the tensor. Three passes over the
+// tensors in one call (sums of p and g with the column sums; sums of u; the update), the small
+// factors computed in between; every reduction in a fixed order. Returns the global grad norm
+// when max_grad_norm > 0, else NaN. `emas` (null unless args.ema_on): the weight averages.
+struct AdafactorScalars {
+  double rho = 0, eps1 = 0, eps2 = 0, d = 1;
+};
+template <typename T>
+double adafactor_step(const TensorList<T>& params, const TensorList<const T>& grads, T* const* row_vars,
+                      T* const* col_vars, T* const* variances, T* const* emas, const size_t* batches,
+                      const size_t* rows, const size_t* cols, const unsigned char* factored,
+                      const OptimArgs<double>& args, const AdafactorScalars& s, double max_grad_norm);
 
 // Threaded element-wise penalty operations on one array (or a list, for scale and clamp).
 template <typename T>

@@ -56,14 +56,21 @@ OPTS = {
     "adamax": ("Adamax", "torch.optim.Adamax", dict(lr=2e-3), 7),  # exp_avg, exp_inf
     "adadelta": ("Adadelta", "torch.optim.Adadelta", dict(lr=1.0, rho=0.9, eps=1e-6), 7),  # square_avg, acc_delta
     "lion": ("Lion", "lion_pytorch.Lion", dict(lr=1e-4, betas=(0.9, 0.99)), 5),
+    # The rules with a norm per tensor take more than one pass; `arrays` stays the least traffic
+    # the rule needs (each array read and written once), so GB/s compare with the others.
+    "lamb": ("LAMB", "pytorch_optimizer.Lamb", dict(lr=1e-3, weight_decay=WD), 7),
+    "lars": ("LARS", "pytorch_optimizer.LARS", dict(lr=1e-3, momentum=0.9, weight_decay=WD), 5),
+    "adafactor": ("Adafactor", "torch.optim.Adafactor", dict(lr=1e-2), 3),  # + the O(R + C) factors
 }
+#: The rules with a NumPy transcription here (the others are compared with their peers only).
+NUMPY_RULES = ("adamw", "adam", "sgd", "rmsprop", "adagrad", "nadam", "radam", "adamax", "adadelta", "lion")
 EMA_ARRAYS = 9  # AdamW + EMA in one pass: reads param, grad, exp_avg, exp_avg_sq, average; writes four
 TORCH_MODES = ("foreach", "fused")
 
 
 def peer_impls(name: str) -> list[str]:
     """The peer columns of a row: torch-foreach and torch-fused for torch.optim, else the
-    package's name (lion-pytorch)."""
+    package's name (lion-pytorch, pytorch-optimizer: its own default, foreach where it can)."""
     peer = OPTS[name][1]
     if peer.startswith("torch.optim."):
         return [f"torch-{mode}" for mode in TORCH_MODES]
@@ -435,8 +442,10 @@ for _name, (_cls, _peer, _kw, _arrays) in OPTS.items():
     for _suffix, _shapes in SIZES:
         CASES[_name + _suffix] = {
             "regtune": _case(functools.partial(regtune_step, _shapes, _name), _arrays, _cls),
-            "numpy": _case(functools.partial(numpy_step, _shapes, _name), _arrays, _cls),
-            "numpy-inplace": _case(functools.partial(numpy_inplace_step, _shapes, _name), _arrays, _cls),
+            **({
+                "numpy": _case(functools.partial(numpy_step, _shapes, _name), _arrays, _cls),
+                "numpy-inplace": _case(functools.partial(numpy_inplace_step, _shapes, _name), _arrays, _cls),
+            } if _name in NUMPY_RULES else {}),
             **{
                 _impl: _case(functools.partial(torch_step, _shapes, _name, _impl), _arrays, _cls)
                 for _impl in peer_impls(_name)
@@ -537,9 +546,12 @@ def main(argv=None) -> int:
         fns, notes = _build({
             "regtune": functools.partial(regtune_step, SINGLE, name),
             "regtune-list200": functools.partial(regtune_step, MANY, name),
-            "numpy": functools.partial(numpy_step, SINGLE, name),
-            "numpy-inplace": functools.partial(numpy_inplace_step, SINGLE, name),
+            **({
+                "numpy": functools.partial(numpy_step, SINGLE, name),
+                "numpy-inplace": functools.partial(numpy_inplace_step, SINGLE, name),
+            } if name in NUMPY_RULES else {}),
             **{impl: functools.partial(torch_step, SINGLE, name, impl) for impl in peer_impls(name)},
+            **{impl + "-list200": functools.partial(torch_step, MANY, name, impl) for impl in peer_impls(name)},
         })  # fmt: skip
         times = _min_time(fns, args.repeats)
         print(f"{name} {N}x{N} float32 (list: 200 tensors, {fns['regtune-list200'].numel / 1e6:.3g} M params; "
@@ -597,12 +609,13 @@ def main(argv=None) -> int:
         r = results[("clip+adamw", "torch-fused")][0] / results[("clip+adamw", "regtune")][0]
         print(f"  clip+adamw speed-up vs torch clip_grad_norm_ + fused {r:.2f}x (target >= 1.3)")
     for name in measured:
-        t_rt = results[(name, "regtune")][0]
-        peers = {k: results[(name, k)][0] for k in peer_impls(name) if (name, k) in results}
         fastest = ""
-        if peers:
-            best = min(peers, key=peers.get)
-            fastest = f"time ratio regtune / torch fastest ({best}) {t_rt / peers[best]:.3f}; "
+        for suffix, what in (("", f"{N}x{N}"), ("-list200", "list")):
+            t_rt = results[(name, "regtune" + suffix)][0]
+            peers = {k: results[(name, k + suffix)][0] for k in peer_impls(name) if (name, k + suffix) in results}
+            if peers:
+                best = min(peers, key=peers.get)
+                fastest += f"{what}: regtune / fastest peer ({best}) {t_rt / peers[best]:.3f}; "
         single, many = results[(name, "regtune")][1], results[(name, "regtune-list200")][1]
         print(f"  {name}: {fastest}200-tensor list per byte / single tensor {100 * many / single:.0f}% (target >= 90%)")
     for suffix, numel in ema_sizes:

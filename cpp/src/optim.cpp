@@ -123,22 +123,31 @@ double clip_coefficient(double total_norm, double max_norm) {
   return std::isnan(c) ? c : std::min(c, 1.0);
 }
 
+namespace {
+// With max_grad_norm > 0: the global norm of the grads (one deterministic pass), and its clip
+// scale switched on in `d` when it is below 1 (as torch, a NaN norm makes every gradient NaN).
+// Returns the norm, or NaN without clipping.
+template <typename T>
+double clip_args(const TensorList<const T>& grads, double max_grad_norm, OptimArgs<double>& d) {
+  if (!(max_grad_norm > 0)) return std::nan("");
+  double abs_sum, sq_sum;
+  list_sums(grads, &abs_sum, &sq_sum);
+  const double norm = std::sqrt(sq_sum);
+  const double c = clip_coefficient(norm, max_grad_norm);
+  if (!(c >= 1.0)) {
+    d.clip_on = true;
+    d.clip = c;
+  }
+  return norm;
+}
+}  // namespace
+
 template <typename T>
 double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<const T>& grads,
                   T* const* const states[4], const OptimArgs<double>& args, double max_grad_norm,
                   const unsigned char* adapt) {
   OptimArgs<double> d = args;
-  double norm = std::nan("");
-  if (max_grad_norm > 0) {
-    double abs_sum, sq_sum;
-    list_sums(grads, &abs_sum, &sq_sum);
-    norm = std::sqrt(sq_sum);
-    const double c = clip_coefficient(norm, max_grad_norm);
-    if (!(c >= 1.0)) {  // as torch, a NaN norm makes every gradient NaN
-      d.clip_on = true;
-      d.clip = c;
-    }
-  }
+  const double norm = clip_args(grads, max_grad_norm, d);
   const OptimArgs<T> a = round_args<T>(d);
   const StepKernel<T> step = kernels<T>().step[int(kind)];
   std::vector<OptimArgs<T>> per_tensor;  // LAMB and LARS: each tensor's coefficients
@@ -229,17 +238,7 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
                       const size_t* rows, const size_t* cols, const unsigned char* factored,
                       const OptimArgs<double>& args, const AdafactorScalars& sc, double max_grad_norm) {
   OptimArgs<double> d = args;
-  double norm = std::nan("");
-  if (max_grad_norm > 0) {
-    double abs_sum, sq_sum;
-    list_sums(grads, &abs_sum, &sq_sum);
-    norm = std::sqrt(sq_sum);
-    const double c = clip_coefficient(norm, max_grad_norm);
-    if (!(c >= 1.0)) {
-      d.clip_on = true;
-      d.clip = c;
-    }
-  }
+  const double norm = clip_args(grads, max_grad_norm, d);
   const OptimArgs<T> a = round_args<T>(d);
   const AdafactorKernels<T>& k = kernels<T>().adafactor;
   const size_t count = params.count;

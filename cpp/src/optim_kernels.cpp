@@ -152,6 +152,20 @@ RT_INLINE T* ema_stream(T* ema, const OptimArgs<T>& a) {
   return kEma || (!kFast && a.ema_on) ? ema : nullptr;
 }
 
+// The first half of Adam and of the rules built on it (NAdam, RAdam): p loaded, g prepared,
+// m = lerp(m, g, 1 - beta1) and v = fma((1 - beta2) g, g, v beta2) updated and stored.
+// Pointers are those of the vector at hand.
+template <bool kFast, typename T, typename V, typename Mem>
+RT_INLINE void adam_moments(const Mem& mem, const T* param, const T* grad, T* m_, T* v_, V& p, V& g, V& m, V& v,
+                            const OptimArgs<T>& a) {
+  p = mem.load(param);
+  g = prepare<kFast>(mem, grad, p, a);
+  m = lerp_to(mem.load(m_), g, a);
+  v = square_avg(mem.load(v_), g, a);
+  mem.store(m_, m);
+  mem.store(v_, v);
+}
+
 // ------------------------------------------------------------------------------ the rules
 // SGD: buf = g on the first step, else buf * momentum + (1 - dampening) * g;
 // g = nesterov ? g + momentum * buf : buf; p = p - lr * g.
@@ -188,12 +202,8 @@ void adam_body(T* param, const T* grad, T* m_, T* v_, T* vmax_, T* ema, size_t n
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
-    V p = mem.load(param + i);
-    const V g = prepare<kFast>(mem, grad + i, p, a);
-    const V m = lerp_to(mem.load(m_ + i), g, a);
-    V v = square_avg(mem.load(v_ + i), g, a);
-    mem.store(m_ + i, m);
-    mem.store(v_ + i, v);
+    V p, g, m, v;
+    adam_moments<kFast>(mem, param + i, grad + i, m_ + i, v_ + i, p, g, m, v, a);
     if (!kFast && a.amsgrad) {
       v = max(mem.load(vmax_ + i), v);  // v when either is NaN: a NaN gradient still propagates
       mem.store(vmax_ + i, v);
@@ -302,12 +312,8 @@ void nadam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const O
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
-    V p = mem.load(param + i);
-    const V g = prepare<kFast>(mem, grad + i, p, a);
-    const V m = lerp_to(mem.load(m_ + i), g, a);
-    const V v = square_avg(mem.load(v_ + i), g, a);
-    mem.store(m_ + i, m);
-    mem.store(v_ + i, v);
+    V p, g, m, v;
+    adam_moments<kFast>(mem, param + i, grad + i, m_ + i, v_ + i, p, g, m, v, a);
     const V denom = add(sqrt(div(v, set1(a.bc2))), set1(a.eps));
     p = add(p, div(mul(set1(a.step), g), denom));
     finish<kFast, kEma>(mem, param + i, ema + i, add(p, div(mul(set1(a.step2), m), denom)), a);
@@ -328,12 +334,8 @@ void radam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const O
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
-    V p = mem.load(param + i);
-    const V g = prepare<kFast>(mem, grad + i, p, a);
-    const V m = lerp_to(mem.load(m_ + i), g, a);
-    const V v = square_avg(mem.load(v_ + i), g, a);
-    mem.store(m_ + i, m);
-    mem.store(v_ + i, v);
+    V p, g, m, v;
+    adam_moments<kFast>(mem, param + i, grad + i, m_ + i, v_ + i, p, g, m, v, a);
     V u = mul(div(m, set1(a.bc1)), set1(a.scale));
     if (a.rect_on) {
       const V adaptive = mul(div(set1(T(1)), add(sqrt(v), set1(a.eps))), set1(a.bc2_sqrt));

@@ -78,7 +78,7 @@ def output_array(shape: Any, dtype: Any, out: Any, *, name: str = "out") -> np.n
             raise TypeError("shape is required when out is not given")
         return np.empty(shape_tuple(shape), dtype=float_dtype(dtype))
     dt = None if dtype is None else float_dtype(dtype)
-    check_inplace(out, name)
+    out = check_inplace(out, name)
     if out.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {out.dtype}")
     if dt is not None and out.dtype != dt:
@@ -88,9 +88,32 @@ def output_array(shape: Any, dtype: Any, out: Any, *, name: str = "out") -> np.n
     return out
 
 
+def as_array(x: Any, name: str) -> Any:
+    """``x`` itself unless it is a DLPack exporter that is not an ndarray (a CPU torch tensor, a
+    JAX or CuPy array...): then a NumPy view of its memory, zero-copy, so a kernel that writes it
+    updates the tensor in place. A torch tensor that requires grad (a ``Parameter``) is viewed
+    through ``.detach()``, which shares its memory. What NumPy cannot view (a GPU tensor, a
+    dtype NumPy lacks such as torch.bfloat16) is a TypeError naming ``name``."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
+        return x
+    src = x.detach() if getattr(x, "requires_grad", False) and hasattr(x, "detach") else x
+    try:
+        return np.from_dlpack(src)
+    except (BufferError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        what = f"a {type(x).__name__}" + (f" of dtype {x.dtype}" if hasattr(x, "dtype") else "")
+        device = getattr(x, "device", None)
+        if device is not None and str(device) != "cpu":
+            what += f" on {device}"
+        raise TypeError(
+            f"{name} must be a CPU array of float32 or float64 that NumPy can view without a copy, got {what} "
+            f"({exc})"
+        ) from None
+
+
 def check_inplace(arr: Any, name: str, dtype: np.dtype | None = None) -> np.ndarray:
-    """Check an array that a kernel writes into: ndarray (not masked), exact dtype, C-contiguous,
-    writable."""
+    """Check an array that a kernel writes into: ndarray (not masked; a DLPack exporter is viewed,
+    see :func:`as_array`), exact dtype, C-contiguous, writable. Returns the array to write."""
+    arr = as_array(arr, name)
     not_masked(arr, name)
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
@@ -189,7 +212,7 @@ def array_list(arrays: Any, name: str) -> list[np.ndarray]:
     if not out:
         raise ValueError(f"{name} must not be empty")
     for i, a in enumerate(out):
-        check_inplace(a, f"{name}[{i}]")
+        out[i] = a = check_inplace(a, f"{name}[{i}]")
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name}[{i}] must have dtype float32 or float64, got {a.dtype}")
         if a.dtype != out[0].dtype:
@@ -224,6 +247,7 @@ def float_input(x: Any, name: str) -> np.ndarray:
     Any other dtype, and a masked array (its mask would be ignored), is a TypeError naming the
     argument (nothing is cast silently)."""
     not_masked(x, name)
+    x = as_array(x, name)
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")

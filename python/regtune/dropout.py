@@ -45,7 +45,16 @@ from typing import Any, NamedTuple, Union
 import numpy as np
 
 from . import _core
-from ._validation import boolean, check_inplace, float_input, hyperparameter, not_masked, overlaps, shape_tuple
+from ._validation import (
+    as_array,
+    boolean,
+    check_inplace,
+    float_input,
+    hyperparameter,
+    not_masked,
+    overlaps,
+    shape_tuple,
+)
 from .random import Generator, SeedLike, _draw, _drawing, _position
 
 __all__ = [
@@ -108,6 +117,7 @@ def _input(x: Any, name: str) -> np.ndarray:
         if x is None:
             raise TypeError(f"{name} must be a float32 or float64 array, got None")
         not_masked(x, name)
+        x = as_array(x, name)
         if not isinstance(x, np.ndarray):
             try:
                 x = np.asarray(x)
@@ -126,7 +136,7 @@ def _output(out: Any, x: np.ndarray, xname: str) -> np.ndarray | None:
     if out is None:
         return None
     not_masked(out, "out")
-    check_inplace(out, "out", x.dtype)
+    out = check_inplace(out, "out", x.dtype)
     if out.shape != x.shape:
         raise ValueError(f"out.shape {out.shape} does not match {xname}.shape {x.shape}")
     if out is x or out.size == 0 or not np.may_share_memory(out, x):

@@ -61,6 +61,7 @@ import numpy as np
 from . import _core
 from ._validation import (
     array_list,
+    as_array,
     boolean,
     first_overlap,
     hyperparameter,
@@ -181,7 +182,7 @@ class Optimizer:
         if ema is not None:
             if not isinstance(ema, _Average):
                 raise TypeError(f"ema must be a regtune.optim.EMA or SWA, got {type(ema).__name__}")
-            if len(ema.params) != len(self.params) or any(a is not b for a, b in zip(ema.params, self.params)):
+            if len(ema.params) != len(self.params) or not all(map(_same_array, ema.params, self.params)):
                 raise ValueError("ema must average this optimizer's params: the same arrays, in the same order")
         #: The weight average updated inside each step (``ema=``), or None.
         self.ema = ema
@@ -221,9 +222,14 @@ class Optimizer:
         """
         grads = same_length(grads, "grads", self.params, "params")
         roots = set()  # of the gradients, to compare them with the arrays the step writes
+        own = False  # whether grads is this call's own list (the caller's is never modified)
         for i, g in enumerate(grads):
             if type(g) is not np.ndarray:  # exact ndarrays (the usual case) skip these tests
                 not_masked(g, f"grads[{i}]")
+                if hasattr(g, "__dlpack__") and not isinstance(g, np.ndarray):  # a torch tensor: a view of it
+                    if not own:
+                        grads, own = list(grads), True
+                    grads[i] = g = as_array(g, f"grads[{i}]")
                 if not isinstance(g, np.ndarray):
                     continue  # the kernel names it
             roots.add(id(memory_root(g)))
@@ -369,6 +375,11 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}, step {self.step_count})"
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same array, or two views of the same elements (as two views of one torch tensor)."""
+    return a is b or (a.ctypes.data == b.ctypes.data and a.shape == b.shape and a.dtype == b.dtype)
 
 
 class _NoLock:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT_DTYPES, check_inplace, hyperparameter, not_masked, overlaps
+from ._validation import FLOAT_DTYPES, as_array, check_inplace, hyperparameter, not_masked, overlaps
 
 __all__ = ["penalty_value", "add_penalty_grad", "prox_l1", "max_norm_"]
 
@@ -40,6 +40,7 @@ def _read_array(w: Any, dtype: np.dtype | None = None, name: str = "w") -> np.nd
     if w is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
     not_masked(w, name)
+    w = as_array(w, name)
     try:
         arr = w if isinstance(w, np.ndarray) else np.asarray(w)
     except (ValueError, TypeError):
@@ -55,7 +56,7 @@ def _read_array(w: Any, dtype: np.dtype | None = None, name: str = "w") -> np.nd
 def _inplace(w: Any, name: str) -> np.ndarray:
     """An array a kernel updates in place: C-contiguous, writable float32/float64, not masked."""
     not_masked(w, name)
-    check_inplace(w, name)
+    w = check_inplace(w, name)
     if w.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {w.dtype}")
     return w

@@ -60,6 +60,8 @@ def test_every_name_the_readme_writes_resolves():
     assert len(names) >= 10, sorted(names)
     if any(n == "regtune.dask" or n.startswith("regtune.dask.") for n in names):
         pytest.importorskip("dask.array")
+    if any(n == "regtune.torch" or n.startswith("regtune.torch.") for n in names):
+        pytest.importorskip("torch")
     for module in sorted(imported):
         importlib.import_module(module)
     import regtune

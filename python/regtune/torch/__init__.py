@@ -1,0 +1,17 @@
+"""regtune for PyTorch users (the optional extra ``regtune[torch]``; the core never imports torch).
+
+Every regtune function already takes CPU torch tensors where it takes arrays (a zero-copy
+NumPy view through DLPack; a ``Parameter`` through ``.detach()``, which shares its memory), and
+updates them in place. This package adds what needs torch itself:
+
+- :mod:`regtune.torch.nn`: ``Dropout``, ``AlphaDropout``, ``Dropout1d/2d/3d`` modules and their
+  functional forms as autograd Functions that save no mask: the backward regenerates it from
+  the forward's Philox key and offset.
+- :mod:`regtune.torch.optim`: every regtune optimizer as a ``torch.optim.Optimizer``.
+"""
+
+from __future__ import annotations
+
+from . import nn, optim
+
+__all__ = ["nn", "optim"]

@@ -1,0 +1,225 @@
+"""Every regtune optimizer as a ``torch.optim.Optimizer``.
+
+``regtune.torch.optim.AdamW(model.parameters(), lr=1e-3)`` is used as ``torch.optim.AdamW``:
+``param_groups`` with per-group hyperparameters, ``add_param_group``, ``zero_grad``,
+``step(closure=None)``, parameters whose ``grad`` is None skipped, ``state_dict()`` /
+``load_state_dict()`` in torch's layout (``state[i] = {"step": tensor, "exp_avg": tensor,
+...}`` under torch's buffer names), so ``torch.optim.lr_scheduler`` works unchanged and a
+checkpoint moves between regtune and torch where the state means the same. Each step is
+regtune's fused kernel, updating the parameters and the state tensors in place (zero-copy
+views); the parameters' autograd version counters are bumped as torch's own in-place updates
+do. The hyperparameters are the regtune class's (same names and defaults as torch's where
+torch has the rule; ``l1``, ``prox_l1`` and ``max_grad_norm`` too), checked when a group is
+added.
+
+One native call steps each group (per distinct step count within it: parameters that skipped
+steps keep their own bias corrections, as in torch). Sparse gradients are refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from .. import optim as _ro
+from .._validation import scalar_or_schedule
+
+__all__ = [
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta", "LAMB", "LARS",
+    "Adafactor",
+]  # fmt: skip
+
+#: Bumps autograd's version counters, as torch's own in-place updates do (torch >= 2.2).
+_increment_version = getattr(torch.autograd.graph, "increment_version", None)
+
+#: Hyperparameters that a torch lr scheduler (or the user) may change between steps without a
+#: rebuild of the cached regtune optimizer.
+_SCHEDULED = ("lr", "weight_decay")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of a CPU tensor's memory (no copy)."""
+    return t.detach().numpy()
+
+
+class _Optimizer(torch.optim.Optimizer):
+    _regtune: type[_ro.Optimizer]
+
+    def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
+        sig = inspect.signature(self._regtune.__init__)
+        defaults = {
+            k: v.default for k, v in sig.parameters.items() if k not in ("self", "params", "ema") and v.default is not v.empty
+        }
+        unknown = set(hyper) - set(defaults)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected hyperparameters {sorted(unknown)}")
+        defaults.update(hyper)
+        self._keys = tuple(defaults)  # the regtune hyperparameters (torch adds its own to defaults)
+        self._cache: dict[int, tuple[Any, ...]] = {}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for i, p in enumerate(group["params"]):
+            if p.device.type != "cpu":
+                raise TypeError(f"params[{i}] must be a CPU tensor, got one on {p.device}")
+            if p.dtype not in (torch.float32, torch.float64):
+                raise TypeError(f"params[{i}] must have dtype torch.float32 or torch.float64, got {p.dtype}")
+            if not p.is_contiguous():
+                raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
+        self._hyper(group)  # checks the hyperparameters now, naming them
+
+    def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The group's regtune hyperparameters (a group loaded from torch's own optimizer lacks
+        regtune's extras: their defaults), checked by a throwaway regtune instance, which
+        names a bad one."""
+        hyper = {k: group.get(k, self.defaults[k]) for k in self._keys}
+        for k in ("betas", "eps"):
+            if isinstance(hyper.get(k), list):
+                hyper[k] = tuple(hyper[k])
+        self._regtune([np.empty(0, np.float32)], **hyper)
+        return hyper
+
+    def _regtune_for(self, group: dict[str, Any], params: list[torch.Tensor]) -> _ro.Optimizer:
+        """The regtune optimizer over these parameters (cached while the parameters and the
+        hyperparameters other than lr and weight decay stay the same)."""
+        hyper = {k: group.get(k, self.defaults[k]) for k in self._keys}
+        for k in ("betas", "eps"):
+            if isinstance(hyper.get(k), list):
+                hyper[k] = tuple(hyper[k])
+        fixed = {k: v for k, v in hyper.items() if k not in _SCHEDULED}
+        ident = tuple((id(p), p.data_ptr()) for p in params)
+        cached = self._cache.get(id(group))
+        if cached is not None and cached[0] == ident and cached[1] == fixed:
+            ro = cached[2]
+            for k in _SCHEDULED:
+                if k in hyper and getattr(ro, k) != hyper[k]:
+                    setattr(ro, k, scalar_or_schedule(hyper[k], k))
+            return ro
+        ro = self._regtune([_np(p) for p in params], **hyper)
+        self._cache[id(group)] = (ident, fixed, ro)
+        return ro
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step of every group (``closure`` re-evaluates the loss, as torch's)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            buckets: dict[int, list[torch.Tensor]] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                state = self.state[p]
+                # torch's SGD keeps no step: a momentum buffer means steps were taken
+                step = int(state["step"]) if "step" in state else (1 if state else 0)
+                buckets.setdefault(step, []).append(p)
+            for step, params in buckets.items():
+                ro = self._regtune_for(group, params)
+                self._bind_state(ro, params)
+                ro.step_count = step
+                ro.step([_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params])
+                steps = []
+                for p in params:
+                    st = self.state[p]
+                    t = st.get("step")
+                    if not isinstance(t, torch.Tensor) or t.dim() != 0 or t.dtype != torch.float32:
+                        st["step"] = t = torch.tensor(float(step), dtype=torch.float32)  # torch's layout
+                    steps.append(t)
+                torch._foreach_add_(steps, 1.0)  # one call for all: a torch.tensor per parameter costs more
+                self._extra_state(ro, params, step + 1)
+                if _increment_version is not None:
+                    _increment_version(params)
+        return loss
+
+    def _bind_state(self, ro: _ro.Optimizer, params: list[torch.Tensor]) -> None:
+        """Point ``ro``'s state at the tensors in ``self.state`` (creating them on a first step
+        as regtune fills them: zeros, Adagrad's initial accumulator, Adafactor's factors).
+        Skipped while the state tensors are those bound last time."""
+        bound = tuple(id(t) for p in params for t in self.state[p].values())
+        if getattr(ro, "_torch_bound", None) == bound:
+            return
+        for name, arrays in ro.state.items():
+            for i, p in enumerate(params):
+                st = self.state[p]
+                if arrays[i] is None:  # a buffer this tensor does not keep (Adafactor)
+                    continue
+                t = st.get(name)
+                if t is None:  # a first step: as regtune fills it
+                    st[name] = t = torch.from_numpy(np.array(arrays[i], copy=True))
+                elif tuple(t.shape) != arrays[i].shape:
+                    raise ValueError(
+                        f"state[{name!r}] of a parameter of shape {tuple(p.shape)} has shape {tuple(t.shape)}, "
+                        f"expected {arrays[i].shape} (a state_dict of another model?)"
+                    )
+                if t.dtype != p.dtype or not t.is_contiguous() or t.device.type != "cpu":
+                    st[name] = t = t.to(dtype=p.dtype, device="cpu").contiguous()
+                arrays[i] = _np(t)
+        ro._torch_bound = tuple(id(t) for p in params for t in self.state[p].values())
+
+    def _extra_state(self, ro: _ro.Optimizer, params: list[torch.Tensor], step: int) -> None:
+        """State torch keeps that regtune derives (NAdam's mu_product)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's layout. Each group also carries the options torch's optimizer of the same
+        name reads (``maximize``, ``foreach``, ...: torch's defaults), so that torch can load it."""
+        sd = super().state_dict()
+        extra = _torch_group_defaults(type(self).__name__)
+        for g in sd["param_groups"]:
+            for k, v in extra.items():
+                g.setdefault(k, v)
+        return sd
+
+
+_TORCH_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def _torch_group_defaults(name: str) -> dict[str, Any]:
+    """The group options of ``torch.optim.<name>`` (empty when torch has no such optimizer)."""
+    if name not in _TORCH_DEFAULTS:
+        cls = getattr(torch.optim, name, None)
+        _TORCH_DEFAULTS[name] = {} if cls is None else dict(cls([torch.zeros(1, requires_grad=True)]).defaults)
+    return _TORCH_DEFAULTS[name]
+
+
+def _make(name: str, extra: Callable[..., None] | None = None) -> type[_Optimizer]:
+    cls = getattr(_ro, name)
+    doc = f"``regtune.optim.{name}`` as a ``torch.optim.Optimizer`` (see the module docstring).\n\n" + (cls.__doc__ or "")
+    body: dict[str, Any] = {"_regtune": cls, "__doc__": doc, "__module__": __name__}
+    if extra is not None:
+        body["_extra_state"] = extra
+    return type(name, (_Optimizer,), body)
+
+
+def _nadam_extra(self: _Optimizer, ro: Any, params: list[torch.Tensor], step: int) -> None:
+    prod = _ro._nadam_mu_product(ro.betas[0], ro.momentum_decay, step)
+    for p in params:
+        t = self.state[p].get("mu_product")
+        if isinstance(t, torch.Tensor) and t.dim() == 0:
+            t.fill_(prod)
+        else:
+            self.state[p]["mu_product"] = torch.tensor(prod, dtype=torch.float32)
+
+
+SGD = _make("SGD")
+Adam = _make("Adam")
+AdamW = _make("AdamW")
+RMSprop = _make("RMSprop")
+Adagrad = _make("Adagrad")
+Lion = _make("Lion")
+NAdam = _make("NAdam", _nadam_extra)
+RAdam = _make("RAdam")
+Adamax = _make("Adamax")
+Adadelta = _make("Adadelta")
+LAMB = _make("LAMB")
+LARS = _make("LARS")
+Adafactor = _make("Adafactor")

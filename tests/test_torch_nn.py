@@ -1,0 +1,157 @@
+"""regtune.torch.nn: dropout modules whose backward regenerates the mask (torch optional)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+rt = pytest.importorskip("regtune.torch")
+
+from regtune import dropout as rd  # noqa: E402
+
+
+def _saved_bytes(fn):
+    """Bytes of the tensors autograd saves for the backward while fn() runs."""
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(saved), out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dropout_forward_and_regenerated_backward_match_the_mask(dtype):
+    torch.manual_seed(3)
+    x = (torch.rand(37, 53, dtype=dtype) + 0.5).requires_grad_()  # no zeros: y == 0 marks a drop
+    y = rt.nn.dropout(x, 0.3)
+    keep = y.detach() != 0
+    scale = torch.tensor(1 / (1 - 0.3), dtype=dtype)
+    assert torch.equal(y.detach(), torch.where(keep, x.detach() * scale, torch.zeros((), dtype=dtype)))
+    assert 0.6 < keep.double().mean().item() < 0.8
+    dy = torch.randn_like(x)
+    y.backward(dy)
+    assert torch.equal(x.grad, torch.where(keep, dy * scale, torch.zeros((), dtype=dtype)))
+
+
+def test_the_mask_is_regtunes_stream_for_the_key_drawn_from_torch():
+    torch.manual_seed(11)
+    key = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)) & (2**64 - 1)
+    torch.manual_seed(11)
+    x = torch.ones(1000)
+    y = rt.nn.dropout(x, 0.5)
+    want = rd.dropout(np.ones(1000, np.float32), 0.5, seed=key, return_mask=False)
+    assert np.array_equal(y.numpy(), want)
+
+
+def test_no_mask_is_saved_where_torch_saves_one():
+    x = torch.randn(256, 256, requires_grad=True)
+    ours, y = _saved_bytes(lambda: rt.nn.Dropout(0.5)(x))
+    theirs, _ = _saved_bytes(lambda: torch.nn.Dropout(0.5)(x))
+    assert ours == 0 and theirs >= x.numel()  # torch keeps at least a byte per element
+    y.sum().backward()
+    assert x.grad is not None
+
+
+def test_manual_seed_reproduces_and_checkpoint_recomputes_the_same_mask():
+    lin = torch.nn.Linear(32, 32)
+    drop = rt.nn.Dropout(0.4)
+    x = torch.randn(16, 32, requires_grad=True)
+
+    def block(inp):
+        return drop(lin(inp)).relu()
+
+    torch.manual_seed(5)
+    block(x).sum().backward()
+    g_plain = x.grad.clone()
+    x.grad = None
+    torch.manual_seed(5)
+    torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False).sum().backward()
+    assert torch.equal(x.grad, g_plain)
+    torch.manual_seed(5)
+    a = drop(x)
+    b = drop(x)  # a fresh mask per forward
+    torch.manual_seed(5)
+    assert torch.equal(drop(x), a) and not torch.equal(a, b)
+
+
+def test_eval_p0_p1_and_inplace():
+    x = torch.randn(10, 10)
+    m = rt.nn.Dropout(0.5).eval()
+    assert m(x) is x
+    assert rt.nn.dropout(x, 0.0) is x
+    assert torch.equal(rt.nn.dropout(x, 1.0), torch.zeros_like(x))
+    torch.manual_seed(1)
+    want = rt.nn.dropout(x, 0.5)
+    torch.manual_seed(1)
+    y = x.clone()
+    out = rt.nn.Dropout(0.5, inplace=True)(y)
+    assert out is y and torch.equal(y, want)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_channel_dropout_keeps_or_drops_whole_channels(dims):
+    shape = (4, 6) + (5,) * dims
+    x = torch.rand(shape) + 0.5
+    cls = getattr(rt.nn, f"Dropout{dims}d")
+    torch.manual_seed(2)
+    y = cls(0.5)(x)
+    chans = y.reshape(24, -1)
+    assert all(bool((c == 0).all() or (c != 0).all()) for c in chans)
+    torch.manual_seed(2)
+    y1 = cls(0.5)(x[0])  # unbatched (C, ...): the first sample's channels
+    assert torch.equal(y1, y[0])
+
+
+def test_alpha_dropout_keeps_mean_and_variance_and_its_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(200_000, requires_grad=True)
+    y = rt.nn.AlphaDropout(0.2)(x)
+    assert abs(y.mean().item()) < 0.01 and abs(y.var().item() - 1) < 0.02
+    y.sum().backward()
+    a = 1 / np.sqrt((1.7580993408473766**2 * 0.2 + 1) * 0.8)
+    vals = np.unique(x.grad.numpy()).tolist()
+    assert len(vals) == 2 and vals[0] == 0.0 and vals[1] == pytest.approx(a, rel=1e-6)
+
+
+def test_gradcheck_in_float64():
+    x = torch.randn(7, 9, dtype=torch.float64, requires_grad=True)
+
+    def f(inp):
+        torch.manual_seed(4)
+        return rt.nn.dropout(inp, 0.3)
+
+    assert torch.autograd.gradcheck(f, (x,))
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: rt.nn.dropout(torch.ones(3, dtype=torch.float16), 0.5), TypeError, r"input must have dtype torch.float32"),
+        (lambda: rt.nn.dropout(torch.ones(3, dtype=torch.bfloat16), 0.5), TypeError, r"input must have dtype"),
+        (lambda: rt.nn.dropout(np.ones(3), 0.5), TypeError, r"input must be a torch.Tensor"),
+        (lambda: rt.nn.dropout(torch.ones(3), 1.5), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: rt.nn.dropout(torch.ones(3), float("nan")), ValueError, r"p must be finite"),
+        (lambda: rt.nn.dropout(torch.ones(3), 0.5, training=1), TypeError, r"training must be a bool"),
+        (lambda: rt.nn.Dropout(-0.1), ValueError, r"p must be in"),
+        (lambda: rt.nn.Dropout(0.5, inplace="yes"), TypeError, r"inplace must be a bool"),
+        (lambda: rt.nn.dropout2d(torch.ones(3, 4), 0.5), ValueError, r"input must have 3 \(unbatched\) or 4"),
+        (lambda: rt.nn.dropout(torch.ones(4, 4).t(), 0.5, inplace=True), ValueError, r"contiguous for inplace"),
+    ],
+)  # fmt: skip
+def test_bad_inputs_are_named(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_a_non_contiguous_input_is_read_once_and_gives_a_contiguous_output():
+    x = torch.rand(8, 6).t() + 0.5
+    torch.manual_seed(9)
+    y = rt.nn.dropout(x, 0.5)
+    torch.manual_seed(9)
+    want = rt.nn.dropout(x.contiguous(), 0.5)
+    assert torch.equal(y, want)

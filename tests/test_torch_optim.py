@@ -1,0 +1,219 @@
+"""regtune.torch.optim: regtune's optimizers as torch.optim.Optimizer subclasses, and torch
+tensors taken zero-copy by every regtune function (torch optional)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+rt = pytest.importorskip("regtune.torch")
+
+import regtune  # noqa: E402
+from regtune import optim as ro  # noqa: E402
+
+F = torch.nn.functional
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), rt.nn.Dropout2d(0.1), torch.nn.Flatten(),
+        torch.nn.Linear(8 * 6 * 6, 32), torch.nn.ReLU(), rt.nn.Dropout(0.2), torch.nn.Linear(32, 10),
+    )  # fmt: skip
+
+
+class _Transformer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        layer = torch.nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.drop = rt.nn.Dropout(0.1)
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.drop(self.enc(x)).mean(dim=1))
+
+
+def _train(make, opt_fn, x, y, steps, sched=None):
+    model = make()
+    opt = opt_fn(model.parameters())
+    s = sched(opt) if sched else None
+    torch.manual_seed(123)  # the same dropout masks for both runs
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        if s:
+            s.step()
+    return model
+
+
+@pytest.mark.parametrize("make, shape, classes", [(_cnn, (32, 3, 8, 8), 10), (_Transformer, (16, 8, 16), 4)],
+                         ids=["cnn", "transformer"])  # fmt: skip
+@pytest.mark.parametrize("name, kw", [("AdamW", dict(lr=1e-3)), ("SGD", dict(lr=0.05, momentum=0.9)),
+                                      ("Adagrad", dict(lr=1e-2))])  # fmt: skip
+def test_200_steps_track_torch_fused(make, shape, classes, name, kw):
+    """Within float32 tolerance of torch's fused step, or of the spread between torch's own fused
+    and foreach steps where that is wider: the attention's key bias has a zero true gradient, so
+    Adam turns its rounding noise into full steps, in torch's two implementations alike."""
+    torch.manual_seed(7)
+    x, y = torch.randn(shape), torch.randint(0, classes, (shape[0],))
+    ours = _train(make, lambda p: getattr(rt.optim, name)(p, **kw), x, y, 200)
+    theirs = _train(make, lambda p: getattr(torch.optim, name)(p, **kw, fused=True), x, y, 200)
+    control = _train(make, lambda p: getattr(torch.optim, name)(p, **kw, foreach=True), x, y, 200)
+    for a, b, c in zip(ours.parameters(), theirs.parameters(), control.parameters()):
+        spread = (c - b).abs().max().item()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 + 2 * spread)
+
+
+def test_a_torch_lr_scheduler_drives_it_exactly_as_torch():
+    torch.manual_seed(7)
+    x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 10, (32,))
+    sched = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1e-2, total_steps=30)  # noqa: E731
+    ours = _train(_cnn, lambda p: rt.optim.Adam(p, lr=1e-3), x, y, 30, sched)
+    theirs = _train(_cnn, lambda p: torch.optim.Adam(p, lr=1e-3, fused=True), x, y, 30, sched)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, kw", [("AdamW", dict(lr=1e-2)), ("SGD", dict(lr=0.1, momentum=0.9)),
+                                      ("NAdam", dict(lr=1e-2)), ("Adafactor", dict(lr=1e-2)),
+                                      ("RMSprop", dict(lr=1e-3, centered=True)), ("Adagrad", dict(lr=1e-2))])  # fmt: skip
+def test_checkpoints_move_between_regtune_and_torch(name, kw):
+    torch.manual_seed(7)
+    x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 10, (32,))
+    a, b = _cnn(), _cnn()
+    oa = getattr(rt.optim, name)(a.parameters(), **kw)
+    ob = getattr(torch.optim, name)(b.parameters(), **kw)
+    for _ in range(5):
+        for m, o in ((a, oa), (b, ob)):
+            o.zero_grad()
+            F.cross_entropy(m.eval()(x), y).backward()
+            o.step()
+    ob.load_state_dict(copy.deepcopy(oa.state_dict()))  # each continues from the other's state
+    oa.load_state_dict(copy.deepcopy(ob.state_dict()))
+    for m, o in ((a, oa), (b, ob)):
+        o.zero_grad()
+        F.cross_entropy(m(x), y).backward()
+        o.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_groups_none_grads_closure_and_add_param_group():
+    w, b, frozen = (torch.nn.Parameter(torch.ones(4, 3)), torch.nn.Parameter(torch.zeros(3)),
+                    torch.nn.Parameter(torch.ones(2)))  # fmt: skip
+    opt = rt.optim.SGD([{"params": [w], "lr": 0.1}, {"params": [b]}], lr=0.5)
+    opt.add_param_group({"params": [frozen], "lr": 1.0})
+    w.grad, b.grad = torch.ones(4, 3), torch.ones(3)  # frozen.grad stays None: skipped
+
+    def closure():
+        return torch.tensor(42.0)
+
+    assert opt.step(closure).item() == 42.0
+    assert torch.allclose(w, torch.full((4, 3), 0.9)) and torch.allclose(b, torch.full((3,), -0.5))
+    assert torch.equal(frozen, torch.ones(2)) and frozen not in opt.state
+    b.grad = torch.ones(3).to_sparse()
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+
+
+def test_parameters_that_skip_steps_keep_their_own_bias_correction():
+    p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    opt = rt.optim.Adam([p, q], lr=0.1)
+    ref = ro.Adam([np.zeros(3, np.float32)], lr=0.1)
+    for t in range(3):
+        p.grad = torch.full((3,), 1.0 + t)
+        q.grad = torch.full((3,), 1.0 + t) if t == 2 else None  # q steps once, at t = 2
+        opt.step()
+        ref.step([np.full(3, 1.0 + t, np.float32)])
+    assert np.array_equal(p.detach().numpy(), ref.params[0])
+    assert int(opt.state[p]["step"]) == 3 and int(opt.state[q]["step"]) == 1
+    once = ro.Adam([np.zeros(3, np.float32)], lr=0.1)
+    once.step([np.full(3, 3.0, np.float32)])
+    assert np.array_equal(q.detach().numpy(), once.params[0])
+
+
+@pytest.mark.parametrize("name", rt.optim.__all__)
+def test_every_optimizer_steps_as_regtune_optim_does(name):
+    torch.manual_seed(1)
+    shapes = [(5, 7), (7,)]
+    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    arrays = [p.detach().numpy().copy() for p in params]
+    opt = getattr(rt.optim, name)(params, lr=1e-2)
+    ref = getattr(ro, name)(arrays, lr=1e-2)
+    for t in range(4):
+        grads = [torch.randn(s) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        ref.step([g.numpy() for g in grads])
+    for p, a in zip(params, arrays):
+        assert np.array_equal(p.detach().numpy(), a)
+    assert params[0]._version > 0  # autograd sees the in-place update
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda p: rt.optim.AdamW(p, lr=-1.0), ValueError, r"lr must be in \[0, inf\)"),
+        (lambda p: rt.optim.AdamW(p, betas=(0.9, 1.0)), ValueError, r"betas\[1\] must be in \[0, 1\)"),
+        (lambda p: rt.optim.AdamW(p, momentum=0.9), TypeError, r"unexpected hyperparameters \['momentum'\]"),
+        (lambda p: rt.optim.SGD([torch.zeros(3, dtype=torch.float16, requires_grad=True)]), TypeError,
+         r"params\[0\] must have dtype torch.float32 or torch.float64"),
+        (lambda p: rt.optim.SGD([torch.zeros(4, 3).t().requires_grad_()]), ValueError, r"params\[0\] must be contiguous"),
+        (lambda p: rt.optim.SGD([{"params": p, "lr": float("nan")}]), ValueError, r"lr must be finite"),
+    ],
+)  # fmt: skip
+def test_bad_optimizer_arguments_are_named(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make([torch.nn.Parameter(torch.zeros(3))])
+
+
+# ---------------------------------------------------------------- zero-copy tensors everywhere
+def test_regtune_functions_take_cpu_tensors_in_place():
+    t = torch.empty(64, 32)
+    regtune.random.normal(out=t, seed=1)
+    assert np.array_equal(t.numpy(), regtune.random.normal((64, 32), seed=1))
+    w = torch.empty(16, 8)
+    regtune.init.kaiming_uniform(out=w, seed=2)
+    assert np.array_equal(w.numpy(), regtune.init.kaiming_uniform((16, 8), seed=2))
+    x = torch.rand(10, 10)
+    y, mask = regtune.dropout(x, 0.5, seed=3)
+    assert np.array_equal(y, regtune.dropout(x.numpy(), 0.5, seed=3)[0])
+    regtune.dropout(x, 0.5, seed=3, out=x)  # in place in the tensor's memory
+    assert np.array_equal(x.numpy(), y)
+    g = torch.ones(5)
+    assert regtune.optim.clip_grad_norm([g], 1.0) == pytest.approx(5**0.5) and g[0].item() == pytest.approx(5**-0.5)
+    assert regtune.penalties.penalty_value(torch.ones(4), l1=1.0) == 4.0
+
+
+def test_a_parameter_is_updated_in_place_through_regtune_optim():
+    p = torch.nn.Parameter(torch.ones(3))
+    ema = regtune.optim.EMA([p], decay=0.5)  # views of the same tensor: the same params
+    opt = regtune.optim.SGD([p], lr=0.5, ema=ema)  # a Parameter: viewed through .detach()
+    opt.step([torch.ones(3)])
+    assert torch.equal(p.detach(), torch.full((3,), 0.5))
+    assert np.array_equal(ema.averages[0], np.full(3, 0.5, np.float32))  # the first update copies
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.bfloat16), seed=0), TypeError,
+         r"out must be a CPU array of float32 or float64 .* dtype torch.bfloat16"),
+        (lambda: regtune.random.normal(out=torch.empty(4, 3).t(), seed=0), ValueError, r"out must be C-contiguous"),
+        (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.int32), seed=0), TypeError,
+         r"out must have dtype float32 or float64, got int32"),
+        (lambda: regtune.optim.SGD([torch.ones(3).expand(2, 3)]), ValueError, r"params\[0\] must be"),
+        (lambda: regtune.dropout(torch.ones(3, dtype=torch.float16), 0.5, seed=0), TypeError,
+         r"x must have dtype float32 or float64, got float16"),
+    ],
+)  # fmt: skip
+def test_tensors_regtune_cannot_use_in_place_are_refused_by_name(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()

@@ -4,7 +4,11 @@
   (the backward regenerates the mask) against ``torch.nn.Dropout``, and the bytes of the tensors
   autograd saves between them (``torch.autograd.graph.saved_tensors_hooks``);
 - an optimizer step on ResNet-18's 62 parameter shapes (11.7 M parameters) and on one 4096 x 4096
-  tensor: ``regtune.torch.optim.AdamW`` / ``SGD`` against torch's ``fused=True`` step.
+  tensor: ``regtune.torch.optim.AdamW`` / ``SGD`` against torch's ``fused=True`` step;
+- initializing a transformer-shaped model (``--layers`` encoder layers of width ``--width``, an
+  embedding and a head: 1.0 B parameters by default, 4 GiB of float32) built on the meta device
+  and allocated once: ``regtune.torch.init.reset_parameters(model, seed)`` against torch's own
+  ``reset_parameters`` of every module (what constructing the model on the CPU runs).
 
 Both libraries run on the same threads (``torch.set_num_threads`` and regtune's default), calls
 alternate, and each figure is the minimum over ``--repeats`` rounds (noise only adds time).
@@ -94,10 +98,44 @@ def optimizer_case(name: str, shapes, what: str, repeats: int, kw: dict) -> None
     print(f"  time ratio regtune / torch fused {r:.3f} (target <= 1.0)")
 
 
+def _torch_default_init(model: torch.nn.Module) -> None:
+    """What constructing the model runs: each module's own reset (MultiheadAttention's is
+    _reset_parameters, after its out_proj's)."""
+    with torch.no_grad():
+        for m in reversed(list(model.modules())):
+            if isinstance(m, torch.nn.MultiheadAttention):
+                m._reset_parameters()
+            elif hasattr(m, "reset_parameters") and not isinstance(m, torch.nn.TransformerEncoder):
+                m.reset_parameters()
+
+
+def init_case(layers: int, width: int, vocab: int, repeats: int) -> None:
+    with torch.device("meta"):
+        layer = torch.nn.TransformerEncoderLayer(width, width // 128, 4 * width, batch_first=True)
+        model = torch.nn.Sequential(
+            torch.nn.Embedding(vocab, width),
+            torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False),
+            torch.nn.Linear(width, vocab),
+        )
+    model.to_empty(device="cpu")
+    n = sum(p.numel() for p in model.parameters())
+    t = _min_times({"regtune.torch.init.reset_parameters": lambda: rt.init.reset_parameters(model, 0),
+                    "torch reset_parameters": lambda: _torch_default_init(model)}, repeats)  # fmt: skip
+    print(f"initializing a transformer ({layers} layers, width {width}, vocabulary {vocab}): {n / 1e9:.2f} B "
+          f"parameters, {4 * n / 2**30:.1f} GiB float32:")  # fmt: skip
+    for k, v in t.items():
+        print(f"  {k:<36s} {v:8.2f} s")
+    print(f"  speed-up {t['torch reset_parameters'] / t['regtune.torch.init.reset_parameters']:.1f}x (target >= 10x)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--n", type=int, default=4096)
+    ap.add_argument("--layers", type=int, default=17)
+    ap.add_argument("--width", type=int, default=2048)
+    ap.add_argument("--vocab", type=int, default=50304)
+    ap.add_argument("--init-repeats", type=int, default=3)
     a = ap.parse_args(argv)
     torch.set_num_threads(regtune.get_num_threads())
     print(f"regtune {regtune.config()['simd']}, {regtune.get_num_threads()} threads; torch {torch.__version__}, "
@@ -106,6 +144,7 @@ def main(argv=None) -> int:
     for name, kw in (("AdamW", dict(lr=1e-3)), ("SGD", dict(lr=1e-2, momentum=0.9))):
         optimizer_case(name, resnet18_shapes(), "ResNet-18 shapes", a.repeats, kw)
         optimizer_case(name, [(a.n, a.n)], f"{a.n}x{a.n}", a.repeats, kw)
+    init_case(a.layers, a.width, a.vocab, a.init_repeats)
     return 0
 
 

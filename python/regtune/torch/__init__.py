@@ -8,10 +8,12 @@ updates them in place. This package adds what needs torch itself:
   functional forms as autograd Functions that save no mask: the backward regenerates it from
   the forward's Philox key and offset.
 - :mod:`regtune.torch.optim`: every regtune optimizer as a ``torch.optim.Optimizer``.
+- :mod:`regtune.torch.init`: the ``torch.nn.init`` names on tensors, and ``reset_parameters`` /
+  ``materialize`` of whole models, each parameter keyed by its qualified name.
 """
 
 from __future__ import annotations
 
-from . import nn, optim
+from . import init, nn, optim
 
-__all__ = ["nn", "optim"]
+__all__ = ["init", "nn", "optim"]

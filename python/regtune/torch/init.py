@@ -1,0 +1,328 @@
+"""``torch.nn.init`` on regtune's kernels, and whole-model initialization keyed by name.
+
+The ``torch.nn.init`` names with their trailing underscore fill a CPU float32/float64 tensor in
+place (parameters included) from regtune's counter-based stream and return it. Without
+``seed=`` the key is one 64-bit draw from torch's default generator (or ``generator=``), so
+``torch.manual_seed`` reproduces them.
+
+``reset_parameters(module, seed)`` re-initializes every submodule with the distributions that
+torch's own ``reset_parameters`` uses, each parameter from a key derived from ``seed`` and its
+qualified name alone: any part of a model (a pipeline stage, a shard, a layer built alone,
+given its ``prefix=``) gets exactly the values it has in the whole model, and no value depends
+on the order of construction, the thread count or the SIMD path. ``materialize(module, seed)``
+does the same for a module built on the meta device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import init as _ri
+
+__all__ = [
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_", "xavier_normal_",
+    "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "reset_parameters", "materialize", "save_safetensors",
+]  # fmt: skip
+
+
+def _seed(seed: Any, generator: torch.Generator | None) -> Any:
+    if seed is not None:
+        return seed
+    return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)) & (2**64 - 1)
+
+
+def _fill(fn: Any, tensor: torch.Tensor, *args: Any, seed: Any = None, generator: Any = None, **kw: Any) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if fn is _ri.constant:
+        fn(None, *args, out=tensor)
+    else:
+        fn(None, *args, seed=_seed(seed, generator), out=tensor, **kw)
+    return tensor
+
+
+def uniform_(tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, *, seed: Any = None, generator: Any = None) -> torch.Tensor:
+    """``torch.nn.init.uniform_``: U(a, b)."""
+    return _fill(_ri.uniform, tensor, a, b, seed=seed, generator=generator)
+
+
+def normal_(tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0, *, seed: Any = None, generator: Any = None) -> torch.Tensor:
+    """``torch.nn.init.normal_``: N(mean, std**2)."""
+    return _fill(_ri.normal, tensor, mean, std, seed=seed, generator=generator)
+
+
+def trunc_normal_(tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, *,
+                  seed: Any = None, generator: Any = None) -> torch.Tensor:  # fmt: skip
+    """``torch.nn.init.trunc_normal_``: N(mean, std**2) truncated to [a, b] (absolute bounds)."""
+    return _fill(_ri.trunc_normal, tensor, mean, std, a, b, seed=seed, generator=generator)
+
+
+def constant_(tensor: torch.Tensor, val: float) -> torch.Tensor:
+    """``torch.nn.init.constant_``."""
+    return _fill(_ri.constant, tensor, val)
+
+
+def ones_(tensor: torch.Tensor) -> torch.Tensor:
+    """``torch.nn.init.ones_``."""
+    return constant_(tensor, 1.0)
+
+
+def zeros_(tensor: torch.Tensor) -> torch.Tensor:
+    """``torch.nn.init.zeros_``."""
+    return constant_(tensor, 0.0)
+
+
+def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0, *, seed: Any = None, generator: Any = None) -> torch.Tensor:
+    """``torch.nn.init.xavier_uniform_``."""
+    return _fill(_ri.xavier_uniform, tensor, gain, seed=seed, generator=generator)
+
+
+def xavier_normal_(tensor: torch.Tensor, gain: float = 1.0, *, seed: Any = None, generator: Any = None) -> torch.Tensor:
+    """``torch.nn.init.xavier_normal_``."""
+    return _fill(_ri.xavier_normal, tensor, gain, seed=seed, generator=generator)
+
+
+def kaiming_uniform_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", *,
+                     seed: Any = None, generator: Any = None) -> torch.Tensor:  # fmt: skip
+    """``torch.nn.init.kaiming_uniform_``."""
+    return _fill(_ri.kaiming_uniform, tensor, a, mode, nonlinearity, seed=seed, generator=generator)
+
+
+def kaiming_normal_(tensor: torch.Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", *,
+                    seed: Any = None, generator: Any = None) -> torch.Tensor:  # fmt: skip
+    """``torch.nn.init.kaiming_normal_``."""
+    return _fill(_ri.kaiming_normal, tensor, a, mode, nonlinearity, seed=seed, generator=generator)
+
+
+def orthogonal_(tensor: torch.Tensor, gain: float = 1.0, *, seed: Any = None, generator: Any = None) -> torch.Tensor:
+    """``torch.nn.init.orthogonal_`` (a QR in float64 through NumPy's LAPACK)."""
+    return _fill(_ri.orthogonal, tensor, gain, seed=seed, generator=generator)
+
+
+# ------------------------------------------------------------------------- whole models
+def _key(seed: int, name: str) -> np.random.SeedSequence:
+    """The key of the parameter or buffer ``name``: a SeedSequence of ``seed`` spawned along
+    the UTF-8 bytes of the name (a function of the two alone)."""
+    return np.random.SeedSequence(seed, spawn_key=tuple(name.encode()))
+
+
+def _bias_bound(weight: torch.Tensor) -> float:
+    fan_in = _ri.calculate_fans(tuple(weight.shape))[0] if weight.dim() >= 2 else weight.shape[0]
+    return 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+
+_NORMS = (
+    torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm,
+    *((torch.nn.RMSNorm,) if hasattr(torch.nn, "RMSNorm") else ()),
+)  # fmt: skip
+
+
+def _reset_module(mod: torch.nn.Module, prefix: str, seed: int, fallback: list[str]) -> None:
+    """One module's own parameters (children are done before it), as its torch class does."""
+    def name(n: str) -> str:
+        return f"{prefix}.{n}" if prefix else n
+
+    own = dict(mod.named_parameters(recurse=False))
+    if isinstance(mod, (torch.nn.Linear, torch.nn.Bilinear, torch.nn.modules.conv._ConvNd)):
+        w = mod.weight
+        kaiming_uniform_(w, a=math.sqrt(5), seed=_key(seed, name("weight")))
+        if getattr(mod, "bias", None) is not None:
+            if isinstance(mod, torch.nn.Bilinear):
+                bound = 1 / math.sqrt(w.size(1))
+            else:
+                bound = _bias_bound(w)
+            uniform_(mod.bias, -bound, bound, seed=_key(seed, name("bias")))
+        if isinstance(mod, torch.nn.Bilinear):  # torch: U(-1/sqrt(in1), 1/sqrt(in1)) for the weight too
+            bound = 1 / math.sqrt(w.size(1))
+            uniform_(w, -bound, bound, seed=_key(seed, name("weight")))
+    elif isinstance(mod, torch.nn.Embedding):
+        normal_(mod.weight, seed=_key(seed, name("weight")))
+        if mod.padding_idx is not None:
+            with torch.no_grad():
+                mod.weight[mod.padding_idx].fill_(0)
+    elif isinstance(mod, _NORMS):
+        if isinstance(mod, torch.nn.modules.batchnorm._NormBase) and mod.track_running_stats:
+            mod.reset_running_stats()
+        if own.get("weight") is not None:
+            ones_(mod.weight)
+        if own.get("bias") is not None:
+            zeros_(mod.bias)
+    elif isinstance(mod, torch.nn.MultiheadAttention):  # after out_proj (a Linear child): as its __init__
+        for n in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+            if own.get(n) is not None:
+                xavier_uniform_(own[n], seed=_key(seed, name(n)))
+        if own.get("in_proj_bias") is not None:
+            zeros_(mod.in_proj_bias)
+        if mod.out_proj.bias is not None:
+            zeros_(mod.out_proj.bias)
+        for n in ("bias_k", "bias_v"):
+            if own.get(n) is not None:
+                xavier_normal_(own[n], seed=_key(seed, name(n)))
+    elif isinstance(mod, (torch.nn.RNNBase, torch.nn.modules.rnn.RNNCellBase)):
+        stdv = 1.0 / math.sqrt(mod.hidden_size) if mod.hidden_size > 0 else 0
+        for n, p in own.items():
+            uniform_(p, -stdv, stdv, seed=_key(seed, name(n)))
+    elif isinstance(mod, torch.nn.Transformer):  # its __init__: xavier_uniform_ on every matrix
+        for n, p in mod.named_parameters():
+            if p.dim() > 1:
+                xavier_uniform_(p, seed=_key(seed, name(n)))
+    elif own and callable(getattr(mod, "reset_parameters", None)):
+        mod.reset_parameters()  # torch's own method, with torch's RNG: not keyed by name
+        fallback.append(prefix or type(mod).__name__)
+    elif own:
+        fallback.append(prefix or type(mod).__name__)
+
+
+def reset_parameters(module: torch.nn.Module, seed: int, *, prefix: str = "") -> list[str]:
+    """Re-initialize every parameter of ``module`` as torch's ``reset_parameters`` of its
+    module's class does, from keys derived from ``seed`` and each parameter's qualified name
+    (``prefix`` + its name in ``module``; give a part of a larger model the prefix it has there
+    to get the values it has in the whole).
+
+    Handled (torch's distributions): Linear, Bilinear, Conv1d/2d/3d and ConvTranspose (Kaiming
+    uniform with a = sqrt(5), bias U(+-1/sqrt(fan_in))), Embedding (N(0, 1), padding row 0),
+    BatchNorm/InstanceNorm/LayerNorm/GroupNorm/RMSNorm (ones, zeros, running statistics reset),
+    MultiheadAttention (Xavier uniform in-projections, zero biases, Xavier normal bias_k/v),
+    RNN/LSTM/GRU and their cells (U(+-1/sqrt(hidden))), Transformer (Xavier uniform on every
+    matrix, as its __init__). Children are done before their parent, as torch constructs them.
+    Any other module with parameters falls back to its own ``reset_parameters()`` (torch's RNG,
+    not keyed by name) and is listed in the return value.
+
+    Args:
+        module: a module on the CPU, float32/float64 parameters.
+        seed: an int in [0, 2**64).
+        prefix: the qualified name of ``module`` in the whole model ("" for the whole).
+
+    Returns:
+        The qualified names of the modules that fell back (empty when every one was handled).
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+        raise TypeError(f"seed must be an int in [0, 2**64), got seed={seed!r}")
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got prefix={prefix!r}")
+    fallback: list[str] = []
+    mods = list(module.named_modules(prefix=prefix))
+    with torch.no_grad():
+        for name, mod in reversed(mods):  # children before parents
+            _reset_module(mod, name, int(seed), fallback)
+    return fallback
+
+
+def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "") -> list[str]:
+    """Allocate a module built on the meta device (``module.to_empty(device="cpu")``) and
+    initialize it with :func:`reset_parameters`. Returns the fallbacks and, after them, the
+    buffers left uninitialized (those no handled module resets), as ``"buffer: name"``."""
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    module.to_empty(device="cpu")
+    out = reset_parameters(module, seed, prefix=prefix)
+    for mod_name, mod in module.named_modules(prefix=prefix):
+        if not isinstance(mod, torch.nn.modules.batchnorm._NormBase):
+            out += [f"buffer: {mod_name}.{n}" if mod_name else f"buffer: {n}" for n, _ in mod.named_buffers(recurse=False)]
+    return out
+
+
+def _units(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.Module, bool]]:
+    """(qualified name, module, whole subtree?) in the order reset_parameters initializes them:
+    children before parents; a MultiheadAttention or Transformer (which set their children's
+    values too) as one subtree."""
+    out: list[tuple[str, torch.nn.Module, bool]] = []
+
+    def walk(name: str, mod: torch.nn.Module) -> None:
+        if isinstance(mod, (torch.nn.MultiheadAttention, torch.nn.Transformer)):
+            out.append((name, mod, True))
+            return
+        for child_name, child in mod.named_children():
+            walk(f"{name}.{child_name}" if name else child_name, child)
+        if any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False)):
+            out.append((name, mod, False))
+
+    walk(prefix, module)
+    return out
+
+
+def save_safetensors(
+    module: torch.nn.Module, seed: int, path: str, *, max_shard_bytes: int = 2**31, prefix: str = ""
+) -> list[str]:
+    """Initialize ``module`` as :func:`reset_parameters` does and write it to safetensors files
+    without ever holding the whole model: one module (a MultiheadAttention or Transformer with
+    its children) is allocated at a time, its tensors go into the current shard, and a shard is
+    written once it would pass ``max_shard_bytes``. For a model built on the meta device that is
+    larger than memory; the module is left on the meta device.
+
+    Files: ``path`` when one shard holds everything, else ``path`` with ``-00001-of-0000N`` before
+    its suffix for each shard and ``<path>.index.json`` mapping each tensor name to its file (the
+    Hugging Face layout). Names are the state_dict's (parameters and persistent buffers, with
+    ``prefix``). Needs the ``safetensors`` package.
+
+    Returns:
+        The paths written (shards, then the index when there is one).
+    """
+    import json
+    import os
+
+    from safetensors.numpy import save_file
+
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
+        raise ValueError(f"max_shard_bytes must be an int >= 1, got max_shard_bytes={max_shard_bytes!r}")
+    if not isinstance(path, (str, os.PathLike)) or not str(path).endswith(".safetensors"):
+        raise ValueError(f"path must name a .safetensors file, got path={path!r}")
+    reset_parameters(torch.nn.Module(), seed, prefix=prefix)  # checks seed and prefix
+    path = str(path)
+    shards: list[dict[str, np.ndarray]] = [{}]
+    sizes = [0]
+    tmp: list[str] = []
+
+    def flush() -> None:
+        stem = f"{path[: -len('.safetensors')]}.part{len(tmp):05d}.safetensors"
+        save_file(shards[-1], stem)
+        tmp.append(stem)
+        shards[-1] = {}
+        sizes[-1] = 0
+
+    for name, mod, subtree in _units(module, prefix):
+        mod.to_empty(device="cpu", recurse=subtree)
+        fallback: list[str] = []
+        with torch.no_grad():
+            if subtree:
+                reset_parameters(mod, seed, prefix=name)
+            else:
+                _reset_module(mod, name, int(seed), fallback)
+        persistent = {n for n, _ in mod.named_buffers(recurse=subtree)} - set(getattr(mod, "_non_persistent_buffers_set", ()))
+        tensors = [*mod.named_parameters(recurse=subtree), *((n, b) for n, b in mod.named_buffers(recurse=subtree) if n in persistent)]
+        for n, t in tensors:
+            arr = t.detach().cpu().numpy()
+            if sizes[-1] and sizes[-1] + arr.nbytes > max_shard_bytes:
+                flush()
+            shards[-1][f"{name}.{n}" if name else n] = arr
+            sizes[-1] += arr.nbytes
+        mod.to("meta")  # the module's memory is freed once its shard is written
+    if shards[-1] or not tmp:
+        flush()
+    if len(tmp) == 1:
+        os.replace(tmp[0], path)
+        return [path]
+    weight_map: dict[str, str] = {}
+    final = []
+    stem = path[: -len(".safetensors")]
+    for k, t in enumerate(tmp, start=1):
+        dest = f"{stem}-{k:05d}-of-{len(tmp):05d}.safetensors"
+        os.replace(t, dest)
+        final.append(dest)
+        from safetensors import safe_open
+
+        with safe_open(dest, "np") as f:
+            for key in f.keys():
+                weight_map[key] = os.path.basename(dest)
+    index = f"{path}.index.json"
+    with open(index, "w") as f:
+        json.dump({"metadata": {"total_size": int(sum(os.path.getsize(p) for p in final))}, "weight_map": weight_map}, f)
+    return [*final, index]

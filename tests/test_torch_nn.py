@@ -118,6 +118,31 @@ def test_alpha_dropout_keeps_mean_and_variance_and_its_gradient():
     assert len(vals) == 2 and vals[0] == 0.0 and vals[1] == pytest.approx(a, rel=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_feature_alpha_dropout_keeps_channels_mean_and_variance(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(400, 50, 3, dtype=dtype, requires_grad=True)
+    y = rt.nn.FeatureAlphaDropout(0.2).train()(x)
+    alpha, p = 1.7580993408473766, 0.2
+    a = 1 / np.sqrt((alpha**2 * p + 1) * (1 - p))
+    y.backward(torch.ones_like(y))
+    keep = x.grad[:, :, 0] != 0  # dx = dy * a on kept channels, 0 on dropped ones
+    assert torch.equal(x.grad, keep[:, :, None].to(dtype).expand_as(x) * x.grad[:, :, :1])
+    assert abs(keep.double().mean().item() - 0.8) < 0.01
+    dropped = y.detach()[~keep]
+    assert torch.allclose(dropped, torch.full_like(dropped, -alpha * a * (1 - p)), rtol=1e-6)
+    kept = y.detach()[keep]
+    assert torch.allclose(kept, x.detach()[keep] * a + alpha * a * p, rtol=1e-5, atol=1e-6)
+    assert abs(y.mean().item()) < 0.02 and abs(y.var().item() - 1) < 0.03
+    assert rt.nn.FeatureAlphaDropout(0.2).eval()(x) is x
+    torch.manual_seed(1)
+    want = rt.nn.feature_alpha_dropout(x.detach(), 0.2, training=True)
+    torch.manual_seed(1)
+    z = x.detach().clone()
+    rt.nn.feature_alpha_dropout(z, 0.2, training=True, inplace=True)
+    assert torch.equal(z, want)
+
+
 def test_gradcheck_in_float64():
     x = torch.randn(7, 9, dtype=torch.float64, requires_grad=True)
 

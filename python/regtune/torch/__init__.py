@@ -4,8 +4,8 @@ Every regtune function already takes CPU torch tensors where it takes arrays (a 
 NumPy view through DLPack; a ``Parameter`` through ``.detach()``, which shares its memory), and
 updates them in place. This package adds what needs torch itself:
 
-- :mod:`regtune.torch.nn`: ``Dropout``, ``AlphaDropout``, ``Dropout1d/2d/3d`` modules and their
-  functional forms as autograd Functions that save no mask: the backward regenerates it from
+- :mod:`regtune.torch.nn`: ``Dropout``, ``AlphaDropout``, ``FeatureAlphaDropout``,
+  ``Dropout1d/2d/3d`` modules and their functional forms as autograd Functions that save no mask: the backward regenerates it from
   the forward's Philox key and offset.
 - :mod:`regtune.torch.optim`: every regtune optimizer as a ``torch.optim.Optimizer``.
 - :mod:`regtune.torch.init`: the ``torch.nn.init`` names on tensors, and ``reset_parameters`` /

@@ -18,17 +18,21 @@ input.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as _np
 import torch
 
 from .. import dropout as _rd
 from .._validation import hyperparameter
 
 __all__ = [
-    "Dropout", "AlphaDropout", "Dropout1d", "Dropout2d", "Dropout3d",
-    "dropout", "alpha_dropout", "dropout1d", "dropout2d", "dropout3d",
+    "Dropout", "AlphaDropout", "FeatureAlphaDropout", "Dropout1d", "Dropout2d", "Dropout3d",
+    "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d",
 ]  # fmt: skip
+
+_SELU_ALPHA = 1.7580993408473766  # torch's alpha' = -SELU(-inf)
 
 _KINDS = {  # kind: (forward, backward)
     "dropout": (_rd.dropout, _rd.dropout_backward),
@@ -74,6 +78,58 @@ class _RegenDropout(torch.autograd.Function):
         dx = torch.empty_like(dy, memory_format=torch.contiguous_format)
         backward(dy, p=ctx.p, seed=ctx.key, out=dx)
         return dx, None, None, None, None
+
+
+class _FeatureAlphaDropout(torch.autograd.Function):
+    """torch's feature_alpha_dropout with the channel mask regenerated in the backward: a keep
+    bit per (n, c) channel from regtune's stream, then torch's own ops on the (N, C, 1, ...)
+    noise tensor: b = (noise - 1) * alpha' a + alpha' a p, y = x * (noise * a) + b."""
+
+    @staticmethod
+    def _noise(shape: tuple[int, ...], ndim: int, p: float, key: int, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
+        units = shape[0] * shape[1]
+        bits = _rd.dropout_mask(units, p, seed=key)
+        keep = torch.from_numpy(_np.unpackbits(bits, bitorder="little", count=units).astype(_np.float64))
+        noise = keep.to(dtype).reshape(shape[0], shape[1], *([1] * (ndim - 2)))
+        return noise, 1.0 / math.sqrt((_SELU_ALPHA * _SELU_ALPHA * p + 1) * (1 - p))
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, p: float, key: int) -> torch.Tensor:
+        noise, a = _FeatureAlphaDropout._noise(tuple(x.shape), x.dim(), p, key, x.dtype)
+        b = noise.add(-1).mul_(_SELU_ALPHA * a).add_(_SELU_ALPHA * a * p)
+        noise.mul_(a)
+        ctx.p, ctx.key, ctx.shape = p, key, tuple(x.shape)
+        return x.detach().mul(noise).add_(b)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        noise, a = _FeatureAlphaDropout._noise(ctx.shape, len(ctx.shape), ctx.p, ctx.key, dy.dtype)
+        return dy.mul(noise.mul_(a)), None, None
+
+
+def feature_alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = False, inplace: bool = False, *,
+                          generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """``torch.nn.functional.feature_alpha_dropout`` (whole channels of (N, C, ...); ``training``
+    defaults to False as torch's) whose backward regenerates the channel mask: one bit per
+    channel from regtune's stream, saved nowhere. ``p == 1`` gives zeros, as torch."""
+    _check(input, "input")
+    p = hyperparameter(p, "p", low=0.0, high=1.0)
+    if not isinstance(training, bool):
+        raise TypeError(f"training must be a bool, got training={training!r}")
+    if not isinstance(inplace, bool):
+        raise TypeError(f"inplace must be a bool, got inplace={inplace!r}")
+    if not training or p == 0.0:
+        return input
+    if input.dim() < 2:
+        raise ValueError(f"input must have at least 2 dimensions (N, C, ...), got shape {tuple(input.shape)}")
+    if p == 1.0:
+        return input.mul_(0) if inplace else input.mul(0)
+    y = _FeatureAlphaDropout.apply(input, p, _key(generator))
+    if inplace:
+        with torch.no_grad():
+            input.copy_(y)
+    return y
 
 
 def _apply(kind: str, x: torch.Tensor, p: float, training: bool, inplace: bool, generator: Any, name: str) -> Any:
@@ -157,6 +213,13 @@ class AlphaDropout(_DropoutNd):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return alpha_dropout(input, self.p, self.training, self.inplace)
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    """``torch.nn.FeatureAlphaDropout`` with a regenerated channel mask."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return feature_alpha_dropout(input, self.p, self.training, self.inplace)
 
 
 class Dropout1d(_DropoutNd):

@@ -313,28 +313,25 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
       means.push_back(mean > T(sc.eps1) ? mean : (std::isnan(mean) ? mean : T(sc.eps1)));  // clamp_(min=eps1)
     }
   }
-  auto factors = [&](const AdafactorTask& w, size_t r, const T*& cv, T& rv, T& m, const T*& var) {
-    if (factored[w.t]) {
-      cv = col_vars[w.t] + w.b * cols[w.t] + w.c0;
-      rv = row_vars[w.t][w.b * rows[w.t] + r];
-      m = means[mean0[w.t] + w.b];
-      var = nullptr;
-    } else {
-      cv = nullptr, rv = T(0), m = T(1);
-      var = variances[w.t] + offset(w, r);
-    }
+  // f(task, row, offset, cv, rv, m, var) for every row segment of every task, with its factors:
+  // the column factors, row factor and clamped mean of a factored tensor, or its variance.
+  auto each_row = [&](auto f) {
+    for_tasks(tasks, total, [&](const AdafactorTask& w) {
+      for (size_t r = w.r0; r < w.r1; ++r) {
+        const size_t o = offset(w, r);
+        if (factored[w.t]) {
+          f(w, r, o, col_vars[w.t] + w.b * cols[w.t] + w.c0, row_vars[w.t][w.b * rows[w.t] + r],
+            means[mean0[w.t] + w.b], static_cast<const T*>(nullptr));
+        } else {
+          f(w, r, o, static_cast<const T*>(nullptr), T(0), T(1), static_cast<const T*>(variances[w.t] + o));
+        }
+      }
+    });
   };
 
   std::fill(rowpart.begin(), rowpart.end(), 0.0);
-  for_tasks(tasks, total, [&](const AdafactorTask& w) {
-    for (size_t r = w.r0; r < w.r1; ++r) {
-      const T* cv;
-      const T* var;
-      T rv, m;
-      factors(w, r, cv, rv, m, var);
-      const size_t o = offset(w, r);
-      k.second(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, a, cv, rv, m, var, &rowpart[2 * slot(w, r)]);
-    }
+  each_row([&](const AdafactorTask& w, size_t r, size_t o, const T* cv, T rv, T m, const T* var) {
+    k.second(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, a, cv, rv, m, var, &rowpart[2 * slot(w, r)]);
   });
 
   std::vector<OptimArgs<T>> at(count, a);
@@ -346,16 +343,9 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
     const double denom = ratio > 1.0 ? ratio : 1.0;  // Python's max(1.0, ratio)
     at[t].step = T(-alpha[t] / denom);
   }
-  for_tasks(tasks, total, [&](const AdafactorTask& w) {
-    for (size_t r = w.r0; r < w.r1; ++r) {
-      const T* cv;
-      const T* var;
-      T rv, m;
-      factors(w, r, cv, rv, m, var);
-      const size_t o = offset(w, r);
-      k.apply(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, at[w.t], cv, rv, m, var,
-              emas ? emas[w.t] + o : nullptr);
-    }
+  each_row([&](const AdafactorTask& w, size_t, size_t o, const T* cv, T rv, T m, const T* var) {
+    k.apply(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, at[w.t], cv, rv, m, var,
+            emas ? emas[w.t] + o : nullptr);
   });
   return norm;
 }

@@ -534,13 +534,7 @@ class Adam(Optimizer):
             "eps": self.eps,
             "amsgrad": self.amsgrad,
         }
-        if wd != 0:
-            if self._decoupled:
-                c["decay"] = 1 - lr * wd
-                if math.isinf(c["decay"]):
-                    raise ValueError(f"lr * weight_decay overflows float64: lr={lr!r}, weight_decay={wd!r}")
-            else:
-                c["wd"] = wd
+        _decay_args(c, lr, wd, self._decoupled)
         return c
 
 
@@ -768,9 +762,7 @@ class Lion(Optimizer):
                         "lr(0) must be > 0 with decoupled_weight_decay=True (weight_decay is divided by it), got 0.0"
                     )
                 wd = wd / lr0
-            c["decay"] = 1 - lr * wd
-            if math.isinf(c["decay"]):
-                raise ValueError(f"lr * weight_decay overflows float64: lr={lr!r}, weight_decay={wd!r}")
+        _decay_args(c, lr, wd, True)
         return c
 
 

@@ -305,6 +305,15 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
   const uint64_t key = stochastic ? seed.cast<uint64_t>() : 0;
   if (stochastic && n >= (size_t(1) << 24)) throw py::value_error("optim_step_low: at most 2**24 tensors");
   DType pdt = DType::bf16;
+  // The state's dtype: that of the first state array given (float32 or the params' dtype).
+  DType state_dt = DType::f32;
+  for (size_t k = 0; k < 3; ++k) {
+    py::object lst = states[k];
+    if (lst.is_none() || py::len(lst) == 0) continue;
+    const FloatKind sk = float_kind(lst.cast<py::sequence>()[0]);
+    state_dt = dtype_code(sk);
+    break;
+  }
   for (size_t i = 0; i < n; ++i) {
     const std::string pl = item("params", i);
     if (i == 0) {
@@ -315,6 +324,9 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
         throw py::type_error(std::string(average ? "grads[0]" : "params[0]") + " must have dtype bfloat16 or float16 for a low-precision step");
       }
       pdt = dtype_code(k0);
+      if (state_dt != DType::f32 && state_dt != pdt) {
+        throw py::type_error(std::string("the optimizer state must be float32 or ") + dtype_label(pdt));
+      }
     }
     auto [p, pd] = low_array(params[i], pl, pdt, kind == int(OptimKind::average), true, nullptr, "");
     LowTensor& t = tensors[i];
@@ -341,7 +353,9 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
       if (size_t(py::len(seq)) != n) {
         throw py::value_error(name + " has " + std::to_string(py::len(seq)) + " arrays but params has " + std::to_string(n));
       }
-      auto [sa, sd] = low_array(seq[i], item(name, i), pdt, true, true, &p, pl);
+      // The averages of 16-bit params are float32; the state buffers share one dtype.
+      const DType want = k == 3 ? DType::f32 : state_dt;
+      auto [sa, sd] = low_array(seq[i], item(name, i), want, false, true, &p, pl);
       if (k < 3) {
         t.state[k] = sa.mutable_data(), t.state_dt[k] = sd;
       } else {
@@ -375,6 +389,28 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
   }
   if (max_grad_norm > 0) return py::float_(norm);
   return py::none();
+}
+
+// A list of float32 / bfloat16 / float16 arrays (each C-contiguous; writable when `write`).
+struct LowList {
+  std::vector<py::array> arrays;
+  std::vector<void*> data;
+  std::vector<DType> dts;
+  std::vector<size_t> sizes;
+};
+LowList gather_low(const py::sequence& seq, const std::string& name, bool write) {
+  LowList l;
+  for (size_t i = 0; i < size_t(py::len(seq)); ++i) {
+    const std::string label = item(name, i);
+    const FloatKind k = float_kind(seq[i]);
+    const DType want = k == FloatKind::bf16 || k == FloatKind::f16 ? dtype_code(k) : DType::f32;
+    auto [a, d] = low_array(seq[i], label, want, true, write, nullptr, "");
+    l.data.push_back(write ? a.mutable_data() : const_cast<void*>(a.data()));
+    l.dts.push_back(d);
+    l.sizes.push_back(size_t(a.size()));
+    l.arrays.push_back(a);
+  }
+  return l;
 }
 
 bool any_low(const py::sequence& seq) {
@@ -436,7 +472,11 @@ void register_optim(py::module_& m) {
       "grad_sums",
       [](const py::sequence& xs) {
         double a = 0, q = 0;
-        if (first_is_f64(xs)) {
+        if (any_low(xs)) {
+          const LowList l = gather_low(xs, "grads", false);
+          py::gil_scoped_release nogil;
+          low_list_sums(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), &a, &q);
+        } else if (first_is_f64(xs)) {
           const auto g = gather<const double>(xs, "grads");
           const auto l = g.list();
           py::gil_scoped_release nogil;
@@ -449,7 +489,9 @@ void register_optim(py::module_& m) {
         }
         return py::make_tuple(a, q);
       },
-      py::arg("xs"), "(sum |x|, sum x^2) over a list of arrays of one dtype, in double, deterministically.");
+      py::arg("xs"),
+      "(sum |x|, sum x^2) over a list of arrays of one dtype (or of float32/bfloat16/float16 arrays), in "
+      "double, deterministically.");
   m.def(
       "clip_grad_norm",
       [](const py::sequence& grads, double max_norm) {
@@ -466,6 +508,16 @@ void register_optim(py::module_& m) {
           if (!(c >= 1.0)) scale_list(l, c);
           return norm;
         };
+        if (any_low(grads)) {
+          const LowList l = gather_low(grads, "grads", true);
+          py::gil_scoped_release nogil;
+          double a, q;
+          low_list_sums(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), &a, &q);
+          const double norm = std::sqrt(q);
+          const double c = clip_coefficient(norm, max_norm);
+          if (!(c >= 1.0)) low_scale_list(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), c, false);
+          return norm;
+        }
         return first_is_f64(grads) ? run(double{}) : run(float{});
       },
       py::arg("grads"), py::arg("max_norm"));
@@ -479,6 +531,12 @@ void register_optim(py::module_& m) {
           py::gil_scoped_release nogil;
           clamp_list(l, clip);
         };
+        if (any_low(grads)) {
+          const LowList l = gather_low(grads, "grads", true);
+          py::gil_scoped_release nogil;
+          low_scale_list(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), clip, true);
+          return;
+        }
         first_is_f64(grads) ? run(double{}) : run(float{});
       },
       py::arg("grads"), py::arg("clip"));
@@ -496,6 +554,17 @@ void register_optim(py::module_& m) {
           py::gil_scoped_release nogil;
           add_penalty_grad(gp, wp, n, l1, l2);
         };
+        const FloatKind gk = float_kind(g);
+        if (gk == FloatKind::bf16 || gk == FloatKind::f16) {  // w in g's dtype or float32
+          auto [ga, gd] = low_array(g, "g", dtype_code(gk), false, true, nullptr, "");
+          auto [wa, wd] = low_array(w, "w", gd, true, false, &ga, "g");
+          void* gp = ga.mutable_data();
+          const void* wp = wa.data();
+          const size_t n = size_t(ga.size());
+          py::gil_scoped_release nogil;
+          low_penalty_grad(gp, gd, wp, wd, n, l1, l2);
+          return;
+        }
         has_dtype(g, py::dtype::of<double>()) ? run(double{}) : run(float{});
       },
       py::arg("g"), py::arg("w"), py::arg("l1"), py::arg("l2"));
@@ -510,6 +579,15 @@ void register_optim(py::module_& m) {
           py::gil_scoped_release nogil;
           prox_l1(wp, n, threshold);
         };
+        const FloatKind wk = float_kind(w);
+        if (wk == FloatKind::bf16 || wk == FloatKind::f16) {
+          auto [wa, wd] = low_array(w, "w", dtype_code(wk), false, true, nullptr, "");
+          void* wp = wa.mutable_data();
+          const size_t n = size_t(wa.size());
+          py::gil_scoped_release nogil;
+          low_prox_l1(wp, wd, n, threshold);
+          return;
+        }
         has_dtype(w, py::dtype::of<double>()) ? run(double{}) : run(float{});
       },
       py::arg("w"), py::arg("threshold"));

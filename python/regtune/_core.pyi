@@ -36,6 +36,8 @@ def truncated_normal(
 def truncnorm_mass(mean: float, std: float, a: float, b: float) -> float: ...
 def fill(out: npt.NDArray[np.floating[Any]], value: float) -> None: ...
 def parallel_copy(dst: npt.NDArray[Any], src: npt.NDArray[Any]) -> None: ...
+def convert(x: npt.NDArray[Any], out: npt.NDArray[Any]) -> None: ...
+def round_stochastic(x: npt.NDArray[np.float32], out: npt.NDArray[Any], key: int, stream: int, first: int) -> None: ...
 
 # --- dropout (regtune.dropout computes threshold and coefficients) -------------------------
 def dropout(
@@ -70,6 +72,18 @@ def optim_step(
     state_names: Sequence[str],
     args: dict[str, float | bool],
     max_grad_norm: float,
+) -> float | None: ...
+def optim_step_low(
+    kind: int,
+    params: Sequence[npt.NDArray[Any]],
+    grads: Sequence[npt.NDArray[Any]],
+    states: Sequence[Sequence[npt.NDArray[Any]] | None],
+    state_names: Sequence[str],
+    args: dict[str, float | bool],
+    max_grad_norm: float,
+    masters: Sequence[npt.NDArray[np.float32]] | None,
+    seed: int | None,
+    step: int,
 ) -> float | None: ...
 def adafactor_step(
     params: Sequence[npt.NDArray[np.floating[Any]]],

@@ -23,7 +23,26 @@ step, with the extras folded into that pass:
   parameters again (``ema.update()``).
 
 Parameters are updated in place and must be C-contiguous, writable float32/float64 arrays of
-one dtype; gradients must match them in shape and dtype and are never modified. ``lr`` (and
+one dtype; gradients must match them in shape and dtype and are never modified.
+
+16-bit parameters: every optimizer but ``Adafactor`` also steps ``ml_dtypes.bfloat16`` or
+``numpy.float16`` parameters, with gradients in their dtype or float32. The step is the
+float32 step (the same kernel body, the same float32 arithmetic) on the widened values:
+
+- ``state_dtype=``: the state buffers' dtype, float32 (the default) or the parameters' dtype
+  (as torch keeps it; with ``precision="round"`` this is torch's fused bfloat16/float16 step,
+  bit for bit for SGD, Adam, AdamW and Adagrad);
+- ``precision="round"``: the new parameter rounded to nearest even (an update below half an
+  ulp of the weight is lost, as in torch);
+- ``precision="stochastic"``: rounded up or down with probability proportional to the
+  distance, so the expected parameter is the float32 one; the random bits are word ``i`` of
+  the Philox stream ``step * 2**24 + t`` under the key of ``seed=`` (an int, a SeedSequence or
+  None) for element ``i`` of tensor ``t``: the same bits on any thread count and SIMD path;
+- ``precision="master"``: a float32 master copy of each parameter in ``state["master"]``
+  follows the float32 trajectory exactly; the parameter is its rounding to nearest even.
+
+Each mode is one pass over memory. The averages of ``EMA``/``SWA`` of 16-bit parameters are
+float32. ``lr`` (and
 ``weight_decay``) may be a float or a schedule, a callable of the number of steps taken so far
 (0 for the first step). The state is plain NumPy arrays in ``opt.state``;
 ``state_dict()``/``load_state_dict()`` round-trip exactly.
@@ -117,8 +136,9 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
     the gradients, give the optimizer ``max_grad_norm=`` instead.
 
     Args:
-        grads: C-contiguous, writable float32/float64 arrays of one dtype, no two sharing
-            memory, no masked arrays.
+        grads: C-contiguous, writable float32/float64/bfloat16/float16 arrays of one dtype, no
+            two sharing memory, no masked arrays (16-bit values are squared and summed in
+            double, and scaled in float32, rounded to nearest even).
         max_norm: finite, > 0.
 
     Returns:
@@ -130,7 +150,7 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
         >>> clip_grad_norm(g, 1.0), g[0].round(6)
         (5.0, array([0.6, 0.8]))
     """
-    grads = _arrays(grads, "grads")
+    grads = _arrays(grads, "grads", low=True)
     return _core.clip_grad_norm(grads, hyperparameter(max_norm, "max_norm", low=0.0, low_open=True))
 
 
@@ -139,8 +159,8 @@ def clip_grad_value(grads: Sequence[np.ndarray], clip: float) -> None:
     ``torch.nn.utils.clip_grad_value_``.
 
     Args:
-        grads: C-contiguous, writable float32/float64 arrays of one dtype, no two sharing
-            memory, no masked arrays.
+        grads: C-contiguous, writable float32/float64/bfloat16/float16 arrays of one dtype, no
+            two sharing memory, no masked arrays.
         clip: finite, >= 0.
 
     Example::
@@ -148,7 +168,7 @@ def clip_grad_value(grads: Sequence[np.ndarray], clip: float) -> None:
         >>> g = [np.array([-3.0, 0.5])]; clip_grad_value(g, 1.0); g[0]
         array([-1. ,  0.5])
     """
-    grads = _arrays(grads, "grads")
+    grads = _arrays(grads, "grads", low=True)
     _core.clip_grad_value(grads, hyperparameter(clip, "clip", low=0.0))
 
 
@@ -190,7 +210,8 @@ class Optimizer:
         #: Whether the parameters are bfloat16/float16 (the low-precision step).
         self._low = dt in LOW_DTYPES
         if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, _PRECISIONS))}, got precision={precision!r}")
+            valid = ", ".join(map(repr, _PRECISIONS))
+            raise ValueError(f"precision must be one of {valid}, got precision={precision!r}")
         if precision != "round" and not self._low:
             raise ValueError(f"precision={precision!r} needs bfloat16 or float16 params, got {dt}")
         #: How the update is written back to 16-bit parameters: "round", "stochastic" or "master".
@@ -416,7 +437,8 @@ class Optimizer:
 
     def __repr__(self) -> str:
         extra = f", precision={self.precision!r}, state {self.state_dtype}" if self._low else ""
-        return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}{extra}, step {self.step_count})"
+        name, dt = type(self).__name__, self.params[0].dtype
+        return f"{name}({len(self.params)} params, {dt}{extra}, step {self.step_count})"
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
@@ -462,12 +484,14 @@ class SGD(Optimizer):
         p = p - lr * g
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: learning rate >= 0, or a schedule ``lr(step_count)``.
         momentum: >= 0 (0: no buffer). dampening: finite. nesterov: needs momentum > 0 and
         dampening == 0.
         weight_decay: >= 0 (L2, folded into the gradient), or a schedule.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``momentum_buffer`` when momentum != 0.
 
@@ -529,10 +553,12 @@ class Adam(Optimizer):
         p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule. amsgrad: keep the running maximum of v.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
     """
@@ -637,7 +663,8 @@ class RMSprop(Optimizer):
     Args:
         params: arrays to update in place. lr: >= 0, or a schedule. alpha: in [0, 1].
         eps: > 0. weight_decay: >= 0, or a schedule. momentum: >= 0. centered: bool.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``square_avg``; ``grad_avg`` when centered; ``momentum_buffer`` when momentum > 0.
     """
@@ -764,14 +791,16 @@ class Lion(Optimizer):
     ``exp_avg`` and writes param and ``exp_avg`` once.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1).
         weight_decay: >= 0, or a schedule: decoupled, as AdamW's (``p * (1 - lr * weight_decay)``).
         decoupled_weight_decay: as lion-pytorch's: ``weight_decay`` is divided by the first
             step's lr ``lr0`` (``lr(0)`` for a schedule), so each step multiplies p by
             ``1 - lr / lr0 * weight_decay``: ``weight_decay`` is the decay per step at the
             initial learning rate.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``.
 
@@ -902,11 +931,13 @@ class NAdam(Optimizer):
     within float32 rounding).
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule. momentum_decay: >= 0.
         decoupled_weight_decay: AdamW-style decay (torch's NAdamW), else an L2 term.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_avg_sq``.
     """
@@ -974,11 +1005,13 @@ class RAdam(Optimizer):
     update is SGD with momentum.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule.
         decoupled_weight_decay: AdamW-style decay, else an L2 term.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_avg_sq``.
     """
@@ -1042,10 +1075,12 @@ class Adamax(Optimizer):
         p = p - lr / (1 - beta1**t) * m / u
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule (an L2 term, as torch).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_inf``.
     """
@@ -1098,10 +1133,12 @@ class Adadelta(Optimizer):
         p = p - lr * delta
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule (default 1.0, as torch). rho: in [0, 1]. eps: > 0.
         weight_decay: >= 0, or a schedule (an L2 term, as torch).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``square_avg``, ``acc_delta``.
     """
@@ -1155,14 +1192,15 @@ class LAMB(Optimizer):
     the steps. Both passes are one native call.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0 (default 1e-6).
         weight_decay: >= 0, or a schedule. decoupled_weight_decay: default True (see above).
         grad_averaging: scale g by 1 - beta1 in m (default True).
         trust_clamp: > 0, the cap on the parameter norm (pytorch-optimizer's 10).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring (``max_grad_norm`` clips
-            before the step, as ``clip_grad_norm`` does; pytorch-optimizer's ``pre_norm`` is
-            not the same).
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the module
+            docstring (``max_grad_norm`` clips before the step, as ``clip_grad_norm`` does;
+            pytorch-optimizer's ``pre_norm`` is not the same).
 
     State: ``exp_avg``, ``exp_avg_sq``.
     """
@@ -1240,12 +1278,13 @@ class LARS(Optimizer):
     The norms are reduced as :class:`LAMB`'s, in a first pass of the same native call.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. momentum: >= 0 (0: no buffer). dampening: in [0, 1].
         weight_decay: >= 0, or a schedule. nesterov: bool.
         trust_coefficient: >= 0 (default 1e-3).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring (the norm of g is that of
-            the clipped gradient with its L1 term).
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the module
+            docstring (the norm of g is that of the clipped gradient with its L1 term).
 
     State: ``momentum_buffer`` when momentum > 0.
     """
@@ -1316,7 +1355,7 @@ class Adafactor(Optimizer):
         lr: >= 0, or a schedule (default 1e-2, as torch). beta2_decay: <= 0.
         eps: (eps1, eps2): eps1 None or >= 0, eps2 >= 0. d: >= 1, the clipping threshold.
         weight_decay: >= 0, or a schedule (decoupled, as torch).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema: see the module docstring (no 16-bit params).
 
     State: ``row_var`` and ``col_var`` for tensors of more than one dimension, ``variance`` for
     the others; each list holds None where a tensor keeps no such buffer.
@@ -1420,7 +1459,9 @@ class _Average:
                 if found is not None:
                     raise ValueError(f"{found}; the averages must not share memory with the parameters")
             if self._low:
-                _core.optim_step_low(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0, None, None, 0)
+                _core.optim_step_low(
+                    _AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0, None, None, 0
+                )
             else:
                 _core.optim_step(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0)
             self.n_averaged += 1

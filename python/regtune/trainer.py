@@ -22,6 +22,12 @@ stream), so the same seed, data and options give the same :class:`History`, bit 
 one machine; only the ``time`` column differs between runs. (NumPy's matrix products run in
 the BLAS, whose results can depend on its thread count: keep that fixed between runs.)
 
+16-bit weights: ``Trainer(model, precision="bf16" | "fp16", rounding="round" | "stochastic" |
+"master")`` keeps the weights and biases in bfloat16 or float16 and everything else in float32
+(NumPy has no bfloat16 matrix product: each product widens the weights); see :class:`Trainer`
+and bench/precision_demo.py, where round to nearest stalls at a small learning rate while
+stochastic rounding and master weights follow the float32 loss.
+
 Threads: this trainer's arrays are small, and each step calls many short kernels, so one
 thread is fastest; on a busy machine a parallel region also waits for a descheduled thread.
 ``regtune train --threads 1`` runs regtune and the BLAS on one thread; from Python,

@@ -916,3 +916,20 @@ def test_precision_and_model_dtype_must_agree(tmp_path):
     make_trainer().save_checkpoint(f32)
     with pytest.raises(ValueError, match=r"checkpoint model dtype float32 differs from float64"):
         Trainer(MLP([16, 32, 3], dropout=0.2, dtype=np.float64), optimizer="adamw").load_checkpoint(f32)
+
+
+def test_bfloat16_optimizer_state_round_trips(tmp_path):
+    """optimizer_kwargs={"state_dtype": bfloat16} (torch's layout): the state is written as its
+    uint16 bits too and read back as bfloat16."""
+    X, y = blobs(64)
+    kw = {"optimizer": "adamw", "optimizer_kwargs": {"state_dtype": BF16}}
+    t = sixteen("bf16", "stochastic", **kw)
+    t.fit(X, y, epochs=1)
+    assert t.optimizer.state["exp_avg"][0].dtype == BF16
+    t.save_checkpoint(str(tmp_path / "s.npz"))
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["opt_exp_avg_0"].dtype == np.uint16 and f["param_0"].dtype == np.uint16
+    back = sixteen("bf16", "stochastic", **kw)
+    back.load_checkpoint(str(tmp_path / "s.npz"))
+    for name, arrays in t.optimizer.state.items():
+        assert same_bits(back.optimizer.state[name], arrays), name

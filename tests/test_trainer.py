@@ -404,6 +404,9 @@ def test_trainer_refuses_what_cannot_be_trained_in_memory(monkeypatch):
     monkeypatch.setattr(tr, "_available_bytes", lambda: 2 * sum(p.nbytes for p in model.params))
     with pytest.raises(MemoryError, match=r"training MLP\(4 -> 64 -> 3.*\(gradients and optimizer state\) needs"):
         Trainer(model)
+    with pytest.raises(MemoryError, match=r"training MLP\(4 -> 64 -> 3.* in bf16 \(gradients and optimizer state\)"):
+        Trainer(model, precision="bf16", rounding="master")
+    assert model.dtype == np.float32  # not converted
 
 
 X3 = np.random.default_rng(3).normal(size=(12, 4)).astype(np.float32)
@@ -703,8 +706,6 @@ def test_batch_size_too_large_for_the_random_stream():
 # ------------------------------------------------------------------------------ 16-bit weights
 
 import ml_dtypes  # noqa: E402
-
-import regtune  # noqa: E402
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 GRID = [("fp32", None)] + [(p, r) for p in ("bf16", "fp16") for r in ("round", "stochastic", "master")]

@@ -811,11 +811,12 @@ class Trainer:
             _check_fits(3 * n_bytes, f"training {model!r} (gradients and optimizer state)")
             params, cast, kw = model.params, False, {}
         else:
-            # The 16-bit parameters, float32 gradients, two float32 state buffers, the master copy.
-            n = sum(p.size for p in model.params)
-            per = 2 + 4 * (3 + (self.rounding == "master")) + (2 if model.dtype != low else 0)
-            _check_fits(per * n, f"training {model!r} in {self.precision} (16-bit copy, gradients, optimizer state)")
+            # float32 gradients, up to two float32 state buffers, the master copy, and the 16-bit
+            # copy of a float32 model's parameters.
             cast = model.dtype != low
+            per = 4 * (3 + (self.rounding == "master")) + 2 * cast
+            _check_fits(per * sum(p.size for p in model.params),
+                        f"training {model!r} in {self.precision} (gradients and optimizer state)")  # fmt: skip
             params = [p.astype(low) for p in model.params] if cast else model.params
             kw = {"precision": self.rounding}
             if self.rounding == "stochastic":

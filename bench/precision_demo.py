@@ -32,7 +32,7 @@ import numpy as np
 
 import regtune
 from regtune.cli import load_digits_data
-from regtune.trainer import MLP, PRECISIONS, Trainer, _softmax_xent
+from regtune.trainer import MLP, PRECISIONS, Trainer, softmax_cross_entropy
 
 HIDDEN = [128]
 LR = 0.005
@@ -59,8 +59,8 @@ def ulp(w: np.ndarray) -> np.ndarray:
 def lost_fraction(model: MLP, X: np.ndarray, y: np.ndarray) -> float:
     """The fraction of the first step's weight updates (lr * grad, in float32) smaller than half
     an ulp of their 16-bit weight: those that round to nearest leaves out."""
-    logits, cache = model._forward(X[:BATCH], training=True, seed=SEED)
-    grads = model._backward(cache, _softmax_xent(logits, y[:BATCH])[1], seed=SEED)
+    logits, cache = model.forward(X[:BATCH], training=True, seed=SEED)
+    grads = model.backward(cache, softmax_cross_entropy(logits, y[:BATCH])[1], seed=SEED)
     lost = sum(int(np.count_nonzero(np.abs(LR * g) < ulp(w) / 2)) for w, g in zip(model.weights, grads[0::2]))
     return lost / sum(w.size for w in model.weights)
 

@@ -724,6 +724,13 @@ class Trainer:
             is the point of 16-bit weights; ``master`` follows float32 a little more closely
             at the price of that copy.
 
+    Example (16-bit weights)::
+
+        >>> model = MLP([4, 16, 2], seed=0)
+        >>> t = Trainer(model, optimizer="sgd", lr=0.05, precision="bf16", rounding="master")
+        >>> model.dtype, model.compute_dtype, t.optimizer.state["master"][0].dtype
+        (dtype(bfloat16), dtype('float32'), dtype('float32'))
+
     Raises:
         TypeError: an argument of the wrong type (each message names it).
         ValueError: an unknown ``optimizer``, ``precision`` or ``rounding`` (the message lists

@@ -36,8 +36,10 @@ float32 step (the same kernel body, the same float32 arithmetic) on the widened 
   ulp of the weight is lost, as in torch);
 - ``precision="stochastic"``: rounded up or down with probability proportional to the
   distance, so the expected parameter is the float32 one; the random bits are word ``i`` of
-  the Philox stream ``step * 2**24 + t`` under the key of ``seed=`` (an int, a SeedSequence or
-  None) for element ``i`` of tensor ``t``: the same bits on any thread count and SIMD path;
+  the Philox stream ``step * 2**24 + t`` for element ``i`` of tensor ``t``, under a key drawn
+  from ``seed=`` (an int, a SeedSequence or None) through
+  ``SeedSequence(seed, spawn_key=(0x5352,))``, apart from the keys of ``regtune.random`` and
+  dropout with the same seed: the same bits on any thread count and SIMD path;
 - ``precision="master"``: a float32 master copy of each parameter in ``state["master"]``
   follows the float32 trajectory exactly; the parameter is its rounding to nearest even.
 
@@ -116,6 +118,23 @@ _SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc
 
 
 # --------------------------------------------------------------- shared checks (private)
+#: The spawn key that sets stochastic rounding's Philox keys apart from regtune.random's: the
+#: same int seed given to a sampler, dropout and an optimizer draws unrelated bits.
+_SR_DOMAIN = 0x5352
+
+
+def _sr_key(seed: Any) -> int:
+    """Stochastic rounding's Philox key: ``SeedSequence(seed, spawn_key=(0x5352,))``'s first
+    64 bits for an int seed (a SeedSequence's own spawn key gets 0x5352 appended; None: fresh
+    entropy)."""
+    _key_from_seed(seed, "None, an int or a numpy.random.SeedSequence")  # type and range, named
+    if isinstance(seed, np.random.SeedSequence):
+        ss = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, _SR_DOMAIN), pool_size=seed.pool_size)
+    else:
+        ss = np.random.SeedSequence(None if seed is None else int(seed), spawn_key=(_SR_DOMAIN,))
+    w = ss.generate_state(2, np.uint32)
+    return int(w[0]) | (int(w[1]) << 32)
+
 
 
 def _arrays(arrays: Any, name: str, *, low: bool = False) -> list[np.ndarray]:
@@ -228,7 +247,7 @@ class Optimizer:
         #: The dtype of the optimizer's state buffers (float32 by default for 16-bit params).
         self.state_dtype = sdt
         #: The Philox key of stochastic rounding (None otherwise).
-        self._sr_key = _key_from_seed(seed) if precision == "stochastic" else None
+        self._sr_key = _sr_key(seed) if precision == "stochastic" else None
         if precision != "stochastic" and seed is not None:
             raise ValueError(f"seed= keys stochastic rounding: it needs precision='stochastic', got {precision!r}")
         if self._low and isinstance(self, Adafactor):

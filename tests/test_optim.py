@@ -700,7 +700,7 @@ def test_bad_params_are_named(name):
         ctor([ro])
     with pytest.raises(TypeError, match=r"params\[1\] has dtype float64 but params\[0\] has float32"):
         ctor([a, np.zeros(3)])
-    with pytest.raises(TypeError, match=r"params\[0\] must have dtype float32, float64, bfloat16 or float16, got int64"):
+    with pytest.raises(TypeError, match=r"params\[0\] must have dtype float32, float64, bfloat16 or float16, got int"):
         ctor([np.zeros(3, np.int64)])
     with pytest.raises(TypeError, match=r"params\[0\] must be a numpy.ndarray"):
         ctor([[1.0, 2.0]])
@@ -1483,7 +1483,7 @@ def test_dask_steps_refuse_ema():
 # ------------------------------------------------------------------ 16-bit parameters
 BF16 = np.dtype(ml_dtypes.bfloat16)
 LOW = [BF16, np.dtype(np.float16)]
-LOW_CASES = [c for c in CASES + EXTRAS if c[0] != "Adafactor"]
+LOW_CASES = CASES + EXTRAS
 
 
 def _rounded(x, dtype):
@@ -1549,7 +1549,7 @@ def test_round_to_nearest_is_the_float32_step_rounded(case, dtype):
         assert _same_bits(got, _rounded(w, dtype))
     for key in opt.state:
         for a, b in zip(opt.state[key], ref.state[key]):
-            assert _same_bits(a, b), key
+            assert (a is None and b is None) or _same_bits(a, b), key
 
 
 # torch's fused CPU optimizers on bfloat16/float16: state in the params' dtype, float32 math.
@@ -1616,7 +1616,9 @@ def _sr_writes(key, dtype):
 
 
 @pytest.mark.parametrize("dtype", LOW, ids=str)
-@pytest.mark.parametrize("case", [c for c in LOW_CASES if c[0] in ("SGD", "AdamW", "Lion", "LAMB", "Adagrad")], ids=_id)
+@pytest.mark.parametrize(
+    "case", [c for c in LOW_CASES if c[0] in ("SGD", "AdamW", "Lion", "LAMB", "Adagrad", "Adafactor")], ids=_id
+)
 def test_stochastic_rounding_is_the_float32_step_rounded_with_the_counter_stream(case, dtype):
     name, kw = case
     params16, grad_seq = _low_problem(dtype, steps=10)
@@ -1629,20 +1631,25 @@ def test_stochastic_rounding_is_the_float32_step_rounded_with_the_counter_stream
         assert _same_bits(got.astype(np.float32), w)
     for key in opt.state:
         for a, b in zip(opt.state[key], ref.state[key]):
-            assert _same_bits(a, b), key
+            assert (a is None and b is None) or _same_bits(a, b), key
 
 
-def _low_digest(dtype, precision, **kw):
+def _low_digest(dtype, precision, name="AdamW", **kw):
     params16, grad_seq = _low_problem(dtype, steps=5, shapes=[(300, 77), (1000,), (3,)])
-    opt = optim.AdamW(params16, lr=1e-2, weight_decay=0.1, precision=precision, **kw)
+    opt = getattr(optim, name)(params16, lr=1e-2, weight_decay=0.1, precision=precision, **kw)
     for grads in grad_seq:
         opt.step([_rounded(g, dtype) for g in grads])
-    return [p.tobytes() for p in params16] + [a.tobytes() for arrays in opt.state.values() for a in arrays]
+    states = [a.tobytes() for arrays in opt.state.values() for a in arrays if a is not None]
+    return [p.tobytes() for p in params16] + states
 
 
 @pytest.mark.parametrize("dtype", LOW, ids=str)
-@pytest.mark.parametrize("precision, kw", [("round", {}), ("round", {"state_dtype": "same"}), ("stochastic", {"seed": 7}),
-                                           ("master", {})], ids=["round", "round-low-state", "stochastic", "master"])
+@pytest.mark.parametrize(
+    "precision, kw",
+    [("round", {}), ("round", {"state_dtype": "same"}), ("stochastic", {"seed": 7}), ("master", {}),
+     ("stochastic", {"seed": 7, "name": "Adafactor"}), ("master", {"name": "LAMB"})],
+    ids=["round", "round-low-state", "stochastic", "master", "adafactor-stochastic", "lamb-master"],
+)  # fmt: skip
 def test_low_precision_steps_are_bit_identical_across_threads_and_paths(dtype, precision, kw):
     kw = {k: (dtype if v == "same" else v) for k, v in kw.items()}
     reference = None
@@ -1677,7 +1684,7 @@ def test_small_updates_vanish_when_rounded_to_nearest_but_not_on_average_when_st
 
 def test_low_precision_options_are_checked_and_named():
     p16 = [np.ones(4, BF16)]
-    with pytest.raises(ValueError, match="precision must be one of 'round', 'stochastic', 'master', got precision='bogus'"):
+    with pytest.raises(ValueError, match="precision must be one of 'round', 'stochastic', 'master', got precision='bog"):
         optim.Adam(p16, precision="bogus")
     with pytest.raises(ValueError, match=r"precision='stochastic' needs bfloat16 or float16 params, got float32"):
         optim.Adam([np.ones(4, np.float32)], precision="stochastic")
@@ -1691,8 +1698,8 @@ def test_low_precision_options_are_checked_and_named():
         optim.Adam(p16, state_dtype="nope")
     with pytest.raises(ValueError, match="seed= keys stochastic rounding: it needs precision='stochastic'"):
         optim.Adam(p16, seed=3)
-    with pytest.raises(TypeError, match=r"Adafactor takes float32 or float64 params, got bfloat16"):
-        optim.Adafactor([np.ones((4, 4), BF16)])
+    with pytest.raises(TypeError, match=r"state_dtype must be float32 for Adafactor's 16-bit step"):
+        optim.Adafactor([np.ones((4, 4), BF16)], state_dtype=BF16)
     with pytest.raises(TypeError, match=r"params\[1\] has dtype float16 but params\[0\] has bfloat16"):
         optim.Adam([np.ones(4, BF16), np.ones(4, np.float16)])
     opt = optim.Adam(p16)

@@ -413,6 +413,111 @@ LowList gather_low(const py::sequence& seq, const std::string& name, bool write)
   return l;
 }
 
+// torch.optim.Adafactor's step on 16-bit params (float32 factors, variances and averages).
+py::object adafactor_low(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+                         const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
+                         const py::dict& args_dict, const py::dict& scalars, double max_grad_norm,
+                         const py::object& masters, const py::object& seed, uint64_t step) {
+  const size_t n = size_t(py::len(params));
+  if (size_t(py::len(grads)) != n) {
+    throw py::value_error("grads has " + std::to_string(py::len(grads)) + " arrays but params has " + std::to_string(n));
+  }
+  const OptimArgs<double> args = parse_args(args_dict);
+  if (args.ema_on == emas.is_none()) throw py::value_error("adafactor_step_low: the averages go with ema_weight");
+  AdafactorScalars sc;
+  sc.rho = scalars["rho"].cast<double>(), sc.eps1 = scalars["eps1"].cast<double>();
+  sc.eps2 = scalars["eps2"].cast<double>(), sc.d = scalars["d"].cast<double>();
+  const bool master = !masters.is_none();
+  py::sequence mseq = master ? masters.cast<py::sequence>() : py::sequence(py::list());
+  if (master && size_t(py::len(mseq)) != n) {
+    throw py::value_error("masters has " + std::to_string(py::len(mseq)) + " arrays but params has " + std::to_string(n));
+  }
+  const bool stochastic = !seed.is_none();
+  const uint64_t key = stochastic ? seed.cast<uint64_t>() : 0;
+  if (stochastic && (n >= (size_t(1) << 24) || step >= (uint64_t(1) << 40))) {
+    throw py::value_error("adafactor_step_low: at most 2**24 tensors and 2**40 steps");
+  }
+  std::vector<py::array> keep;
+  std::vector<LowTensor> tensors(n);
+  std::vector<size_t> sizes(n), batches(n), rows(n), cols(n);
+  std::vector<float*> rv(n, nullptr), cv(n, nullptr), var(n, nullptr);
+  std::vector<unsigned char> factored(n);
+  std::vector<std::pair<const char*, const char*>> spans;
+  auto take = [&](const py::sequence& seq, const char* name, size_t i, std::vector<py::ssize_t> shape) -> float* {
+    if (size_t(py::len(seq)) != n) {
+      throw py::value_error(std::string(name) + " has " + std::to_string(py::len(seq)) + " arrays but params has " +
+                            std::to_string(n));
+    }
+    const std::string label = item(name, i);
+    py::array a = writable_array<float>(seq[i], label.c_str());
+    std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
+    if (got != shape) throw py::value_error(label + " has shape " + shape_str(a) + " but must have shape " + shape_of(shape));
+    float* ptr = static_cast<float*>(a.mutable_data());
+    spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + a.size()));
+    keep.push_back(std::move(a));
+    return ptr;
+  };
+  DType pdt = DType::bf16;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string pl = item("params", i);
+    if (i == 0) {
+      const FloatKind k0 = float_kind(params[0]);
+      if (k0 != FloatKind::bf16 && k0 != FloatKind::f16) throw py::type_error(pl + " must have dtype bfloat16 or float16");
+      pdt = dtype_code(k0);
+    }
+    auto [p, pd] = low_array(params[i], pl, pdt, false, true, nullptr, "");
+    (void)pd;
+    LowTensor& t = tensors[i];
+    sizes[i] = size_t(p.size());
+    spans.emplace_back(static_cast<const char*>(p.data()), static_cast<const char*>(p.data()) + p.nbytes());
+    std::vector<py::ssize_t> shape(p.shape(), p.shape() + p.ndim());
+    if (master) {
+      auto [mst, md] = low_array(mseq[i], item("masters", i), DType::f32, false, true, &p, pl);
+      (void)md;
+      t.param = mst.mutable_data(), t.param_dt = DType::f32;
+      t.shadow = p.mutable_data(), t.shadow_dt = pdt;
+      spans.emplace_back(static_cast<const char*>(mst.data()), static_cast<const char*>(mst.data()) + mst.nbytes());
+      keep.push_back(mst);
+    } else {
+      t.param = p.mutable_data(), t.param_dt = pdt;
+    }
+    auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
+    t.grad = g.data(), t.grad_dt = gd;
+    keep.push_back(g);
+    factored[i] = p.ndim() > 1;
+    if (factored[i]) {
+      const size_t d = shape.size();
+      rows[i] = size_t(shape[d - 2]), cols[i] = size_t(shape[d - 1]);
+      batches[i] = 1;
+      for (size_t k = 0; k + 2 < d; ++k) batches[i] *= size_t(shape[k]);
+      auto rshape = shape, cshape = shape;
+      rshape[d - 1] = 1, cshape[d - 2] = 1;
+      rv[i] = take(row_vars, "state['row_var']", i, rshape);
+      cv[i] = take(col_vars, "state['col_var']", i, cshape);
+    } else {
+      batches[i] = 1, rows[i] = 1, cols[i] = sizes[i];
+      var[i] = take(variances, "state['variance']", i, shape);
+    }
+    if (!emas.is_none()) t.ema = take(emas.cast<py::sequence>(), "ema.averages", i, shape), t.ema_dt = DType::f32;
+    if (stochastic) t.stochastic = true, t.sr = {key, (step << 24) | uint64_t(i)};
+    keep.push_back(p);
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t j = 1; j < spans.size(); ++j) {
+    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
+      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
+    }
+  }
+  double norm;
+  {
+    py::gil_scoped_release nogil;
+    norm = adafactor_step_low(tensors.data(), sizes.data(), n, rv.data(), cv.data(), var.data(), batches.data(),
+                              rows.data(), cols.data(), factored.data(), args, sc, max_grad_norm);
+  }
+  if (max_grad_norm > 0) return py::float_(norm);
+  return py::none();
+}
+
 bool any_low(const py::sequence& seq) {
   for (size_t i = 0; i < size_t(py::len(seq)); ++i) {
     const FloatKind k = float_kind(seq[i]);
@@ -468,6 +573,20 @@ void register_optim(py::module_& m) {
       "One torch.optim.Adafactor step over the whole list (row_var/col_var for tensors of more than one "
       "dimension, variance for the others; None where a tensor has no such buffer); scalars: rho, eps1, eps2, d. "
       "Returns the global grad norm when max_grad_norm > 0, else None.");
+  m.def(
+      "adafactor_step_low",
+      [](const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+         const py::sequence& col_vars, const py::sequence& variances, const py::object& emas, const py::dict& args,
+         const py::dict& scalars, double max_grad_norm, const py::object& masters, const py::object& seed,
+         uint64_t step) -> py::object {
+        return adafactor_low(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm, masters,
+                             seed, step);
+      },
+      py::arg("params"), py::arg("grads"), py::arg("row_vars"), py::arg("col_vars"), py::arg("variances"),
+      py::arg("emas"), py::arg("args"), py::arg("scalars"), py::arg("max_grad_norm"), py::arg("masters"),
+      py::arg("seed"), py::arg("step"),
+      "adafactor_step on bfloat16/float16 params (grads in their dtype or float32; float32 factors, variances "
+      "and averages); masters and seed as optim_step_low.");
   m.def(
       "grad_sums",
       [](const py::sequence& xs) {

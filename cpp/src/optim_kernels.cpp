@@ -45,14 +45,14 @@ struct SrWords {
   uint64_t base = ~uint64_t(0);
   alignas(64) uint32_t w[kSrWords + kLanes];
   explicit SrWords(Stream st) : s(st) {}
-  // The kLanes words from index i (a multiple of 4).
+  // The kLanes words from index i.
   RT_INLINE U32 at(uint64_t i) {
     if (i < base || i + kLanes > base + kSrWords) refill(i);
     return load(w + (i - base));
   }
   void refill(uint64_t i) {
     base = i;
-    for_blocks<uint32_t, 4>(s, i / 4, 0, kSrWords, w, [](const Words& x, uint32_t* dst) {
+    for_blocks<uint32_t, 4>(s, i / 4, int(i % 4), kSrWords, w, [](const Words& x, uint32_t* dst) {
       store_interleave4(dst, x.w0, x.w1, x.w2, x.w3);
     });
   }
@@ -660,20 +660,29 @@ RT_INLINE V adafactor_u(const Mem& mem, size_t i, V g, const T* cv, T rv, T m, c
   return mul(div(set1(T(1)), sqrt(max(set1(a.eps), v))), g);
 }
 
-template <typename T>
-void adafactor_first(const T* p_, const T* g_, size_t n, const OptimArgs<T>& args, double* out, double* acc, T* var) {
+// Q and C: the parameter's and the gradient's pointer types (16-bit steps: LowParam, and a
+// 16-bit or float32 gradient); the factors are T (float32 for 16-bit parameters).
+template <typename T, typename Q, typename C>
+void adafactor_first(Q p_, C g_, size_t n, const OptimArgs<T>& args, double* out, double* acc, T* var) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   alignas(64) T gb[kTrustChunk];
+  alignas(64) T pb[std::is_pointer_v<Q> ? 1 : kTrustChunk];  // 16-bit parameters, widened for the sums
   double sp[2] = {0.0, 0.0}, sg[2] = {0.0, 0.0};
   for (size_t c = 0; c < n; c += kTrustChunk) {
     const size_t k = std::min(kTrustChunk, n - c);
     for_vectors<T>(k, [&](size_t i, auto mem) {
-      const V g = clipped_grad(mem, g_ + c + i, mem.load(p_ + c + i), a);
+      const V p = mem.load(p_ + (c + i));
+      if constexpr (!std::is_pointer_v<Q>) mem.store(pb + i, p);
+      const V g = clipped_grad(mem, g_ + (c + i), p, a);
       mem.store(gb + i, g);
       if (var) mem.store(var + c + i, lerp_to(mem.load(var + c + i), mul(g, g), a));  // variance.lerp_(g * g, w)
     });
-    sums_kernel(p_ + c, k, sp);
+    if constexpr (std::is_pointer_v<Q>) {
+      sums_kernel(p_ + c, k, sp);
+    } else {
+      sums_kernel(pb, k, sp);
+    }
     sums_kernel(gb, k, sg);
     if (acc) {
       for (size_t j = 0; j < k; ++j) {  // in double, a product then a sum: the same on every path
@@ -686,9 +695,9 @@ void adafactor_first(const T* p_, const T* g_, size_t n, const OptimArgs<T>& arg
   out[1] += sg[1];
 }
 
-template <typename T>
-void adafactor_second(const T* p_, const T* g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m,
-                      const T* var, double* out) {
+template <typename T, typename Q, typename C>
+void adafactor_second(Q p_, C g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m, const T* var,
+                      double* out) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   alignas(64) T ub[kTrustChunk];
@@ -696,8 +705,8 @@ void adafactor_second(const T* p_, const T* g_, size_t n, const OptimArgs<T>& ar
   for (size_t c = 0; c < n; c += kTrustChunk) {
     const size_t k = std::min(kTrustChunk, n - c);
     for_vectors<T>(k, [&](size_t i, auto mem) {
-      const V p = a.l1_on ? mem.load(p_ + c + i) : set1(T(0));  // p only for the L1 term
-      const V g = clipped_grad(mem, g_ + c + i, p, a);
+      const V p = a.l1_on ? mem.load(p_ + (c + i)) : set1(T(0));  // p only for the L1 term
+      const V g = clipped_grad(mem, g_ + (c + i), p, a);
       mem.store(ub + i, adafactor_u(mem, c + i, g, cv, rv, m, var, a));
     });
     sums_kernel(ub, k, su);
@@ -705,9 +714,8 @@ void adafactor_second(const T* p_, const T* g_, size_t n, const OptimArgs<T>& ar
   out[0] += su[1];
 }
 
-template <typename T>
-void adafactor_apply(T* p_, const T* g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m, const T* var,
-                     T* ema) {
+template <typename T, typename Q, typename C>
+void adafactor_apply(Q p_, C g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m, const T* var, T* ema) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -825,7 +833,8 @@ OptimKernelsOf<T> kernels_of() {
   k.step[int(OptimKind::lars)] = lars_kernel<T, P, C, P, P>;
   k.lamb_sums = lamb_sums<T, C, C, P>;
   k.lars_sums = lars_sums<T, C, C, P>;
-  k.adafactor = {adafactor_first<T>, adafactor_second<T>, adafactor_apply<T>};
+  k.adafactor = {adafactor_first<T, const T*, const T*>, adafactor_second<T, const T*, const T*>,
+                 adafactor_apply<T, T*, const T*>};
   k.sums = sums_kernel<T>;
   k.penalty_grad = penalty_grad_kernel<T, P, C>;
   k.prox_l1 = prox_l1_kernel<T, P, C>;
@@ -914,7 +923,7 @@ void low_step(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a
   SrWords words(t.sr);
   float* e = at_<float>(t.ema, lo);
   auto run = [&](auto q, auto g, auto s0, auto s1, auto s2) { R::step(q, g, s0, s1, s2, e, n, a); };
-  if (t.param_dt == DType::bf16 || t.shadow_dt == DType::bf16 && t.shadow) {
+  if (t.param_dt == DType::bf16 || (t.shadow && t.shadow_dt == DType::bf16)) {
     with_types<bfloat16_t>(t, lo, &words, run);
   } else {
     with_types<float16_t>(t, lo, &words, run);
@@ -924,7 +933,7 @@ void low_step(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a
 template <typename R>
 void low_first(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out) {
   auto run = [&](auto q, auto g, auto s0, auto s1, auto) { R::sums(q, g, s0, s1, n, a, out); };
-  if (t.param_dt == DType::bf16 || t.shadow_dt == DType::bf16 && t.shadow) {
+  if (t.param_dt == DType::bf16 || (t.shadow && t.shadow_dt == DType::bf16)) {
     with_types<bfloat16_t>(t, lo, nullptr, run);
   } else {
     with_types<float16_t>(t, lo, nullptr, run);
@@ -941,6 +950,47 @@ void low_average(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>
     average_kernel<float, float*, const float16_t*, float*, float*>(avg, at_<const float16_t>(t.grad, lo), nullptr,
                                                                     nullptr, nullptr, nullptr, n, a);
   }
+}
+
+// Adafactor on 16-bit parameters: the parameter (LowParam) and gradient typed per call, the
+// factors float32.
+template <typename F>
+RT_INLINE void with_param_grad(const LowTensor& t, size_t o, SrWords* words, F f) {
+  auto run = [&](auto tag) {
+    using L = decltype(tag);
+    LowParam<L> q;
+    if (t.shadow) {
+      q.p = at_<L>(t.shadow, o), q.master = at_<float>(t.param, o);
+    } else {
+      q.p = at_<L>(t.param, o);
+      if (t.stochastic) q.sr = words;
+    }
+    q.idx = o;
+    if (t.grad_dt == DType::f32) {
+      f(q, at_<const float>(t.grad, o));
+    } else {
+      f(q, at_<const L>(t.grad, o));
+    }
+  };
+  if (t.param_dt == DType::bf16 || (t.shadow && t.shadow_dt == DType::bf16)) {
+    run(bfloat16_t{});
+  } else {
+    run(float16_t{});
+  }
+}
+
+void low_ada_first(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, double* out, double* acc,
+                   float* var) {
+  with_param_grad(t, o, nullptr, [&](auto q, auto g) { adafactor_first<float>(q, g, n, a, out, acc, var); });
+}
+void low_ada_second(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, const float* cv, float rv,
+                    float m, const float* var, double* out) {
+  with_param_grad(t, o, nullptr, [&](auto q, auto g) { adafactor_second<float>(q, g, n, a, cv, rv, m, var, out); });
+}
+void low_ada_apply(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, const float* cv, float rv,
+                   float m, const float* var, float* ema) {
+  SrWords words(t.sr);
+  with_param_grad(t, o, &words, [&](auto q, auto g) { adafactor_apply<float>(q, g, n, a, cv, rv, m, var, ema); });
 }
 
 // sums (see OptimKernelsOf) of a 16-bit or float32 array: widened to float32 a piece at a time
@@ -980,6 +1030,7 @@ LowKernels low_kernels() {
   k.step[int(OptimKind::lars)] = low_step<lars_rule>;
   k.lamb_sums = low_first<lamb_first>;
   k.lars_sums = low_first<lars_first>;
+  k.adafactor = {low_ada_first, low_ada_second, low_ada_apply};
   k.sums = low_array_sums;
   k.scale = low_scale;
   k.clamp = low_clamp;

@@ -25,12 +25,12 @@ step, with the extras folded into that pass:
 Parameters are updated in place and must be C-contiguous, writable float32/float64 arrays of
 one dtype; gradients must match them in shape and dtype and are never modified.
 
-16-bit parameters: every optimizer but ``Adafactor`` also steps ``ml_dtypes.bfloat16`` or
-``numpy.float16`` parameters, with gradients in their dtype or float32. The step is the
+16-bit parameters: every optimizer also steps ``ml_dtypes.bfloat16`` or ``numpy.float16``
+parameters, with gradients in their dtype or float32. The step is the
 float32 step (the same kernel body, the same float32 arithmetic) on the widened values:
 
 - ``state_dtype=``: the state buffers' dtype, float32 (the default) or the parameters' dtype
-  (as torch keeps it; with ``precision="round"`` this is torch's fused bfloat16/float16 step,
+  (Adafactor: float32 only; as torch keeps it; with ``precision="round"`` this is torch's fused bfloat16/float16 step,
   bit for bit for SGD, Adam, AdamW and Adagrad);
 - ``precision="round"``: the new parameter rounded to nearest even (an update below half an
   ulp of the weight is lost, as in torch);
@@ -250,8 +250,6 @@ class Optimizer:
         self._sr_key = _sr_key(seed) if precision == "stochastic" else None
         if precision != "stochastic" and seed is not None:
             raise ValueError(f"seed= keys stochastic rounding: it needs precision='stochastic', got {precision!r}")
-        if self._low and isinstance(self, Adafactor):
-            raise TypeError(f"Adafactor takes float32 or float64 params, got {dt} (its 16-bit step is not built)")
         if ema is not None:
             if not isinstance(ema, _Average):
                 raise TypeError(f"ema must be a regtune.optim.EMA or SWA, got {type(ema).__name__}")
@@ -1363,8 +1361,8 @@ class Adafactor(Optimizer):
         p = p - alpha / max(1, rms(u) / d) * u
 
     and a vector or scalar keeps ``variance = lerp(variance, g**2, 1 - beta2_t)`` as ``v``.
-    ``rms`` is the root mean square over the whole tensor; ``eps1`` None means the dtype's
-    machine epsilon. The row and column means and the norms are sums in double in a fixed order
+    ``rms`` is the root mean square over the whole tensor; ``eps1`` None means the machine
+    epsilon of the state's dtype (float32 for 16-bit params, whose factors are float32). The row and column means and the norms are sums in double in a fixed order
     (the same on every thread count and SIMD path), all in one native call that reads each
     gradient three times and each parameter twice (torch's reads them about ten times, and
     materializes v).
@@ -1374,7 +1372,8 @@ class Adafactor(Optimizer):
         lr: >= 0, or a schedule (default 1e-2, as torch). beta2_decay: <= 0.
         eps: (eps1, eps2): eps1 None or >= 0, eps2 >= 0. d: >= 1, the clipping threshold.
         weight_decay: >= 0, or a schedule (decoupled, as torch).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring (no 16-bit params).
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the module
+            docstring (16-bit params keep float32 factors: state_dtype must be float32).
 
     State: ``row_var`` and ``col_var`` for tensors of more than one dimension, ``variance`` for
     the others; each list holds None where a tensor keeps no such buffer.
@@ -1411,15 +1410,22 @@ class Adafactor(Optimizer):
             precision=precision, state_dtype=state_dtype, seed=seed,
             slots=(None, None, None),
         )  # fmt: skip
+        if self._low and self.state_dtype != np.float32:
+            raise TypeError(f"state_dtype must be float32 for Adafactor's 16-bit step (its factors are small), "
+                            f"got {self.state_dtype}")  # fmt: skip
         self._slots = ("row_var", "col_var", "variance")
+        sdt = self.state_dtype
+        master = self.state.get("master")
         self.state = {
-            "row_var": [np.zeros(p.shape[:-1] + (1,), p.dtype) if p.ndim > 1 else None for p in self.params],
-            "col_var": [np.zeros(p.shape[:-2] + (1, p.shape[-1]), p.dtype) if p.ndim > 1 else None for p in self.params],
-            "variance": [np.zeros_like(p) if p.ndim <= 1 else None for p in self.params],
+            "row_var": [np.zeros(p.shape[:-1] + (1,), sdt) if p.ndim > 1 else None for p in self.params],
+            "col_var": [np.zeros(p.shape[:-2] + (1, p.shape[-1]), sdt) if p.ndim > 1 else None for p in self.params],
+            "variance": [np.zeros(p.shape, sdt) if p.ndim <= 1 else None for p in self.params],
         }
+        if master is not None:
+            self.state["master"] = master
 
     def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
-        eps1 = self.eps[0] if self.eps[0] is not None else float(np.finfo(self.params[0].dtype).eps)
+        eps1 = self.eps[0] if self.eps[0] is not None else float(np.finfo(self.state_dtype).eps)
         c: dict[str, Any] = {"avg_weight": float(t) ** self.beta2_decay, "eps": eps1 * eps1}
         c["_scalars"] = {"rho": min(lr, 1 / (float(t) ** 0.5)), "eps1": eps1, "eps2": self.eps[1], "d": self.d}
         _decay_args(c, lr, wd, True)
@@ -1428,6 +1434,12 @@ class Adafactor(Optimizer):
     def _native_step(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> float | None:
         args = dict(args)
         scalars = args.pop("_scalars")
+        if self._low:
+            masters = self.state["master"] if self.precision == "master" else None
+            return _core.adafactor_step_low(
+                self.params, grads, states[0], states[1], states[2], states[3], args, scalars,
+                self.max_grad_norm or 0.0, masters, self._sr_key, self.step_count,
+            )  # fmt: skip
         return _core.adafactor_step(
             self.params, grads, states[0], states[1], states[2], states[3], args, scalars, self.max_grad_norm or 0.0
         )

@@ -188,11 +188,16 @@ RT_INLINE bool no_extras(const OptimArgs<T>& a) {
 
 // Calls body(kFast, kEma) (std::bool_constant tags) for the step `a` describes; rule_fast says
 // whether the rule's own switches are those its fast body assumes.
-// The low-precision steps (Q, the parameter, not a plain pointer) compile only the general body.
+// The low-precision steps (Q, the parameter, not a plain pointer) compile the fast body without
+// the weight average and the general one.
 template <typename Q, typename T, typename Body>
 RT_INLINE void dispatch_rule(const OptimArgs<T>& a, bool rule_fast, Body body) {
   if constexpr (!std::is_pointer_v<Q>) {
-    body(std::false_type{}, std::false_type{});
+    if (no_extras(a) && rule_fast && !a.ema_on) {
+      body(std::true_type{}, std::false_type{});
+    } else {
+      body(std::false_type{}, std::false_type{});
+    }
   } else if (no_extras(a) && rule_fast && !a.ema_on) {
     body(std::true_type{}, std::false_type{});
   } else if (no_extras(a) && rule_fast && !a.ema_copy) {

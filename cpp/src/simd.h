@@ -588,7 +588,8 @@ RT_INLINE F32 bf16_to_f32(H16 h) { return from_bits(shl<16>(widen16(h))); }
 RT_INLINE H16 f32_to_bf16(F32 x) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
-  return narrow16(select(unordered(x), bf16_nan(b), r));
+  const M32 nan = unordered(x);
+  return narrow16(any(nan) ? select(nan, bf16_nan(b), r) : r);  // NaN is rare: a predicted branch
 }
 
 // Stochastic rounding with the 32 random bits of `rnd` per lane: x rounds to the 16-bit value
@@ -600,7 +601,8 @@ RT_INLINE H16 f32_to_bf16(F32 x) {
 RT_INLINE H16 f32_to_bf16_sr(F32 x, U32 rnd) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(b, shr<16>(rnd)));
-  return narrow16(select(unordered(x), bf16_nan(b), r));
+  const M32 nan = unordered(x);
+  return narrow16(any(nan) ? select(nan, bf16_nan(b), r) : r);
 }
 // IEEE half: lo is x rounded toward zero, hi the next half away from zero (65536 standing in
 // for infinity above the largest half, 65504); x goes up when u * (|hi| - |lo|) < |x| - |lo|,

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import ml_dtypes
 import numpy as np
 import pytest
 from scipy import stats
@@ -358,7 +359,7 @@ def test_constant_errors():
         init.constant((2, 2), 1e39)  # overflows float32
     assert np.all(init.constant((2, 2), 1e39, dtype=np.float64) == 1e39)
     with pytest.raises(TypeError, match="dtype"):
-        init.zeros((2, 2), dtype=np.float16)
+        init.zeros((2, 2), dtype=ml_dtypes.float8_e4m3fn)
     with pytest.raises(ValueError, match="out"):
         init.ones(out=np.empty((4, 6), dtype=np.float32)[:, ::2])
 
@@ -558,14 +559,14 @@ def test_bad_out_and_dtype(name, fn, kwargs):
         fn(**kwargs, out=read_only)
     with pytest.raises(TypeError, match="^dtype float32 does not match out.dtype float64$"):
         fn(**kwargs, dtype=np.float32, out=np.empty((4, 3), dtype=np.float64))
-    with pytest.raises(TypeError, match="out must have dtype float32 or float64, got int32"):
+    with pytest.raises(TypeError, match="out must have dtype float32, float64, bfloat16 or float16, got int32"):
         fn(**kwargs, out=np.empty((4, 3), dtype=np.int32))
     with pytest.raises(TypeError, match="out"):
         fn(**kwargs, out=[[0.0, 0.0], [0.0, 0.0]])
     with pytest.raises(ValueError, match="out.shape"):
         fn((4, 4), **kwargs, out=np.empty((4, 3), dtype=np.float32))
     with pytest.raises(TypeError, match="dtype"):
-        fn((4, 3), **kwargs, dtype=np.float16)
+        fn((4, 3), **kwargs, dtype=ml_dtypes.float8_e4m3fn)
     with pytest.raises(TypeError, match="dtype"):
         fn((4, 3), **kwargs, dtype=np.int32)
     with pytest.raises(TypeError, match="shape"):

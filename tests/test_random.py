@@ -12,6 +12,7 @@ import math
 import pickle
 import warnings
 
+import ml_dtypes
 import numpy as np
 import pytest
 from scipy import special, stats
@@ -400,7 +401,7 @@ def test_generator_spawns_from_threads_give_distinct_children():
         (lambda: rr.normal((2, 1.5)), TypeError, "shape"),
         (lambda: rr.normal("abc"), TypeError, "shape"),
         (lambda: rr.normal(None), TypeError, "shape"),
-        (lambda: rr.normal(4, dtype=np.float16), TypeError, "dtype"),
+        (lambda: rr.normal(4, dtype=ml_dtypes.float8_e4m3fn), TypeError, "dtype"),
         (lambda: rr.normal(4, dtype=np.int32), TypeError, "dtype"),
         (lambda: rr.normal(4, std=0.0), ValueError, "std"),
         (lambda: rr.normal(4, std=-1.0), ValueError, "std"),
@@ -451,9 +452,9 @@ def _matrix(a: np.ndarray) -> np.ndarray:
     [
         (np.empty((4, 6), np.float32)[:, ::2], ValueError, "C-contiguous"),
         (np.empty((6, 4), np.float32).T, ValueError, "C-contiguous"),
-        (np.empty(4, np.float16), TypeError, "out must have dtype float32 or float64, got float16"),
-        (np.empty(4, np.int32), TypeError, "out must have dtype float32 or float64, got int32"),
-        (np.empty(4, ">f8"), TypeError, "out must have dtype float32 or float64, got >f8"),
+        (np.empty(4, ml_dtypes.float8_e4m3fn), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got float8_e4m3fn"),
+        (np.empty(4, np.int32), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got int32"),
+        (np.empty(4, ">f8"), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got >f8"),
         ([0.0, 0.0], TypeError, "numpy.ndarray"),
     ],
 )
@@ -510,7 +511,7 @@ def test_generator_out_sets_the_dtype(name):
     [
         (np.empty((4, 6))[:, ::2], ValueError, "out must be C-contiguous"),
         (np.ma.zeros(4), TypeError, "MaskedArray"),
-        (np.empty(4, complex), TypeError, "out must have dtype float32 or float64, got complex128"),
+        (np.empty(4, complex), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got complex128"),
         (np.float64(0.0), TypeError, "out must be a numpy.ndarray"),
     ],
 )
@@ -914,7 +915,8 @@ def test_masked_out_is_refused(name, f):
     [
         (np.zeros(4, np.complex64), TypeError, "out"),
         (np.zeros(4, object), TypeError, "out"),
-        (np.zeros(4, np.float16), TypeError, "out"),
+        (np.zeros(4, ml_dtypes.float8_e5m2), TypeError, "out"),
+        (np.zeros(4, ">f2"), TypeError, "out"),
         (np.zeros(4, bool), TypeError, "out"),
         (np.zeros((4, 2), np.float32)[:, 0], ValueError, "out"),
         (_matrix(np.zeros((2, 2), np.int64)), TypeError, "out"),  # an int subclass of ndarray

@@ -157,7 +157,8 @@ template <typename L>
 void convert_sr(Stream s, uint64_t first, const float* x, size_t count, L* out);
 // Copies n bytes with all threads: the yardstick for memory bandwidth in the benchmarks.
 void parallel_copy(void* dst, const void* src, size_t nbytes);
-// out[0, count) = value, with all threads (init.constant, zeros, ones).
+// out[0, count) = value, with all threads (init.constant, zeros, ones); T is float, double, or
+// uint16_t for the bits of a 16-bit float.
 template <typename T>
 void parallel_fill(T* out, size_t count, T value);
 

@@ -141,7 +141,7 @@ def test_seeds_generators_and_recomputation():
         (lambda: rdask.random.uniform(SHAPE, 1.0, 1.0), ValueError, "low must be < high"),
         (lambda: rdask.random.normal(SHAPE, std=0.0), ValueError, "std must be > 0"),
         (lambda: rdask.random.truncated_normal(SHAPE, a=1.0, b=0.0), ValueError, "a must be < b"),
-        (lambda: rdask.random.normal(SHAPE, dtype=np.int32), TypeError, "dtype must be float32 or float64"),
+        (lambda: rdask.random.normal(SHAPE, dtype=np.int32), TypeError, "dtype must be float32, float64, bfloat16 or float16"),
         (lambda: rdask.random.normal(SHAPE, seed=-1), ValueError, "seed must be in"),
         (lambda: rdask.random.normal(SHAPE, seed=1.5), TypeError, "seed must be"),
         (lambda: rdask.random.normal(SHAPE, offset=-1), ValueError, "offset must be >= 0"),

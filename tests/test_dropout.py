@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -444,7 +445,7 @@ def _x():
     "call,exc,match",
     [
         (lambda: regtune.dropout(np.ones(8, np.int32), 0.5), TypeError, "x must have dtype"),
-        (lambda: regtune.dropout(np.ones(8, np.float16), 0.5), TypeError, "x must have dtype"),
+        (lambda: regtune.dropout(np.ones(8, ml_dtypes.float8_e5m2), 0.5), TypeError, "x must have dtype"),
         (lambda: regtune.dropout(_x(), 0.5, out=np.empty((4, 8), np.float64)), TypeError, "out must have dtype"),
         (lambda: regtune.dropout(_x(), 0.5, out=[0.0] * 32), TypeError, "out must be a numpy.ndarray"),
         (lambda: regtune.dropout(_x(), 0.5, out=np.empty((8, 8), np.float32)[:, ::2]), ValueError, "out must be C-contiguous"),
@@ -532,17 +533,17 @@ def _x4():
 
 
 _BAD_ARRAYS = [
-    (None, TypeError, "must be a float32 or float64 array, got None"),
+    (None, TypeError, "must be a float32, float64, bfloat16 or float16 array, got None"),
     (np.ma.masked_array(np.ones((4, 8), np.float32), mask=np.eye(4, 8)), TypeError, "must be a plain numpy.ndarray"),
-    (np.ones((4, 8), complex), TypeError, "must have dtype float32 or float64, got complex128"),
-    (np.ones((4, 8), object), TypeError, "must have dtype float32 or float64, got object"),
-    (np.ones((4, 8), bool), TypeError, "must have dtype float32 or float64, got bool"),
-    (np.full((4, 8), "a"), TypeError, "must have dtype float32 or float64, got <U1"),
-    (np.ones((4, 8), np.int32), TypeError, "must have dtype float32 or float64, got int32"),
-    (np.ones((4, 8), np.float16), TypeError, "must have dtype float32 or float64, got float16"),
+    (np.ones((4, 8), complex), TypeError, "must have dtype float32, float64, bfloat16 or float16, got complex128"),
+    (np.ones((4, 8), object), TypeError, "must have dtype float32, float64, bfloat16 or float16, got object"),
+    (np.ones((4, 8), bool), TypeError, "must have dtype float32, float64, bfloat16 or float16, got bool"),
+    (np.full((4, 8), "a"), TypeError, "must have dtype float32, float64, bfloat16 or float16, got <U1"),
+    (np.ones((4, 8), np.int32), TypeError, "must have dtype float32, float64, bfloat16 or float16, got int32"),
+    (np.ones((4, 8), ml_dtypes.float8_e4m3fn), TypeError, "must have dtype float32, float64, bfloat16 or float16, got float8_e4m3fn"),
     ([[1.0, 2.0], [1.0]], TypeError, "numpy.asarray cannot convert"),
-    ({"x": 1.0}, TypeError, "must have dtype float32 or float64, got object"),
-    ("abc", TypeError, "must have dtype float32 or float64"),
+    ({"x": 1.0}, TypeError, "must have dtype float32, float64, bfloat16 or float16, got object"),
+    ("abc", TypeError, "must have dtype float32, float64, bfloat16 or float16"),
 ]
 
 

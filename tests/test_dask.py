@@ -302,7 +302,7 @@ def test_dropout_identity_and_errors():
         rdask.dropout(x, 0.5, seed=regtune.Generator(1))
     with pytest.raises(ValueError, match="p must be in"):
         rdask.dropout(x, 1.5, seed=1)
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32, float64, bfloat16 or float16"):
         rdask.dropout(da.ones(4, dtype=np.int64, chunks=2), 0.5, seed=1)
     with pytest.raises(TypeError, match="seed"):
         rdask.dropout(x, 0.5)  # seed is required

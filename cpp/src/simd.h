@@ -654,6 +654,23 @@ RT_INLINE U32 round16_finite(const bfloat16_t*, F32 x) {
   return shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
 }
 RT_INLINE U32 round16_finite(const float16_t*, F32 x) { return widen16(f32_to_half<false>(x)); }
+// 32-bit lanes holding the 16-bit results of finite a (low half) and b (high half). bfloat16:
+// the rounding carry is added to the float32 bits, whose high halves are then the results; on
+// AVX2 and AVX-512 one 16-bit blend pairs them (a's shifted down, b's in place).
+RT_INLINE U32 bf16_rounded_high(F32 x) {
+  const U32 b = bits(x);
+  return add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u)));
+}
+RT_INLINE U32 pair16(const bfloat16_t*, F32 a, F32 b) {
+#if REGTUNE_TARGET == REGTUNE_TARGET_AVX2
+  return {_mm256_blend_epi16(shr<16>(bf16_rounded_high(a)).v, bf16_rounded_high(b).v, 0xAA)};
+#elif REGTUNE_TARGET == REGTUNE_TARGET_AVX512
+  return {_mm512_mask_blend_epi16(__mmask32(0xAAAAAAAAu), shr<16>(bf16_rounded_high(a)).v, bf16_rounded_high(b).v)};
+#else
+  return add(shr<16>(bf16_rounded_high(a)), shl<16>(shr<16>(bf16_rounded_high(b))));
+#endif
+}
+RT_INLINE U32 pair16(const float16_t* p, F32 a, F32 b) { return add(round16_finite(p, a), shl<16>(round16_finite(p, b))); }
 // p[4 * l + k] = (a, b, c, d)[k][l] rounded to the 16-bit float L (finite values only): pairs of
 // 16-bit results share a 32-bit lane (little-endian: the first in the low half), then one
 // 32-bit interleave puts them in memory order, with no float32 round trip through memory.
@@ -664,8 +681,7 @@ RT_INLINE void store_interleave4(L* p, F32 a, F32 b, F32 c, F32 d) {
   q[0] = uint16_t(round16_finite(p, a).v), q[1] = uint16_t(round16_finite(p, b).v);
   q[2] = uint16_t(round16_finite(p, c).v), q[3] = uint16_t(round16_finite(p, d).v);
 #else
-  const U32 ab = add(round16_finite(p, a), shl<16>(round16_finite(p, b)));
-  const U32 cd = add(round16_finite(p, c), shl<16>(round16_finite(p, d)));
+  const U32 ab = pair16(p, a, b), cd = pair16(p, c, d);
   store_interleave2(reinterpret_cast<uint32_t*>(p), ab, cd);
 #endif
 }

@@ -27,10 +27,9 @@ LOW_DTYPES = (BFLOAT16, FLOAT16)
 ALL_FLOAT_DTYPES = FLOAT_DTYPES + LOW_DTYPES
 
 
-def _allowed(low_precision: bool) -> tuple[tuple[np.dtype, ...], str]:
-    if low_precision:
-        return ALL_FLOAT_DTYPES, "float32, float64, bfloat16 or float16"
-    return FLOAT_DTYPES, "float32 or float64"
+def _names(low_precision: bool) -> str:
+    """The accepted dtypes, as the messages list them."""
+    return "float32, float64, bfloat16 or float16" if low_precision else "float32 or float64"
 
 
 def float_dtype(dtype: Any, name: str = "dtype", *, low_precision: bool = False) -> np.dtype:
@@ -43,13 +42,12 @@ def float_dtype(dtype: Any, name: str = "dtype", *, low_precision: bool = False)
     """
     if dtype is None:
         return FLOAT_DTYPES[0]
-    allowed, names = _allowed(low_precision)
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise TypeError(f"{name} must be {names}, got {dtype!r}") from exc
-    if dt not in allowed:
-        raise TypeError(f"{name} must be {names}, got {dt}")
+        raise TypeError(f"{name} must be {_names(low_precision)}, got {dtype!r}") from exc
+    if dt not in (ALL_FLOAT_DTYPES if low_precision else FLOAT_DTYPES):
+        raise TypeError(f"{name} must be {_names(low_precision)}, got {dt}")
     return dt
 
 
@@ -94,9 +92,8 @@ def output_array(shape: Any, dtype: Any, out: Any, *, name: str = "out", low_pre
         return np.empty(shape_tuple(shape), dtype=float_dtype(dtype, low_precision=low_precision))
     dt = None if dtype is None else float_dtype(dtype, low_precision=low_precision)
     out = check_inplace(out, name)
-    allowed, names = _allowed(low_precision)
-    if out.dtype not in allowed:
-        raise TypeError(f"{name} must have dtype {names}, got {out.dtype}")
+    if out.dtype not in (ALL_FLOAT_DTYPES if low_precision else FLOAT_DTYPES):
+        raise TypeError(f"{name} must have dtype {_names(low_precision)}, got {out.dtype}")
     if dt is not None and out.dtype != dt:
         raise TypeError(f"dtype {dt} does not match {name}.dtype {out.dtype}")
     if shape is not None and shape_tuple(shape) != out.shape:
@@ -272,9 +269,8 @@ def float_input(x: Any, name: str, *, low_precision: bool = False) -> np.ndarray
     not_masked(x, name)
     x = as_array(x, name)
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    allowed, names = _allowed(low_precision)
-    if arr.dtype not in allowed:
-        raise TypeError(f"{name} must have dtype {names}, got {arr.dtype}")
+    if arr.dtype not in (ALL_FLOAT_DTYPES if low_precision else FLOAT_DTYPES):
+        raise TypeError(f"{name} must have dtype {_names(low_precision)}, got {arr.dtype}")
     return arr
 
 

@@ -459,7 +459,7 @@ def _uniform_bounds_checked(low: Any, high: Any, dt: np.dtype, names: tuple[str,
     lo = _finite_in(_real(low, ln), dt, ln)
     hi = _finite_in(_real(high, hn), dt, hn)
     ct = _COMPUTE[dt]  # a 16-bit draw is made in float32: the bounds must differ there too
-    if not (dt.type(lo) < dt.type(hi) and ct.type(lo) < ct.type(hi)):
+    if not (dt.type(lo) < dt.type(hi) and (ct is dt or ct.type(lo) < ct.type(hi))):
         raise ValueError(f"{ln} must be < {hn} (in {dt}), got {ln}={lo!r}, {hn}={hi!r}")
     if not hi - lo <= _FMAX[ct]:
         raise ValueError(f"{hn} - {ln} must be finite in {ct}, got {ln}={lo!r}, {hn}={hi!r}")

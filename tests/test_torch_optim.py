@@ -204,14 +204,14 @@ def test_a_parameter_is_updated_in_place_through_regtune_optim():
 @pytest.mark.parametrize(
     "call, exc, match",
     [
-        (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.bfloat16), seed=0), TypeError,
-         r"out must be a CPU array of float32 or float64 .* dtype torch.bfloat16"),
+        (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.float8_e4m3fn), seed=0), TypeError,
+         r"out must be a CPU array of float32 or float64 .* dtype torch.float8_e4m3fn"),
         (lambda: regtune.random.normal(out=torch.empty(4, 3).t(), seed=0), ValueError, r"out must be C-contiguous"),
         (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.int32), seed=0), TypeError,
-         r"out must have dtype float32 or float64, got int32"),
+         r"out must have dtype float32, float64, bfloat16 or float16, got int32"),
         (lambda: regtune.optim.SGD([torch.ones(3).expand(2, 3)]), ValueError, r"params\[0\] must be"),
-        (lambda: regtune.dropout(torch.ones(3, dtype=torch.float16), 0.5, seed=0), TypeError,
-         r"x must have dtype float32 or float64, got float16"),
+        (lambda: regtune.dropout(torch.ones(3, dtype=torch.int16), 0.5, seed=0), TypeError,
+         r"x must have dtype float32, float64, bfloat16 or float16, got int16"),
     ],
 )  # fmt: skip
 def test_tensors_regtune_cannot_use_in_place_are_refused_by_name(call, exc, match):

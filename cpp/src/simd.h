@@ -189,6 +189,8 @@ RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
 }
 // p[2 * l + k] = (a, b)[k][l] for the kLanes64 lanes of half h's output.
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) { p[0] = a.v; p[1] = b.v; }
+// p[2 * l + k] = (a, b)[k][l] for 32-bit lanes.
+RT_INLINE void store_interleave2(uint32_t* p, U32 a, U32 b) { p[0] = a.v; p[1] = b.v; }
 
 // Word loads, unsigned compare and mask <-> bit conversions (dropout): bit l of a mask word is lane l.
 RT_INLINE U32 load(const uint32_t* p) { return {*p}; }
@@ -352,6 +354,13 @@ RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
 }
 RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
   store_interleave4(reinterpret_cast<uint32_t*>(p), bits(a), bits(b), bits(c), bits(d));
+}
+RT_INLINE void store_interleave2(uint32_t* p, U32 a, U32 b) {
+  const __m256i lo = _mm256_unpacklo_epi32(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
+  const __m256i hi = _mm256_unpackhi_epi32(a.v, b.v);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  __m256i* q = reinterpret_cast<__m256i*>(p);
+  _mm256_storeu_si256(q + 0, _mm256_permute2x128_si256(lo, hi, 0x20));
+  _mm256_storeu_si256(q + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
 }
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
   const __m256d lo = _mm256_unpacklo_pd(a.v, b.v);  // a0 b0 | a2 b2
@@ -530,6 +539,14 @@ RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
 RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
   store_interleave4(reinterpret_cast<uint32_t*>(p), bits(a), bits(b), bits(c), bits(d));
 }
+RT_INLINE void store_interleave2(uint32_t* p, U32 a, U32 b) {
+  const __m512i lo = _mm512_unpacklo_epi32(a.v, b.v);  // per 128-bit block k: a4k b4k a4k+1 b4k+1
+  const __m512i hi = _mm512_unpackhi_epi32(a.v, b.v);  // a4k+2 b4k+2 a4k+3 b4k+3
+  // 64-bit pieces: out 0 = lo.b0 hi.b0 lo.b1 hi.b1, out 1 = lo.b2 hi.b2 lo.b3 hi.b3.
+  const __m512i i0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), i1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+  _mm512_storeu_si512(p + 0, _mm512_permutex2var_epi64(lo, i0, hi));
+  _mm512_storeu_si512(p + 16, _mm512_permutex2var_epi64(lo, i1, hi));
+}
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
   const __m512i lo_idx = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
   const __m512i hi_idx = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
@@ -631,6 +648,44 @@ RT_INLINE void store(bfloat16_t* p, F32 a) { store_h16(raw16(p), f32_to_bf16(a))
 RT_INLINE void store(float16_t* p, F32 a) { store_h16(raw16(p), f32_to_half<false>(a)); }
 RT_INLINE void store_partial(bfloat16_t* p, F32 a, size_t k) { store_h16_partial(raw16(p), f32_to_bf16(a), k); }
 RT_INLINE void store_partial(float16_t* p, F32 a, size_t k) { store_h16_partial(raw16(p), f32_to_half<false>(a), k); }
+// The 16-bit bits of finite x rounded to nearest even, in the low half of 32-bit lanes: what
+// store() writes for finite x, without its NaN handling (the samplers' values are finite).
+RT_INLINE U32 round16_finite(const bfloat16_t*, F32 x) {
+  const U32 b = bits(x);
+  return shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
+}
+RT_INLINE U32 round16_finite(const float16_t*, F32 x) { return widen16(f32_to_half<false>(x)); }
+// 32-bit lanes holding the 16-bit results of finite a (low half) and b (high half). bfloat16:
+// the rounding carry is added to the float32 bits, whose high halves are then the results; on
+// AVX2 and AVX-512 one 16-bit blend pairs them (a's shifted down, b's in place).
+RT_INLINE U32 bf16_rounded_high(F32 x) {
+  const U32 b = bits(x);
+  return add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u)));
+}
+RT_INLINE U32 pair16(const bfloat16_t*, F32 a, F32 b) {
+#if REGTUNE_TARGET == REGTUNE_TARGET_AVX2
+  return {_mm256_blend_epi16(shr<16>(bf16_rounded_high(a)).v, bf16_rounded_high(b).v, 0xAA)};
+#elif REGTUNE_TARGET == REGTUNE_TARGET_AVX512
+  return {_mm512_mask_blend_epi16(__mmask32(0xAAAAAAAAu), shr<16>(bf16_rounded_high(a)).v, bf16_rounded_high(b).v)};
+#else
+  return add(shr<16>(bf16_rounded_high(a)), shl<16>(shr<16>(bf16_rounded_high(b))));
+#endif
+}
+RT_INLINE U32 pair16(const float16_t* p, F32 a, F32 b) { return add(round16_finite(p, a), shl<16>(round16_finite(p, b))); }
+// p[4 * l + k] = (a, b, c, d)[k][l] rounded to the 16-bit float L (finite values only): pairs of
+// 16-bit results share a 32-bit lane (little-endian: the first in the low half), then one
+// 32-bit interleave puts them in memory order, with no float32 round trip through memory.
+template <typename L>
+RT_INLINE void store_interleave4(L* p, F32 a, F32 b, F32 c, F32 d) {
+#if REGTUNE_TARGET == REGTUNE_TARGET_SCALAR  // one lane: no pairing (and no byte-order assumption)
+  uint16_t* q = raw16(p);
+  q[0] = uint16_t(round16_finite(p, a).v), q[1] = uint16_t(round16_finite(p, b).v);
+  q[2] = uint16_t(round16_finite(p, c).v), q[3] = uint16_t(round16_finite(p, d).v);
+#else
+  const U32 ab = pair16(p, a, b), cd = pair16(p, c, d);
+  store_interleave2(reinterpret_cast<uint32_t*>(p), ab, cd);
+#endif
+}
 // Stochastic forms of store / store_partial.
 RT_INLINE H16 round_sr(bfloat16_t*, F32 a, U32 rnd) { return f32_to_bf16_sr(a, rnd); }
 RT_INLINE H16 round_sr(float16_t*, F32 a, U32 rnd) { return f32_to_half_sr(a, rnd); }

@@ -45,8 +45,6 @@ def convert(x: FloatArray, out: FloatArray) -> None: ...
 # float32 x rounded stochastically into bfloat16/float16 out, x[i] with word first + i.
 def round_stochastic(x: npt.NDArray[np.float32], out: FloatArray, key: int, stream: int, first: int) -> None: ...
 def parallel_copy(dst: npt.NDArray[Any], src: npt.NDArray[Any]) -> None: ...
-def convert(x: npt.NDArray[Any], out: npt.NDArray[Any]) -> None: ...
-def round_stochastic(x: npt.NDArray[np.float32], out: npt.NDArray[Any], key: int, stream: int, first: int) -> None: ...
 
 # --- dropout (regtune.dropout computes threshold and coefficients) -------------------------
 # x and out: float32, float64, bfloat16 or float16 (16-bit: computed in float32, rounded once).
@@ -105,6 +103,20 @@ def adafactor_step(
     args: dict[str, float | bool],
     scalars: dict[str, float],
     max_grad_norm: float,
+) -> float | None: ...
+def adafactor_step_low(
+    params: Sequence[npt.NDArray[Any]],
+    grads: Sequence[npt.NDArray[Any]],
+    row_vars: Sequence[npt.NDArray[np.float32] | None],
+    col_vars: Sequence[npt.NDArray[np.float32] | None],
+    variances: Sequence[npt.NDArray[np.float32] | None],
+    emas: Sequence[npt.NDArray[np.float32]] | None,
+    args: dict[str, float | bool],
+    scalars: dict[str, float],
+    max_grad_norm: float,
+    masters: Sequence[npt.NDArray[np.float32]] | None,
+    seed: int | None,
+    step: int,
 ) -> float | None: ...
 def grad_sums(xs: Sequence[npt.NDArray[np.floating[Any]]]) -> tuple[float, float]: ...
 def clip_grad_norm(grads: Sequence[npt.NDArray[np.floating[Any]]], max_norm: float) -> float: ...

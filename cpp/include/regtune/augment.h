@@ -1,0 +1,103 @@
+// Image augmentation kernels (regtune.augment): plain pointers and counts, no SIMD types.
+//
+// A pipeline is applied to each sample in three stages, all inside one pass over its output rows:
+//   1. geometry: output pixel (y, x) reads the input through per-axis maps, one entry per output
+//      row and column, each (i0, i1, w0, w1): the value along an axis is w0 * src[i0] + w1 * src[i1]
+//      (float32: two multiplies, one add); an index of -1 reads the fill value. Integer maps (crops,
+//      flips, translations) have i1 = i0 and read src[i0] directly, no arithmetic. Bilinear maps
+//      blend the two taps of each row (horizontal), then the two rows (vertical):
+//        h_r[x, c] = w0x[x] * src[r, i0x[x], c] + w1x[x] * src[r, i1x[x], c]
+//        v[y, x, c] = w0y[y] * h_{i0y[y]}[x, c] + w1y[y] * h_{i1y[y]}[x, c]
+//   2. pointwise steps on the float32 values, in the pipeline's order (see AugmentStep);
+//   3. the store: float32 as is, or uint8 rounded to nearest even after clamping to [0, 255];
+//      NHWC, or NCHW (planes).
+// Every operation is a single IEEE-754 float32 operation in a fixed order, so every SIMD path
+// gives the same bits. Per-sample random choices are made by the caller (Python, from Philox
+// words keyed by (seed, epoch, sample index, op position)); the only random numbers drawn here are
+// GaussianNoise's, normal draws of the Philox stream (key, epoch << 32 | index) from word
+// op_position << 34, element e of the sample's output (in NHWC order) taking word first + e.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "regtune/kernels.h"
+
+namespace regtune {
+
+// One instruction set's kernels, each on the calling thread.
+struct AugmentKernels {
+  const char* name;
+  void (*load_u8)(const uint8_t* src, size_t n, float* dst);  // dst = float(src)
+  // out[e] = row[idx[e]]
+  void (*gather)(const float* row, const int32_t* idx, size_t n, float* out);
+  // out[e] = w0[e] * row[i0[e]] + w1[e] * row[i1[e]]
+  void (*gather2)(const float* row, const int32_t* i0, const int32_t* i1, const float* w0, const float* w1, size_t n,
+                  float* out);
+  // out[e] = w0 * a[e] + w1 * b[e]
+  void (*blend)(const float* a, const float* b, float w0, float w1, size_t n, float* out);
+  // v[e] = min(max(v[e] * f + g, 0), bound)  (f = 1, g = 0, bound = inf: identity)
+  void (*scale_clamp)(float* v, size_t n, float f, float g, float bound);
+  // Saturation (3 channels): gray = 0.2989 r + 0.587 g + 0.114 b (torchvision's weights) (multiply, add, multiply, add,
+  // left to right); v = min(max(v * f + gray * (1 - f), 0), bound), 1 - f rounded once.
+  void (*saturation)(float* v, size_t npix, float f, float bound);
+  // The sum of the pixels' gray values (C = 3) or values (C = 1) in double, in 8 interleaved
+  // partial sums (pixel p into sum p % 8) combined in index order: the same on every path.
+  double (*gray_sum)(const float* v, size_t npix, int channels);
+  // v[e] = v[e] + noise[e], then clamped to [0, bound] when clip.
+  void (*add)(float* v, const float* noise, size_t n, bool clip, float bound);
+  // out[e] = v[e] * a[e % m] + b[e % m] (multiply, then add) over `rows` rows of m elements; out may be v.
+  void (*affine)(const float* v, float* out, size_t rows, size_t m, const float* a, const float* b);
+  // NHWC stores of n values, and NCHW stores of npix pixels of C channels into planes `plane` apart.
+  void (*store_u8)(const float* v, size_t n, uint8_t* out);
+  void (*store_planar_f32)(const float* v, size_t npix, int channels, float* out, size_t plane);
+  void (*store_planar_u8)(const float* v, size_t npix, int channels, uint8_t* out, size_t plane);
+};
+
+// The pointwise steps (stage 2), in order. Per-sample parameters come in `per_sample` rows.
+enum class StepKind : int32_t {
+  jitter = 0,     // ColorJitter: per sample (b, c, s, order): factors, and order = the permutation's
+                  // index (0..5, see augment.cpp); brightness v*b, contrast v*c + mean*(1-c),
+                  // saturation as above; each clamped to [0, bound]. A factor of 1 skips its part.
+  noise = 1,      // GaussianNoise: std, clip; draws as described above
+  erase = 2,      // RandomErasing: per sample (top, left, height, width) (height 0: none), value per channel
+  normalize = 3,  // v * a[c] + b[c]
+};
+
+struct AugmentStep {
+  StepKind kind;
+  int32_t op_position;      // noise: the op's position in the pipeline (its Philox word region)
+  const float* per_sample;  // jitter: 4 floats per sample; erase: 4 per sample (whole numbers)
+  const float* values;      // erase: the C fill values; normalize: a[C] then b[C]
+  float bound;              // jitter, noise: the clamp's upper bound (255 for uint8 images, 1 for float)
+  float std;                // noise
+  bool clip;                // noise
+};
+
+struct AugmentGeometry {
+  bool bilinear;
+  const int32_t* row_i0;  // n x out_h
+  const int32_t* row_i1;
+  const float* row_w0;
+  const float* row_w1;
+  const int32_t* col_i0;  // n x out_w
+  const int32_t* col_i1;
+  const float* col_w0;
+  const float* col_w1;
+  const float* fill;      // C values for index -1
+};
+
+struct AugmentBatch {
+  const void* src;  // n x in_h x in_w x C, uint8 or float32
+  bool src_u8;
+  size_t n, in_h, in_w, channels, out_h, out_w;
+  void* out;        // n x out_h x out_w x C (NHWC) or n x C x out_h x out_w (NCHW)
+  bool out_u8, nchw;
+  uint64_t key, epoch;
+  const uint64_t* indices;  // n sample indices (the noise streams)
+};
+
+// Runs the pipeline on every sample, threaded across samples (whole samples per chunk).
+void augment_run(const AugmentBatch& batch, const AugmentGeometry& geo, const AugmentStep* steps, size_t nsteps);
+
+}  // namespace regtune

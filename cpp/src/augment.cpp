@@ -33,63 +33,44 @@ struct Ctx {
   size_t nsteps;
   size_t elems;       // output elements per sample
   bool whole_image;   // a step needs the whole image at once (ColorJitter's contrast mean)
-  std::vector<std::vector<float>> tiled;  // per step: normalize's a and b tiled over one output row
 };
 
 class SampleRunner {
  public:
   explicit SampleRunner(const Ctx& c) : c_(c), k_(kernels()) {
     const AugmentBatch& b = *c.b;
-    m_ = b.out_w * b.channels;
-    block_rows_ = c.whole_image ? b.out_h : std::max<size_t>(1, std::min(b.out_h, kBlockFloats / std::max<size_t>(m_, 1)));
-    fr_.resize(b.in_w * b.channels + b.channels);
-    i0_.resize(m_);
-    i1_.resize(m_);
-    w0_.resize(m_);
-    w1_.resize(m_);
+    const size_t m = b.out_w * b.channels;
+    block_rows_ = c.whole_image ? b.out_h : std::max<size_t>(1, std::min(b.out_h, kBlockFloats / std::max<size_t>(m, 1)));
+    plane_ = block_rows_ * b.out_w;
+    off0_.resize(b.out_w);
+    off1_.resize(b.out_w);
     if (c.g->bilinear) {
-      h_[0].resize(m_);
-      h_[1].resize(m_);
+      h_[0].resize(m);
+      h_[1].resize(m);
     }
-    v_.resize(block_rows_ * m_);
-    noise_.resize(block_rows_ * m_);
+    v_.resize(block_rows_ * m);
+    bool noise = false;
+    for (size_t k = 0; k < c.nsteps; ++k) noise |= c.steps[k].kind == StepKind::noise;
+    if (noise) noise_.resize(block_rows_ * m);
+    if (b.src_u8 && b.channels < 4) last_row_.resize(b.in_w * b.channels + 4);
   }
 
   void run(size_t s) {
     const AugmentBatch& b = *c_.b;
     const AugmentGeometry& g = *c_.g;
-    const size_t C = b.channels;
+    const int32_t C = int32_t(b.channels);
     s_ = s;
     tag_[0] = tag_[1] = -2;
-    // The column span the sample reads, and the element tables relative to it.
     const int32_t* ci0 = g.col_i0 + s * b.out_w;
     const int32_t* ci1 = g.bilinear ? g.col_i1 + s * b.out_w : ci0;
-    int32_t lo = INT32_MAX, hi = -1;
     for (size_t x = 0; x < b.out_w; ++x) {
-      for (int32_t i : {ci0[x], ci1[x]}) {
-        if (i >= 0) {
-          lo = std::min(lo, i);
-          hi = std::max(hi, i);
-        }
-      }
+      off0_[x] = ci0[x] < 0 ? -1 : ci0[x] * C;
+      off1_[x] = ci1[x] < 0 ? -1 : ci1[x] * C;
     }
-    span_lo_ = hi >= 0 ? size_t(lo) : 0;
-    span_ = hi >= 0 ? size_t(hi - lo + 1) : 0;
-    auto rel = [&](int32_t i, size_t c) { return int32_t(i < 0 ? span_ * C + c : (size_t(i) - span_lo_) * C + c); };
-    for (size_t x = 0; x < b.out_w; ++x) {
-      for (size_t c = 0; c < C; ++c) {
-        i0_[x * C + c] = rel(ci0[x], c);
-        i1_[x * C + c] = rel(ci1[x], c);
-        if (g.bilinear) {
-          w0_[x * C + c] = g.col_w0[s * b.out_w + x];
-          w1_[x * C + c] = g.col_w1[s * b.out_w + x];
-        }
-      }
-    }
-    for (size_t c = 0; c < C; ++c) fr_[span_ * C + c] = g.fill[c];
+    find_run();
     for (size_t y0 = 0; y0 < b.out_h; y0 += block_rows_) {
       const size_t y1 = std::min(b.out_h, y0 + block_rows_);
-      for (size_t y = y0; y < y1; ++y) geometry(y, v_.data() + (y - y0) * m_);
+      for (size_t y = y0; y < y1; ++y) geometry(y, v_.data() + (y - y0) * b.out_w);
       bool stored = false;
       for (size_t k = 0; k < c_.nsteps; ++k) stored = step(k, y0, y1);
       if (!stored) store(y0, y1);
@@ -97,60 +78,110 @@ class SampleRunner {
   }
 
  private:
-  // fr_ = the span of source row r as float32 (r = -1: the fill values), then the fill slots.
-  void load_row(int32_t r) {
+  // Source row r of this sample (nullptr for r = -1, the fill row). The uint8 gathers read 4
+  // bytes per pixel: the array's very last row is read from a copy with 4 spare bytes.
+  const void* row(int32_t r) {
     const AugmentBatch& b = *c_.b;
-    const size_t C = b.channels, n = span_ * C;
-    if (r < 0) {
-      for (size_t e = 0; e < n; ++e) fr_[e] = c_.g->fill[e % C];
-      return;
+    if (r < 0) return nullptr;
+    const size_t m = b.in_w * b.channels, off = (s_ * b.in_h + size_t(r)) * m;
+    if (!b.src_u8) return static_cast<const float*>(b.src) + off;
+    const uint8_t* p = static_cast<const uint8_t*>(b.src) + off;
+    if (!last_row_.empty() && s_ + 1 == b.n && size_t(r) + 1 == b.in_h) {
+      std::memcpy(last_row_.data(), p, m);
+      return last_row_.data();
     }
-    const size_t off = ((s_ * b.in_h + size_t(r)) * b.in_w + span_lo_) * C;
-    if (b.src_u8) {
-      k_.load_u8(static_cast<const uint8_t*>(b.src) + off, n, fr_.data());
-    } else if (n > 0) {
-      std::memcpy(fr_.data(), static_cast<const float*>(b.src) + off, n * sizeof(float));
-    }
+    return p;
   }
 
-  // The horizontal pass of source row r, from a two-row cache (rows come in order, up or down).
+  // The horizontal pass of source row r into a planar row (plane = out_w), from a two-row cache
+  // (the rows of consecutive output rows come in order, up or down).
   const float* hrow(int32_t r, int keep) {
     for (int i = 0; i < 2; ++i) {
       if (tag_[i] == r) return h_[i].data();
     }
+    const AugmentBatch& b = *c_.b;
+    const AugmentGeometry& g = *c_.g;
     const int slot = keep == 0 ? 1 : keep == 1 ? 0 : (tag_[0] == -2 ? 0 : 1);
-    load_row(r);
-    k_.gather2(fr_.data(), i0_.data(), i1_.data(), w0_.data(), w1_.data(), m_, h_[slot].data());
+    const float* w0 = g.col_w0 + s_ * b.out_w;
+    const float* w1 = g.col_w1 + s_ * b.out_w;
+    const void* src = row(r);
+    if (b.src_u8) {
+      k_.gather2_u8(static_cast<const uint8_t*>(src), off0_.data(), off1_.data(), w0, w1, b.out_w, int(b.channels),
+                    g.fill, h_[slot].data(), b.out_w);
+    } else {
+      k_.gather2_f32(static_cast<const float*>(src), off0_.data(), off1_.data(), w0, w1, b.out_w, int(b.channels),
+                     g.fill, h_[slot].data(), b.out_w);
+    }
     tag_[slot] = r;
     return h_[slot].data();
   }
 
+  // An integer map whose valid columns [run_a_, run_b_) read consecutive source pixels, forward or
+  // backward (crops, translations, flips): copied without gathers. run_dir_ = 0: no such run.
+  void find_run() {
+    const AugmentBatch& b = *c_.b;
+    run_dir_ = 0;
+    if (c_.g->bilinear) return;
+    size_t a = 0;
+    while (a < b.out_w && off0_[a] < 0) ++a;
+    size_t e = a;
+    while (e < b.out_w && off0_[e] >= 0) ++e;
+    for (size_t x = e; x < b.out_w; ++x) {
+      if (off0_[x] >= 0) return;  // valid columns in two pieces
+    }
+    if (a == e) return;
+    const int32_t C = int32_t(b.channels);
+    const int dir = e - a > 1 && off0_[a + 1] < off0_[a] ? -1 : 1;
+    for (size_t x = a; x < e; ++x) {
+      if (off0_[x] != off0_[a] + int32_t(x - a) * dir * C) return;
+    }
+    run_a_ = a;
+    run_b_ = e;
+    run_dir_ = dir;
+  }
+
+  // Output row y into `out` (planar, channel c at out + c * plane_).
   void geometry(size_t y, float* out) {
     const AugmentBatch& b = *c_.b;
     const AugmentGeometry& g = *c_.g;
     const size_t at = s_ * b.out_h + y;
     if (!g.bilinear) {
-      const int32_t r = g.row_i0[at];
-      if (r < 0) {
-        for (size_t e = 0; e < m_; ++e) out[e] = g.fill[e % b.channels];
+      const void* src = row(g.row_i0[at]);
+      if (run_dir_ != 0 && src != nullptr) {
+        for (size_t c = 0; c < b.channels; ++c) {
+          float* o = out + c * plane_;
+          std::fill(o, o + run_a_, g.fill[c]);
+          std::fill(o + run_b_, o + b.out_w, g.fill[c]);
+        }
+        if (b.src_u8) {
+          k_.run_u8(static_cast<const uint8_t*>(src) + off0_[run_a_], run_dir_, run_b_ - run_a_, int(b.channels),
+                    out + run_a_, plane_);
+        } else {
+          k_.run_f32(static_cast<const float*>(src) + off0_[run_a_], run_dir_, run_b_ - run_a_, int(b.channels),
+                     out + run_a_, plane_);
+        }
         return;
       }
-      load_row(r);
-      k_.gather(fr_.data(), i0_.data(), m_, out);
+      if (b.src_u8) {
+        k_.gather_u8(static_cast<const uint8_t*>(src), off0_.data(), b.out_w, int(b.channels), g.fill, out, plane_);
+      } else {
+        k_.gather_f32(static_cast<const float*>(src), off0_.data(), b.out_w, int(b.channels), g.fill, out, plane_);
+      }
       return;
     }
-    const int32_t r0 = g.row_i0[at], r1 = g.row_i1[at];
-    const float* h0 = hrow(r0, -1);
+    const float* h0 = hrow(g.row_i0[at], -1);
     const int keep = h0 == h_[0].data() ? 0 : 1;
-    const float* h1 = hrow(r1, keep);
-    k_.blend(h0, h1, g.row_w0[at], g.row_w1[at], m_, out);
+    const float* h1 = hrow(g.row_i1[at], keep);
+    for (size_t c = 0; c < b.channels; ++c) {
+      k_.blend(h0 + c * b.out_w, h1 + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w, out + c * plane_);
+    }
   }
 
   // Runs step k on rows [y0, y1) of v_; true when it also stored them (a final normalize).
   bool step(size_t k, size_t y0, size_t y1) {
     const AugmentBatch& b = *c_.b;
     const AugmentStep& st = c_.steps[k];
-    const size_t C = b.channels, rows = y1 - y0, n = rows * m_;
+    const size_t C = b.channels, npix = (y1 - y0) * b.out_w;
     float* v = v_.data();
     switch (st.kind) {
       case StepKind::jitter: {
@@ -159,48 +190,46 @@ class SampleRunner {
         for (int part : kOrders[order]) {
           const float f = p[part];
           if (f == 1.0f) continue;
-          if (part == 0) {
-            k_.scale_clamp(v, n, f, 0.0f, st.bound);
-          } else if (part == 1) {
-            const size_t npix = rows * b.out_w;
-            const float mean = float(k_.gray_sum(v, npix, int(C)) / double(npix));
-            const float omf = 1.0f - f;
-            k_.scale_clamp(v, n, f, mean * omf, st.bound);
-          } else {
-            k_.saturation(v, rows * b.out_w, f, st.bound);
+          if (part == 2) {
+            k_.saturation(v, plane_, npix, f, st.bound);
+            continue;
           }
+          float g = 0.0f;
+          if (part == 1) {
+            const float mean = float(k_.gray_sum(v, plane_, npix, int(C)) / double(npix));
+            const float omf = 1.0f - f;
+            g = mean * omf;
+          }
+          for (size_t c = 0; c < C; ++c) k_.scale_clamp(v + c * plane_, npix, f, g, st.bound);
         }
         return false;
       }
       case StepKind::noise: {
         const Stream stream{b.key, (b.epoch << 32) | b.indices[s_]};
-        const uint64_t first = (uint64_t(uint32_t(st.op_position)) << 34) + y0 * m_;
-        random_kernels().normal_f32(stream, first, n, noise_.data(), NormalParams<float>{0.0f, st.std});
-        k_.add(v, noise_.data(), n, st.clip, st.bound);
+        const uint64_t first = (uint64_t(uint32_t(st.op_position)) << 34) + y0 * b.out_w * C;
+        random_kernels().normal_f32(stream, first, npix * C, noise_.data(), NormalParams<float>{0.0f, st.std});
+        k_.add_noise(v, plane_, noise_.data(), npix, int(C), st.clip, st.bound);
         return false;
       }
       case StepKind::erase: {
         const float* p = st.per_sample + 4 * s_;
         const size_t top = size_t(p[0]), left = size_t(p[1]), h = size_t(p[2]), w = size_t(p[3]);
         const size_t ya = std::max(y0, top), yb = std::min(y1, top + h);
-        for (size_t y = ya; y < yb; ++y) {
-          float* row = v + (y - y0) * m_ + left * C;
-          for (size_t x = 0; x < w; ++x) {
-            for (size_t c = 0; c < C; ++c) row[x * C + c] = st.values[c];
+        for (size_t c = 0; c < C; ++c) {
+          for (size_t y = ya; y < yb; ++y) {
+            float* r = v + c * plane_ + (y - y0) * b.out_w + left;
+            std::fill(r, r + w, st.values[c]);
           }
         }
         return false;
       }
       case StepKind::normalize: {
-        const float* a = c_.tiled[k].data();
-        const float* bb = a + m_;
-        if (k + 1 == c_.nsteps && !b.out_u8 && !b.nchw) {  // straight into the output
-          float* out = static_cast<float*>(b.out) + (s_ * b.out_h + y0) * m_;
-          k_.affine(v, out, rows, m_, a, bb);
-          return true;
+        const bool direct = k + 1 == c_.nsteps && !b.out_u8 && b.nchw;  // straight into the output planes
+        for (size_t c = 0; c < C; ++c) {
+          float* dst = direct ? static_cast<float*>(b.out) + ((s_ * C + c) * b.out_h + y0) * b.out_w : v + c * plane_;
+          k_.affine(v + c * plane_, dst, npix, st.values[c], st.values[C + c]);
         }
-        k_.affine(v, v, rows, m_, a, bb);
-        return false;
+        return direct;
       }
     }
     return false;
@@ -208,50 +237,42 @@ class SampleRunner {
 
   void store(size_t y0, size_t y1) {
     const AugmentBatch& b = *c_.b;
-    const size_t rows = y1 - y0, n = rows * m_;
-    if (!b.nchw) {
-      const size_t off = (s_ * b.out_h + y0) * m_;
-      if (b.out_u8) {
-        k_.store_u8(v_.data(), n, static_cast<uint8_t*>(b.out) + off);
-      } else {
-        std::memcpy(static_cast<float*>(b.out) + off, v_.data(), n * sizeof(float));
+    const size_t C = b.channels, npix = (y1 - y0) * b.out_w;
+    if (b.nchw) {
+      for (size_t c = 0; c < C; ++c) {
+        const size_t off = ((s_ * C + c) * b.out_h + y0) * b.out_w;
+        if (b.out_u8) {
+          k_.store_u8(v_.data() + c * plane_, npix, static_cast<uint8_t*>(b.out) + off);
+        } else {
+          std::memcpy(static_cast<float*>(b.out) + off, v_.data() + c * plane_, npix * sizeof(float));
+        }
       }
       return;
     }
-    const size_t plane = b.out_h * b.out_w, off = s_ * b.channels * plane + y0 * b.out_w;
+    const size_t off = (s_ * b.out_h + y0) * b.out_w * C;
     if (b.out_u8) {
-      k_.store_planar_u8(v_.data(), rows * b.out_w, int(b.channels), static_cast<uint8_t*>(b.out) + off, plane);
+      k_.interleave_u8(v_.data(), plane_, npix, int(C), static_cast<uint8_t*>(b.out) + off);
     } else {
-      k_.store_planar_f32(v_.data(), rows * b.out_w, int(b.channels), static_cast<float*>(b.out) + off, plane);
+      k_.interleave_f32(v_.data(), plane_, npix, int(C), static_cast<float*>(b.out) + off);
     }
   }
 
   const Ctx& c_;
   const AugmentKernels& k_;
-  size_t m_ = 0, block_rows_ = 1, s_ = 0, span_lo_ = 0, span_ = 0;
+  size_t block_rows_ = 1, plane_ = 0, s_ = 0, run_a_ = 0, run_b_ = 0;
+  int run_dir_ = 0;
   int32_t tag_[2] = {-2, -2};
-  std::vector<float> fr_, w0_, w1_, h_[2], v_, noise_;
-  std::vector<int32_t> i0_, i1_;
+  std::vector<float> h_[2], v_, noise_;
+  std::vector<int32_t> off0_, off1_;
+  std::vector<uint8_t> last_row_;
 };
 
 }  // namespace
 
 void augment_run(const AugmentBatch& batch, const AugmentGeometry& geo, const AugmentStep* steps, size_t nsteps) {
-  Ctx c{&batch, &geo, steps, nsteps, batch.out_h * batch.out_w * batch.channels, false, {}};
+  Ctx c{&batch, &geo, steps, nsteps, batch.out_h * batch.out_w * batch.channels, false};
   if (batch.n == 0 || c.elems == 0) return;
-  const size_t m = batch.out_w * batch.channels;
-  c.tiled.resize(nsteps);
-  for (size_t k = 0; k < nsteps; ++k) {
-    if (steps[k].kind == StepKind::jitter) c.whole_image = true;
-    if (steps[k].kind == StepKind::normalize) {
-      std::vector<float>& t = c.tiled[k];
-      t.resize(2 * m);
-      for (size_t e = 0; e < m; ++e) {
-        t[e] = steps[k].values[e % batch.channels];
-        t[m + e] = steps[k].values[batch.channels + e % batch.channels];
-      }
-    }
-  }
+  for (size_t k = 0; k < nsteps; ++k) c.whole_image |= steps[k].kind == StepKind::jitter;
   kernels();  // resolve the table on this thread (call_once) before the workers need it
   parallel_for(
       batch.n * c.elems, c.elems,

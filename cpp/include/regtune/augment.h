@@ -25,33 +25,48 @@
 
 namespace regtune {
 
-// One instruction set's kernels, each on the calling thread.
+// One instruction set's kernels, each on the calling thread. Values between the stages are
+// planar float32: channel c of a block of output rows at v + c * plane, pixel p at [p].
 struct AugmentKernels {
   const char* name;
-  void (*load_u8)(const uint8_t* src, size_t n, float* dst);  // dst = float(src)
-  // out[e] = row[idx[e]]
-  void (*gather)(const float* row, const int32_t* idx, size_t n, float* out);
-  // out[e] = w0[e] * row[i0[e]] + w1[e] * row[i1[e]]
-  void (*gather2)(const float* row, const int32_t* i0, const int32_t* i1, const float* w0, const float* w1, size_t n,
-                  float* out);
+  // Gathers of npx output pixels from one source row (nullptr: a row of fill values):
+  // off[x] = the pixel's element offset in the row (i * C), or -1 for the fill value.
+  //   gather:  out[c * plane + x] = row[off0[x] + c]
+  //   gather2: out[c * plane + x] = w0[x] * row[off0[x] + c] + w1[x] * row[off1[x] + c]
+  // The uint8 gathers read 4 bytes at each offset: the caller makes sure 4 - C bytes past the
+  // row's last pixel are readable (they are never used).
+  void (*gather_u8)(const uint8_t* row, const int32_t* off0, size_t npx, int channels, const float* fill, float* out,
+                    size_t plane);
+  void (*gather_f32)(const float* row, const int32_t* off0, size_t npx, int channels, const float* fill, float* out,
+                     size_t plane);
+  void (*gather2_u8)(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                     size_t npx, int channels, const float* fill, float* out, size_t plane);
+  void (*gather2_f32)(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                      size_t npx, int channels, const float* fill, float* out, size_t plane);
+  // A run of npx pixels read in order (dir 1) or reversed (dir -1) from `row` (pixel 0 at row):
+  // out[c * plane + x] = row[dir * x * C + c]. Integer maps with such runs skip the gathers.
+  void (*run_u8)(const uint8_t* row, int dir, size_t npx, int channels, float* out, size_t plane);
+  void (*run_f32)(const float* row, int dir, size_t npx, int channels, float* out, size_t plane);
   // out[e] = w0 * a[e] + w1 * b[e]
   void (*blend)(const float* a, const float* b, float w0, float w1, size_t n, float* out);
-  // v[e] = min(max(v[e] * f + g, 0), bound)  (f = 1, g = 0, bound = inf: identity)
+  // v[e] = min(max(v[e] * f + g, 0), bound)  (NaN -> 0)
   void (*scale_clamp)(float* v, size_t n, float f, float g, float bound);
-  // Saturation (3 channels): gray = 0.2989 r + 0.587 g + 0.114 b (torchvision's weights) (multiply, add, multiply, add,
-  // left to right); v = min(max(v * f + gray * (1 - f), 0), bound), 1 - f rounded once.
-  void (*saturation)(float* v, size_t npix, float f, float bound);
+  // Saturation on 3 planes: gray = (0.2989 r + 0.587 g) + 0.114 b (torchvision's weights; three
+  // multiplies, two adds); each channel v = min(max(v * f + gray * (1 - f), 0), bound), 1 - f
+  // rounded once.
+  void (*saturation)(float* v, size_t plane, size_t npix, float f, float bound);
   // The sum of the pixels' gray values (C = 3) or values (C = 1) in double, in 8 interleaved
   // partial sums (pixel p into sum p % 8) combined in index order: the same on every path.
-  double (*gray_sum)(const float* v, size_t npix, int channels);
-  // v[e] = v[e] + noise[e], then clamped to [0, bound] when clip.
-  void (*add)(float* v, const float* noise, size_t n, bool clip, float bound);
-  // out[e] = v[e] * a[e % m] + b[e % m] (multiply, then add) over `rows` rows of m elements; out may be v.
-  void (*affine)(const float* v, float* out, size_t rows, size_t m, const float* a, const float* b);
-  // NHWC stores of n values, and NCHW stores of npix pixels of C channels into planes `plane` apart.
+  double (*gray_sum)(const float* v, size_t plane, size_t npix, int channels);
+  // v[c * plane + p] += noise[p * C + c] (noise in NHWC order), then clamped to [0, bound] when clip.
+  void (*add_noise)(float* v, size_t plane, const float* noise, size_t npix, int channels, bool clip, float bound);
+  // out[e] = v[e] * a + b (multiply, then add); out may be v.
+  void (*affine)(const float* v, float* out, size_t n, float a, float b);
+  // out[e] = round-to-nearest-even(clamp(v[e], 0, 255)) (NaN -> 0)
   void (*store_u8)(const float* v, size_t n, uint8_t* out);
-  void (*store_planar_f32)(const float* v, size_t npix, int channels, float* out, size_t plane);
-  void (*store_planar_u8)(const float* v, size_t npix, int channels, uint8_t* out, size_t plane);
+  // NHWC stores: out[p * C + c] = v[c * plane + p] (as float32, or as store_u8 does).
+  void (*interleave_f32)(const float* v, size_t plane, size_t npix, int channels, float* out);
+  void (*interleave_u8)(const float* v, size_t plane, size_t npix, int channels, uint8_t* out);
 };
 
 // The pointwise steps (stage 2), in order. Per-sample parameters come in `per_sample` rows.

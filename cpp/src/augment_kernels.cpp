@@ -279,6 +279,32 @@ void affine(const float* v, float* out, size_t n, float a, float b) {
   for_vectors(n, [&](size_t e, size_t k) { st(out + e, add(mul(ld(v + e, k), av), bv), k); });
 }
 
+// The same into a large output that is not read back soon: whole 64-byte lines are written with
+// non-temporal stores (no read-for-ownership of lines about to be overwritten, no eviction of
+// the block buffers), the unaligned ends with plain stores. The values are affine's.
+void affine_stream(const float* v, float* out, size_t n, float a, float b) {
+#if REGTUNE_TARGET == REGTUNE_TARGET_SCALAR
+  affine(v, out, n, a, b);
+#else
+  const F32 av = set1(a), bv = set1(b);
+  size_t head = (64 - (reinterpret_cast<uintptr_t>(out) & 63)) / sizeof(float) % (64 / sizeof(float));
+  if ((reinterpret_cast<uintptr_t>(out) & 3) != 0 || head > n) head = n;
+  affine(v, out, head, a, b);
+  size_t e = head;
+  for (; e + 16 <= n; e += 16) {
+    for (size_t l = 0; l < 16; l += size_t(kLanes)) {
+      const F32 t = add(mul(load(v + e + l), av), bv);
+#if REGTUNE_TARGET == REGTUNE_TARGET_AVX512
+      _mm512_stream_ps(out + e + l, t.v);
+#else
+      _mm256_stream_ps(out + e + l, t.v);
+#endif
+    }
+  }
+  affine(v + e, out + e, n - e, a, b);
+#endif
+}
+
 // round-to-nearest-even(clamp(v, 0, 255)): after adding 1.5 * 2^23 the integer sits in the low
 // mantissa bits (the addition rounds, ties to even), so no float -> int conversion is needed.
 RT_INLINE U32 u8_bits(F32 v) { return band(bits(add(clampv(v, set1(255.0f)), set1(kRound))), set1(0xFFu)); }
@@ -327,6 +353,7 @@ void interleave_u8(const float* v, size_t plane, size_t npix, int channels, uint
 
 AugmentKernels augment_kernels() {
   return AugmentKernels{REGTUNE_NS_NAME, gather_u8,   gather_f32, gather2_u8, gather2_f32, run_u8, run_f32, blend,
+                        affine_stream,
                         scale_clamp,     saturation,  gray_sum,   add_noise,  affine,         store_u8,
                         interleave_f32,  interleave_u8};
 }

@@ -49,6 +49,9 @@ struct AugmentKernels {
   void (*run_f32)(const float* row, int dir, size_t npx, int channels, float* out, size_t plane);
   // out[e] = w0 * a[e] + w1 * b[e]
   void (*blend)(const float* a, const float* b, float w0, float w1, size_t n, float* out);
+  // affine (below) into the output array with non-temporal stores for its whole cache lines;
+  // the caller issues a store fence before the results are read (augment_run does, at its end).
+  void (*affine_stream)(const float* v, float* out, size_t n, float a, float b);
   // v[e] = min(max(v[e] * f + g, 0), bound)  (NaN -> 0)
   void (*scale_clamp)(float* v, size_t n, float f, float g, float bound);
   // Saturation on 3 planes: gray = (0.2989 r + 0.587 g) + 0.114 b (torchvision's weights; three

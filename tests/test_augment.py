@@ -517,3 +517,17 @@ def test_core_rejects_out_of_range_tables():
     with pytest.raises(ValueError, match="RandomErasing box outside"):
         steps = [(2, 0, np.array([[3, 0, 2, 1]], np.float32), np.zeros(1, np.float32), 255.0, 0.0, False)]
         _core.augment_run(x, out, False, False, good, None, None, None, good, None, None, None, fill, steps, 0, 0, idx)
+
+
+def test_dataloader_example_same_batches_with_0_and_2_workers():
+    """examples/augment_dataloader.py: a torch DataLoader fed through the pipeline gives the
+    same batches with num_workers=0 and 2 (one epoch here)."""
+    pytest.importorskip("torch")
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "augment_dataloader.py"
+    spec = importlib.util.spec_from_file_location("augment_dataloader", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.batches(num_workers=0, epochs=1) == mod.batches(num_workers=2, epochs=1)

@@ -53,7 +53,7 @@ class SampleRunner {
     bool noise = false;
     for (size_t k = 0; k < c.nsteps; ++k) noise |= c.steps[k].kind == StepKind::noise;
     if (noise) noise_.resize(block_rows_ * m);
-    stage_.resize((b.in_w * b.channels + 4) * (b.src_u8 ? 1 : sizeof(float)));
+    stage_.resize((b.in_w * b.channels + 8) * (b.src_u8 ? 1 : sizeof(float)));
   }
 
   void run(size_t s) {
@@ -84,8 +84,8 @@ class SampleRunner {
   // columns the sample reads are first copied into a small buffer, so the gathers read L1 and
   // the memory reads are sequential (the hardware prefetchers follow them; gathers from a cold
   // image wait on each miss). On this shared 2-core VM the gain was within the noise of the
-  // measurements; the buffer's other job is safety: it has 4 spare bytes, so the uint8
-  // gathers' 4-byte reads never leave it.
+  // measurements; the buffer's other job is safety: it has 8 spare bytes, so the uint8
+  // gathers' 4- and 8-byte reads never leave it.
   const void* row(int32_t r) {
     const AugmentBatch& b = *c_.b;
     if (r < 0) return nullptr;

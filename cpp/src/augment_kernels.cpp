@@ -132,19 +132,86 @@ void gather_f32(const float* row, const int32_t* off0, size_t npx, int channels,
              });
 }
 
-void gather2_u8(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
-                size_t npx, int channels, const float* fill, float* out, size_t plane) {
+// Both taps of kLanes RGB pixels whose second tap is the next pixel or the same one (every
+// interior column of a bilinear map, and its clamped edge): one 64-bit gather per pixel brings
+// bytes [o, o + 8), taps 0 and 1 with all their channels, half the loads of gathering each tap.
+// Returns false (nothing computed) when a lane does not fit; the caller then gathers each tap.
+#if REGTUNE_TARGET == REGTUNE_TARGET_AVX512
+RT_INLINE bool pair_rgb(const uint8_t* row, IVec p0, IVec p1, F32 wa, F32 wb, F32* v) {
+  const __m512i three = _mm512_set1_epi32(3);
+  const __mmask16 same = _mm512_cmpeq_epi32_mask(p1, p0);
+  const __mmask16 next = _mm512_cmpeq_epi32_mask(p1, _mm512_add_epi32(p0, three));
+  const __mmask16 valid = _mm512_cmpge_epi32_mask(p0, _mm512_setzero_si512());
+  if (__mmask16(valid & (same | next)) != 0xFFFF) return false;
+  const __m512i q0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(p0), row, 1);
+  const __m512i q1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(p0, 1), row, 1);
+  const __m512i lo = _mm512_permutex2var_epi32(q0, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), q1);
+  const __m512i hi = _mm512_permutex2var_epi32(q0, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), q1);
+  const __m512i ff = _mm512_set1_epi32(0xFF);
+  const __m512i t0[3] = {_mm512_and_si512(lo, ff), _mm512_and_si512(_mm512_srli_epi32(lo, 8), ff),
+                         _mm512_and_si512(_mm512_srli_epi32(lo, 16), ff)};
+  const __m512i t1[3] = {_mm512_srli_epi32(lo, 24), _mm512_and_si512(hi, ff), _mm512_and_si512(_mm512_srli_epi32(hi, 8), ff)};
+  for (int c = 0; c < 3; ++c) {
+    const F32 a{_mm512_cvtepi32_ps(t0[c])};
+    const F32 b{_mm512_cvtepi32_ps(_mm512_mask_blend_epi32(same, t1[c], t0[c]))};
+    v[c] = add(mul(wa, a), mul(wb, b));
+  }
+  return true;
+}
+#elif REGTUNE_TARGET == REGTUNE_TARGET_AVX2
+RT_INLINE bool pair_rgb(const uint8_t* row, IVec p0, IVec p1, F32 wa, F32 wb, F32* v) {
+  const __m256i same = _mm256_cmpeq_epi32(p1, p0);
+  const __m256i next = _mm256_cmpeq_epi32(p1, _mm256_add_epi32(p0, _mm256_set1_epi32(3)));
+  const __m256i valid = _mm256_cmpgt_epi32(p0, _mm256_set1_epi32(-1));
+  if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(valid, _mm256_or_si256(same, next)))) != 0xFF) return false;
+  const auto* base = reinterpret_cast<const long long*>(row);
+  const __m256 q0 = _mm256_castsi256_ps(_mm256_i32gather_epi64(base, _mm256_castsi256_si128(p0), 1));
+  const __m256 q1 = _mm256_castsi256_ps(_mm256_i32gather_epi64(base, _mm256_extracti128_si256(p0, 1), 1));
+  // low and high dwords of the 8 qwords, in pixel order (shuffle within halves, then fix the halves)
+  const __m256i lo = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(q0, q1, 0x88)), 0xD8);
+  const __m256i hi = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(q0, q1, 0xDD)), 0xD8);
+  const __m256i ff = _mm256_set1_epi32(0xFF);
+  const __m256i t0[3] = {_mm256_and_si256(lo, ff), _mm256_and_si256(_mm256_srli_epi32(lo, 8), ff),
+                         _mm256_and_si256(_mm256_srli_epi32(lo, 16), ff)};
+  const __m256i t1[3] = {_mm256_srli_epi32(lo, 24), _mm256_and_si256(hi, ff), _mm256_and_si256(_mm256_srli_epi32(hi, 8), ff)};
+  for (int c = 0; c < 3; ++c) {
+    const F32 a{_mm256_cvtepi32_ps(t0[c])};
+    const F32 b{_mm256_cvtepi32_ps(_mm256_blendv_epi8(t1[c], t0[c], same))};
+    v[c] = add(mul(wa, a), mul(wb, b));
+  }
+  return true;
+}
+#else
+RT_INLINE bool pair_rgb(const uint8_t*, IVec, IVec, F32, F32, F32*) { return false; }  // plain loads already
+#endif
+
+template <int kC>  // kC = 0: any channel count (run time)
+RT_INLINE void gather2_u8_body(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0,
+                               const float* w1, size_t npx, int channels, const float* fill, float* out, size_t plane) {
   const bool row_ok = row != nullptr;
-  for_pixels(npx, off0, off1, w0, w1, channels, out, plane,
+  const int C = kC ? kC : channels;
+  for_pixels(npx, off0, off1, w0, w1, C, out, plane,
              [&](const int32_t* o0, const int32_t* o1, const float* a, const float* b, F32* v) {
                const IVec p0 = load_off(o0), p1 = load_off(o1);
+               const F32 wa = load(a), wb = load(b);
+               if (kC == 3 && row_ok && pair_rgb(row, p0, p1, wa, wb, v)) return;
                const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
                const IVec g0 = gather_words(row, p0, m0), g1 = gather_words(row, p1, m1);
-               const F32 wa = load(a), wb = load(b);
-               for (int c = 0; c < channels; ++c) {
+               for (int c = 0; c < C; ++c) {
                  v[c] = add(mul(wa, pick(m0, byte_f32(g0, c), fill[c])), mul(wb, pick(m1, byte_f32(g1, c), fill[c])));
                }
              });
+}
+
+// The rgb path reads 8 bytes at each pixel's offset: the caller keeps 8 bytes past the row's
+// last pixel readable (a staged row; see augment.cpp).
+void gather2_u8(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                size_t npx, int channels, const float* fill, float* out, size_t plane) {
+  if (channels == 3) {
+    gather2_u8_body<3>(row, off0, off1, w0, w1, npx, channels, fill, out, plane);
+  } else {
+    gather2_u8_body<0>(row, off0, off1, w0, w1, npx, channels, fill, out, plane);
+  }
 }
 
 void gather2_f32(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,

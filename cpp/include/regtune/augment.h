@@ -33,8 +33,8 @@ struct AugmentKernels {
   // off[x] = the pixel's element offset in the row (i * C), or -1 for the fill value.
   //   gather:  out[c * plane + x] = row[off0[x] + c]
   //   gather2: out[c * plane + x] = w0[x] * row[off0[x] + c] + w1[x] * row[off1[x] + c]
-  // The uint8 gathers read 4 bytes at each offset: the caller makes sure 4 - C bytes past the
-  // row's last pixel are readable (they are never used).
+  // The uint8 gathers read 4 bytes at each offset (gather2_u8 with 3 channels: 8 bytes): the
+  // caller makes sure 8 bytes past the row's last pixel are readable (they are never used).
   void (*gather_u8)(const uint8_t* row, const int32_t* off0, size_t npx, int channels, const float* fill, float* out,
                     size_t plane);
   void (*gather_f32)(const float* row, const int32_t* off0, size_t npx, int channels, const float* fill, float* out,

@@ -109,12 +109,16 @@ def test_random_translate_matches_numpy():
         np.testing.assert_array_equal(got[i], p[3 + dy:3 + dy + 13, 3 + dx:3 + dx + 17])
 
 
-@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32, RNG.integers(0, 256, (4, 9, 11, 1), dtype=np.uint8),
+                                    RNG.random((4, 9, 11, 4), dtype=np.float32),
+                                    RNG.integers(0, 256, (4, 9, 11, 4), dtype=np.uint8)],
+                         ids=["uint8", "float32", "uint8-1ch", "float32-4ch", "uint8-4ch"])  # fmt: skip
 @pytest.mark.parametrize("size", [(7, 9), (24, 30)], ids=["shrink", "grow"])
 def test_random_resized_crop_matches_formula(images, size):
     pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.2, 1.0))], seed=5)
-    got = pipe(images, indices=IDX)
-    prm = pipe.sample_params(images.shape, indices=IDX)[0]
+    idx = IDX[:len(images)]
+    got = pipe(images, indices=idx)
+    prm = pipe.sample_params(images.shape, indices=idx)[0]
     for i, img in enumerate(images):
         ref = _ref_bilinear(img, prm["top"][i], prm["left"][i], prm["height"][i], prm["width"][i], size)
         np.testing.assert_array_equal(got[i], _store(ref, images.dtype))
@@ -417,6 +421,17 @@ def test_out_is_filled_and_returned():
     out = np.empty(pipe.output_shape(BIG.shape), np.float32)
     assert pipe(BIG, indices=BIG_IDX, out=out) is out
     np.testing.assert_array_equal(out, pipe(BIG, indices=BIG_IDX))
+
+
+def test_empty_batch_and_python_threads():
+    pipe = _full_pipe()
+    assert pipe(BIG[:0], indices=[]).shape == (0, 3, 12, 11)
+    ref = pipe(BIG, indices=BIG_IDX)
+    from .conftest import run_together
+
+    outs = run_together(4, lambda i: pipe(BIG, indices=BIG_IDX))  # the GIL is released; no shared state
+    for o in outs:
+        np.testing.assert_array_equal(o, ref)
 
 
 def test_torch_tensor_input():

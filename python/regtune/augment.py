@@ -591,6 +591,8 @@ def _indices(indices: Any, n: int) -> np.ndarray:
         return np.arange(n, dtype=np.uint64)
     not_masked(indices, "indices")
     idx = np.asarray(as_array(indices, "indices"))
+    if idx.shape == (0,) and n == 0:  # [] is float64 to NumPy
+        return np.zeros(0, np.uint64)
     if idx.dtype.kind not in "iu" or idx.dtype == np.bool_:
         raise TypeError(f"indices must hold integers, got dtype {idx.dtype}")
     if idx.ndim != 1:

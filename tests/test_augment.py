@@ -140,14 +140,15 @@ def test_bilinear_within_one_of_torch_interpolate():
 
 def test_crop_then_resized_crop_then_flip_compose():
     """Integer maps before and after the resampling compose into one pass."""
-    ops = [A.RandomCrop(12, padding=2, padding_mode="reflect"), A.RandomResizedCrop((9, 10)), A.HorizontalFlip(1.0)]
+    ops = [A.RandomCrop(12, padding=2, padding_mode="reflect"), A.RandomResizedCrop((9, 10)), A.HorizontalFlip(1.0),
+           A.VerticalFlip(1.0)]  # fmt: skip
     pipe = A.Pipeline(ops, seed=8)
     got = pipe(IMG_F32, indices=IDX)
     prm = pipe.sample_params(IMG_F32.shape, indices=IDX)
     for i, img in enumerate(IMG_F32):
         c = _ref_crop(img, prm[0]["top"][i], prm[0]["left"][i], (12, 12), (2, 2, 2, 2), "reflect", 0)
         r = prm[1]
-        ref = _ref_bilinear(c, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 10))[:, ::-1]
+        ref = _ref_bilinear(c, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 10))[::-1, ::-1]
         np.testing.assert_array_equal(got[i], ref.astype(np.float32))
 
 
@@ -499,7 +500,9 @@ def test_crop_larger_than_padded_image():
     with pytest.raises(ValueError, match=r"size \(20, 20\) is larger than the padded image \(17, 21\)"):
         A.Pipeline([A.RandomCrop(20, padding=2)])(IMG_U8)
     with pytest.raises(ValueError, match="shift must be < the image"):
-        A.Pipeline([A.RandomTranslate(13)])(IMG_U8)
+        A.Pipeline([A.RandomTranslate(17)])(IMG_U8)
+    tall = A.Pipeline([A.RandomTranslate(13)], seed=0)(IMG_U8)  # may empty a 13-row image: allowed, as the trainer
+    assert tall.shape == IMG_U8.shape
 
 
 def test_per_channel_values_must_match_the_channels():

@@ -169,7 +169,7 @@ class _AxisMap:
     """Per sample and output coordinate o along one axis: the value is w0 * in[i0] + w1 * in[i1];
     index -1 reads the fill value. Integer maps have i1 = i0, w0 = 1, w1 = 0."""
 
-    __slots__ = ("i0", "i1", "w0", "w1", "bilinear")
+    __slots__ = ("i0", "i1", "w0", "w1", "bilinear", "is_identity")
 
     def __init__(self, i0: np.ndarray, i1: np.ndarray | None = None, w0: np.ndarray | None = None,
                  w1: np.ndarray | None = None) -> None:  # fmt: skip
@@ -178,13 +178,20 @@ class _AxisMap:
         self.i1 = i1 if i1 is not None else i0
         self.w0 = w0
         self.w1 = w1
+        self.is_identity = False
 
     @staticmethod
     def identity(n: int, size: int) -> _AxisMap:
-        return _AxisMap(np.broadcast_to(np.arange(size, dtype=np.int64), (n, size)))
+        m = _AxisMap(np.broadcast_to(np.arange(size, dtype=np.int64), (n, size)))
+        m.is_identity = True
+        return m
 
     def then(self, m: _AxisMap) -> _AxisMap:
         """This map followed by op map ``m`` (m's indices address this map's output coordinates)."""
+        if self.is_identity:
+            return m
+        if m.is_identity:
+            return self
         if m.bilinear and self.bilinear:
             raise ValueError("a pipeline may hold only one resampling op (RandomResizedCrop)")
 
@@ -310,8 +317,8 @@ class RandomTranslate(_GeometricOp):
 
     def params(self, words, in_hw, channels):
         s = self.shift
-        if s and s >= min(in_hw):
-            raise ValueError(f"shift must be < the image's height and width {in_hw}, got shift={s}")
+        if s and s >= max(in_hw):  # the trainer's rule: a shift that could move every pixel out is a mistake
+            raise ValueError(f"shift must be < the image's height or width {in_hw}, got shift={s}")
         return {"dy": _below(words[:, 0], 2 * s + 1) - s, "dx": _below(words[:, 1], 2 * s + 1) - s}
 
     def maps(self, prm, in_hw):

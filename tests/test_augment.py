@@ -510,6 +510,12 @@ def test_per_channel_values_must_match_the_channels():
         A.Pipeline([A.Normalize((0.5, 0.5), 0.5)])(IMG_U8)
     with pytest.raises(ValueError, match="saturation.*needs 3 channels"):
         A.Pipeline([A.ColorJitter(saturation=0.2)])(IMG_U8[..., :1].copy())
+    with pytest.raises(ValueError, match="contrast.*needs 1 or 3 channels"):
+        A.Pipeline([A.ColorJitter(contrast=0.2)])(np.zeros((2, 4, 4, 4), np.uint8))
+    four = np.full((2, 4, 4, 4), 100, np.uint8)  # brightness alone works on any channel count
+    got = A.Pipeline([A.ColorJitter(brightness=0.5)], seed=1)(four)
+    f = A.Pipeline([A.ColorJitter(brightness=0.5)], seed=1).sample_params(four.shape)[0]["brightness"]
+    np.testing.assert_array_equal(got, _to_u8(np.float32(100) * f[:, None, None, None] + np.zeros((2, 4, 4, 4), np.float32)))
 
 
 def test_mix_label_checks():

@@ -163,12 +163,12 @@ void register_augment(py::module_& m) {
             keep.push_back(t[2]);
           }
           if (s.kind == StepKind::jitter) {
-            if (b.channels != 1 && b.channels != 3) throw py::value_error("ColorJitter needs 1 or 3 channels");
             for (size_t i = 0; i < b.n; ++i) {
               const float* p = s.per_sample + 4 * i;
               if (!(p[0] >= 0 && p[1] >= 0 && p[2] >= 0 && p[3] >= 0 && p[3] <= 5)) {
                 throw py::value_error("ColorJitter parameters out of range");
               }
+              if (p[1] != 1.0f && b.channels != 1 && b.channels != 3) throw py::value_error("contrast needs 1 or 3 channels");
               if (p[2] != 1.0f && b.channels != 3) throw py::value_error("saturation needs 3 channels");
             }
           }

@@ -555,3 +555,13 @@ def test_dataloader_example_same_batches_with_0_and_2_workers():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.batches(num_workers=0, epochs=1) == mod.batches(num_workers=2, epochs=1)
+
+
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+def test_nchw_is_the_transpose_of_nhwc(images):
+    ops = [A.RandomCrop(9), A.ColorJitter(0.3, 0.3, 0.3), A.GaussianNoise(3.0 if images.dtype == np.uint8 else 0.02),
+           A.RandomErasing(1.0, value=(7, 8, 9))]  # fmt: skip
+    nhwc = A.Pipeline(ops, seed=1)(images, indices=IDX)
+    nchw = A.Pipeline(ops, seed=1, layout="NCHW")(images, indices=IDX)
+    assert nhwc.dtype == images.dtype
+    np.testing.assert_array_equal(nhwc.transpose(0, 3, 1, 2), nchw)

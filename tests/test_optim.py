@@ -699,7 +699,7 @@ def test_bad_params_are_named(name):
         ctor([ro])
     with pytest.raises(TypeError, match=r"params\[1\] has dtype float64 but params\[0\] has float32"):
         ctor([a, np.zeros(3)])
-    with pytest.raises(TypeError, match=r"params\[0\] must have dtype float32 or float64, got int64"):
+    with pytest.raises(TypeError, match=r"params\[0\] must have dtype float32, float64, bfloat16 or float16, got int64"):
         ctor([np.zeros(3, np.int64)])
     with pytest.raises(TypeError, match=r"params\[0\] must be a numpy.ndarray"):
         ctor([[1.0, 2.0]])

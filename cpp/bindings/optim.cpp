@@ -256,9 +256,152 @@ py::object adafactor_typed(const py::sequence& params, const py::sequence& grads
   return py::none();
 }
 
+// ---------------------------------------------------------------------- low precision
+DType dtype_code(FloatKind k) { return k == FloatKind::bf16 ? DType::bf16 : k == FloatKind::f16 ? DType::f16 : DType::f32; }
+const char* dtype_label(DType d) { return d == DType::bf16 ? "bfloat16" : d == DType::f16 ? "float16" : "float32"; }
+
+// An array of a low-precision step: C-contiguous, writable when written, of dtype `want` or
+// (when `or_f32`) float32, shaped as `like` when given. Returns the array and its dtype.
+std::pair<py::array, DType> low_array(const py::object& obj, const std::string& label, DType want, bool or_f32,
+                                      bool write, const py::array* like, const std::string& like_label) {
+  const FloatKind k = float_kind(obj);
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(label + " must be a numpy.ndarray");
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  const DType d = dtype_code(k);
+  if (k == FloatKind::other || k == FloatKind::f64 || (d != want && !(or_f32 && d == DType::f32))) {
+    throw py::type_error(label + " must have dtype " + dtype_label(want) + (or_f32 && want != DType::f32 ? " or float32" : "") +
+                         ", got " + std::string(py::str(a.dtype())));
+  }
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(label + " must be C-contiguous");
+  if (write && !a.writeable()) throw py::value_error(label + " must be writable");
+  if (like && !same_shape(a, *like)) {
+    throw py::value_error(label + " has shape " + shape_str(a) + " but " + like_label + " has shape " + shape_str(*like));
+  }
+  return {a, d};
+}
+
+py::object step_low(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+                    const py::sequence& state_names, const py::dict& args_dict, double max_grad_norm,
+                    const py::object& masters, const py::object& seed, uint64_t step) {
+  const size_t n = size_t(py::len(params));
+  if (size_t(py::len(grads)) != n) {
+    throw py::value_error("grads has " + std::to_string(py::len(grads)) + " arrays but params has " + std::to_string(n));
+  }
+  if (py::len(states) != 4 || py::len(state_names) != 4) throw py::value_error("optim_step_low: states must list 4 slots");
+  const OptimArgs<double> args = parse_args(args_dict);
+  if (kind != int(OptimKind::average) && args.ema_on != !py::object(states[3]).is_none()) {
+    throw py::value_error("optim_step_low: the averages (states[3]) go with ema_weight");
+  }
+  const bool master = !masters.is_none();
+  py::sequence mseq = master ? masters.cast<py::sequence>() : py::sequence(py::list());
+  if (master && size_t(py::len(mseq)) != n) {
+    throw py::value_error("masters has " + std::to_string(py::len(mseq)) + " arrays but params has " + std::to_string(n));
+  }
+  std::vector<py::array> keep;
+  std::vector<LowTensor> tensors(n);
+  std::vector<size_t> sizes(n);
+  std::vector<std::pair<const char*, const char*>> spans;
+  const bool stochastic = !seed.is_none();
+  const uint64_t key = stochastic ? seed.cast<uint64_t>() : 0;
+  if (stochastic && n >= (size_t(1) << 24)) throw py::value_error("optim_step_low: at most 2**24 tensors");
+  DType pdt = DType::bf16;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string pl = item("params", i);
+    if (i == 0) {
+      // The weight average's update (kind average) steps float32 averages toward 16-bit params.
+      const bool average = kind == int(OptimKind::average);
+      const FloatKind k0 = float_kind(average ? py::object(grads[0]) : py::object(params[0]));
+      if (k0 != FloatKind::bf16 && k0 != FloatKind::f16) {
+        throw py::type_error(std::string(average ? "grads[0]" : "params[0]") + " must have dtype bfloat16 or float16 for a low-precision step");
+      }
+      pdt = dtype_code(k0);
+    }
+    auto [p, pd] = low_array(params[i], pl, pdt, kind == int(OptimKind::average), true, nullptr, "");
+    LowTensor& t = tensors[i];
+    sizes[i] = size_t(p.size());
+    const size_t pw = pd == DType::f32 ? 4 : 2;
+    spans.emplace_back(static_cast<const char*>(p.data()), static_cast<const char*>(p.data()) + sizes[i] * pw);
+    if (master) {
+      auto [mst, md] = low_array(mseq[i], item("masters", i), DType::f32, false, true, &p, pl);
+      t.param = mst.mutable_data(), t.param_dt = DType::f32;
+      t.shadow = p.mutable_data(), t.shadow_dt = pdt;
+      spans.emplace_back(static_cast<const char*>(mst.data()), static_cast<const char*>(mst.data()) + sizes[i] * 4);
+      keep.push_back(mst);
+    } else {
+      t.param = p.mutable_data(), t.param_dt = pd;
+    }
+    auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
+    t.grad = g.data(), t.grad_dt = gd;
+    keep.push_back(g);
+    for (size_t k = 0; k < 4; ++k) {
+      py::object lst = states[k];
+      if (lst.is_none()) continue;
+      const std::string name = py::str(state_names[k]).cast<std::string>();
+      auto seq = lst.cast<py::sequence>();
+      if (size_t(py::len(seq)) != n) {
+        throw py::value_error(name + " has " + std::to_string(py::len(seq)) + " arrays but params has " + std::to_string(n));
+      }
+      auto [sa, sd] = low_array(seq[i], item(name, i), pdt, true, true, &p, pl);
+      if (k < 3) {
+        t.state[k] = sa.mutable_data(), t.state_dt[k] = sd;
+      } else {
+        t.ema = sa.mutable_data(), t.ema_dt = sd;
+      }
+      spans.emplace_back(static_cast<const char*>(sa.data()), static_cast<const char*>(sa.data()) + sa.nbytes());
+      keep.push_back(sa);
+    }
+    if (stochastic) {
+      t.stochastic = true;
+      t.sr = {key, (step << 24) | uint64_t(i)};
+    }
+    keep.push_back(p);
+  }
+  if (stochastic && step >= (uint64_t(1) << 40)) throw py::value_error("optim_step_low: step must be < 2**40");
+  std::sort(spans.begin(), spans.end());
+  for (size_t j = 1; j < spans.size(); ++j) {
+    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
+      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
+    }
+  }
+  std::vector<unsigned char> adapt;
+  if (kind == int(OptimKind::lars)) {
+    for (size_t i = 0; i < n; ++i) adapt.push_back(py::reinterpret_borrow<py::array>(params[i]).ndim() > 1);
+  }
+  double norm;
+  {
+    py::gil_scoped_release nogil;
+    norm = optim_step_low(OptimKind(kind), tensors.data(), sizes.data(), n, args, max_grad_norm,
+                          adapt.empty() ? nullptr : adapt.data());
+  }
+  if (max_grad_norm > 0) return py::float_(norm);
+  return py::none();
+}
+
+bool any_low(const py::sequence& seq) {
+  for (size_t i = 0; i < size_t(py::len(seq)); ++i) {
+    const FloatKind k = float_kind(seq[i]);
+    if (k == FloatKind::bf16 || k == FloatKind::f16) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 void register_optim(py::module_& m) {
+  m.def(
+      "optim_step_low",
+      [](int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+         const py::sequence& state_names, const py::dict& args, double max_grad_norm, const py::object& masters,
+         const py::object& seed, uint64_t step) -> py::object {
+        if (kind < 0 || kind >= kOptimKinds) throw py::value_error("optim_step_low: unknown kind " + std::to_string(kind));
+        return step_low(kind, params, grads, states, state_names, args, max_grad_norm, masters, seed, step);
+      },
+      py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"), py::arg("args"),
+      py::arg("max_grad_norm"), py::arg("masters"), py::arg("seed"), py::arg("step"),
+      "optim_step on bfloat16/float16 params (one dtype): grads and each state list in that dtype or float32, "
+      "float32 arithmetic; masters: None, or float32 master copies (the step's parameters; params receive their "
+      "rounding to nearest); seed: None (round to nearest) or the key of stochastic rounding, word i of stream "
+      "step * 2**24 + t rounding element i of tensor t.");
   m.def(
       "optim_step",
       [](int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,

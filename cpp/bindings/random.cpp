@@ -45,10 +45,25 @@ class Where {
   Runs runs_{};
 };
 
-// Runs fill(ptr, where) on `out` (float32 or float64, checked) with the GIL released; float64
-// elements take two words each.
+// Runs fill(ptr, where) on `out` (float32, float64, bfloat16 or float16, checked) with the GIL
+// released; float64 elements take two words each.
 template <typename Fill>
-void fill_float(const py::object& out, const py::object& first, Fill fill) {
+void fill_float(const py::object& out, const py::object& first, Fill fill, bool low_precision = true) {
+  const FloatKind kind = float_kind(out);
+  if (low_precision && (kind == FloatKind::bf16 || kind == FloatKind::f16)) {
+    auto arr = py::reinterpret_borrow<py::array>(out);
+    if (!(arr.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
+    if (!arr.writeable()) throw py::value_error("out must be writable");
+    const Where where(first, size_t(arr.size()), 1);
+    void* p = arr.mutable_data();
+    py::gil_scoped_release nogil;
+    if (kind == FloatKind::bf16) {
+      fill(static_cast<bfloat16_t*>(p), where.runs());
+    } else {
+      fill(static_cast<float16_t*>(p), where.runs());
+    }
+    return;
+  }
   if (has_dtype(out, py::dtype::of<double>())) {
     auto arr = writable_array<double>(out, "out");
     const Where where(first, size_t(arr.size()), 2);
@@ -117,12 +132,66 @@ void register_random(py::module_& m) {
   m.def(
       "fill",
       [](const py::object& out, double value) {
-        fill_float(out, py::int_(0), [&](auto* p, const Runs& w) {
-          using T = std::remove_pointer_t<decltype(p)>;
-          parallel_fill<T>(p, w.size(), T(value));
-        });
+        fill_float(
+            out, py::int_(0),
+            [&](auto* p, const Runs& w) {
+              using T = std::remove_pointer_t<decltype(p)>;
+              if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) parallel_fill<T>(p, w.size(), T(value));
+            },
+            false);
       },
       py::arg("out"), py::arg("value"), "Fill float32/float64 `out` with `value`, with all threads.");
+  m.def(
+      "convert",
+      [](const py::object& x, const py::object& out) {
+        // float32 -> bfloat16 / float16 (nearest even), or back (exact)
+        auto src = py::reinterpret_borrow<py::array>(x);
+        const FloatKind ks = float_kind(x), ko = float_kind(out);
+        auto check = [](const py::object& o, const char* name, bool write) {
+          if (!py::isinstance<py::array>(o)) throw py::type_error(std::string(name) + " must be a numpy.ndarray");
+          auto a = py::reinterpret_borrow<py::array>(o);
+          if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+          if (write && !a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+          return a;
+        };
+        auto s = check(x, "x", false), d = check(out, "out", true);
+        if (s.size() != d.size()) throw py::value_error("x and out must have the same size");
+        const size_t n = size_t(s.size());
+        const void* sp = s.data();
+        void* dp = d.mutable_data();
+        if (ks == FloatKind::f32 && (ko == FloatKind::bf16 || ko == FloatKind::f16)) {
+          py::gil_scoped_release nogil;
+          if (ko == FloatKind::bf16) convert_to(static_cast<const float*>(sp), n, static_cast<bfloat16_t*>(dp));
+          else convert_to(static_cast<const float*>(sp), n, static_cast<float16_t*>(dp));
+        } else if ((ks == FloatKind::bf16 || ks == FloatKind::f16) && ko == FloatKind::f32) {
+          py::gil_scoped_release nogil;
+          if (ks == FloatKind::bf16) convert_from(static_cast<const bfloat16_t*>(sp), n, static_cast<float*>(dp));
+          else convert_from(static_cast<const float16_t*>(sp), n, static_cast<float*>(dp));
+        } else {
+          throw py::type_error("convert: x float32 and out bfloat16/float16, or x bfloat16/float16 and out float32");
+        }
+      },
+      py::arg("x"), py::arg("out"),
+      "float32 x rounded to nearest even into bfloat16/float16 out, or 16-bit x widened into float32 out.");
+  m.def(
+      "round_stochastic",
+      [](const py::object& x, const py::object& out, uint64_t key, uint64_t stream, uint64_t first) {
+        auto s = readable_array<float>(x, "x");
+        const FloatKind ko = float_kind(out);
+        if (ko != FloatKind::bf16 && ko != FloatKind::f16) throw py::type_error("out must be bfloat16 or float16");
+        auto d = py::reinterpret_borrow<py::array>(out);
+        if (!(d.flags() & py::array::c_style) || !d.writeable()) throw py::value_error("out must be C-contiguous and writable");
+        if (s.size() != d.size()) throw py::value_error("x and out must have the same size");
+        const size_t n = size_t(s.size());
+        check_stream_range(first, n, 1);
+        const float* sp = static_cast<const float*>(s.data());
+        void* dp = d.mutable_data();
+        py::gil_scoped_release nogil;
+        if (ko == FloatKind::bf16) convert_sr({key, stream}, first, sp, n, static_cast<bfloat16_t*>(dp));
+        else convert_sr({key, stream}, first, sp, n, static_cast<float16_t*>(dp));
+      },
+      py::arg("x"), py::arg("out"), py::arg("key"), py::arg("stream"), py::arg("first"),
+      "float32 x rounded stochastically into bfloat16/float16 out with words first.. of the stream.");
   m.def(
       "parallel_copy",
       [](const py::object& dst, const py::object& src) {

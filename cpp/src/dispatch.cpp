@@ -26,12 +26,12 @@ uint64_t xgetbv0() {
 
 // What the CPU has *and* the OS saves on context switch (XCR0), as the Intel SDM requires.
 struct CpuFeatures {
-  bool avx2_fma = false;
-  bool avx512 = false;  // F + DQ + BW + VL
+  bool avx2_fma = false;  // AVX2 + FMA + F16C (every AVX2 CPU has F16C; the kernels convert halves with it)
+  bool avx512 = false;    // F + DQ + BW + VL
   CpuFeatures() {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
-    const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12);
+    const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29);
     if (!(osxsave && avx)) return;
     const uint64_t xcr0 = xgetbv0();
     const bool ymm_state = (xcr0 & 0x6) == 0x6, zmm_state = (xcr0 & 0xE6) == 0xE6;
@@ -39,7 +39,7 @@ struct CpuFeatures {
     __cpuid_count(7, 0, a, b, c, d);
     const bool avx2 = b & (1u << 5);
     const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
-    avx2_fma = ymm_state && avx2 && fma;
+    avx2_fma = ymm_state && avx2 && fma && f16c;
     avx512 = avx2_fma && zmm_state && f && dq && bw && vl;
   }
 };

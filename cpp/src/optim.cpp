@@ -385,6 +385,123 @@ void clamp_list(const TensorList<T>& x, double c) {
   elementwise_list(x, kernels<T>().clamp, T(c));
 }
 
+// ---------------------------------------------------------------------- low precision
+namespace {
+const LowKernels& low() { return optim_table().low; }
+// Chunks of low-precision steps start on multiples of 32 elements of their tensor: a cache
+// line of each 16-bit array (two of a float32 one), and a multiple of 4 (a Philox block) for
+// the words of stochastic rounding.
+constexpr size_t kLowAlign = 32;
+}  // namespace
+
+void low_list_sums(const void* const* data, const DType* dts, const size_t* sizes, size_t count, double* abs_sum,
+                   double* sq_sum) {
+  const Layout layout(sizes, count, kReduceBlock);
+  std::vector<double> part(2 * (layout.total / kReduceBlock), 0.0);
+  const auto sums = low().sums;
+  auto body = [&](size_t b, size_t e) {
+    layout.walk(sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
+      const char* base = static_cast<const char*>(data[t]);
+      const size_t w = dts[t] == DType::f32 ? 4 : 2;
+      for (size_t s = lo; s < hi; s += kReduceBlock) {
+        sums(base + s * w, dts[t], std::min(kReduceBlock, hi - s), &part[2 * ((layout.start[t] + s) / kReduceBlock)]);
+      }
+    });
+  };
+  parallel(layout.total, kReduceBlock, body);
+  double a = 0.0, q = 0.0;
+  for (size_t j = 0; j < part.size(); j += 2) {
+    a += part[j];
+    q += part[j + 1];
+  }
+  *abs_sum = a;
+  *sq_sum = q;
+}
+
+double optim_step_low(OptimKind kind, const LowTensor* tensors, const size_t* sizes, size_t count,
+                      const OptimArgs<double>& args, double max_grad_norm, const unsigned char* adapt) {
+  OptimArgs<double> d = args;
+  double norm = std::nan("");
+  if (max_grad_norm > 0) {
+    std::vector<const void*> g(count);
+    std::vector<DType> gd(count);
+    for (size_t t = 0; t < count; ++t) g[t] = tensors[t].grad, gd[t] = tensors[t].grad_dt;
+    double abs_sum, sq_sum;
+    low_list_sums(g.data(), gd.data(), sizes, count, &abs_sum, &sq_sum);
+    norm = std::sqrt(sq_sum);
+    const double c = clip_coefficient(norm, max_grad_norm);
+    if (!(c >= 1.0)) d.clip_on = true, d.clip = c;
+  }
+  const OptimArgs<float> a = round_args<float>(d);
+  const auto step = low().step[int(kind)];
+  std::vector<OptimArgs<float>> per_tensor;
+  if (kind == OptimKind::lamb || kind == OptimKind::lars) {
+    const auto sums = kind == OptimKind::lamb ? low().lamb_sums : low().lars_sums;
+    const Layout blocks(sizes, count, kReduceBlock);
+    std::vector<double> part(2 * (blocks.total / kReduceBlock), 0.0);
+    auto first = [&](size_t b, size_t e) {
+      blocks.walk(sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
+        for (size_t s = lo; s < hi; s += kReduceBlock) {
+          sums(tensors[t], s, std::min(kReduceBlock, hi - s), a, &part[2 * ((blocks.start[t] + s) / kReduceBlock)]);
+        }
+      });
+    };
+    parallel(blocks.total, kReduceBlock, first);
+    per_tensor.assign(count, a);
+    for (size_t t = 0; t < count; ++t) {
+      double sq0 = 0.0, sq1 = 0.0;
+      const size_t b0 = blocks.start[t] / kReduceBlock, nb = (sizes[t] + kReduceBlock - 1) / kReduceBlock;
+      for (size_t j = b0; j < b0 + nb; ++j) {
+        sq0 += part[2 * j];
+        sq1 += part[2 * j + 1];
+      }
+      OptimArgs<float>& at = per_tensor[t];
+      if (kind == OptimKind::lamb) {
+        at.step = float(d.step * trust_ratio(kind, d, sq0, sq1));
+      } else if (adapt && !adapt[t]) {
+        at.scale = 1.0f, at.wd_on = false;
+      } else {
+        at.scale = float(trust_ratio(kind, d, sq0, sq1));
+      }
+    }
+  }
+  const Layout layout(sizes, count, kLowAlign);
+  auto body = [&](size_t b, size_t e) {
+    layout.walk(sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
+      step(tensors[t], lo, hi - lo, per_tensor.empty() ? a : per_tensor[t]);
+    });
+  };
+  parallel(layout.total, kLowAlign, body);
+  return norm;
+}
+
+void low_scale_list(void* const* data, const DType* dts, const size_t* sizes, size_t count, double s, bool clamp) {
+  const Layout layout(sizes, count, kLowAlign);
+  const auto k = clamp ? low().clamp : low().scale;
+  auto body = [&](size_t b, size_t e) {
+    layout.walk(sizes, b, e, [&](size_t t, size_t lo, size_t hi) {
+      k(static_cast<char*>(data[t]) + lo * (dts[t] == DType::f32 ? 4 : 2), dts[t], hi - lo, float(s));
+    });
+  };
+  parallel(layout.total, kLowAlign, body);
+}
+
+void low_penalty_grad(void* g, DType gdt, const void* w, DType wdt, size_t n, double l1, double l2) {
+  const auto k = low().penalty_grad;
+  const size_t gw = gdt == DType::f32 ? 4 : 2, ww = wdt == DType::f32 ? 4 : 2;
+  auto body = [&](size_t b, size_t e) {
+    k(static_cast<char*>(g) + b * gw, gdt, static_cast<const char*>(w) + b * ww, wdt, e - b, float(l1), float(l2));
+  };
+  parallel(n, kLowAlign, body);
+}
+
+void low_prox_l1(void* w, DType dt, size_t n, double threshold) {
+  const auto k = low().prox_l1;
+  const size_t ww = dt == DType::f32 ? 4 : 2;
+  auto body = [&](size_t b, size_t e) { k(static_cast<char*>(w) + b * ww, dt, e - b, float(threshold)); };
+  parallel(n, kLowAlign, body);
+}
+
 #define REGTUNE_INSTANTIATE(T)                                                                                \
   template void list_sums<T>(const TensorList<T>&, double*, double*);                                        \
   template void list_sums<const T>(const TensorList<const T>&, double*, double*);                            \

@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "regtune/optim.h"
+#include "philox.h"
 #include "simd.h"
 
 namespace regtune {
@@ -29,17 +30,98 @@ template <typename T> struct Vec;
 template <> struct Vec<float> { using type = F32; static constexpr size_t lanes = size_t(kLanes); };
 template <> struct Vec<double> { using type = F64; static constexpr size_t lanes = size_t(kLanes64); };
 
+// ------------------------------------------------------------------- low-precision arrays
+// The steps on bfloat16/half parameters compute in float32 (the float32 bodies, instantiated
+// once more) on arrays whose dtype is known at run time: Arr. Loads widen exactly; stores round
+// to nearest even, or, for the parameter, stochastically (sr) with the Philox word at the
+// element's index in its tensor; a master-weight step also writes the parameter's rounding to
+// `shadow`. The dtype tests are the same for every vector of a call, so they predict perfectly.
+constexpr size_t bytes_of(DType d) { return d == DType::f32 ? 4 : 2; }
+
+// The random words of stochastic rounding: word i of the stream for the element at index i,
+// made a buffer at a time (kSrWords, a multiple of what one philox call makes).
+constexpr size_t kSrWords = size_t(4) * kLanes * kSteps * 4;
+struct SrWords {
+  Stream s;
+  uint64_t base = ~uint64_t(0);
+  alignas(64) uint32_t w[kSrWords + kLanes];
+  explicit SrWords(Stream st) : s(st) {}
+  // The kLanes words from index i (a multiple of 4).
+  RT_INLINE U32 at(uint64_t i) {
+    if (i < base || i + kLanes > base + kSrWords) refill(i);
+    return load(w + (i - base));
+  }
+  void refill(uint64_t i) {
+    base = i;
+    for_blocks<uint32_t, 4>(s, i / 4, 0, kSrWords, w, [](const Words& x, uint32_t* dst) {
+      store_interleave4(dst, x.w0, x.w1, x.w2, x.w3);
+    });
+  }
+};
+
+struct Arr {
+  char* p = nullptr;
+  DType dt = DType::f32;
+  char* shadow = nullptr;  // master weights: the low-precision parameter
+  DType sdt = DType::bf16;
+  SrWords* sr = nullptr;   // stochastic rounding of stores
+  uint64_t idx = 0;        // the index of element 0 in its tensor
+  Arr() = default;
+  Arr(std::nullptr_t) {}  // NOLINT: as a null pointer
+  Arr(const void* d, DType t, uint64_t i = 0) : p(static_cast<char*>(const_cast<void*>(d))), dt(t), idx(i) {}
+  explicit operator bool() const { return p != nullptr; }
+  Arr operator+(size_t i) const {
+    if (!p) return *this;
+    Arr r = *this;
+    r.p += i * bytes_of(dt);
+    if (shadow) r.shadow += i * bytes_of(sdt);
+    r.idx += i;
+    return r;
+  }
+};
+
+template <typename M>
+RT_INLINE F32 load_arr(const M& mem, const Arr& a) {
+  if (a.dt == DType::f32) return mem.load(reinterpret_cast<const float*>(a.p));
+  if (a.dt == DType::bf16) return mem.load(reinterpret_cast<const bfloat16_t*>(a.p));
+  return mem.load(reinterpret_cast<const float16_t*>(a.p));
+}
+
+template <typename M>
+RT_INLINE void store_arr(const M& mem, const Arr& a, F32 v) {
+  if (a.dt == DType::f32) {
+    mem.store(reinterpret_cast<float*>(a.p), v);
+  } else if (a.sr) {
+    const U32 r = a.sr->at(a.idx);
+    mem.store16(reinterpret_cast<uint16_t*>(a.p), a.dt == DType::bf16 ? f32_to_bf16_sr(v, r) : f32_to_half_sr(v, r));
+  } else if (a.dt == DType::bf16) {
+    mem.store(reinterpret_cast<bfloat16_t*>(a.p), v);
+  } else {
+    mem.store(reinterpret_cast<float16_t*>(a.p), v);
+  }
+  if (a.shadow) {
+    if (a.sdt == DType::bf16) mem.store(reinterpret_cast<bfloat16_t*>(a.shadow), v);
+    else mem.store(reinterpret_cast<float16_t*>(a.shadow), v);
+  }
+}
+
 // Memory access for one vector of elements: a whole vector in place, or the last k < lanes
 // elements of an array through masked loads and stores. Each kernel body is written once
 // against this interface and runs for both.
 struct Whole {
   template <typename T> RT_INLINE auto load(const T* p) const { return simd::load(p); }
   template <typename T, typename V> RT_INLINE void store(T* p, V v) const { simd::store(p, v); }
+  RT_INLINE void store16(uint16_t* p, H16 h) const { store_h16(p, h); }
+  RT_INLINE F32 load(const Arr& a) const { return load_arr(*this, a); }
+  RT_INLINE void store(const Arr& a, F32 v) const { store_arr(*this, a, v); }
 };
 struct Tail {
   size_t k;
   template <typename T> RT_INLINE auto load(const T* p) const { return load_partial(p, k); }
   template <typename T, typename V> RT_INLINE void store(T* p, V v) const { store_partial(p, v, k); }
+  RT_INLINE void store16(uint16_t* p, H16 h) const { store_h16_partial(p, h, k); }
+  RT_INLINE F32 load(const Arr& a) const { return load_arr(*this, a); }
+  RT_INLINE void store(const Arr& a, F32 v) const { store_arr(*this, a, v); }
 };
 
 // Software prefetch: each stream is fetched this far ahead, one prefetch per cache line.
@@ -53,11 +135,14 @@ template <typename T>
 RT_INLINE void prefetch(const T* p, size_t i) {
   if (p) __builtin_prefetch(p + i + kPrefetchBytes / sizeof(T), std::is_const_v<T> ? 0 : 1, 3);
 }
+RT_INLINE void prefetch(const Arr& a, size_t i) {
+  if (a.p) __builtin_prefetch(a.p + i * bytes_of(a.dt) + kPrefetchBytes, 1, 3);
+}
 
 // body(i, mem) for i = 0, lanes, 2 lanes, ... < n, a cache line of elements at a time with
 // each of `streams` (null ones skipped) prefetched ahead.
 template <typename T, typename Body, typename... S>
-RT_INLINE void for_vectors(size_t n, Body body, S*... streams) {
+RT_INLINE void for_vectors(size_t n, Body body, S... streams) {
   constexpr size_t L = Vec<T>::lanes;
   constexpr size_t kLine = std::max(kLineBytes / sizeof(T), L);
   size_t i = 0;
@@ -84,9 +169,12 @@ RT_INLINE bool no_extras(const OptimArgs<T>& a) {
 
 // Calls body(kFast, kEma) (std::bool_constant tags) for the step `a` describes; rule_fast says
 // whether the rule's own switches are those its fast body assumes.
-template <typename T, typename Body>
+// The low-precision steps (P = Arr) compile only the general body.
+template <typename P, typename T, typename Body>
 RT_INLINE void dispatch_rule(const OptimArgs<T>& a, bool rule_fast, Body body) {
-  if (no_extras(a) && rule_fast && !a.ema_on) {
+  if constexpr (std::is_same_v<P, Arr>) {
+    body(std::false_type{}, std::false_type{});
+  } else if (no_extras(a) && rule_fast && !a.ema_on) {
     body(std::true_type{}, std::false_type{});
   } else if (no_extras(a) && rule_fast && !a.ema_copy) {
     body(std::true_type{}, std::true_type{});
@@ -97,8 +185,8 @@ RT_INLINE void dispatch_rule(const OptimArgs<T>& a, bool rule_fast, Body body) {
 
 // The gradient the rule sees: clipped, plus the L1 term, then the decoupled or coupled
 // weight decay (p may be rescaled by the decoupled decay).
-template <bool kFast, typename T, typename V, typename Mem>
-RT_INLINE V prepare(const Mem& mem, const T* grad, V& p, const OptimArgs<T>& a) {
+template <bool kFast, typename T, typename C, typename V, typename Mem>
+RT_INLINE V prepare(const Mem& mem, C grad, V& p, const OptimArgs<T>& a) {
   V g = mem.load(grad);
   if (!kFast && a.clip_on) g = mul(g, set1(a.clip));
   if (!kFast && a.l1_on) g = add(g, mul(set1(a.l1), sign(p)));
@@ -140,23 +228,23 @@ RT_INLINE V average_to(V avg, V p, const OptimArgs<T>& a) {
 }
 
 // Stores the updated p (after the proximal step) and updates the weight average from it.
-template <bool kFast, bool kEma, typename T, typename V, typename Mem>
-RT_INLINE void finish(const Mem& mem, T* param, T* ema, V p, const OptimArgs<T>& a) {
+template <bool kFast, bool kEma, typename T, typename P, typename V, typename Mem>
+RT_INLINE void finish(const Mem& mem, P param, P ema, V p, const OptimArgs<T>& a) {
   if (!kFast && a.prox_on) p = soft_threshold(p, a.prox);
   mem.store(param, p);
   if (kEma || (!kFast && a.ema_on)) mem.store(ema, !kEma && a.ema_copy ? p : average_to(mem.load(ema), p, a));
 }
 
-template <bool kFast, bool kEma, typename T>
-RT_INLINE T* ema_stream(T* ema, const OptimArgs<T>& a) {
-  return kEma || (!kFast && a.ema_on) ? ema : nullptr;
+template <bool kFast, bool kEma, typename T, typename P>
+RT_INLINE P ema_stream(P ema, const OptimArgs<T>& a) {
+  return kEma || (!kFast && a.ema_on) ? ema : P(nullptr);
 }
 
 // The first half of Adam and of the rules built on it (NAdam, RAdam): p loaded, g prepared,
 // m = lerp(m, g, 1 - beta1) and v = fma((1 - beta2) g, g, v beta2) updated and stored.
 // Pointers are those of the vector at hand.
-template <bool kFast, typename T, typename V, typename Mem>
-RT_INLINE void adam_moments(const Mem& mem, const T* param, const T* grad, T* m_, T* v_, V& p, V& g, V& m, V& v,
+template <bool kFast, typename T, typename P, typename C, typename V, typename Mem>
+RT_INLINE void adam_moments(const Mem& mem, P param, C grad, P m_, P v_, V& p, V& g, V& m, V& v,
                             const OptimArgs<T>& a) {
   p = mem.load(param);
   g = prepare<kFast>(mem, grad, p, a);
@@ -170,8 +258,8 @@ RT_INLINE void adam_moments(const Mem& mem, const T* param, const T* grad, T* m_
 // SGD: buf = g on the first step, else buf * momentum + (1 - dampening) * g;
 // g = nesterov ? g + momentum * buf : buf; p = p - lr * g.
 // kFast: no extras, momentum after the first step, no nesterov.
-template <bool kFast, bool kEma, typename T>
-void sgd_body(T* param, const T* grad, T* buf, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void sgd_body(P param, C grad, P buf, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;  // a copy: stores through T* cannot change it, so it stays in registers
   const bool momentum = kFast || a.momentum_on;
@@ -187,18 +275,18 @@ void sgd_body(T* param, const T* grad, T* buf, T* ema, size_t n, const OptimArgs
   }, param, grad, momentum ? buf : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void sgd_kernel(T* param, const T* grad, T* buf, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, a.momentum_on && !a.first_step && !a.nesterov, [&](auto fast, auto e) {
-    sgd_body<fast(), e()>(param, grad, buf, ema, n, a);
+template <typename T, typename P, typename C>
+void sgd_kernel(P param, C grad, P buf, P, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, a.momentum_on && !a.first_step && !a.nesterov, [&](auto fast, auto e) {
+    sgd_body<fast(), e(), T>(param, grad, buf, ema, n, a);
   });
 }
 
 // Adam / AdamW: m = lerp(m, g, 1 - beta1); v = fma((1 - beta2) * g, g, v * beta2);
 // vmax = max(vmax, v) with amsgrad; p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + eps).
 // kFast: no extras, no amsgrad.
-template <bool kFast, bool kEma, typename T>
-void adam_body(T* param, const T* grad, T* m_, T* v_, T* vmax_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void adam_body(P param, C grad, P m_, P v_, P vmax_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -213,17 +301,17 @@ void adam_body(T* param, const T* grad, T* m_, T* v_, T* vmax_, T* ema, size_t n
   }, param, grad, m_, v_, !kFast && a.amsgrad ? vmax_ : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void adam_kernel(T* param, const T* grad, T* m_, T* v_, T* vmax_, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, !a.amsgrad, [&](auto fast, auto e) { adam_body<fast(), e()>(param, grad, m_, v_, vmax_, ema, n, a); });
+template <typename T, typename P, typename C>
+void adam_kernel(P param, C grad, P m_, P v_, P vmax_, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, !a.amsgrad, [&](auto fast, auto e) { adam_body<fast(), e(), T>(param, grad, m_, v_, vmax_, ema, n, a); });
 }
 
 // RMSprop: sq = fma((1 - alpha) * g, g, sq * alpha); centered: ga = lerp(ga, g, 1 - alpha),
 // avg = sqrt(max(0, fma(-ga, ga, sq))), else avg = sqrt(sq); avg += eps; with momentum
 // buf = buf * momentum + g / avg, p = p - lr * buf; without, p = p + (-lr * g) / avg.
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T>
-void rmsprop_body(T* param, const T* grad, T* sq_, T* ga_, T* buf_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void rmsprop_body(P param, C grad, P sq_, P ga_, P buf_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -254,15 +342,15 @@ void rmsprop_body(T* param, const T* grad, T* sq_, T* ga_, T* buf_, T* ema, size
   }, param, grad, sq_, a.centered ? ga_ : nullptr, a.momentum_on ? buf_ : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void rmsprop_kernel(T* param, const T* grad, T* sq_, T* ga_, T* buf_, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { rmsprop_body<fast(), e()>(param, grad, sq_, ga_, buf_, ema, n, a); });
+template <typename T, typename P, typename C>
+void rmsprop_kernel(P param, C grad, P sq_, P ga_, P buf_, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { rmsprop_body<fast(), e(), T>(param, grad, sq_, ga_, buf_, ema, n, a); });
 }
 
 // Adagrad: sum = fma(g, g, sum); p = p + (-clr * g) / (sqrt(sum) + eps).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T>
-void adagrad_body(T* param, const T* grad, T* sum_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void adagrad_body(P param, C grad, P sum_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -274,9 +362,9 @@ void adagrad_body(T* param, const T* grad, T* sum_, T* ema, size_t n, const Opti
   }, param, grad, sum_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { adagrad_body<fast(), e()>(param, grad, sum_, ema, n, a); });
+template <typename T, typename P, typename C>
+void adagrad_kernel(P param, C grad, P sum_, P, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { adagrad_body<fast(), e(), T>(param, grad, sum_, ema, n, a); });
 }
 
 // Lion (Chen et al., 2023), as lion-pytorch's update_fn: c = fma(g, 1 - beta1, m * beta1)
@@ -284,8 +372,8 @@ void adagrad_kernel(T* param, const T* grad, T* sum_, T*, T*, T* ema, size_t n, 
 // m = fma(g, 1 - beta2, m * beta2). sign(0) = 0, and a NaN c moves p by 0 (torch's sgn_ of a
 // NaN is 0 on its vectorized path, as regtune's sign).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T>
-void lion_body(T* param, const T* grad, T* m_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void lion_body(P param, C grad, P m_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -298,17 +386,17 @@ void lion_body(T* param, const T* grad, T* m_, T* ema, size_t n, const OptimArgs
   }, param, grad, m_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void lion_kernel(T* param, const T* grad, T* m_, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { lion_body<fast(), e()>(param, grad, m_, ema, n, a); });
+template <typename T, typename P, typename C>
+void lion_kernel(P param, C grad, P m_, P, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { lion_body<fast(), e(), T>(param, grad, m_, ema, n, a); });
 }
 
 // NAdam, as torch's _single_tensor_nadam: m and v as Adam's; denom = sqrt(v / bc2) + eps;
 // p = p + (c1 * g) / denom; p = p + (c2 * m) / denom (two addcdiv_, in that order) with
 // c1 = -lr (1 - mu_t) / (1 - prod mu), c2 = -lr mu_{t+1} / (1 - prod mu * mu_{t+1}).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T>
-void nadam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void nadam_body(P param, C grad, P m_, P v_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -320,17 +408,17 @@ void nadam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const O
   }, param, grad, m_, v_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void nadam_kernel(T* param, const T* grad, T* m_, T* v_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { nadam_body<fast(), e()>(param, grad, m_, v_, ema, n, a); });
+template <typename T, typename P, typename C>
+void nadam_kernel(P param, C grad, P m_, P v_, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { nadam_body<fast(), e(), T>(param, grad, m_, v_, ema, n, a); });
 }
 
 // RAdam, as torch's _single_tensor_radam: m and v as Adam's; u = (m / bc1) * lr; when the
 // variance is tractable (rho_t > 5, rect_on) u = (u * (1 / (sqrt(v) + eps) * bc2_sqrt)) * rect
 // (a scalar divided by a tensor is its reciprocal times the scalar in torch); p = p - u.
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T>
-void radam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void radam_body(P param, C grad, P m_, P v_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -345,9 +433,9 @@ void radam_body(T* param, const T* grad, T* m_, T* v_, T* ema, size_t n, const O
   }, param, grad, m_, v_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void radam_kernel(T* param, const T* grad, T* m_, T* v_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { radam_body<fast(), e()>(param, grad, m_, v_, ema, n, a); });
+template <typename T, typename P, typename C>
+void radam_kernel(P param, C grad, P m_, P v_, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { radam_body<fast(), e(), T>(param, grad, m_, v_, ema, n, a); });
 }
 
 // torch.maximum(a, b) of a, b >= 0: NaN when either is. x86's max(a, b) returns b when either
@@ -361,8 +449,8 @@ RT_INLINE V max_nonneg(V a, V b) {
 // Adamax, as torch's _single_tensor_adamax: m as Adam's; u = maximum(u * beta2, |g| + eps)
 // (NaN when either is; u >= 0, checked on loading); p = p + (-clr * m) / u with clr = lr / (1 - beta1^t).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T>
-void adamax_body(T* param, const T* grad, T* m_, T* u_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void adamax_body(P param, C grad, P m_, P u_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -376,17 +464,17 @@ void adamax_body(T* param, const T* grad, T* m_, T* u_, T* ema, size_t n, const 
   }, param, grad, m_, u_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void adamax_kernel(T* param, const T* grad, T* m_, T* u_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { adamax_body<fast(), e()>(param, grad, m_, u_, ema, n, a); });
+template <typename T, typename P, typename C>
+void adamax_kernel(P param, C grad, P m_, P u_, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { adamax_body<fast(), e(), T>(param, grad, m_, u_, ema, n, a); });
 }
 
 // Adadelta, as torch's _single_tensor_adadelta: sq = fma((1 - rho) g, g, sq rho);
 // delta = sqrt(acc + eps) / sqrt(sq + eps) * g; acc = fma((1 - rho) delta, delta, acc rho);
 // p = fma(delta, -lr, p).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T>
-void adadelta_body(T* param, const T* grad, T* sq_, T* acc_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void adadelta_body(P param, C grad, P sq_, P acc_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -401,18 +489,22 @@ void adadelta_body(T* param, const T* grad, T* sq_, T* acc_, T* ema, size_t n, c
   }, param, grad, sq_, acc_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void adadelta_kernel(T* param, const T* grad, T* sq_, T* acc_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { adadelta_body<fast(), e()>(param, grad, sq_, acc_, ema, n, a); });
+template <typename T, typename P, typename C>
+void adadelta_kernel(P param, C grad, P sq_, P acc_, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { adadelta_body<fast(), e(), T>(param, grad, sq_, acc_, ema, n, a); });
 }
 
 // The weight average's update on its own (EMA.update, SWA.update), avg passed as `param` and p
 // as `grad`.
-template <typename T>
-void average_kernel(T* avg, const T* p, T*, T*, T*, T*, size_t n, const OptimArgs<T>& args) {
+template <typename T, typename P, typename C>
+void average_kernel(P avg, C p, P, P, P, P, size_t n, const OptimArgs<T>& args) {
   const OptimArgs<T> a = args;
   if (a.ema_copy) {
-    std::memcpy(avg, p, n * sizeof(T));
+    if constexpr (std::is_pointer_v<P>) {
+      std::memcpy(avg, p, n * sizeof(T));
+    } else {
+      for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(avg + i, mem.load(p + i)); });
+    }
     return;
   }
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -434,8 +526,8 @@ constexpr size_t kTrustChunk = 256;  // elements per buffer: 1-2 KiB, in L1
 
 // The gradient LAMB and LARS see in their first pass: clipped, plus the L1 term (no weight
 // decay: it does not enter the norm of the gradient).
-template <typename T, typename V, typename Mem>
-RT_INLINE V clipped_grad(const Mem& mem, const T* grad, V p, const OptimArgs<T>& a) {
+template <typename T, typename C, typename V, typename Mem>
+RT_INLINE V clipped_grad(const Mem& mem, C grad, V p, const OptimArgs<T>& a) {
   V g = mem.load(grad);
   if (a.clip_on) g = mul(g, set1(a.clip));
   if (a.l1_on) g = add(g, mul(set1(a.l1), sign(p)));
@@ -461,8 +553,8 @@ RT_INLINE void trust_blocks(size_t n, double* out, Body body) {
 // LAMB's first pass, as pytorch-optimizer's Lamb.update: m = fma(g, beta3, m * beta1)
 // (exp_avg.mul_(beta1).add_(grad, alpha=beta3)), v as Adam's; the norms of the decayed param
 // and of the update u = m / (sqrt(v) + eps) (+ wd * p, coupled decay).
-template <typename T>
-void lamb_sums(const T* param, const T* grad, T* m_, T* v_, size_t n, const OptimArgs<T>& args, double* out) {
+template <typename T, typename P, typename C>
+void lamb_sums(C param, C grad, P m_, P v_, size_t n, const OptimArgs<T>& args, double* out) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   trust_blocks<T>(n, out, [&](size_t i, auto mem, T* x0, T* x1) {
@@ -481,8 +573,8 @@ void lamb_sums(const T* param, const T* grad, T* m_, T* v_, size_t n, const Opti
 }
 
 // LAMB's second pass: p = fma(u, -lr * trust, p * decay), with u recomputed from the new m, v.
-template <bool kFast, bool kEma, typename T>
-void lamb_body(T* param, T* m_, T* v_, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void lamb_body(P param, P m_, P v_, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -494,14 +586,14 @@ void lamb_body(T* param, T* m_, T* v_, T* ema, size_t n, const OptimArgs<T>& arg
   }, param, m_, v_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void lamb_kernel(T* param, const T*, T* m_, T* v_, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { lamb_body<fast(), e()>(param, m_, v_, ema, n, a); });
+template <typename T, typename P, typename C>
+void lamb_kernel(P param, C, P m_, P v_, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { lamb_body<fast(), e(), T, P, C>(param, m_, v_, ema, n, a); });
 }
 
 // LARS's first pass: the norms of the param and of the (clipped) gradient.
-template <typename T>
-void lars_sums(const T* param, const T* grad, T*, T*, size_t n, const OptimArgs<T>& args, double* out) {
+template <typename T, typename P, typename C>
+void lars_sums(C param, C grad, P, P, size_t n, const OptimArgs<T>& args, double* out) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   trust_blocks<T>(n, out, [&](size_t i, auto mem, T* x0, T* x1) {
@@ -514,8 +606,8 @@ void lars_sums(const T* param, const T* grad, T*, T*, size_t n, const OptimArgs<
 // LARS's second pass, as pytorch-optimizer's LARS: g = (g + wd * p) * trust (scale; plain g
 // on a tensor it does not adapt), buf = fma(g, 1 - dampening, buf * momentum) (from zeros:
 // no first-step copy), g = nesterov ? fma(buf, momentum, g) : buf; p = fma(g, -lr, p).
-template <bool kFast, bool kEma, typename T>
-void lars_body(T* param, const T* grad, T* buf, T* ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename P, typename C>
+void lars_body(P param, C grad, P buf, P ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -530,9 +622,9 @@ void lars_body(T* param, const T* grad, T* buf, T* ema, size_t n, const OptimArg
   }, param, grad, a.momentum_on ? buf : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T>
-void lars_kernel(T* param, const T* grad, T* buf, T*, T*, T* ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule(a, true, [&](auto fast, auto e) { lars_body<fast(), e()>(param, grad, buf, ema, n, a); });
+template <typename T, typename P, typename C>
+void lars_kernel(P param, C grad, P buf, P, P, P ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<P>(a, true, [&](auto fast, auto e) { lars_body<fast(), e(), T>(param, grad, buf, ema, n, a); });
 }
 
 // ----------------------------------------------------------------------------- Adafactor
@@ -606,8 +698,8 @@ void adafactor_apply(T* p_, const T* g_, size_t n, const OptimArgs<T>& args, con
 // The roofline yardstick of a step (bench/bench_roofline.py): the arrays a rule with that
 // state reads and writes, loaded and stored in the same order with the same prefetching, and
 // one add per array in place of the rule's arithmetic.
-template <typename T>
-void stream_kernel(T* param, const T* grad, T* s0, T* s1, T* s2, T*, size_t n, const OptimArgs<T>&) {
+template <typename T, typename P, typename C>
+void stream_kernel(P param, C grad, P s0, P s1, P s2, P, size_t n, const OptimArgs<T>&) {
   using V = typename Vec<T>::type;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     const V p = mem.load(param + i);
@@ -666,60 +758,131 @@ void sums_kernel(const T* x, size_t n, double* out) {
 }
 
 // ------------------------------------------------------------------------- element-wise
-template <typename T>
-void penalty_grad_kernel(T* g, const T* w, size_t n, T l1, T l2) {
+template <typename T, typename P, typename C>
+void penalty_grad_kernel(P g, C w, size_t n, T l1, T l2) {
   for_vectors<T>(n, [&](size_t i, auto mem) {
     const auto x = mem.load(w + i);
     mem.store(g + i, add(mem.load(g + i), add(mul(set1(l1), sign(x)), mul(set1(l2), x))));
   }, g, w);
 }
 
-template <typename T>
-void prox_l1_kernel(T* w, size_t n, T threshold) {
+template <typename T, typename P, typename C>
+void prox_l1_kernel(P w, size_t n, T threshold) {
   for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(w + i, soft_threshold(mem.load(w + i), threshold)); }, w);
 }
 
-template <typename T>
-void scale_kernel(T* x, size_t n, T s) {
+template <typename T, typename P, typename C>
+void scale_kernel(P x, size_t n, T s) {
   for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(x + i, mul(mem.load(x + i), set1(s))); }, x);
 }
 
 // min(c, max(-c, x)): x86 min/max return their second operand when unordered, so NaN survives.
-template <typename T>
-void clamp_kernel(T* x, size_t n, T c) {
+template <typename T, typename P, typename C>
+void clamp_kernel(P x, size_t n, T c) {
   for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(x + i, min(set1(c), max(set1(-c), mem.load(x + i)))); }, x);
 }
 
 template <typename T>
 OptimKernelsOf<T> kernels_of() {
+  using P = T*;
+  using C = const T*;
   OptimKernelsOf<T> k{};
-  k.step[int(OptimKind::sgd)] = sgd_kernel<T>;
-  k.step[int(OptimKind::adam)] = adam_kernel<T>;
-  k.step[int(OptimKind::rmsprop)] = rmsprop_kernel<T>;
-  k.step[int(OptimKind::adagrad)] = adagrad_kernel<T>;
-  k.step[int(OptimKind::stream)] = stream_kernel<T>;
-  k.step[int(OptimKind::lion)] = lion_kernel<T>;
-  k.step[int(OptimKind::nadam)] = nadam_kernel<T>;
-  k.step[int(OptimKind::radam)] = radam_kernel<T>;
-  k.step[int(OptimKind::adamax)] = adamax_kernel<T>;
-  k.step[int(OptimKind::adadelta)] = adadelta_kernel<T>;
-  k.step[int(OptimKind::average)] = average_kernel<T>;
-  k.step[int(OptimKind::lamb)] = lamb_kernel<T>;
-  k.step[int(OptimKind::lars)] = lars_kernel<T>;
-  k.lamb_sums = lamb_sums<T>;
-  k.lars_sums = lars_sums<T>;
+  k.step[int(OptimKind::sgd)] = sgd_kernel<T, P, C>;
+  k.step[int(OptimKind::adam)] = adam_kernel<T, P, C>;
+  k.step[int(OptimKind::rmsprop)] = rmsprop_kernel<T, P, C>;
+  k.step[int(OptimKind::adagrad)] = adagrad_kernel<T, P, C>;
+  k.step[int(OptimKind::stream)] = stream_kernel<T, P, C>;
+  k.step[int(OptimKind::lion)] = lion_kernel<T, P, C>;
+  k.step[int(OptimKind::nadam)] = nadam_kernel<T, P, C>;
+  k.step[int(OptimKind::radam)] = radam_kernel<T, P, C>;
+  k.step[int(OptimKind::adamax)] = adamax_kernel<T, P, C>;
+  k.step[int(OptimKind::adadelta)] = adadelta_kernel<T, P, C>;
+  k.step[int(OptimKind::average)] = average_kernel<T, P, C>;
+  k.step[int(OptimKind::lamb)] = lamb_kernel<T, P, C>;
+  k.step[int(OptimKind::lars)] = lars_kernel<T, P, C>;
+  k.lamb_sums = lamb_sums<T, P, C>;
+  k.lars_sums = lars_sums<T, P, C>;
   k.adafactor = {adafactor_first<T>, adafactor_second<T>, adafactor_apply<T>};
   k.sums = sums_kernel<T>;
-  k.penalty_grad = penalty_grad_kernel<T>;
-  k.prox_l1 = prox_l1_kernel<T>;
-  k.scale = scale_kernel<T>;
-  k.clamp = clamp_kernel<T>;
+  k.penalty_grad = penalty_grad_kernel<T, P, C>;
+  k.prox_l1 = prox_l1_kernel<T, P, C>;
+  k.scale = scale_kernel<T, P, C>;
+  k.clamp = clamp_kernel<T, P, C>;
+  return k;
+}
+
+// ------------------------------------------------------------------ low-precision entries
+using ArrKernel = void (*)(Arr, Arr, Arr, Arr, Arr, Arr, size_t, const OptimArgs<float>&);
+
+// The arrays of tensor t from element lo on, the parameter with its shadow and rounding.
+RT_INLINE Arr arr_of(const void* base, DType dt, size_t lo) { return base ? Arr(base, dt) + lo : Arr(); }
+
+template <ArrKernel K>
+void low_step(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a) {
+  SrWords words(t.sr);
+  Arr param(t.param, t.param_dt, 0);
+  if (t.shadow) param.shadow = static_cast<char*>(t.shadow), param.sdt = t.shadow_dt;
+  if (t.stochastic) param.sr = &words;
+  K(param + lo, arr_of(t.grad, t.grad_dt, lo), arr_of(t.state[0], t.state_dt[0], lo),
+    arr_of(t.state[1], t.state_dt[1], lo), arr_of(t.state[2], t.state_dt[2], lo), arr_of(t.ema, t.ema_dt, lo), n, a);
+}
+
+using ArrSums = void (*)(Arr, Arr, Arr, Arr, size_t, const OptimArgs<float>&, double*);
+template <ArrSums K>
+void low_sums(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out) {
+  K(arr_of(t.param, t.param_dt, lo), arr_of(t.grad, t.grad_dt, lo), arr_of(t.state[0], t.state_dt[0], lo),
+    arr_of(t.state[1], t.state_dt[1], lo), n, a, out);
+}
+
+// sums (see OptimKernelsOf) of a 16-bit or float32 array: widened to float32 a piece at a time
+// in L1, then the float32 reduction, so the sums equal those of the widened values.
+void low_array_sums(const void* x, DType dt, size_t n, double* out) {
+  if (dt == DType::f32) return sums_kernel(static_cast<const float*>(x), n, out);
+  alignas(64) float buf[kTrustChunk];
+  const Arr a(x, dt);
+  for (size_t c = 0; c < n; c += kTrustChunk) {
+    const size_t k = std::min(kTrustChunk, n - c);
+    for_vectors<float>(k, [&](size_t i, auto mem) { mem.store(buf + i, mem.load(a + (c + i))); });
+    sums_kernel(buf, k, out);
+  }
+}
+
+void low_scale(void* x, DType dt, size_t n, float s) { scale_kernel<float, Arr, Arr>(Arr(x, dt), n, s); }
+void low_clamp(void* x, DType dt, size_t n, float c) { clamp_kernel<float, Arr, Arr>(Arr(x, dt), n, c); }
+void low_prox(void* x, DType dt, size_t n, float t) { prox_l1_kernel<float, Arr, Arr>(Arr(x, dt), n, t); }
+void low_penalty_grad(void* g, DType gdt, const void* w, DType wdt, size_t n, float l1, float l2) {
+  penalty_grad_kernel<float, Arr, Arr>(Arr(g, gdt), Arr(w, wdt), n, l1, l2);
+}
+
+LowKernels low_kernels() {
+  using P = Arr;
+  LowKernels k{};
+  k.step[int(OptimKind::sgd)] = low_step<sgd_kernel<float, P, P>>;
+  k.step[int(OptimKind::adam)] = low_step<adam_kernel<float, P, P>>;
+  k.step[int(OptimKind::rmsprop)] = low_step<rmsprop_kernel<float, P, P>>;
+  k.step[int(OptimKind::adagrad)] = low_step<adagrad_kernel<float, P, P>>;
+  k.step[int(OptimKind::stream)] = low_step<stream_kernel<float, P, P>>;
+  k.step[int(OptimKind::lion)] = low_step<lion_kernel<float, P, P>>;
+  k.step[int(OptimKind::nadam)] = low_step<nadam_kernel<float, P, P>>;
+  k.step[int(OptimKind::radam)] = low_step<radam_kernel<float, P, P>>;
+  k.step[int(OptimKind::adamax)] = low_step<adamax_kernel<float, P, P>>;
+  k.step[int(OptimKind::adadelta)] = low_step<adadelta_kernel<float, P, P>>;
+  k.step[int(OptimKind::average)] = low_step<average_kernel<float, P, P>>;
+  k.step[int(OptimKind::lamb)] = low_step<lamb_kernel<float, P, P>>;
+  k.step[int(OptimKind::lars)] = low_step<lars_kernel<float, P, P>>;
+  k.lamb_sums = low_sums<lamb_sums<float, P, P>>;
+  k.lars_sums = low_sums<lars_sums<float, P, P>>;
+  k.sums = low_array_sums;
+  k.scale = low_scale;
+  k.clamp = low_clamp;
+  k.prox_l1 = low_prox;
+  k.penalty_grad = low_penalty_grad;
   return k;
 }
 
 }  // namespace
 
-OptimKernels optim_kernels() { return OptimKernels{REGTUNE_NS_NAME, kernels_of<float>(), kernels_of<double>()}; }
+OptimKernels optim_kernels() { return OptimKernels{REGTUNE_NS_NAME, kernels_of<float>(), kernels_of<double>(), low_kernels()}; }
 
 }  // namespace REGTUNE_NS
 }  // namespace regtune

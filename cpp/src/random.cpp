@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "regtune/kernels.h"
 
@@ -46,6 +47,43 @@ template <> struct Kern<double> {
   static auto truncnorm() { return random_kernels().truncnorm_f64; }
 };
 
+// 16-bit output: the float32 kernel into a small buffer, then rounded to nearest even.
+template <typename L> void narrow(const float* x, size_t n, L* out);
+template <> void narrow(const float* x, size_t n, bfloat16_t* out) { random_kernels().to_bf16(x, n, out); }
+template <> void narrow(const float* x, size_t n, float16_t* out) { random_kernels().to_f16(x, n, out); }
+template <typename L> void widen(const L* x, size_t n, float* out);
+template <> void widen(const bfloat16_t* x, size_t n, float* out) { random_kernels().from_bf16(x, n, out); }
+template <> void widen(const float16_t* x, size_t n, float* out) { random_kernels().from_f16(x, n, out); }
+
+template <typename L, typename Params>
+struct Narrowed {
+  void (*k32)(Stream, uint64_t, size_t, float*, const Params&);
+  void operator()(Stream st, uint64_t f, size_t n, L* o, const Params& p) const {
+    constexpr size_t kPiece = 1024;
+    alignas(64) float tmp[kPiece];
+    for (size_t i = 0; i < n; i += kPiece) {
+      const size_t m = std::min(kPiece, n - i);
+      k32(st, f + i, m, tmp, p);
+      narrow(tmp, m, o + i);
+    }
+  }
+};
+
+template <> struct Kern<bfloat16_t> {
+  static auto uniform() { return Narrowed<bfloat16_t, UniformParams<float>>{random_kernels().uniform_f32}; }
+  static auto normal() { return Narrowed<bfloat16_t, NormalParams<float>>{random_kernels().normal_f32}; }
+  static auto truncnorm() { return Narrowed<bfloat16_t, TruncNormalParams<float>>{random_kernels().truncnorm_f32}; }
+};
+template <> struct Kern<float16_t> {
+  static auto uniform() { return Narrowed<float16_t, UniformParams<float>>{random_kernels().uniform_f32}; }
+  static auto normal() { return Narrowed<float16_t, NormalParams<float>>{random_kernels().normal_f32}; }
+  static auto truncnorm() { return Narrowed<float16_t, TruncNormalParams<float>>{random_kernels().truncnorm_f32}; }
+};
+// The type the samplers compute in: float for the 16-bit floats.
+template <typename T> struct Compute { using type = T; };
+template <> struct Compute<bfloat16_t> { using type = float; };
+template <> struct Compute<float16_t> { using type = float; };
+
 // Standard normal lower and upper tail probabilities, each accurate on its own side.
 double phi_lower(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
 double phi_upper(double x) { return 0.5 * std::erfc(x / std::sqrt(2.0)); }
@@ -64,16 +102,18 @@ void fill_bits(Stream s, const Runs& where, uint32_t* out) {
 
 template <typename T>
 void fill_uniform(Stream s, const Runs& where, T* out, double low, double high) {
-  const T lo = T(low), hi = T(high);
-  // The largest T below high: low + (high - low) * u may round up to high for u near 1.
-  const T below = std::nextafter(hi, -std::numeric_limits<T>::infinity());
-  const UniformParams<T> p{lo, T(hi - lo), std::max(below, lo)};
+  using C = typename Compute<T>::type;
+  const C lo = C(low), hi = C(high);
+  // The largest C below high: low + (high - low) * u may round up to high for u near 1.
+  const C below = std::nextafter(hi, -std::numeric_limits<C>::infinity());
+  const UniformParams<C> p{lo, C(hi - lo), std::max(below, lo)};
   run_threaded(Kern<T>::uniform(), s, where, out, p);
 }
 
 template <typename T>
 void fill_normal(Stream s, const Runs& where, T* out, double mean, double std) {
-  run_threaded(Kern<T>::normal(), s, where, out, NormalParams<T>{T(mean), T(std)});
+  using C = typename Compute<T>::type;
+  run_threaded(Kern<T>::normal(), s, where, out, NormalParams<C>{C(mean), C(std)});
 }
 
 TruncNormalParams<double> truncnorm_params(double mean, double std, double a, double b) {
@@ -90,22 +130,68 @@ template <typename T>
 void fill_truncnorm(Stream s, const Runs& where, T* out, double mean, double std, double a, double b) {
   const TruncNormalParams<double> d = truncnorm_params(mean, std, a, b);
   const bool float_ok = d.mass >= 1.0 / 256 && (d.p_lo == 0 || d.p_lo >= 1e-30) && (d.q_hi == 0 || d.q_hi >= 1e-30);
-  if (sizeof(T) == 8 || float_ok) {
-    run_threaded(Kern<T>::truncnorm(), s, where, out, cast_params<T>(d));
+  using C = typename Compute<T>::type;
+  if (sizeof(C) == 8 || float_ok) {
+    run_threaded(Kern<T>::truncnorm(), s, where, out, cast_params<C>(d));
     return;
   }
-  // float32 out of float64 draws, in small stack-sized pieces.
+  // float32 out of float64 draws, in small stack-sized pieces (16-bit: then rounded again,
+  // as the float32 draw is).
   auto k = [](Stream st, uint64_t f, size_t n, T* o, const TruncNormalParams<double>& p) {
     constexpr size_t kPiece = 1024;
     double tmp[kPiece];
+    alignas(64) float f32[kPiece];
     for (size_t i = 0; i < n; i += kPiece) {
       const size_t m = std::min(kPiece, n - i);
       random_kernels().truncnorm_f64(st, f + i, m, tmp, p);
-      for (size_t j = 0; j < m; ++j) o[i + j] = T(tmp[j]);
+      if constexpr (std::is_same_v<C, T>) {
+        for (size_t j = 0; j < m; ++j) o[i + j] = T(tmp[j]);
+      } else {
+        for (size_t j = 0; j < m; ++j) f32[j] = float(tmp[j]);
+        narrow(f32, m, o + i);
+      }
     }
   };
   run_threaded(k, s, where, out, d);
 }
+
+template <typename L>
+void convert_to(const float* x, size_t count, L* out) {
+  struct Ctx { const float* x; L* out; } ctx{x, out};
+  parallel_for(count, 64, [](void* c, size_t b, size_t e) {
+    auto* q = static_cast<Ctx*>(c);
+    narrow(q->x + b, e - b, q->out + b);
+  }, &ctx, true);
+}
+
+template <typename L>
+void convert_from(const L* x, size_t count, float* out) {
+  struct Ctx { const L* x; float* out; } ctx{x, out};
+  parallel_for(count, 64, [](void* c, size_t b, size_t e) {
+    auto* q = static_cast<Ctx*>(c);
+    widen(q->x + b, e - b, q->out + b);
+  }, &ctx, true);
+}
+
+template <typename L>
+void convert_sr(Stream s, uint64_t first, const float* x, size_t count, L* out) {
+  struct Ctx { Stream s; uint64_t first; const float* x; L* out; } ctx{s, first, x, out};
+  parallel_for(count, 64, [](void* c, size_t b, size_t e) {
+    auto* q = static_cast<Ctx*>(c);
+    if constexpr (std::is_same_v<L, bfloat16_t>) {
+      random_kernels().to_bf16_sr(q->s, q->first + b, q->x + b, e - b, q->out + b);
+    } else {
+      random_kernels().to_f16_sr(q->s, q->first + b, q->x + b, e - b, q->out + b);
+    }
+  }, &ctx, true);
+}
+
+template void convert_to<bfloat16_t>(const float*, size_t, bfloat16_t*);
+template void convert_to<float16_t>(const float*, size_t, float16_t*);
+template void convert_from<bfloat16_t>(const bfloat16_t*, size_t, float*);
+template void convert_from<float16_t>(const float16_t*, size_t, float*);
+template void convert_sr<bfloat16_t>(Stream, uint64_t, const float*, size_t, bfloat16_t*);
+template void convert_sr<float16_t>(Stream, uint64_t, const float*, size_t, float16_t*);
 
 template void fill_uniform<float>(Stream, const Runs&, float*, double, double);
 template void fill_uniform<double>(Stream, const Runs&, double*, double, double);
@@ -113,5 +199,11 @@ template void fill_normal<float>(Stream, const Runs&, float*, double, double);
 template void fill_normal<double>(Stream, const Runs&, double*, double, double);
 template void fill_truncnorm<float>(Stream, const Runs&, float*, double, double, double, double);
 template void fill_truncnorm<double>(Stream, const Runs&, double*, double, double, double, double);
+template void fill_uniform<bfloat16_t>(Stream, const Runs&, bfloat16_t*, double, double);
+template void fill_uniform<float16_t>(Stream, const Runs&, float16_t*, double, double);
+template void fill_normal<bfloat16_t>(Stream, const Runs&, bfloat16_t*, double, double);
+template void fill_normal<float16_t>(Stream, const Runs&, float16_t*, double, double);
+template void fill_truncnorm<bfloat16_t>(Stream, const Runs&, bfloat16_t*, double, double, double, double);
+template void fill_truncnorm<float16_t>(Stream, const Runs&, float16_t*, double, double, double, double);
 
 }  // namespace regtune

@@ -321,11 +321,52 @@ void truncnorm_f64_kernel(Stream s, uint64_t first, size_t count, double* out, c
   });
 }
 
+// ------------------------------------------------------------------------ 16-bit floats
+// float32 -> bfloat16 / half rounded to nearest even, and back (exact).
+template <typename L>
+void narrow_kernel(const float* x, size_t n, L* out) {
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) store(out + i, load(x + i));
+  if (i < n) store_partial(out + i, load_partial(x + i, n - i), n - i);
+}
+
+template <typename L>
+void widen_kernel(const L* x, size_t n, float* out) {
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) store(out + i, load(x + i));
+  if (i < n) store_partial(out + i, load_partial(x + i, n - i), n - i);
+}
+
+// Stochastic rounding of x[i] with word first + i of the stream (see simd.h's round_sr).
+template <typename L>
+void narrow_sr_kernel(Stream s, uint64_t first, const float* x, size_t n, L* out) {
+  constexpr size_t kPiece = 256;
+  alignas(64) uint32_t w[kPiece];
+  for (size_t c = 0; c < n; c += kPiece) {
+    const size_t m = std::min(kPiece, n - c);
+    bits_kernel(s, first + c, m, w);
+    size_t i = 0;
+    for (; i + kLanes <= m; i += kLanes) store_h16(raw16(out + c + i), round_sr(out, load(x + c + i), load(w + i)));
+    if (i < m) {
+      alignas(64) uint32_t wt[kLanes] = {};
+      std::memcpy(wt, w + i, (m - i) * 4);
+      store_h16_partial(raw16(out + c + i), round_sr(out, load_partial(x + c + i, m - i), load(wt)), m - i);
+    }
+  }
+}
+
 }  // namespace
 
 RandomKernels random_kernels() {
-  return RandomKernels{REGTUNE_NS_NAME,     blocks_kernel,        bits_kernel,          uniform_f32_kernel,   uniform_f64_kernel,
-                     normal_f32_kernel,   normal_f64_kernel,    truncnorm_f32_kernel, truncnorm_f64_kernel};
+  RandomKernels k{REGTUNE_NS_NAME,     blocks_kernel,        bits_kernel,          uniform_f32_kernel,   uniform_f64_kernel,
+                  normal_f32_kernel,   normal_f64_kernel,    truncnorm_f32_kernel, truncnorm_f64_kernel};
+  k.to_bf16 = narrow_kernel<bfloat16_t>;
+  k.to_f16 = narrow_kernel<float16_t>;
+  k.from_bf16 = widen_kernel<bfloat16_t>;
+  k.from_f16 = widen_kernel<float16_t>;
+  k.to_bf16_sr = narrow_sr_kernel<bfloat16_t>;
+  k.to_f16_sr = narrow_sr_kernel<float16_t>;
+  return k;
 }
 
 }  // namespace REGTUNE_NS

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "regtune/kernels.h"  // bfloat16_t, float16_t
+
 #define REGTUNE_TARGET_SCALAR 0
 #define REGTUNE_TARGET_AVX2 1
 #define REGTUNE_TARGET_AVX512 2
@@ -37,6 +39,46 @@
 namespace regtune {
 namespace REGTUNE_NS {
 namespace simd {
+
+// IEEE binary16 <-> float32 on one value, as x86's F16C instructions convert (the scalar
+// target's conversion; the tests check it against them on all 65536 halves): exact widening;
+// narrowing rounds to nearest even (or toward zero), subnormals kept, a NaN quieted with its
+// payload's top bits kept.
+RT_INLINE uint32_t half_bits_to_float_bits(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  if (e == 0x1F) return sign | 0x7F800000u | (m << 13) | (m ? 0x00400000u : 0u);
+  if (e != 0) return sign | ((e + 112u) << 23) | (m << 13);
+  if (m == 0) return sign;
+  int shift = 0;  // a subnormal half: normalize its mantissa
+  uint32_t mm = m;
+  while (!(mm & 0x400u)) mm <<= 1, ++shift;
+  return sign | (uint32_t(113 - shift) << 23) | ((mm & 0x3FFu) << 13);
+}
+
+RT_INLINE uint16_t float_bits_to_half_bits(uint32_t u, bool to_zero) {
+  const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return uint16_t(sign | 0x7E00u | ((a >> 13) & 0x3FFu));  // NaN, quieted
+  const int e = int(a >> 23) - 127;
+  if (e >= 16) return uint16_t(sign | (to_zero && a != 0x7F800000u ? 0x7BFFu : 0x7C00u));
+  uint32_t m, shift;
+  uint32_t base;
+  if (e >= -14) {  // a normal half (or an overflow by rounding)
+    m = a & 0x7FFFFFu;
+    shift = 13;
+    base = uint32_t(e + 15) << 10;
+  } else {  // a subnormal half, or zero
+    if (e < -25) return sign;  // below half of the smallest subnormal (2^-25 itself ties to 0)
+    m = (a & 0x7FFFFFu) | 0x800000u;
+    shift = uint32_t(-1 - e);  // 14 .. 24
+    base = 0;
+  }
+  uint32_t h = base + (m >> shift);
+  const uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  if (!to_zero && (rem > half || (rem == half && (h & 1u)))) ++h;  // a carry rounds up into the exponent
+  if (to_zero && h >= 0x7C00u) h = 0x7BFFu;
+  return uint16_t(sign | h);
+}
 
 #if REGTUNE_TARGET == REGTUNE_TARGET_SCALAR
 // ------------------------------------------------------------------------------------- scalar
@@ -154,6 +196,18 @@ RT_INLINE uint32_t mask_bits(M32 m) { return m ? 1u : 0u; }
 RT_INLINE M32 mask32_from_bits(uint32_t b) { return (b & 1u) != 0; }
 RT_INLINE M64 mask64_from_bits(uint32_t b) { return (b & 1u) != 0; }
 
+
+// 16-bit floats: H16 holds kLanes 16-bit values (see "every target" for the formulas).
+using H16 = uint16_t;
+RT_INLINE H16 load_h16(const uint16_t* p) { return *p; }
+RT_INLINE H16 load_h16_partial(const uint16_t* p, size_t k) { return k ? *p : uint16_t(0); }
+RT_INLINE void store_h16(uint16_t* p, H16 h) { *p = h; }
+RT_INLINE void store_h16_partial(uint16_t* p, H16 h, size_t k) { if (k) *p = h; }
+RT_INLINE U32 widen16(H16 h) { return {uint32_t(h)}; }
+RT_INLINE H16 narrow16(U32 a) { return uint16_t(a.v); }
+RT_INLINE F32 half_to_f32(H16 h) { F32 r; const uint32_t b = half_bits_to_float_bits(h); std::memcpy(&r.v, &b, 4); return r; }
+template <bool kToZero>
+RT_INLINE H16 f32_to_half(F32 a) { uint32_t b; std::memcpy(&b, &a.v, 4); return float_bits_to_half_bits(b, kToZero); }
 #elif REGTUNE_TARGET == REGTUNE_TARGET_AVX2
 // --------------------------------------------------------------------------------------- AVX2
 constexpr int kLanes = 8;
@@ -318,6 +372,30 @@ RT_INLINE M64 mask64_from_bits(uint32_t b) {
   return {_mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(int64_t(b)), bit), bit))};
 }
 
+
+using H16 = __m128i;
+RT_INLINE H16 load_h16(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+RT_INLINE H16 load_h16_partial(const uint16_t* p, size_t k) {
+  alignas(16) uint16_t t[8] = {};
+  std::memcpy(t, p, k * 2);
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+}
+RT_INLINE void store_h16(uint16_t* p, H16 h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
+RT_INLINE void store_h16_partial(uint16_t* p, H16 h, size_t k) {
+  alignas(16) uint16_t t[8];
+  _mm_store_si128(reinterpret_cast<__m128i*>(t), h);
+  std::memcpy(p, t, k * 2);
+}
+RT_INLINE U32 widen16(H16 h) { return {_mm256_cvtepu16_epi32(h)}; }
+RT_INLINE H16 narrow16(U32 a) {  // lanes < 2^16
+  const __m256i packed = _mm256_packus_epi32(a.v, a.v);  // a0-3 a0-3 | a4-7 a4-7
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
+}
+RT_INLINE F32 half_to_f32(H16 h) { return {_mm256_cvtph_ps(h)}; }
+template <bool kToZero>
+RT_INLINE H16 f32_to_half(F32 a) {
+  return _mm256_cvtps_ph(a.v, (kToZero ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC);
+}
 #elif REGTUNE_TARGET == REGTUNE_TARGET_AVX512
 // ------------------------------------------------------------------------------------ AVX-512
 constexpr int kLanes = 16;
@@ -460,6 +538,19 @@ RT_INLINE M32 ge(U32 a, U32 b) { return _mm512_cmpge_epu32_mask(a.v, b.v); }
 RT_INLINE uint32_t mask_bits(M32 m) { return uint32_t(m); }
 RT_INLINE M32 mask32_from_bits(uint32_t b) { return __mmask16(b); }
 RT_INLINE M64 mask64_from_bits(uint32_t b) { return __mmask8(b); }
+
+using H16 = __m256i;
+RT_INLINE H16 load_h16(const uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+RT_INLINE H16 load_h16_partial(const uint16_t* p, size_t k) { return _mm256_maskz_loadu_epi16(__mmask16((1u << k) - 1), p); }
+RT_INLINE void store_h16(uint16_t* p, H16 h) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h); }
+RT_INLINE void store_h16_partial(uint16_t* p, H16 h, size_t k) { _mm256_mask_storeu_epi16(p, __mmask16((1u << k) - 1), h); }
+RT_INLINE U32 widen16(H16 h) { return {_mm512_cvtepu16_epi32(h)}; }
+RT_INLINE H16 narrow16(U32 a) { return _mm512_cvtepi32_epi16(a.v); }
+RT_INLINE F32 half_to_f32(H16 h) { return {_mm512_cvtph_ps(h)}; }
+template <bool kToZero>
+RT_INLINE H16 f32_to_half(F32 a) {
+  return _mm512_cvtps_ph(a.v, (kToZero ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC);
+}
 #endif
 
 // ------------------------------------------------------------------------- every target
@@ -480,6 +571,68 @@ RT_INLINE F32 xor_sign(F32 mag, F32 s) { return from_bits(bxor(bits(mag), band(b
 RT_INLINE F64 xor_sign(F64 mag, F64 s) {
   return from_bits(bxor(bits(mag), band(bits(s), set1(uint64_t(0x8000000000000000ull)))));
 }
+
+
+// ------------------------------------------------------------------ 16-bit floats, every target
+// bfloat16 <-> float32 by integer arithmetic (the same on every target; no AVX-512 BF16
+// instructions, whose conversion flushes subnormals): widening is a shift; narrowing rounds to
+// nearest even, b + 0x7FFF + (bit 16 of b), then keeps the high half; a NaN becomes the quiet
+// NaN sign | 0x7FC0 (as ml_dtypes). IEEE half uses the target's conversions above.
+RT_INLINE U32 bor32(U32 a, U32 b) { return bxor(bxor(a, b), band(a, b)); }
+// mask ? a : b, with mask lanes all ones or all zeros.
+RT_INLINE U32 blend_bits(U32 mask, U32 a, U32 b) { return bxor(b, band(mask, bxor(a, b))); }
+// All ones in the lanes of b that hold a float32 NaN.
+RT_INLINE U32 nan_lanes(U32 b) { return sub(set1(0u), lt_one(set1(0x7F800000u), band(b, set1(0x7FFFFFFFu)))); }
+RT_INLINE U32 bf16_nan(U32 b) { return bor32(band(shr<16>(b), set1(0x8000u)), set1(0x7FC0u)); }
+
+RT_INLINE F32 bf16_to_f32(H16 h) { return from_bits(shl<16>(widen16(h))); }
+RT_INLINE H16 f32_to_bf16(F32 x) {
+  const U32 b = bits(x);
+  const U32 r = shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
+  return narrow16(blend_bits(nan_lanes(b), bf16_nan(b), r));
+}
+
+// Stochastic rounding with the 32 random bits of `rnd` per lane: x rounds to the 16-bit value
+// above it in magnitude with probability (|x| - |lo|) / (|hi| - |lo|), lo and hi the
+// neighbours of x toward and away from zero, else to lo; so the mean of the result is x.
+// bfloat16: the high 16 random bits are added to x's low 16 bits and the sum truncated
+// (exact: each of the 65536 outcomes equally likely). Infinities stay, NaN as f32_to_bf16,
+// and a finite x above the largest bfloat16 may round to infinity (the next step up).
+RT_INLINE H16 f32_to_bf16_sr(F32 x, U32 rnd) {
+  const U32 b = bits(x);
+  const U32 r = shr<16>(add(b, shr<16>(rnd)));
+  return narrow16(blend_bits(nan_lanes(b), bf16_nan(b), r));
+}
+// IEEE half: lo is x rounded toward zero, hi the next half away from zero (65536 standing in
+// for infinity above the largest half, 65504); x goes up when u * (|hi| - |lo|) < |x| - |lo|,
+// u = (rnd >> 8) / 2^24. |x| - |lo| and the gap are exact, so the probability is exact to 24
+// bits (exact wherever x is a normal half's neighbour: at most 13 bits below the half's last).
+// Infinities and NaN stay as the nearest rounding gives them.
+RT_INLINE H16 f32_to_half_sr(F32 x, U32 rnd) {
+  const H16 lo_h = f32_to_half<true>(x);
+  const U32 lo_b = widen16(lo_h), hi_b = add(lo_b, set1(1u));
+  const F32 lo = half_to_f32(lo_h), ax = abs(x), alo = abs(lo);
+  const F32 ahi = select(le(set1(65504.0f), alo), set1(65536.0f), abs(half_to_f32(narrow16(hi_b))));
+  const F32 u = mul(to_f32(shr<8>(rnd)), set1(5.9604644775390625e-08f));  // 2^-24
+  return narrow16(select(lt(mul(u, sub(ahi, alo)), sub(ax, alo)), hi_b, lo_b));
+}
+
+// Loads widen to float32 (exactly); stores round to nearest even. Partial forms as for float.
+RT_INLINE const uint16_t* raw16(const bfloat16_t* p) { return reinterpret_cast<const uint16_t*>(p); }
+RT_INLINE const uint16_t* raw16(const float16_t* p) { return reinterpret_cast<const uint16_t*>(p); }
+RT_INLINE uint16_t* raw16(bfloat16_t* p) { return reinterpret_cast<uint16_t*>(p); }
+RT_INLINE uint16_t* raw16(float16_t* p) { return reinterpret_cast<uint16_t*>(p); }
+RT_INLINE F32 load(const bfloat16_t* p) { return bf16_to_f32(load_h16(raw16(p))); }
+RT_INLINE F32 load(const float16_t* p) { return half_to_f32(load_h16(raw16(p))); }
+RT_INLINE F32 load_partial(const bfloat16_t* p, size_t k) { return bf16_to_f32(load_h16_partial(raw16(p), k)); }
+RT_INLINE F32 load_partial(const float16_t* p, size_t k) { return half_to_f32(load_h16_partial(raw16(p), k)); }
+RT_INLINE void store(bfloat16_t* p, F32 a) { store_h16(raw16(p), f32_to_bf16(a)); }
+RT_INLINE void store(float16_t* p, F32 a) { store_h16(raw16(p), f32_to_half<false>(a)); }
+RT_INLINE void store_partial(bfloat16_t* p, F32 a, size_t k) { store_h16_partial(raw16(p), f32_to_bf16(a), k); }
+RT_INLINE void store_partial(float16_t* p, F32 a, size_t k) { store_h16_partial(raw16(p), f32_to_half<false>(a), k); }
+// Stochastic forms of store / store_partial.
+RT_INLINE H16 round_sr(bfloat16_t*, F32 a, U32 rnd) { return f32_to_bf16_sr(a, rnd); }
+RT_INLINE H16 round_sr(float16_t*, F32 a, U32 rnd) { return f32_to_half_sr(a, rnd); }
 
 }  // namespace simd
 }  // namespace REGTUNE_NS

@@ -11,6 +11,7 @@ import numbers
 import operator
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 try:
@@ -19,6 +20,8 @@ except ImportError:  # numpy < 2
     from numpy import byte_bounds
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: The 16-bit floats: ml_dtypes.bfloat16 (NumPy's bfloat16, as JAX uses) and IEEE float16.
+LOW_DTYPES = (np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16))
 
 
 def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
@@ -202,10 +205,10 @@ def schedule_value(value: Any, name: str, count: int, *, low: float = 0.0) -> fl
     return hyperparameter(value(count), f"{name}({count})", low=low)
 
 
-def array_list(arrays: Any, name: str) -> list[np.ndarray]:
+def array_list(arrays: Any, name: str, *, low: bool = False) -> list[np.ndarray]:
     """A non-empty list of arrays a kernel updates in place: each a C-contiguous, writable
-    float32 or float64 ndarray, all of one dtype, no two sharing memory. Each message names the
-    array as ``name[i]``."""
+    float32 or float64 (with ``low``, also bfloat16 or float16) ndarray, all of one dtype, no
+    two sharing memory. Each message names the array as ``name[i]``."""
     if isinstance(arrays, np.ndarray) or not hasattr(arrays, "__iter__"):
         raise TypeError(f"{name} must be a list of numpy.ndarray, got {type(arrays).__name__}")
     out = list(arrays)
@@ -213,8 +216,9 @@ def array_list(arrays: Any, name: str) -> list[np.ndarray]:
         raise ValueError(f"{name} must not be empty")
     for i, a in enumerate(out):
         out[i] = a = check_inplace(a, f"{name}[{i}]")
-        if a.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name}[{i}] must have dtype float32 or float64, got {a.dtype}")
+        if a.dtype not in FLOAT_DTYPES and not (low and a.dtype in LOW_DTYPES):
+            what = "float32, float64, bfloat16 or float16" if low else "float32 or float64"
+            raise TypeError(f"{name}[{i}] must have dtype {what}, got {a.dtype}")
         if a.dtype != out[0].dtype:
             raise TypeError(f"{name}[{i}] has dtype {a.dtype} but {name}[0] has {out[0].dtype}; one list holds one dtype")
     found = first_overlap([(f"{name}[{i}]", a) for i, a in enumerate(out)])

@@ -59,7 +59,9 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 from . import _core
+from .random import _key_from_seed
 from ._validation import (
+    LOW_DTYPES,
     array_list,
     as_array,
     boolean,
@@ -85,6 +87,8 @@ _SGD, _ADAM, _RMSPROP, _ADAGRAD, _LION, _NADAM, _RADAM, _ADAMAX, _ADADELTA, _AVE
     0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12
 )
 
+#: How a step writes 16-bit parameters back (see the module docstring).
+_PRECISIONS = ("round", "stochastic", "master")
 #: step counts stay below 2**63 (an int64), so every coefficient is a float computation.
 _MAX_STEP = 2**63
 #: State buffers that are never negative (running sums of squares, whose sqrt is taken;
@@ -95,9 +99,9 @@ _SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc
 # --------------------------------------------------------------- shared checks (private)
 
 
-def _arrays(arrays: Any, name: str) -> list[np.ndarray]:
+def _arrays(arrays: Any, name: str, *, low: bool = False) -> list[np.ndarray]:
     """:func:`array_list` (in-place arrays, no two sharing memory), masked arrays refused."""
-    out = array_list(arrays, name)
+    out = array_list(arrays, name, low=low)
     for i, a in enumerate(out):
         not_masked(a, f"{name}[{i}]")
     return out
@@ -177,8 +181,37 @@ class Optimizer:
         max_grad_norm: float | None,
         slots: tuple[str | None, str | None, str | None],
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
-        self.params: list[np.ndarray] = _arrays(params, "params")
+        self.params: list[np.ndarray] = _arrays(params, "params", low=True)
+        dt = self.params[0].dtype
+        #: Whether the parameters are bfloat16/float16 (the low-precision step).
+        self._low = dt in LOW_DTYPES
+        if precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, _PRECISIONS))}, got precision={precision!r}")
+        if precision != "round" and not self._low:
+            raise ValueError(f"precision={precision!r} needs bfloat16 or float16 params, got {dt}")
+        #: How the update is written back to 16-bit parameters: "round", "stochastic" or "master".
+        self.precision = precision
+        if state_dtype is None:
+            sdt = np.dtype(np.float32) if self._low else dt
+        else:
+            try:
+                sdt = np.dtype(state_dtype)
+            except TypeError:
+                raise TypeError(f"state_dtype must be float32 or the params' dtype, got {state_dtype!r}") from None
+            if sdt != dt and not (self._low and sdt == np.float32):
+                raise TypeError(f"state_dtype must be float32 or the params' dtype ({dt}), got {sdt}")
+        #: The dtype of the optimizer's state buffers (float32 by default for 16-bit params).
+        self.state_dtype = sdt
+        #: The Philox key of stochastic rounding (None otherwise).
+        self._sr_key = _key_from_seed(seed) if precision == "stochastic" else None
+        if precision != "stochastic" and seed is not None:
+            raise ValueError(f"seed= keys stochastic rounding: it needs precision='stochastic', got {precision!r}")
+        if self._low and isinstance(self, Adafactor):
+            raise TypeError(f"Adafactor takes float32 or float64 params, got {dt} (its 16-bit step is not built)")
         if ema is not None:
             if not isinstance(ema, _Average):
                 raise TypeError(f"ema must be a regtune.optim.EMA or SWA, got {type(ema).__name__}")
@@ -198,8 +231,10 @@ class Optimizer:
         self.step_count = 0
         #: The optimizer state: buffer name -> one array per parameter (torch's names).
         self.state: dict[str, list[np.ndarray]] = {
-            name: [np.full_like(p, self._fills.get(name, 0.0)) for p in self.params] for name in slots if name
+            name: [np.full(p.shape, self._fills.get(name, 0.0), sdt) for p in self.params] for name in slots if name
         }
+        if precision == "master":  # the float32 master copy: the step's parameter
+            self.state["master"] = [p.astype(np.float32) for p in self.params]
 
     def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
         raise NotImplementedError
@@ -261,6 +296,12 @@ class Optimizer:
 
     def _native_step(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> float | None:
         """The one native call of a step."""
+        if self._low:
+            masters = self.state["master"] if self.precision == "master" else None
+            return _core.optim_step_low(
+                self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0, masters, self._sr_key,
+                self.step_count,
+            )  # fmt: skip
         return _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
 
     def _written(self, states: list, names: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -343,8 +384,8 @@ class Optimizer:
                 if not isinstance(a, np.ndarray):
                     raise TypeError(f"{label}[{i}] must be a numpy.ndarray, got {type(a).__name__}")
                 not_masked(a, f"{label}[{i}]")
-                if a.dtype != p.dtype:
-                    raise TypeError(f"{label}[{i}] has dtype {a.dtype} but params[{i}] has {p.dtype}")
+                if a.dtype != own_a.dtype:
+                    raise TypeError(f"{label}[{i}] has dtype {a.dtype} but this optimizer keeps {own_a.dtype}")
                 if a.shape != own_a.shape:
                     what = f"params[{i}] has shape {p.shape}" if own_a.shape == p.shape else f"must have shape {own_a.shape}"
                     raise ValueError(f"{label}[{i}] has shape {a.shape} but {what}")
@@ -374,7 +415,8 @@ class Optimizer:
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}, step {self.step_count})"
+        extra = f", precision={self.precision!r}, state {self.state_dtype}" if self._low else ""
+        return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}{extra}, step {self.step_count})"
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
@@ -451,6 +493,9 @@ class SGD(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.momentum = hyperparameter(momentum, "momentum", low=0.0)
         self.dampening = hyperparameter(dampening, "dampening")
@@ -462,6 +507,7 @@ class SGD(Optimizer):
             )
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("momentum_buffer" if self.momentum != 0 else None, None, None),
         )  # fmt: skip
 
@@ -507,12 +553,16 @@ class Adam(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.betas = _betas(betas)
         self.eps = _eps(eps)
         self.amsgrad = boolean(amsgrad, "amsgrad")
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if self.amsgrad else None),
         )  # fmt: skip
 
@@ -565,10 +615,13 @@ class AdamW(Adam):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         super().__init__(
             params, lr, betas, eps, weight_decay, amsgrad, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
-            ema=ema,
+            ema=ema, precision=precision, state_dtype=state_dtype, seed=seed,
         )
 
 
@@ -605,6 +658,9 @@ class RMSprop(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.alpha = hyperparameter(alpha, "alpha", low=0.0, high=1.0)
         self.eps = _eps(eps)
@@ -612,6 +668,7 @@ class RMSprop(Optimizer):
         self.centered = boolean(centered, "centered")
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("square_avg", "grad_avg" if self.centered else None,
                    "momentum_buffer" if self.momentum > 0 else None),
         )  # fmt: skip
@@ -664,6 +721,9 @@ class Adagrad(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.lr_decay = hyperparameter(lr_decay, "lr_decay", low=0.0)
         self.initial_accumulator_value = hyperparameter(
@@ -678,6 +738,7 @@ class Adagrad(Optimizer):
         self._fills = {"sum": self.initial_accumulator_value}
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("sum", None, None),
         )  # fmt: skip
 
@@ -735,11 +796,15 @@ class Lion(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.betas = _betas(betas)
         self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("exp_avg", None, None),
         )  # fmt: skip
         if self.decoupled_weight_decay and not callable(self.lr) and self.lr == 0:
@@ -862,6 +927,9 @@ class NAdam(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.betas = _betas(betas)
         self.eps = _eps(eps)
@@ -869,6 +937,7 @@ class NAdam(Optimizer):
         self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("exp_avg", "exp_avg_sq", None),
         )  # fmt: skip
 
@@ -929,12 +998,16 @@ class RAdam(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.betas = _betas(betas)
         self.eps = _eps(eps)
         self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("exp_avg", "exp_avg_sq", None),
         )  # fmt: skip
 
@@ -991,11 +1064,15 @@ class Adamax(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.betas = _betas(betas)
         self.eps = _eps(eps)
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("exp_avg", "exp_inf", None),
         )  # fmt: skip
 
@@ -1043,11 +1120,15 @@ class Adadelta(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.rho = hyperparameter(rho, "rho", low=0.0, high=1.0)
         self.eps = _eps(eps)
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("square_avg", "acc_delta", None),
         )  # fmt: skip
 
@@ -1104,6 +1185,9 @@ class LAMB(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.betas = _betas(betas)
         self.eps = _eps(eps)
@@ -1112,6 +1196,7 @@ class LAMB(Optimizer):
         self.trust_clamp = hyperparameter(trust_clamp, "trust_clamp", low=0.0, low_open=True)
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("exp_avg", "exp_avg_sq", None),
         )  # fmt: skip
 
@@ -1182,6 +1267,9 @@ class LARS(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.momentum = hyperparameter(momentum, "momentum", low=0.0)
         self.dampening = hyperparameter(dampening, "dampening", low=0.0, high=1.0)
@@ -1189,6 +1277,7 @@ class LARS(Optimizer):
         self.trust_coefficient = hyperparameter(trust_coefficient, "trust_coefficient", low=0.0)
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=("momentum_buffer" if self.momentum > 0 else None, None, None),
         )  # fmt: skip
 
@@ -1249,6 +1338,9 @@ class Adafactor(Optimizer):
         prox_l1: float = 0.0,
         max_grad_norm: float | None = None,
         ema: EMA | None = None,
+        precision: str = "round",
+        state_dtype: Any = None,
+        seed: Any = None,
     ) -> None:
         self.beta2_decay = hyperparameter(beta2_decay, "beta2_decay", high=0.0)
         if isinstance(eps, (str, bytes, dict, set, frozenset)) or not hasattr(eps, "__len__") or len(eps) != 2:
@@ -1258,6 +1350,7 @@ class Adafactor(Optimizer):
         self.d = hyperparameter(d, "d", low=1.0)
         super().__init__(
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm, ema=ema,
+            precision=precision, state_dtype=state_dtype, seed=seed,
             slots=(None, None, None),
         )  # fmt: skip
         self._slots = ("row_var", "col_var", "variance")
@@ -1291,9 +1384,12 @@ class _Average:
     given ``ema=`` does the same update inside its step's pass."""
 
     def __init__(self, params: Sequence[np.ndarray]) -> None:
-        self.params: list[np.ndarray] = _arrays(params, "params")
+        self.params: list[np.ndarray] = _arrays(params, "params", low=True)
+        #: Whether the parameters are bfloat16/float16: their averages are then float32 (an
+        #: average in 16 bits would lose every update below half its ulp).
+        self._low = self.params[0].dtype in LOW_DTYPES
         #: The averages, one array per parameter (copies of the parameters until the first update).
-        self.averages: list[np.ndarray] = [p.copy() for p in self.params]
+        self.averages: list[np.ndarray] = [p.astype(np.float32) if self._low else p.copy() for p in self.params]
         #: Updates so far (torch's ``n_averaged``).
         self.n_averaged = 0
         self._lock = threading.RLock()
@@ -1323,7 +1419,10 @@ class _Average:
                 )
                 if found is not None:
                     raise ValueError(f"{found}; the averages must not share memory with the parameters")
-            _core.optim_step(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0)
+            if self._low:
+                _core.optim_step_low(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0, None, None, 0)
+            else:
+                _core.optim_step(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0)
             self.n_averaged += 1
 
     def copy_to(self, params: Sequence[np.ndarray] | None = None) -> None:
@@ -1332,9 +1431,13 @@ class _Average:
         with self._lock:
             out = self.params if params is None else same_length(params, "params", self.averages, "averages")
             for i, (o, a) in enumerate(zip(out, self.averages)):
-                if not isinstance(o, np.ndarray) or o.shape != a.shape or o.dtype != a.dtype:
-                    raise ValueError(f"params[{i}] must be an array of shape {a.shape} and dtype {a.dtype}")
-                np.copyto(o, a)
+                p = self.params[i]
+                if not isinstance(o, np.ndarray) or o.shape != a.shape or o.dtype != p.dtype:
+                    raise ValueError(f"params[{i}] must be an array of shape {a.shape} and dtype {p.dtype}")
+                if o.dtype == a.dtype:
+                    np.copyto(o, a)
+                else:  # a float32 average into 16-bit params: rounded to nearest even
+                    _core.convert(a, o)
 
     def state_dict(self) -> dict[str, Any]:
         """A copy: ``{"n_averaged": int, "averages": [arrays]}``."""
@@ -1347,13 +1450,13 @@ class _Average:
             raise ValueError("state_dict must be a dict with keys 'n_averaged' and 'averages', as state_dict() returns")
         n = nonnegative_int(state_dict["n_averaged"], "state_dict['n_averaged']", upper=_MAX_STEP)
         arrays = same_length(state_dict["averages"], "state_dict['averages']", self.params, "params")
-        for i, (a, p) in enumerate(zip(arrays, self.params)):
+        for i, (a, p, own) in enumerate(zip(arrays, self.params, self.averages)):
             label = f"state_dict['averages'][{i}]"
             if not isinstance(a, np.ndarray):
                 raise TypeError(f"{label} must be a numpy.ndarray, got {type(a).__name__}")
             not_masked(a, label)
-            if a.dtype != p.dtype:
-                raise TypeError(f"{label} has dtype {a.dtype} but params[{i}] has {p.dtype}")
+            if a.dtype != own.dtype:
+                raise TypeError(f"{label} has dtype {a.dtype} but the averages of params[{i}] have {own.dtype}")
             if a.shape != p.shape:
                 raise ValueError(f"{label} has shape {a.shape} but params[{i}] has shape {p.shape}")
         with self._lock:

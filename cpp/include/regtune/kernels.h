@@ -24,6 +24,12 @@ struct Stream {
   uint64_t stream;
 };
 
+// 16-bit floating-point storage: the bits of a bfloat16 (ml_dtypes.bfloat16: float32's sign and
+// exponent, 7 mantissa bits) or of an IEEE binary16 (numpy.float16). Kernels compute in float32
+// and convert on load (exactly) and store (round to nearest even, or stochastically).
+struct bfloat16_t { uint16_t bits; };
+struct float16_t { uint16_t bits; };
+
 // out[i] = low + (high - low) * u_i, u_i uniform on [0, 1); results >= high are replaced by
 // `below_high` (the largest value < high), so `high` is never returned.
 template <typename T>
@@ -59,6 +65,15 @@ struct RandomKernels {
   void (*normal_f64)(Stream, uint64_t first, size_t count, double* out, const NormalParams<double>&);
   void (*truncnorm_f32)(Stream, uint64_t first, size_t count, float* out, const TruncNormalParams<float>&);
   void (*truncnorm_f64)(Stream, uint64_t first, size_t count, double* out, const TruncNormalParams<double>&);
+  // float32 -> bfloat16 / IEEE half rounded to nearest even (NaN quieted), and back (exact),
+  // identical bits on every path; the _sr forms round stochastically with word first + i of
+  // the stream for x[i] (see simd.h).
+  void (*to_bf16)(const float* x, size_t count, bfloat16_t* out);
+  void (*to_f16)(const float* x, size_t count, float16_t* out);
+  void (*from_bf16)(const bfloat16_t* x, size_t count, float* out);
+  void (*from_f16)(const float16_t* x, size_t count, float* out);
+  void (*to_bf16_sr)(Stream, uint64_t first, const float* x, size_t count, bfloat16_t* out);
+  void (*to_f16_sr)(Stream, uint64_t first, const float* x, size_t count, float16_t* out);
 };
 
 // ---- dispatch (dispatch.cpp) -------------------------------------------------------------
@@ -116,6 +131,8 @@ struct Runs {
   size_t run_len;
   size_t size() const { return runs * run_len; }
 };
+// T is float, double, or a 16-bit float: a 16-bit draw is the float32 draw of the same stream
+// elements rounded to nearest even (uniform's values may then round up to `high`).
 // Parameters arrive in double and are checked by the caller (low < high with a finite width,
 // std > 0, a < b with a non-negligible probability between them).
 void fill_bits(Stream s, const Runs& where, uint32_t* out);
@@ -130,6 +147,14 @@ TruncNormalParams<double> truncnorm_params(double mean, double std, double a, do
 // the result stays accurate; the choice depends on the parameters alone.
 template <typename T>
 void fill_truncnorm(Stream s, const Runs& where, T* out, double mean, double std, double a, double b);
+// Threaded conversions between float32 and the 16-bit floats (L = bfloat16_t or float16_t).
+// convert_sr rounds x[i] stochastically with word first + i of stream s.
+template <typename L>
+void convert_to(const float* x, size_t count, L* out);
+template <typename L>
+void convert_from(const L* x, size_t count, float* out);
+template <typename L>
+void convert_sr(Stream s, uint64_t first, const float* x, size_t count, L* out);
 // Copies n bytes with all threads: the yardstick for memory bandwidth in the benchmarks.
 void parallel_copy(void* dst, const void* src, size_t nbytes);
 // out[0, count) = value, with all threads (init.constant, zeros, ones).

@@ -9,6 +9,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+
+#include "regtune/kernels.h"
 
 namespace regtune {
 
@@ -126,11 +129,45 @@ struct OptimKernelsOf {
   void (*clamp)(T* x, size_t n, T c);             // x = min(c, max(-c, x)); NaN stays NaN
 };
 
+// ---- low precision -------------------------------------------------------------------------
+// Steps on bfloat16 / half parameters: the float32 rule (the same body, the same float32
+// arithmetic) on arrays whose dtypes are given at run time: gradients in the parameter's dtype
+// or float32, each state in float32 or the parameter's dtype. The new parameter is rounded to
+// nearest even, or stochastically (`stochastic`: word i of stream `sr` rounds element i of the
+// tensor); with master weights the float32 master is the step's parameter (param, f32) and its
+// rounding to nearest even is written to `shadow`.
+enum class DType : unsigned char { f32 = 0, bf16 = 1, f16 = 2 };
+
+struct LowTensor {
+  void* param = nullptr;
+  const void* grad = nullptr;
+  void* state[3] = {nullptr, nullptr, nullptr};
+  void* ema = nullptr;
+  void* shadow = nullptr;
+  DType param_dt = DType::f32, grad_dt = DType::f32, state_dt[3] = {DType::f32, DType::f32, DType::f32},
+        ema_dt = DType::f32, shadow_dt = DType::bf16;
+  bool stochastic = false;
+  Stream sr{0, 0};
+};
+
+struct LowKernels {
+  // elements [lo, lo + n) of the tensor
+  void (*step[kOptimKinds])(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a);
+  void (*lamb_sums)(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out);
+  void (*lars_sums)(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out);
+  void (*sums)(const void* x, DType dt, size_t n, double* out);  // of the values widened to float32
+  void (*scale)(void* x, DType dt, size_t n, float s);
+  void (*clamp)(void* x, DType dt, size_t n, float c);
+  void (*prox_l1)(void* x, DType dt, size_t n, float threshold);
+  void (*penalty_grad)(void* g, DType gdt, const void* w, DType wdt, size_t n, float l1, float l2);
+};
+
 // One instruction set's kernels. Each runs on the calling thread; threads live in optim.cpp.
 struct OptimKernels {
   const char* name;
   OptimKernelsOf<float> f32;
   OptimKernelsOf<double> f64;
+  LowKernels low;
 };
 
 // ---- drivers (optim.cpp) ------------------------------------------------------------------
@@ -186,6 +223,19 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
                       T* const* col_vars, T* const* variances, T* const* emas, const size_t* batches,
                       const size_t* rows, const size_t* cols, const unsigned char* factored,
                       const OptimArgs<double>& args, const AdafactorScalars& s, double max_grad_norm);
+
+// The low-precision drivers (see LowTensor). optim_step_low: one step over `count` tensors of
+// sizes[t] elements, as optim_step (clipping by the global grad norm, LAMB/LARS's two passes,
+// `adapt`), computed in float32 with every coefficient rounded to float once.
+double optim_step_low(OptimKind kind, const LowTensor* tensors, const size_t* sizes, size_t count,
+                      const OptimArgs<double>& args, double max_grad_norm, const unsigned char* adapt = nullptr);
+// sum |x| and sum x^2 of arrays of any of the three dtypes (widened), in double, deterministically.
+void low_list_sums(const void* const* data, const DType* dts, const size_t* sizes, size_t count, double* abs_sum,
+                   double* sq_sum);
+// x *= s, or x = clamp(x, -s, s), rounded back to each array's dtype.
+void low_scale_list(void* const* data, const DType* dts, const size_t* sizes, size_t count, double s, bool clamp);
+void low_penalty_grad(void* g, DType gdt, const void* w, DType wdt, size_t n, double l1, double l2);
+void low_prox_l1(void* w, DType dt, size_t n, double threshold);
 
 // Threaded element-wise penalty operations on one array (or a list, for scale and clamp).
 template <typename T>

@@ -565,3 +565,24 @@ def test_nchw_is_the_transpose_of_nhwc(images):
     nchw = A.Pipeline(ops, seed=1, layout="NCHW")(images, indices=IDX)
     assert nhwc.dtype == images.dtype
     np.testing.assert_array_equal(nhwc.transpose(0, 3, 1, 2), nchw)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("erase_after", [False, True])
+def test_normalize_to_bfloat16_is_the_float32_result_rounded(layout, erase_after):
+    import ml_dtypes
+
+    ops32 = [A.RandomResizedCrop((10, 12)), A.Normalize(MEAN, STD)] + ([A.RandomErasing(0.7, value=0.3)] if erase_after else [])
+    opsbf = [A.RandomResizedCrop((10, 12)), A.Normalize(MEAN, STD, dtype=ml_dtypes.bfloat16)] + (
+        [A.RandomErasing(0.7, value=0.3)] if erase_after else [])  # fmt: skip
+    ref = A.Pipeline(ops32, seed=3, layout=layout)(IMG_U8, indices=IDX)
+    pipe = A.Pipeline(opsbf, seed=3, layout=layout)
+    got = pipe(IMG_U8, indices=IDX)
+    assert got.dtype == ml_dtypes.bfloat16 and pipe.output_dtype(np.uint8) == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(got.view(np.uint16), ref.astype(ml_dtypes.bfloat16).view(np.uint16))
+    out = np.empty_like(got)
+    assert pipe(IMG_U8, indices=IDX, out=out) is out
+    with pytest.raises(TypeError, match="out must have dtype bfloat16"):
+        pipe(IMG_U8, indices=IDX, out=np.empty(got.shape, np.float32))
+    with pytest.raises(TypeError, match="dtype must be float32 or ml_dtypes.bfloat16"):
+        A.Normalize(MEAN, STD, dtype=np.float64)

@@ -104,7 +104,9 @@ void register_augment(py::module_& m) {
         auto src = u8 ? readable_array<uint8_t>(images, "images") : readable_array<float>(images, "images");
         if (src.ndim() != 4) throw py::value_error("images must be 4-D (N, H, W, C), got " + shape_str(src));
         const bool out_u8 = has_dtype(out, py::dtype::of<uint8_t>());
-        auto dst = out_u8 ? writable_array<uint8_t>(out, "out") : writable_array<float>(out, "out");
+        const bool out_bf16 = !out_u8 && float_kind(out) == FloatKind::bf16;
+        auto dst = out_u8 ? writable_array<uint8_t>(out, "out")
+                          : out_bf16 ? writable_array<bfloat16_t>(out, "out") : writable_array<float>(out, "out");
         if (dst.ndim() != 4) throw py::value_error("out must be 4-D, got " + shape_str(dst));
         b.src = src.data();
         b.src_u8 = u8;
@@ -128,6 +130,7 @@ void register_augment(py::module_& m) {
         }
         b.out = dst.mutable_data();
         b.out_u8 = out_u8;
+        b.out_bf16 = out_bf16;
         b.key = key;
         b.epoch = epoch;
         b.indices = sample_indices(indices, b.n);

@@ -53,6 +53,7 @@ class SampleRunner {
     bool noise = false;
     for (size_t k = 0; k < c.nsteps; ++k) noise |= c.steps[k].kind == StepKind::noise;
     if (noise) noise_.resize(block_rows_ * m);
+    if (b.out_bf16 && !b.nchw) inter_.resize(block_rows_ * m);
     stage_.resize((b.in_w * b.channels + 8) * (b.src_u8 ? 1 : sizeof(float)));
   }
 
@@ -253,7 +254,7 @@ class SampleRunner {
         return false;
       }
       case StepKind::normalize: {
-        const bool direct = k + 1 == c_.nsteps && !b.out_u8 && b.nchw;  // straight into the output planes
+        const bool direct = k + 1 == c_.nsteps && !b.out_u8 && !b.out_bf16 && b.nchw;  // straight into the output planes
         for (size_t c = 0; c < C; ++c) {
           float* dst = direct ? static_cast<float*>(b.out) + ((s_ * C + c) * b.out_h + y0) * b.out_w : v + c * plane_;
           if (direct) {
@@ -274,10 +275,13 @@ class SampleRunner {
     if (b.nchw) {
       for (size_t c = 0; c < C; ++c) {
         const size_t off = ((s_ * C + c) * b.out_h + y0) * b.out_w;
+        const float* v = v_.data() + c * plane_;
         if (b.out_u8) {
-          k_.store_u8(v_.data() + c * plane_, npix, static_cast<uint8_t*>(b.out) + off);
+          k_.store_u8(v, npix, static_cast<uint8_t*>(b.out) + off);
+        } else if (b.out_bf16) {
+          random_kernels().to_bf16(v, npix, static_cast<bfloat16_t*>(b.out) + off);
         } else {
-          std::memcpy(static_cast<float*>(b.out) + off, v_.data() + c * plane_, npix * sizeof(float));
+          std::memcpy(static_cast<float*>(b.out) + off, v, npix * sizeof(float));
         }
       }
       return;
@@ -285,6 +289,9 @@ class SampleRunner {
     const size_t off = (s_ * b.out_h + y0) * b.out_w * C;
     if (b.out_u8) {
       k_.interleave_u8(v_.data(), plane_, npix, int(C), static_cast<uint8_t*>(b.out) + off);
+    } else if (b.out_bf16) {
+      k_.interleave_f32(v_.data(), plane_, npix, int(C), inter_.data());
+      random_kernels().to_bf16(inter_.data(), npix * C, static_cast<bfloat16_t*>(b.out) + off);
     } else {
       k_.interleave_f32(v_.data(), plane_, npix, int(C), static_cast<float*>(b.out) + off);
     }
@@ -295,7 +302,7 @@ class SampleRunner {
   size_t block_rows_ = 1, plane_ = 0, s_ = 0, run_a_ = 0, run_b_ = 0;
   int run_dir_ = 0;
   int32_t tag_[2] = {-2, -2};
-  std::vector<float> h_[2], v_, noise_;
+  std::vector<float> h_[2], v_, noise_, inter_;  // inter_: NHWC float32 on its way to bfloat16
   std::vector<int32_t> off0_, off1_;
   std::vector<char> stage_;  // a staged source row (see row())
   int32_t span_lo_ = 0, span_hi_ = 0;

@@ -100,7 +100,7 @@ def augment_words(
 AugmentStep = tuple[int, int, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None, float, float, bool]
 def augment_run(
     images: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
-    out: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
+    out: npt.NDArray[np.uint8] | npt.NDArray[np.float32] | npt.NDArray[Any],  # Any: ml_dtypes.bfloat16
     nchw: bool,
     bilinear: bool,
     row_i0: npt.NDArray[np.int32],

@@ -32,7 +32,7 @@ each image's values in a per-thread buffer until its pointwise ops are done. Sam
 over regtune's threads (``regtune.set_num_threads``) with the GIL released; the pixel loops are
 vectorized (AVX2, AVX-512) and give the same bits on every path.
 
-**Values.** Pixel values are float32 inside the pipeline. ``uint8`` images are read as 0..255;
+**Values.** Pixel values are float32 inside the pipeline; Normalize may store them as bfloat16. ``uint8`` images are read as 0..255;
 without Normalize a uint8 batch gives uint8 output, rounded to nearest (ties to even) once at
 the end after clamping to [0, 255] (torchvision rounds after each op of a uint8 chain; here there
 is one rounding). ColorJitter and clipped GaussianNoise clamp to [0, 255] for uint8 images and to
@@ -56,6 +56,7 @@ import numbers
 import operator
 from typing import Any, Sequence
 
+import ml_dtypes
 import numpy as np
 
 from . import _core
@@ -544,15 +545,17 @@ class RandomErasing(_PointwiseOp):
 
 
 class Normalize(_PointwiseOp):
-    """``out = (v / max_pixel_value - mean) / std`` per channel, to float32, computed as
-    ``v * a + b`` (one float32 multiply, one add) with ``a = 1 / (max_pixel_value * std)`` and
+    """``out = (v / max_pixel_value - mean) / std`` per channel, computed in float32 as
+    ``v * a + b`` (one multiply, one add) with ``a = 1 / (max_pixel_value * std)`` and
     ``b = -mean / std`` rounded from float64 to float32 once. ``max_pixel_value`` defaults to 255
     for uint8 images and 1 for float32 ones (torchvision's ToTensor + Normalize; albumentations'
-    Normalize). Only float32 output for now: bfloat16 waits for that dtype in regtune."""
+    Normalize). ``dtype``: the pipeline's output, float32 (default) or ``ml_dtypes.bfloat16``
+    (the float32 result rounded to nearest even, as ``.astype(ml_dtypes.bfloat16)``; ops after
+    Normalize, such as RandomErasing, still work in float32 before that one rounding)."""
 
     nwords = 0
 
-    def __init__(self, mean: Any, std: Any, max_pixel_value: Any = None) -> None:
+    def __init__(self, mean: Any, std: Any, max_pixel_value: Any = None, dtype: Any = np.float32) -> None:
         self.mean = _channel_values(mean, "mean")
         self.std = _channel_values(std, "std")
         for i, s in enumerate(self.std):
@@ -560,6 +563,13 @@ class Normalize(_PointwiseOp):
                 raise ValueError(f"std must be > 0, got std[{i}]={s!r}")
         self.max_pixel_value = None if max_pixel_value is None else hyperparameter(
             max_pixel_value, "max_pixel_value", low=0.0, low_open=True)  # fmt: skip
+        try:
+            dt = np.dtype(dtype)
+        except TypeError as exc:
+            raise TypeError(f"dtype must be float32 or ml_dtypes.bfloat16, got dtype={dtype!r}") from exc
+        if dt not in (np.dtype(np.float32), np.dtype(ml_dtypes.bfloat16)):
+            raise TypeError(f"dtype must be float32 or ml_dtypes.bfloat16, got dtype={dt}")
+        self.dtype = dt
 
     def params(self, words, in_hw, channels):
         return {}
@@ -641,8 +651,8 @@ class Pipeline:
     uint8 or float32, C in 1..4 (array-likes and DLPack tensors are read, non-contiguous ones
     copied once). ``indices``: the samples' dataset indices, N ints in [0, 2**32) (None: 0..N-1,
     positions in the batch, which makes the result depend on the batching). ``epoch``: an int in
-    [0, 2**32). Returns float32 when the pipeline normalizes or the images are float32, else
-    uint8; ``out=`` must then be a C-contiguous writable array of exactly that dtype and shape
+    [0, 2**32). Returns Normalize's dtype (float32 or bfloat16) when the pipeline normalizes, else
+    the images' dtype; ``out=`` must then be a C-contiguous writable array of exactly that dtype and shape
     (never a silent copy) that does not overlap ``images``.
 
     Raises TypeError/ValueError naming the argument: ``ops[i]``, ``seed``, ``layout``,
@@ -682,7 +692,7 @@ class Pipeline:
         self.layout = layout
         self.key = _derive_key(seed)
         self._fill = fills.pop() if fills else (0.0,)
-        self._normalizes = normalized
+        self._out_dtype = next((op.dtype for op in ops if isinstance(op, Normalize)), None)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.ops!r}, layout={self.layout!r})"
@@ -695,7 +705,10 @@ class Pipeline:
         return (n, c, h, w) if self.layout == "NCHW" else (n, h, w, c)
 
     def output_dtype(self, images_dtype: Any) -> np.dtype:
-        return np.dtype(np.float32) if self._normalizes or np.dtype(images_dtype) == np.float32 else np.dtype(np.uint8)
+        """Normalize's dtype (float32 or bfloat16) when the pipeline normalizes, else the images'."""
+        if self._out_dtype is not None:
+            return self._out_dtype
+        return np.dtype(np.float32) if np.dtype(images_dtype) == np.float32 else np.dtype(np.uint8)
 
     def sample_params(self, images_shape: Sequence[int], *, indices: Any = None, epoch: Any = 0) -> list[dict]:
         """The per-sample parameters each op draws for a batch of this shape: one dict of arrays per

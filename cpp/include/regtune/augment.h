@@ -9,8 +9,8 @@
 //        h_r[x, c] = w0x[x] * src[r, i0x[x], c] + w1x[x] * src[r, i1x[x], c]
 //        v[y, x, c] = w0y[y] * h_{i0y[y]}[x, c] + w1y[y] * h_{i1y[y]}[x, c]
 //   2. pointwise steps on the float32 values, in the pipeline's order (see AugmentStep);
-//   3. the store: float32 as is, or uint8 rounded to nearest even after clamping to [0, 255];
-//      NHWC, or NCHW (planes).
+//   3. the store: float32 as is, bfloat16 rounded to nearest even (random_kernels().to_bf16), or
+//      uint8 rounded to nearest even after clamping to [0, 255]; NHWC, or NCHW (planes).
 // Every operation is a single IEEE-754 float32 operation in a fixed order, so every SIMD path
 // gives the same bits. Per-sample random choices are made by the caller (Python, from Philox
 // words keyed by (seed, epoch, sample index, op position)); the only random numbers drawn here are
@@ -110,7 +110,7 @@ struct AugmentBatch {
   bool src_u8;
   size_t n, in_h, in_w, channels, out_h, out_w;
   void* out;        // n x out_h x out_w x C (NHWC) or n x C x out_h x out_w (NCHW)
-  bool out_u8, nchw;
+  bool out_u8, out_bf16, nchw;  // float32 when neither; bfloat16 rounds to nearest even
   uint64_t key, epoch;
   const uint64_t* indices;  // n sample indices (the noise streams)
 };

@@ -348,7 +348,9 @@ void affine(const float* v, float* out, size_t n, float a, float b) {
 
 // The same into a large output that is not read back soon: whole 64-byte lines are written with
 // non-temporal stores (no read-for-ownership of lines about to be overwritten, no eviction of
-// the block buffers), the unaligned ends with plain stores. The values are affine's.
+// the block buffers), the unaligned ends with plain stores. The values are affine's. Measured on
+// 64 500x375 images -> 224x224 NCHW float32 (38 MB out), one thread, alternating in one process:
+// 196 vs 225 us of CPU per image with plain stores (medians of 12).
 void affine_stream(const float* v, float* out, size_t n, float a, float b) {
 #if REGTUNE_TARGET == REGTUNE_TARGET_SCALAR
   affine(v, out, n, a, b);

@@ -123,6 +123,16 @@ class SampleRunner {
                     : static_cast<const void*>(static_cast<const float*>(b.src) + off);
   }
 
+  // The columns of source row r that row() will copy, requested ahead of time: the copy then
+  // finds them in cache. Measured as the staging below: 134 vs 165 us of CPU per image.
+  void prefetch_row(int32_t r) const {
+    if (r < 0 || r == tag_[0] || r == tag_[1] || span_hi_ <= span_lo_) return;
+    const AugmentBatch& b = *c_.b;
+    const size_t es = b.src_u8 ? 1 : sizeof(float);
+    const char* base = static_cast<const char*>(b.src) + (s_ * b.in_h + size_t(r)) * b.in_w * b.channels * es;
+    for (size_t o = size_t(span_lo_) * es; o < size_t(span_hi_) * es; o += 64) __builtin_prefetch(base + o);
+  }
+
   // The horizontal pass of source row r into a planar row (plane = out_w), from a two-row cache
   // (the rows of consecutive output rows come in order, up or down).
   const float* hrow(int32_t r, int keep) {
@@ -199,6 +209,10 @@ class SampleRunner {
         k_.gather_f32(static_cast<const float*>(src), off0_.data(), b.out_w, int(b.channels), g.fill, out, plane_);
       }
       return;
+    }
+    if (y + 2 < b.out_h) {  // two output rows ahead: their source rows on their way to the cache
+      prefetch_row(g.row_i0[at + 2]);
+      prefetch_row(g.row_i1[at + 2]);
     }
     const float* h0 = hrow(g.row_i0[at], -1);
     const int keep = h0 == h_[0].data() ? 0 : 1;

@@ -14,8 +14,10 @@ What is timed, the same for every library: making a float32 batch from a uint8 b
 is already in memory. regtune: one ``pipe(images, indices=, epoch=, out=)`` call per batch,
 NCHW output into a preallocated array. albumentations: its ``Compose`` called on each HWC image
 (that is its API), each result copied into a preallocated NHWC float32 batch (what a
-DataLoader's collate does; HWC -> CHW is left as a free view, ToTensorV2's way). The median
-over rounds of at least ``--seconds`` s is reported.
+DataLoader's collate does; HWC -> CHW is left as a free view, ToTensorV2's way). The libraries
+take turns round by round for at least ``--seconds`` s each case (so a change in the machine's
+load hits them alike), and the medians are reported: wall-clock images/s, and images per
+CPU-second of the process (all its threads).
 
 Threads: regtune uses ``regtune.set_num_threads(n)``. albumentations runs in this one process,
 single-threaded in its Python code; its OpenCV calls are limited with ``cv2.setNumThreads(n)``
@@ -45,19 +47,25 @@ import numpy as np  # noqa: E402
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def _time(fn, n_images: int, seconds: float) -> tuple[float, float]:
-    """(images/s, images per CPU-second) over rounds filling ``seconds`` (at least 5 rounds),
-    after one warm-up: the median wall time per round, and the process's CPU time (all its
-    threads) per round, median too. On a shared machine the second moves less with the load."""
-    fn(0)
-    walls, cpus, start, r = [], [], time.perf_counter(), 1
-    while len(walls) < 5 or time.perf_counter() - start < seconds:
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn(r)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+def _time_all(fns: dict, n_images: int, seconds: float) -> dict[str, tuple[float, float]]:
+    """{impl: (images/s, images per CPU-second)}: the libraries take turns, one round each, for
+    rounds filling ``seconds`` (at least 5 each) after one warm-up round, so that a change in the
+    machine's load falls on all of them alike. Medians of the wall time per round and of the
+    process's CPU time (all its threads) per round; on a shared machine the second moves less
+    with the load."""
+    for fn in fns.values():
+        fn(0)
+    walls = {k: [] for k in fns}
+    cpus = {k: [] for k in fns}
+    start, r = time.perf_counter(), 1
+    while r <= 5 or time.perf_counter() - start < seconds:
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn(r)
+            walls[k].append(time.perf_counter() - t0)
+            cpus[k].append(time.process_time() - c0)
         r += 1
-    return n_images / statistics.median(walls), n_images / max(statistics.median(cpus), 1e-9)
+    return {k: (n_images / statistics.median(walls[k]), n_images / max(statistics.median(cpus[k]), 1e-9)) for k in fns}
 
 
 def _regtune_case(name: str, images: np.ndarray):
@@ -166,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs; Python {platform.python_version()}, NumPy {np.__version__}")  # fmt: skip
     print(alb_version)
     print("torchvision.transforms.v2: " + ("loaded" if tv is None else f"not loaded ({tv})"))
-    print("(a) 1024 x 32x32x3 uint8; (b) 64 x 375x500x3 uint8; median of rounds over "
-          f"{args.seconds:g} s; images/s (wall), ratio = regtune / peer; in brackets images per "
+    print("(a) 1024 x 32x32x3 uint8; (b) 64 x 375x500x3 uint8; libraries in turns, medians of rounds "
+          f"over {args.seconds:g} s; images/s (wall), ratio = regtune / peer; in brackets images per "
           "CPU-second of the process and its ratio\n")  # fmt: skip
     header = f"{'case':<11}{'threads':>8}" + "".join(f"{k:>16}" for k in impls) + "".join(
         f"{'vs ' + k:>20}" for k in impls if k != "regtune") + "   [CPU-s: " + " ".join(impls) + ", ratio]"  # fmt: skip
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 torch.set_num_threads(n)
             except ImportError:
                 pass
-            both = {k: _time(make(name, images), len(images), args.seconds) for k, make in impls.items()}
+            both = _time_all({k: make(name, images) for k, make in impls.items()}, len(images), args.seconds)
             rates = {k: v[0] for k, v in both.items()}
             line = f"{name:<11}{n:>8}" + "".join(f"{rates[k]:>16,.0f}" for k in impls)
             for k in impls:

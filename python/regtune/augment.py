@@ -32,16 +32,20 @@ each image's values in a per-thread buffer until its pointwise ops are done. Sam
 over regtune's threads (``regtune.set_num_threads``) with the GIL released; the pixel loops are
 vectorized (AVX2, AVX-512) and give the same bits on every path.
 
-**Values.** Pixel values are float32 inside the pipeline; Normalize may store them as bfloat16. ``uint8`` images are read as 0..255;
-without Normalize a uint8 batch gives uint8 output, rounded to nearest (ties to even) once at
-the end after clamping to [0, 255] (torchvision rounds after each op of a uint8 chain; here there
-is one rounding). ColorJitter and clipped GaussianNoise clamp to [0, 255] for uint8 images and to
+**Values.** Pixel values are float32 inside the pipeline (Normalize may store them as
+bfloat16). ``uint8`` images are read as 0..255; without Normalize a uint8 batch gives uint8
+output, rounded to nearest (ties to even) once at the end after clamping to [0, 255]
+(torchvision rounds after each op of a uint8 chain; here there is one rounding). ColorJitter and clipped GaussianNoise clamp to [0, 255] for uint8 images and to
 [0, 1] for float32 images.
 
 **Order.** Geometric ops come first, then pointwise ops; ColorJitter and a clipped GaussianNoise
 must come before Normalize; RandomErasing may come before Normalize (``value`` in pixel units) or
 after it (``value`` in normalized units, torchvision's usual placement). MixUp and CutMix mix
-pairs of samples, so they are separate callables applied to a batch after the pipeline.
+pairs of samples, so they are separate callables applied to a batch after the pipeline (NumPy
+array arithmetic, not the threaded kernels).
+
+**Not here (yet).** ColorJitter's hue; RandomErasing's ``value="random"``; antialiased
+resizing; float64 images; MixUp/CutMix ``out=``.
 
 **Antialiasing.** RandomResizedCrop resamples with plain 2-tap bilinear interpolation
 (torchvision's ``antialias=False``, OpenCV's ``INTER_LINEAR`` as albumentations uses it): no

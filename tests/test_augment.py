@@ -586,3 +586,38 @@ def test_normalize_to_bfloat16_is_the_float32_result_rounded(layout, erase_after
         pipe(IMG_U8, indices=IDX, out=np.empty(got.shape, np.float32))
     with pytest.raises(TypeError, match="dtype must be float32 or ml_dtypes.bfloat16"):
         A.Normalize(MEAN, STD, dtype=np.float64)
+
+
+@pytest.mark.parametrize("case", range(24))
+def test_random_shapes_against_the_references(case):
+    """Small and odd shapes (1-pixel images, crops wider than the image with padding, every channel
+    count, both dtypes), every op chain of crop -> resized crop -> flips, against the NumPy
+    transcriptions, on every SIMD path."""
+    r = np.random.default_rng(100 + case)
+    n, h, w, c = int(r.integers(1, 5)), int(r.integers(1, 9)), int(r.integers(1, 9)), int(r.integers(1, 5))
+    dtype = (np.uint8, np.float32)[case % 2]
+    imgs = r.integers(0, 256, (n, h, w, c)).astype(dtype) if dtype == np.uint8 else r.random((n, h, w, c), np.float32)
+    pad = int(r.integers(0, 4))
+    mode = A.PADDING_MODES[case % 4]
+    ch, cw = int(r.integers(1, h + 2 * pad + 1)), int(r.integers(1, w + 2 * pad + 1))
+    size = (int(r.integers(1, 12)), int(r.integers(1, 12)))
+    ops = [A.RandomCrop((ch, cw), padding=pad, padding_mode=mode, fill=5), A.RandomResizedCrop(size),
+           A.HorizontalFlip(), A.VerticalFlip()]  # fmt: skip
+    pipe = A.Pipeline(ops, seed=case)
+    idx = r.integers(0, 1000, n)
+    prm = pipe.sample_params(imgs.shape, indices=idx)
+    outs = []
+    for path in SIMD_PATHS:
+        with simd_path(path):
+            outs.append(pipe(imgs, indices=idx))
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    for i in range(n):
+        ref = _ref_crop(imgs[i], prm[0]["top"][i], prm[0]["left"][i], (ch, cw), (pad,) * 4, mode, 5)
+        t, l, bh, bw = (int(prm[1][k][i]) for k in ("top", "left", "height", "width"))
+        ref = _ref_bilinear(ref, t, l, bh, bw, size)
+        if prm[2]["flip"][i]:
+            ref = ref[:, ::-1]
+        if prm[3]["flip"][i]:
+            ref = ref[::-1]
+        np.testing.assert_array_equal(outs[0][i], _store(ref, dtype))

@@ -174,7 +174,7 @@ class _AxisMap:
     """Per sample and output coordinate o along one axis: the value is w0 * in[i0] + w1 * in[i1];
     index -1 reads the fill value. Integer maps have i1 = i0, w0 = 1, w1 = 0."""
 
-    __slots__ = ("i0", "i1", "w0", "w1", "bilinear", "is_identity")
+    __slots__ = ("i0", "i1", "w0", "w1", "bilinear", "is_identity", "_shape")
 
     def __init__(self, i0: np.ndarray, i1: np.ndarray | None = None, w0: np.ndarray | None = None,
                  w1: np.ndarray | None = None) -> None:  # fmt: skip
@@ -187,9 +187,17 @@ class _AxisMap:
 
     @staticmethod
     def identity(n: int, size: int) -> _AxisMap:
-        m = _AxisMap(np.broadcast_to(np.arange(size, dtype=np.int64), (n, size)))
-        m.is_identity = True
+        """The map that changes nothing; its index array is only made if it is the final map."""
+        m = _AxisMap.__new__(_AxisMap)
+        m.i0 = m.i1 = m.w0 = m.w1 = None
+        m.bilinear, m.is_identity, m._shape = False, True, (n, size)
         return m
+
+    def indices(self) -> np.ndarray:
+        """i0, also for the identity."""
+        if self.i0 is None:
+            return np.broadcast_to(np.arange(self._shape[1], dtype=np.int32), self._shape)
+        return self.i0
 
     def then(self, m: _AxisMap) -> _AxisMap:
         """This map followed by op map ``m`` (m's indices address this map's output coordinates)."""
@@ -775,8 +783,9 @@ class Pipeline:
             return None if a is None else np.ascontiguousarray(a, np.float32)
 
         _core.augment_run(
-            x, out, self.layout == "NCHW", bilinear, i32(rows.i0), i32(rows.i1), f32(rows.w0), f32(rows.w1),
-            i32(cols.i0), i32(cols.i1), f32(cols.w0), f32(cols.w1), fill, steps, self.key, ep, idx,
+            x, out, self.layout == "NCHW", bilinear, i32(rows.indices()), i32(rows.i1) if bilinear else None,
+            f32(rows.w0), f32(rows.w1), i32(cols.indices()), i32(cols.i1) if bilinear else None, f32(cols.w0),
+            f32(cols.w1), fill, steps, self.key, ep, idx,
         )  # fmt: skip
         return out
 

@@ -621,3 +621,14 @@ def test_random_shapes_against_the_references(case):
         if prm[3]["flip"][i]:
             ref = ref[::-1]
         np.testing.assert_array_equal(outs[0][i], _store(ref, dtype))
+
+
+def test_fused_resize_normalize_path_gives_the_same_bits():
+    """[RandomResizedCrop, flips, Normalize] into NCHW float32 runs row by row straight into the
+    output (no block buffer); NHWC takes the general path: the same values, on every path."""
+    imgs = RNG.integers(0, 256, (9, 37, 45, 3), dtype=np.uint8)
+    ops = [A.RandomResizedCrop((19, 23)), A.HorizontalFlip(), A.VerticalFlip(), A.Normalize(MEAN, STD)]
+    ref = A.Pipeline(ops, seed=12, layout="NHWC")(imgs).transpose(0, 3, 1, 2)
+    for path in SIMD_PATHS:
+        with simd_path(path):
+            np.testing.assert_array_equal(A.Pipeline(ops, seed=12, layout="NCHW")(imgs), ref)

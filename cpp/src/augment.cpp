@@ -41,6 +41,8 @@ class SampleRunner {
   explicit SampleRunner(const Ctx& c) : c_(c), k_(kernels()) {
     const AugmentBatch& b = *c.b;
     const size_t m = b.out_w * b.channels;
+    fused_ = c.g->bilinear && b.nchw && !b.out_u8 && !b.out_bf16 && c.nsteps == 1 &&
+             c.steps[0].kind == StepKind::normalize;
     block_rows_ = c.whole_image ? b.out_h : std::max<size_t>(1, std::min(b.out_h, kBlockFloats / std::max<size_t>(m, 1)));
     plane_ = block_rows_ * b.out_w;
     off0_.resize(b.out_w);
@@ -73,6 +75,21 @@ class SampleRunner {
     }
     find_run();
     find_span();
+    if (fused_) {  // bilinear, then only the final Normalize into NCHW float32: row by row, no block
+      const AugmentStep& st = c_.steps[0];
+      for (size_t y = 0; y < b.out_h; ++y) {
+        const size_t at = s * b.out_h + y;
+        const float* h0;
+        const float* h1;
+        bilinear_rows(y, h0, h1);
+        for (size_t c = 0; c < b.channels; ++c) {
+          float* dst = static_cast<float*>(b.out) + ((s * b.channels + c) * b.out_h + y) * b.out_w;
+          k_.blend_affine_stream(h0 + c * b.out_w, h1 + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w,
+                                 st.values[c], st.values[b.channels + c], dst);
+        }
+      }
+      return;
+    }
     for (size_t y0 = 0; y0 < b.out_h; y0 += block_rows_) {
       const size_t y1 = std::min(b.out_h, y0 + block_rows_);
       for (size_t y = y0; y < y1; ++y) geometry(y, v_.data() + (y - y0) * b.out_w);
@@ -186,6 +203,20 @@ class SampleRunner {
     run_dir_ = dir;
   }
 
+  // The horizontal passes of output row y's two source rows (bilinear maps).
+  void bilinear_rows(size_t y, const float*& h0, const float*& h1) {
+    const AugmentBatch& b = *c_.b;
+    const AugmentGeometry& g = *c_.g;
+    const size_t at = s_ * b.out_h + y;
+    if (y + 2 < b.out_h) {  // two output rows ahead: their source rows on their way to the cache
+      prefetch_row(g.row_i0[at + 2]);
+      prefetch_row(g.row_i1[at + 2]);
+    }
+    h0 = hrow(g.row_i0[at], -1);
+    const int keep = h0 == h_[0].data() ? 0 : 1;
+    h1 = hrow(g.row_i1[at], keep);
+  }
+
   // Output row y into `out` (planar, channel c at out + c * plane_).
   void geometry(size_t y, float* out) {
     const AugmentBatch& b = *c_.b;
@@ -216,13 +247,9 @@ class SampleRunner {
       }
       return;
     }
-    if (y + 2 < b.out_h) {  // two output rows ahead: their source rows on their way to the cache
-      prefetch_row(g.row_i0[at + 2]);
-      prefetch_row(g.row_i1[at + 2]);
-    }
-    const float* h0 = hrow(g.row_i0[at], -1);
-    const int keep = h0 == h_[0].data() ? 0 : 1;
-    const float* h1 = hrow(g.row_i1[at], keep);
+    const float* h0;
+    const float* h1;
+    bilinear_rows(y, h0, h1);
     for (size_t c = 0; c < b.channels; ++c) {
       k_.blend(h0 + c * b.out_w, h1 + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w, out + c * plane_);
     }
@@ -320,6 +347,7 @@ class SampleRunner {
 
   const Ctx& c_;
   const AugmentKernels& k_;
+  bool fused_ = false;  // see run()
   size_t block_rows_ = 1, plane_ = 0, s_ = 0, run_a_ = 0, run_b_ = 0;
   int run_dir_ = 0;
   int32_t tag_[2] = {-2, -2};

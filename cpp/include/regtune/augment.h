@@ -52,6 +52,9 @@ struct AugmentKernels {
   // affine (below) into the output array with non-temporal stores for its whole cache lines;
   // the caller issues a store fence before the results are read (augment_run does, at its end).
   void (*affine_stream)(const float* v, float* out, size_t n, float a, float b);
+  // blend, then affine (a, b) into the output with affine_stream's stores: the same bits as the two.
+  void (*blend_affine_stream)(const float* x, const float* y, float w0, float w1, size_t n, float a, float b,
+                              float* out);
   // v[e] = min(max(v[e] * f + g, 0), bound)  (NaN -> 0)
   void (*scale_clamp)(float* v, size_t n, float f, float g, float bound);
   // Saturation on 3 planes: gray = (0.2989 r + 0.587 g) + 0.114 b (torchvision's weights; three

@@ -721,3 +721,61 @@ def test_a_closed_pipe_ends_quietly():
                           capture_output=True, text=True, timeout=300)
     assert proc.stdout.startswith("regtune"), proc.stdout
     assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------------------ 16-bit weights
+
+PRECISION_ERRORS = [
+    (["--precision", "bf32"], "--precision: unknown precision 'bf32'; choose one of fp32, bf16, fp16"),
+    (["--precision", "BF16"], "--precision: unknown precision 'BF16'"),
+    (["--precision", "bf16", "--rounding", "nearest"], "--rounding: unknown rounding 'nearest'; choose one of round, "
+     "stochastic, master"),
+    (["--rounding", "master"], "--rounding master applies to --precision bf16 or fp16"),
+    (["--precision", "fp32", "--rounding", "round"], "--rounding round applies to --precision bf16 or fp16"),
+    (["--precision", "fp16", "--optimizer", "adafactor"], "--optimizer adafactor takes float32 weights, not "
+     "--precision fp16"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, message", PRECISION_ERRORS, ids=[" ".join(a) for a, _ in PRECISION_ERRORS])
+def test_bad_precision_options(tiny, capsys, args, message):
+    rc, out, err = run(["train", "--data", tiny, *QUICK, *args], capsys)
+    assert rc == 2 and out == ""
+    assert one_line(err) and message in err, err
+
+
+def test_train_in_bf16_writes_a_checkpoint_that_resumes(tiny, tmp_path, capsys):
+    """--precision bf16 --rounding master: bfloat16 weights in model.npz with the float32 master
+    copy; the same run twice gives the same bytes; the checkpoint loads into the trainer the same
+    options build, and the model alone loads as bfloat16."""
+    from regtune.trainer import MLP
+
+    argv = ["train", "--data", tiny, *QUICK, "--precision", "bf16", "--rounding", "master"]
+    files = []
+    for name in ("a", "b"):
+        rc, out, err = run([*argv, "--out", str(tmp_path / name)], capsys)
+        assert rc == 0, err
+        assert "bf16 weights (rounding: master)" in out
+        files.append((tmp_path / name / "model.npz").read_bytes())
+    assert files[0] == files[1]
+    record = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert record["model"]["dtype"] == "bfloat16" and record["options"]["precision"] == "bf16"
+    path = str(tmp_path / "a" / "model.npz")
+    model = MLP.load(path)
+    assert model.dtype == np.dtype("bfloat16") and model.compute_dtype == np.float32
+    args = cli.build_parser().parse_args(argv)
+    cli.check_options(args)
+    trainer = cli.build_trainer(args, cli.load_data(args))
+    trainer.load_checkpoint(path)
+    assert all(np.array_equal(a.view(np.uint16), b.view(np.uint16)) for a, b in zip(trainer.model.params, model.params))
+    master = trainer.optimizer.state["master"]
+    assert all(m.dtype == np.float32 and np.array_equal(m.astype(p.dtype), p) for m, p in zip(master, model.params))
+
+
+def test_train_default_rounding_is_stochastic(tiny, tmp_path, capsys):
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--precision", "fp16", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "fp16 weights (rounding: stochastic)" in out and out.startswith("test accuracy ")
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert record["options"]["rounding"] == "stochastic" and record["history"]["train_acc"][-1] > 0.8
+    rc, out32, err = run(["train", "--data", tiny, *QUICK], capsys)
+    assert rc == 0 and "weights" not in out32  # fp32: the line it always printed

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import math
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -141,7 +142,7 @@ def test_seeds_generators_and_recomputation():
         (lambda: rdask.random.uniform(SHAPE, 1.0, 1.0), ValueError, "low must be < high"),
         (lambda: rdask.random.normal(SHAPE, std=0.0), ValueError, "std must be > 0"),
         (lambda: rdask.random.truncated_normal(SHAPE, a=1.0, b=0.0), ValueError, "a must be < b"),
-        (lambda: rdask.random.normal(SHAPE, dtype=np.int32), TypeError, "dtype must be float32 or float64"),
+        (lambda: rdask.random.normal(SHAPE, dtype=np.int32), TypeError, "dtype must be float32, float64, bfloat16 or float16"),
         (lambda: rdask.random.normal(SHAPE, seed=-1), ValueError, "seed must be in"),
         (lambda: rdask.random.normal(SHAPE, seed=1.5), TypeError, "seed must be"),
         (lambda: rdask.random.normal(SHAPE, offset=-1), ValueError, "offset must be >= 0"),
@@ -302,7 +303,7 @@ def test_dropout_identity_and_errors():
         rdask.dropout(x, 0.5, seed=regtune.Generator(1))
     with pytest.raises(ValueError, match="p must be in"):
         rdask.dropout(x, 1.5, seed=1)
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="float32, float64, bfloat16 or float16"):
         rdask.dropout(da.ones(4, dtype=np.int64, chunks=2), 0.5, seed=1)
     with pytest.raises(TypeError, match="seed"):
         rdask.dropout(x, 0.5)  # seed is required
@@ -519,3 +520,21 @@ def _unknown_chunks():
 def test_hostile_dask_arrays_are_named(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float16], ids=["bf16", "f16"])
+def test_16bit_chunks_equal_the_one_machine_arrays(dtype):
+    chunks = (31, 47)
+    for name, args in [("uniform", (-2.0, 3.0)), ("normal", (0.5, 2.0)), ("truncated_normal", ())]:
+        got = getattr(rdask.random, name)(SHAPE, *args, dtype=dtype, seed=4, offset=3, chunks=chunks).compute()
+        want = getattr(regtune.random, name)(SHAPE, *args, dtype=dtype, seed=4, offset=3)
+        assert got.dtype == np.dtype(dtype) and np.array_equal(got.view(np.uint16), want.view(np.uint16)), name
+    w = rdask.init.kaiming_uniform(SHAPE, dtype=dtype, seed=4, chunks=chunks).compute()
+    assert np.array_equal(w.view(np.uint16), init.kaiming_uniform(SHAPE, dtype=dtype, seed=4).view(np.uint16))
+    c = rdask.init.constant(SHAPE, 0.1, dtype=dtype, chunks=chunks).compute()
+    assert np.array_equal(c.view(np.uint16), init.constant(SHAPE, 0.1, dtype=dtype).view(np.uint16))
+    x = regtune.random.normal(SHAPE, dtype=dtype, seed=1)
+    y = rdask.dropout(da.from_array(x, chunks=chunks), 0.3, seed=9, offset=2).compute()
+    assert np.array_equal(y.view(np.uint16), regtune.dropout(x, 0.3, seed=9, offset=2, return_mask=False).view(np.uint16))
+    dx = rdask.dropout_backward(da.from_array(x, chunks=chunks), 0.3, seed=9, offset=2).compute()
+    assert np.array_equal(dx.view(np.uint16), y.view(np.uint16))

@@ -12,12 +12,14 @@ import os
 import subprocess
 import sys
 
+import ml_dtypes
 import numpy as np
 import pytest
 
 import regtune
 import regtune.init as init
 import regtune.random as rr
+from regtune import _core
 
 from .conftest import SIMD_PATHS, num_threads, simd_path
 
@@ -38,6 +40,23 @@ def _outputs() -> dict[str, np.ndarray]:
         x = rr.normal(N, dtype=dt, seed=3)
         out[f"dropout_{tag}"], out[f"dropout_mask_{tag}"] = regtune.dropout(x, 0.3, seed=9, offset=13)
         out[f"dropout_regen_{tag}"] = regtune.dropout_backward(x, p=0.3, seed=9, offset=13)
+    for dt in (np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)):  # float32 math, rounded once
+        tag = dt.name
+        out[f"uniform_{tag}"] = rr.uniform(N, -1, 1, dtype=dt, seed=9, offset=3)
+        out[f"normal_{tag}"] = rr.normal(N, 0.1, 2.0, dtype=dt, seed=9, offset=1)
+        out[f"truncnorm_{tag}"] = rr.truncated_normal(N, dtype=dt, seed=9, offset=7)
+        out[f"truncnorm_far_{tag}"] = rr.truncated_normal(N, 0, 1, 6.0, 9.0, dtype=dt, seed=9)
+        out[f"xavier_{tag}"] = init.xavier_uniform((317, 331), dtype=dt, seed=9)
+        x = rr.normal(N, dtype=dt, seed=3)
+        out[f"dropout_{tag}"], out[f"dropout_mask_{tag}"] = regtune.dropout(x, 0.3, seed=9, offset=13)
+        out[f"alpha_{tag}"] = regtune.dropout.alpha_dropout(x, 0.3, seed=9, return_mask=False)
+        out[f"feature_{tag}"] = regtune.dropout.feature_dropout(x[:100_000].reshape(40, 25, 100), 0.3, seed=9)[0]
+        out[f"dropout_regen_{tag}"] = regtune.dropout_backward(x, p=0.3, seed=9, offset=13)
+        x32 = rr.normal(N, seed=4)
+        out[f"convert_{tag}"] = np.empty(N, dt)
+        _core.convert(x32, out[f"convert_{tag}"])
+        out[f"round_sr_{tag}"] = np.empty(N, dt)
+        _core.round_stochastic(x32, out[f"round_sr_{tag}"], 9, 0, 11)
     return out
 
 

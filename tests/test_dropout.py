@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -444,7 +445,7 @@ def _x():
     "call,exc,match",
     [
         (lambda: regtune.dropout(np.ones(8, np.int32), 0.5), TypeError, "x must have dtype"),
-        (lambda: regtune.dropout(np.ones(8, np.float16), 0.5), TypeError, "x must have dtype"),
+        (lambda: regtune.dropout(np.ones(8, ml_dtypes.float8_e5m2), 0.5), TypeError, "x must have dtype"),
         (lambda: regtune.dropout(_x(), 0.5, out=np.empty((4, 8), np.float64)), TypeError, "out must have dtype"),
         (lambda: regtune.dropout(_x(), 0.5, out=[0.0] * 32), TypeError, "out must be a numpy.ndarray"),
         (lambda: regtune.dropout(_x(), 0.5, out=np.empty((8, 8), np.float32)[:, ::2]), ValueError, "out must be C-contiguous"),
@@ -532,17 +533,17 @@ def _x4():
 
 
 _BAD_ARRAYS = [
-    (None, TypeError, "must be a float32 or float64 array, got None"),
+    (None, TypeError, "must be a float32, float64, bfloat16 or float16 array, got None"),
     (np.ma.masked_array(np.ones((4, 8), np.float32), mask=np.eye(4, 8)), TypeError, "must be a plain numpy.ndarray"),
-    (np.ones((4, 8), complex), TypeError, "must have dtype float32 or float64, got complex128"),
-    (np.ones((4, 8), object), TypeError, "must have dtype float32 or float64, got object"),
-    (np.ones((4, 8), bool), TypeError, "must have dtype float32 or float64, got bool"),
-    (np.full((4, 8), "a"), TypeError, "must have dtype float32 or float64, got <U1"),
-    (np.ones((4, 8), np.int32), TypeError, "must have dtype float32 or float64, got int32"),
-    (np.ones((4, 8), np.float16), TypeError, "must have dtype float32 or float64, got float16"),
+    (np.ones((4, 8), complex), TypeError, "must have dtype float32, float64, bfloat16 or float16, got complex128"),
+    (np.ones((4, 8), object), TypeError, "must have dtype float32, float64, bfloat16 or float16, got object"),
+    (np.ones((4, 8), bool), TypeError, "must have dtype float32, float64, bfloat16 or float16, got bool"),
+    (np.full((4, 8), "a"), TypeError, "must have dtype float32, float64, bfloat16 or float16, got <U1"),
+    (np.ones((4, 8), np.int32), TypeError, "must have dtype float32, float64, bfloat16 or float16, got int32"),
+    (np.ones((4, 8), ml_dtypes.float8_e4m3fn), TypeError, "must have dtype float32, float64, bfloat16 or float16, got float8_e4m3fn"),
     ([[1.0, 2.0], [1.0]], TypeError, "numpy.asarray cannot convert"),
-    ({"x": 1.0}, TypeError, "must have dtype float32 or float64, got object"),
-    ("abc", TypeError, "must have dtype float32 or float64"),
+    ({"x": 1.0}, TypeError, "must have dtype float32, float64, bfloat16 or float16, got object"),
+    ("abc", TypeError, "must have dtype float32, float64, bfloat16 or float16"),
 ]
 
 
@@ -751,3 +752,87 @@ def test_regtune_dropout_is_the_module_and_calls_dropout():
     assert pickle.loads(pickle.dumps(regtune.dropout)) is regtune.dropout
     assert pickle.loads(pickle.dumps(function)) is function
     assert "dropout" in regtune.__all__ and "Dropout" in (regtune.dropout.__doc__ or "")
+
+
+# ------------------------------------------------------------------------------ bfloat16 and float16
+
+LOW = [np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)]
+LOW_IDS = ["bf16", "f16"]
+_PAIRS = [  # forward, backward (None: dropconnect's is dropout_backward)
+    (regtune.dropout, regtune.dropout_backward),
+    (rd.alpha_dropout, rd.alpha_dropout_backward),
+    (rd.feature_dropout, rd.feature_dropout_backward),
+]
+
+
+def _u16(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint16)
+
+
+@pytest.mark.parametrize("dt", LOW, ids=LOW_IDS)
+@pytest.mark.parametrize("fwd,bwd", _PAIRS, ids=["dropout", "alpha", "feature"])
+def test_16bit_dropout_is_the_float32_result_rounded_on_every_path_and_thread_count(fwd, bwd, dt):
+    # x holds NaN, inf, subnormals and values whose product rounds at a tie; same mask as float32
+    x = rr.normal((5, 7, 301), 0.0, 3.0, dtype=dt, seed=1)
+    x.reshape(-1)[:6] = np.array([np.nan, np.inf, -np.inf, 1e-40, -6e-8, 65504.0], np.float32).astype(dt)
+    x32 = x.astype(np.float32)
+    for path in SIMD_PATHS:
+        for threads in (1, 2):
+            # 65504 * scale overflows float16 to inf, in the kernel as in NumPy's cast (which warns)
+            with simd_path(path), num_threads(threads), np.errstate(over="ignore"):
+                for p in (0.3, 0.75, 1.0):
+                    y, mask = fwd(x, p, seed=4, offset=9)
+                    y32, mask32 = fwd(x32, p, seed=4, offset=9)
+                    assert y.dtype == dt and np.array_equal(mask, mask32)
+                    assert np.array_equal(_u16(y), _u16(y32.astype(dt))), (path, threads, p)
+                    dx = bwd(x, mask, p)
+                    assert np.array_equal(_u16(dx), _u16(bwd(x32, mask32, p).astype(dt)))
+                    assert np.array_equal(_u16(dx), _u16(bwd(x, p=p, seed=4, offset=9)))  # regenerated
+
+
+@pytest.mark.parametrize("dt", LOW, ids=LOW_IDS)
+def test_16bit_dropout_in_place_out_and_dropconnect(dt):
+    x = rr.normal((33, 65), dtype=dt, seed=2)
+    want, mask = regtune.dropout(x, 0.4, seed=3)
+    y = x.copy()
+    got, mask2 = regtune.dropout(y, 0.4, seed=3, out=y)  # in place
+    assert got is y and np.array_equal(_u16(y), _u16(want)) and np.array_equal(mask, mask2)
+    out = np.empty_like(x)
+    assert regtune.dropout(x, 0.4, seed=3, out=out, return_mask=False) is out
+    assert np.array_equal(_u16(out), _u16(want))
+    dc = rd.dropconnect(x, 0.4, seed=3)
+    assert np.array_equal(_u16(dc.weight), _u16(want)) and np.array_equal(dc.mask, mask)
+    # kept values: x * float32(1 / (1 - p)) in float32, rounded once
+    keep = np.unpackbits(mask, bitorder="little", count=x.size).astype(bool).reshape(x.shape)
+    scaled = (x.astype(np.float32) * np.float32(1 / 0.6)).astype(dt)
+    assert np.array_equal(_u16(want)[keep], _u16(scaled)[keep]) and not _u16(want)[~keep].any()
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: regtune.dropout(np.ones(8, ml_dtypes.bfloat16), 0.5, out=np.empty(8, np.float16)), TypeError,
+         "out must have dtype bfloat16, got float16"),
+        (lambda: regtune.dropout(np.ones(8, np.float16), 0.5, out=np.empty(8, np.float32)), TypeError,
+         "out must have dtype float16, got float32"),
+        (lambda: regtune.dropout(np.ones(8, np.float16), 0.5, out=np.empty(16, np.float16)[::2]), ValueError,
+         "out must be C-contiguous"),
+        (lambda: regtune.dropout_backward(np.ones(8, ml_dtypes.bfloat16), np.zeros(2, np.uint8), 0.5,
+                                          out=np.empty(8, np.float16)), TypeError, "out must have dtype bfloat16"),
+        (lambda: _core.dropout(np.ones(8, ml_dtypes.bfloat16), np.empty(8, np.float16), None, 0, 0, 0, 0, 1.0, 0.0, 0.0),
+         TypeError, "x must have dtype float16"),
+        (lambda: _core.dropout_apply(np.ones(8, np.float16), np.empty(16, np.float16)[::2], np.zeros(1, np.uint8), 1,
+                                     1.0, 0.0, 0.0), ValueError, "out must be C-contiguous"),
+    ],
+)  # fmt: skip
+def test_16bit_bad_arrays_are_named(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_16bit_read_only_out_is_refused():
+    out = np.zeros(8, np.float16)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writable"):
+        regtune.dropout(np.ones(8, np.float16), 0.5, seed=1, out=out)
+    assert not _u16(out).any()

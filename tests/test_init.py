@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import ml_dtypes
 import numpy as np
 import pytest
 from scipy import stats
@@ -22,6 +23,8 @@ from scipy import stats
 import regtune
 import regtune.init as init
 import regtune.random as rrandom
+
+from .conftest import SIMD_PATHS, simd_path
 
 DTYPES = [np.float32, np.float64]
 
@@ -358,7 +361,7 @@ def test_constant_errors():
         init.constant((2, 2), 1e39)  # overflows float32
     assert np.all(init.constant((2, 2), 1e39, dtype=np.float64) == 1e39)
     with pytest.raises(TypeError, match="dtype"):
-        init.zeros((2, 2), dtype=np.float16)
+        init.zeros((2, 2), dtype=ml_dtypes.float8_e4m3fn)
     with pytest.raises(ValueError, match="out"):
         init.ones(out=np.empty((4, 6), dtype=np.float32)[:, ::2])
 
@@ -558,14 +561,14 @@ def test_bad_out_and_dtype(name, fn, kwargs):
         fn(**kwargs, out=read_only)
     with pytest.raises(TypeError, match="^dtype float32 does not match out.dtype float64$"):
         fn(**kwargs, dtype=np.float32, out=np.empty((4, 3), dtype=np.float64))
-    with pytest.raises(TypeError, match="out must have dtype float32 or float64, got int32"):
+    with pytest.raises(TypeError, match="out must have dtype float32, float64, bfloat16 or float16, got int32"):
         fn(**kwargs, out=np.empty((4, 3), dtype=np.int32))
     with pytest.raises(TypeError, match="out"):
         fn(**kwargs, out=[[0.0, 0.0], [0.0, 0.0]])
     with pytest.raises(ValueError, match="out.shape"):
         fn((4, 4), **kwargs, out=np.empty((4, 3), dtype=np.float32))
     with pytest.raises(TypeError, match="dtype"):
-        fn((4, 3), **kwargs, dtype=np.float16)
+        fn((4, 3), **kwargs, dtype=ml_dtypes.float8_e4m3fn)
     with pytest.raises(TypeError, match="dtype"):
         fn((4, 3), **kwargs, dtype=np.int32)
     with pytest.raises(TypeError, match="shape"):
@@ -968,3 +971,56 @@ def test_random_parameters_give_finite_values_or_name_an_argument(name, values, 
         assert _ARG_NAMES.search(str(exc)), str(exc)
         return
     assert got.shape == shape and got.dtype == dtype and np.isfinite(got).all(), (name, values)
+
+
+# --------------------------------------------------------------------------- bfloat16 and float16
+
+LOW = [np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)]
+LOW_IDS = ["bf16", "f16"]
+
+
+@pytest.mark.parametrize("dt", LOW, ids=LOW_IDS)
+@pytest.mark.parametrize("name,fn,kwargs", ALL_RANDOM, ids=ALL_RANDOM_IDS)
+def test_16bit_initializers_are_the_float32_result_rounded(name, fn, kwargs, dt):
+    # dtype= and out= alike, at an offset; every path (orthogonal's QR is NumPy's, the draw ours)
+    for path in SIMD_PATHS:
+        with simd_path(path):
+            want = fn((37, 29), **kwargs, dtype=np.float32, seed=6, offset=5).astype(dt)
+            got = fn((37, 29), **kwargs, dtype=dt, seed=6, offset=5)
+            out = np.empty((37, 29), dt)
+            assert fn(**kwargs, seed=6, offset=5, out=out) is out
+            assert got.dtype == dt
+            assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), (name, path)
+            assert np.array_equal(out.view(np.uint16), want.view(np.uint16)), (name, path)
+
+
+@pytest.mark.parametrize("dt", LOW, ids=LOW_IDS)
+@pytest.mark.parametrize("val", [0.0, -0.0, 1.0, 0.1, 1 / 3, -7.3e-8, 1.0 + 2**-8 + 2**-40, 1e-9])
+def test_16bit_constant_is_float32_val_rounded(dt, val):
+    got = init.constant(1000, val, dtype=dt)
+    want = np.full(1000, np.float32(val)).astype(dt)
+    assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+    assert np.array_equal(init.zeros(3, dtype=dt).view(np.uint16), np.zeros(3, np.uint16))
+    assert (init.ones(out=np.empty(5, dt)).astype(np.float32) == 1).all()
+
+
+def test_16bit_scale_checks_use_the_16bit_range():
+    # float16 overflows at 65504: a gain whose draws pass it is refused naming the gain
+    with pytest.raises(ValueError, match=r"gain=100000.0 .*too large for float16"):
+        init.xavier_normal((4, 4), gain=1e5, dtype=np.float16)
+    with pytest.raises(ValueError, match=r"gain=100000.0 is too large for float16"):
+        init.orthogonal((4, 4), gain=1e5, dtype=np.float16)
+    with pytest.raises(ValueError, match=r"val = 70000.0 does not fit in float16"):
+        init.constant(3, 7e4, dtype=np.float16)
+    # a uniform bound that rounds to 0 in float16 (but not in float32 or bfloat16)
+    with pytest.raises(ValueError, match=r"rounds to 0 in float16"):
+        init.kaiming_uniform((4, 4), a=1e9, nonlinearity="leaky_relu", dtype=np.float16)
+    assert np.isfinite(init.kaiming_uniform((4, 4), a=1e9, dtype=ml_dtypes.bfloat16).astype(np.float32)).all()
+    w = init.xavier_normal((4, 4), gain=3e3, dtype=np.float16)  # 6.66 * std * ... still < 65504
+    assert np.isfinite(w.astype(np.float32)).all()
+
+
+def test_16bit_orthogonal_is_orthogonal_to_its_precision():
+    for dt, tol in ((ml_dtypes.bfloat16, 2e-2), (np.float16, 2e-3)):
+        w = init.orthogonal((64, 32), dtype=dt, seed=1).astype(np.float64)
+        assert np.abs(w.T @ w - np.eye(32)).max() < tol

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -104,7 +105,7 @@ def test_bad_inputs_raise_clearly():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="w must be writable"):
         penalties.prox_l1(ro, 0.1)
-    with pytest.raises(TypeError, match="w must have dtype float32 or float64"):
+    with pytest.raises(TypeError, match="w must have dtype float32, float64, bfloat16 or float16, got int32"):
         penalties.prox_l1(np.zeros(3, np.int32), 0.1)
     with pytest.raises(ValueError, match=r"threshold must be in \[0, inf\)"):
         penalties.prox_l1(w, -0.1)
@@ -248,3 +249,35 @@ def test_max_norm_of_huge_float64_slices_rescales_instead_of_zeroing():
     w = np.array([[1e200, 1e200], [3.0, 4.0], [0.0, 0.0]])
     penalties.max_norm_(w, 1.0)
     np.testing.assert_allclose(w, [[2**-0.5, 2**-0.5], [0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ 16-bit arrays
+LOW = [np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)]
+
+
+def _bits(a):
+    return a.view(np.uint16).tobytes()
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+def test_16_bit_arrays_compute_in_float32_and_round_once(dtype):
+    """Each op on bfloat16/float16 arrays is the float32 op on the widened values, rounded to
+    nearest even; values are summed in double as the float32 values are. Same bits on every
+    SIMD path and thread count."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(1001).astype(dtype)
+    g = rng.standard_normal(1001).astype(dtype)
+    w32, g32 = w.astype(np.float32), g.astype(np.float32)
+    assert penalties.penalty_value(w, l1=0.3, l2=0.7) == penalties.penalty_value(w32, l1=0.3, l2=0.7)
+    want = penalties.add_penalty_grad(g32.copy(), w32, l1=0.01, l2=0.1).astype(dtype)
+    results = []
+    for path in SIMD_PATHS:
+        for threads in (1, 3):
+            with simd_path(path), num_threads(threads):
+                a = penalties.add_penalty_grad(g.copy(), w, l1=0.01, l2=0.1)
+                b = penalties.add_penalty_grad(g.copy(), w32, l1=0.01, l2=0.1)  # float32 weights read as they are
+                c = penalties.prox_l1(w.copy(), 0.25)
+                results.append(_bits(a) + _bits(b) + _bits(c))
+            assert _bits(a) == _bits(want) and _bits(b) == _bits(want)
+            assert _bits(c) == _bits(penalties.prox_l1(w32.copy(), 0.25).astype(dtype))
+    assert len(set(results)) == 1

@@ -12,6 +12,7 @@ import math
 import pickle
 import warnings
 
+import ml_dtypes
 import numpy as np
 import pytest
 from scipy import special, stats
@@ -20,7 +21,7 @@ import regtune
 import regtune.random as rr
 from regtune import _core
 
-from .conftest import SIMD_PATHS, run_together, simd_path
+from .conftest import SIMD_PATHS, num_threads, run_together, simd_path
 
 ALPHA = 1e-3  # KS significance level
 K_SE = 5.0  # moment tests: allowed deviation in standard errors
@@ -400,7 +401,7 @@ def test_generator_spawns_from_threads_give_distinct_children():
         (lambda: rr.normal((2, 1.5)), TypeError, "shape"),
         (lambda: rr.normal("abc"), TypeError, "shape"),
         (lambda: rr.normal(None), TypeError, "shape"),
-        (lambda: rr.normal(4, dtype=np.float16), TypeError, "dtype"),
+        (lambda: rr.normal(4, dtype=ml_dtypes.float8_e4m3fn), TypeError, "dtype"),
         (lambda: rr.normal(4, dtype=np.int32), TypeError, "dtype"),
         (lambda: rr.normal(4, std=0.0), ValueError, "std"),
         (lambda: rr.normal(4, std=-1.0), ValueError, "std"),
@@ -451,9 +452,9 @@ def _matrix(a: np.ndarray) -> np.ndarray:
     [
         (np.empty((4, 6), np.float32)[:, ::2], ValueError, "C-contiguous"),
         (np.empty((6, 4), np.float32).T, ValueError, "C-contiguous"),
-        (np.empty(4, np.float16), TypeError, "out must have dtype float32 or float64, got float16"),
-        (np.empty(4, np.int32), TypeError, "out must have dtype float32 or float64, got int32"),
-        (np.empty(4, ">f8"), TypeError, "out must have dtype float32 or float64, got >f8"),
+        (np.empty(4, ml_dtypes.float8_e4m3fn), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got float8_e4m3fn"),
+        (np.empty(4, np.int32), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got int32"),
+        (np.empty(4, ">f8"), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got >f8"),
         ([0.0, 0.0], TypeError, "numpy.ndarray"),
     ],
 )
@@ -510,7 +511,7 @@ def test_generator_out_sets_the_dtype(name):
     [
         (np.empty((4, 6))[:, ::2], ValueError, "out must be C-contiguous"),
         (np.ma.zeros(4), TypeError, "MaskedArray"),
-        (np.empty(4, complex), TypeError, "out must have dtype float32 or float64, got complex128"),
+        (np.empty(4, complex), TypeError, "out must have dtype float32, float64, bfloat16 or float16, got complex128"),
         (np.float64(0.0), TypeError, "out must be a numpy.ndarray"),
     ],
 )
@@ -874,15 +875,16 @@ EXTREMES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, ml_dtypes.bfloat16, np.float16])
 @pytest.mark.parametrize("label,draw,match", EXTREMES, ids=[e[0] for e in EXTREMES])
 def test_largest_accepted_parameters_give_finite_draws(label, draw, match, dtype):
-    fmax = float(np.finfo(dtype).max)
-    x = _largest_accepted(lambda v: draw(v, 0, dtype, 1), 1.0, fmax * 1.0000001 if dtype is np.float32 else fmax)
+    fmax = float(ml_dtypes.finfo(dtype).max)
+    x = _largest_accepted(lambda v: draw(v, 0, dtype, 1), 1.0, fmax if dtype is np.float64 else fmax * 1.0000001)
     assert x > fmax / 300  # the bound is not absurdly conservative (8.57 sigma * 20 at most)
     got = draw(x, 1 << 16, dtype, 7)
     assert np.isfinite(got).all(), (label, x, got[~np.isfinite(got)][:5])
-    with pytest.raises(ValueError, match=match):
+    # float16's bounds are reached by a parameter itself (65504) before float32's width limit
+    with pytest.raises(ValueError, match=f"{match}|does not fit in float16" if dtype is np.float16 else match):
         draw(x * (1 + 1e-6), 4, dtype, 7)
 
 
@@ -914,7 +916,8 @@ def test_masked_out_is_refused(name, f):
     [
         (np.zeros(4, np.complex64), TypeError, "out"),
         (np.zeros(4, object), TypeError, "out"),
-        (np.zeros(4, np.float16), TypeError, "out"),
+        (np.zeros(4, ml_dtypes.float8_e5m2), TypeError, "out"),
+        (np.zeros(4, ">f2"), TypeError, "out"),
         (np.zeros(4, bool), TypeError, "out"),
         (np.zeros((4, 2), np.float32)[:, 0], ValueError, "out"),
         (_matrix(np.zeros((2, 2), np.int64)), TypeError, "out"),  # an int subclass of ndarray
@@ -1014,7 +1017,7 @@ hostile_floats = st.one_of(
 @given(
     name=st.sampled_from(SAMPLER_IDS),
     p=st.lists(hostile_floats, min_size=4, max_size=4),
-    dtype=st.sampled_from([np.float32, np.float64]),
+    dtype=st.sampled_from([np.float32, np.float64, ml_dtypes.bfloat16, np.float16]),
 )
 def test_random_parameters_give_finite_draws_or_name_an_argument(name, p, dtype):
     args = {"uniform": p[:2], "normal": p[:2], "truncated_normal": p}[name]
@@ -1023,7 +1026,12 @@ def test_random_parameters_give_finite_draws_or_name_an_argument(name, p, dtype)
     except (TypeError, ValueError) as exc:
         assert _ARG_NAMES.search(str(exc)), str(exc)
         return
-    assert np.isfinite(got).all(), (name, args)
+    assert np.isfinite(got.astype(np.float64)).all(), (name, args)
+    if np.dtype(dtype).itemsize == 2 and name != "normal":  # the float32 draw rounded: bounds hold rounded
+        got = got.astype(np.float64)
+        lo, hi = (float(np.float32(v).astype(dtype)) for v in (args[-2], args[-1]))
+        assert (got >= lo).all() and (got <= hi).all(), (name, args)
+        return
     if name == "truncated_normal":
         assert (got >= args[2]).all() and (got <= args[3]).all()
     if name == "uniform":
@@ -1072,3 +1080,89 @@ def test_spawn_refuses_absurd_counts_quickly(n):
     with pytest.raises(ValueError, match=r"n must be < 1048577"):
         g.spawn(n)
     assert g.state["children"] == 0  # nothing was handed out
+
+
+# ------------------------------------------------------------------ bfloat16 and float16
+
+LOW = [np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)]
+LOW_IDS = ["bf16", "f16"]
+# Parameters that reach each sampler's special cases: tiny and wide scales, the float64
+# fallback of the truncated normal (cut-offs far in the tail).
+LOW_PARAMS = {
+    "uniform": [(), (-3.0, 1e-3), (-6e4, 6e4)],
+    "normal": [(), (1.0, 100.0), (0.0, 1e-6)],
+    "truncated_normal": [(), (0.0, 0.02, -0.04, 0.04), (0.0, 1.0, 6.0, 9.0)],
+}
+
+
+@pytest.mark.parametrize("dt", LOW, ids=LOW_IDS)
+@pytest.mark.parametrize("name,f", SAMPLER_FNS, ids=SAMPLER_IDS)
+def test_16bit_draws_are_the_float32_draws_rounded_on_every_path_and_thread_count(name, f, dt):
+    for path in SIMD_PATHS:
+        for threads in (1, 2):
+            with simd_path(path), num_threads(threads):
+                for args in LOW_PARAMS[name]:
+                    for offset in (0, 3):
+                        got = f(4_099, *args, dtype=dt, seed=5, offset=offset)
+                        want = f(4_099, *args, dtype=np.float32, seed=5, offset=offset).astype(dt)
+                        assert got.dtype == dt
+                        assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), (path, threads, args, offset)
+
+
+@pytest.mark.parametrize("dt", LOW, ids=LOW_IDS)
+def test_16bit_generator_and_out_follow_the_float32_stream(dt):
+    g16, g32 = regtune.Generator(8), regtune.Generator(8)
+    for method in ("uniform", "normal", "truncated_normal"):
+        out = np.empty((3, 7), dt)
+        got = getattr(g16, method)(out=out)  # dtype from out, as NumPy's rule
+        assert got is out
+        want = getattr(g32, method)((3, 7)).astype(dt)
+        assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+        assert g16.state == g32.state  # one word per element, as float32
+    whole = rr.normal((6, 100), dtype=dt, seed=2)
+    assert np.array_equal(rr.normal(100, dtype=dt, seed=2, offset=300).view(np.uint16), whole[3].view(np.uint16))
+
+
+def test_16bit_uniform_may_round_up_to_high_but_never_past_it():
+    u = rr.uniform(200_000, 0.0, 1.0, dtype=np.float16, seed=1).astype(np.float64)
+    assert u.min() >= 0.0 and u.max() == 1.0  # float32 draws above 1 - 2**-12 round to 1
+    b = rr.uniform(200_000, -1.0, 1.0, dtype=ml_dtypes.bfloat16, seed=1).astype(np.float64)
+    assert b.min() >= -1.0 and b.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: rr.normal(4, 0.0, 1e4, dtype=np.float16), ValueError, r"overflows float16.*std=10000"),
+        (lambda: rr.normal(4, 65500.0, 1.0, dtype=np.float16), ValueError, r"overflows float16.*mean=65500"),
+        (lambda: rr.normal(4, 0.0, 7e4, dtype=np.float16), ValueError, r"std = 70000.0 does not fit in float16"),
+        (lambda: rr.uniform(4, 0.0, 7e4, dtype=np.float16), ValueError, r"high = 70000.0 does not fit in float16"),
+        (lambda: rr.uniform(4, 0.0, 1e-8, dtype=np.float16), ValueError, r"low must be < high \(in float16\)"),
+        (lambda: rr.uniform(4, 1.0, 1.001, dtype=ml_dtypes.bfloat16), ValueError, r"low must be < high \(in bfloat16\)"),
+        (lambda: rr.truncated_normal(4, 0.0, 1e4, -np.inf, np.inf, dtype=np.float16), ValueError, r"overflow float16"),
+        (lambda: rr.normal(4, 0.0, 1e38, dtype=ml_dtypes.bfloat16), ValueError, r"overflows bfloat16"),
+        (lambda: rr.normal(dtype=np.float32, out=np.empty(4, ml_dtypes.bfloat16)), TypeError,
+         r"^dtype float32 does not match out.dtype bfloat16$"),
+        (lambda: rr.normal(dtype=np.float16, out=np.empty(4, ml_dtypes.bfloat16)), TypeError,
+         r"^dtype float16 does not match out.dtype bfloat16$"),
+        (lambda: rr.normal(out=np.empty(8, np.float16)[::2]), ValueError, r"out must be C-contiguous"),
+        (lambda: rr.uniform(out=np.empty((4, 2), ml_dtypes.bfloat16).T), ValueError, r"out must be C-contiguous"),
+        (lambda: rr.normal((5,), out=np.empty(4, np.float16)), ValueError, r"shape \(5,\) does not match out.shape"),
+        (lambda: _core.normal(np.empty(8, np.float16)[::2], 0, 0, 0, 0.0, 1.0), ValueError, r"out must be C-contiguous"),
+        (lambda: _core.fill(np.empty(4, ml_dtypes.float8_e4m3fn), 1.0), TypeError, r"out must have dtype"),
+    ],
+)
+def test_16bit_bad_arguments_are_named(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+@pytest.mark.parametrize("dt", LOW, ids=LOW_IDS)
+def test_16bit_read_only_out_is_refused_and_untouched(dt):
+    out = np.zeros(4, dt)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writable"):
+        rr.normal(out=out, seed=1)
+    with pytest.raises(ValueError, match="out must be writable"):
+        _core.normal(out, 1, 0, 0, 0.0, 1.0)
+    assert not out.view(np.uint16).any()

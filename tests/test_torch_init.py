@@ -148,7 +148,7 @@ def test_a_meta_model_goes_straight_into_safetensors_shards(tmp_path):
         (lambda: rt.init.reset_parameters(torch.nn.Linear(2, 2), 1.5), TypeError, r"seed must be an int"),
         (lambda: rt.init.reset_parameters(torch.nn.Linear(2, 2), 0, prefix=3), TypeError, r"prefix must be a str"),
         (lambda: rt.init.normal_(np.zeros(3)), TypeError, r"tensor must be a torch.Tensor"),
-        (lambda: rt.init.normal_(torch.empty(3, dtype=torch.float16), seed=0), TypeError, r"out must have dtype float32 or float64"),
+        (lambda: rt.init.normal_(torch.empty(3, dtype=torch.int16), seed=0), TypeError, r"out must have dtype float32, float64, bfloat16 or float16"),
         (lambda: rt.init.uniform_(torch.empty(3), 1.0, 0.0, seed=0), ValueError, r"a must be < b|b must be"),
     ],
 )  # fmt: skip

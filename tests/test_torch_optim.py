@@ -163,8 +163,8 @@ def test_every_optimizer_steps_as_regtune_optim_does(name):
         (lambda p: rt.optim.AdamW(p, lr=-1.0), ValueError, r"lr must be in \[0, inf\)"),
         (lambda p: rt.optim.AdamW(p, betas=(0.9, 1.0)), ValueError, r"betas\[1\] must be in \[0, 1\)"),
         (lambda p: rt.optim.AdamW(p, momentum=0.9), TypeError, r"unexpected hyperparameters \['momentum'\]"),
-        (lambda p: rt.optim.SGD([torch.zeros(3, dtype=torch.float16, requires_grad=True)]), TypeError,
-         r"params\[0\] must have dtype torch.float32 or torch.float64"),
+        (lambda p: rt.optim.SGD([torch.zeros(3, dtype=torch.int32)]), TypeError,
+         r"params\[0\] must have dtype torch.float32, float64, bfloat16 or float16"),
         (lambda p: rt.optim.SGD([torch.zeros(4, 3).t().requires_grad_()]), ValueError, r"params\[0\] must be contiguous"),
         (lambda p: rt.optim.SGD([{"params": p, "lr": float("nan")}]), ValueError, r"lr must be finite"),
     ],
@@ -204,16 +204,62 @@ def test_a_parameter_is_updated_in_place_through_regtune_optim():
 @pytest.mark.parametrize(
     "call, exc, match",
     [
-        (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.bfloat16), seed=0), TypeError,
-         r"out must be a CPU array of float32 or float64 .* dtype torch.bfloat16"),
+        (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.float8_e4m3fn), seed=0), TypeError,
+         r"out must be a CPU array of float32 or float64 .* dtype torch.float8_e4m3fn"),
         (lambda: regtune.random.normal(out=torch.empty(4, 3).t(), seed=0), ValueError, r"out must be C-contiguous"),
         (lambda: regtune.random.normal(out=torch.empty(3, dtype=torch.int32), seed=0), TypeError,
-         r"out must have dtype float32 or float64, got int32"),
+         r"out must have dtype float32, float64, bfloat16 or float16, got int32"),
         (lambda: regtune.optim.SGD([torch.ones(3).expand(2, 3)]), ValueError, r"params\[0\] must be"),
-        (lambda: regtune.dropout(torch.ones(3, dtype=torch.float16), 0.5, seed=0), TypeError,
-         r"x must have dtype float32 or float64, got float16"),
+        (lambda: regtune.dropout(torch.ones(3, dtype=torch.int16), 0.5, seed=0), TypeError,
+         r"x must have dtype float32, float64, bfloat16 or float16, got int16"),
     ],
 )  # fmt: skip
 def test_tensors_regtune_cannot_use_in_place_are_refused_by_name(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("tdt", ["bfloat16", "float16"])
+@pytest.mark.parametrize("name, kw", [("AdamW", dict(lr=1e-2, weight_decay=0.1)), ("Adam", dict(lr=1e-2, amsgrad=True)),
+                                      ("Adagrad", dict(lr=0.0625, eps=2**-20))])  # fmt: skip
+def test_16_bit_parameters_with_16_bit_state_equal_torch_fused(name, kw, tdt):
+    tdt = getattr(torch, tdt)
+    gen = torch.Generator().manual_seed(0)
+    w0 = [torch.randn(37, 53, generator=gen).to(tdt), torch.randn(67, generator=gen).to(tdt)]
+    ours = [w.clone().requires_grad_() for w in w0]
+    theirs = [w.clone().requires_grad_() for w in w0]
+    oa = getattr(rt.optim, name)(ours, state_dtype=tdt, **kw)
+    ob = getattr(torch.optim, name)(theirs, fused=True, **kw)
+    for _ in range(20):
+        for a, b in zip(ours, theirs):
+            a.grad = torch.randn(a.shape, generator=gen).to(tdt)
+            b.grad = a.grad.clone()
+        oa.step()
+        ob.step()
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a.detach().view(torch.int16), b.detach().view(torch.int16))
+        assert all(t.dtype == tdt for k, t in oa.state[a].items() if k != "step")
+
+
+@pytest.mark.parametrize("precision, kw", [("stochastic", {"seed": 3}), ("master", {})])
+def test_16_bit_parameters_keep_float32_state_and_round_trip(precision, kw):
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(40, 9, generator=gen).to(torch.bfloat16).requires_grad_()
+    opt = rt.optim.AdamW([w], lr=1e-3, precision=precision, **kw)
+    grads = [torch.randn(40, 9, generator=gen).to(torch.bfloat16) for _ in range(4)]
+    for g in grads[:2]:
+        w.grad = g
+        opt.step()
+    assert opt.state[w]["exp_avg"].dtype == torch.float32
+    assert ("master" in opt.state[w]) == (precision == "master")
+    saved, w_saved = copy.deepcopy(opt.state_dict()), w.detach().clone()
+    for g in grads[2:]:
+        w.grad = g
+        opt.step()
+    w2 = w_saved.clone().requires_grad_()
+    opt2 = rt.optim.AdamW([w2], lr=1e-3, precision=precision, **kw)
+    opt2.load_state_dict(saved)
+    for g in grads[2:]:
+        w2.grad = g
+        opt2.step()
+    assert torch.equal(w.detach().view(torch.int16), w2.detach().view(torch.int16))

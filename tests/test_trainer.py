@@ -308,10 +308,10 @@ BAD_MODEL_KW = [
     (dict(dropout=[NAN]), ValueError, r"dropout probabilities must be in \[0, 1\), got dropout\[0\]=nan"),
     (dict(dropout=[1.5]), ValueError, r"got dropout\[0\]=1.5"),
     (dict(dropout=np.array([0.9999999, 1.0])), ValueError, r"one probability per hidden layer \(1\)"),
-    (dict(dtype=np.int64), TypeError, r"dtype must be float32 or float64, got int64"),
-    (dict(dtype=np.float16), TypeError, r"dtype must be float32 or float64, got float16"),
-    (dict(dtype=np.complex64), TypeError, r"dtype must be float32 or float64, got complex64"),
-    (dict(dtype="garbage"), TypeError, r"dtype must be float32 or float64, got 'garbage'"),
+    (dict(dtype=np.int64), TypeError, r"dtype must be float32, float64, bfloat16 or float16, got int64"),
+    (dict(dtype=np.int16), TypeError, r"dtype must be float32, float64, bfloat16 or float16, got int16"),
+    (dict(dtype=np.complex64), TypeError, r"dtype must be float32, float64, bfloat16 or float16, got complex64"),
+    (dict(dtype="garbage"), TypeError, r"dtype must be float32, float64, bfloat16 or float16, got 'garbage'"),
     (dict(seed=1.5), TypeError, r"seed must be an int, got 1.5"),
     (dict(seed=1.0), TypeError, r"seed must be an int, got 1.0"),
     (dict(seed="1"), TypeError, r"seed must be an int"),
@@ -404,6 +404,9 @@ def test_trainer_refuses_what_cannot_be_trained_in_memory(monkeypatch):
     monkeypatch.setattr(tr, "_available_bytes", lambda: 2 * sum(p.nbytes for p in model.params))
     with pytest.raises(MemoryError, match=r"training MLP\(4 -> 64 -> 3.*\(gradients and optimizer state\) needs"):
         Trainer(model)
+    with pytest.raises(MemoryError, match=r"training MLP\(4 -> 64 -> 3.* in bf16 \(gradients and optimizer state\)"):
+        Trainer(model, precision="bf16", rounding="master")
+    assert model.dtype == np.float32  # not converted
 
 
 X3 = np.random.default_rng(3).normal(size=(12, 4)).astype(np.float32)
@@ -715,3 +718,236 @@ def test_float32_augmentation_is_the_augment_pipeline():
     t64 = Trainer(MLP([3 * 6 * 6, 4, 2], dtype=np.float64), noise_std=0.05, seed=9)
     got64 = t64._augment(x.astype(np.float64), step=7)
     assert got64.dtype == np.float64 and abs(float(np.std(got64 - x)) / 0.05 - 1) < 0.2
+
+
+# ------------------------------------------------------------------------------ 16-bit weights
+
+import ml_dtypes  # noqa: E402
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+GRID = [("fp32", None)] + [(p, r) for p in ("bf16", "fp16") for r in ("round", "stochastic", "master")]
+
+
+def bits(arrays):
+    return [a.view(np.uint16 if a.itemsize == 2 else np.uint32 if a.itemsize == 4 else np.uint64) for a in arrays]
+
+
+def same_bits(a, b):
+    return len(a) == len(b) and all(x.dtype == y.dtype and np.array_equal(u, v)
+                                    for x, y, u, v in zip(a, b, bits(a), bits(b)))  # fmt: skip
+
+
+def sixteen(precision="bf16", rounding=None, seed=0, **kw):
+    kw = {"optimizer": "adamw", "lr": 1e-2, "batch_size": 32, "noise_std": 0.1, "seed": seed, **kw}
+    return Trainer(MLP([16, 32, 3], dropout=kw.pop("dropout", 0.2), seed=seed), precision=precision,
+                   rounding=rounding, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("precision, rounding", GRID, ids=[f"{p}-{r}" for p, r in GRID])
+def test_each_precision_trains_and_its_checkpoint_round_trips(tmp_path, precision, rounding):
+    """Weights and biases are stored in 16 bits, gradients and state in float32; a checkpoint
+    restores parameters and state (the master copy included) bit for bit, and training resumes
+    exactly as if it had not stopped."""
+    X, y = blobs()
+    dtype = {"fp32": np.float32, "bf16": BF16, "fp16": np.float16}[precision]
+    full = sixteen(precision, rounding, max_norm=3.0)
+    assert full.model.dtype == dtype and all(p.dtype == dtype for p in full.model.params)
+    assert full.rounding == (None if precision == "fp32" else rounding)
+    h = full.fit(X, y, epochs=3)
+    assert h.train_acc[-1] > 0.9 and h.train_loss[-1] < h.train_loss[0]
+    assert all(a.dtype == np.float32 for arrs in full.optimizer.state.values() for a in arrs)
+    assert ("master" in full.optimizer.state) == (rounding == "master")
+    part = sixteen(precision, rounding, max_norm=3.0)
+    part.fit(X, y, epochs=2)
+    path = str(tmp_path / "ckpt.npz")
+    part.save_checkpoint(path)
+    resumed = sixteen(precision, rounding, max_norm=3.0)
+    resumed.load_checkpoint(path)
+    assert same_bits(resumed.model.params, part.model.params)
+    for name, arrays in part.optimizer.state.items():
+        assert same_bits(resumed.optimizer.state[name], arrays), name
+    loaded = MLP.load(path)
+    assert loaded.config() == part.model.config() and same_bits(loaded.params, part.model.params)
+    resumed.fit(X, y, epochs=1)
+    assert same_bits(resumed.model.params, full.model.params)
+    assert resumed.history.to_dict(include_time=False) == full.history.to_dict(include_time=False)
+    if rounding == "master":  # the weights are the rounding of the master copy
+        master = full.optimizer.state["master"]
+        assert same_bits([m.astype(dtype) for m in master], full.model.params)
+
+
+def test_tiny_lr_round_to_nearest_stalls_where_stochastic_and_master_follow_float32():
+    """SGD at lr 1e-4 for 320 steps: the float32 updates of most weights are far below half a
+    bfloat16 ulp (weights ~0.35 have an ulp of 2**-9). Round to nearest moves under 10% of the
+    weights and keeps under 20% of float32's change (measured along float32's change:
+    <d, d32> / <d32, d32>); stochastic rounding and master weights move as float32 does: that
+    projection within 5% (stochastic) and 2% (master) of 1, and their mean |change| within 10%
+    of float32's. Fixed seeds: deterministic."""
+    X, y = blobs()
+    change, loss = {}, {}
+    for precision, rounding in [("fp32", None), ("bf16", "round"), ("bf16", "stochastic"), ("bf16", "master")]:
+        t = Trainer(MLP([16, 32, 3], seed=0), optimizer="sgd", lr=1e-4, batch_size=32, seed=0, precision=precision,
+                    rounding=rounding, optimizer_kwargs={"momentum": 0.0})  # fmt: skip
+        # the same starting point for all: float32's initial weights rounded to bfloat16
+        w0 = np.concatenate([w.astype(BF16).astype(np.float32).ravel() for w in t.model.weights])
+        loss[rounding] = t.fit(X, y, epochs=40).train_loss[-1]
+        change[rounding] = np.concatenate([w.astype(np.float32).ravel() for w in t.model.weights]) - w0
+    d32 = change[None]
+    along = {k: float(d @ d32 / (d32 @ d32)) for k, d in change.items()}
+    size = {k: float(np.abs(d).mean() / np.abs(d32).mean()) for k, d in change.items()}
+    assert np.mean(change["round"] != 0) < 0.1 and along["round"] < 0.2 and size["round"] < 0.1, (along, size)
+    assert abs(along["stochastic"] - 1) < 0.05 and abs(size["stochastic"] - 1) < 0.1, (along, size)
+    assert abs(along["master"] - 1) < 0.02 and abs(size["master"] - 1) < 0.1, (along, size)
+    assert loss["round"] > 1.3 * loss[None] and abs(loss["stochastic"] / loss[None] - 1) < 0.03
+    assert abs(loss["master"] / loss[None] - 1) < 0.01
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "master"])
+def test_16bit_training_is_the_same_bits_on_any_thread_count_and_simd_path(rounding):
+    """Same seed, same bits: 1 or 2 threads (arrays split into chunks), every SIMD path."""
+    from .conftest import SIMD_PATHS, num_threads, simd_path
+
+    X, y = blobs(96)
+    runs = []
+    for path in SIMD_PATHS:
+        for threads in (1, 2):
+            with simd_path(path), num_threads(threads):
+                t = Trainer(MLP([16, 128, 3], dropout=0.2, seed=0), optimizer="adamw", lr=1e-2, batch_size=32, seed=0,
+                            precision="bf16", rounding=rounding)  # fmt: skip
+                t.fit(X, y, epochs=2)
+                runs.append(t.model.params + t.optimizer.state["exp_avg"])
+    assert all(same_bits(r, runs[0]) for r in runs[1:])
+
+
+def test_16bit_model_storage():
+    """MLP(dtype=bfloat16/float16) stores the float32 draw rounded to nearest even and computes
+    in float32; Trainer(precision=) converts a float32 model the same way, in place."""
+    m32 = MLP([16, 32, 3], seed=4)
+    for dtype in (BF16, np.float16):
+        m16 = MLP([16, 32, 3], seed=4, dtype=dtype)
+        assert m16.dtype == dtype and m16.compute_dtype == np.float32 and m16.config()["dtype"] == np.dtype(dtype).name
+        assert same_bits(m16.params, [p.astype(dtype) for p in m32.params])
+        x = blobs(5)[0]
+        logits = m16.predict_logits(x)
+        wide = MLP([16, 32, 3], seed=4)
+        for p, q in zip(wide.params, m16.params):
+            p[...] = q.astype(np.float32)
+        assert logits.dtype == np.float32 and np.array_equal(logits, wide.predict_logits(x))
+        _, cache = m16.forward(x, training=True)
+        assert all(g.dtype == np.float32 for g in m16.backward(cache, np.ones((5, 3), np.float32)))
+        t = Trainer(MLP([16, 32, 3], seed=4), precision="bf16" if dtype == BF16 else "fp16")
+        assert same_bits(t.model.params, m16.params) and same_bits(t.optimizer.params, t.model.params)
+        assert all(a is b for a, b in zip(t.optimizer.params, t.model.params))  # the optimizer steps the model's
+        assert Trainer(m16, precision="bf16" if dtype == BF16 else "fp16").model.params[0] is m16.params[0]
+
+
+def test_fp32_is_the_default_and_unchanged(tmp_path):
+    """precision="fp32" is the default and the path of before: float32 parameters stepped by the
+    float32 optimizer, and checkpoints without precision fields (the same files as before)."""
+    X, y = blobs()
+    a, b = make_trainer(), make_trainer(precision="fp32")
+    assert a.precision == b.precision == "fp32" and a.rounding is None and a.model.dtype == np.float32
+    assert a.optimizer.precision == "round" and not a.optimizer._low
+    a.fit(X, y, epochs=2)
+    b.fit(X, y, epochs=2)
+    assert same_bits(a.model.params, b.model.params)
+    paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    a.save_checkpoint(str(paths[0]))
+    b.save_checkpoint(str(paths[1]))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    meta = json.loads(str(np.load(paths[0])["trainer_meta"]))
+    assert "precision" not in meta and "rounding" not in meta
+
+
+def test_max_norm_and_early_stopping_with_16bit_weights():
+    X, y = blobs(60)
+    Xv, yv = blobs(60, seed=5)
+    t = sixteen("bf16", "master", lr=0.05, dropout=0.0, max_norm=0.5)
+    h = t.fit(X, y, epochs=30, validation_data=(Xv, yv), patience=2)
+    assert h.stopped_early
+    master = t.optimizer.state["master"]
+    assert same_bits([m.astype(BF16) for m in master], t.model.params)  # restored together
+    assert np.linalg.norm(master[0], axis=1).max() <= 0.5 + 1e-5
+    assert np.linalg.norm(t.model.weights[0].astype(np.float32), axis=1).max() <= 0.5 * (1 + 2**-8)
+    assert t.evaluate(Xv, yv)[0] == pytest.approx(min(h.val_loss), rel=1e-6)
+    t = sixteen("fp16", "round", lr=0.05, dropout=0.0, max_norm=0.5)
+    t.fit(X, y, epochs=2)
+    assert np.linalg.norm(t.model.weights[0].astype(np.float32), axis=1).max() <= 0.5 * (1 + 2**-11)
+
+
+BAD_PRECISION_KW = [
+    (dict(precision="bf32"), ValueError, r"unknown precision 'bf32'; choose one of fp32, bf16, fp16"),
+    (dict(precision="bfloat16"), ValueError, r"unknown precision 'bfloat16'"),
+    (dict(precision=16), TypeError, r"precision must be a str naming the precision, got precision=16"),
+    (dict(precision=None), TypeError, r"precision must be a str"),
+    (dict(precision="bf16", rounding="nearest"), ValueError, r"unknown rounding 'nearest'; choose one of round, "
+     r"stochastic, master"),
+    (dict(precision="bf16", rounding=True), TypeError, r"rounding must be a str naming the rounding, got rounding=True"),
+    (dict(rounding="master"), ValueError, r"rounding='master' applies to precision 'bf16' or 'fp16'"),
+    (dict(precision="fp32", rounding="round"), ValueError, r"rounding='round' applies to precision"),
+    (dict(precision="fp16", optimizer="adafactor"), ValueError, r"optimizer 'adafactor' takes float32 or float64 "
+     r"weights, not precision='fp16'"),
+    (dict(precision="bf16", optimizer_kwargs={"precision": "master"}), ValueError,
+     r"optimizer_kwargs must not set precision"),
+    (dict(precision="bf16", optimizer_kwargs={"seed": 3}), ValueError, r"optimizer_kwargs must not set seed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs, exc, match", BAD_PRECISION_KW, ids=[repr(k)[:50] for k, _, _ in BAD_PRECISION_KW])
+def test_hostile_precision_arguments(kwargs, exc, match):
+    model = MLP([16, 8, 3])
+    with pytest.raises(exc, match=match):
+        Trainer(model, **kwargs)
+    assert model.dtype == np.float32 and model.params[0].dtype == np.float32  # a refused trainer converts nothing
+
+
+def test_precision_and_model_dtype_must_agree(tmp_path):
+    with pytest.raises(ValueError, match=r"precision='fp32' trains float32 or float64 weights, but the model stores "
+                                         r"bfloat16 weights: pass precision='bf16'"):  # fmt: skip
+        Trainer(MLP([4, 8, 2], dtype=BF16))
+    with pytest.raises(ValueError, match=r"precision='bf16' stores a float32 model's weights in bfloat16; the model "
+                                         r"stores float64"):  # fmt: skip
+        Trainer(MLP([4, 8, 2], dtype=np.float64), precision="bf16")
+    with pytest.raises(ValueError, match=r"the model stores float16 weights"):
+        Trainer(MLP([4, 8, 2], dtype=np.float16), precision="bf16")
+    model = MLP([16, 8, 3])
+    with pytest.raises(ValueError, match=r"optimizer_kwargs must not set precision"):
+        Trainer(model, optimizer_kwargs={"precision": "round"})
+    # a failure inside the optimizer's own checks leaves the model as it was, too
+    with pytest.raises(ValueError, match="momentum"):
+        Trainer(model, optimizer="sgd", precision="bf16", optimizer_kwargs={"momentum": -1.0})
+    assert model.dtype == np.float32
+    # checkpoints name their precision, rounding and model dtype
+    X, y = blobs(40)
+    t = sixteen("bf16", "master")
+    t.fit(X, y, epochs=1)
+    path = str(tmp_path / "c.npz")
+    t.save_checkpoint(path)
+    for other, message in [(sixteen("bf16", "stochastic"), r"checkpoint precision 'bf16' \(rounding 'master'\) differs "
+                                                           r"from this trainer's 'bf16' \(rounding 'stochastic'\)"),
+                           (sixteen("fp32"), r"checkpoint precision 'bf16' \(rounding 'master'\) differs from this "
+                                             r"trainer's 'fp32' \(rounding None\)"),
+                           (sixteen("fp16", "master"), r"differs from this trainer's 'fp16'")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            other.load_checkpoint(path)
+    f32 = str(tmp_path / "f32.npz")
+    make_trainer().save_checkpoint(f32)
+    with pytest.raises(ValueError, match=r"checkpoint model dtype float32 differs from float64"):
+        Trainer(MLP([16, 32, 3], dropout=0.2, dtype=np.float64), optimizer="adamw").load_checkpoint(f32)
+
+
+def test_bfloat16_optimizer_state_round_trips(tmp_path):
+    """optimizer_kwargs={"state_dtype": bfloat16} (torch's layout): the state is written as its
+    uint16 bits too and read back as bfloat16."""
+    X, y = blobs(64)
+    kw = {"optimizer": "adamw", "optimizer_kwargs": {"state_dtype": BF16}}
+    t = sixteen("bf16", "stochastic", **kw)
+    t.fit(X, y, epochs=1)
+    assert t.optimizer.state["exp_avg"][0].dtype == BF16
+    t.save_checkpoint(str(tmp_path / "s.npz"))
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["opt_exp_avg_0"].dtype == np.uint16 and f["param_0"].dtype == np.uint16
+    back = sixteen("bf16", "stochastic", **kw)
+    back.load_checkpoint(str(tmp_path / "s.npz"))
+    for name, arrays in t.optimizer.state.items():
+        assert same_bits(back.optimizer.state[name], arrays), name

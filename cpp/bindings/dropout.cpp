@@ -44,13 +44,15 @@ std::pair<const T*, T*> pair_pointers(const py::object& x, const py::object& y, 
   return {static_cast<const T*>(xa.data()), static_cast<T*>(ya.mutable_data())};
 }
 
-// Calls run(tag) with a T* tag for the dtype of y (float32 or float64; anything else raises).
+// Calls run(tag) with a T* tag for the dtype of y (float32, float64, bfloat16 or float16;
+// anything else raises, from the float32 checks).
 template <typename Run>
 void by_dtype(const py::object& y, Run run) {
-  if (has_dtype(y, py::dtype::of<double>())) {
-    run(static_cast<double*>(nullptr));
-  } else {
-    run(static_cast<float*>(nullptr));
+  switch (float_kind(y)) {
+    case FloatKind::f64: run(static_cast<double*>(nullptr)); break;
+    case FloatKind::bf16: run(static_cast<bfloat16_t*>(nullptr)); break;
+    case FloatKind::f16: run(static_cast<float16_t*>(nullptr)); break;
+    default: run(static_cast<float*>(nullptr));
   }
 }
 

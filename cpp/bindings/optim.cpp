@@ -305,6 +305,15 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
   const uint64_t key = stochastic ? seed.cast<uint64_t>() : 0;
   if (stochastic && n >= (size_t(1) << 24)) throw py::value_error("optim_step_low: at most 2**24 tensors");
   DType pdt = DType::bf16;
+  // The state's dtype: that of the first state array given (float32 or the params' dtype).
+  DType state_dt = DType::f32;
+  for (size_t k = 0; k < 3; ++k) {
+    py::object lst = states[k];
+    if (lst.is_none() || py::len(lst) == 0) continue;
+    const FloatKind sk = float_kind(lst.cast<py::sequence>()[0]);
+    state_dt = dtype_code(sk);
+    break;
+  }
   for (size_t i = 0; i < n; ++i) {
     const std::string pl = item("params", i);
     if (i == 0) {
@@ -315,6 +324,9 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
         throw py::type_error(std::string(average ? "grads[0]" : "params[0]") + " must have dtype bfloat16 or float16 for a low-precision step");
       }
       pdt = dtype_code(k0);
+      if (state_dt != DType::f32 && state_dt != pdt) {
+        throw py::type_error(std::string("the optimizer state must be float32 or ") + dtype_label(pdt));
+      }
     }
     auto [p, pd] = low_array(params[i], pl, pdt, kind == int(OptimKind::average), true, nullptr, "");
     LowTensor& t = tensors[i];
@@ -341,7 +353,9 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
       if (size_t(py::len(seq)) != n) {
         throw py::value_error(name + " has " + std::to_string(py::len(seq)) + " arrays but params has " + std::to_string(n));
       }
-      auto [sa, sd] = low_array(seq[i], item(name, i), pdt, true, true, &p, pl);
+      // The averages of 16-bit params are float32; the state buffers share one dtype.
+      const DType want = k == 3 ? DType::f32 : state_dt;
+      auto [sa, sd] = low_array(seq[i], item(name, i), want, false, true, &p, pl);
       if (k < 3) {
         t.state[k] = sa.mutable_data(), t.state_dt[k] = sd;
       } else {
@@ -372,6 +386,133 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
     py::gil_scoped_release nogil;
     norm = optim_step_low(OptimKind(kind), tensors.data(), sizes.data(), n, args, max_grad_norm,
                           adapt.empty() ? nullptr : adapt.data());
+  }
+  if (max_grad_norm > 0) return py::float_(norm);
+  return py::none();
+}
+
+// A list of float32 / bfloat16 / float16 arrays (each C-contiguous; writable when `write`).
+struct LowList {
+  std::vector<py::array> arrays;
+  std::vector<void*> data;
+  std::vector<DType> dts;
+  std::vector<size_t> sizes;
+};
+LowList gather_low(const py::sequence& seq, const std::string& name, bool write) {
+  LowList l;
+  for (size_t i = 0; i < size_t(py::len(seq)); ++i) {
+    const std::string label = item(name, i);
+    const FloatKind k = float_kind(seq[i]);
+    const DType want = k == FloatKind::bf16 || k == FloatKind::f16 ? dtype_code(k) : DType::f32;
+    auto [a, d] = low_array(seq[i], label, want, true, write, nullptr, "");
+    l.data.push_back(write ? a.mutable_data() : const_cast<void*>(a.data()));
+    l.dts.push_back(d);
+    l.sizes.push_back(size_t(a.size()));
+    l.arrays.push_back(a);
+  }
+  return l;
+}
+
+// torch.optim.Adafactor's step on 16-bit params (float32 factors, variances and averages).
+py::object adafactor_low(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+                         const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
+                         const py::dict& args_dict, const py::dict& scalars, double max_grad_norm,
+                         const py::object& masters, const py::object& seed, uint64_t step) {
+  const size_t n = size_t(py::len(params));
+  if (size_t(py::len(grads)) != n) {
+    throw py::value_error("grads has " + std::to_string(py::len(grads)) + " arrays but params has " + std::to_string(n));
+  }
+  const OptimArgs<double> args = parse_args(args_dict);
+  if (args.ema_on == emas.is_none()) throw py::value_error("adafactor_step_low: the averages go with ema_weight");
+  AdafactorScalars sc;
+  sc.rho = scalars["rho"].cast<double>(), sc.eps1 = scalars["eps1"].cast<double>();
+  sc.eps2 = scalars["eps2"].cast<double>(), sc.d = scalars["d"].cast<double>();
+  const bool master = !masters.is_none();
+  py::sequence mseq = master ? masters.cast<py::sequence>() : py::sequence(py::list());
+  if (master && size_t(py::len(mseq)) != n) {
+    throw py::value_error("masters has " + std::to_string(py::len(mseq)) + " arrays but params has " + std::to_string(n));
+  }
+  const bool stochastic = !seed.is_none();
+  const uint64_t key = stochastic ? seed.cast<uint64_t>() : 0;
+  if (stochastic && (n >= (size_t(1) << 24) || step >= (uint64_t(1) << 40))) {
+    throw py::value_error("adafactor_step_low: at most 2**24 tensors and 2**40 steps");
+  }
+  std::vector<py::array> keep;
+  std::vector<LowTensor> tensors(n);
+  std::vector<size_t> sizes(n), batches(n), rows(n), cols(n);
+  std::vector<float*> rv(n, nullptr), cv(n, nullptr), var(n, nullptr);
+  std::vector<unsigned char> factored(n);
+  std::vector<std::pair<const char*, const char*>> spans;
+  auto take = [&](const py::sequence& seq, const char* name, size_t i, std::vector<py::ssize_t> shape) -> float* {
+    if (size_t(py::len(seq)) != n) {
+      throw py::value_error(std::string(name) + " has " + std::to_string(py::len(seq)) + " arrays but params has " +
+                            std::to_string(n));
+    }
+    const std::string label = item(name, i);
+    py::array a = writable_array<float>(seq[i], label.c_str());
+    std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
+    if (got != shape) throw py::value_error(label + " has shape " + shape_str(a) + " but must have shape " + shape_of(shape));
+    float* ptr = static_cast<float*>(a.mutable_data());
+    spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + a.size()));
+    keep.push_back(std::move(a));
+    return ptr;
+  };
+  DType pdt = DType::bf16;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string pl = item("params", i);
+    if (i == 0) {
+      const FloatKind k0 = float_kind(params[0]);
+      if (k0 != FloatKind::bf16 && k0 != FloatKind::f16) throw py::type_error(pl + " must have dtype bfloat16 or float16");
+      pdt = dtype_code(k0);
+    }
+    auto [p, pd] = low_array(params[i], pl, pdt, false, true, nullptr, "");
+    (void)pd;
+    LowTensor& t = tensors[i];
+    sizes[i] = size_t(p.size());
+    spans.emplace_back(static_cast<const char*>(p.data()), static_cast<const char*>(p.data()) + p.nbytes());
+    std::vector<py::ssize_t> shape(p.shape(), p.shape() + p.ndim());
+    if (master) {
+      auto [mst, md] = low_array(mseq[i], item("masters", i), DType::f32, false, true, &p, pl);
+      (void)md;
+      t.param = mst.mutable_data(), t.param_dt = DType::f32;
+      t.shadow = p.mutable_data(), t.shadow_dt = pdt;
+      spans.emplace_back(static_cast<const char*>(mst.data()), static_cast<const char*>(mst.data()) + mst.nbytes());
+      keep.push_back(mst);
+    } else {
+      t.param = p.mutable_data(), t.param_dt = pdt;
+    }
+    auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
+    t.grad = g.data(), t.grad_dt = gd;
+    keep.push_back(g);
+    factored[i] = p.ndim() > 1;
+    if (factored[i]) {
+      const size_t d = shape.size();
+      rows[i] = size_t(shape[d - 2]), cols[i] = size_t(shape[d - 1]);
+      batches[i] = 1;
+      for (size_t k = 0; k + 2 < d; ++k) batches[i] *= size_t(shape[k]);
+      auto rshape = shape, cshape = shape;
+      rshape[d - 1] = 1, cshape[d - 2] = 1;
+      rv[i] = take(row_vars, "state['row_var']", i, rshape);
+      cv[i] = take(col_vars, "state['col_var']", i, cshape);
+    } else {
+      batches[i] = 1, rows[i] = 1, cols[i] = sizes[i];
+      var[i] = take(variances, "state['variance']", i, shape);
+    }
+    if (!emas.is_none()) t.ema = take(emas.cast<py::sequence>(), "ema.averages", i, shape), t.ema_dt = DType::f32;
+    if (stochastic) t.stochastic = true, t.sr = {key, (step << 24) | uint64_t(i)};
+    keep.push_back(p);
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t j = 1; j < spans.size(); ++j) {
+    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
+      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
+    }
+  }
+  double norm;
+  {
+    py::gil_scoped_release nogil;
+    norm = adafactor_step_low(tensors.data(), sizes.data(), n, rv.data(), cv.data(), var.data(), batches.data(),
+                              rows.data(), cols.data(), factored.data(), args, sc, max_grad_norm);
   }
   if (max_grad_norm > 0) return py::float_(norm);
   return py::none();
@@ -433,10 +574,28 @@ void register_optim(py::module_& m) {
       "dimension, variance for the others; None where a tensor has no such buffer); scalars: rho, eps1, eps2, d. "
       "Returns the global grad norm when max_grad_norm > 0, else None.");
   m.def(
+      "adafactor_step_low",
+      [](const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+         const py::sequence& col_vars, const py::sequence& variances, const py::object& emas, const py::dict& args,
+         const py::dict& scalars, double max_grad_norm, const py::object& masters, const py::object& seed,
+         uint64_t step) -> py::object {
+        return adafactor_low(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm, masters,
+                             seed, step);
+      },
+      py::arg("params"), py::arg("grads"), py::arg("row_vars"), py::arg("col_vars"), py::arg("variances"),
+      py::arg("emas"), py::arg("args"), py::arg("scalars"), py::arg("max_grad_norm"), py::arg("masters"),
+      py::arg("seed"), py::arg("step"),
+      "adafactor_step on bfloat16/float16 params (grads in their dtype or float32; float32 factors, variances "
+      "and averages); masters and seed as optim_step_low.");
+  m.def(
       "grad_sums",
       [](const py::sequence& xs) {
         double a = 0, q = 0;
-        if (first_is_f64(xs)) {
+        if (any_low(xs)) {
+          const LowList l = gather_low(xs, "grads", false);
+          py::gil_scoped_release nogil;
+          low_list_sums(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), &a, &q);
+        } else if (first_is_f64(xs)) {
           const auto g = gather<const double>(xs, "grads");
           const auto l = g.list();
           py::gil_scoped_release nogil;
@@ -449,7 +608,9 @@ void register_optim(py::module_& m) {
         }
         return py::make_tuple(a, q);
       },
-      py::arg("xs"), "(sum |x|, sum x^2) over a list of arrays of one dtype, in double, deterministically.");
+      py::arg("xs"),
+      "(sum |x|, sum x^2) over a list of arrays of one dtype (or of float32/bfloat16/float16 arrays), in "
+      "double, deterministically.");
   m.def(
       "clip_grad_norm",
       [](const py::sequence& grads, double max_norm) {
@@ -466,6 +627,16 @@ void register_optim(py::module_& m) {
           if (!(c >= 1.0)) scale_list(l, c);
           return norm;
         };
+        if (any_low(grads)) {
+          const LowList l = gather_low(grads, "grads", true);
+          py::gil_scoped_release nogil;
+          double a, q;
+          low_list_sums(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), &a, &q);
+          const double norm = std::sqrt(q);
+          const double c = clip_coefficient(norm, max_norm);
+          if (!(c >= 1.0)) low_scale_list(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), c, false);
+          return norm;
+        }
         return first_is_f64(grads) ? run(double{}) : run(float{});
       },
       py::arg("grads"), py::arg("max_norm"));
@@ -479,6 +650,12 @@ void register_optim(py::module_& m) {
           py::gil_scoped_release nogil;
           clamp_list(l, clip);
         };
+        if (any_low(grads)) {
+          const LowList l = gather_low(grads, "grads", true);
+          py::gil_scoped_release nogil;
+          low_scale_list(l.data.data(), l.dts.data(), l.sizes.data(), l.data.size(), clip, true);
+          return;
+        }
         first_is_f64(grads) ? run(double{}) : run(float{});
       },
       py::arg("grads"), py::arg("clip"));
@@ -496,6 +673,17 @@ void register_optim(py::module_& m) {
           py::gil_scoped_release nogil;
           add_penalty_grad(gp, wp, n, l1, l2);
         };
+        const FloatKind gk = float_kind(g);
+        if (gk == FloatKind::bf16 || gk == FloatKind::f16) {  // w in g's dtype or float32
+          auto [ga, gd] = low_array(g, "g", dtype_code(gk), false, true, nullptr, "");
+          auto [wa, wd] = low_array(w, "w", gd, true, false, &ga, "g");
+          void* gp = ga.mutable_data();
+          const void* wp = wa.data();
+          const size_t n = size_t(ga.size());
+          py::gil_scoped_release nogil;
+          low_penalty_grad(gp, gd, wp, wd, n, l1, l2);
+          return;
+        }
         has_dtype(g, py::dtype::of<double>()) ? run(double{}) : run(float{});
       },
       py::arg("g"), py::arg("w"), py::arg("l1"), py::arg("l2"));
@@ -510,6 +698,15 @@ void register_optim(py::module_& m) {
           py::gil_scoped_release nogil;
           prox_l1(wp, n, threshold);
         };
+        const FloatKind wk = float_kind(w);
+        if (wk == FloatKind::bf16 || wk == FloatKind::f16) {
+          auto [wa, wd] = low_array(w, "w", dtype_code(wk), false, true, nullptr, "");
+          void* wp = wa.mutable_data();
+          const size_t n = size_t(wa.size());
+          py::gil_scoped_release nogil;
+          low_prox_l1(wp, wd, n, threshold);
+          return;
+        }
         has_dtype(w, py::dtype::of<double>()) ? run(double{}) : run(float{});
       },
       py::arg("w"), py::arg("threshold"));

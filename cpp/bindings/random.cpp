@@ -48,9 +48,9 @@ class Where {
 // Runs fill(ptr, where) on `out` (float32, float64, bfloat16 or float16, checked) with the GIL
 // released; float64 elements take two words each.
 template <typename Fill>
-void fill_float(const py::object& out, const py::object& first, Fill fill, bool low_precision = true) {
+void fill_float(const py::object& out, const py::object& first, Fill fill) {
   const FloatKind kind = float_kind(out);
-  if (low_precision && (kind == FloatKind::bf16 || kind == FloatKind::f16)) {
+  if (kind == FloatKind::bf16 || kind == FloatKind::f16) {
     auto arr = py::reinterpret_borrow<py::array>(out);
     if (!(arr.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
     if (!arr.writeable()) throw py::value_error("out must be writable");
@@ -77,6 +77,16 @@ void fill_float(const py::object& out, const py::object& first, Fill fill, bool 
     py::gil_scoped_release nogil;
     fill(p, where.runs());
   }
+}
+
+// v as a 16-bit float L: rounded to float32, then to L (nearest even both times), as every
+// 16-bit value regtune makes is its float32 value rounded (and as ml_dtypes casts float64).
+template <typename L>
+uint16_t from_double(double v) {
+  const float f = float(v);
+  L r;
+  convert_to(&f, 1, &r);
+  return r.bits;
 }
 
 }  // namespace
@@ -136,11 +146,16 @@ void register_random(py::module_& m) {
             out, py::int_(0),
             [&](auto* p, const Runs& w) {
               using T = std::remove_pointer_t<decltype(p)>;
-              if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) parallel_fill<T>(p, w.size(), T(value));
-            },
-            false);
+              if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+                parallel_fill<T>(p, w.size(), T(value));
+              } else {
+                parallel_fill<uint16_t>(reinterpret_cast<uint16_t*>(p), w.size(), from_double<T>(value));
+              }
+            });
       },
-      py::arg("out"), py::arg("value"), "Fill float32/float64 `out` with `value`, with all threads.");
+      py::arg("out"), py::arg("value"),
+      "Fill float32/float64/bfloat16/float16 `out` with `value` (16-bit: float32(value) rounded to nearest even), with\n"
+      "all threads.");
   m.def(
       "convert",
       [](const py::object& x, const py::object& out) {

@@ -3,6 +3,7 @@
 // on (stream, first + i) alone, whatever the thread count.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "dispatch.h"
 #include "regtune/dropout.h"
@@ -31,10 +32,35 @@ template <> struct Kern<double> {
   static auto apply() { return kernels().apply_f64; }
   static auto fill() { return kernels().fill_f64; }
 };
+template <> struct Kern<bfloat16_t> {
+  static auto forward() { return kernels().forward_bf16; }
+  static auto apply() { return kernels().apply_bf16; }
+  static auto fill() { return kernels().fill_bf16; }
+};
+template <> struct Kern<float16_t> {
+  static auto forward() { return kernels().forward_f16; }
+  static auto apply() { return kernels().apply_f16; }
+  static auto fill() { return kernels().fill_f16; }
+};
+template <typename T>
+using Compute = typename DropoutCompute<T>::type;
+
+// `drop` as stored in T: rounded to nearest even for the 16-bit floats, as the kernels store.
+template <typename T>
+T stored(Compute<T> v) {
+  if constexpr (std::is_same_v<T, Compute<T>>) {
+    return v;
+  } else {
+    T r;
+    convert_to(&v, 1, &r);
+    return r;
+  }
+}
 
 template <typename T>
-DropoutParams<T> params(uint64_t threshold, double scale, double shift, double drop) {
-  return {uint32_t(std::min(threshold, kKeepNone - 1)), shift != 0.0, T(scale), T(shift), T(drop)};
+DropoutParams<Compute<T>> params(uint64_t threshold, double scale, double shift, double drop) {
+  using C = Compute<T>;
+  return {uint32_t(std::min(threshold, kKeepNone - 1)), shift != 0.0, C(scale), C(shift), C(drop)};
 }
 
 // Runs body(begin, end) over chunks of [0, n) that start on group boundaries; Ctrl-C may stop it.
@@ -58,9 +84,9 @@ void keep_none(size_t count, T* y, uint8_t* mask, T drop) {
 template <typename T>
 void dropout_forward(Stream s, uint64_t first, size_t count, const T* x, T* y, uint8_t* mask, uint64_t threshold,
                      double scale, double shift, double drop) {
-  const DropoutParams<T> p = params<T>(threshold, scale, shift, drop);
+  const auto p = params<T>(threshold, scale, shift, drop);
   if (threshold >= kKeepNone) {
-    keep_none(count, y, mask, p.drop);
+    keep_none(count, y, mask, stored<T>(p.drop));
     return;
   }
   const auto kernel = Kern<T>::forward();
@@ -72,7 +98,7 @@ void dropout_forward(Stream s, uint64_t first, size_t count, const T* x, T* y, u
 template <typename T>
 void dropout_apply(const uint8_t* mask, size_t count, size_t row_len, const T* x, T* y, double scale, double shift,
                    double drop) {
-  const DropoutParams<T> p = params<T>(0, scale, shift, drop);
+  const auto p = params<T>(0, scale, shift, drop);
   if (row_len == 1) {
     const auto kernel = Kern<T>::apply();
     threaded(count, [&](size_t b, size_t e) { kernel(mask + b / 8, e - b, x + b, y + b, p); });
@@ -105,5 +131,13 @@ template void dropout_forward<double>(Stream, uint64_t, size_t, const double*, d
                                       double, double);
 template void dropout_apply<float>(const uint8_t*, size_t, size_t, const float*, float*, double, double, double);
 template void dropout_apply<double>(const uint8_t*, size_t, size_t, const double*, double*, double, double, double);
+template void dropout_forward<bfloat16_t>(Stream, uint64_t, size_t, const bfloat16_t*, bfloat16_t*, uint8_t*, uint64_t,
+                                          double, double, double);
+template void dropout_forward<float16_t>(Stream, uint64_t, size_t, const float16_t*, float16_t*, uint8_t*, uint64_t,
+                                         double, double, double);
+template void dropout_apply<bfloat16_t>(const uint8_t*, size_t, size_t, const bfloat16_t*, bfloat16_t*, double, double,
+                                        double);
+template void dropout_apply<float16_t>(const uint8_t*, size_t, size_t, const float16_t*, float16_t*, double, double,
+                                       double);
 
 }  // namespace regtune

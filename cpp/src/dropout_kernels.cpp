@@ -10,6 +10,7 @@
 // AVX2/AVX-512 flags and must not run before the CPU has been checked).
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "regtune/dropout.h"
 #include "philox.h"
@@ -27,17 +28,17 @@ constexpr int kGroup = 64;      // elements per 64-bit mask word
 constexpr size_t kTile = 256;
 static_assert(kGroup % kLanes == 0 && kTile % kGroup == 0, "groups hold whole vectors, tiles whole groups");
 
-template <typename T> struct Vec;
-template <> struct Vec<float> { using type = F32; };
-template <> struct Vec<double> { using type = F64; };
-
-// The params broadcast to vectors once per call.
+// The params broadcast to vectors once per call: F64 for double storage, F32 for float and for
+// the 16-bit floats, which load widened to F32 and store rounded to nearest even (simd.h).
 template <typename T>
 struct Coef {
-  using V = typename Vec<T>::type;
+  using C = typename DropoutCompute<T>::type;
+  using V = std::conditional_t<std::is_same_v<C, double>, F64, F32>;
   V scale, shift, drop;
-  explicit Coef(const DropoutParams<T>& p) : scale(set1(p.scale)), shift(set1(p.shift)), drop(set1(p.drop)) {}
+  explicit Coef(const DropoutParams<C>& p) : scale(set1(p.scale)), shift(set1(p.shift)), drop(set1(p.drop)) {}
 };
+template <typename T>
+using Params = DropoutParams<typename DropoutCompute<T>::type>;
 
 // x * scale, plus shift for alpha dropout: two roundings, as torch's mul then add.
 template <bool kAffine, typename V, typename C>
@@ -57,9 +58,10 @@ RT_INLINE auto load_plain(const T* p) {
   return v;
 }
 
-// kLanes elements under the keep mask k (lane l = element l).
-template <bool kAffine>
-RT_INLINE void body(M32 k, const float* x, float* y, const Coef<float>& c) {
+// kLanes elements under the keep mask k (lane l = element l); T is float or a 16-bit float,
+// whose load widens and whose store rounds once (so y is the float32 result, rounded).
+template <bool kAffine, typename T, std::enable_if_t<!std::is_same_v<T, double>, int> = 0>
+RT_INLINE void body(M32 k, const T* x, T* y, const Coef<T>& c) {
   store(y, select(k, kept<kAffine>(load_plain(x), c), c.drop));
 }
 template <bool kAffine>
@@ -149,7 +151,7 @@ class WordStream {
 };
 
 template <typename T, bool kAffine>
-void forward_impl(Stream s, uint64_t first, size_t count, const T* x, T* y, uint8_t* mask, const DropoutParams<T>& p) {
+void forward_impl(Stream s, uint64_t first, size_t count, const T* x, T* y, uint8_t* mask, const Params<T>& p) {
   const Coef<T> c(p);
   const U32 thr = set1(p.threshold);
   WordStream ws(s, first);
@@ -167,7 +169,7 @@ void forward_impl(Stream s, uint64_t first, size_t count, const T* x, T* y, uint
 }
 
 template <typename T>
-void forward(Stream s, uint64_t first, size_t count, const T* x, T* y, uint8_t* mask, const DropoutParams<T>& p) {
+void forward(Stream s, uint64_t first, size_t count, const T* x, T* y, uint8_t* mask, const Params<T>& p) {
   if (p.affine) {
     forward_impl<T, true>(s, first, count, x, y, mask, p);
   } else {
@@ -176,7 +178,7 @@ void forward(Stream s, uint64_t first, size_t count, const T* x, T* y, uint8_t* 
 }
 
 template <typename T, bool kAffine>
-void apply_impl(const uint8_t* mask, size_t count, const T* x, T* y, const DropoutParams<T>& p) {
+void apply_impl(const uint8_t* mask, size_t count, const T* x, T* y, const Params<T>& p) {
   const Coef<T> c(p);
   constexpr uint32_t kLaneBits = uint32_t((uint64_t(1) << kLanes) - 1);
   for (size_t g = 0; g < count; g += kGroup) {
@@ -187,7 +189,7 @@ void apply_impl(const uint8_t* mask, size_t count, const T* x, T* y, const Dropo
 }
 
 template <typename T>
-void apply(const uint8_t* mask, size_t count, const T* x, T* y, const DropoutParams<T>& p) {
+void apply(const uint8_t* mask, size_t count, const T* x, T* y, const Params<T>& p) {
   if (p.affine) {
     apply_impl<T, true>(mask, count, x, y, p);
   } else {
@@ -196,7 +198,7 @@ void apply(const uint8_t* mask, size_t count, const T* x, T* y, const DropoutPar
 }
 
 template <typename T, bool kAffine>
-void fill_impl(bool keep, size_t count, const T* x, T* y, const DropoutParams<T>& p) {
+void fill_impl(bool keep, size_t count, const T* x, T* y, const Params<T>& p) {
   const Coef<T> c(p);
   const M32 k = mask32_from_bits(keep ? ~0u : 0u);
   for (size_t g = 0; g < count; g += kGroup) {
@@ -206,7 +208,7 @@ void fill_impl(bool keep, size_t count, const T* x, T* y, const DropoutParams<T>
 }
 
 template <typename T>
-void fill(bool keep, size_t count, const T* x, T* y, const DropoutParams<T>& p) {
+void fill(bool keep, size_t count, const T* x, T* y, const Params<T>& p) {
   if (p.affine) {
     fill_impl<T, true>(keep, count, x, y, p);
   } else {
@@ -233,8 +235,15 @@ void mask_kernel(Stream s, uint64_t first, size_t count, uint8_t* mask, uint32_t
 }  // namespace
 
 DropoutKernels dropout_kernels() {
-  return DropoutKernels{REGTUNE_NS_NAME, forward<float>, forward<double>, apply<float>, apply<double>,
-                        fill<float>,     fill<double>,    mask_kernel};
+  DropoutKernels k{REGTUNE_NS_NAME, forward<float>, forward<double>, apply<float>, apply<double>,
+                   fill<float>,     fill<double>,    mask_kernel};
+  k.forward_bf16 = forward<bfloat16_t>;
+  k.forward_f16 = forward<float16_t>;
+  k.apply_bf16 = apply<bfloat16_t>;
+  k.apply_f16 = apply<float16_t>;
+  k.fill_bf16 = fill<bfloat16_t>;
+  k.fill_f16 = fill<float16_t>;
+  return k;
 }
 
 }  // namespace REGTUNE_NS

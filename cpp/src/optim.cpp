@@ -232,16 +232,18 @@ void for_tasks(const std::vector<AdafactorTask>& tasks, size_t total, F f) {
 
 }  // namespace
 
-template <typename T>
-double adafactor_step(const TensorList<T>& params, const TensorList<const T>& grads, T* const* row_vars,
-                      T* const* col_vars, T* const* variances, T* const* emas, const size_t* batches,
-                      const size_t* rows, const size_t* cols, const unsigned char* factored,
-                      const OptimArgs<double>& args, const AdafactorScalars& sc, double max_grad_norm) {
-  OptimArgs<double> d = args;
-  const double norm = clip_args(grads, max_grad_norm, d);
-  const OptimArgs<T> a = round_args<T>(d);
-  const AdafactorKernels<T>& k = kernels<T>().adafactor;
-  const size_t count = params.count;
+double low_clip_args(const LowTensor* tensors, const size_t* sizes, size_t count, double max_grad_norm,
+                     OptimArgs<double>& d);
+
+namespace {
+// The body of an Adafactor step over `count` tensors, after clipping: the three passes call
+// first(t, o, n, a, out, acc, var), second(t, o, n, a, cv, rv, m, var, out) and
+// apply(t, o, n, a, cv, rv, m, var) on elements [o, o + n) of tensor t (typed pointers, or a
+// 16-bit step's LowTensor); the factors are T.
+template <typename T, typename First, typename Second, typename Apply>
+void adafactor_core(size_t count, const size_t* sizes, T* const* row_vars, T* const* col_vars, T* const* variances,
+                    const size_t* batches, const size_t* rows, const size_t* cols, const unsigned char* factored,
+                    const OptimArgs<T>& a, const AdafactorScalars& sc, First first, Second second, Apply apply) {
   // The tasks, and where each tensor's partial sums live: rowpart holds (p^2, g^2) and then
   // u^2 per (batch, row, stripe); colpart the column sums of g^2 per (batch, row group).
   std::vector<AdafactorTask> tasks;
@@ -276,8 +278,7 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
     double* acc = factored[w.t] ? &colpart[col0[w.t] + (w.b * groups[w.t] + w.g) * C + w.c0] : nullptr;
     for (size_t r = w.r0; r < w.r1; ++r) {
       const size_t o = offset(w, r);
-      k.first(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, a, &rowpart[2 * slot(w, r)], acc,
-              factored[w.t] ? nullptr : variances[w.t] + o);
+      first(w.t, o, w.c1 - w.c0, a, &rowpart[2 * slot(w, r)], acc, factored[w.t] ? nullptr : variances[w.t] + o);
     }
   });
 
@@ -290,7 +291,7 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
     const size_t B = batches[t], R = rows[t], C = cols[t], S = stripes[t];
     double psq = 0.0;
     for (size_t j = 0; j < B * R * S; ++j) psq += rowpart[2 * (row0[t] + j)];
-    const double rms = params.sizes[t] ? std::sqrt(psq) / std::sqrt(double(params.sizes[t])) : 0.0;
+    const double rms = sizes[t] ? std::sqrt(psq) / std::sqrt(double(sizes[t])) : 0.0;
     alpha[t] = (rms > sc.eps2 ? rms : sc.eps2) * sc.rho;  // Python's max(eps2, rms): eps2 for a NaN rms
     mean0[t] = means.size();
     if (!factored[t]) continue;
@@ -331,22 +332,67 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
 
   std::fill(rowpart.begin(), rowpart.end(), 0.0);
   each_row([&](const AdafactorTask& w, size_t r, size_t o, const T* cv, T rv, T m, const T* var) {
-    k.second(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, a, cv, rv, m, var, &rowpart[2 * slot(w, r)]);
+    second(w.t, o, w.c1 - w.c0, a, cv, rv, m, var, &rowpart[2 * slot(w, r)]);
   });
 
   std::vector<OptimArgs<T>> at(count, a);
   for (size_t t = 0; t < count; ++t) {
     double usq = 0.0;
     for (size_t j = 0; j < batches[t] * rows[t] * stripes[t]; ++j) usq += rowpart[2 * (row0[t] + j)];
-    const double n = double(params.sizes[t]);
+    const double n = double(sizes[t]);
     const double ratio = n ? std::sqrt(usq) / (std::sqrt(n) * sc.d) : 0.0;
     const double denom = ratio > 1.0 ? ratio : 1.0;  // Python's max(1.0, ratio)
     at[t].step = T(-alpha[t] / denom);
   }
   each_row([&](const AdafactorTask& w, size_t, size_t o, const T* cv, T rv, T m, const T* var) {
-    k.apply(params.data[w.t] + o, grads.data[w.t] + o, w.c1 - w.c0, at[w.t], cv, rv, m, var,
-            emas ? emas[w.t] + o : nullptr);
+    apply(w.t, o, w.c1 - w.c0, at[w.t], cv, rv, m, var);
   });
+}
+}  // namespace
+
+template <typename T>
+double adafactor_step(const TensorList<T>& params, const TensorList<const T>& grads, T* const* row_vars,
+                      T* const* col_vars, T* const* variances, T* const* emas, const size_t* batches,
+                      const size_t* rows, const size_t* cols, const unsigned char* factored,
+                      const OptimArgs<double>& args, const AdafactorScalars& sc, double max_grad_norm) {
+  OptimArgs<double> d = args;
+  const double norm = clip_args(grads, max_grad_norm, d);
+  const OptimArgs<T> a = round_args<T>(d);
+  const AdafactorKernels<T>& k = kernels<T>().adafactor;
+  adafactor_core<T>(
+      params.count, params.sizes, row_vars, col_vars, variances, batches, rows, cols, factored, a, sc,
+      [&](size_t t, size_t o, size_t n, const OptimArgs<T>& at, double* out, double* acc, T* var) {
+        k.first(params.data[t] + o, grads.data[t] + o, n, at, out, acc, var);
+      },
+      [&](size_t t, size_t o, size_t n, const OptimArgs<T>& at, const T* cv, T rv, T m, const T* var, double* out) {
+        k.second(params.data[t] + o, grads.data[t] + o, n, at, cv, rv, m, var, out);
+      },
+      [&](size_t t, size_t o, size_t n, const OptimArgs<T>& at, const T* cv, T rv, T m, const T* var) {
+        k.apply(params.data[t] + o, grads.data[t] + o, n, at, cv, rv, m, var, emas ? emas[t] + o : nullptr);
+      });
+  return norm;
+}
+
+double adafactor_step_low(const LowTensor* tensors, const size_t* sizes, size_t count, float* const* row_vars,
+                          float* const* col_vars, float* const* variances, const size_t* batches, const size_t* rows,
+                          const size_t* cols, const unsigned char* factored, const OptimArgs<double>& args,
+                          const AdafactorScalars& sc, double max_grad_norm) {
+  OptimArgs<double> d = args;
+  const double norm = low_clip_args(tensors, sizes, count, max_grad_norm, d);
+  const OptimArgs<float> a = round_args<float>(d);
+  const auto& k = optim_table().low.adafactor;
+  adafactor_core<float>(
+      count, sizes, row_vars, col_vars, variances, batches, rows, cols, factored, a, sc,
+      [&](size_t t, size_t o, size_t n, const OptimArgs<float>& at, double* out, double* acc, float* var) {
+        k.first(tensors[t], o, n, at, out, acc, var);
+      },
+      [&](size_t t, size_t o, size_t n, const OptimArgs<float>& at, const float* cv, float rv, float m,
+          const float* var, double* out) { k.second(tensors[t], o, n, at, cv, rv, m, var, out); },
+      [&](size_t t, size_t o, size_t n, const OptimArgs<float>& at, const float* cv, float rv, float m,
+          const float* var) {
+        float* ema = tensors[t].ema ? static_cast<float*>(tensors[t].ema) + o : nullptr;
+        k.apply(tensors[t], o, n, at, cv, rv, m, var, ema);
+      });
   return norm;
 }
 
@@ -418,20 +464,25 @@ void low_list_sums(const void* const* data, const DType* dts, const size_t* size
   *sq_sum = q;
 }
 
+// clip_args for a 16-bit step's gradients.
+double low_clip_args(const LowTensor* tensors, const size_t* sizes, size_t count, double max_grad_norm,
+                     OptimArgs<double>& d) {
+  if (!(max_grad_norm > 0)) return std::nan("");
+  std::vector<const void*> g(count);
+  std::vector<DType> gd(count);
+  for (size_t t = 0; t < count; ++t) g[t] = tensors[t].grad, gd[t] = tensors[t].grad_dt;
+  double abs_sum, sq_sum;
+  low_list_sums(g.data(), gd.data(), sizes, count, &abs_sum, &sq_sum);
+  const double norm = std::sqrt(sq_sum);
+  const double c = clip_coefficient(norm, max_grad_norm);
+  if (!(c >= 1.0)) d.clip_on = true, d.clip = c;
+  return norm;
+}
+
 double optim_step_low(OptimKind kind, const LowTensor* tensors, const size_t* sizes, size_t count,
                       const OptimArgs<double>& args, double max_grad_norm, const unsigned char* adapt) {
   OptimArgs<double> d = args;
-  double norm = std::nan("");
-  if (max_grad_norm > 0) {
-    std::vector<const void*> g(count);
-    std::vector<DType> gd(count);
-    for (size_t t = 0; t < count; ++t) g[t] = tensors[t].grad, gd[t] = tensors[t].grad_dt;
-    double abs_sum, sq_sum;
-    low_list_sums(g.data(), gd.data(), sizes, count, &abs_sum, &sq_sum);
-    norm = std::sqrt(sq_sum);
-    const double c = clip_coefficient(norm, max_grad_norm);
-    if (!(c >= 1.0)) d.clip_on = true, d.clip = c;
-  }
+  const double norm = low_clip_args(tensors, sizes, count, max_grad_norm, d);
   const OptimArgs<float> a = round_args<float>(d);
   const auto step = low().step[int(kind)];
   std::vector<OptimArgs<float>> per_tensor;

@@ -14,6 +14,7 @@
 // Nothing here has static storage with a dynamic initializer (see random_kernels.cpp).
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <type_traits>
 
 #include "regtune/optim.h"
@@ -32,10 +33,8 @@ template <> struct Vec<double> { using type = F64; static constexpr size_t lanes
 
 // ------------------------------------------------------------------- low-precision arrays
 // The steps on bfloat16/half parameters compute in float32 (the float32 bodies, instantiated
-// once more) on arrays whose dtype is known at run time: Arr. Loads widen exactly; stores round
-// to nearest even, or, for the parameter, stochastically (sr) with the Philox word at the
-// element's index in its tensor; a master-weight step also writes the parameter's rounding to
-// `shadow`. The dtype tests are the same for every vector of a call, so they predict perfectly.
+// once more per storage type): loads widen exactly; stores round to nearest even, or, for the
+// parameter, stochastically with the Philox word at the element's index in its tensor.
 constexpr size_t bytes_of(DType d) { return d == DType::f32 ? 4 : 2; }
 
 // The random words of stochastic rounding: word i of the stream for the element at index i,
@@ -46,38 +45,27 @@ struct SrWords {
   uint64_t base = ~uint64_t(0);
   alignas(64) uint32_t w[kSrWords + kLanes];
   explicit SrWords(Stream st) : s(st) {}
-  // The kLanes words from index i (a multiple of 4).
+  // The kLanes words from index i.
   RT_INLINE U32 at(uint64_t i) {
     if (i < base || i + kLanes > base + kSrWords) refill(i);
     return load(w + (i - base));
   }
   void refill(uint64_t i) {
     base = i;
-    for_blocks<uint32_t, 4>(s, i / 4, 0, kSrWords, w, [](const Words& x, uint32_t* dst) {
+    for_blocks<uint32_t, 4>(s, i / 4, int(i % 4), kSrWords, w, [](const Words& x, uint32_t* dst) {
       store_interleave4(dst, x.w0, x.w1, x.w2, x.w3);
     });
   }
 };
 
+// An array whose dtype is known at run time (the penalties and reductions on 16-bit arrays).
 struct Arr {
   char* p = nullptr;
   DType dt = DType::f32;
-  char* shadow = nullptr;  // master weights: the low-precision parameter
-  DType sdt = DType::bf16;
-  SrWords* sr = nullptr;   // stochastic rounding of stores
-  uint64_t idx = 0;        // the index of element 0 in its tensor
   Arr() = default;
-  Arr(std::nullptr_t) {}  // NOLINT: as a null pointer
-  Arr(const void* d, DType t, uint64_t i = 0) : p(static_cast<char*>(const_cast<void*>(d))), dt(t), idx(i) {}
+  Arr(const void* d, DType t) : p(static_cast<char*>(const_cast<void*>(d))), dt(t) {}
   explicit operator bool() const { return p != nullptr; }
-  Arr operator+(size_t i) const {
-    if (!p) return *this;
-    Arr r = *this;
-    r.p += i * bytes_of(dt);
-    if (shadow) r.shadow += i * bytes_of(sdt);
-    r.idx += i;
-    return r;
-  }
+  Arr operator+(size_t i) const { return p ? Arr(p + i * bytes_of(dt), dt) : *this; }
 };
 
 template <typename M>
@@ -91,29 +79,53 @@ template <typename M>
 RT_INLINE void store_arr(const M& mem, const Arr& a, F32 v) {
   if (a.dt == DType::f32) {
     mem.store(reinterpret_cast<float*>(a.p), v);
-  } else if (a.sr) {
-    const U32 r = a.sr->at(a.idx);
-    mem.store16(reinterpret_cast<uint16_t*>(a.p), a.dt == DType::bf16 ? f32_to_bf16_sr(v, r) : f32_to_half_sr(v, r));
   } else if (a.dt == DType::bf16) {
     mem.store(reinterpret_cast<bfloat16_t*>(a.p), v);
   } else {
     mem.store(reinterpret_cast<float16_t*>(a.p), v);
   }
-  if (a.shadow) {
-    if (a.sdt == DType::bf16) mem.store(reinterpret_cast<bfloat16_t*>(a.shadow), v);
-    else mem.store(reinterpret_cast<float16_t*>(a.shadow), v);
-  }
 }
 
-// Memory access for one vector of elements: a whole vector in place, or the last k < lanes
-// elements of an array through masked loads and stores. Each kernel body is written once
-// against this interface and runs for both.
+// The parameter of a low-precision step, its 16-bit dtype L known at compile time: read from
+// and written to p, rounded to nearest even or stochastically (sr); or, with master weights,
+// read from and written to the float32 master, with its rounding to nearest written to p.
+template <typename L>
+struct LowParam {
+  L* p = nullptr;
+  float* master = nullptr;
+  SrWords* sr = nullptr;
+  uint64_t idx = 0;  // the index of element 0 in its tensor (stochastic rounding's word)
+  explicit operator bool() const { return p != nullptr; }
+  LowParam operator+(size_t i) const { return {p + i, master ? master + i : nullptr, sr, idx + i}; }
+};
+
+template <typename M, typename L>
+RT_INLINE F32 load_param(const M& mem, const LowParam<L>& q) {
+  return q.master ? mem.load(const_cast<const float*>(q.master)) : mem.load(const_cast<const L*>(q.p));
+}
+RT_INLINE H16 round_nearest(const bfloat16_t*, F32 v) { return f32_to_bf16(v); }
+RT_INLINE H16 round_nearest(const float16_t*, F32 v) { return f32_to_half<false>(v); }
+RT_INLINE F32 widen(const bfloat16_t*, H16 h) { return bf16_to_f32(h); }
+RT_INLINE F32 widen(const float16_t*, H16 h) { return half_to_f32(h); }
+
+// Stores the new parameter v and returns the 16-bit parameter as written (widened): the
+// value the weight average follows, as EMA.update() reads it.
+template <typename M, typename L>
+RT_INLINE F32 store_param(const M& mem, const LowParam<L>& q, F32 v) {
+  if (q.master) mem.store(q.master, v);
+  const H16 h = !q.master && q.sr ? round_sr(q.p, v, q.sr->at(q.idx)) : round_nearest(q.p, v);
+  mem.store16(raw16(q.p), h);
+  return widen(q.p, h);
+}
+
 struct Whole {
   template <typename T> RT_INLINE auto load(const T* p) const { return simd::load(p); }
   template <typename T, typename V> RT_INLINE void store(T* p, V v) const { simd::store(p, v); }
   RT_INLINE void store16(uint16_t* p, H16 h) const { store_h16(p, h); }
   RT_INLINE F32 load(const Arr& a) const { return load_arr(*this, a); }
   RT_INLINE void store(const Arr& a, F32 v) const { store_arr(*this, a, v); }
+  template <typename L> RT_INLINE F32 load(const LowParam<L>& q) const { return load_param(*this, q); }
+  template <typename L> RT_INLINE F32 store(const LowParam<L>& q, F32 v) const { return store_param(*this, q, v); }
 };
 struct Tail {
   size_t k;
@@ -122,6 +134,8 @@ struct Tail {
   RT_INLINE void store16(uint16_t* p, H16 h) const { store_h16_partial(p, h, k); }
   RT_INLINE F32 load(const Arr& a) const { return load_arr(*this, a); }
   RT_INLINE void store(const Arr& a, F32 v) const { store_arr(*this, a, v); }
+  template <typename L> RT_INLINE F32 load(const LowParam<L>& q) const { return load_param(*this, q); }
+  template <typename L> RT_INLINE F32 store(const LowParam<L>& q, F32 v) const { return store_param(*this, q, v); }
 };
 
 // Software prefetch: each stream is fetched this far ahead, one prefetch per cache line.
@@ -137,6 +151,11 @@ RT_INLINE void prefetch(const T* p, size_t i) {
 }
 RT_INLINE void prefetch(const Arr& a, size_t i) {
   if (a.p) __builtin_prefetch(a.p + i * bytes_of(a.dt) + kPrefetchBytes, 1, 3);
+}
+template <typename L>
+RT_INLINE void prefetch(const LowParam<L>& q, size_t i) {
+  if (q.master) prefetch(q.master, i);
+  prefetch(q.p, i);
 }
 
 // body(i, mem) for i = 0, lanes, 2 lanes, ... < n, a cache line of elements at a time with
@@ -169,11 +188,16 @@ RT_INLINE bool no_extras(const OptimArgs<T>& a) {
 
 // Calls body(kFast, kEma) (std::bool_constant tags) for the step `a` describes; rule_fast says
 // whether the rule's own switches are those its fast body assumes.
-// The low-precision steps (P = Arr) compile only the general body.
-template <typename P, typename T, typename Body>
+// The low-precision steps (Q, the parameter, not a plain pointer) compile the fast body without
+// the weight average and the general one.
+template <typename Q, typename T, typename Body>
 RT_INLINE void dispatch_rule(const OptimArgs<T>& a, bool rule_fast, Body body) {
-  if constexpr (std::is_same_v<P, Arr>) {
-    body(std::false_type{}, std::false_type{});
+  if constexpr (!std::is_pointer_v<Q>) {
+    if (no_extras(a) && rule_fast && !a.ema_on) {
+      body(std::true_type{}, std::false_type{});
+    } else {
+      body(std::false_type{}, std::false_type{});
+    }
   } else if (no_extras(a) && rule_fast && !a.ema_on) {
     body(std::true_type{}, std::false_type{});
   } else if (no_extras(a) && rule_fast && !a.ema_copy) {
@@ -228,23 +252,27 @@ RT_INLINE V average_to(V avg, V p, const OptimArgs<T>& a) {
 }
 
 // Stores the updated p (after the proximal step) and updates the weight average from it.
-template <bool kFast, bool kEma, typename T, typename P, typename V, typename Mem>
-RT_INLINE void finish(const Mem& mem, P param, P ema, V p, const OptimArgs<T>& a) {
+template <bool kFast, bool kEma, typename T, typename Q, typename E, typename V, typename Mem>
+RT_INLINE void finish(const Mem& mem, Q param, E ema, V p, const OptimArgs<T>& a) {
   if (!kFast && a.prox_on) p = soft_threshold(p, a.prox);
-  mem.store(param, p);
+  if constexpr (std::is_pointer_v<Q>) {
+    mem.store(param, p);
+  } else {
+    p = mem.store(param, p);  // 16-bit: the average follows the parameter as written
+  }
   if (kEma || (!kFast && a.ema_on)) mem.store(ema, !kEma && a.ema_copy ? p : average_to(mem.load(ema), p, a));
 }
 
-template <bool kFast, bool kEma, typename T, typename P>
-RT_INLINE P ema_stream(P ema, const OptimArgs<T>& a) {
-  return kEma || (!kFast && a.ema_on) ? ema : P(nullptr);
+template <bool kFast, bool kEma, typename T, typename E>
+RT_INLINE E ema_stream(E ema, const OptimArgs<T>& a) {
+  return kEma || (!kFast && a.ema_on) ? ema : E(nullptr);
 }
 
 // The first half of Adam and of the rules built on it (NAdam, RAdam): p loaded, g prepared,
 // m = lerp(m, g, 1 - beta1) and v = fma((1 - beta2) g, g, v beta2) updated and stored.
 // Pointers are those of the vector at hand.
-template <bool kFast, typename T, typename P, typename C, typename V, typename Mem>
-RT_INLINE void adam_moments(const Mem& mem, P param, C grad, P m_, P v_, V& p, V& g, V& m, V& v,
+template <bool kFast, typename T, typename Q, typename C, typename P, typename V, typename Mem>
+RT_INLINE void adam_moments(const Mem& mem, Q param, C grad, P m_, P v_, V& p, V& g, V& m, V& v,
                             const OptimArgs<T>& a) {
   p = mem.load(param);
   g = prepare<kFast>(mem, grad, p, a);
@@ -258,8 +286,8 @@ RT_INLINE void adam_moments(const Mem& mem, P param, C grad, P m_, P v_, V& p, V
 // SGD: buf = g on the first step, else buf * momentum + (1 - dampening) * g;
 // g = nesterov ? g + momentum * buf : buf; p = p - lr * g.
 // kFast: no extras, momentum after the first step, no nesterov.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void sgd_body(P param, C grad, P buf, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void sgd_body(Q param, C grad, P buf, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;  // a copy: stores through T* cannot change it, so it stays in registers
   const bool momentum = kFast || a.momentum_on;
@@ -275,9 +303,9 @@ void sgd_body(P param, C grad, P buf, P ema, size_t n, const OptimArgs<T>& args)
   }, param, grad, momentum ? buf : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void sgd_kernel(P param, C grad, P buf, P, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, a.momentum_on && !a.first_step && !a.nesterov, [&](auto fast, auto e) {
+template <typename T, typename Q, typename C, typename P, typename E>
+void sgd_kernel(Q param, C grad, P buf, P, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, a.momentum_on && !a.first_step && !a.nesterov, [&](auto fast, auto e) {
     sgd_body<fast(), e(), T>(param, grad, buf, ema, n, a);
   });
 }
@@ -285,8 +313,8 @@ void sgd_kernel(P param, C grad, P buf, P, P, P ema, size_t n, const OptimArgs<T
 // Adam / AdamW: m = lerp(m, g, 1 - beta1); v = fma((1 - beta2) * g, g, v * beta2);
 // vmax = max(vmax, v) with amsgrad; p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + eps).
 // kFast: no extras, no amsgrad.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void adam_body(P param, C grad, P m_, P v_, P vmax_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void adam_body(Q param, C grad, P m_, P v_, P vmax_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -301,17 +329,17 @@ void adam_body(P param, C grad, P m_, P v_, P vmax_, P ema, size_t n, const Opti
   }, param, grad, m_, v_, !kFast && a.amsgrad ? vmax_ : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void adam_kernel(P param, C grad, P m_, P v_, P vmax_, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, !a.amsgrad, [&](auto fast, auto e) { adam_body<fast(), e(), T>(param, grad, m_, v_, vmax_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void adam_kernel(Q param, C grad, P m_, P v_, P vmax_, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, !a.amsgrad, [&](auto fast, auto e) { adam_body<fast(), e(), T>(param, grad, m_, v_, vmax_, ema, n, a); });
 }
 
 // RMSprop: sq = fma((1 - alpha) * g, g, sq * alpha); centered: ga = lerp(ga, g, 1 - alpha),
 // avg = sqrt(max(0, fma(-ga, ga, sq))), else avg = sqrt(sq); avg += eps; with momentum
 // buf = buf * momentum + g / avg, p = p - lr * buf; without, p = p + (-lr * g) / avg.
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void rmsprop_body(P param, C grad, P sq_, P ga_, P buf_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void rmsprop_body(Q param, C grad, P sq_, P ga_, P buf_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -342,15 +370,15 @@ void rmsprop_body(P param, C grad, P sq_, P ga_, P buf_, P ema, size_t n, const 
   }, param, grad, sq_, a.centered ? ga_ : nullptr, a.momentum_on ? buf_ : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void rmsprop_kernel(P param, C grad, P sq_, P ga_, P buf_, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { rmsprop_body<fast(), e(), T>(param, grad, sq_, ga_, buf_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void rmsprop_kernel(Q param, C grad, P sq_, P ga_, P buf_, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { rmsprop_body<fast(), e(), T>(param, grad, sq_, ga_, buf_, ema, n, a); });
 }
 
 // Adagrad: sum = fma(g, g, sum); p = p + (-clr * g) / (sqrt(sum) + eps).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void adagrad_body(P param, C grad, P sum_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void adagrad_body(Q param, C grad, P sum_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -362,9 +390,9 @@ void adagrad_body(P param, C grad, P sum_, P ema, size_t n, const OptimArgs<T>& 
   }, param, grad, sum_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void adagrad_kernel(P param, C grad, P sum_, P, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { adagrad_body<fast(), e(), T>(param, grad, sum_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void adagrad_kernel(Q param, C grad, P sum_, P, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { adagrad_body<fast(), e(), T>(param, grad, sum_, ema, n, a); });
 }
 
 // Lion (Chen et al., 2023), as lion-pytorch's update_fn: c = fma(g, 1 - beta1, m * beta1)
@@ -372,8 +400,8 @@ void adagrad_kernel(P param, C grad, P sum_, P, P, P ema, size_t n, const OptimA
 // m = fma(g, 1 - beta2, m * beta2). sign(0) = 0, and a NaN c moves p by 0 (torch's sgn_ of a
 // NaN is 0 on its vectorized path, as regtune's sign).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void lion_body(P param, C grad, P m_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void lion_body(Q param, C grad, P m_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -386,17 +414,17 @@ void lion_body(P param, C grad, P m_, P ema, size_t n, const OptimArgs<T>& args)
   }, param, grad, m_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void lion_kernel(P param, C grad, P m_, P, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { lion_body<fast(), e(), T>(param, grad, m_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void lion_kernel(Q param, C grad, P m_, P, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { lion_body<fast(), e(), T>(param, grad, m_, ema, n, a); });
 }
 
 // NAdam, as torch's _single_tensor_nadam: m and v as Adam's; denom = sqrt(v / bc2) + eps;
 // p = p + (c1 * g) / denom; p = p + (c2 * m) / denom (two addcdiv_, in that order) with
 // c1 = -lr (1 - mu_t) / (1 - prod mu), c2 = -lr mu_{t+1} / (1 - prod mu * mu_{t+1}).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void nadam_body(P param, C grad, P m_, P v_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void nadam_body(Q param, C grad, P m_, P v_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -408,17 +436,17 @@ void nadam_body(P param, C grad, P m_, P v_, P ema, size_t n, const OptimArgs<T>
   }, param, grad, m_, v_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void nadam_kernel(P param, C grad, P m_, P v_, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { nadam_body<fast(), e(), T>(param, grad, m_, v_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void nadam_kernel(Q param, C grad, P m_, P v_, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { nadam_body<fast(), e(), T>(param, grad, m_, v_, ema, n, a); });
 }
 
 // RAdam, as torch's _single_tensor_radam: m and v as Adam's; u = (m / bc1) * lr; when the
 // variance is tractable (rho_t > 5, rect_on) u = (u * (1 / (sqrt(v) + eps) * bc2_sqrt)) * rect
 // (a scalar divided by a tensor is its reciprocal times the scalar in torch); p = p - u.
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void radam_body(P param, C grad, P m_, P v_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void radam_body(Q param, C grad, P m_, P v_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -433,9 +461,9 @@ void radam_body(P param, C grad, P m_, P v_, P ema, size_t n, const OptimArgs<T>
   }, param, grad, m_, v_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void radam_kernel(P param, C grad, P m_, P v_, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { radam_body<fast(), e(), T>(param, grad, m_, v_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void radam_kernel(Q param, C grad, P m_, P v_, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { radam_body<fast(), e(), T>(param, grad, m_, v_, ema, n, a); });
 }
 
 // torch.maximum(a, b) of a, b >= 0: NaN when either is. x86's max(a, b) returns b when either
@@ -449,8 +477,8 @@ RT_INLINE V max_nonneg(V a, V b) {
 // Adamax, as torch's _single_tensor_adamax: m as Adam's; u = maximum(u * beta2, |g| + eps)
 // (NaN when either is; u >= 0, checked on loading); p = p + (-clr * m) / u with clr = lr / (1 - beta1^t).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void adamax_body(P param, C grad, P m_, P u_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void adamax_body(Q param, C grad, P m_, P u_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -464,17 +492,17 @@ void adamax_body(P param, C grad, P m_, P u_, P ema, size_t n, const OptimArgs<T
   }, param, grad, m_, u_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void adamax_kernel(P param, C grad, P m_, P u_, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { adamax_body<fast(), e(), T>(param, grad, m_, u_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void adamax_kernel(Q param, C grad, P m_, P u_, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { adamax_body<fast(), e(), T>(param, grad, m_, u_, ema, n, a); });
 }
 
 // Adadelta, as torch's _single_tensor_adadelta: sq = fma((1 - rho) g, g, sq rho);
 // delta = sqrt(acc + eps) / sqrt(sq + eps) * g; acc = fma((1 - rho) delta, delta, acc rho);
 // p = fma(delta, -lr, p).
 // kFast: no extras.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void adadelta_body(P param, C grad, P sq_, P acc_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void adadelta_body(Q param, C grad, P sq_, P acc_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -489,18 +517,18 @@ void adadelta_body(P param, C grad, P sq_, P acc_, P ema, size_t n, const OptimA
   }, param, grad, sq_, acc_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void adadelta_kernel(P param, C grad, P sq_, P acc_, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { adadelta_body<fast(), e(), T>(param, grad, sq_, acc_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void adadelta_kernel(Q param, C grad, P sq_, P acc_, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { adadelta_body<fast(), e(), T>(param, grad, sq_, acc_, ema, n, a); });
 }
 
 // The weight average's update on its own (EMA.update, SWA.update), avg passed as `param` and p
 // as `grad`.
-template <typename T, typename P, typename C>
-void average_kernel(P avg, C p, P, P, P, P, size_t n, const OptimArgs<T>& args) {
+template <typename T, typename Q, typename C, typename P, typename E>
+void average_kernel(Q avg, C p, P, P, P, E, size_t n, const OptimArgs<T>& args) {
   const OptimArgs<T> a = args;
   if (a.ema_copy) {
-    if constexpr (std::is_pointer_v<P>) {
+    if constexpr (std::is_same_v<Q, T*> && std::is_same_v<C, const T*>) {
       std::memcpy(avg, p, n * sizeof(T));
     } else {
       for_vectors<T>(n, [&](size_t i, auto mem) { mem.store(avg + i, mem.load(p + i)); });
@@ -553,8 +581,8 @@ RT_INLINE void trust_blocks(size_t n, double* out, Body body) {
 // LAMB's first pass, as pytorch-optimizer's Lamb.update: m = fma(g, beta3, m * beta1)
 // (exp_avg.mul_(beta1).add_(grad, alpha=beta3)), v as Adam's; the norms of the decayed param
 // and of the update u = m / (sqrt(v) + eps) (+ wd * p, coupled decay).
-template <typename T, typename P, typename C>
-void lamb_sums(C param, C grad, P m_, P v_, size_t n, const OptimArgs<T>& args, double* out) {
+template <typename T, typename Q, typename C, typename P>
+void lamb_sums(Q param, C grad, P m_, P v_, size_t n, const OptimArgs<T>& args, double* out) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   trust_blocks<T>(n, out, [&](size_t i, auto mem, T* x0, T* x1) {
@@ -573,8 +601,8 @@ void lamb_sums(C param, C grad, P m_, P v_, size_t n, const OptimArgs<T>& args, 
 }
 
 // LAMB's second pass: p = fma(u, -lr * trust, p * decay), with u recomputed from the new m, v.
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void lamb_body(P param, P m_, P v_, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void lamb_body(Q param, P m_, P v_, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -586,14 +614,14 @@ void lamb_body(P param, P m_, P v_, P ema, size_t n, const OptimArgs<T>& args) {
   }, param, m_, v_, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void lamb_kernel(P param, C, P m_, P v_, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { lamb_body<fast(), e(), T, P, C>(param, m_, v_, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void lamb_kernel(Q param, C, P m_, P v_, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { lamb_body<fast(), e(), T, Q, C, P, E>(param, m_, v_, ema, n, a); });
 }
 
 // LARS's first pass: the norms of the param and of the (clipped) gradient.
-template <typename T, typename P, typename C>
-void lars_sums(C param, C grad, P, P, size_t n, const OptimArgs<T>& args, double* out) {
+template <typename T, typename Q, typename C, typename P>
+void lars_sums(Q param, C grad, P, P, size_t n, const OptimArgs<T>& args, double* out) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   trust_blocks<T>(n, out, [&](size_t i, auto mem, T* x0, T* x1) {
@@ -606,8 +634,8 @@ void lars_sums(C param, C grad, P, P, size_t n, const OptimArgs<T>& args, double
 // LARS's second pass, as pytorch-optimizer's LARS: g = (g + wd * p) * trust (scale; plain g
 // on a tensor it does not adapt), buf = fma(g, 1 - dampening, buf * momentum) (from zeros:
 // no first-step copy), g = nesterov ? fma(buf, momentum, g) : buf; p = fma(g, -lr, p).
-template <bool kFast, bool kEma, typename T, typename P, typename C>
-void lars_body(P param, C grad, P buf, P ema, size_t n, const OptimArgs<T>& args) {
+template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
+void lars_body(Q param, C grad, P buf, E ema, size_t n, const OptimArgs<T>& args) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -622,9 +650,9 @@ void lars_body(P param, C grad, P buf, P ema, size_t n, const OptimArgs<T>& args
   }, param, grad, a.momentum_on ? buf : nullptr, ema_stream<kFast, kEma>(ema, a));
 }
 
-template <typename T, typename P, typename C>
-void lars_kernel(P param, C grad, P buf, P, P, P ema, size_t n, const OptimArgs<T>& a) {
-  dispatch_rule<P>(a, true, [&](auto fast, auto e) { lars_body<fast(), e(), T>(param, grad, buf, ema, n, a); });
+template <typename T, typename Q, typename C, typename P, typename E>
+void lars_kernel(Q param, C grad, P buf, P, P, E ema, size_t n, const OptimArgs<T>& a) {
+  dispatch_rule<Q>(a, true, [&](auto fast, auto e) { lars_body<fast(), e(), T>(param, grad, buf, ema, n, a); });
 }
 
 // ----------------------------------------------------------------------------- Adafactor
@@ -637,20 +665,29 @@ RT_INLINE V adafactor_u(const Mem& mem, size_t i, V g, const T* cv, T rv, T m, c
   return mul(div(set1(T(1)), sqrt(max(set1(a.eps), v))), g);
 }
 
-template <typename T>
-void adafactor_first(const T* p_, const T* g_, size_t n, const OptimArgs<T>& args, double* out, double* acc, T* var) {
+// Q and C: the parameter's and the gradient's pointer types (16-bit steps: LowParam, and a
+// 16-bit or float32 gradient); the factors are T (float32 for 16-bit parameters).
+template <typename T, typename Q, typename C>
+void adafactor_first(Q p_, C g_, size_t n, const OptimArgs<T>& args, double* out, double* acc, T* var) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   alignas(64) T gb[kTrustChunk];
+  alignas(64) T pb[std::is_pointer_v<Q> ? 1 : kTrustChunk];  // 16-bit parameters, widened for the sums
   double sp[2] = {0.0, 0.0}, sg[2] = {0.0, 0.0};
   for (size_t c = 0; c < n; c += kTrustChunk) {
     const size_t k = std::min(kTrustChunk, n - c);
     for_vectors<T>(k, [&](size_t i, auto mem) {
-      const V g = clipped_grad(mem, g_ + c + i, mem.load(p_ + c + i), a);
+      const V p = mem.load(p_ + (c + i));
+      if constexpr (!std::is_pointer_v<Q>) mem.store(pb + i, p);
+      const V g = clipped_grad(mem, g_ + (c + i), p, a);
       mem.store(gb + i, g);
       if (var) mem.store(var + c + i, lerp_to(mem.load(var + c + i), mul(g, g), a));  // variance.lerp_(g * g, w)
     });
-    sums_kernel(p_ + c, k, sp);
+    if constexpr (std::is_pointer_v<Q>) {
+      sums_kernel(p_ + c, k, sp);
+    } else {
+      sums_kernel(pb, k, sp);
+    }
     sums_kernel(gb, k, sg);
     if (acc) {
       for (size_t j = 0; j < k; ++j) {  // in double, a product then a sum: the same on every path
@@ -663,9 +700,9 @@ void adafactor_first(const T* p_, const T* g_, size_t n, const OptimArgs<T>& arg
   out[1] += sg[1];
 }
 
-template <typename T>
-void adafactor_second(const T* p_, const T* g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m,
-                      const T* var, double* out) {
+template <typename T, typename Q, typename C>
+void adafactor_second(Q p_, C g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m, const T* var,
+                      double* out) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   alignas(64) T ub[kTrustChunk];
@@ -673,8 +710,8 @@ void adafactor_second(const T* p_, const T* g_, size_t n, const OptimArgs<T>& ar
   for (size_t c = 0; c < n; c += kTrustChunk) {
     const size_t k = std::min(kTrustChunk, n - c);
     for_vectors<T>(k, [&](size_t i, auto mem) {
-      const V p = a.l1_on ? mem.load(p_ + c + i) : set1(T(0));  // p only for the L1 term
-      const V g = clipped_grad(mem, g_ + c + i, p, a);
+      const V p = a.l1_on ? mem.load(p_ + (c + i)) : set1(T(0));  // p only for the L1 term
+      const V g = clipped_grad(mem, g_ + (c + i), p, a);
       mem.store(ub + i, adafactor_u(mem, c + i, g, cv, rv, m, var, a));
     });
     sums_kernel(ub, k, su);
@@ -682,9 +719,8 @@ void adafactor_second(const T* p_, const T* g_, size_t n, const OptimArgs<T>& ar
   out[0] += su[1];
 }
 
-template <typename T>
-void adafactor_apply(T* p_, const T* g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m, const T* var,
-                     T* ema) {
+template <typename T, typename Q, typename C>
+void adafactor_apply(Q p_, C g_, size_t n, const OptimArgs<T>& args, const T* cv, T rv, T m, const T* var, T* ema) {
   using V = typename Vec<T>::type;
   const OptimArgs<T> a = args;
   for_vectors<T>(n, [&](size_t i, auto mem) {
@@ -698,8 +734,8 @@ void adafactor_apply(T* p_, const T* g_, size_t n, const OptimArgs<T>& args, con
 // The roofline yardstick of a step (bench/bench_roofline.py): the arrays a rule with that
 // state reads and writes, loaded and stored in the same order with the same prefetching, and
 // one add per array in place of the rule's arithmetic.
-template <typename T, typename P, typename C>
-void stream_kernel(P param, C grad, P s0, P s1, P s2, P, size_t n, const OptimArgs<T>&) {
+template <typename T, typename Q, typename C, typename P, typename E>
+void stream_kernel(Q param, C grad, P s0, P s1, P s2, E, size_t n, const OptimArgs<T>&) {
   using V = typename Vec<T>::type;
   for_vectors<T>(n, [&](size_t i, auto mem) {
     const V p = mem.load(param + i);
@@ -787,22 +823,23 @@ OptimKernelsOf<T> kernels_of() {
   using P = T*;
   using C = const T*;
   OptimKernelsOf<T> k{};
-  k.step[int(OptimKind::sgd)] = sgd_kernel<T, P, C>;
-  k.step[int(OptimKind::adam)] = adam_kernel<T, P, C>;
-  k.step[int(OptimKind::rmsprop)] = rmsprop_kernel<T, P, C>;
-  k.step[int(OptimKind::adagrad)] = adagrad_kernel<T, P, C>;
-  k.step[int(OptimKind::stream)] = stream_kernel<T, P, C>;
-  k.step[int(OptimKind::lion)] = lion_kernel<T, P, C>;
-  k.step[int(OptimKind::nadam)] = nadam_kernel<T, P, C>;
-  k.step[int(OptimKind::radam)] = radam_kernel<T, P, C>;
-  k.step[int(OptimKind::adamax)] = adamax_kernel<T, P, C>;
-  k.step[int(OptimKind::adadelta)] = adadelta_kernel<T, P, C>;
-  k.step[int(OptimKind::average)] = average_kernel<T, P, C>;
-  k.step[int(OptimKind::lamb)] = lamb_kernel<T, P, C>;
-  k.step[int(OptimKind::lars)] = lars_kernel<T, P, C>;
-  k.lamb_sums = lamb_sums<T, P, C>;
-  k.lars_sums = lars_sums<T, P, C>;
-  k.adafactor = {adafactor_first<T>, adafactor_second<T>, adafactor_apply<T>};
+  k.step[int(OptimKind::sgd)] = sgd_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::adam)] = adam_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::rmsprop)] = rmsprop_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::adagrad)] = adagrad_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::stream)] = stream_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::lion)] = lion_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::nadam)] = nadam_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::radam)] = radam_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::adamax)] = adamax_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::adadelta)] = adadelta_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::average)] = average_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::lamb)] = lamb_kernel<T, P, C, P, P>;
+  k.step[int(OptimKind::lars)] = lars_kernel<T, P, C, P, P>;
+  k.lamb_sums = lamb_sums<T, C, C, P>;
+  k.lars_sums = lars_sums<T, C, C, P>;
+  k.adafactor = {adafactor_first<T, const T*, const T*>, adafactor_second<T, const T*, const T*>,
+                 adafactor_apply<T, T*, const T*>};
   k.sums = sums_kernel<T>;
   k.penalty_grad = penalty_grad_kernel<T, P, C>;
   k.prox_l1 = prox_l1_kernel<T, P, C>;
@@ -812,26 +849,153 @@ OptimKernelsOf<T> kernels_of() {
 }
 
 // ------------------------------------------------------------------ low-precision entries
-using ArrKernel = void (*)(Arr, Arr, Arr, Arr, Arr, Arr, size_t, const OptimArgs<float>&);
+// Each rule's general body, instantiated per 16-bit dtype L of the parameter and per storage of
+// the gradient (L or float32) and of the state (float32 or L); the weight averages are
+// float32. So the loops carry no dtype tests; the parameter's three ways of writing back
+// (nearest, stochastic, master) are tests the branch predictor settles.
+#define REGTUNE_RULE(name)                                                                                    \
+  struct name##_rule {                                                                                        \
+    template <typename Q, typename C, typename P>                                                             \
+    static void step(Q q, C g, P s0, P s1, P s2, float* e, size_t n, const OptimArgs<float>& a) {            \
+      name##_kernel<float, Q, C, P, float*>(q, g, s0, s1, s2, e, n, a);                                      \
+    }                                                                                                         \
+  };
+REGTUNE_RULE(sgd)
+REGTUNE_RULE(adam)
+REGTUNE_RULE(rmsprop)
+REGTUNE_RULE(adagrad)
+REGTUNE_RULE(stream)
+REGTUNE_RULE(lion)
+REGTUNE_RULE(nadam)
+REGTUNE_RULE(radam)
+REGTUNE_RULE(adamax)
+REGTUNE_RULE(adadelta)
+REGTUNE_RULE(lamb)
+REGTUNE_RULE(lars)
+#undef REGTUNE_RULE
+struct lamb_first {
+  template <typename Q, typename C, typename P>
+  static void sums(Q q, C g, P s0, P s1, size_t n, const OptimArgs<float>& a, double* out) {
+    lamb_sums<float, Q, C, P>(q, g, s0, s1, n, a, out);
+  }
+};
+struct lars_first {
+  template <typename Q, typename C, typename P>
+  static void sums(Q q, C g, P s0, P s1, size_t n, const OptimArgs<float>& a, double* out) {
+    lars_sums<float, Q, C, P>(q, g, s0, s1, n, a, out);
+  }
+};
 
-// The arrays of tensor t from element lo on, the parameter with its shadow and rounding.
-RT_INLINE Arr arr_of(const void* base, DType dt, size_t lo) { return base ? Arr(base, dt) + lo : Arr(); }
-
-template <ArrKernel K>
-void low_step(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a) {
-  SrWords words(t.sr);
-  Arr param(t.param, t.param_dt, 0);
-  if (t.shadow) param.shadow = static_cast<char*>(t.shadow), param.sdt = t.shadow_dt;
-  if (t.stochastic) param.sr = &words;
-  K(param + lo, arr_of(t.grad, t.grad_dt, lo), arr_of(t.state[0], t.state_dt[0], lo),
-    arr_of(t.state[1], t.state_dt[1], lo), arr_of(t.state[2], t.state_dt[2], lo), arr_of(t.ema, t.ema_dt, lo), n, a);
+template <typename X>
+RT_INLINE X* at_(const void* base, size_t lo) {
+  return base ? static_cast<X*>(const_cast<void*>(base)) + lo : nullptr;
 }
 
-using ArrSums = void (*)(Arr, Arr, Arr, Arr, size_t, const OptimArgs<float>&, double*);
-template <ArrSums K>
-void low_sums(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out) {
-  K(arr_of(t.param, t.param_dt, lo), arr_of(t.grad, t.grad_dt, lo), arr_of(t.state[0], t.state_dt[0], lo),
-    arr_of(t.state[1], t.state_dt[1], lo), n, a, out);
+// f(param, grad, s0, s1, s2) with the pointers of tensor t from element lo, typed.
+template <typename L, typename F>
+RT_INLINE void with_types(const LowTensor& t, size_t lo, SrWords* words, F f) {
+  LowParam<L> q;
+  if (t.shadow) {
+    q.p = at_<L>(t.shadow, lo), q.master = at_<float>(t.param, lo);
+  } else {
+    q.p = at_<L>(t.param, lo);
+    if (t.stochastic) q.sr = words;
+  }
+  q.idx = lo;
+  const bool g32 = t.grad_dt == DType::f32;
+  const bool s32 = t.state_dt[0] == DType::f32;  // every state of a step has one dtype
+  auto states = [&](auto tag) {
+    using S = decltype(tag);
+    return std::make_tuple(at_<S>(t.state[0], lo), at_<S>(t.state[1], lo), at_<S>(t.state[2], lo));
+  };
+  if (g32 && s32) {
+    auto [a, b, c] = states(float{});
+    f(q, at_<const float>(t.grad, lo), a, b, c);
+  } else if (g32) {
+    auto [a, b, c] = states(L{});
+    f(q, at_<const float>(t.grad, lo), a, b, c);
+  } else if (s32) {
+    auto [a, b, c] = states(float{});
+    f(q, at_<const L>(t.grad, lo), a, b, c);
+  } else {
+    auto [a, b, c] = states(L{});
+    f(q, at_<const L>(t.grad, lo), a, b, c);
+  }
+}
+
+template <typename R>
+void low_step(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a) {
+  SrWords words(t.sr);
+  float* e = at_<float>(t.ema, lo);
+  auto run = [&](auto q, auto g, auto s0, auto s1, auto s2) { R::step(q, g, s0, s1, s2, e, n, a); };
+  if (t.param_dt == DType::bf16 || (t.shadow && t.shadow_dt == DType::bf16)) {
+    with_types<bfloat16_t>(t, lo, &words, run);
+  } else {
+    with_types<float16_t>(t, lo, &words, run);
+  }
+}
+
+template <typename R>
+void low_first(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out) {
+  auto run = [&](auto q, auto g, auto s0, auto s1, auto) { R::sums(q, g, s0, s1, n, a, out); };
+  if (t.param_dt == DType::bf16 || (t.shadow && t.shadow_dt == DType::bf16)) {
+    with_types<bfloat16_t>(t, lo, nullptr, run);
+  } else {
+    with_types<float16_t>(t, lo, nullptr, run);
+  }
+}
+
+// The weight average's update on 16-bit parameters: float32 averages toward them.
+void low_average(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a) {
+  float* avg = at_<float>(t.param, lo);
+  if (t.grad_dt == DType::bf16) {
+    average_kernel<float, float*, const bfloat16_t*, float*, float*>(avg, at_<const bfloat16_t>(t.grad, lo), nullptr,
+                                                                     nullptr, nullptr, nullptr, n, a);
+  } else {
+    average_kernel<float, float*, const float16_t*, float*, float*>(avg, at_<const float16_t>(t.grad, lo), nullptr,
+                                                                    nullptr, nullptr, nullptr, n, a);
+  }
+}
+
+// Adafactor on 16-bit parameters: the parameter (LowParam) and gradient typed per call, the
+// factors float32.
+template <typename F>
+RT_INLINE void with_param_grad(const LowTensor& t, size_t o, SrWords* words, F f) {
+  auto run = [&](auto tag) {
+    using L = decltype(tag);
+    LowParam<L> q;
+    if (t.shadow) {
+      q.p = at_<L>(t.shadow, o), q.master = at_<float>(t.param, o);
+    } else {
+      q.p = at_<L>(t.param, o);
+      if (t.stochastic) q.sr = words;
+    }
+    q.idx = o;
+    if (t.grad_dt == DType::f32) {
+      f(q, at_<const float>(t.grad, o));
+    } else {
+      f(q, at_<const L>(t.grad, o));
+    }
+  };
+  if (t.param_dt == DType::bf16 || (t.shadow && t.shadow_dt == DType::bf16)) {
+    run(bfloat16_t{});
+  } else {
+    run(float16_t{});
+  }
+}
+
+void low_ada_first(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, double* out, double* acc,
+                   float* var) {
+  with_param_grad(t, o, nullptr, [&](auto q, auto g) { adafactor_first<float>(q, g, n, a, out, acc, var); });
+}
+void low_ada_second(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, const float* cv, float rv,
+                    float m, const float* var, double* out) {
+  with_param_grad(t, o, nullptr, [&](auto q, auto g) { adafactor_second<float>(q, g, n, a, cv, rv, m, var, out); });
+}
+void low_ada_apply(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, const float* cv, float rv,
+                   float m, const float* var, float* ema) {
+  SrWords words(t.sr);
+  with_param_grad(t, o, &words, [&](auto q, auto g) { adafactor_apply<float>(q, g, n, a, cv, rv, m, var, ema); });
 }
 
 // sums (see OptimKernelsOf) of a 16-bit or float32 array: widened to float32 a piece at a time
@@ -855,23 +1019,23 @@ void low_penalty_grad(void* g, DType gdt, const void* w, DType wdt, size_t n, fl
 }
 
 LowKernels low_kernels() {
-  using P = Arr;
   LowKernels k{};
-  k.step[int(OptimKind::sgd)] = low_step<sgd_kernel<float, P, P>>;
-  k.step[int(OptimKind::adam)] = low_step<adam_kernel<float, P, P>>;
-  k.step[int(OptimKind::rmsprop)] = low_step<rmsprop_kernel<float, P, P>>;
-  k.step[int(OptimKind::adagrad)] = low_step<adagrad_kernel<float, P, P>>;
-  k.step[int(OptimKind::stream)] = low_step<stream_kernel<float, P, P>>;
-  k.step[int(OptimKind::lion)] = low_step<lion_kernel<float, P, P>>;
-  k.step[int(OptimKind::nadam)] = low_step<nadam_kernel<float, P, P>>;
-  k.step[int(OptimKind::radam)] = low_step<radam_kernel<float, P, P>>;
-  k.step[int(OptimKind::adamax)] = low_step<adamax_kernel<float, P, P>>;
-  k.step[int(OptimKind::adadelta)] = low_step<adadelta_kernel<float, P, P>>;
-  k.step[int(OptimKind::average)] = low_step<average_kernel<float, P, P>>;
-  k.step[int(OptimKind::lamb)] = low_step<lamb_kernel<float, P, P>>;
-  k.step[int(OptimKind::lars)] = low_step<lars_kernel<float, P, P>>;
-  k.lamb_sums = low_sums<lamb_sums<float, P, P>>;
-  k.lars_sums = low_sums<lars_sums<float, P, P>>;
+  k.step[int(OptimKind::sgd)] = low_step<sgd_rule>;
+  k.step[int(OptimKind::adam)] = low_step<adam_rule>;
+  k.step[int(OptimKind::rmsprop)] = low_step<rmsprop_rule>;
+  k.step[int(OptimKind::adagrad)] = low_step<adagrad_rule>;
+  k.step[int(OptimKind::stream)] = low_step<stream_rule>;
+  k.step[int(OptimKind::lion)] = low_step<lion_rule>;
+  k.step[int(OptimKind::nadam)] = low_step<nadam_rule>;
+  k.step[int(OptimKind::radam)] = low_step<radam_rule>;
+  k.step[int(OptimKind::adamax)] = low_step<adamax_rule>;
+  k.step[int(OptimKind::adadelta)] = low_step<adadelta_rule>;
+  k.step[int(OptimKind::average)] = low_average;
+  k.step[int(OptimKind::lamb)] = low_step<lamb_rule>;
+  k.step[int(OptimKind::lars)] = low_step<lars_rule>;
+  k.lamb_sums = low_first<lamb_first>;
+  k.lars_sums = low_first<lars_first>;
+  k.adafactor = {low_ada_first, low_ada_second, low_ada_apply};
   k.sums = low_array_sums;
   k.scale = low_scale;
   k.clamp = low_clamp;

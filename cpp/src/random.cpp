@@ -47,7 +47,7 @@ template <> struct Kern<double> {
   static auto truncnorm() { return random_kernels().truncnorm_f64; }
 };
 
-// 16-bit output: the float32 kernel into a small buffer, then rounded to nearest even.
+// float32 <-> 16-bit conversions of the selected path.
 template <typename L> void narrow(const float* x, size_t n, L* out);
 template <> void narrow(const float* x, size_t n, bfloat16_t* out) { random_kernels().to_bf16(x, n, out); }
 template <> void narrow(const float* x, size_t n, float16_t* out) { random_kernels().to_f16(x, n, out); }
@@ -55,29 +55,16 @@ template <typename L> void widen(const L* x, size_t n, float* out);
 template <> void widen(const bfloat16_t* x, size_t n, float* out) { random_kernels().from_bf16(x, n, out); }
 template <> void widen(const float16_t* x, size_t n, float* out) { random_kernels().from_f16(x, n, out); }
 
-template <typename L, typename Params>
-struct Narrowed {
-  void (*k32)(Stream, uint64_t, size_t, float*, const Params&);
-  void operator()(Stream st, uint64_t f, size_t n, L* o, const Params& p) const {
-    constexpr size_t kPiece = 1024;
-    alignas(64) float tmp[kPiece];
-    for (size_t i = 0; i < n; i += kPiece) {
-      const size_t m = std::min(kPiece, n - i);
-      k32(st, f + i, m, tmp, p);
-      narrow(tmp, m, o + i);
-    }
-  }
-};
-
+// 16-bit output: the float32 kernels templated on their output, rounding as they store.
 template <> struct Kern<bfloat16_t> {
-  static auto uniform() { return Narrowed<bfloat16_t, UniformParams<float>>{random_kernels().uniform_f32}; }
-  static auto normal() { return Narrowed<bfloat16_t, NormalParams<float>>{random_kernels().normal_f32}; }
-  static auto truncnorm() { return Narrowed<bfloat16_t, TruncNormalParams<float>>{random_kernels().truncnorm_f32}; }
+  static auto uniform() { return random_kernels().uniform_bf16; }
+  static auto normal() { return random_kernels().normal_bf16; }
+  static auto truncnorm() { return random_kernels().truncnorm_bf16; }
 };
 template <> struct Kern<float16_t> {
-  static auto uniform() { return Narrowed<float16_t, UniformParams<float>>{random_kernels().uniform_f32}; }
-  static auto normal() { return Narrowed<float16_t, NormalParams<float>>{random_kernels().normal_f32}; }
-  static auto truncnorm() { return Narrowed<float16_t, TruncNormalParams<float>>{random_kernels().truncnorm_f32}; }
+  static auto uniform() { return random_kernels().uniform_f16; }
+  static auto normal() { return random_kernels().normal_f16; }
+  static auto truncnorm() { return random_kernels().truncnorm_f16; }
 };
 // The type the samplers compute in: float for the 16-bit floats.
 template <typename T> struct Compute { using type = T; };

@@ -209,9 +209,12 @@ void bits_kernel(Stream s, uint64_t first, size_t count, uint32_t* out) {
 // float32 uniform from a 24-bit integer: u = (w >> 8) / 2^24 in [0, 1).
 RT_INLINE F32 unit24(U32 w) { return mul(to_f32(shr<8>(w)), cst<F32>(1.0 / 16777216.0)); }
 
-void uniform_f32_kernel(Stream s, uint64_t first, size_t count, float* out, const UniformParams<float>& p) {
+// The float32 samplers are templated on their output O: float, or a 16-bit float whose store
+// rounds the float32 values to nearest even as they are written (no float32 buffer).
+template <typename O>
+void uniform_f32_kernel(Stream s, uint64_t first, size_t count, O* out, const UniformParams<float>& p) {
   const F32 low = set1(p.low), scale = set1(p.scale), top = set1(p.below_high);
-  for_blocks<float, 4>(s, first / 4, int(first % 4), count, out, [&](const Words& w, float* dst) {
+  for_blocks<O, 4>(s, first / 4, int(first % 4), count, out, [&](const Words& w, O* dst) {
     auto f = [&](U32 x) { return min(fma(unit24(x), scale, low), top); };
     store_interleave4(dst, f(w.w0), f(w.w1), f(w.w2), f(w.w3));
   });
@@ -260,9 +263,10 @@ RT_INLINE void box_muller(U32 wr, U32 wa, F32& z0, F32& z1) {
 // and 1.40). Elsewhere the default.
 constexpr int kNormalGroups = REGTUNE_TARGET == REGTUNE_TARGET_AVX2 ? 2 * kSteps : kSteps;
 
-void normal_f32_kernel(Stream s, uint64_t first, size_t count, float* out, const NormalParams<float>& p) {
+template <typename O>
+void normal_f32_kernel(Stream s, uint64_t first, size_t count, O* out, const NormalParams<float>& p) {
   const F32 mean = set1(p.mean), sd = set1(p.std);
-  for_blocks<float, 4, kNormalGroups>(s, first / 4, int(first % 4), count, out, [&](const Words& w, float* dst) {
+  for_blocks<O, 4, kNormalGroups>(s, first / 4, int(first % 4), count, out, [&](const Words& w, O* dst) {
     F32 a, b, c, d;
     box_muller(w.w0, w.w1, a, b);
     box_muller(w.w2, w.w3, c, d);
@@ -297,8 +301,9 @@ RT_INLINE V truncnorm_map(V u, V um, const TruncNormalParams<T>& p) {
   return min(max(fma(z, cst<V>(p.std), cst<V>(p.mean)), cst<V>(p.a)), cst<V>(p.b));
 }
 
-void truncnorm_f32_kernel(Stream s, uint64_t first, size_t count, float* out, const TruncNormalParams<float>& p) {
-  for_blocks<float, 4>(s, first / 4, int(first % 4), count, out, [&](const Words& w, float* dst) {
+template <typename O>
+void truncnorm_f32_kernel(Stream s, uint64_t first, size_t count, O* out, const TruncNormalParams<float>& p) {
+  for_blocks<O, 4>(s, first / 4, int(first % 4), count, out, [&](const Words& w, O* dst) {
     // u = (2k + 1) / 2^24 for a 23-bit k: u and 1 - u are both exact in float32.
     auto f = [&](U32 x) {
       const F32 u = fma(to_f32(shr<9>(x)), cst<F32>(2.0 / 16777216.0), cst<F32>(1.0 / 16777216.0));
@@ -358,8 +363,15 @@ void narrow_sr_kernel(Stream s, uint64_t first, const float* x, size_t n, L* out
 }  // namespace
 
 RandomKernels random_kernels() {
-  RandomKernels k{REGTUNE_NS_NAME,     blocks_kernel,        bits_kernel,          uniform_f32_kernel,   uniform_f64_kernel,
-                  normal_f32_kernel,   normal_f64_kernel,    truncnorm_f32_kernel, truncnorm_f64_kernel};
+  RandomKernels k{REGTUNE_NS_NAME,           blocks_kernel,     bits_kernel,
+                  uniform_f32_kernel<float>, uniform_f64_kernel, normal_f32_kernel<float>,
+                  normal_f64_kernel,         truncnorm_f32_kernel<float>, truncnorm_f64_kernel};
+  k.uniform_bf16 = uniform_f32_kernel<bfloat16_t>;
+  k.uniform_f16 = uniform_f32_kernel<float16_t>;
+  k.normal_bf16 = normal_f32_kernel<bfloat16_t>;
+  k.normal_f16 = normal_f32_kernel<float16_t>;
+  k.truncnorm_bf16 = truncnorm_f32_kernel<bfloat16_t>;
+  k.truncnorm_f16 = truncnorm_f32_kernel<float16_t>;
   k.to_bf16 = narrow_kernel<bfloat16_t>;
   k.to_f16 = narrow_kernel<float16_t>;
   k.from_bf16 = widen_kernel<bfloat16_t>;

@@ -126,6 +126,7 @@ RT_INLINE U32 bits(F32 a) { U32 r; std::memcpy(&r.v, &a.v, 4); return r; }
 RT_INLINE F32 from_bits(U32 a) { F32 r; std::memcpy(&r.v, &a.v, 4); return r; }
 RT_INLINE M32 lt(F32 a, F32 b) { return a.v < b.v; }
 RT_INLINE M32 le(F32 a, F32 b) { return a.v <= b.v; }
+RT_INLINE M32 unordered(F32 a) { return a.v != a.v; }  // NaN lanes
 RT_INLINE F32 select(M32 m, F32 a, F32 b) { return m ? a : b; }
 RT_INLINE U32 select(M32 m, U32 a, U32 b) { return m ? a : b; }
 RT_INLINE bool any(M32 m) { return m; }
@@ -188,6 +189,8 @@ RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
 }
 // p[2 * l + k] = (a, b)[k][l] for the kLanes64 lanes of half h's output.
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) { p[0] = a.v; p[1] = b.v; }
+// p[2 * l + k] = (a, b)[k][l] for 32-bit lanes.
+RT_INLINE void store_interleave2(uint32_t* p, U32 a, U32 b) { p[0] = a.v; p[1] = b.v; }
 
 // Word loads, unsigned compare and mask <-> bit conversions (dropout): bit l of a mask word is lane l.
 RT_INLINE U32 load(const uint32_t* p) { return {*p}; }
@@ -261,6 +264,7 @@ RT_INLINE U32 bits(F32 a) { return {_mm256_castps_si256(a.v)}; }
 RT_INLINE F32 from_bits(U32 a) { return {_mm256_castsi256_ps(a.v)}; }
 RT_INLINE M32 lt(F32 a, F32 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
 RT_INLINE M32 le(F32 a, F32 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
+RT_INLINE M32 unordered(F32 a) { return {_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)}; }
 RT_INLINE F32 select(M32 m, F32 a, F32 b) { return {_mm256_blendv_ps(b.v, a.v, m.v)}; }
 RT_INLINE U32 select(M32 m, U32 a, U32 b) {
   return {_mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b.v), _mm256_castsi256_ps(a.v), m.v))};
@@ -350,6 +354,13 @@ RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
 }
 RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
   store_interleave4(reinterpret_cast<uint32_t*>(p), bits(a), bits(b), bits(c), bits(d));
+}
+RT_INLINE void store_interleave2(uint32_t* p, U32 a, U32 b) {
+  const __m256i lo = _mm256_unpacklo_epi32(a.v, b.v);  // a0 b0 a1 b1 | a4 b4 a5 b5
+  const __m256i hi = _mm256_unpackhi_epi32(a.v, b.v);  // a2 b2 a3 b3 | a6 b6 a7 b7
+  __m256i* q = reinterpret_cast<__m256i*>(p);
+  _mm256_storeu_si256(q + 0, _mm256_permute2x128_si256(lo, hi, 0x20));
+  _mm256_storeu_si256(q + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
 }
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
   const __m256d lo = _mm256_unpacklo_pd(a.v, b.v);  // a0 b0 | a2 b2
@@ -446,6 +457,7 @@ RT_INLINE U32 bits(F32 a) { return {_mm512_castps_si512(a.v)}; }
 RT_INLINE F32 from_bits(U32 a) { return {_mm512_castsi512_ps(a.v)}; }
 RT_INLINE M32 lt(F32 a, F32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
 RT_INLINE M32 le(F32 a, F32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ); }
+RT_INLINE M32 unordered(F32 a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
 RT_INLINE F32 select(M32 m, F32 a, F32 b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
 RT_INLINE U32 select(M32 m, U32 a, U32 b) { return {_mm512_mask_blend_epi32(m, b.v, a.v)}; }
 RT_INLINE bool any(M32 m) { return m != 0; }
@@ -527,6 +539,14 @@ RT_INLINE void store_interleave4(uint32_t* p, U32 a, U32 b, U32 c, U32 d) {
 RT_INLINE void store_interleave4(float* p, F32 a, F32 b, F32 c, F32 d) {
   store_interleave4(reinterpret_cast<uint32_t*>(p), bits(a), bits(b), bits(c), bits(d));
 }
+RT_INLINE void store_interleave2(uint32_t* p, U32 a, U32 b) {
+  const __m512i lo = _mm512_unpacklo_epi32(a.v, b.v);  // per 128-bit block k: a4k b4k a4k+1 b4k+1
+  const __m512i hi = _mm512_unpackhi_epi32(a.v, b.v);  // a4k+2 b4k+2 a4k+3 b4k+3
+  // 64-bit pieces: out 0 = lo.b0 hi.b0 lo.b1 hi.b1, out 1 = lo.b2 hi.b2 lo.b3 hi.b3.
+  const __m512i i0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), i1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+  _mm512_storeu_si512(p + 0, _mm512_permutex2var_epi64(lo, i0, hi));
+  _mm512_storeu_si512(p + 16, _mm512_permutex2var_epi64(lo, i1, hi));
+}
 RT_INLINE void store_interleave2(double* p, F64 a, F64 b) {
   const __m512i lo_idx = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
   const __m512i hi_idx = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
@@ -578,18 +598,15 @@ RT_INLINE F64 xor_sign(F64 mag, F64 s) {
 // instructions, whose conversion flushes subnormals): widening is a shift; narrowing rounds to
 // nearest even, b + 0x7FFF + (bit 16 of b), then keeps the high half; a NaN becomes the quiet
 // NaN sign | 0x7FC0 (as ml_dtypes). IEEE half uses the target's conversions above.
-RT_INLINE U32 bor32(U32 a, U32 b) { return bxor(bxor(a, b), band(a, b)); }
-// mask ? a : b, with mask lanes all ones or all zeros.
-RT_INLINE U32 blend_bits(U32 mask, U32 a, U32 b) { return bxor(b, band(mask, bxor(a, b))); }
-// All ones in the lanes of b that hold a float32 NaN.
-RT_INLINE U32 nan_lanes(U32 b) { return sub(set1(0u), lt_one(set1(0x7F800000u), band(b, set1(0x7FFFFFFFu)))); }
-RT_INLINE U32 bf16_nan(U32 b) { return bor32(band(shr<16>(b), set1(0x8000u)), set1(0x7FC0u)); }
+// The bfloat16 NaN of a float32 NaN's bits: sign | 0x7FC0.
+RT_INLINE U32 bf16_nan(U32 b) { return add(band(shr<16>(b), set1(0x8000u)), set1(0x7FC0u)); }
 
 RT_INLINE F32 bf16_to_f32(H16 h) { return from_bits(shl<16>(widen16(h))); }
 RT_INLINE H16 f32_to_bf16(F32 x) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
-  return narrow16(blend_bits(nan_lanes(b), bf16_nan(b), r));
+  const M32 nan = unordered(x);
+  return narrow16(any(nan) ? select(nan, bf16_nan(b), r) : r);  // NaN is rare: a predicted branch
 }
 
 // Stochastic rounding with the 32 random bits of `rnd` per lane: x rounds to the 16-bit value
@@ -601,7 +618,8 @@ RT_INLINE H16 f32_to_bf16(F32 x) {
 RT_INLINE H16 f32_to_bf16_sr(F32 x, U32 rnd) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(b, shr<16>(rnd)));
-  return narrow16(blend_bits(nan_lanes(b), bf16_nan(b), r));
+  const M32 nan = unordered(x);
+  return narrow16(any(nan) ? select(nan, bf16_nan(b), r) : r);
 }
 // IEEE half: lo is x rounded toward zero, hi the next half away from zero (65536 standing in
 // for infinity above the largest half, 65504); x goes up when u * (|hi| - |lo|) < |x| - |lo|,
@@ -630,6 +648,44 @@ RT_INLINE void store(bfloat16_t* p, F32 a) { store_h16(raw16(p), f32_to_bf16(a))
 RT_INLINE void store(float16_t* p, F32 a) { store_h16(raw16(p), f32_to_half<false>(a)); }
 RT_INLINE void store_partial(bfloat16_t* p, F32 a, size_t k) { store_h16_partial(raw16(p), f32_to_bf16(a), k); }
 RT_INLINE void store_partial(float16_t* p, F32 a, size_t k) { store_h16_partial(raw16(p), f32_to_half<false>(a), k); }
+// The 16-bit bits of finite x rounded to nearest even, in the low half of 32-bit lanes: what
+// store() writes for finite x, without its NaN handling (the samplers' values are finite).
+RT_INLINE U32 round16_finite(const bfloat16_t*, F32 x) {
+  const U32 b = bits(x);
+  return shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
+}
+RT_INLINE U32 round16_finite(const float16_t*, F32 x) { return widen16(f32_to_half<false>(x)); }
+// 32-bit lanes holding the 16-bit results of finite a (low half) and b (high half). bfloat16:
+// the rounding carry is added to the float32 bits, whose high halves are then the results; on
+// AVX2 and AVX-512 one 16-bit blend pairs them (a's shifted down, b's in place).
+RT_INLINE U32 bf16_rounded_high(F32 x) {
+  const U32 b = bits(x);
+  return add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u)));
+}
+RT_INLINE U32 pair16(const bfloat16_t*, F32 a, F32 b) {
+#if REGTUNE_TARGET == REGTUNE_TARGET_AVX2
+  return {_mm256_blend_epi16(shr<16>(bf16_rounded_high(a)).v, bf16_rounded_high(b).v, 0xAA)};
+#elif REGTUNE_TARGET == REGTUNE_TARGET_AVX512
+  return {_mm512_mask_blend_epi16(__mmask32(0xAAAAAAAAu), shr<16>(bf16_rounded_high(a)).v, bf16_rounded_high(b).v)};
+#else
+  return add(shr<16>(bf16_rounded_high(a)), shl<16>(shr<16>(bf16_rounded_high(b))));
+#endif
+}
+RT_INLINE U32 pair16(const float16_t* p, F32 a, F32 b) { return add(round16_finite(p, a), shl<16>(round16_finite(p, b))); }
+// p[4 * l + k] = (a, b, c, d)[k][l] rounded to the 16-bit float L (finite values only): pairs of
+// 16-bit results share a 32-bit lane (little-endian: the first in the low half), then one
+// 32-bit interleave puts them in memory order, with no float32 round trip through memory.
+template <typename L>
+RT_INLINE void store_interleave4(L* p, F32 a, F32 b, F32 c, F32 d) {
+#if REGTUNE_TARGET == REGTUNE_TARGET_SCALAR  // one lane: no pairing (and no byte-order assumption)
+  uint16_t* q = raw16(p);
+  q[0] = uint16_t(round16_finite(p, a).v), q[1] = uint16_t(round16_finite(p, b).v);
+  q[2] = uint16_t(round16_finite(p, c).v), q[3] = uint16_t(round16_finite(p, d).v);
+#else
+  const U32 ab = pair16(p, a, b), cd = pair16(p, c, d);
+  store_interleave2(reinterpret_cast<uint32_t*>(p), ab, cd);
+#endif
+}
 // Stochastic forms of store / store_partial.
 RT_INLINE H16 round_sr(bfloat16_t*, F32 a, U32 rnd) { return f32_to_bf16_sr(a, rnd); }
 RT_INLINE H16 round_sr(float16_t*, F32 a, U32 rnd) { return f32_to_half_sr(a, rnd); }

@@ -444,5 +444,6 @@ void parallel_fill(T* out, size_t count, T value) {
 }
 template void parallel_fill<float>(float*, size_t, float);
 template void parallel_fill<double>(double*, size_t, double);
+template void parallel_fill<uint16_t>(uint16_t*, size_t, uint16_t);
 
 }  // namespace regtune

@@ -28,19 +28,31 @@ def philox(counter: list[int], key: list[int]) -> list[int]: ...
 # len(first) equal runs, run r from stream element first[r]).
 First = int | npt.NDArray[np.uint64]
 def bits(out: npt.NDArray[np.uint32], key: int, stream: int, first: First) -> None: ...
-def uniform(out: npt.NDArray[np.floating[Any]], key: int, stream: int, first: First, low: float, high: float) -> None: ...
-def normal(out: npt.NDArray[np.floating[Any]], key: int, stream: int, first: First, mean: float, std: float) -> None: ...
+# A float array the kernels take: float32, float64, ml_dtypes.bfloat16 or float16 (bfloat16's
+# scalar type is not a numpy.floating subclass, hence Any). 16-bit draws are float32 draws
+# rounded to nearest even, one stream word per element.
+FloatArray = npt.NDArray[Any]
+def uniform(out: FloatArray, key: int, stream: int, first: First, low: float, high: float) -> None: ...
+def normal(out: FloatArray, key: int, stream: int, first: First, mean: float, std: float) -> None: ...
 def truncated_normal(
-    out: npt.NDArray[np.floating[Any]], key: int, stream: int, first: First, mean: float, std: float, a: float, b: float
+    out: FloatArray, key: int, stream: int, first: First, mean: float, std: float, a: float, b: float
 ) -> None: ...
 def truncnorm_mass(mean: float, std: float, a: float, b: float) -> float: ...
-def fill(out: npt.NDArray[np.floating[Any]], value: float) -> None: ...
+# 16-bit out: float32(value) rounded to nearest even.
+def fill(out: FloatArray, value: float) -> None: ...
+# float32 x rounded to nearest even into bfloat16/float16 out, or 16-bit x widened into float32 out.
+def convert(x: FloatArray, out: FloatArray) -> None: ...
+# float32 x rounded stochastically into bfloat16/float16 out, x[i] with word first + i.
+def round_stochastic(x: npt.NDArray[np.float32], out: FloatArray, key: int, stream: int, first: int) -> None: ...
 def parallel_copy(dst: npt.NDArray[Any], src: npt.NDArray[Any]) -> None: ...
+def convert(x: npt.NDArray[Any], out: npt.NDArray[Any]) -> None: ...
+def round_stochastic(x: npt.NDArray[np.float32], out: npt.NDArray[Any], key: int, stream: int, first: int) -> None: ...
 
 # --- dropout (regtune.dropout computes threshold and coefficients) -------------------------
+# x and out: float32, float64, bfloat16 or float16 (16-bit: computed in float32, rounded once).
 def dropout(
-    x: npt.NDArray[np.floating[Any]],
-    out: npt.NDArray[np.floating[Any]],
+    x: FloatArray,
+    out: FloatArray,
     mask: npt.NDArray[np.uint8] | None,
     key: int,
     stream: int,
@@ -51,8 +63,8 @@ def dropout(
     drop: float,
 ) -> None: ...
 def dropout_apply(
-    x: npt.NDArray[np.floating[Any]],
-    out: npt.NDArray[np.floating[Any]],
+    x: FloatArray,
+    out: FloatArray,
     mask: npt.NDArray[np.uint8],
     row_len: int,
     scale: float,
@@ -70,6 +82,18 @@ def optim_step(
     state_names: Sequence[str],
     args: dict[str, float | bool],
     max_grad_norm: float,
+) -> float | None: ...
+def optim_step_low(
+    kind: int,
+    params: Sequence[npt.NDArray[Any]],
+    grads: Sequence[npt.NDArray[Any]],
+    states: Sequence[Sequence[npt.NDArray[Any]] | None],
+    state_names: Sequence[str],
+    args: dict[str, float | bool],
+    max_grad_norm: float,
+    masters: Sequence[npt.NDArray[np.float32]] | None,
+    seed: int | None,
+    step: int,
 ) -> float | None: ...
 def adafactor_step(
     params: Sequence[npt.NDArray[np.floating[Any]]],

@@ -20,12 +20,21 @@ except ImportError:  # numpy < 2
     from numpy import byte_bounds
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-#: The 16-bit floats: ml_dtypes.bfloat16 (NumPy's bfloat16, as JAX uses) and IEEE float16.
-LOW_DTYPES = (np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16))
+#: The 16-bit floats: bfloat16 (``ml_dtypes.bfloat16``) and IEEE half (``numpy.float16``).
+#: Kernels compute in float32 and round each result once to nearest even.
+BFLOAT16, FLOAT16 = np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)
+LOW_DTYPES = (BFLOAT16, FLOAT16)
+ALL_FLOAT_DTYPES = FLOAT_DTYPES + LOW_DTYPES
 
 
-def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
-    """Return ``dtype`` as a NumPy dtype, which must be float32 or float64.
+def _names(low_precision: bool) -> str:
+    """The accepted dtypes, as the messages list them."""
+    return "float32, float64, bfloat16 or float16" if low_precision else "float32 or float64"
+
+
+def float_dtype(dtype: Any, name: str = "dtype", *, low_precision: bool = False) -> np.dtype:
+    """Return ``dtype`` as a NumPy dtype, which must be float32 or float64 (or, with
+    ``low_precision=True``, also bfloat16 or float16).
 
     None is regtune's default, float32 (NumPy reads None as float64): ``dtype=None`` means
     "the default" everywhere, and where an ``out=`` array is given the caller reads it as
@@ -36,9 +45,9 @@ def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+        raise TypeError(f"{name} must be {_names(low_precision)}, got {dtype!r}") from exc
+    if dt not in (ALL_FLOAT_DTYPES if low_precision else FLOAT_DTYPES):
+        raise TypeError(f"{name} must be {_names(low_precision)}, got {dt}")
     return dt
 
 
@@ -67,23 +76,24 @@ def shape_tuple(shape: Any, name: str = "shape") -> tuple[int, ...]:
     return tuple(out)
 
 
-def output_array(shape: Any, dtype: Any, out: Any, *, name: str = "out") -> np.ndarray:
+def output_array(shape: Any, dtype: Any, out: Any, *, name: str = "out", low_precision: bool = False) -> np.ndarray:
     """The array an array-making function fills: ``out`` after checks, or a new one.
 
     NumPy's ``out=`` rule: ``dtype`` None means ``out.dtype`` (any float32/float64 array),
     or float32 when there is no ``out``; an explicit ``dtype`` must equal ``out.dtype``
     (``TypeError: dtype float32 does not match out.dtype float64``). ``out`` must be a
     C-contiguous, writable ``numpy.ndarray``; when ``shape`` is given too it must equal
-    ``out.shape``. Nothing is ever copied: a wrong ``out`` raises.
+    ``out.shape``. Nothing is ever copied: a wrong ``out`` raises. ``low_precision=True``
+    also accepts bfloat16 and float16.
     """
     if out is None:
         if shape is None:
             raise TypeError("shape is required when out is not given")
-        return np.empty(shape_tuple(shape), dtype=float_dtype(dtype))
-    dt = None if dtype is None else float_dtype(dtype)
+        return np.empty(shape_tuple(shape), dtype=float_dtype(dtype, low_precision=low_precision))
+    dt = None if dtype is None else float_dtype(dtype, low_precision=low_precision)
     out = check_inplace(out, name)
-    if out.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {out.dtype}")
+    if out.dtype not in (ALL_FLOAT_DTYPES if low_precision else FLOAT_DTYPES):
+        raise TypeError(f"{name} must have dtype {_names(low_precision)}, got {out.dtype}")
     if dt is not None and out.dtype != dt:
         raise TypeError(f"dtype {dt} does not match {name}.dtype {out.dtype}")
     if shape is not None and shape_tuple(shape) != out.shape:
@@ -95,12 +105,18 @@ def as_array(x: Any, name: str) -> Any:
     """``x`` itself unless it is a DLPack exporter that is not an ndarray (a CPU torch tensor, a
     JAX or CuPy array...): then a NumPy view of its memory, zero-copy, so a kernel that writes it
     updates the tensor in place. A torch tensor that requires grad (a ``Parameter``) is viewed
-    through ``.detach()``, which shares its memory. What NumPy cannot view (a GPU tensor, a
-    dtype NumPy lacks such as torch.bfloat16) is a TypeError naming ``name``."""
+    through ``.detach()``, which shares its memory. A CPU ``torch.bfloat16`` tensor, which DLPack
+    cannot hand to NumPy, is viewed through its int16 bits as ``ml_dtypes.bfloat16`` (the same
+    memory). What NumPy cannot view (a GPU tensor, a dtype NumPy lacks such as
+    torch.float8_e4m3fn) is a TypeError naming ``name``."""
     if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
         return x
     src = x.detach() if getattr(x, "requires_grad", False) and hasattr(x, "detach") else x
     try:
+        if str(getattr(src, "dtype", "")) == "torch.bfloat16":
+            import torch  # only a torch tensor gets here: torch is imported already
+
+            return np.from_dlpack(src.view(torch.int16)).view(BFLOAT16)
         return np.from_dlpack(src)
     except (BufferError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         what = f"a {type(x).__name__}" + (f" of dtype {x.dtype}" if hasattr(x, "dtype") else "")
@@ -244,17 +260,18 @@ def boolean(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def float_input(x: Any, name: str) -> np.ndarray:
+def float_input(x: Any, name: str, *, low_precision: bool = False) -> np.ndarray:
     """An array a kernel only reads: a float32 or float64 ``numpy.ndarray`` (array-likes are
-    converted once with ``numpy.asarray``). Contiguity is not required here; callers pass
-    ``numpy.ascontiguousarray(x)`` to the kernel, a copy only of an input that is never written.
-    Any other dtype, and a masked array (its mask would be ignored), is a TypeError naming the
-    argument (nothing is cast silently)."""
+    converted once with ``numpy.asarray``; ``low_precision=True`` also accepts bfloat16 and
+    float16). Contiguity is not required here; callers pass ``numpy.ascontiguousarray(x)`` to
+    the kernel, a copy only of an input that is never written. Any other dtype, and a masked
+    array (its mask would be ignored), is a TypeError naming the argument (nothing is cast
+    silently)."""
     not_masked(x, name)
     x = as_array(x, name)
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if arr.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    if arr.dtype not in (ALL_FLOAT_DTYPES if low_precision else FLOAT_DTYPES):
+        raise TypeError(f"{name} must have dtype {_names(low_precision)}, got {arr.dtype}")
     return arr
 
 

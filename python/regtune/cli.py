@@ -300,6 +300,15 @@ def _add_model(
         "(default: 1 for images, 0 otherwise)")
     add("--image-shape", type=_int_list, default=None, metavar="H,W",
         help="the image shape of 2-D --data inputs, for --shift")
+    add("--precision", default="fp32",
+        help="fp32 (default), bf16 or fp16: the dtype the weights and biases are kept in while training. With "
+             "bf16/fp16 only they are 16-bit: the matrix products (on the weights widened to float32; NumPy has no "
+             "bfloat16 matrix product), the gradients, the optimizer state and the master copy are float32")
+    add("--rounding", default=None,
+        help="how each update is written into 16-bit weights (--precision bf16/fp16 only): round (to nearest "
+             "even: an update below half a unit in the last place is lost, so a small --lr stalls), stochastic "
+             "(default: unbiased, so small updates add up as in float32; keyed by --seed) or master (a float32 "
+             "master copy takes the update, 4 more bytes per parameter; the weight is its rounding)")
 
 
 #: Ranges of the numeric options, by dest: (low, high, low_open, high_open); None: unbounded.
@@ -358,7 +367,8 @@ def check_options(args: argparse.Namespace) -> None:
     from . import schedules, trainer
 
     names = {"activation": ("activation", trainer.ACTIVATIONS), "init": ("initializer", trainer.INITIALIZERS),
-             "optimizer": ("optimizer", tuple(trainer.OPTIMIZERS)), "schedule": ("schedule", schedules.NAMES)}
+             "optimizer": ("optimizer", tuple(trainer.OPTIMIZERS)), "schedule": ("schedule", schedules.NAMES),
+             "precision": ("precision", tuple(trainer.PRECISIONS)), "rounding": ("rounding", trainer.ROUNDINGS)}
     for dest, value in vars(args).items():
         opt = _option(dest)
         if dest in names and value is not None and value not in names[dest][1]:
@@ -381,6 +391,15 @@ def check_options(args: argparse.Namespace) -> None:
             top = "2**64" if high == 2**64 else f"{high:g}"
             interval = f"{'(' if low_open else '['}{low}, {top}{')' if high_open else ']'}"
             raise CLIError(f"{opt} must be in {interval}, got {value}")
+    precision = getattr(args, "precision", "fp32")
+    if precision == "fp32" and getattr(args, "rounding", None) is not None:
+        raise CLIError(f"--rounding {args.rounding} applies to --precision bf16 or fp16 (16-bit weights); "
+                       "fp32 updates are not rounded")  # fmt: skip
+    if precision != "fp32" and getattr(args, "optimizer", None) == "adafactor":
+        raise CLIError(f"--optimizer adafactor takes float32 weights, not --precision {precision}: "
+                       "choose another optimizer")  # fmt: skip
+    if precision != "fp32" and args.rounding is None:
+        args.rounding = "stochastic"  # the trainer's default, named in history.json's options
     if getattr(args, "out", None):
         _writable(args.out, "--out", directory=True)
         args.out = _strip_separators(args.out)
@@ -436,6 +455,7 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
         model, optimizer=ns.optimizer, lr=_schedule(ns, steps), weight_decay=ns.weight_decay, l1=ns.l1,
         prox_l1=ns.prox_l1, max_grad_norm=ns.max_grad_norm, max_norm=ns.max_norm, batch_size=batch_size,
         noise_std=ns.noise, shift=shift, image_shape=image_shape, seed=ns.seed, optimizer_kwargs=kw,
+        precision=ns.precision, rounding=ns.rounding,
     )  # fmt: skip
 
 
@@ -542,6 +562,8 @@ def _train(args: argparse.Namespace) -> int:
         trainer.save_checkpoint(os.path.join(args.out, "model.npz"))
         plot_history(history, os.path.join(args.out, "history.png"), f"{data.name}: {trainer.model!r}", test_acc)
     stop = f", stopped early (best epoch {history.best_epoch})" if history.stopped_early else ""
+    if trainer.precision != "fp32":
+        stop += f", {trainer.precision} weights (rounding: {trainer.rounding})"
     wrote = f"; wrote {os.path.join(args.out, '')}" if args.out else ""
     print(f"test accuracy {100 * test_acc:.2f}% ({round(test_acc * n_test)}/{n_test}), test loss {test_loss:.4f}; "
           f"{len(history)} epochs in {wall:.1f} s{stop}{wrote}")  # fmt: skip

@@ -27,6 +27,15 @@ Values: kept elements are multiplied by ``scale`` computed once in the array's d
 (``np.float32(1 / (1 - p))`` for float32, one multiply per element, no division); dropped ones
 are exactly ``+0.0``, whatever ``x`` held there (also NaN or inf).
 
+bfloat16 (``ml_dtypes.bfloat16``) and float16 arrays are computed in float32: ``x`` is widened
+exactly, the coefficients are the float32 ones, and the float32 result is rounded once to nearest
+even. So a 16-bit dropout equals the float32 dropout of ``x.astype(np.float32)`` (same seed, same
+mask) cast back to the dtype, bit for bit, for every function here. torch differs on purpose
+here: its CPU dropout builds the scaled mask in ``x``'s dtype, so ``1 / (1 - p)`` is rounded to
+bfloat16 first (``1 / 0.7`` becomes 1.4297, 0.08% high; the error reaches 2**-9 relative), which
+biases every kept value by that much; regtune's float32 scale keeps the expectation of ``y``
+equal to ``x`` to float32 accuracy before the one final rounding.
+
 Names: this module is callable. ``regtune.dropout(x, p)`` calls :func:`dropout`, and the
 module's other functions are its attributes: ``regtune.dropout.alpha_dropout``,
 ``regtune.dropout.feature_dropout``, ``regtune.dropout.dropconnect`` and so on;
@@ -111,11 +120,11 @@ def _ones_mask(n: int) -> np.ndarray:
 
 
 def _input(x: Any, name: str) -> np.ndarray:
-    """An array the kernels only read: float32/float64, converted once; None, masked arrays and
-    what NumPy cannot make an array of are refused naming ``name``."""
+    """An array the kernels only read: float32/float64/bfloat16/float16, converted once; None,
+    masked arrays and what NumPy cannot make an array of are refused naming ``name``."""
     if type(x) is not np.ndarray:
         if x is None:
-            raise TypeError(f"{name} must be a float32 or float64 array, got None")
+            raise TypeError(f"{name} must be a float32, float64, bfloat16 or float16 array, got None")
         not_masked(x, name)
         x = as_array(x, name)
         if not isinstance(x, np.ndarray):
@@ -123,10 +132,10 @@ def _input(x: Any, name: str) -> np.ndarray:
                 x = np.asarray(x)
             except (ValueError, TypeError):
                 raise TypeError(
-                    f"{name} must be a float32 or float64 array, got a {type(x).__name__} that numpy.asarray cannot "
-                    "convert (ragged nesting?)"
+                    f"{name} must be a float32, float64, bfloat16 or float16 array, got a {type(x).__name__} that "
+                    "numpy.asarray cannot convert (ragged nesting?)"
                 ) from None
-    return float_input(x, name)
+    return float_input(x, name, low_precision=True)
 
 
 def _output(out: Any, x: np.ndarray, xname: str) -> np.ndarray | None:
@@ -185,6 +194,12 @@ def _mask_input(mask: Any, units: int) -> np.ndarray:
 _COEFS: dict[tuple[float, np.dtype], tuple[float, float, float]] = {}
 
 
+def _coef_type(dt: np.dtype) -> type:
+    """The scalar type the coefficients are rounded to: the dtype's own, float32 for the 16-bit
+    floats (their kernels compute in float32, as torch's CPU kernels do)."""
+    return np.float32 if dt.itemsize == 2 else dt.type
+
+
 def _dropout_coefs(p: float, dt: np.dtype) -> tuple[float, float, float]:
     """(scale, shift, drop) of inverted dropout: kept x * scale, dropped 0 (remembered per
     (p, dtype): rounding in the dtype costs more than a small kernel call)."""
@@ -192,7 +207,7 @@ def _dropout_coefs(p: float, dt: np.dtype) -> tuple[float, float, float]:
     if hit is None:
         if len(_COEFS) >= 1024:
             _COEFS.clear()
-        scale = 0.0 if p == 1.0 else float(dt.type(1.0 / (1.0 - p)))
+        scale = 0.0 if p == 1.0 else float(_coef_type(dt)(1.0 / (1.0 - p)))
         hit = _COEFS[(p, dt)] = (scale, 0.0, 0.0)
     return hit
 
@@ -203,10 +218,12 @@ def _alpha_a(p: float) -> float:
 
 def _alpha_coefs(p: float, dt: np.dtype) -> tuple[float, float, float]:
     """(scale, shift, drop) of alpha dropout, rounded as torch rounds them in the dtype:
-    scale = a, shift = alpha' a p, drop = -alpha' a + alpha' a p."""
+    scale = a, shift = alpha' a p, drop = -alpha' a + alpha' a p. For the 16-bit floats they are
+    the float32 coefficients (torch rounds them to the 16-bit dtype, as it builds them in a
+    tensor of x's dtype: its 16-bit alpha dropout can differ from this by rounding)."""
     if p == 1.0:
         return 0.0, 0.0, 0.0
-    t = dt.type
+    t = _coef_type(dt)
     a = _alpha_a(p)
     scale, shift = t(a), t(SELU_ALPHA_PRIME * a * p)
     drop = -t(SELU_ALPHA_PRIME * a) + shift  # in the dtype's arithmetic
@@ -275,7 +292,7 @@ def _backward(dy: Any, mask: Any, p: Any, seed: Any, offset: Any, out: Any, kind
         return _passthrough(dy, out)
     dt = dy.dtype
     if kind == "alpha":
-        scale = 0.0 if p == 1.0 else float(dt.type(_alpha_a(p)))
+        scale = 0.0 if p == 1.0 else float(_coef_type(dt)(_alpha_a(p)))
     else:
         scale = _dropout_coefs(p, dt)[0]
     dyc = _contiguous(dy)
@@ -315,9 +332,13 @@ def dropout(
     p))`` for float64), dropped values exactly ``+0.0``. One pass over ``x``: draws, mask and
     output together.
 
+    bfloat16 and float16 ``x`` compute in float32 with the float32 ``scale``: kept values are
+    ``x * np.float32(1 / (1 - p))`` in float32, rounded once to nearest even.
+
     Args:
-        x: float32 or float64 array of any shape (read only; a non-contiguous array or an
-            array-like is copied once to a C-contiguous array first).
+        x: float32, float64, bfloat16 (``ml_dtypes.bfloat16``) or float16 array of any shape
+            (read only; a non-contiguous array or an array-like is copied once to a
+            C-contiguous array first).
         p: probability of dropping an element, in [0, 1].
         seed: int, ``numpy.random.SeedSequence``, :class:`regtune.Generator` (advances past
             the elements drawn) or None (fresh entropy: keep the mask for the backward).
@@ -335,8 +356,8 @@ def dropout(
         given), nothing is drawn, and the mask keeps everything. ``p == 1`` gives zeros.
 
     Raises:
-        TypeError: ``x`` or ``out`` of a dtype other than float32/float64 (bool, complex,
-            object, string arrays too), None, a masked array (its mask would be ignored),
+        TypeError: ``x`` or ``out`` of a dtype other than float32/float64/bfloat16/float16
+            (bool, complex, object, string arrays too), None, a masked array (its mask would be ignored),
             ``out`` not an ndarray, or of a dtype different from ``x``'s; a bad seed type.
         ValueError: ``p`` outside [0, 1] or NaN; ``out`` non-contiguous, read-only, of another
             shape, or sharing an element with ``x`` without being ``x`` ("out overlaps x";
@@ -369,7 +390,8 @@ def dropout_backward(
     ``seed`` and ``offset`` (give one or the other): both give identical results, bit for bit.
 
     Args:
-        dy: float32 or float64 gradient of the forward's output, ``x``'s shape.
+        dy: float32, float64, bfloat16 or float16 gradient of the forward's output, ``x``'s
+            shape (16-bit: computed in float32 and rounded once, as in the forward).
         mask: the packed mask the forward returned (uint8, ``ceil(dy.size / 8)`` bytes).
         p: the forward's drop probability.
         seed, offset: the forward's int or SeedSequence seed and offset, to regenerate the
@@ -454,7 +476,9 @@ def alpha_dropout(
 
     with ``a``, ``alpha' a p`` and ``alpha' a`` rounded to the dtype and the dropped value
     summed in the dtype, exactly as torch computes them; same mask rule, seeds and offsets as
-    :func:`dropout`. The backward is :func:`alpha_dropout_backward` (``dx = dy * keep * a``).
+    :func:`dropout`. bfloat16 and float16 use the float32 coefficients and arithmetic and round
+    ``y`` once (the float32 result, rounded; torch rounds its coefficients and the product to
+    the 16-bit dtype, so its 16-bit values may differ by an ulp). The backward is :func:`alpha_dropout_backward` (``dx = dy * keep * a``).
 
     Args, Returns, Raises: as in :func:`dropout` (``p == 1`` gives zeros, as torch).
 
@@ -565,7 +589,7 @@ def dropconnect(
     ``dW = dropout_backward(dy.T @ x, mask, p)`` (or regenerate the mask from ``seed``).
 
     Args:
-        weight: float32/float64 weights, typically (out_features, in_features).
+        weight: float32/float64/bfloat16/float16 weights, typically (out_features, in_features).
         p, seed, offset, training, out: as in :func:`dropout`.
 
     Returns:

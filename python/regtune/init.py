@@ -6,6 +6,13 @@ tensor, and draws from the counter-based streams of :mod:`regtune.random`, so ``
 ``offset + i`` of the stream of ``seed``. The dtype follows NumPy's ``out=`` rule: float32 by
 default, ``out.dtype`` when ``out`` is given, and an explicit ``dtype`` must equal it.
 
+Every initializer also fills bfloat16 (``ml_dtypes.bfloat16``) and float16 arrays: the result is
+the float32 result rounded to nearest even (the random draws are float32 draws rounded, see
+:mod:`regtune.random`; :func:`orthogonal` rounds its float32 result once), so a 16-bit weight
+equals the float32 weight of the same seed cast to the 16-bit dtype, bit for bit. The checks
+that a scale's draws fit (or do not round to 0) use the 16-bit dtype's own range: float16's
+largest value is 65504.
+
 Fans follow ``torch.nn.init._calculate_fan_in_and_fan_out`` (see :func:`calculate_fans`);
 gains follow ``torch.nn.init.calculate_gain``. :func:`variance_scaling` and the ``lecun_*``
 initializers follow Keras/JAX/Flax.
@@ -36,6 +43,7 @@ from numpy.typing import DTypeLike
 from . import _core
 from . import random as _random
 from .random import _FMAX, _TIGHT, _Z_MAX, SeedLike, _output, _shape, _uniform_bounds
+from ._validation import LOW_DTYPES as _LOW_DTYPES
 from ._validation import finite_float, positive_float
 
 __all__ = [
@@ -278,12 +286,15 @@ def uniform(
         shape: the shape of the result; may be None when ``out`` is given.
         a: the lower bound.
         b: the upper bound, ``b > a``.
-        dtype: float32 or float64. By default (None) float32, or ``out.dtype`` when ``out`` is
-            given, as NumPy does; an explicit ``dtype`` must equal ``out.dtype``.
+        dtype: float32, float64, bfloat16 (``ml_dtypes.bfloat16``) or float16. By default
+            (None) float32, or ``out.dtype`` when ``out`` is given, as NumPy does; an explicit
+            ``dtype`` must equal ``out.dtype``. A 16-bit result is the float32 draw rounded to
+            nearest even (so it may equal ``b``).
         seed: None (fresh entropy), an int in [0, 2**64), a ``numpy.random.SeedSequence`` or
             a ``regtune.Generator`` (whose counter advances).
         offset: index of the first element in the counter-based stream of ``seed``.
-        out: a C-contiguous writable float32 or float64 array to fill in place.
+        out: a C-contiguous writable float32, float64, bfloat16 or float16 array to fill in
+            place.
 
     Returns:
         A new array of ``shape``, or ``out`` filled in place.
@@ -391,10 +402,13 @@ def constant(
 
     Args:
         shape: the shape of the result; may be None when ``out`` is given.
-        val: the value (required; a finite real number).
-        dtype: float32 or float64. By default (None) float32, or ``out.dtype`` when ``out`` is
-            given, as NumPy does; an explicit ``dtype`` must equal ``out.dtype``.
-        out: a C-contiguous writable float32 or float64 array to fill in place.
+        val: the value (required; a finite real number). For bfloat16 and float16 it is
+            rounded to float32 and then to the dtype (nearest even both times), so the result
+            equals ``constant(shape, val, dtype=np.float32).astype(dtype)``.
+        dtype: float32, float64, bfloat16 (``ml_dtypes.bfloat16``) or float16. By default
+            (None) float32, or ``out.dtype`` when ``out`` is given, as NumPy does; an explicit
+            ``dtype`` must equal ``out.dtype``.
+        out: a C-contiguous writable array of one of those dtypes to fill in place.
 
     Returns:
         A new array of ``shape``, or ``out`` filled in place.
@@ -414,7 +428,9 @@ def constant(
     arr = _output(shape, dtype, out)
     if abs(val) > _FMAX[arr.dtype]:
         raise ValueError(f"val = {val!r} does not fit in {arr.dtype}")
-    _core.fill(arr, val)  # threaded; rounds val to the dtype as arr.fill would
+    # Threaded; rounds val to the dtype as arr.fill would (16-bit: to float32 first, as
+    # ml_dtypes does and as every 16-bit initializer rounds its float32 result).
+    _core.fill(arr, val)
     return arr
 
 
@@ -751,7 +767,11 @@ def orthogonal(
     (from ``seed``/``offset``, as :func:`regtune.random.normal`), transposed when
     ``rows < cols``, factored :math:`A = QR`, and
     :math:`Q \operatorname{diag}(\operatorname{sign} R_{ii})` (Haar-distributed, Mezzadri
-    2007) is transposed back, reshaped, scaled by ``gain`` and cast to ``dtype``. So
+    2007) is transposed back, reshaped, scaled by ``gain`` and cast to ``dtype``. bfloat16 and
+    float16 need float32 or better for the factorization: their result is the float32 result
+    (float64 math rounded once to float32) rounded once more, to nearest even, by
+    ``regtune._core.convert``, so it equals ``orthogonal(..., dtype=np.float32).astype(dtype)``
+    and is orthogonal only to the 16-bit dtype's precision. So
     :math:`W^\top W = \text{gain}^2 I` when ``rows >= cols`` and
     :math:`W W^\top = \text{gain}^2 I` otherwise (W viewed as ``(rows, cols)``). A zero
     diagonal entry of R (probability 0) counts as +1 where torch would zero the column.
@@ -797,6 +817,11 @@ def orthogonal(
     q *= np.where(np.diagonal(r) < 0.0, -1.0, 1.0)
     if wide:
         q = q.T
+    if arr.dtype in _LOW_DTYPES:  # the float32 result, rounded once more
+        tmp = np.empty(arr.shape, np.float32)
+        np.multiply(q.reshape(arr.shape), gain, out=tmp, casting="same_kind")
+        _core.convert(tmp, arr)
+        return arr
     np.multiply(q.reshape(arr.shape), gain, out=arr, casting="same_kind")
     return arr
 

@@ -23,7 +23,28 @@ step, with the extras folded into that pass:
   parameters again (``ema.update()``).
 
 Parameters are updated in place and must be C-contiguous, writable float32/float64 arrays of
-one dtype; gradients must match them in shape and dtype and are never modified. ``lr`` (and
+one dtype; gradients must match them in shape and dtype and are never modified.
+
+16-bit parameters: every optimizer also steps ``ml_dtypes.bfloat16`` or ``numpy.float16``
+parameters, with gradients in their dtype or float32. The step is the
+float32 step (the same kernel body, the same float32 arithmetic) on the widened values:
+
+- ``state_dtype=``: the state buffers' dtype, float32 (the default) or the parameters' dtype
+  (Adafactor: float32 only; as torch keeps it; with ``precision="round"`` this is torch's fused bfloat16/float16 step,
+  bit for bit for SGD, Adam, AdamW and Adagrad);
+- ``precision="round"``: the new parameter rounded to nearest even (an update below half an
+  ulp of the weight is lost, as in torch);
+- ``precision="stochastic"``: rounded up or down with probability proportional to the
+  distance, so the expected parameter is the float32 one; the random bits are word ``i`` of
+  the Philox stream ``step * 2**24 + t`` for element ``i`` of tensor ``t``, under a key drawn
+  from ``seed=`` (an int, a SeedSequence or None) through
+  ``SeedSequence(seed, spawn_key=(0x5352,))``, apart from the keys of ``regtune.random`` and
+  dropout with the same seed: the same bits on any thread count and SIMD path;
+- ``precision="master"``: a float32 master copy of each parameter in ``state["master"]``
+  follows the float32 trajectory exactly; the parameter is its rounding to nearest even.
+
+Each mode is one pass over memory. The averages of ``EMA``/``SWA`` of 16-bit parameters are
+float32. ``lr`` (and
 ``weight_decay``) may be a float or a schedule, a callable of the number of steps taken so far
 (0 for the first step). The state is plain NumPy arrays in ``opt.state``;
 ``state_dict()``/``load_state_dict()`` round-trip exactly.
@@ -97,6 +118,23 @@ _SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc
 
 
 # --------------------------------------------------------------- shared checks (private)
+#: The spawn key that sets stochastic rounding's Philox keys apart from regtune.random's: the
+#: same int seed given to a sampler, dropout and an optimizer draws unrelated bits.
+_SR_DOMAIN = 0x5352
+
+
+def _sr_key(seed: Any) -> int:
+    """Stochastic rounding's Philox key: ``SeedSequence(seed, spawn_key=(0x5352,))``'s first
+    64 bits for an int seed (a SeedSequence's own spawn key gets 0x5352 appended; None: fresh
+    entropy)."""
+    _key_from_seed(seed, "None, an int or a numpy.random.SeedSequence")  # type and range, named
+    if isinstance(seed, np.random.SeedSequence):
+        ss = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, _SR_DOMAIN), pool_size=seed.pool_size)
+    else:
+        ss = np.random.SeedSequence(None if seed is None else int(seed), spawn_key=(_SR_DOMAIN,))
+    w = ss.generate_state(2, np.uint32)
+    return int(w[0]) | (int(w[1]) << 32)
+
 
 
 def _arrays(arrays: Any, name: str, *, low: bool = False) -> list[np.ndarray]:
@@ -117,8 +155,9 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
     the gradients, give the optimizer ``max_grad_norm=`` instead.
 
     Args:
-        grads: C-contiguous, writable float32/float64 arrays of one dtype, no two sharing
-            memory, no masked arrays.
+        grads: C-contiguous, writable float32/float64/bfloat16/float16 arrays of one dtype, no
+            two sharing memory, no masked arrays (16-bit values are squared and summed in
+            double, and scaled in float32, rounded to nearest even).
         max_norm: finite, > 0.
 
     Returns:
@@ -130,7 +169,7 @@ def clip_grad_norm(grads: Sequence[np.ndarray], max_norm: float) -> float:
         >>> clip_grad_norm(g, 1.0), g[0].round(6)
         (5.0, array([0.6, 0.8]))
     """
-    grads = _arrays(grads, "grads")
+    grads = _arrays(grads, "grads", low=True)
     return _core.clip_grad_norm(grads, hyperparameter(max_norm, "max_norm", low=0.0, low_open=True))
 
 
@@ -139,8 +178,8 @@ def clip_grad_value(grads: Sequence[np.ndarray], clip: float) -> None:
     ``torch.nn.utils.clip_grad_value_``.
 
     Args:
-        grads: C-contiguous, writable float32/float64 arrays of one dtype, no two sharing
-            memory, no masked arrays.
+        grads: C-contiguous, writable float32/float64/bfloat16/float16 arrays of one dtype, no
+            two sharing memory, no masked arrays.
         clip: finite, >= 0.
 
     Example::
@@ -148,7 +187,7 @@ def clip_grad_value(grads: Sequence[np.ndarray], clip: float) -> None:
         >>> g = [np.array([-3.0, 0.5])]; clip_grad_value(g, 1.0); g[0]
         array([-1. ,  0.5])
     """
-    grads = _arrays(grads, "grads")
+    grads = _arrays(grads, "grads", low=True)
     _core.clip_grad_value(grads, hyperparameter(clip, "clip", low=0.0))
 
 
@@ -190,7 +229,8 @@ class Optimizer:
         #: Whether the parameters are bfloat16/float16 (the low-precision step).
         self._low = dt in LOW_DTYPES
         if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(map(repr, _PRECISIONS))}, got precision={precision!r}")
+            valid = ", ".join(map(repr, _PRECISIONS))
+            raise ValueError(f"precision must be one of {valid}, got precision={precision!r}")
         if precision != "round" and not self._low:
             raise ValueError(f"precision={precision!r} needs bfloat16 or float16 params, got {dt}")
         #: How the update is written back to 16-bit parameters: "round", "stochastic" or "master".
@@ -207,11 +247,9 @@ class Optimizer:
         #: The dtype of the optimizer's state buffers (float32 by default for 16-bit params).
         self.state_dtype = sdt
         #: The Philox key of stochastic rounding (None otherwise).
-        self._sr_key = _key_from_seed(seed) if precision == "stochastic" else None
+        self._sr_key = _sr_key(seed) if precision == "stochastic" else None
         if precision != "stochastic" and seed is not None:
             raise ValueError(f"seed= keys stochastic rounding: it needs precision='stochastic', got {precision!r}")
-        if self._low and isinstance(self, Adafactor):
-            raise TypeError(f"Adafactor takes float32 or float64 params, got {dt} (its 16-bit step is not built)")
         if ema is not None:
             if not isinstance(ema, _Average):
                 raise TypeError(f"ema must be a regtune.optim.EMA or SWA, got {type(ema).__name__}")
@@ -416,7 +454,8 @@ class Optimizer:
 
     def __repr__(self) -> str:
         extra = f", precision={self.precision!r}, state {self.state_dtype}" if self._low else ""
-        return f"{type(self).__name__}({len(self.params)} params, {self.params[0].dtype}{extra}, step {self.step_count})"
+        name, dt = type(self).__name__, self.params[0].dtype
+        return f"{name}({len(self.params)} params, {dt}{extra}, step {self.step_count})"
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
@@ -462,12 +501,14 @@ class SGD(Optimizer):
         p = p - lr * g
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: learning rate >= 0, or a schedule ``lr(step_count)``.
         momentum: >= 0 (0: no buffer). dampening: finite. nesterov: needs momentum > 0 and
         dampening == 0.
         weight_decay: >= 0 (L2, folded into the gradient), or a schedule.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``momentum_buffer`` when momentum != 0.
 
@@ -529,10 +570,12 @@ class Adam(Optimizer):
         p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule. amsgrad: keep the running maximum of v.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
     """
@@ -637,7 +680,8 @@ class RMSprop(Optimizer):
     Args:
         params: arrays to update in place. lr: >= 0, or a schedule. alpha: in [0, 1].
         eps: > 0. weight_decay: >= 0, or a schedule. momentum: >= 0. centered: bool.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``square_avg``; ``grad_avg`` when centered; ``momentum_buffer`` when momentum > 0.
     """
@@ -764,14 +808,16 @@ class Lion(Optimizer):
     ``exp_avg`` and writes param and ``exp_avg`` once.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1).
         weight_decay: >= 0, or a schedule: decoupled, as AdamW's (``p * (1 - lr * weight_decay)``).
         decoupled_weight_decay: as lion-pytorch's: ``weight_decay`` is divided by the first
             step's lr ``lr0`` (``lr(0)`` for a schedule), so each step multiplies p by
             ``1 - lr / lr0 * weight_decay``: ``weight_decay`` is the decay per step at the
             initial learning rate.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``.
 
@@ -902,11 +948,13 @@ class NAdam(Optimizer):
     within float32 rounding).
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule. momentum_decay: >= 0.
         decoupled_weight_decay: AdamW-style decay (torch's NAdamW), else an L2 term.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_avg_sq``.
     """
@@ -974,11 +1022,13 @@ class RAdam(Optimizer):
     update is SGD with momentum.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule.
         decoupled_weight_decay: AdamW-style decay, else an L2 term.
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_avg_sq``.
     """
@@ -1042,10 +1092,12 @@ class Adamax(Optimizer):
         p = p - lr / (1 - beta1**t) * m / u
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule (an L2 term, as torch).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``exp_avg``, ``exp_inf``.
     """
@@ -1098,10 +1150,12 @@ class Adadelta(Optimizer):
         p = p - lr * delta
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule (default 1.0, as torch). rho: in [0, 1]. eps: > 0.
         weight_decay: >= 0, or a schedule (an L2 term, as torch).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
+        module docstring.
 
     State: ``square_avg``, ``acc_delta``.
     """
@@ -1155,14 +1209,15 @@ class LAMB(Optimizer):
     the steps. Both passes are one native call.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0 (default 1e-6).
         weight_decay: >= 0, or a schedule. decoupled_weight_decay: default True (see above).
         grad_averaging: scale g by 1 - beta1 in m (default True).
         trust_clamp: > 0, the cap on the parameter norm (pytorch-optimizer's 10).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring (``max_grad_norm`` clips
-            before the step, as ``clip_grad_norm`` does; pytorch-optimizer's ``pre_norm`` is
-            not the same).
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the module
+            docstring (``max_grad_norm`` clips before the step, as ``clip_grad_norm`` does;
+            pytorch-optimizer's ``pre_norm`` is not the same).
 
     State: ``exp_avg``, ``exp_avg_sq``.
     """
@@ -1240,12 +1295,13 @@ class LARS(Optimizer):
     The norms are reduced as :class:`LAMB`'s, in a first pass of the same native call.
 
     Args:
-        params: arrays to update in place (C-contiguous, writable, float32/float64, one dtype).
+        params: arrays to update in place (C-contiguous, writable, float32/float64 or
+            bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. momentum: >= 0 (0: no buffer). dampening: in [0, 1].
         weight_decay: >= 0, or a schedule. nesterov: bool.
         trust_coefficient: >= 0 (default 1e-3).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring (the norm of g is that of
-            the clipped gradient with its L1 term).
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the module
+            docstring (the norm of g is that of the clipped gradient with its L1 term).
 
     State: ``momentum_buffer`` when momentum > 0.
     """
@@ -1305,8 +1361,8 @@ class Adafactor(Optimizer):
         p = p - alpha / max(1, rms(u) / d) * u
 
     and a vector or scalar keeps ``variance = lerp(variance, g**2, 1 - beta2_t)`` as ``v``.
-    ``rms`` is the root mean square over the whole tensor; ``eps1`` None means the dtype's
-    machine epsilon. The row and column means and the norms are sums in double in a fixed order
+    ``rms`` is the root mean square over the whole tensor; ``eps1`` None means the machine
+    epsilon of the state's dtype (float32 for 16-bit params, whose factors are float32). The row and column means and the norms are sums in double in a fixed order
     (the same on every thread count and SIMD path), all in one native call that reads each
     gradient three times and each parameter twice (torch's reads them about ten times, and
     materializes v).
@@ -1316,7 +1372,8 @@ class Adafactor(Optimizer):
         lr: >= 0, or a schedule (default 1e-2, as torch). beta2_decay: <= 0.
         eps: (eps1, eps2): eps1 None or >= 0, eps2 >= 0. d: >= 1, the clipping threshold.
         weight_decay: >= 0, or a schedule (decoupled, as torch).
-        l1, prox_l1, max_grad_norm, ema: see the module docstring.
+        l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the module
+            docstring (16-bit params keep float32 factors: state_dtype must be float32).
 
     State: ``row_var`` and ``col_var`` for tensors of more than one dimension, ``variance`` for
     the others; each list holds None where a tensor keeps no such buffer.
@@ -1353,15 +1410,22 @@ class Adafactor(Optimizer):
             precision=precision, state_dtype=state_dtype, seed=seed,
             slots=(None, None, None),
         )  # fmt: skip
+        if self._low and self.state_dtype != np.float32:
+            raise TypeError(f"state_dtype must be float32 for Adafactor's 16-bit step (its factors are small), "
+                            f"got {self.state_dtype}")  # fmt: skip
         self._slots = ("row_var", "col_var", "variance")
+        sdt = self.state_dtype
+        master = self.state.get("master")
         self.state = {
-            "row_var": [np.zeros(p.shape[:-1] + (1,), p.dtype) if p.ndim > 1 else None for p in self.params],
-            "col_var": [np.zeros(p.shape[:-2] + (1, p.shape[-1]), p.dtype) if p.ndim > 1 else None for p in self.params],
-            "variance": [np.zeros_like(p) if p.ndim <= 1 else None for p in self.params],
+            "row_var": [np.zeros(p.shape[:-1] + (1,), sdt) if p.ndim > 1 else None for p in self.params],
+            "col_var": [np.zeros(p.shape[:-2] + (1, p.shape[-1]), sdt) if p.ndim > 1 else None for p in self.params],
+            "variance": [np.zeros(p.shape, sdt) if p.ndim <= 1 else None for p in self.params],
         }
+        if master is not None:
+            self.state["master"] = master
 
     def _coefficients(self, t: int, lr: float, wd: float) -> dict[str, Any]:
-        eps1 = self.eps[0] if self.eps[0] is not None else float(np.finfo(self.params[0].dtype).eps)
+        eps1 = self.eps[0] if self.eps[0] is not None else float(np.finfo(self.state_dtype).eps)
         c: dict[str, Any] = {"avg_weight": float(t) ** self.beta2_decay, "eps": eps1 * eps1}
         c["_scalars"] = {"rho": min(lr, 1 / (float(t) ** 0.5)), "eps1": eps1, "eps2": self.eps[1], "d": self.d}
         _decay_args(c, lr, wd, True)
@@ -1370,6 +1434,12 @@ class Adafactor(Optimizer):
     def _native_step(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> float | None:
         args = dict(args)
         scalars = args.pop("_scalars")
+        if self._low:
+            masters = self.state["master"] if self.precision == "master" else None
+            return _core.adafactor_step_low(
+                self.params, grads, states[0], states[1], states[2], states[3], args, scalars,
+                self.max_grad_norm or 0.0, masters, self._sr_key, self.step_count,
+            )  # fmt: skip
         return _core.adafactor_step(
             self.params, grads, states[0], states[1], states[2], states[3], args, scalars, self.max_grad_norm or 0.0
         )
@@ -1420,7 +1490,9 @@ class _Average:
                 if found is not None:
                     raise ValueError(f"{found}; the averages must not share memory with the parameters")
             if self._low:
-                _core.optim_step_low(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0, None, None, 0)
+                _core.optim_step_low(
+                    _AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0, None, None, 0
+                )
             else:
                 _core.optim_step(_AVERAGE, self.averages, self.params, [None] * 4, [""] * 4, self._args(), 0.0)
             self.n_averaged += 1

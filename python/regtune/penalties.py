@@ -5,8 +5,9 @@ For weights ``w`` and coefficients ``l1``, ``l2``::
     penalty(w)      = l1 * sum|w| + (l2 / 2) * sum w**2
     grad penalty(w) = l1 * sign(w) + l2 * w            (sign(0) = 0)
 
-Each function is one native pass over its arrays, threaded, with the GIL released. Values are
-reduced in double in a fixed order (blocks of 4096 elements, 16 accumulators per block), so
+Each function is one native pass over its arrays, threaded, with the GIL released. bfloat16
+(``ml_dtypes.bfloat16``) and float16 arrays are computed in float32 and rounded back to
+nearest even once per element. Values are reduced in double in a fixed order (blocks of 4096 elements, 16 accumulators per block), so
 they are the same on every thread count and SIMD path. To fold a penalty into an optimizer
 step instead, give the optimizer ``weight_decay=`` (L2), ``l1=`` or ``prox_l1=``.
 
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT_DTYPES, as_array, check_inplace, hyperparameter, not_masked, overlaps
+from ._validation import FLOAT_DTYPES, LOW_DTYPES, as_array, check_inplace, hyperparameter, not_masked, overlaps
 
 __all__ = ["penalty_value", "add_penalty_grad", "prox_l1", "max_norm_"]
 
@@ -33,8 +34,8 @@ __all__ = ["penalty_value", "add_penalty_grad", "prox_l1", "max_norm_"]
 def _read_array(w: Any, dtype: np.dtype | None = None, name: str = "w") -> np.ndarray:
     """An array the kernels only read: converted once (if needed) to a C-contiguous float array.
 
-    Real numbers only: float arrays keep their dtype (float32/float64; other floats and ints
-    become float64, or ``dtype``); None, masked arrays and bool, complex, object, string or
+    Real numbers only: float arrays keep their dtype (float32/float64, bfloat16/float16; other
+    floats and ints become float64, or ``dtype``); None, masked arrays and bool, complex, object, string or
     datetime arrays are a TypeError naming ``name`` (a cast would drop the mask, the imaginary
     part, or give nan)."""
     if w is None:
@@ -46,19 +47,20 @@ def _read_array(w: Any, dtype: np.dtype | None = None, name: str = "w") -> np.nd
     except (ValueError, TypeError):
         raise TypeError(f"{name} must be an array of real numbers; numpy.asarray cannot convert the "
                         f"{type(w).__name__} given (ragged nesting?)") from None
-    if arr.dtype.kind not in "fiu":
+    if arr.dtype.kind not in "fiu" and arr.dtype not in LOW_DTYPES:
         raise TypeError(f"{name} must be an array of real numbers (float32 or float64), got dtype {arr.dtype}")
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES or arr.dtype in LOW_DTYPES else np.dtype(np.float64)
     return np.asarray(arr, dtype=dtype, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
 
 
 def _inplace(w: Any, name: str) -> np.ndarray:
-    """An array a kernel updates in place: C-contiguous, writable float32/float64, not masked."""
+    """An array a kernel updates in place: C-contiguous, writable float32/float64 (or
+    bfloat16/float16), not masked."""
     not_masked(w, name)
     w = check_inplace(w, name)
-    if w.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {w.dtype}")
+    if w.dtype not in FLOAT_DTYPES and w.dtype not in LOW_DTYPES:
+        raise TypeError(f"{name} must have dtype float32, float64, bfloat16 or float16, got {w.dtype}")
     return w
 
 
@@ -66,8 +68,8 @@ def penalty_value(w: Any, l1: float = 0.0, l2: float = 0.0) -> float:
     """``l1 * sum|w| + (l2 / 2) * sum w**2`` as a Python float.
 
     Args:
-        w: the weights (float32 or float64 array-like; ints and other floats are converted to
-            float64; bool, complex, object and string arrays, masked arrays and None raise).
+        w: the weights (float32, float64, bfloat16 or float16 array-like, summed as they are;
+            ints and other floats are converted to float64; bool, complex, object and string arrays, masked arrays and None raise).
         l1, l2: non-negative finite coefficients.
 
     Returns:
@@ -102,12 +104,14 @@ def add_penalty_grad(g: np.ndarray, w: Any, l1: float = 0.0, l2: float = 0.0) ->
     """Add the penalty's gradient in place: ``g += l1 * sign(w) + l2 * w``.
 
     Elastic net when both are set. Computed as ``g + (l1 * sign(w) + l2 * w)``, element by
-    element in ``g``'s dtype, in one pass.
+    element in ``g``'s dtype (float32 for a bfloat16/float16 ``g``, rounded once), in one pass.
 
     Args:
-        g: the gradient to update: a C-contiguous, writable float32/float64 ndarray.
-        w: the weights, of ``g``'s shape (converted once to ``g``'s dtype if needed; real
-            numbers only, as in :func:`penalty_value`).
+        g: the gradient to update: a C-contiguous, writable float32/float64/bfloat16/float16
+            ndarray.
+        w: the weights, of ``g``'s shape (converted once to ``g``'s dtype if needed, except
+            float32 weights of a 16-bit ``g``, read as they are; real numbers only, as in
+            :func:`penalty_value`).
         l1, l2: non-negative finite coefficients.
 
     Returns:
@@ -127,7 +131,8 @@ def add_penalty_grad(g: np.ndarray, w: Any, l1: float = 0.0, l2: float = 0.0) ->
     _inplace(g, "g")
     l1 = hyperparameter(l1, "l1", low=0.0)
     l2 = hyperparameter(l2, "l2", low=0.0)
-    wa = _read_array(w, g.dtype)
+    low_w = g.dtype in LOW_DTYPES and getattr(w, "dtype", None) == np.float32  # read as it is
+    wa = _read_array(w, None if low_w else g.dtype)
     if wa.shape != g.shape:
         raise ValueError(f"w has shape {wa.shape} but g has shape {g.shape}")
     if overlaps(g, wa):  # (a converted copy never does)
@@ -145,7 +150,8 @@ def prox_l1(w: np.ndarray, threshold: float) -> np.ndarray:
     inside their step).
 
     Args:
-        w: C-contiguous, writable float32/float64 ndarray (not a masked array).
+        w: C-contiguous, writable float32/float64/bfloat16/float16 ndarray (not a masked
+            array; 16-bit values computed in float32 and rounded to nearest even).
         threshold: finite, >= 0.
 
     Returns:

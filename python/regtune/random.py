@@ -19,6 +19,12 @@ children). A ``numpy.random.SeedSequence`` maps to a key through ``generate_stat
 Element ``i`` of a float32 sampler uses word ``i``; element ``i`` of a float64 sampler uses
 words ``2i`` and ``2i + 1``. The stream-stability policy (what may change between versions)
 is in the README.
+
+bfloat16 (``ml_dtypes.bfloat16``) and float16 draws are the float32 draws of the same
+(seed, offset) rounded to nearest even, element for element (one word each), so a 16-bit
+array equals ``normal(..., dtype=np.float32).astype(dtype)`` bit for bit and streams stay
+comparable across dtypes. Rounding can reach a bound a float32 draw never does: a 16-bit
+``uniform`` may return ``high``.
 """
 
 from __future__ import annotations
@@ -31,10 +37,20 @@ import threading
 from statistics import NormalDist
 from typing import Any, Union
 
+import ml_dtypes
 import numpy as np
 
 from . import _core
-from ._validation import FLOAT_DTYPES, finite_float, float_dtype, nonnegative_int, output_array, positive_float, shape_tuple
+from ._validation import (
+    ALL_FLOAT_DTYPES,
+    LOW_DTYPES,
+    finite_float,
+    float_dtype,
+    nonnegative_int,
+    output_array,
+    positive_float,
+    shape_tuple,
+)
 
 __all__ = ["Generator", "bits", "uniform", "normal", "truncated_normal"]
 
@@ -320,13 +336,20 @@ def bits(n: int, *, seed: SeedLike, offset: int = 0) -> np.ndarray:
 
 
 def _per_block(dt: np.dtype) -> int:
-    return 4 if dt is _DT32 or dt == _DT32 else 2
+    """Elements per Philox block: 2 for float64 (two words each), else 4 (float32 and the
+    16-bit floats, which are float32 draws rounded)."""
+    return 2 if dt is _DT64 or dt == _DT64 else 4
 
 
 # The largest |z| the normal kernels draw: the Box-Muller radius sqrt(-2 ln u) at the smallest
 # u, 2**-32 in float32 (6.66043) and 2**-53 in float64 (8.57172), with a margin for their rounding.
+# The 16-bit floats are float32 draws, rounded: float32's reach, against their own (much smaller,
+# for float16: 65504) largest value.
 _Z_MAX = {np.dtype(np.float32): 6.6605, np.dtype(np.float64): 8.5718}
-_FMAX = {dt: float(np.finfo(dt).max) for dt in _Z_MAX}
+_Z_MAX.update({dt: _Z_MAX[np.dtype(np.float32)] for dt in LOW_DTYPES})
+_FMAX = {dt: float(ml_dtypes.finfo(dt).max) for dt in _Z_MAX}
+# The dtype the kernels compute in: float32 for the 16-bit floats.
+_COMPUTE = {dt: (np.dtype(np.float32) if dt in LOW_DTYPES else dt) for dt in _Z_MAX}
 _TIGHT = 1.0 - 1e-6  # reach checks stay this far under the dtype's max (parameters round to it)
 # The truncated normal's kernels reach tail probabilities down to p_side + 2**-53 * mass; below
 # a mass of 2**-969 that can be subnormal, where their log (and so the draw) is inaccurate.
@@ -342,20 +365,21 @@ def _dtype(dtype: Any, out: Any = None) -> np.dtype:
     """The dtype to draw in, NumPy's ``out=`` rule: ``dtype`` when given (checked by
     ``float_dtype``, the common spellings first, without ABC checks on the hot path); when
     ``dtype`` is None, ``out.dtype`` if ``out`` is given, else float32. An explicit ``dtype``
-    that differs from ``out.dtype`` is refused later, by :func:`_output`."""
+    that differs from ``out.dtype`` is refused later, by :func:`_output`. float32, float64,
+    bfloat16 and float16."""
     if dtype is None:
         if out is None:
             return _DT32
         if isinstance(out, np.ndarray):
             dt = out.dtype
-            if dt is _DT32 or dt is _DT64 or dt in FLOAT_DTYPES:
+            if dt is _DT32 or dt is _DT64 or dt in ALL_FLOAT_DTYPES:
                 return dt
-        return output_array(None, None, out).dtype  # raises, naming out
+        return output_array(None, None, out, low_precision=True).dtype  # raises, naming out
     if dtype is np.float32 or dtype is _DT32:
         return _DT32
     if dtype is np.float64 or dtype is _DT64:
         return _DT64
-    return float_dtype(dtype)
+    return float_dtype(dtype, low_precision=True)
 
 
 def _real(value: Any, name: str) -> float:
@@ -405,7 +429,7 @@ def _output(shape: Any, dtype: Any, out: Any) -> np.ndarray:
     if (type(out) is np.ndarray and out.dtype == dtype and out.flags.carray
             and (shape is None or (type(shape) is int and out.shape == (shape,)) or (type(shape) is tuple and shape == out.shape))):
         return out  # the common case: an exact, aligned, writable C array of the dtype and shape asked for
-    return output_array(None if shape is None else _shape(shape), dtype, out)
+    return output_array(None if shape is None else _shape(shape), dtype, out, low_precision=True)
 
 
 #: Parameters already checked, by (value, value, dtype): the checks cost more than a small draw.
@@ -434,10 +458,11 @@ def _uniform_bounds_checked(low: Any, high: Any, dt: np.dtype, names: tuple[str,
     ln, hn = names
     lo = _finite_in(_real(low, ln), dt, ln)
     hi = _finite_in(_real(high, hn), dt, hn)
-    if not dt.type(lo) < dt.type(hi):
+    ct = _COMPUTE[dt]  # a 16-bit draw is made in float32: the bounds must differ there too
+    if not (dt.type(lo) < dt.type(hi) and (ct is dt or ct.type(lo) < ct.type(hi))):
         raise ValueError(f"{ln} must be < {hn} (in {dt}), got {ln}={lo!r}, {hn}={hi!r}")
-    if not hi - lo <= _FMAX[dt]:
-        raise ValueError(f"{hn} - {ln} must be finite in {dt}, got {ln}={lo!r}, {hn}={hi!r}")
+    if not hi - lo <= _FMAX[ct]:
+        raise ValueError(f"{hn} - {ln} must be finite in {ct}, got {ln}={lo!r}, {hn}={hi!r}")
     return lo, hi
 
 
@@ -515,16 +540,23 @@ def uniform(
     """Samples from U[low, high): ``low + (high - low) * u``; ``high`` is never returned.
 
     ``u`` takes 24 random bits (float32) or 52 (float64); a value that rounds up to ``high``
-    is replaced by the largest value below it.
+    is replaced by the largest value below it. bfloat16 and float16 values are the float32
+    draw rounded to nearest even, which may round up to ``high`` itself: for them the range is
+    ``[low, high]`` rounded to the dtype.
 
     Args:
         shape: int or tuple; may be omitted when ``out`` is given.
-        low, high: finite bounds with low < high (after rounding to ``dtype``).
-        dtype: float32 or float64. By default (None) float32, or ``out.dtype`` when ``out``
-            is given, as NumPy does; an explicit ``dtype`` must equal ``out.dtype``.
+        low, high: finite bounds with low < high (after rounding to ``dtype``, and to
+            float32 for the 16-bit dtypes), each representable in ``dtype``'s range.
+        dtype: float32, float64, bfloat16 (``ml_dtypes.bfloat16``) or float16. By default
+            (None) float32, or ``out.dtype`` when ``out`` is given, as NumPy does; an explicit
+            ``dtype`` must equal ``out.dtype``. A 16-bit draw is the float32 draw of the same
+            elements rounded to nearest even (one word per element, as float32), so streams
+            stay comparable across dtypes.
         seed: int, SeedSequence, Generator or None (fresh entropy).
         offset: index of the first element in the stream (>= 0).
-        out: a C-contiguous, writable float32 or float64 array to fill in place.
+        out: a C-contiguous, writable float32, float64, bfloat16 or float16 array to fill in
+            place.
 
     Returns:
         ``out``, or a new array of ``shape``.
@@ -564,6 +596,7 @@ def normal(
     uniforms make two normals, ``r cos(2 pi u2)`` and ``r sin(2 pi u2)`` with
     ``r = sqrt(-2 log u1)``; no rejection, so element i depends on (seed, i) alone.
     The radius uses 31 bits (float32, |z| <= 6.66) or 53 bits (float64, |z| <= 8.57).
+    bfloat16 and float16 draws are the float32 draws rounded to nearest even.
 
     Args:
         shape, dtype, seed, offset, out: as in :func:`uniform`.
@@ -575,8 +608,8 @@ def normal(
 
     Raises:
         TypeError / ValueError naming the bad argument (e.g. ``std`` <= 0, or a ``mean`` and
-        ``std`` whose draws would overflow ``dtype``: ``|mean| + 6.66 std`` past float32's max,
-        ``|mean| + 8.57 std`` past float64's).
+        ``std`` whose draws would overflow ``dtype``: ``|mean| + 6.66 std`` past the max of
+        float32, bfloat16 or float16 (65504), ``|mean| + 8.57 std`` past float64's).
         MemoryError: a ``shape`` too large to allocate.
 
     Example:
@@ -612,6 +645,9 @@ def truncated_normal(
     smaller one (Wichura's AS 241), so far tails keep their relative accuracy. float32 uses
     AS 241's PPND7 (about 1e-7 relative); cut-offs beyond its reach (a tail probability below
     1e-30, or less than 1/256 of the mass between the cut-offs) switch to the float64 kernel.
+    bfloat16 and float16 draws are the float32 draws rounded to nearest even, so they lie in
+    [a, b] rounded to the dtype (a cut-off that is not a value of the dtype may be passed by
+    up to half a unit in its last place).
 
     Args:
         shape, dtype, seed, offset, out: as in :func:`uniform`.

@@ -22,6 +22,12 @@ stream), so the same seed, data and options give the same :class:`History`, bit 
 one machine; only the ``time`` column differs between runs. (NumPy's matrix products run in
 the BLAS, whose results can depend on its thread count: keep that fixed between runs.)
 
+16-bit weights: ``Trainer(model, precision="bf16" | "fp16", rounding="round" | "stochastic" |
+"master")`` keeps the weights and biases in bfloat16 or float16 and everything else in float32
+(NumPy has no bfloat16 matrix product: each product widens the weights); see :class:`Trainer`
+and bench/precision_demo.py, where round to nearest stalls at a small learning rate while
+stochastic rounding and master weights follow the float32 loss.
+
 Threads: this trainer's arrays are small, and each step calls many short kernels, so one
 thread is fastest; on a busy machine a parallel region also waits for a descheduled thread.
 ``regtune train --threads 1`` runs regtune and the BLAS on one thread; from Python,
@@ -48,16 +54,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+import ml_dtypes
 import numpy as np
 
 from . import optim, penalties
 from . import random as _random
-from ._validation import boolean, float_dtype, hyperparameter, nonnegative_int, not_masked
+from ._validation import FLOAT_DTYPES, LOW_DTYPES, boolean, float_dtype, hyperparameter, nonnegative_int, not_masked
 from .dropout import alpha_dropout, alpha_dropout_backward, dropout_backward
 from .dropout import dropout as _dropout
 from .schedules import ReduceOnPlateau
 
-__all__ = ["ACTIVATIONS", "INITIALIZERS", "OPTIMIZERS", "MLP", "Trainer", "History", "softmax_cross_entropy"]
+__all__ = [
+    "ACTIVATIONS", "INITIALIZERS", "OPTIMIZERS", "PRECISIONS", "ROUNDINGS", "MLP", "Trainer", "History",
+    "softmax_cross_entropy",
+]  # fmt: skip
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "selu")
 INITIALIZERS = (
@@ -70,6 +80,14 @@ OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
     "adadelta": optim.Adadelta, "lamb": optim.LAMB, "lars": optim.LARS, "adafactor": optim.Adafactor,
 }  # fmt: skip
 
+#: Trainer(precision=): the dtype the weights and biases are stored in (None: the model's own,
+#: float32 or float64).
+PRECISIONS: dict[str, np.dtype | None] = {
+    "fp32": None, "bf16": np.dtype(ml_dtypes.bfloat16), "fp16": np.dtype(np.float16),
+}  # fmt: skip
+#: Trainer(rounding=): how the optimizer writes a 16-bit weight (regtune.optim's precision=).
+ROUNDINGS = ("round", "stochastic", "master")
+
 LEAKY_SLOPE = 0.01  # torch's default negative_slope
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -80,6 +98,34 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 # of a consumer starts at s * (words per step) inside its region.
 _REGION = 1 << 60
 _DROPOUT, _NOISE, _SHIFT = 0, 1, 2
+# Stochastic rounding of 16-bit weights draws from its own key, SeedSequence([seed, _ROUNDING]),
+# not from a region of the seed's stream: the optimizer addresses its words by (step, tensor).
+_ROUNDING = 3
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _param_dtype(dtype: Any) -> np.dtype:
+    """The storage dtype of an MLP's parameters: float32 (None too), float64, bfloat16 or float16."""
+    if dtype is None:
+        return FLOAT_DTYPES[0]
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32, float64, bfloat16 or float16, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES and dt not in LOW_DTYPES:
+        raise TypeError(f"dtype must be float32, float64, bfloat16 or float16, got {dt}")
+    return dt
+
+
+def _stored(a: np.ndarray) -> np.ndarray:
+    """An array as a .npy member holds it: bfloat16 as its uint16 bits (the .npy format has no
+    bfloat16: NumPy would write an opaque 2-byte void); every other dtype as it is."""
+    return a.view(np.uint16) if a.dtype == _BF16 else a
+
+
+def _unstored(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The inverse of :func:`_stored` for an array expected to have ``dtype``."""
+    return a.view(_BF16) if dtype == _BF16 and a.dtype == np.uint16 else a
 
 
 def _choice(value: str, valid: Sequence[str], what: str, name: str) -> str:
@@ -329,13 +375,18 @@ class MLP:
             hidden layer.
         dropout_kind: ``auto`` (alpha dropout for selu, dropout otherwise), ``dropout`` or
             ``alpha``.
-        dtype: float32 (default) or float64.
+        dtype: the dtype the weights and biases are stored in: float32 (default), float64,
+            ``ml_dtypes.bfloat16`` or float16. A 16-bit model computes in float32
+            (:attr:`compute_dtype`): each matrix product widens the weights to float32 (NumPy
+            has no bfloat16 matrix product, and float16's is not a BLAS one), so inputs,
+            activations, logits and gradients are float32; only the stored parameters are 16-bit.
+            Its initial weights are the float32 draw of the same seed rounded to nearest even.
         seed: weights of layer ``i`` are drawn with ``seed`` at offset ``i * 2**40``.
 
     Raises:
         TypeError: ``sizes`` not a sequence of ints (floats are refused, not truncated), a name
             that is not a str, a dropout that is not a float or a list of floats, a dtype other
-            than float32/float64, a seed that is not an int.
+            than float32/float64/bfloat16/float16, a seed that is not an int.
         ValueError: an unknown activation, initializer or dropout kind (the message lists the
             valid names), sizes < 1 or fewer than two, dropout probabilities outside [0, 1), a
             seed outside [0, 2**64).
@@ -379,7 +430,10 @@ class MLP:
         self.dropout = ps[:n_hidden]
         kind = _choice(dropout_kind, ("auto", "dropout", "alpha"), "dropout kind", "dropout_kind")
         self.dropout_kind = ("alpha" if activation == "selu" else "dropout") if kind == "auto" else kind
-        self.dtype = float_dtype(dtype)
+        #: The dtype of the stored weights and biases.
+        self.dtype = _param_dtype(dtype)
+        #: The dtype of the arithmetic: the parameters' own, or float32 for 16-bit parameters.
+        self.compute_dtype = np.dtype(np.float32) if self.dtype in LOW_DTYPES else self.dtype
         self.seed = nonnegative_int(seed, "seed", upper=2**64)
         n_params = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
         _check_fits(n_params * self.dtype.itemsize, f"MLP(sizes={sizes!r}) with {n_params:,} {self.dtype} parameters")
@@ -392,7 +446,7 @@ class MLP:
         name, act = self.init, self.activation
         if name == "auto":
             name = {"tanh": "xavier_normal", "selu": "lecun_normal"}.get(act, "kaiming_normal")
-        kw: dict[str, Any] = {"dtype": self.dtype, "seed": self.seed, "offset": layer << 40}
+        kw: dict[str, Any] = {"dtype": self.compute_dtype, "seed": self.seed, "offset": layer << 40}
         gain_name = "relu" if act == "gelu" else act
         if name.startswith(("kaiming", "he_")):
             kw["nonlinearity"] = gain_name
@@ -400,7 +454,21 @@ class MLP:
                 kw["a"] = LEAKY_SLOPE
         elif name.startswith(("xavier", "glorot")) or name == "orthogonal":
             kw["gain"] = _init.calculate_gain(gain_name, LEAKY_SLOPE if act == "leaky_relu" else None)
-        return getattr(_init, name)(shape, **kw)
+        w = getattr(_init, name)(shape, **kw)
+        return w if w.dtype == self.dtype else w.astype(self.dtype)  # 16-bit: round to nearest even
+
+    def _set_params(self, params: list[np.ndarray], dtype: np.dtype) -> None:
+        """Store ``params`` (the order of :attr:`params`, all of ``dtype``) from now on."""
+        self.weights, self.biases = list(params[0::2]), list(params[1::2])
+        self.dtype = dtype
+        self.compute_dtype = np.dtype(np.float32) if dtype in LOW_DTYPES else dtype
+
+    def _wide(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """``arrays`` in :attr:`compute_dtype`: the arrays themselves, or float32 copies of
+        16-bit ones (exact)."""
+        if self.dtype == self.compute_dtype:
+            return arrays
+        return [a.astype(self.compute_dtype) for a in arrays]
 
     # The optimizer steps one flat list: [W0, b0, W1, b1, ...].
     @property
@@ -449,7 +517,7 @@ class MLP:
         h = x
         last = len(self.weights) - 1
         pos = offset
-        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for k, (w, b) in enumerate(zip(self._wide(self.weights), self._wide(self.biases))):
             z = h @ w.T + b
             if k == last:
                 cache.append((h, None, None, None))
@@ -468,7 +536,8 @@ class MLP:
 
     def backward(self, cache: list, dlogits: np.ndarray, seed: int = 0) -> list[np.ndarray]:
         """Gradients of the loss for every parameter (the order of :attr:`params`), from the
-        gradient of the logits and the forward's cache (``seed`` as given to the forward).
+        gradient of the logits and the forward's cache (``seed`` as given to the forward), in
+        :attr:`compute_dtype` (float32 for a 16-bit model).
 
         Raises:
             TypeError: ``cache`` not a list from :meth:`forward`, ``dlogits`` not a float32/float64
@@ -491,6 +560,7 @@ class MLP:
     def _backward(self, cache: list, dlogits: np.ndarray, seed: int = 0) -> list[np.ndarray]:
         grads: list[np.ndarray] = [None] * (2 * len(self.weights))  # type: ignore[list-item]
         dh = dlogits
+        weights = self._wide(self.weights)
         for k in range(len(self.weights) - 1, -1, -1):
             h, z, a, drop = cache[k]
             if k < len(self.weights) - 1:
@@ -502,8 +572,8 @@ class MLP:
             grads[2 * k] = dh.T @ h
             grads[2 * k + 1] = dh.sum(axis=0)
             if k:
-                dh = dh @ self.weights[k]
-        return [np.ascontiguousarray(g, dtype=self.dtype) for g in grads]
+                dh = dh @ weights[k]
+        return [np.ascontiguousarray(g, dtype=self.compute_dtype) for g in grads]
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Logits in evaluation mode (no dropout), in batches of ``batch_size`` rows.
@@ -513,10 +583,10 @@ class MLP:
                 ``batch_size`` not an int.
             ValueError: ``x`` not of shape (n, sizes[0]) or not finite; ``batch_size`` < 1.
         """
-        x = _features(x, "x", self.sizes[0], self.dtype)
+        x = _features(x, "x", self.sizes[0], self.compute_dtype)
         batch_size = _int(batch_size, "batch_size")
         return np.concatenate([self._forward(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)] or
-                              [np.empty((0, self.sizes[-1]), self.dtype)])  # fmt: skip
+                              [np.empty((0, self.sizes[-1]), self.compute_dtype)])  # fmt: skip
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted class of each row of ``x``."""
@@ -525,8 +595,10 @@ class MLP:
     def save(self, path: str, **arrays: Any) -> None:
         """Write the model (config and parameters) to a ``.npz`` file, with any extra arrays
         (``.npz`` is appended to a path without it, as :func:`numpy.savez` does). The same model
-        gives the same bytes: the archive's members carry a fixed date, not the current time."""
-        params = {f"param_{i}": p for i, p in enumerate(self.params)}
+        gives the same bytes: the archive's members carry a fixed date, not the current time.
+        bfloat16 parameters are stored as their uint16 bits (the ``.npy`` format has no
+        bfloat16); ``model_config``'s dtype says how to read them, and :meth:`load` does."""
+        params = {f"param_{i}": _stored(p) for i, p in enumerate(self.params)}
         _savez(path, {"model_config": np.array(json.dumps(self.config())), **params, **arrays})
 
     @classmethod
@@ -551,7 +623,7 @@ class MLP:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"path {path!r}: model_config {config!r} is not valid: {exc}") from None
         for i, p in enumerate(model.params):
-            saved = _member(f, f"param_{i}", path)
+            saved = _unstored(_member(f, f"param_{i}", path), p.dtype)
             if saved.shape != p.shape or saved.dtype != p.dtype:
                 raise ValueError(f"param_{i} has shape {saved.shape} {saved.dtype}, expected {p.shape} {p.dtype}")
             np.copyto(p, saved)
@@ -625,6 +697,49 @@ class Trainer:
         seed: the seed of every random choice: the per-epoch shuffle, dropout masks, noise,
             shifts.
         optimizer_kwargs: other arguments for the optimizer (``momentum=``, ``betas=``...).
+        precision: how the model's weights and biases are stored while training: ``fp32``
+            (default: in the model's own float32 or float64, exactly as before this option),
+            ``bf16`` (``ml_dtypes.bfloat16``) or ``fp16`` (float16). With bf16/fp16 the
+            parameters are what is kept in low precision: a float32 model's are rounded to
+            nearest even into the 16-bit dtype, in place, when the trainer is made (so
+            ``model.dtype`` becomes that dtype; a model made with ``MLP(dtype=...)`` in it is
+            taken as it is). Everything else is float32: each matrix product widens the
+            weights to float32 (NumPy has no bfloat16 matrix product), so activations, the loss
+            and the gradients handed to the optimizer are float32, and so are the optimizer's
+            state and the master copy; only the write of each update into a 16-bit parameter
+            rounds, as ``rounding`` says.
+        rounding: how the optimizer writes an update into a 16-bit parameter (bf16/fp16 only;
+            regtune.optim's ``precision=``): ``round`` to nearest even (what torch does with
+            bfloat16 parameters): an update smaller than half a unit in the last place (ulp)
+            of the weight is lost; bfloat16 has 8 significant bits, so a weight near 0.1
+            (ulp 2**-11, about 4.9e-4) ignores every update below about 2.4e-4, and with a small
+            learning rate training stalls. ``stochastic`` (the default) rounds up or down with
+            probabilities that make the stored weight equal the float32 update on average, so
+            small updates add up as they do in float32; its random words come from ``seed``
+            (under a key of their own), the step, the tensor and the element: the same bits on
+            any thread count. ``master`` keeps a float32 copy of every parameter
+            (``optimizer.state["master"]``, 4 more bytes per parameter) that takes the float32
+            update; the parameter is its rounding. The default is ``stochastic`` because it
+            trains like float32 (bench/precision_demo.py: its loss follows float32's where
+            ``round`` stalls) while the parameters stay 2 bytes each with no float32 copy, which
+            is the point of 16-bit weights; ``master`` follows float32 a little more closely
+            at the price of that copy.
+
+    Example (16-bit weights)::
+
+        >>> model = MLP([4, 16, 2], seed=0)
+        >>> t = Trainer(model, optimizer="sgd", lr=0.05, precision="bf16", rounding="master")
+        >>> model.dtype, model.compute_dtype, t.optimizer.state["master"][0].dtype
+        (dtype(bfloat16), dtype('float32'), dtype('float32'))
+
+    Raises:
+        TypeError: an argument of the wrong type (each message names it).
+        ValueError: an unknown ``optimizer``, ``precision`` or ``rounding`` (the message lists
+            the valid names), ``rounding`` with ``precision="fp32"``, a model whose dtype the
+            precision cannot train (a 16-bit model with ``fp32``, a float64 or other 16-bit
+            model with bf16/fp16), adafactor with 16-bit weights, ``precision`` or ``seed`` in
+            ``optimizer_kwargs``; values out of range.
+        MemoryError: gradients and optimizer state that do not fit in the memory available.
     """
 
     def __init__(
@@ -644,6 +759,8 @@ class Trainer:
         image_shape: Sequence[int] | None = None,
         seed: int = 0,
         optimizer_kwargs: dict[str, Any] | None = None,
+        precision: str = "fp32",
+        rounding: str | None = None,
     ) -> None:
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a regtune.trainer.MLP, got {type(model).__name__}")
@@ -651,10 +768,34 @@ class Trainer:
         self.optimizer_name = _choice(optimizer, tuple(OPTIMIZERS), "optimizer", "optimizer")
         if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, Mapping):
             raise TypeError(f"optimizer_kwargs must be a dict or None, got optimizer_kwargs={optimizer_kwargs!r}")
+        taken = sorted({"precision", "seed"} & set(optimizer_kwargs or ()))
+        if taken:
+            raise ValueError(f"optimizer_kwargs must not set {' or '.join(taken)}: the trainer sets the optimizer's "
+                             "precision from rounding= and its rounding seed from seed=")  # fmt: skip
+        #: ``fp32``, ``bf16`` or ``fp16``: the dtype the parameters are stored in while training.
+        self.precision = _choice(precision, tuple(PRECISIONS), "precision", "precision")
+        low = PRECISIONS[self.precision]
+        if rounding is not None:
+            _choice(rounding, ROUNDINGS, "rounding", "rounding")
+            if low is None:
+                raise ValueError(f"rounding={rounding!r} applies to precision 'bf16' or 'fp16' (16-bit weights); "
+                                 "with precision='fp32' no update is rounded")  # fmt: skip
+        #: How updates are written into 16-bit parameters (None with ``fp32``).
+        self.rounding = None if low is None else (rounding or "stochastic")
+        if low is None and model.dtype in LOW_DTYPES:
+            name = next(k for k, v in PRECISIONS.items() if v == model.dtype)
+            raise ValueError(f"precision='fp32' trains float32 or float64 weights, but the model stores {model.dtype} "
+                             f"weights: pass precision={name!r}")  # fmt: skip
+        if low is not None and model.dtype not in (np.dtype(np.float32), low):
+            raise ValueError(f"precision={self.precision!r} stores a float32 model's weights in {low}; "
+                             f"the model stores {model.dtype} weights")  # fmt: skip
+        if low is not None and self.optimizer_name == "adafactor":
+            raise ValueError(f"optimizer 'adafactor' takes float32 or float64 weights, not precision={self.precision!r} "
+                             "(its 16-bit step is not built); choose another optimizer")  # fmt: skip
         self.max_norm = None if max_norm is None else hyperparameter(max_norm, "max_norm", low=0.0, low_open=True)
         self.batch_size = _int(batch_size, "batch_size")
         # A normal draw reaches about 9 standard deviations: they must fit the model's dtype.
-        self.noise_std = hyperparameter(noise_std, "noise_std", low=0.0, high=float(np.finfo(model.dtype).max) / 16)
+        self.noise_std = hyperparameter(noise_std, "noise_std", low=0.0, high=float(np.finfo(model.compute_dtype).max) / 16)
         self.shift = _int(shift, "shift", low=0)
         self.image_shape = None if image_shape is None else tuple(_int_sequence(image_shape, "image_shape"))
         if self.shift and self.image_shape is None:
@@ -672,13 +813,28 @@ class Trainer:
         if self._words_per_step > _REGION:
             raise ValueError(f"batch_size={self.batch_size} is too large: one step would draw {self._words_per_step} "
                              "random numbers, more than the 2**60 of a region of the seed's stream")  # fmt: skip
-        # Gradients and up to two state buffers per parameter (Adam's m and v).
-        n_bytes = sum(p.nbytes for p in model.params)
-        _check_fits(3 * n_bytes, f"training {model!r} (gradients and optimizer state)")
+        if low is None:
+            # Gradients and up to two state buffers per parameter (Adam's m and v).
+            n_bytes = sum(p.nbytes for p in model.params)
+            _check_fits(3 * n_bytes, f"training {model!r} (gradients and optimizer state)")
+            params, cast, kw = model.params, False, {}
+        else:
+            # float32 gradients, up to two float32 state buffers, the master copy, and the 16-bit
+            # copy of a float32 model's parameters.
+            cast = model.dtype != low
+            per = 4 * (3 + (self.rounding == "master")) + 2 * cast
+            _check_fits(per * sum(p.size for p in model.params),
+                        f"training {model!r} in {self.precision} (gradients and optimizer state)")  # fmt: skip
+            params = [p.astype(low) for p in model.params] if cast else model.params
+            kw = {"precision": self.rounding}
+            if self.rounding == "stochastic":
+                kw["seed"] = np.random.SeedSequence([self.seed, _ROUNDING])
         self.optimizer = OPTIMIZERS[optimizer](
-            model.params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
-            **(optimizer_kwargs or {}),
+            params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
+            **kw, **(optimizer_kwargs or {}),
         )  # fmt: skip
+        if cast:  # every check passed: the model now stores 16-bit parameters
+            model._set_params(params, low)
         self.epochs_done = 0
         self.history = History()
         self._pipeline = None  # the float32 augmentation (regtune.augment), made on first use
@@ -687,7 +843,7 @@ class Trainer:
 
     def _data(self, X: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Checked inputs (finite, of the model's dtype, C-contiguous) and labels (intp)."""
-        X = _features(X, f"X_{name}", self.model.sizes[0], self.model.dtype)
+        X = _features(X, f"X_{name}", self.model.sizes[0], self.model.compute_dtype)
         y = _labels(y, f"y_{name}", X.shape[0], self.model.sizes[-1], f"X_{name}")
         if X.shape[0] == 0:
             raise ValueError(f"X_{name} is empty")
@@ -771,9 +927,24 @@ class Trainer:
         grads = model._backward(cache, dlogits, seed=self.seed)
         opt.step(grads)
         if self.max_norm is not None:
+            self._max_norm()
+        return loss
+
+    def _max_norm(self) -> None:
+        """The max-norm constraint on every weight matrix. 16-bit weights are renormed in float32
+        (the master copy, when there is one, whose rounding the weight then is; otherwise the
+        widened weight) and rounded back to nearest even: a rescaled row's norm can exceed
+        ``max_norm`` by that rounding (a relative 2**-9 in bfloat16, 2**-12 in float16)."""
+        model = self.model
+        if model.dtype == model.compute_dtype:
             for w in model.weights:
                 penalties.max_norm_(w, self.max_norm, axis=0)
-        return loss
+            return
+        masters = self.optimizer.state.get("master")
+        for k, w in enumerate(model.weights):
+            w32 = masters[2 * k] if masters is not None else w.astype(np.float32)
+            penalties.max_norm_(w32, self.max_norm, axis=0)
+            w[...] = w32.astype(w.dtype)
 
     def evaluate(self, X: Any, y: Any, batch_size: int = 2048) -> tuple[float, float]:
         """``(mean loss, accuracy)`` in evaluation mode (no dropout, no augmentation).
@@ -873,6 +1044,7 @@ class Trainer:
                 best_loss, h.best_epoch, waited = val_loss, self.epochs_done, 0
                 if patience is not None and restore_best:
                     best_params = [p.copy() for p in self.model.params]
+                    best_params += [m.copy() for m in self.optimizer.state.get("master", [])]
             else:
                 waited += 1
             if callback is not None:
@@ -880,8 +1052,8 @@ class Trainer:
             if patience is not None and waited > patience:
                 h.stopped_early = True
                 break
-        if best_params is not None:
-            for p, b in zip(self.model.params, best_params):
+        if best_params is not None:  # the parameters (and the master copy of rounding="master")
+            for p, b in zip([*self.model.params, *self.optimizer.state.get("master", [])], best_params):
                 np.copyto(p, b)
         return h
 
@@ -891,23 +1063,35 @@ class Trainer:
         """Write model, optimizer state, epoch count and history to one ``.npz`` file.
 
         The history's wall-clock ``time`` column is left out, so that two identical runs write
-        byte-identical files; :meth:`load_checkpoint` gives the loaded epochs a time of NaN."""
+        byte-identical files; :meth:`load_checkpoint` gives the loaded epochs a time of NaN.
+        With 16-bit precision the file holds the 16-bit parameters (bfloat16 as its uint16
+        bits), the float32 optimizer state including the ``master`` copy of
+        ``rounding="master"``, and the precision and rounding (stochastic rounding needs no
+        more: its words are a function of the seed and the step count)."""
         sd = self.optimizer.state_dict()
         arrays = {f"opt_{name}_{i}": a for name, arrs in sd["state"].items() for i, a in enumerate(arrs)}
         absent = sorted(k for k, a in arrays.items() if a is None)  # a buffer this tensor does not keep (Adafactor)
-        arrays = {k: a for k, a in arrays.items() if a is not None}
+        arrays = {k: _stored(a) for k, a in arrays.items() if a is not None}
         meta = {
             "optimizer": self.optimizer_name, "opt_step": sd["step"], "opt_buffers": sorted(sd["state"]),
             "opt_absent": absent,
             "epochs_done": self.epochs_done, "seed": self.seed, "history": self.history.to_dict(include_time=False),
             "plateau": self.optimizer.lr.state_dict() if isinstance(self.optimizer.lr, ReduceOnPlateau) else None,
         }  # fmt: skip
+        if self.precision != "fp32":  # (fp32 checkpoints stay what they were before 16-bit training)
+            meta.update(precision=self.precision, rounding=self.rounding)
         self.model.save(path, trainer_meta=np.array(json.dumps(meta)), **arrays)
 
     def load_checkpoint(self, path: str) -> None:
-        """Restore a :meth:`save_checkpoint` file into this trainer (same model shape and
-        optimizer): parameters, optimizer state, epoch count, history. Training then continues
-        exactly as if it had not stopped."""
+        """Restore a :meth:`save_checkpoint` file into this trainer (same model shape, dtype,
+        optimizer, precision and rounding): parameters, optimizer state, epoch count, history.
+        Training then continues exactly as if it had not stopped.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: not a checkpoint of this trainer's kind (a plain model, another
+                optimizer, precision, rounding, model shape or dtype), or a corrupt file.
+        """
         with _open_npz(path) as f:
             saved = MLP._from_npz(f, path)
             if "trainer_meta" not in f:
@@ -918,6 +1102,10 @@ class Trainer:
                 raise ValueError(f"path {path!r}: trainer_meta lacks {', '.join(sorted(missing))}")
             if meta["optimizer"] != self.optimizer_name:
                 raise ValueError(f"checkpoint optimizer {meta['optimizer']!r} differs from {self.optimizer_name!r}")
+            saved_precision = (meta.get("precision", "fp32"), meta.get("rounding"))
+            if saved_precision != (self.precision, self.rounding):
+                raise ValueError(f"checkpoint precision {saved_precision[0]!r} (rounding {saved_precision[1]!r}) differs "
+                                 f"from this trainer's {self.precision!r} (rounding {self.rounding!r})")  # fmt: skip
             history = meta["history"]
             if not isinstance(history, dict) or not set(history) <= {*History.COLUMNS, "best_epoch", "stopped_early"} \
                     or not all(isinstance(history.get(k, []), list) for k in History.COLUMNS):  # fmt: skip
@@ -929,12 +1117,21 @@ class Trainer:
             absent = meta.get("opt_absent", [])
             if not isinstance(absent, list) or not all(isinstance(k, str) for k in absent):
                 raise ValueError(f"path {path!r}: opt_absent in trainer_meta must be a list of names")
+            own = self.optimizer.state
             state = {
-                name: [None if key in absent else _member(f, key, path) for key in (f"opt_{name}_{i}" for i in range(n))]
+                name: [
+                    None if f"opt_{name}_{i}" in absent else _unstored(
+                        _member(f, f"opt_{name}_{i}", path),
+                        own[name][i].dtype if name in own and i < len(own[name]) and own[name][i] is not None else None,
+                    )
+                    for i in range(n)
+                ]
                 for name in meta["opt_buffers"]
-            }
+            }  # fmt: skip
         if saved.sizes != self.model.sizes:
             raise ValueError(f"checkpoint model sizes {saved.sizes} differ from {self.model.sizes}")
+        if saved.dtype != self.model.dtype:
+            raise ValueError(f"checkpoint model dtype {saved.dtype} differs from {self.model.dtype}")
         for p, s in zip(self.model.params, saved.params):
             np.copyto(p, s)
         self.optimizer.load_state_dict({"step": meta["opt_step"], "state": state})

@@ -74,6 +74,14 @@ struct RandomKernels {
   void (*from_f16)(const float16_t* x, size_t count, float* out);
   void (*to_bf16_sr)(Stream, uint64_t first, const float* x, size_t count, bfloat16_t* out);
   void (*to_f16_sr)(Stream, uint64_t first, const float* x, size_t count, float16_t* out);
+  // The float32 samplers writing 16-bit floats: each float32 value rounded to nearest even as
+  // it is stored (the same bits as the float32 kernel followed by to_bf16 / to_f16).
+  void (*uniform_bf16)(Stream, uint64_t first, size_t count, bfloat16_t* out, const UniformParams<float>&);
+  void (*uniform_f16)(Stream, uint64_t first, size_t count, float16_t* out, const UniformParams<float>&);
+  void (*normal_bf16)(Stream, uint64_t first, size_t count, bfloat16_t* out, const NormalParams<float>&);
+  void (*normal_f16)(Stream, uint64_t first, size_t count, float16_t* out, const NormalParams<float>&);
+  void (*truncnorm_bf16)(Stream, uint64_t first, size_t count, bfloat16_t* out, const TruncNormalParams<float>&);
+  void (*truncnorm_f16)(Stream, uint64_t first, size_t count, float16_t* out, const TruncNormalParams<float>&);
 };
 
 // ---- dispatch (dispatch.cpp) -------------------------------------------------------------
@@ -157,7 +165,8 @@ template <typename L>
 void convert_sr(Stream s, uint64_t first, const float* x, size_t count, L* out);
 // Copies n bytes with all threads: the yardstick for memory bandwidth in the benchmarks.
 void parallel_copy(void* dst, const void* src, size_t nbytes);
-// out[0, count) = value, with all threads (init.constant, zeros, ones).
+// out[0, count) = value, with all threads (init.constant, zeros, ones); T is float, double, or
+// uint16_t for the bits of a 16-bit float.
 template <typename T>
 void parallel_fill(T* out, size_t count, T value);
 

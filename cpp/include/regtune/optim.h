@@ -155,6 +155,16 @@ struct LowKernels {
   void (*step[kOptimKinds])(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a);
   void (*lamb_sums)(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out);
   void (*lars_sums)(const LowTensor& t, size_t lo, size_t n, const OptimArgs<float>& a, double* out);
+  // Adafactor's three passes (see AdafactorKernels) on elements [o, o + n) of the tensor; the
+  // factors, variance and average are float32.
+  struct {
+    void (*first)(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, double* out, double* acc,
+                  float* var);
+    void (*second)(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, const float* cv, float rv,
+                   float m, const float* var, double* out);
+    void (*apply)(const LowTensor& t, size_t o, size_t n, const OptimArgs<float>& a, const float* cv, float rv,
+                  float m, const float* var, float* ema);
+  } adafactor;
   void (*sums)(const void* x, DType dt, size_t n, double* out);  // of the values widened to float32
   void (*scale)(void* x, DType dt, size_t n, float s);
   void (*clamp)(void* x, DType dt, size_t n, float c);
@@ -229,6 +239,12 @@ double adafactor_step(const TensorList<T>& params, const TensorList<const T>& gr
 // `adapt`), computed in float32 with every coefficient rounded to float once.
 double optim_step_low(OptimKind kind, const LowTensor* tensors, const size_t* sizes, size_t count,
                       const OptimArgs<double>& args, double max_grad_norm, const unsigned char* adapt = nullptr);
+// adafactor_step on 16-bit parameters (tensors[t]: param, grad, ema, shadow, rounding; the
+// factors and variances float32).
+double adafactor_step_low(const LowTensor* tensors, const size_t* sizes, size_t count, float* const* row_vars,
+                          float* const* col_vars, float* const* variances, const size_t* batches, const size_t* rows,
+                          const size_t* cols, const unsigned char* factored, const OptimArgs<double>& args,
+                          const AdafactorScalars& sc, double max_grad_norm);
 // sum |x| and sum x^2 of arrays of any of the three dtypes (widened), in double, deterministically.
 void low_list_sums(const void* const* data, const DType* dts, const size_t* sizes, size_t count, double* abs_sum,
                    double* sq_sum);

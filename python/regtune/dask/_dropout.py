@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _core
 from .. import _dropout_module as _rd  # regtune.dropout the attribute is the function
-from .._validation import FLOAT_DTYPES, boolean
+from .._validation import ALL_FLOAT_DTYPES, boolean
 from ..random import Generator, _position
 from ._blocks import block_runs, dask_array, map_aligned
 
@@ -37,8 +37,8 @@ def _dropout_block(key, stream, first, threshold, scale, x, *, shape, starts, bl
 
 def _dask_input(x: Any, name: str) -> da.Array:
     arr = dask_array(x, name)
-    if arr.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    if arr.dtype not in ALL_FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32, float64, bfloat16 or float16, got {arr.dtype}")
     return arr
 
 
@@ -78,7 +78,7 @@ def dropout(x: Any, p: float = 0.5, *, seed: Any, offset: int = 0, training: boo
     :func:`regtune.dropout_mask` with that slice's offset.
 
     Args:
-        x: a float32 or float64 dask array (an array-like is wrapped with ``dask.array.asarray``).
+        x: a float32, float64, bfloat16 or float16 dask array (an array-like is wrapped with ``dask.array.asarray``).
         p: drop probability in [0, 1].
         seed: an int or ``numpy.random.SeedSequence`` (keyword, required; None or a Generator
             raise, since the backward must regenerate the mask).
@@ -116,7 +116,7 @@ def dropout_backward(dy: Any, p: float = 0.5, *, seed: Any, offset: int = 0) -> 
     ``regtune.dropout_backward(dy.compute(), p=p, seed=seed, offset=offset)`` bit for bit.
 
     Args:
-        dy: float32/float64 dask array of the forward output's shape (any chunking).
+        dy: float32/float64/bfloat16/float16 dask array of the forward output's shape (any chunking).
         p, seed, offset: the forward's.
 
     Returns:

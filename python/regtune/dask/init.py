@@ -52,7 +52,7 @@ class _Whole(NamedTuple):
 
 def _whole(shape: Any, dtype: Any) -> tuple[_Whole, np.dtype]:
     dims = shape_tuple(shape)
-    return _Whole(dims, math.prod(dims)), float_dtype(dtype)
+    return _Whole(dims, math.prod(dims)), float_dtype(dtype, low_precision=True)
 
 
 def _draw(
@@ -139,7 +139,9 @@ def constant(shape: Any, val: float | None = None, *, dtype: Any = np.float32, c
     whole, dt = _whole(shape, dtype)
     _init.constant(0, val, dtype=dt)
     chunks = normalize_chunks(chunks, whole.shape, dt)
-    return da.full(whole.shape, finite_float(val, "val"), dtype=dt, chunks=chunks)
+    v = finite_float(val, "val")
+    # 16-bit: val rounded to float32 first, as regtune.init.constant rounds it
+    return da.full(whole.shape, np.float32(v) if dt.itemsize == 2 else v, dtype=dt, chunks=chunks)
 
 
 def zeros(shape: Any, *, dtype: Any = np.float32, chunks: Chunks = "auto") -> da.Array:

@@ -82,7 +82,7 @@ def uniform(
         >>> w.chunksize
         (1024, 1024)
     """
-    dt = float_dtype(dtype)
+    dt = float_dtype(dtype, low_precision=True)
     _random.uniform(0, low, high, dtype=dt, seed=0)  # the one-machine checks of low and high
     return _sample("uniform", shape, dt, seed, offset, (float(low), float(high)), chunks)
 
@@ -107,7 +107,7 @@ def normal(
         >>> abs(float(z.mean().compute())) < 1e-3
         True
     """
-    dt = float_dtype(dtype)
+    dt = float_dtype(dtype, low_precision=True)
     _random.normal(0, mean, std, dtype=dt, seed=0)
     return _sample("normal", shape, dt, seed, offset, (float(mean), float(std)), chunks)
 
@@ -135,6 +135,6 @@ def truncated_normal(
         >>> bool(abs(t).max().compute() <= 0.04)
         True
     """
-    dt = float_dtype(dtype)
+    dt = float_dtype(dtype, low_precision=True)
     _random.truncated_normal(0, mean, std, a, b, dtype=dt, seed=0)
     return _sample("truncated_normal", shape, dt, seed, offset, (float(mean), float(std), float(a), float(b)), chunks)

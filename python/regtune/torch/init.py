@@ -1,7 +1,8 @@
 """``torch.nn.init`` on regtune's kernels, and whole-model initialization keyed by name.
 
-The ``torch.nn.init`` names with their trailing underscore fill a CPU float32/float64 tensor in
-place (parameters included) from regtune's counter-based stream and return it. Without
+The ``torch.nn.init`` names with their trailing underscore fill a CPU float32, float64, bfloat16
+or float16 tensor in place (parameters included) from regtune's counter-based stream and return
+it (16-bit: the float32 values rounded to nearest even). Without
 ``seed=`` the key is one 64-bit draw from torch's default generator (or ``generator=``), so
 ``torch.manual_seed`` reproduces them.
 
@@ -193,7 +194,8 @@ def reset_parameters(module: torch.nn.Module, seed: int, *, prefix: str = "") ->
     not keyed by name) and is listed in the return value.
 
     Args:
-        module: a module on the CPU, float32/float64 parameters.
+        module: a module on the CPU, float32, float64, bfloat16 or float16 parameters (16-bit: the float32 values rounded
+            to nearest even).
         seed: an int in [0, 2**64).
         prefix: the qualified name of ``module`` in the whole model ("" for the whole).
 

@@ -12,8 +12,13 @@ draw, or from ``generator=``), so ``torch.manual_seed`` makes a run reproducible
 ``torch.utils.checkpoint``, which restores torch's RNG state before it recomputes a forward,
 gets the same mask back. Masks are independent of the thread count and SIMD path.
 
-float32 and float64 tensors on the CPU; other dtypes and devices raise a TypeError naming the
-input.
+float32, float64, bfloat16 and float16 tensors on the CPU; other dtypes and devices raise a
+TypeError naming the input. bfloat16 and float16 compute in float32 and round each value once
+to nearest even: kept values are ``x * np.float32(1 / (1 - p))`` rounded to the tensor's dtype,
+the float32 result of the widened tensor, rounded. torch's own dropout rounds the scale to the
+16-bit dtype first (bfloat16(1 / 0.7) = 1.4297, 0.08% high; up to 2**-9 relative for bfloat16),
+so its 16-bit outputs are biased by that much and differ from these in the last place on many
+kept elements (see :mod:`regtune.dropout`).
 """
 
 from __future__ import annotations
@@ -52,8 +57,10 @@ def _check(x: Any, name: str) -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.device.type != "cpu":
         raise TypeError(f"{name} must be a CPU tensor, got one on {x.device}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must have dtype torch.float32 or torch.float64, got {x.dtype}")
+    if x.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        raise TypeError(
+            f"{name} must have dtype torch.float32, torch.float64, torch.bfloat16 or torch.float16, got {x.dtype}"
+        )
 
 
 class _RegenDropout(torch.autograd.Function):

@@ -14,6 +14,13 @@ added.
 
 One native call steps each group (per distinct step count within it: parameters that skipped
 steps keep their own bias corrections, as in torch). Sparse gradients are refused.
+
+``torch.bfloat16`` and ``torch.float16`` parameters take regtune's 16-bit step (see
+``regtune.optim``): ``precision="round" | "stochastic" | "master"`` and ``state_dtype=``
+(float32 state by default; ``state_dtype=torch.bfloat16`` keeps it in the parameters' dtype,
+as torch does, and then Adam, AdamW and Adagrad equal torch's ``fused=True`` step bit for
+bit). The state tensors, the master copies included, live in ``optimizer.state`` in their own
+dtype.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import inspect
 import math
 from typing import Any, Callable, Iterable
 
+import ml_dtypes
 import numpy as np
 import torch
 
@@ -41,9 +49,30 @@ _increment_version = getattr(torch.autograd.graph, "increment_version", None)
 _SCHEDULED = ("lr", "weight_decay")
 
 
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+#: The torch dtype of each dtype regtune keeps parameters or state in.
+_TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64, _BF16: torch.bfloat16,
+                np.dtype(np.float16): torch.float16}  # fmt: skip
+_NUMPY_DTYPE = {v: k for k, v in _TORCH_DTYPE.items()}
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor's memory (no copy)."""
+    """A NumPy view of a CPU tensor's memory (no copy); bfloat16 through its int16 bits."""
+    if t.dtype == torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(_BF16)
     return t.detach().numpy()
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """A new tensor holding a copy of ``a`` (bfloat16 through its int16 bits)."""
+    if a.dtype == _BF16:
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+def _numpy_dtype(dtype: Any) -> Any:
+    """A torch dtype given as ``state_dtype=`` in NumPy's terms (anything else as it is)."""
+    return _NUMPY_DTYPE.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
 
 
 class _Optimizer(torch.optim.Optimizer):
@@ -68,8 +97,10 @@ class _Optimizer(torch.optim.Optimizer):
         for i, p in enumerate(group["params"]):
             if p.device.type != "cpu":
                 raise TypeError(f"params[{i}] must be a CPU tensor, got one on {p.device}")
-            if p.dtype not in (torch.float32, torch.float64):
-                raise TypeError(f"params[{i}] must have dtype torch.float32 or torch.float64, got {p.dtype}")
+            if p.dtype not in _NUMPY_DTYPE:
+                raise TypeError(
+                    f"params[{i}] must have dtype torch.float32, float64, bfloat16 or float16, got {p.dtype}"
+                )
             if not p.is_contiguous():
                 raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
         self._hyper(group)  # checks the hyperparameters now, naming them
@@ -78,20 +109,24 @@ class _Optimizer(torch.optim.Optimizer):
         """The group's regtune hyperparameters (a group loaded from torch's own optimizer lacks
         regtune's extras: their defaults), checked by a throwaway regtune instance, which
         names a bad one."""
+        hyper = self._group_hyper(group)
+        dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
+        self._regtune([np.empty(0, dt)], **hyper)
+        return hyper
+
+    def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         hyper = {k: group.get(k, self.defaults[k]) for k in self._keys}
         for k in ("betas", "eps"):
             if isinstance(hyper.get(k), list):
                 hyper[k] = tuple(hyper[k])
-        self._regtune([np.empty(0, np.float32)], **hyper)
+        if "state_dtype" in hyper:
+            hyper["state_dtype"] = _numpy_dtype(hyper["state_dtype"])
         return hyper
 
     def _regtune_for(self, group: dict[str, Any], params: list[torch.Tensor]) -> _ro.Optimizer:
         """The regtune optimizer over these parameters (cached while the parameters and the
         hyperparameters other than lr and weight decay stay the same)."""
-        hyper = {k: group.get(k, self.defaults[k]) for k in self._keys}
-        for k in ("betas", "eps"):
-            if isinstance(hyper.get(k), list):
-                hyper[k] = tuple(hyper[k])
+        hyper = self._group_hyper(group)
         fixed = {k: v for k, v in hyper.items() if k not in _SCHEDULED}
         ident = tuple((id(p), p.data_ptr()) for p in params)
         cached = self._cache.get(id(group))
@@ -155,19 +190,32 @@ class _Optimizer(torch.optim.Optimizer):
                     continue
                 t = st.get(name)
                 if t is None:  # a first step: as regtune fills it
-                    st[name] = t = torch.from_numpy(np.array(arrays[i], copy=True))
+                    st[name] = t = _tensor(arrays[i])
                 elif tuple(t.shape) != arrays[i].shape:
                     raise ValueError(
                         f"state[{name!r}] of a parameter of shape {tuple(p.shape)} has shape {tuple(t.shape)}, "
                         f"expected {arrays[i].shape} (a state_dict of another model?)"
                     )
-                if t.dtype != p.dtype or not t.is_contiguous() or t.device.type != "cpu":
-                    st[name] = t = t.to(dtype=p.dtype, device="cpu").contiguous()
+                want = _TORCH_DTYPE[arrays[i].dtype]  # the param's dtype, or the state_dtype of a 16-bit step
+                if t.dtype != want or not t.is_contiguous() or t.device.type != "cpu":
+                    st[name] = t = t.to(dtype=want, device="cpu").contiguous()
                 arrays[i] = _np(t)
         ro._torch_bound = tuple(id(t) for p in params for t in self.state[p].values())
 
     def _extra_state(self, ro: _ro.Optimizer, params: list[torch.Tensor], step: int) -> None:
         """State torch keeps that regtune derives (NAdam's mu_product)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, except that a state tensor keeps the dtype it was saved
+        in (torch casts floating state to its parameter's dtype, which would round the float32
+        state and master copies of 16-bit parameters)."""
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(saved_ids, params):
+            for k, v in state_dict["state"].get(i, {}).items():
+                if k != "step" and isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != p.dtype:
+                    self.state[p][k] = v.detach().to(device="cpu", copy=True)
 
     def state_dict(self) -> dict[str, Any]:
         """torch's layout. Each group also carries the options torch's optimizer of the same

@@ -703,6 +703,23 @@ def test_batch_size_too_large_for_the_random_stream():
         t.fit(X3, Y3, epochs=1)
 
 
+def test_float32_augmentation_is_the_augment_pipeline():
+    """float32 models shift and noise through regtune.augment (keyed by seed, step, position);
+    float64 models through NumPy: both move whole images and add noise of the asked size."""
+    from regtune import augment
+
+    x = np.random.default_rng(0).random((5, 3 * 6 * 6), dtype=np.float32)
+    t = Trainer(MLP([3 * 6 * 6, 4, 2]), shift=2, noise_std=0.05, image_shape=(3, 6, 6), seed=9)
+    got = t._augment(x, step=7)
+    pipe = augment.Pipeline([augment.RandomTranslate(2), augment.GaussianNoise(0.05, clip=False)], seed=9,
+                            layout="NCHW")  # fmt: skip
+    ref = pipe(x.reshape(5, 3, 6, 6).transpose(0, 2, 3, 1), indices=np.arange(5), epoch=7)
+    np.testing.assert_array_equal(got, ref.reshape(5, -1))
+    t64 = Trainer(MLP([3 * 6 * 6, 4, 2], dtype=np.float64), noise_std=0.05, seed=9)
+    got64 = t64._augment(x.astype(np.float64), step=7)
+    assert got64.dtype == np.float64 and abs(float(np.std(got64 - x)) / 0.05 - 1) < 0.2
+
+
 # ------------------------------------------------------------------------------ 16-bit weights
 
 import ml_dtypes  # noqa: E402

@@ -13,6 +13,7 @@ namespace regtune::bind {
 void register_random(py::module_& m);
 void register_optim(py::module_& m);
 void register_dropout(py::module_& m);
+void register_augment(py::module_& m);
 }
 
 namespace {
@@ -148,4 +149,5 @@ PYBIND11_MODULE(_core, m) {
   regtune::bind::register_random(m);
   regtune::bind::register_optim(m);
   regtune::bind::register_dropout(m);
+  regtune::bind::register_augment(m);
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import _core  # noqa: F401  (selects the SIMD path at import; REGTUNE_SIMD overrides)
-from . import dropout, optim, penalties, random, schedules
+from . import augment, dropout, optim, penalties, random, schedules
 from ._config import MAX_THREADS, config, get_num_threads, set_num_threads, show_config
 from .dropout import dropout_backward, dropout_mask
 from .random import Generator
@@ -26,6 +26,7 @@ _dropout_module = dropout  # the name this package used for the module before it
 __all__ = [
     "MAX_THREADS",
     "Generator",
+    "augment",
     "config",
     "dropout",
     "dropout_backward",

@@ -125,3 +125,31 @@ def add_penalty_grad(
     g: npt.NDArray[np.floating[Any]], w: npt.NDArray[np.floating[Any]], l1: float, l2: float
 ) -> None: ...
 def prox_l1(w: npt.NDArray[np.floating[Any]], threshold: float) -> None: ...
+
+# --- augment (regtune.augment builds the maps, per-sample parameters and steps) --------------
+# words[i, w]: word w of the Philox stream (key, epoch << 32 | indices[i]) from block op_position << 32.
+def augment_words(
+    key: int, epoch: int, indices: npt.NDArray[np.uint64], op_position: int, nwords: int
+) -> npt.NDArray[np.uint32]: ...
+# A step: (kind 0 jitter | 1 noise | 2 erase | 3 normalize, op_position, per_sample (N, 4) float32
+# or None, values float32 or None, bound, std, clip). See cpp/include/regtune/augment.h.
+AugmentStep = tuple[int, int, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None, float, float, bool]
+def augment_run(
+    images: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
+    out: npt.NDArray[np.uint8] | npt.NDArray[np.float32] | npt.NDArray[Any],  # Any: ml_dtypes.bfloat16
+    nchw: bool,
+    bilinear: bool,
+    row_i0: npt.NDArray[np.int32],
+    row_i1: npt.NDArray[np.int32] | None,
+    row_w0: npt.NDArray[np.float32] | None,
+    row_w1: npt.NDArray[np.float32] | None,
+    col_i0: npt.NDArray[np.int32],
+    col_i1: npt.NDArray[np.int32] | None,
+    col_w0: npt.NDArray[np.float32] | None,
+    col_w1: npt.NDArray[np.float32] | None,
+    fill: npt.NDArray[np.float32],
+    steps: list[AugmentStep],
+    key: int,
+    epoch: int,
+    indices: npt.NDArray[np.uint64],
+) -> None: ...

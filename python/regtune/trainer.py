@@ -691,7 +691,8 @@ class Trainer:
         batch_size: examples per step; the last, smaller batch of an epoch is kept.
         noise_std: standard deviation of Gaussian noise added to each training batch.
         shift: for image-like inputs, shift each training image by up to this many pixels in
-            each direction (zero fill); needs ``image_shape``.
+            each direction (zero fill); needs ``image_shape``. Shifts and noise run as one
+            :class:`regtune.augment.Pipeline` call for float32 models.
         image_shape: ``(H, W)`` or ``(C, H, W)`` whose product is the number of inputs.
         seed: the seed of every random choice: the per-epoch shuffle, dropout masks, noise,
             shifts.
@@ -836,6 +837,7 @@ class Trainer:
             model._set_params(params, low)
         self.epochs_done = 0
         self.history = History()
+        self._pipeline = None  # the float32 augmentation (regtune.augment), made on first use
 
     # -- data checks ------------------------------------------------------------------------
 
@@ -850,6 +852,15 @@ class Trainer:
     # -- one step -----------------------------------------------------------------------------
 
     def _augment(self, xb: np.ndarray, step: int) -> np.ndarray:
+        """The batch shifted and noised. float32 models: one fused :class:`regtune.augment.Pipeline`
+        call (RandomTranslate, then GaussianNoise without clipping), its choices keyed by
+        (seed, step, position in the batch). float64 models (the pipeline works in float32) and
+        images of more than 4 channels (the pipeline's limit): the same operations in NumPy, from
+        regtune.random's words at the step's offsets."""
+        if not (self.shift or self.noise_std):
+            return xb
+        if xb.dtype == np.float32 and (self.image_shape is None or len(self.image_shape) == 2 or self.image_shape[0] <= 4):
+            return self._augment_pipeline(xb, step)
         n = xb.shape[0]
         if self.shift:
             s, shape = self.shift, self.image_shape
@@ -867,6 +878,23 @@ class Trainer:
                                    offset=_NOISE * _REGION + step * self.batch_size * xb.shape[1])  # fmt: skip
             xb = xb + noise
         return xb
+
+    def _augment_pipeline(self, xb: np.ndarray, step: int) -> np.ndarray:
+        from . import augment
+
+        if step >= 1 << 32:
+            raise ValueError(f"augmentation is keyed by the step, which must be < 2**32; this is step {step}")
+        if self._pipeline is None:
+            ops = ([augment.RandomTranslate(self.shift)] if self.shift else []) + (
+                [augment.GaussianNoise(self.noise_std, clip=False)] if self.noise_std else [])  # fmt: skip
+            self._pipeline = augment.Pipeline(ops, seed=self.seed, layout="NCHW")
+        n = xb.shape[0]
+        if self.image_shape is not None:
+            c, (h, w) = (self.image_shape[0] if len(self.image_shape) == 3 else 1), self.image_shape[-2:]
+        else:
+            c, h, w = 1, 1, xb.shape[1]
+        nhwc = xb.reshape(n, c, h, w).transpose(0, 2, 3, 1)
+        return self._pipeline(nhwc, indices=np.arange(n), epoch=step).reshape(n, -1)
 
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
         """One optimizer step on a batch of at most ``batch_size`` rows; returns the batch loss.

@@ -1,0 +1,209 @@
+// regtune._core augmentation: augment_run (one pipeline over a batch) and augment_words (the
+// per-sample Philox words the Python layer turns into random choices). regtune.augment builds
+// the per-axis maps and per-sample parameters; the checks here make sure no call can read or
+// write outside its arrays.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "regtune/augment.h"
+
+namespace regtune::bind {
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+template <typename T>
+const T* table(const py::object& obj, const char* name, size_t rows, size_t cols) {
+  auto a = readable_array<T>(obj, name);
+  if (a.ndim() != 2 || size_t(a.shape(0)) != rows || size_t(a.shape(1)) != cols) {
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
+                          std::to_string(cols) + "), got " + shape_str(a));
+  }
+  return static_cast<const T*>(a.data());
+}
+
+const int32_t* index_table(const py::object& obj, const char* name, size_t rows, size_t cols, size_t limit) {
+  const int32_t* p = table<int32_t>(obj, name, rows, cols);
+  for (size_t i = 0; i < rows * cols; ++i) {
+    if (p[i] < -1 || p[i] >= int64_t(limit)) {
+      throw py::value_error(std::string(name) + " holds " + std::to_string(p[i]) + ", outside [-1, " +
+                            std::to_string(limit) + ")");
+    }
+  }
+  return p;
+}
+
+const float* vector_of(const py::object& obj, const char* name, size_t n) {
+  auto a = readable_array<float>(obj, name);
+  if (a.ndim() != 1 || size_t(a.shape(0)) != n) {
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(n) + ",), got " + shape_str(a));
+  }
+  return static_cast<const float*>(a.data());
+}
+
+const uint64_t* sample_indices(const py::object& obj, size_t n) {
+  auto a = readable_array<uint64_t>(obj, "indices");
+  if (a.ndim() != 1 || size_t(a.shape(0)) != n) {
+    throw py::value_error("indices must have shape (" + std::to_string(n) + ",), got " + shape_str(a));
+  }
+  const uint64_t* p = static_cast<const uint64_t*>(a.data());
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] >> 32) throw py::value_error("indices must be < 2**32, got " + std::to_string(p[i]));
+  }
+  return p;
+}
+
+void check_epoch(uint64_t epoch) {
+  if (epoch >> 32) throw py::value_error("epoch must be < 2**32, got " + std::to_string(epoch));
+}
+
+}  // namespace
+
+void register_augment(py::module_& m) {
+  m.def(
+      "augment_words",
+      [](uint64_t key, uint64_t epoch, const py::object& indices, uint32_t op_position, size_t nwords) {
+        check_epoch(epoch);
+        if (nwords == 0 || nwords > 4096) throw py::value_error("nwords must be in [1, 4096]");
+        if (op_position >= (1u << 30)) throw py::value_error("op_position must be < 2**30");
+        const size_t n = size_t(py::len(indices));
+        const uint64_t* idx = sample_indices(indices, n);
+        py::array_t<uint32_t> out({n, nwords});
+        uint32_t* o = out.mutable_data();
+        const size_t nblocks = (nwords + 3) / 4;
+        {
+          py::gil_scoped_release nogil;
+          std::vector<uint32_t> buf(4 * nblocks);
+          const auto blocks = random_kernels().blocks;
+          for (size_t i = 0; i < n; ++i) {
+            blocks(Stream{key, (epoch << 32) | idx[i]}, uint64_t(op_position) << 32, nblocks, buf.data());
+            std::memcpy(o + i * nwords, buf.data(), nwords * sizeof(uint32_t));
+          }
+        }
+        return out;
+      },
+      py::arg("key"), py::arg("epoch"), py::arg("indices"), py::arg("op_position"), py::arg("nwords"),
+      "words[i, w] = word w of the Philox stream (key, epoch << 32 | indices[i]) from block op_position << 32.");
+
+  m.def(
+      "augment_run",
+      [](const py::object& images, const py::object& out, bool nchw, bool bilinear, const py::object& row_i0,
+         const py::object& row_i1, const py::object& row_w0, const py::object& row_w1, const py::object& col_i0,
+         const py::object& col_i1, const py::object& col_w0, const py::object& col_w1, const py::object& fill,
+         const py::list& steps, uint64_t key, uint64_t epoch, const py::object& indices) {
+        check_epoch(epoch);
+        AugmentBatch b{};
+        const bool u8 = has_dtype(images, py::dtype::of<uint8_t>());
+        auto src = u8 ? readable_array<uint8_t>(images, "images") : readable_array<float>(images, "images");
+        if (src.ndim() != 4) throw py::value_error("images must be 4-D (N, H, W, C), got " + shape_str(src));
+        const bool out_u8 = has_dtype(out, py::dtype::of<uint8_t>());
+        const bool out_bf16 = !out_u8 && float_kind(out) == FloatKind::bf16;
+        auto dst = out_u8 ? writable_array<uint8_t>(out, "out")
+                          : out_bf16 ? writable_array<bfloat16_t>(out, "out") : writable_array<float>(out, "out");
+        if (dst.ndim() != 4) throw py::value_error("out must be 4-D, got " + shape_str(dst));
+        b.src = src.data();
+        b.src_u8 = u8;
+        b.n = size_t(src.shape(0));
+        b.in_h = size_t(src.shape(1));
+        b.in_w = size_t(src.shape(2));
+        b.channels = size_t(src.shape(3));
+        b.nchw = nchw;
+        b.out_h = size_t(dst.shape(nchw ? 2 : 1));
+        b.out_w = size_t(dst.shape(nchw ? 3 : 2));
+        const size_t oc = size_t(dst.shape(nchw ? 1 : 3));
+        if (size_t(dst.shape(0)) != b.n || oc != b.channels) {
+          throw py::value_error("out has shape " + shape_str(dst) + ", which does not match images " + shape_str(src));
+        }
+        if (b.in_h >= (size_t(1) << 30) || b.in_w >= (size_t(1) << 30) || b.in_w * b.channels >= (size_t(1) << 30) ||
+            b.out_w * b.channels >= (size_t(1) << 30)) {
+          throw py::value_error("images and out must have fewer than 2**30 elements per row");
+        }
+        if (b.out_h * b.out_w * b.channels >= (uint64_t(1) << 34)) {
+          throw py::value_error("out must have fewer than 2**34 elements per sample");
+        }
+        b.out = dst.mutable_data();
+        b.out_u8 = out_u8;
+        b.out_bf16 = out_bf16;
+        b.key = key;
+        b.epoch = epoch;
+        b.indices = sample_indices(indices, b.n);
+        AugmentGeometry g{};
+        g.bilinear = bilinear;
+        g.row_i0 = index_table(row_i0, "row_i0", b.n, b.out_h, b.in_h);
+        g.col_i0 = index_table(col_i0, "col_i0", b.n, b.out_w, b.in_w);
+        if (bilinear) {
+          g.row_i1 = index_table(row_i1, "row_i1", b.n, b.out_h, b.in_h);
+          g.col_i1 = index_table(col_i1, "col_i1", b.n, b.out_w, b.in_w);
+          g.row_w0 = table<float>(row_w0, "row_w0", b.n, b.out_h);
+          g.row_w1 = table<float>(row_w1, "row_w1", b.n, b.out_h);
+          g.col_w0 = table<float>(col_w0, "col_w0", b.n, b.out_w);
+          g.col_w1 = table<float>(col_w1, "col_w1", b.n, b.out_w);
+        }
+        g.fill = vector_of(fill, "fill", b.channels);
+        std::vector<AugmentStep> st;
+        std::vector<py::object> keep;  // the arrays the steps point into
+        for (size_t k = 0; k < steps.size(); ++k) {
+          auto t = steps[k].cast<py::tuple>();
+          if (t.size() != 7) throw py::value_error("each step is (kind, op_position, per_sample, values, bound, std, clip)");
+          AugmentStep s{};
+          const int kind = t[0].cast<int>();
+          if (kind < 0 || kind > 3) throw py::value_error("unknown step kind " + std::to_string(kind));
+          s.kind = StepKind(kind);
+          s.op_position = t[1].cast<int32_t>();
+          if (s.op_position < 0 || s.op_position >= (1 << 30)) throw py::value_error("op_position must be in [0, 2**30)");
+          s.bound = t[4].cast<float>();
+          s.std = t[5].cast<float>();
+          s.clip = t[6].cast<bool>();
+          if (s.kind == StepKind::jitter || s.kind == StepKind::erase) {
+            s.per_sample = table<float>(t[2], "per_sample", b.n, 4);
+            keep.push_back(t[2]);
+          }
+          if (s.kind == StepKind::jitter) {
+            for (size_t i = 0; i < b.n; ++i) {
+              const float* p = s.per_sample + 4 * i;
+              if (!(p[0] >= 0 && p[1] >= 0 && p[2] >= 0 && p[3] >= 0 && p[3] <= 5)) {
+                throw py::value_error("ColorJitter parameters out of range");
+              }
+              if (p[1] != 1.0f && b.channels != 1 && b.channels != 3) throw py::value_error("contrast needs 1 or 3 channels");
+              if (p[2] != 1.0f && b.channels != 3) throw py::value_error("saturation needs 3 channels");
+            }
+          }
+          if (s.kind == StepKind::erase) {
+            s.values = vector_of(t[3], "values", b.channels);
+            keep.push_back(t[3]);
+            for (size_t i = 0; i < b.n; ++i) {
+              const float* p = s.per_sample + 4 * i;
+              for (int j = 0; j < 4; ++j) {
+                if (!(p[j] >= 0 && p[j] < float(1 << 24) && p[j] == float(int64_t(p[j])))) {
+                  throw py::value_error("RandomErasing boxes must hold whole numbers >= 0");
+                }
+              }
+              if (p[0] + p[2] > float(b.out_h) || p[1] + p[3] > float(b.out_w)) {
+                throw py::value_error("RandomErasing box outside the output");
+              }
+            }
+          }
+          if (s.kind == StepKind::normalize) {
+            s.values = vector_of(t[3], "values", 2 * b.channels);
+            keep.push_back(t[3]);
+          }
+          if (s.kind == StepKind::noise && !(s.std >= 0.0f)) throw py::value_error("std must be >= 0");
+          st.push_back(s);
+        }
+        py::gil_scoped_release nogil;
+        augment_run(b, g, st.data(), st.size());
+      },
+      py::arg("images"), py::arg("out"), py::arg("nchw"), py::arg("bilinear"), py::arg("row_i0"), py::arg("row_i1"),
+      py::arg("row_w0"), py::arg("row_w1"), py::arg("col_i0"), py::arg("col_i1"), py::arg("col_w0"),
+      py::arg("col_w1"), py::arg("fill"), py::arg("steps"), py::arg("key"), py::arg("epoch"), py::arg("indices"),
+      "One augmentation pipeline over a batch (see regtune/augment.h); regtune.augment.Pipeline builds the arguments.");
+}
+
+}  // namespace regtune::bind

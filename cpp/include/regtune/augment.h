@@ -1,0 +1,124 @@
+// Image augmentation kernels (regtune.augment): plain pointers and counts, no SIMD types.
+//
+// A pipeline is applied to each sample in three stages, all inside one pass over its output rows:
+//   1. geometry: output pixel (y, x) reads the input through per-axis maps, one entry per output
+//      row and column, each (i0, i1, w0, w1): the value along an axis is w0 * src[i0] + w1 * src[i1]
+//      (float32: two multiplies, one add); an index of -1 reads the fill value. Integer maps (crops,
+//      flips, translations) have i1 = i0 and read src[i0] directly, no arithmetic. Bilinear maps
+//      blend the two taps of each row (horizontal), then the two rows (vertical):
+//        h_r[x, c] = w0x[x] * src[r, i0x[x], c] + w1x[x] * src[r, i1x[x], c]
+//        v[y, x, c] = w0y[y] * h_{i0y[y]}[x, c] + w1y[y] * h_{i1y[y]}[x, c]
+//   2. pointwise steps on the float32 values, in the pipeline's order (see AugmentStep);
+//   3. the store: float32 as is, bfloat16 rounded to nearest even (random_kernels().to_bf16), or
+//      uint8 rounded to nearest even after clamping to [0, 255]; NHWC, or NCHW (planes).
+// Every operation is a single IEEE-754 float32 operation in a fixed order, so every SIMD path
+// gives the same bits. Per-sample random choices are made by the caller (Python, from Philox
+// words keyed by (seed, epoch, sample index, op position)); the only random numbers drawn here are
+// GaussianNoise's, normal draws of the Philox stream (key, epoch << 32 | index) from word
+// op_position << 34, element e of the sample's output (in NHWC order) taking word first + e.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "regtune/kernels.h"
+
+namespace regtune {
+
+// One instruction set's kernels, each on the calling thread. Values between the stages are
+// planar float32: channel c of a block of output rows at v + c * plane, pixel p at [p].
+struct AugmentKernels {
+  const char* name;
+  // Gathers of npx output pixels from one source row (nullptr: a row of fill values):
+  // off[x] = the pixel's element offset in the row (i * C), or -1 for the fill value.
+  //   gather:  out[c * plane + x] = row[off0[x] + c]
+  //   gather2: out[c * plane + x] = w0[x] * row[off0[x] + c] + w1[x] * row[off1[x] + c]
+  // The uint8 gathers read 4 bytes at each offset (gather2_u8 with 3 channels: 8 bytes): the
+  // caller makes sure 8 bytes past the row's last pixel are readable (they are never used).
+  void (*gather_u8)(const uint8_t* row, const int32_t* off0, size_t npx, int channels, const float* fill, float* out,
+                    size_t plane);
+  void (*gather_f32)(const float* row, const int32_t* off0, size_t npx, int channels, const float* fill, float* out,
+                     size_t plane);
+  void (*gather2_u8)(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                     size_t npx, int channels, const float* fill, float* out, size_t plane);
+  void (*gather2_f32)(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                      size_t npx, int channels, const float* fill, float* out, size_t plane);
+  // A run of npx pixels read in order (dir 1) or reversed (dir -1) from `row` (pixel 0 at row):
+  // out[c * plane + x] = row[dir * x * C + c]. Integer maps with such runs skip the gathers.
+  void (*run_u8)(const uint8_t* row, int dir, size_t npx, int channels, float* out, size_t plane);
+  void (*run_f32)(const float* row, int dir, size_t npx, int channels, float* out, size_t plane);
+  // out[e] = w0 * a[e] + w1 * b[e]
+  void (*blend)(const float* a, const float* b, float w0, float w1, size_t n, float* out);
+  // affine (below) into the output array with non-temporal stores for its whole cache lines;
+  // the caller issues a store fence before the results are read (augment_run does, at its end).
+  void (*affine_stream)(const float* v, float* out, size_t n, float a, float b);
+  // blend, then affine (a, b) into the output with affine_stream's stores: the same bits as the two.
+  void (*blend_affine_stream)(const float* x, const float* y, float w0, float w1, size_t n, float a, float b,
+                              float* out);
+  // v[e] = min(max(v[e] * f + g, 0), bound)  (NaN -> 0)
+  void (*scale_clamp)(float* v, size_t n, float f, float g, float bound);
+  // Saturation on 3 planes: gray = (0.2989 r + 0.587 g) + 0.114 b (torchvision's weights; three
+  // multiplies, two adds); each channel v = min(max(v * f + gray * (1 - f), 0), bound), 1 - f
+  // rounded once.
+  void (*saturation)(float* v, size_t plane, size_t npix, float f, float bound);
+  // The sum of the pixels' gray values (C = 3) or values (C = 1) in double, in 8 interleaved
+  // partial sums (pixel p into sum p % 8) combined in index order: the same on every path.
+  double (*gray_sum)(const float* v, size_t plane, size_t npix, int channels);
+  // v[c * plane + p] += noise[p * C + c] (noise in NHWC order), then clamped to [0, bound] when clip.
+  void (*add_noise)(float* v, size_t plane, const float* noise, size_t npix, int channels, bool clip, float bound);
+  // out[e] = v[e] * a + b (multiply, then add); out may be v.
+  void (*affine)(const float* v, float* out, size_t n, float a, float b);
+  // out[e] = round-to-nearest-even(clamp(v[e], 0, 255)) (NaN -> 0)
+  void (*store_u8)(const float* v, size_t n, uint8_t* out);
+  // NHWC stores: out[p * C + c] = v[c * plane + p] (as float32, or as store_u8 does).
+  void (*interleave_f32)(const float* v, size_t plane, size_t npix, int channels, float* out);
+  void (*interleave_u8)(const float* v, size_t plane, size_t npix, int channels, uint8_t* out);
+};
+
+// The pointwise steps (stage 2), in order. Per-sample parameters come in `per_sample` rows.
+enum class StepKind : int32_t {
+  jitter = 0,     // ColorJitter: per sample (b, c, s, order): factors, and order = the permutation's
+                  // index (0..5, see augment.cpp); brightness v*b, contrast v*c + mean*(1-c),
+                  // saturation as above; each clamped to [0, bound]. A factor of 1 skips its part.
+  noise = 1,      // GaussianNoise: std, clip; draws as described above
+  erase = 2,      // RandomErasing: per sample (top, left, height, width) (height 0: none), value per channel
+  normalize = 3,  // v * a[c] + b[c]
+};
+
+struct AugmentStep {
+  StepKind kind;
+  int32_t op_position;      // noise: the op's position in the pipeline (its Philox word region)
+  const float* per_sample;  // jitter: 4 floats per sample; erase: 4 per sample (whole numbers)
+  const float* values;      // erase: the C fill values; normalize: a[C] then b[C]
+  float bound;              // jitter, noise: the clamp's upper bound (255 for uint8 images, 1 for float)
+  float std;                // noise
+  bool clip;                // noise
+};
+
+struct AugmentGeometry {
+  bool bilinear;
+  const int32_t* row_i0;  // n x out_h
+  const int32_t* row_i1;
+  const float* row_w0;
+  const float* row_w1;
+  const int32_t* col_i0;  // n x out_w
+  const int32_t* col_i1;
+  const float* col_w0;
+  const float* col_w1;
+  const float* fill;      // C values for index -1
+};
+
+struct AugmentBatch {
+  const void* src;  // n x in_h x in_w x C, uint8 or float32
+  bool src_u8;
+  size_t n, in_h, in_w, channels, out_h, out_w;
+  void* out;        // n x out_h x out_w x C (NHWC) or n x C x out_h x out_w (NCHW)
+  bool out_u8, out_bf16, nchw;  // float32 when neither; bfloat16 rounds to nearest even
+  uint64_t key, epoch;
+  const uint64_t* indices;  // n sample indices (the noise streams)
+};
+
+// Runs the pipeline on every sample, threaded across samples (whole samples per chunk).
+void augment_run(const AugmentBatch& batch, const AugmentGeometry& geo, const AugmentStep* steps, size_t nsteps);
+
+}  // namespace regtune

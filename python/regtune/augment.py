@@ -1,0 +1,946 @@
+"""Image augmentation for CPU training loops: fused, threaded, and a pure function of the sample.
+
+A :class:`Pipeline` applies a list of ops to a batch of images (NHWC, uint8 or float32)::
+
+    >>> import numpy as np
+    >>> from regtune import augment as A
+    >>> pipe = A.Pipeline([A.RandomCrop(32, padding=4), A.HorizontalFlip(),
+    ...                    A.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))], seed=0, layout="NCHW")
+    >>> images = np.zeros((8, 32, 32, 3), np.uint8)
+    >>> pipe(images, indices=np.arange(8), epoch=0).shape
+    (8, 3, 32, 32)
+
+**Randomness.** Every random choice is a pure function of ``(seed, epoch, sample index, op
+position)``: op ``k``'s choices for the sample with index ``i`` in epoch ``e`` come from the Philox
+stream ``(key, e << 32 | i)`` at block ``k << 32``, a fixed number of words per op (no rejection
+loop whose word use depends on values: RandomResizedCrop and RandomErasing draw torchvision's 10
+tries up front). So a sample gets the same augmentation whatever the batch it is in, its place in
+the batch, the thread count, the SIMD path or the number of DataLoader workers. ``key`` is derived
+from ``seed`` (an int, a ``numpy.random.SeedSequence``, or None for fresh entropy) through
+``SeedSequence(entropy=..., spawn_key=(0x61756700,))``, so the same seed given to
+:mod:`regtune.random` draws different words. Words become choices as follows: a probability
+``p`` is taken when the word is below ``round(p * 2**32)``; an integer in ``[0, n)`` is
+``(word * n) >> 32`` (bias below ``n / 2**32``); a uniform on ``[lo, hi)`` is
+``lo + (hi - lo) * word / 2**32`` in float64.
+
+**Fusion.** Geometric ops (crops, flips, translations, one resized crop) compose into one map per
+axis, so each output pixel is read from the input once (a gather, or a bilinear blend of 4 source
+pixels); the pointwise ops (ColorJitter, GaussianNoise, RandomErasing, Normalize) then run on
+blocks of output rows still in L1 cache, and the result is stored once, in NHWC or NCHW order.
+ColorJitter's contrast needs the mean of the whole image, so a pipeline with ColorJitter keeps
+each image's values in a per-thread buffer until its pointwise ops are done. Samples are spread
+over regtune's threads (``regtune.set_num_threads``) with the GIL released; the pixel loops are
+vectorized (AVX2, AVX-512) and give the same bits on every path.
+
+**Values.** Pixel values are float32 inside the pipeline (Normalize may store them as
+bfloat16). ``uint8`` images are read as 0..255; without Normalize a uint8 batch gives uint8
+output, rounded to nearest (ties to even) once at the end after clamping to [0, 255]
+(torchvision rounds after each op of a uint8 chain; here there is one rounding). ColorJitter and clipped GaussianNoise clamp to [0, 255] for uint8 images and to
+[0, 1] for float32 images.
+
+**Order.** Geometric ops come first, then pointwise ops; ColorJitter and a clipped GaussianNoise
+must come before Normalize; RandomErasing may come before Normalize (``value`` in pixel units) or
+after it (``value`` in normalized units, torchvision's usual placement). MixUp and CutMix mix
+pairs of samples, so they are separate callables applied to a batch after the pipeline (NumPy
+array arithmetic, not the threaded kernels).
+
+**Not here (yet).** ColorJitter's hue; RandomErasing's ``value="random"``; antialiased
+resizing; float64 images; MixUp/CutMix ``out=``.
+
+**Antialiasing.** RandomResizedCrop resamples with plain 2-tap bilinear interpolation
+(torchvision's ``antialias=False``, OpenCV's ``INTER_LINEAR`` as albumentations uses it): no
+low-pass filter when shrinking, so a crop shrunk by more than 2x aliases. torchvision.transforms.v2
+antialiases by default; its results then differ from ours by more than rounding when shrinking.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Any, Sequence
+
+import ml_dtypes
+import numpy as np
+
+from . import _core
+from ._validation import as_array, check_inplace, hyperparameter, not_masked, overlaps
+from .random import _key_from_seed
+
+__all__ = [
+    "ColorJitter",
+    "CutMix",
+    "GaussianNoise",
+    "HorizontalFlip",
+    "MixUp",
+    "Normalize",
+    "Pipeline",
+    "RandomCrop",
+    "RandomErasing",
+    "RandomResizedCrop",
+    "RandomTranslate",
+    "VerticalFlip",
+]
+
+_TAG = 0x61756700  # "aug\0": the key's spawn_key, so augmentation never reuses regtune.random's words
+_TWO32 = float(1 << 32)
+_JITTER, _NOISE, _ERASE, _NORMALIZE = 0, 1, 2, 3
+PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
+
+
+# ----------------------------------------------------------------------------- words -> choices
+
+
+def _uniform(words: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Uniform on [lo, hi) in float64 from uint32 words: lo + (hi - lo) * word / 2**32."""
+    return lo + (hi - lo) * (words.astype(np.float64) / _TWO32)
+
+
+def _below(words: np.ndarray, n: Any) -> np.ndarray:
+    """An integer in [0, n) from each uint32 word: (word * n) >> 32 (n may be an array, n <= 2**31)."""
+    return ((words.astype(np.uint64) * np.asarray(n, dtype=np.uint64)) >> np.uint64(32)).astype(np.int64)
+
+
+def _taken(words: np.ndarray, p: float) -> np.ndarray:
+    """True with probability p (to 2**-32): word < round(p * 2**32)."""
+    return words.astype(np.uint64) < np.uint64(round(p * _TWO32))
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _size_pair(size: Any, name: str) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints >= 1."""
+    if isinstance(size, (numbers.Integral, np.integer)) and not isinstance(size, (bool, np.bool_)):
+        size = (size, size)
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise TypeError(f"{name} must be an int or an (height, width) pair of ints, got {name}={size!r}")
+    out = []
+    for s in size:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (numbers.Integral, np.integer)):
+            raise TypeError(f"{name} must be an int or an (height, width) pair of ints, got {name}={size!r}")
+        if operator.index(s) < 1:
+            raise ValueError(f"{name} must be >= 1, got {name}={size!r}")
+        out.append(operator.index(s))
+    return out[0], out[1]
+
+
+def _int_arg(value: Any, name: str, low: int = 0) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int, got {name}={value!r}")
+    v = operator.index(value)
+    if v < low:
+        raise ValueError(f"{name} must be >= {low}, got {name}={v}")
+    return v
+
+
+def _probability(p: Any, name: str = "p") -> float:
+    return hyperparameter(p, name, low=0.0, high=1.0)
+
+
+def _interval(value: Any, name: str, low: float, high: float | None = None) -> tuple[float, float]:
+    """A (lo, hi) pair of finite floats with low <= lo <= hi (<= high)."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a (min, max) pair, got {name}={value!r}")
+    lo = hyperparameter(value[0], f"{name}[0]", low=low, high=high)
+    hi = hyperparameter(value[1], f"{name}[1]", low=low, high=high)
+    if lo > hi:
+        raise ValueError(f"{name} must have {name}[0] <= {name}[1], got {name}={value!r}")
+    return lo, hi
+
+
+def _channel_values(value: Any, name: str) -> tuple[float, ...]:
+    """A number or a sequence of numbers (one per channel)."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        vals = tuple(hyperparameter(v, f"{name}[{i}]") for i, v in enumerate(value))
+        if not vals:
+            raise ValueError(f"{name} must not be empty")
+        return vals
+    return (hyperparameter(value, name),)
+
+
+def _per_channel(vals: tuple[float, ...], channels: int, name: str) -> np.ndarray:
+    if len(vals) == 1:
+        return np.full(channels, vals[0], np.float64)
+    if len(vals) != channels:
+        raise ValueError(f"{name} has {len(vals)} values but the images have {channels} channels")
+    return np.asarray(vals, np.float64)
+
+
+# ----------------------------------------------------------------------------- per-axis maps
+
+
+class _AxisMap:
+    """Per sample and output coordinate o along one axis: the value is w0 * in[i0] + w1 * in[i1];
+    index -1 reads the fill value. Integer maps have i1 = i0, w0 = 1, w1 = 0."""
+
+    __slots__ = ("i0", "i1", "w0", "w1", "bilinear", "is_identity", "_shape")
+
+    def __init__(self, i0: np.ndarray, i1: np.ndarray | None = None, w0: np.ndarray | None = None,
+                 w1: np.ndarray | None = None) -> None:  # fmt: skip
+        self.i0 = i0
+        self.bilinear = i1 is not None
+        self.i1 = i1 if i1 is not None else i0
+        self.w0 = w0
+        self.w1 = w1
+        self.is_identity = False
+
+    @staticmethod
+    def identity(n: int, size: int) -> _AxisMap:
+        """The map that changes nothing; its index array is only made if it is the final map."""
+        m = _AxisMap.__new__(_AxisMap)
+        m.i0 = m.i1 = m.w0 = m.w1 = None
+        m.bilinear, m.is_identity, m._shape = False, True, (n, size)
+        return m
+
+    def indices(self) -> np.ndarray:
+        """i0, also for the identity."""
+        if self.i0 is None:
+            return np.broadcast_to(np.arange(self._shape[1], dtype=np.int32), self._shape)
+        return self.i0
+
+    def then(self, m: _AxisMap) -> _AxisMap:
+        """This map followed by op map ``m`` (m's indices address this map's output coordinates)."""
+        if self.is_identity:
+            return m
+        if m.is_identity:
+            return self
+        if m.bilinear and self.bilinear:
+            raise ValueError("a pipeline may hold only one resampling op (RandomResizedCrop)")
+
+        n = m.i0.shape[0]
+        rows = (np.arange(n, dtype=np.int64) * self.i0.shape[1])[:, None]
+
+        def at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            """a[s, idx[s, o]] for every sample s (idx >= 0): one flat take, cheaper than
+            take_along_axis's fancy indexing."""
+            return np.take(np.ascontiguousarray(a).reshape(-1), np.maximum(idx, 0) + rows)
+
+        def pick(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            return np.where(idx < 0, -1, at(a, idx))
+
+        if m.bilinear:  # self is integer: look its two taps up
+            return _AxisMap(pick(self.i0, m.i0), pick(self.i0, m.i1), m.w0, m.w1)
+        if not self.bilinear:
+            return _AxisMap(pick(self.i0, m.i0))
+        fill = m.i0 < 0
+        return _AxisMap(pick(self.i0, m.i0), pick(self.i1, m.i0), np.where(fill, 1.0, at(self.w0, m.i0)),
+                        np.where(fill, 0.0, at(self.w1, m.i0)))  # fmt: skip
+
+
+def _pad_index(j: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Index into [0, n) of padded coordinate j (may be outside), or -1 (constant fill)."""
+    if mode == "constant":
+        return np.where((j >= 0) & (j < n), j, -1)
+    if mode == "edge":
+        return np.clip(j, 0, n - 1)
+    if mode == "reflect":  # ... 2 1 | 0 1 2 ... n-1 | n-2 ...: period 2(n - 1)
+        if n == 1:
+            return np.zeros_like(j)
+        period = 2 * (n - 1)
+        k = np.mod(j, period)
+        return np.where(k < n, k, period - k)
+    # symmetric: ... 1 0 | 0 1 ... n-1 | n-1 n-2 ...: period 2n
+    k = np.mod(j, 2 * n)
+    return np.where(k < n, k, 2 * n - 1 - k)
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+class Op:
+    """Base class of the augmentation ops: each draws its per-sample parameters from ``nwords``
+    Philox words per sample (``params``). Ops run inside a :class:`Pipeline`."""
+
+    nwords = 1
+    geometric = False
+
+    def params(self, words: np.ndarray, in_hw: tuple[int, int], channels: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class _GeometricOp(Op):
+    geometric = True
+    fill: tuple[float, ...] | None = None  # the value read outside the image, when the op can
+
+    def out_hw(self, in_hw: tuple[int, int]) -> tuple[int, int]:
+        return in_hw
+
+    def maps(self, prm: dict[str, np.ndarray], in_hw: tuple[int, int]) -> tuple[_AxisMap, _AxisMap]:
+        raise NotImplementedError
+
+
+class RandomCrop(_GeometricOp):
+    """A random ``size`` window of the image padded by ``padding`` (torchvision's RandomCrop).
+
+    ``padding``: an int (all sides), ``(left/right, top/bottom)`` or ``(left, top, right, bottom)``.
+    ``padding_mode``: ``"constant"`` (``fill``), ``"edge"``, ``"reflect"`` (no edge repeat:
+    ``2 1 | 0 1 2``) or ``"symmetric"`` (``1 0 | 0 1``). The window's top-left corner is uniform
+    over the ``(Hp - h + 1) * (Wp - w + 1)`` positions of the padded ``Hp x Wp`` image:
+    ``top = (word0 * (Hp - h + 1)) >> 32``, ``left = (word1 * (Wp - w + 1)) >> 32``. A window
+    larger than the padded image raises ValueError naming ``size``.
+    """
+
+    nwords = 2
+
+    def __init__(self, size: Any, padding: Any = 0, padding_mode: str = "constant", fill: Any = 0) -> None:
+        self.size = _size_pair(size, "size")
+        if isinstance(padding, (tuple, list)):
+            pads = [_int_arg(p, f"padding[{i}]") for i, p in enumerate(padding)]
+            if len(pads) == 2:
+                pads = [pads[0], pads[1], pads[0], pads[1]]
+            elif len(pads) != 4:
+                raise ValueError(f"padding must be an int or a sequence of 2 or 4 ints, got padding={padding!r}")
+        else:
+            pads = [_int_arg(padding, "padding")] * 4
+        self.padding = tuple(pads)  # left, top, right, bottom
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.fill = _channel_values(fill, "fill") if padding_mode == "constant" and any(pads) else None
+
+    def out_hw(self, in_hw):
+        return self.size
+
+    def params(self, words, in_hw, channels):
+        l, t, r, b = self.padding
+        hp, wp = in_hw[0] + t + b, in_hw[1] + l + r
+        h, w = self.size
+        if h > hp or w > wp:
+            raise ValueError(f"size {self.size} is larger than the padded image ({hp}, {wp}) (RandomCrop)")
+        return {"top": _below(words[:, 0], hp - h + 1), "left": _below(words[:, 1], wp - w + 1)}
+
+    def maps(self, prm, in_hw):
+        l, t, _, _ = self.padding
+        h, w = self.size
+        rows = prm["top"][:, None] + np.arange(h) - t
+        cols = prm["left"][:, None] + np.arange(w) - l
+        return (_AxisMap(_pad_index(rows, in_hw[0], self.padding_mode)),
+                _AxisMap(_pad_index(cols, in_hw[1], self.padding_mode)))  # fmt: skip
+
+
+class RandomTranslate(_GeometricOp):
+    """Shift the image by ``dy, dx`` whole pixels, each uniform on ``[-shift, shift]``; pixels
+    shifted in read ``fill``. Output pixel ``(y, x)`` = input ``(y + dy, x + dx)``. The same as
+    ``RandomCrop(image size, padding=shift)`` (the trainer's shifts)."""
+
+    nwords = 2
+
+    def __init__(self, shift: Any, fill: Any = 0) -> None:
+        self.shift = _int_arg(shift, "shift")
+        self.fill = _channel_values(fill, "fill") if self.shift else None
+
+    def params(self, words, in_hw, channels):
+        s = self.shift
+        if s and s >= max(in_hw):  # the trainer's rule: a shift that could move every pixel out is a mistake
+            raise ValueError(f"shift must be < the image's height or width {in_hw}, got shift={s}")
+        return {"dy": _below(words[:, 0], 2 * s + 1) - s, "dx": _below(words[:, 1], 2 * s + 1) - s}
+
+    def maps(self, prm, in_hw):
+        rows = prm["dy"][:, None] + np.arange(in_hw[0])
+        cols = prm["dx"][:, None] + np.arange(in_hw[1])
+        return _AxisMap(_pad_index(rows, in_hw[0], "constant")), _AxisMap(_pad_index(cols, in_hw[1], "constant"))
+
+
+class HorizontalFlip(_GeometricOp):
+    """Mirror left-right with probability ``p``: taken when word0 < round(p * 2**32)."""
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = _probability(p)
+
+    def params(self, words, in_hw, channels):
+        return {"flip": _taken(words[:, 0], self.p)}
+
+    def maps(self, prm, in_hw):
+        h, w = in_hw
+        x = np.arange(w)
+        cols = np.where(prm["flip"][:, None], w - 1 - x, x)
+        return _AxisMap.identity(len(cols), h), _AxisMap(cols)
+
+
+class VerticalFlip(HorizontalFlip):
+    """Mirror top-bottom with probability ``p``: taken when word0 < round(p * 2**32)."""
+
+    def maps(self, prm, in_hw):
+        h, w = in_hw
+        y = np.arange(h)
+        rows = np.where(prm["flip"][:, None], h - 1 - y, y)
+        return _AxisMap(rows), _AxisMap.identity(len(rows), w)
+
+
+def _log_ratio_box(words: np.ndarray, area: float, scale: tuple[float, float], ratio: tuple[float, float],
+                   swap: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """torchvision's (h, w) proposals for 10 tries, 2 words each: target area uniform on
+    area * [scale), log aspect ratio uniform on log [ratio); w = round(sqrt(a * r)), h = round(sqrt(a / r))
+    (RandomErasing's h and w are the other way round: ``swap``)."""
+    target = area * _uniform(words[:, 0::4], scale[0], scale[1])
+    aspect = np.exp(_uniform(words[:, 1::4], math.log(ratio[0]), math.log(ratio[1])))
+    a = np.round(np.sqrt(target * aspect)).astype(np.int64)
+    b = np.round(np.sqrt(target / aspect)).astype(np.int64)
+    return (a, b) if swap else (b, a)
+
+
+class RandomResizedCrop(_GeometricOp):
+    """A random box of the image, resized to ``size`` (torchvision's RandomResizedCrop).
+
+    The box: torchvision's sampling, 10 tries drawn up front (4 words each: area fraction,
+    log aspect ratio, top, left); the first try with ``0 < w <= W`` and ``0 < h <= H`` is used,
+    at ``top = (word * (H - h + 1)) >> 32``, ``left`` likewise, else the central crop of
+    torchvision's fallback. The resize: 2-tap bilinear, ``align_corners=False`` (source coordinate
+    ``(o + 0.5) * in / out - 0.5``, clamped at 0; the second tap clamped to the box), **without
+    antialiasing** (torchvision ``antialias=False``, OpenCV ``INTER_LINEAR``). Weights are computed
+    in float64 and rounded to float32 once; the blend is in float32 (see regtune/augment.h).
+    """
+
+    nwords = 40
+
+    def __init__(self, size: Any, scale: Any = (0.08, 1.0), ratio: Any = (3 / 4, 4 / 3)) -> None:
+        self.size = _size_pair(size, "size")
+        self.scale = _interval(scale, "scale", 0.0)
+        if self.scale[1] <= 0:
+            raise ValueError(f"scale must have scale[1] > 0, got scale={scale!r}")
+        self.ratio = _interval(ratio, "ratio", 0.0)
+        if self.ratio[0] <= 0:
+            raise ValueError(f"ratio must be > 0, got ratio={ratio!r}")
+
+    def out_hw(self, in_hw):
+        return self.size
+
+    def params(self, words, in_hw, channels):
+        H, W = in_hw
+        h, w = _log_ratio_box(words, float(H * W), self.scale, self.ratio, swap=False)
+        ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+        first = np.argmax(ok, axis=1)
+        found = ok.any(axis=1)
+        rows = np.arange(len(words))
+        hh, ww = h[rows, first], w[rows, first]
+        top = _below(words[rows, 4 * first + 2], np.where(found, H - hh + 1, 1))
+        left = _below(words[rows, 4 * first + 3], np.where(found, W - ww + 1, 1))
+        # torchvision's fallback: the central crop at the nearest allowed aspect ratio
+        in_ratio = W / H
+        if in_ratio < min(self.ratio):
+            fw, fh = W, int(round(W / min(self.ratio)))
+        elif in_ratio > max(self.ratio):
+            fh, fw = H, int(round(H * max(self.ratio)))
+        else:
+            fw, fh = W, H
+        return {
+            "top": np.where(found, top, (H - fh) // 2), "left": np.where(found, left, (W - fw) // 2),
+            "height": np.where(found, hh, fh), "width": np.where(found, ww, fw),
+        }  # fmt: skip
+
+    @staticmethod
+    def _axis(start: np.ndarray, length: np.ndarray, out: int) -> _AxisMap:
+        scale = length.astype(np.float64)[:, None] / out
+        src = np.maximum((np.arange(out) + 0.5) * scale - 0.5, 0.0)
+        i0 = np.floor(src).astype(np.int64)
+        i1 = np.minimum(i0 + 1, length[:, None] - 1)
+        i0 = np.minimum(i0, length[:, None] - 1)
+        w1 = src - i0
+        w0 = 1.0 - w1
+        return _AxisMap(start[:, None] + i0, start[:, None] + i1, w0, w1)
+
+    def maps(self, prm, in_hw):
+        return self._axis(prm["top"], prm["height"], self.size[0]), self._axis(prm["left"], prm["width"], self.size[1])
+
+
+class _PointwiseOp(Op):
+    nwords = 1
+
+    def step(self, prm: dict[str, np.ndarray], position: int, channels: int, bound: float) -> tuple:
+        raise NotImplementedError
+
+
+def _jitter_range(value: Any, name: str, center: float = 1.0) -> tuple[float, float]:
+    if isinstance(value, (tuple, list)):
+        return _interval(value, name, 0.0)
+    v = hyperparameter(value, name, low=0.0)
+    return max(0.0, center - v), center + v
+
+
+class ColorJitter(_PointwiseOp):
+    """Random brightness, contrast and saturation, in a random order (torchvision's ColorJitter
+    without hue). Each factor is uniform on ``[max(0, 1 - x), 1 + x]`` (or the given
+    ``(min, max)``); with ``bound`` 255 for uint8 images and 1 for float32 ones:
+
+    - brightness ``b``: ``v = clamp(v * b, 0, bound)``;
+    - contrast ``c``: ``v = clamp(v * c + m * (1 - c), 0, bound)``, ``m`` the mean over the image of
+      the gray value (3 channels) or of the value (1 channel), summed in float64 and rounded to
+      float32, ``m * (1 - c)`` one float32 multiply;
+    - saturation ``s`` (3 channels only): ``v = clamp(v * s + gray * (1 - s), 0, bound)`` per
+      pixel, ``gray = 0.2989 r + 0.587 g + 0.114 b`` (torchvision's weights), float32.
+
+    Words: 3 factors, then the order (one of the 6 permutations, ``(word * 6) >> 32``, in
+    ``itertools.permutations`` order). A factor of exactly 1 is skipped.
+    """
+
+    nwords = 4
+
+    def __init__(self, brightness: Any = 0, contrast: Any = 0, saturation: Any = 0) -> None:
+        self.brightness = _jitter_range(brightness, "brightness")
+        self.contrast = _jitter_range(contrast, "contrast")
+        self.saturation = _jitter_range(saturation, "saturation")
+
+    def params(self, words, in_hw, channels):
+        if self.saturation != (1.0, 1.0) and channels != 3:
+            raise ValueError(f"ColorJitter(saturation=...) needs 3 channels, the images have {channels}")
+        if channels not in (1, 3) and (self.contrast != (1.0, 1.0)):
+            raise ValueError(f"ColorJitter(contrast=...) needs 1 or 3 channels, the images have {channels}")
+        f = [_uniform(words[:, k], *rng).astype(np.float32) for k, rng in
+             enumerate((self.brightness, self.contrast, self.saturation))]  # fmt: skip
+        return {"brightness": f[0], "contrast": f[1], "saturation": f[2], "order": _below(words[:, 3], 6)}
+
+    def step(self, prm, position, channels, bound):
+        per = np.stack([prm["brightness"], prm["contrast"], prm["saturation"], prm["order"].astype(np.float32)], axis=1)
+        return (_JITTER, position, np.ascontiguousarray(per, np.float32), None, bound, 0.0, False)
+
+
+class GaussianNoise(_PointwiseOp):
+    """Add normal noise of standard deviation ``std`` (in the images' units: 0..255 for uint8),
+    then clamp to ``[0, bound]`` when ``clip``. Element ``e`` of a sample's output (NHWC order)
+    takes normal element ``(position << 34) + e`` of the Philox stream ``(key, epoch << 32 | index)``
+    (regtune.random's float32 Box-Muller)."""
+
+    nwords = 0
+
+    def __init__(self, std: Any, clip: bool = True) -> None:
+        self.std = hyperparameter(std, "std", low=0.0)
+        if not isinstance(clip, (bool, np.bool_)):
+            raise TypeError(f"clip must be a bool, got clip={clip!r}")
+        self.clip = bool(clip)
+
+    def params(self, words, in_hw, channels):
+        return {}
+
+    def step(self, prm, position, channels, bound):
+        return (_NOISE, position, None, None, bound, self.std, self.clip)
+
+
+class RandomErasing(_PointwiseOp):
+    """Cutout: with probability ``p``, set a random box to ``value`` (torchvision's RandomErasing).
+
+    Words: the decision (``word0 < round(p * 2**32)``), then 10 tries of 4 words (area fraction
+    uniform on ``scale``, log aspect ratio uniform on ``log ratio``, top, left) drawn up front:
+    ``h = round(sqrt(a * r))``, ``w = round(sqrt(a / r))``, the first try with ``h < H`` and
+    ``w < W`` is used at ``top = (word * (H - h + 1)) >> 32``, ``left`` likewise; no try fits:
+    nothing is erased (torchvision returns the image). ``value``: a number or one per channel, in
+    the units of the values where the op stands (pixel units before Normalize, normalized after).
+    """
+
+    nwords = 41
+
+    def __init__(self, p: Any = 0.5, scale: Any = (0.02, 0.33), ratio: Any = (0.3, 3.3), value: Any = 0) -> None:
+        self.p = _probability(p)
+        self.scale = _interval(scale, "scale", 0.0, 1.0)
+        self.ratio = _interval(ratio, "ratio", 0.0)
+        if self.ratio[0] <= 0:
+            raise ValueError(f"ratio must be > 0, got ratio={ratio!r}")
+        self.value = _channel_values(value, "value")
+
+    def params(self, words, in_hw, channels):
+        _per_channel(self.value, channels, "value")
+        H, W = in_hw
+        h, w = _log_ratio_box(words[:, 1:], float(H * W), self.scale, self.ratio, swap=True)
+        ok = (h < H) & (w < W)
+        first = np.argmax(ok, axis=1)
+        rows = np.arange(len(words))
+        erase = ok.any(axis=1) & _taken(words[:, 0], self.p)
+        hh, ww = h[rows, first], w[rows, first]
+        top = _below(words[rows, 1 + 4 * first + 2], np.where(erase, H - hh + 1, 1))
+        left = _below(words[rows, 1 + 4 * first + 3], np.where(erase, W - ww + 1, 1))
+        z = np.zeros_like(hh)
+        return {"top": np.where(erase, top, z), "left": np.where(erase, left, z),
+                "height": np.where(erase, hh, z), "width": np.where(erase, ww, z)}  # fmt: skip
+
+    def step(self, prm, position, channels, bound):
+        per = np.stack([prm["top"], prm["left"], prm["height"], prm["width"]], axis=1).astype(np.float32)
+        vals = _per_channel(self.value, channels, "value").astype(np.float32)
+        return (_ERASE, position, np.ascontiguousarray(per), vals, bound, 0.0, False)
+
+
+class Normalize(_PointwiseOp):
+    """``out = (v / max_pixel_value - mean) / std`` per channel, computed in float32 as
+    ``v * a + b`` (one multiply, one add) with ``a = 1 / (max_pixel_value * std)`` and
+    ``b = -mean / std`` rounded from float64 to float32 once. ``max_pixel_value`` defaults to 255
+    for uint8 images and 1 for float32 ones (torchvision's ToTensor + Normalize; albumentations'
+    Normalize). ``dtype``: the pipeline's output, float32 (default) or ``ml_dtypes.bfloat16``
+    (the float32 result rounded to nearest even, as ``.astype(ml_dtypes.bfloat16)``; ops after
+    Normalize, such as RandomErasing, still work in float32 before that one rounding)."""
+
+    nwords = 0
+
+    def __init__(self, mean: Any, std: Any, max_pixel_value: Any = None, dtype: Any = np.float32) -> None:
+        self.mean = _channel_values(mean, "mean")
+        self.std = _channel_values(std, "std")
+        for i, s in enumerate(self.std):
+            if s <= 0:
+                raise ValueError(f"std must be > 0, got std[{i}]={s!r}")
+        self.max_pixel_value = None if max_pixel_value is None else hyperparameter(
+            max_pixel_value, "max_pixel_value", low=0.0, low_open=True)  # fmt: skip
+        try:
+            dt = np.dtype(dtype)
+        except TypeError as exc:
+            raise TypeError(f"dtype must be float32 or ml_dtypes.bfloat16, got dtype={dtype!r}") from exc
+        if dt not in (np.dtype(np.float32), np.dtype(ml_dtypes.bfloat16)):
+            raise TypeError(f"dtype must be float32 or ml_dtypes.bfloat16, got dtype={dt}")
+        self.dtype = dt
+
+    def params(self, words, in_hw, channels):
+        return {}
+
+    def coefficients(self, channels: int, u8: bool) -> tuple[np.ndarray, np.ndarray]:
+        mean = _per_channel(self.mean, channels, "mean")
+        std = _per_channel(self.std, channels, "std")
+        mpv = self.max_pixel_value if self.max_pixel_value is not None else (255.0 if u8 else 1.0)
+        return (1.0 / (mpv * std)).astype(np.float32), (-mean / std).astype(np.float32)
+
+    def step(self, prm, position, channels, bound):
+        a, b = self.coefficients(channels, bound == 255.0)
+        return (_NORMALIZE, position, None, np.concatenate([a, b]), bound, 0.0, False)
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def _derive_key(seed: Any) -> int:
+    base = _key_from_seed(seed)
+    w = np.random.SeedSequence(entropy=[base & 0xFFFFFFFF, base >> 32], spawn_key=(_TAG,)).generate_state(2, np.uint32)
+    return int(w[0]) | (int(w[1]) << 32)
+
+
+def _epoch(epoch: Any) -> int:
+    if isinstance(epoch, (bool, np.bool_)) or not isinstance(epoch, (numbers.Integral, np.integer)):
+        raise TypeError(f"epoch must be an int, got epoch={epoch!r}")
+    e = operator.index(epoch)
+    if not 0 <= e < 1 << 32:
+        raise ValueError(f"epoch must be in [0, 2**32), got epoch={e}")
+    return e
+
+
+def _indices(indices: Any, n: int) -> np.ndarray:
+    if indices is None:
+        return np.arange(n, dtype=np.uint64)
+    not_masked(indices, "indices")
+    idx = np.asarray(as_array(indices, "indices"))
+    if idx.shape == (0,) and n == 0:  # [] is float64 to NumPy
+        return np.zeros(0, np.uint64)
+    if idx.dtype.kind not in "iu" or idx.dtype == np.bool_:
+        raise TypeError(f"indices must hold integers, got dtype {idx.dtype}")
+    if idx.ndim != 1:
+        raise ValueError(f"indices must be 1-D, got shape {idx.shape}")
+    if len(idx) != n:
+        raise ValueError(f"indices has {len(idx)} entries but images has {n} samples")
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= 1 << 32):
+        raise ValueError(f"indices must be in [0, 2**32), got values in [{int(idx.min())}, {int(idx.max())}]")
+    return np.ascontiguousarray(idx, dtype=np.uint64)
+
+
+def _images(images: Any) -> np.ndarray:
+    not_masked(images, "images")
+    x = as_array(images, "images")
+    x = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if x.dtype not in (np.uint8, np.float32):
+        raise TypeError(f"images must have dtype uint8 or float32, got {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"images must be 4-D (N, H, W, C), got shape {x.shape}")
+    if not 1 <= x.shape[3] <= 4:
+        raise ValueError(
+            f"images must be NHWC with 1 to 4 channels, got shape {x.shape}"
+            + (" (an NCHW batch? pass images.transpose(0, 2, 3, 1))" if 1 <= x.shape[1] <= 4 else "")
+        )
+    return np.ascontiguousarray(x)
+
+
+class Pipeline:
+    """A list of ops applied to a batch in one fused pass: ``pipe(images, indices=, epoch=)``.
+
+    Arguments:
+        ops: the ops, in order: geometric ops (RandomCrop, RandomTranslate, HorizontalFlip,
+            VerticalFlip, at most one RandomResizedCrop) first, then pointwise ones (ColorJitter,
+            GaussianNoise, RandomErasing, Normalize; see the module docstring for their order).
+        seed: an int, a ``numpy.random.SeedSequence``, or None (fresh entropy, drawn once here).
+        layout: ``"NHWC"`` or ``"NCHW"``: the output's layout (the input is always NHWC).
+
+    Calling it: ``pipe(images, *, indices=None, epoch=0, out=None)``. ``images``: (N, H, W, C)
+    uint8 or float32, C in 1..4 (array-likes and DLPack tensors are read, non-contiguous ones
+    copied once). ``indices``: the samples' dataset indices, N ints in [0, 2**32) (None: 0..N-1,
+    positions in the batch, which makes the result depend on the batching). ``epoch``: an int in
+    [0, 2**32). Returns Normalize's dtype (float32 or bfloat16) when the pipeline normalizes, else
+    the images' dtype; ``out=`` must then be a C-contiguous writable array of exactly that dtype and shape
+    (never a silent copy) that does not overlap ``images``.
+
+    Raises TypeError/ValueError naming the argument: ``ops[i]``, ``seed``, ``layout``,
+    ``images`` (dtype, rank, channels), ``indices``, ``epoch``, ``out``, and op arguments that do not
+    fit the images (``size`` larger than the padded image, per-channel values of the wrong length).
+    """
+
+    def __init__(self, ops: Sequence[Op], seed: Any = None, layout: str = "NHWC") -> None:
+        if isinstance(ops, Op) or not hasattr(ops, "__iter__"):
+            raise TypeError(f"ops must be a list of regtune.augment ops, got {type(ops).__name__}")
+        ops = list(ops)
+        resampling, pointwise, normalized = 0, False, False
+        fills = set()
+        for i, op in enumerate(ops):
+            if isinstance(op, (MixUp, CutMix)):
+                raise TypeError(f"ops[{i}] is {type(op).__name__}, which mixes samples: call it on the pipeline's output")
+            if not isinstance(op, Op):
+                raise TypeError(f"ops[{i}] must be a regtune.augment op, got {type(op).__name__}")
+            if op.geometric:
+                if pointwise:
+                    raise ValueError(f"ops[{i}] ({type(op).__name__}) is geometric: geometric ops come before pointwise ones")
+                resampling += isinstance(op, RandomResizedCrop)
+                if resampling > 1:
+                    raise ValueError(f"ops[{i}]: a pipeline may hold only one RandomResizedCrop")
+                if op.fill is not None:
+                    fills.add(op.fill)
+            else:
+                pointwise = True
+                if normalized and (isinstance(op, (ColorJitter, Normalize)) or (isinstance(op, GaussianNoise) and op.clip)):
+                    raise ValueError(f"ops[{i}] ({type(op).__name__}) must come before Normalize")
+                normalized |= isinstance(op, Normalize)
+        if len(fills) > 1:
+            raise ValueError(f"the geometric ops of one pipeline must share one fill value, got {sorted(fills)}")
+        if layout not in ("NHWC", "NCHW"):
+            raise ValueError(f"layout must be 'NHWC' or 'NCHW', got layout={layout!r}")
+        self.ops = ops
+        self.layout = layout
+        self.key = _derive_key(seed)
+        self._fill = fills.pop() if fills else (0.0,)
+        self._out_dtype = next((op.dtype for op in ops if isinstance(op, Normalize)), None)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.ops!r}, layout={self.layout!r})"
+
+    def output_shape(self, images_shape: Sequence[int]) -> tuple[int, ...]:
+        n, h, w, c = images_shape
+        for op in self.ops:
+            if op.geometric:
+                h, w = op.out_hw((h, w))
+        return (n, c, h, w) if self.layout == "NCHW" else (n, h, w, c)
+
+    def output_dtype(self, images_dtype: Any) -> np.dtype:
+        """Normalize's dtype (float32 or bfloat16) when the pipeline normalizes, else the images'."""
+        if self._out_dtype is not None:
+            return self._out_dtype
+        return np.dtype(np.float32) if np.dtype(images_dtype) == np.float32 else np.dtype(np.uint8)
+
+    def sample_params(self, images_shape: Sequence[int], *, indices: Any = None, epoch: Any = 0) -> list[dict]:
+        """The per-sample parameters each op draws for a batch of this shape: one dict of arrays per
+        op (crop offsets, flip flags, boxes, factors...). The same numbers the call uses."""
+        n, h, w, c = (operator.index(d) for d in images_shape)
+        return self._params(n, (h, w), c, _indices(indices, n), _epoch(epoch))[0]
+
+    def _params(self, n: int, hw: tuple[int, int], c: int, idx: np.ndarray, epoch: int) -> tuple[list[dict], list]:
+        out, sizes = [], []
+        for k, op in enumerate(self.ops):
+            words = (_core.augment_words(self.key, epoch, idx, k, op.nwords) if op.nwords
+                     else np.zeros((n, 0), np.uint32))  # fmt: skip
+            out.append(op.params(words, hw, c))
+            sizes.append(hw)
+            if op.geometric:
+                hw = op.out_hw(hw)
+        return out, sizes
+
+    def __call__(self, images: Any, *, indices: Any = None, epoch: Any = 0, out: Any = None) -> np.ndarray:
+        x = _images(images)
+        n, H, W, C = x.shape
+        idx = _indices(indices, n)
+        ep = _epoch(epoch)
+        shape, dtype = self.output_shape(x.shape), self.output_dtype(x.dtype)
+        if out is None:
+            out = np.empty(shape, dtype)
+        else:
+            out = check_inplace(out, "out")
+            if out.dtype != dtype:
+                raise TypeError(f"out must have dtype {dtype}, got {out.dtype}")
+            if out.shape != shape:
+                raise ValueError(f"out must have shape {shape}, got {out.shape}")
+            if overlaps(out, x):
+                raise ValueError("out overlaps images; augmentation cannot run in place")
+        if n == 0:
+            return out
+        fill = _per_channel(self._fill, C, "fill").astype(np.float32)
+        params, sizes = self._params(n, (H, W), C, idx, ep)
+        rows, cols = _AxisMap.identity(n, H), _AxisMap.identity(n, W)
+        bound = 255.0 if x.dtype == np.uint8 else 1.0
+        steps = []
+        for k, (op, prm, hw) in enumerate(zip(self.ops, params, sizes)):
+            if op.geometric:
+                r, c = op.maps(prm, hw)
+                rows, cols = rows.then(r), cols.then(c)
+            else:
+                steps.append(op.step(prm, k, C, bound))
+        bilinear = rows.bilinear
+
+        def i32(a):
+            return np.ascontiguousarray(a, np.int32)
+
+        def f32(a):
+            return None if a is None else np.ascontiguousarray(a, np.float32)
+
+        _core.augment_run(
+            x, out, self.layout == "NCHW", bilinear, i32(rows.indices()), i32(rows.i1) if bilinear else None,
+            f32(rows.w0), f32(rows.w1), i32(cols.indices()), i32(cols.i1) if bilinear else None, f32(cols.w0),
+            f32(cols.w1), fill, steps, self.key, ep, idx,
+        )  # fmt: skip
+        return out
+
+
+# ----------------------------------------------------------------------------- MixUp / CutMix
+
+_MIX_POSITION = 1 << 29  # MixUp's and CutMix's word region: far from any pipeline op position
+_GAMMA_TRIES = 8
+
+
+def _open_uniform(words: np.ndarray) -> np.ndarray:
+    """Uniform on (0, 1) (never 0 or 1): (word + 0.5) / 2**32."""
+    return (words.astype(np.float64) + 0.5) / _TWO32
+
+
+def _gamma(words: np.ndarray, a: float) -> np.ndarray:
+    """Gamma(a, 1) from 1 + 3 * _GAMMA_TRIES words per row: Marsaglia and Tsang's method (2000) with
+    its tries drawn up front (the first accepted one is used; all 8 fail with probability < 1e-10,
+    and then x = d, the mode), boosted for a < 1 by U ** (1 / a) (their section 7)."""
+    b = a + 1.0 if a < 1.0 else a
+    d = b - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    x = np.full(len(words), d)
+    done = np.zeros(len(words), bool)
+    for t in range(_GAMMA_TRIES):
+        u1, u2, u3 = (_open_uniform(words[:, 1 + 3 * t + k]) for k in range(3))
+        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+        v = (1.0 + c * z) ** 3
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok = (v > 0) & (np.log(u3) < 0.5 * z * z + d - d * v + d * np.log(np.where(v > 0, v, 1.0)))
+        take = ok & ~done
+        x = np.where(take, d * v, x)
+        done |= ok
+    if a < 1.0:
+        x = x * _open_uniform(words[:, 0]) ** (1.0 / a)
+    return x
+
+
+def _beta(words: np.ndarray, alpha: float) -> np.ndarray:
+    """Beta(alpha, alpha) as X / (X + Y) with X, Y ~ Gamma(alpha): 2 * (1 + 3 * 8) words per row."""
+    half = 1 + 3 * _GAMMA_TRIES
+    g1, g2 = _gamma(words[:, :half], alpha), _gamma(words[:, half:2 * half], alpha)
+    return g1 / (g1 + g2)
+
+
+class _Mix:
+    """Shared by MixUp and CutMix: each sample i is mixed with the sample before it in the batch
+    (i - 1, the first with the last: torchvision's ``batch.roll(1, 0)``), with its own
+    lambda ~ Beta(alpha, alpha) drawn from ``(seed, epoch, indices[i])``. The pairing depends on the
+    batch (it must: the partner is another sample of it); each sample's lambda does not."""
+
+    _position = _MIX_POSITION
+    nwords = 2 * (1 + 3 * _GAMMA_TRIES)
+
+    def __init__(self, alpha: Any = 1.0, *, num_classes: Any, seed: Any = None, layout: str = "NHWC") -> None:
+        self.alpha = hyperparameter(alpha, "alpha", low=0.0, low_open=True)
+        self.num_classes = _int_arg(num_classes, "num_classes", low=1)
+        if layout not in ("NHWC", "NCHW"):
+            raise ValueError(f"layout must be 'NHWC' or 'NCHW', got layout={layout!r}")
+        self.layout = layout
+        self.key = _derive_key(seed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alpha={self.alpha!r}, num_classes={self.num_classes!r}, layout={self.layout!r})"
+
+    def _inputs(self, images: Any, labels: Any, indices: Any, epoch: Any) -> tuple:
+        not_masked(images, "images")
+        x = as_array(images, "images")
+        x = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if x.dtype not in (np.uint8, np.float32):
+            raise TypeError(f"images must have dtype uint8 or float32, got {x.dtype}")
+        if x.ndim != 4:
+            raise ValueError(f"images must be 4-D ({', '.join(self.layout)}), got shape {x.shape}")
+        n = x.shape[0]
+        y = np.asarray(as_array(labels, "labels"))
+        if y.ndim == 1 and y.dtype.kind in "iu" and y.dtype != np.bool_:
+            if len(y) != n:
+                raise ValueError(f"labels has {len(y)} entries but images has {n} samples")
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+                raise ValueError(f"labels must be in [0, num_classes={self.num_classes})")
+            soft = np.zeros((n, self.num_classes), np.float32)
+            soft[np.arange(n), y] = 1.0
+        elif y.ndim == 2 and y.dtype in (np.float32, np.float64):
+            if y.shape != (n, self.num_classes):
+                raise ValueError(f"labels must have shape ({n}, {self.num_classes}), got {y.shape}")
+            soft = y.astype(np.float32)
+        else:
+            raise TypeError(f"labels must be class indices (N,) of ints or soft labels (N, num_classes), "
+                            f"got dtype {y.dtype} shape {y.shape}")  # fmt: skip
+        idx = _indices(indices, n)
+        words = _core.augment_words(self.key, _epoch(epoch), idx, self._position, self.nwords) if n else None
+        return x.astype(np.float32, copy=False), soft, words
+
+    def lambdas(self, n: int, *, indices: Any = None, epoch: Any = 0) -> np.ndarray:
+        """The samples' lambdas ~ Beta(alpha, alpha) (before CutMix's adjustment to its box)."""
+        idx = _indices(indices, n)
+        if n == 0:
+            return np.zeros(0)
+        return _beta(_core.augment_words(self.key, _epoch(epoch), idx, self._position, self.nwords), self.alpha)
+
+
+class MixUp(_Mix):
+    """MixUp (Zhang et al. 2018): ``x_i' = lam_i x_i + (1 - lam_i) x_{i-1}`` and the same for the
+    one-hot (or soft) labels, lam_i ~ Beta(alpha, alpha) per sample (see _Mix); float32 out.
+
+    ``mix(images, labels, *, indices=None, epoch=0) -> (images, soft_labels)``; images of any
+    layout (``layout`` only matters to CutMix), uint8 or float32."""
+
+    def __call__(self, images: Any, labels: Any, *, indices: Any = None, epoch: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+        x, soft, words = self._inputs(images, labels, indices, epoch)
+        if words is None:
+            return x.copy(), soft
+        lam = _beta(words, self.alpha)
+        lx = lam.astype(np.float32)[:, None, None, None]
+        mixed = lx * x + (np.float32(1) - lx) * np.roll(x, 1, axis=0)
+        ly = lam.astype(np.float32)[:, None]
+        return mixed, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
+
+
+class CutMix(_Mix):
+    """CutMix (Yun et al. 2019), torchvision's box: with lam ~ Beta(alpha, alpha) per sample,
+    a centre ``(cy, cx)`` uniform over the pixels (``(word * H) >> 32``, ...), half sizes
+    ``int(0.5 * sqrt(1 - lam) * H)`` and ``... * W``, clipped to the image; the box is pasted from
+    sample i - 1, and the labels mix with ``lam' = 1 - box area / (H W)``. float32 out."""
+
+    _position = _MIX_POSITION + 1
+    nwords = _Mix.nwords + 2
+
+    def __call__(self, images: Any, labels: Any, *, indices: Any = None, epoch: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+        x, soft, words = self._inputs(images, labels, indices, epoch)
+        if words is None:
+            return x.copy(), soft
+        boxes, lam = self._boxes(words, x.shape)
+        out = x.copy()
+        prev = np.roll(x, 1, axis=0)
+        for i, (y1, y2, x1, x2) in enumerate(boxes):
+            if self.layout == "NHWC":
+                out[i, y1:y2, x1:x2] = prev[i, y1:y2, x1:x2]
+            else:
+                out[i, :, y1:y2, x1:x2] = prev[i, :, y1:y2, x1:x2]
+        ly = lam.astype(np.float32)[:, None]
+        return out, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
+
+    def _boxes(self, words: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+        H, W = (shape[1], shape[2]) if self.layout == "NHWC" else (shape[2], shape[3])
+        lam = _beta(words, self.alpha)
+        cy, cx = _below(words[:, -2], H), _below(words[:, -1], W)
+        r = 0.5 * np.sqrt(1.0 - lam)
+        rh, rw = (r * H).astype(np.int64), (r * W).astype(np.int64)
+        y1, y2 = np.maximum(cy - rh, 0), np.minimum(cy + rh, H)
+        x1, x2 = np.maximum(cx - rw, 0), np.minimum(cx + rw, W)
+        return np.stack([y1, y2, x1, x2], axis=1), 1.0 - (y2 - y1) * (x2 - x1) / (H * W)
+
+    def boxes(self, images_shape: Sequence[int], *, indices: Any = None, epoch: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``(boxes, lam)``: per sample ``(y1, y2, x1, x2)`` and the adjusted lambda the call uses."""
+        n = operator.index(images_shape[0])
+        words = _core.augment_words(self.key, _epoch(epoch), _indices(indices, n), self._position, self.nwords)
+        return self._boxes(words, tuple(images_shape))

@@ -1,0 +1,634 @@
+"""regtune.augment: each op against a NumPy transcription of its formula, the sampling of its
+random choices, invariance to batching, threads and SIMD paths, and argument checks.
+
+Statistical tests use fixed seeds; each states its significance level (a false alarm rate).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import regtune
+from regtune import _core
+from regtune import augment as A
+
+from .conftest import SIMD_PATHS, num_threads, simd_path
+
+RNG = np.random.default_rng(1234)
+IMG_U8 = RNG.integers(0, 256, (6, 13, 17, 3), dtype=np.uint8)
+IMG_F32 = RNG.random((6, 13, 17, 3), dtype=np.float32)
+IDX = np.array([5, 900, 3, 77, 12, 4000], dtype=np.int64)
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+
+
+def _to_u8(v: np.ndarray) -> np.ndarray:
+    """The pipeline's uint8 store: clamp to [0, 255] (NaN -> 0), round half to even."""
+    return np.rint(np.clip(np.nan_to_num(v, nan=0.0), 0, 255)).astype(np.uint8)
+
+
+def _store(v: np.ndarray, dtype) -> np.ndarray:
+    return _to_u8(v) if dtype == np.uint8 else v.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def _ref_crop(img, top, left, size, padding, mode, fill):
+    l, t, r, b = padding
+    h, w = size
+    if mode == "constant":
+        p = np.pad(img, ((t, b), (l, r), (0, 0)), mode="constant", constant_values=fill)
+    else:
+        p = np.pad(img, ((t, b), (l, r), (0, 0)), mode=mode)
+    return p[top:top + h, left:left + w]
+
+
+def _torch_weights(start, length, out):
+    """torch's upsample_bilinear2d (align_corners=False) source taps for one axis, float64."""
+    i0, i1, l1 = [], [], []
+    scale = length / out
+    for o in range(out):
+        src = max((o + 0.5) * scale - 0.5, 0.0)
+        a = int(math.floor(src))
+        a = min(a, length - 1)
+        i0.append(start + a)
+        i1.append(start + min(a + 1, length - 1))
+        l1.append(src - a)
+    return np.array(i0), np.array(i1), np.array(l1)
+
+
+def _ref_bilinear(img, top, left, h, w, size):
+    """The documented formula, in float32 in the documented order (horizontal, then vertical)."""
+    ry0, ry1, ly = _torch_weights(top, h, size[0])
+    rx0, rx1, lx = _torch_weights(left, w, size[1])
+    wx1, wx0 = lx.astype(np.float32), (1.0 - lx).astype(np.float32)
+    wy1, wy0 = ly.astype(np.float32), (1.0 - ly).astype(np.float32)
+    src = img.astype(np.float32)
+    hor = wx0[None, :, None] * src[:, rx0] + wx1[None, :, None] * src[:, rx1]  # every source row
+    return wy0[:, None, None] * hor[ry0] + wy1[:, None, None] * hor[ry1]
+
+
+def _ref_normalize(v, u8):
+    mpv = 255.0 if u8 else 1.0
+    a = (1.0 / (mpv * np.array(STD))).astype(np.float32)
+    b = (-np.array(MEAN) / np.array(STD)).astype(np.float32)
+    return v.astype(np.float32) * a + b
+
+
+# ----------------------------------------------------------------------------- geometric ops
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "symmetric"])
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+def test_random_crop_and_flips_match_numpy(mode, images):
+    ops = [A.RandomCrop((11, 15), padding=(3, 2, 4, 1), padding_mode=mode, fill=7), A.HorizontalFlip(0.5),
+           A.VerticalFlip(0.5)]  # fmt: skip
+    pipe = A.Pipeline(ops, seed=3)
+    got = pipe(images, indices=IDX, epoch=2)
+    prm = pipe.sample_params(images.shape, indices=IDX, epoch=2)
+    assert got.dtype == images.dtype
+    for i, img in enumerate(images):
+        ref = _ref_crop(img, prm[0]["top"][i], prm[0]["left"][i], (11, 15), (3, 2, 4, 1), mode, 7)
+        if prm[1]["flip"][i]:
+            ref = ref[:, ::-1]
+        if prm[2]["flip"][i]:
+            ref = ref[::-1]
+        np.testing.assert_array_equal(got[i], ref)
+
+
+def test_random_translate_matches_numpy():
+    pipe = A.Pipeline([A.RandomTranslate(3)], seed=1)
+    got = pipe(IMG_U8, indices=IDX)
+    prm = pipe.sample_params(IMG_U8.shape, indices=IDX)[0]
+    for i, img in enumerate(IMG_U8):
+        p = np.pad(img, ((3, 3), (3, 3), (0, 0)))
+        dy, dx = prm["dy"][i], prm["dx"][i]
+        np.testing.assert_array_equal(got[i], p[3 + dy:3 + dy + 13, 3 + dx:3 + dx + 17])
+
+
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32, RNG.integers(0, 256, (4, 9, 11, 1), dtype=np.uint8),
+                                    RNG.random((4, 9, 11, 4), dtype=np.float32),
+                                    RNG.integers(0, 256, (4, 9, 11, 4), dtype=np.uint8)],
+                         ids=["uint8", "float32", "uint8-1ch", "float32-4ch", "uint8-4ch"])  # fmt: skip
+@pytest.mark.parametrize("size", [(7, 9), (24, 30)], ids=["shrink", "grow"])
+def test_random_resized_crop_matches_formula(images, size):
+    pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.2, 1.0))], seed=5)
+    idx = IDX[:len(images)]
+    got = pipe(images, indices=idx)
+    prm = pipe.sample_params(images.shape, indices=idx)[0]
+    for i, img in enumerate(images):
+        ref = _ref_bilinear(img, prm["top"][i], prm["left"][i], prm["height"][i], prm["width"][i], size)
+        np.testing.assert_array_equal(got[i], _store(ref, images.dtype))
+
+
+def test_bilinear_within_one_of_torch_interpolate():
+    torch = pytest.importorskip("torch")
+    img = RNG.integers(0, 256, (1, 40, 50, 3), dtype=np.uint8)
+    pipe = A.Pipeline([A.RandomResizedCrop((16, 21))], seed=0)
+    got = pipe(np.repeat(img, 8, axis=0), indices=np.arange(8))
+    prm = pipe.sample_params((8, 40, 50, 3), indices=np.arange(8))[0]
+    for i in range(8):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        box = torch.from_numpy(img[0, t:t + h, l:l + w].astype(np.float64)).permute(2, 0, 1)[None]
+        ref = torch.nn.functional.interpolate(box, size=(16, 21), mode="bilinear", align_corners=False,
+                                              antialias=False)[0].permute(1, 2, 0).numpy()  # fmt: skip
+        assert np.abs(got[i].astype(np.int64) - np.rint(ref)).max() <= 1
+
+
+def test_crop_then_resized_crop_then_flip_compose():
+    """Integer maps before and after the resampling compose into one pass."""
+    ops = [A.RandomCrop(12, padding=2, padding_mode="reflect"), A.RandomResizedCrop((9, 10)), A.HorizontalFlip(1.0),
+           A.VerticalFlip(1.0)]  # fmt: skip
+    pipe = A.Pipeline(ops, seed=8)
+    got = pipe(IMG_F32, indices=IDX)
+    prm = pipe.sample_params(IMG_F32.shape, indices=IDX)
+    for i, img in enumerate(IMG_F32):
+        c = _ref_crop(img, prm[0]["top"][i], prm[0]["left"][i], (12, 12), (2, 2, 2, 2), "reflect", 0)
+        r = prm[1]
+        ref = _ref_bilinear(c, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 10))[::-1, ::-1]
+        np.testing.assert_array_equal(got[i], ref.astype(np.float32))
+
+
+def _torchvision_rrc(words, H, W, scale, ratio):
+    """torchvision's RandomResizedCrop.get_params, transcribed, drawing from the given words."""
+    area = H * W
+    lr = (math.log(ratio[0]), math.log(ratio[1]))
+    for t in range(10):
+        u = words[4 * t:4 * t + 4].astype(np.float64) / 2**32
+        target = area * (scale[0] + (scale[1] - scale[0]) * u[0])
+        aspect = math.exp(lr[0] + (lr[1] - lr[0]) * u[1])
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= W and 0 < h <= H:
+            return (int(words[4 * t + 2]) * (H - h + 1)) >> 32, (int(words[4 * t + 3]) * (W - w + 1)) >> 32, h, w
+    in_ratio = W / H
+    if in_ratio < min(ratio):
+        w, h = W, int(round(W / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = H, int(round(H * max(ratio)))
+    else:
+        w, h = W, H
+    return (H - h) // 2, (W - w) // 2, h, w
+
+
+@pytest.mark.parametrize("hw,scale,ratio", [((375, 500), (0.08, 1.0), (3 / 4, 4 / 3)),
+                                            ((20, 200), (0.5, 1.0), (1.0, 1.0))])  # fmt: skip
+def test_resized_crop_box_is_torchvisions_sampling(hw, scale, ratio):
+    n = 400
+    pipe = A.Pipeline([A.RandomResizedCrop(8, scale=scale, ratio=ratio)], seed=11)
+    prm = pipe.sample_params((n, *hw, 3), indices=np.arange(n), epoch=4)[0]
+    words = _core.augment_words(pipe.key, 4, np.arange(n, dtype=np.uint64), 0, 40)
+    for i in range(n):
+        assert _torchvision_rrc(words[i], *hw, scale, ratio) == tuple(int(prm[k][i]) for k in ("top", "left", "height", "width"))
+
+
+# ----------------------------------------------------------------------------- pointwise ops
+
+
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_normalize_and_layout(images, layout):
+    pipe = A.Pipeline([A.Normalize(MEAN, STD)], seed=0, layout=layout)
+    got = pipe(images)
+    ref = _ref_normalize(images, images.dtype == np.uint8)
+    if layout == "NCHW":
+        ref = ref.transpose(0, 3, 1, 2)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
+
+
+def _ref_jitter(v, b, c, s, order, bound):
+    v = v.astype(np.float32)
+    perms = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    for part in perms[order]:
+        f = np.float32((b, c, s)[part])
+        if f == 1:
+            continue
+        if part == 0:
+            v = np.clip(v * f, 0, bound)
+        elif part == 1:
+            gray = (np.float32(0.2989) * v[..., 0] + np.float32(0.587) * v[..., 1]) + np.float32(0.114) * v[..., 2]
+            mean = np.float32(gray.astype(np.float64).sum() / gray.size)
+            v = np.clip(v * f + mean * (np.float32(1) - f), 0, bound)
+        else:
+            gray = (np.float32(0.2989) * v[..., 0] + np.float32(0.587) * v[..., 1]) + np.float32(0.114) * v[..., 2]
+            v = np.clip(v * f + (gray * (np.float32(1) - f))[..., None], 0, bound)
+    return v
+
+
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+def test_color_jitter_matches_numpy(images):
+    pipe = A.Pipeline([A.ColorJitter(0.4, 0.4, 0.4)], seed=2)
+    got = pipe(images, indices=IDX)
+    prm = pipe.sample_params(images.shape, indices=IDX)[0]
+    bound = 255.0 if images.dtype == np.uint8 else 1.0
+    assert len(set(prm["order"].tolist())) > 1
+    for i, img in enumerate(images):
+        ref = _ref_jitter(img, prm["brightness"][i], prm["contrast"][i], prm["saturation"][i], prm["order"][i], bound)
+        if images.dtype == np.uint8:
+            assert np.abs(got[i].astype(int) - _to_u8(ref).astype(int)).max() <= 1  # the contrast mean's last bit
+        else:
+            np.testing.assert_allclose(got[i], ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_gaussian_noise_is_the_documented_stream(clip):
+    pipe = A.Pipeline([A.HorizontalFlip(0.0), A.GaussianNoise(0.2, clip=clip)], seed=4, layout="NCHW")
+    got = pipe(IMG_F32, indices=IDX, epoch=3)
+    for i, img in enumerate(IMG_F32):
+        noise = np.empty(img.size, np.float32)
+        _core.normal(noise, pipe.key, (3 << 32) | int(IDX[i]), 1 << 34, 0.0, 0.2)
+        ref = img + noise.reshape(img.shape)
+        if clip:
+            ref = np.clip(ref, 0, 1)
+        np.testing.assert_array_equal(got[i], ref.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("after_normalize", [False, True])
+def test_random_erasing_matches_numpy(after_normalize):
+    er = A.RandomErasing(p=0.7, value=(1, 2, 3))
+    ops = [A.Normalize(MEAN, STD), er] if after_normalize else [er, A.Normalize(MEAN, STD)]
+    pipe = A.Pipeline(ops, seed=6)
+    n = 40
+    imgs = np.repeat(IMG_U8[:1], n, axis=0)
+    got = pipe(imgs, indices=np.arange(n))
+    prm = pipe.sample_params(imgs.shape, indices=np.arange(n))[1 if after_normalize else 0]
+    assert 0 < (prm["height"] > 0).sum() < n
+    for i in range(n):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        if after_normalize:
+            ref = _ref_normalize(imgs[i], True)
+            ref[t:t + h, l:l + w] = (1, 2, 3)
+        else:
+            v = imgs[i].astype(np.float32)
+            v[t:t + h, l:l + w] = (1, 2, 3)
+            ref = _ref_normalize(v, True)
+        np.testing.assert_array_equal(got[i], ref)
+        if h:
+            assert h < 13 and w < 17 and 0.02 * 13 * 17 * 0.5 <= h * w <= 0.33 * 13 * 17 * 1.5
+
+
+# ----------------------------------------------------------------------------- distributions
+
+
+def test_crop_offsets_uniform_chi_square():
+    """Chi-square goodness of fit of the 9 x 9 offsets of RandomCrop(32, padding=4); level 0.001."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    n = 20000
+    pipe = A.Pipeline([A.RandomCrop(32, padding=4)], seed=7)
+    prm = pipe.sample_params((n, 32, 32, 3), indices=np.arange(n))[0]
+    counts = np.bincount(prm["top"] * 9 + prm["left"], minlength=81)
+    assert counts.size == 81
+    assert scipy_stats.chisquare(counts).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_flip_frequency(p):
+    """Binomial count of flips within 4.5 standard errors (level ~7e-6)."""
+    n = 20000
+    prm = A.Pipeline([A.HorizontalFlip(p)], seed=9).sample_params((n, 4, 4, 1), indices=np.arange(n), epoch=1)[0]
+    k = int(prm["flip"].sum())
+    if p in (0.0, 1.0):
+        assert k == n * p
+    else:
+        assert abs(k - n * p) < 4.5 * math.sqrt(n * p * (1 - p))
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0, 2.5])
+def test_mixup_lambda_is_beta(alpha):
+    """Kolmogorov-Smirnov test of the per-sample lambdas against Beta(alpha, alpha); level 0.001."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    lam = A.MixUp(alpha, num_classes=3, seed=5).lambdas(5000, indices=np.arange(5000), epoch=2)
+    assert ((lam >= 0) & (lam <= 1)).all()
+    assert scipy_stats.kstest(lam, scipy_stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+
+
+def test_jitter_factors_uniform():
+    """Mean and variance of the brightness factor on [0.6, 1.4] within 5 standard errors."""
+    n = 20000
+    prm = A.Pipeline([A.ColorJitter(brightness=0.4)], seed=3).sample_params((n, 2, 2, 3), indices=np.arange(n))[0]
+    b = prm["brightness"].astype(np.float64)
+    assert abs(b.mean() - 1.0) < 5 * math.sqrt(0.8**2 / 12 / n)
+    assert abs(b.var() - 0.8**2 / 12) < 5 * 0.8**2 / 12 * math.sqrt(0.8 / n)
+    assert np.bincount(prm["order"], minlength=6).min() > n / 6 * 0.9
+
+
+# ----------------------------------------------------------------------------- MixUp, CutMix
+
+
+def test_mixup_mixes_images_and_labels():
+    x = IMG_F32
+    y = np.array([0, 1, 2, 0, 1, 2])
+    mix = A.MixUp(0.4, num_classes=3, seed=1)
+    got, soft = mix(x, y, indices=IDX, epoch=1)
+    lam = mix.lambdas(6, indices=IDX, epoch=1).astype(np.float32)
+    ref = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * np.roll(x, 1, axis=0)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    onehot = np.eye(3, dtype=np.float32)[y]
+    np.testing.assert_allclose(soft, lam[:, None] * onehot + (1 - lam[:, None]) * np.roll(onehot, 1, axis=0), atol=1e-6)
+    np.testing.assert_allclose(soft.sum(1), 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_cutmix_pastes_the_box_and_adjusts_lambda(layout):
+    x = IMG_F32 if layout == "NHWC" else np.ascontiguousarray(IMG_F32.transpose(0, 3, 1, 2))
+    y = np.arange(6) % 4
+    cm = A.CutMix(1.0, num_classes=4, seed=2, layout=layout)
+    got, soft = cm(x, y, indices=IDX)
+    boxes, lam = cm.boxes(x.shape, indices=IDX)
+    prev = np.roll(x, 1, axis=0)
+    for i, (y1, y2, x1, x2) in enumerate(boxes):
+        ref = x[i].copy()
+        sl = (slice(y1, y2), slice(x1, x2)) if layout == "NHWC" else (slice(None), slice(y1, y2), slice(x1, x2))
+        ref[sl] = prev[i][sl]
+        np.testing.assert_array_equal(got[i], ref)
+        assert lam[i] == pytest.approx(1 - (y2 - y1) * (x2 - x1) / (13 * 17))
+        assert soft[i, y[i]] >= np.float32(lam[i]) - 1e-6
+
+
+# ----------------------------------------------------------------------------- invariance
+
+
+def _full_pipe(layout="NCHW"):
+    return A.Pipeline([A.RandomCrop(14, padding=3, padding_mode="reflect"), A.RandomResizedCrop((12, 11)),
+                       A.HorizontalFlip(), A.VerticalFlip(0.3), A.ColorJitter(0.3, 0.3, 0.3), A.GaussianNoise(4.0),
+                       A.Normalize(MEAN, STD), A.RandomErasing(0.5)], seed=21, layout=layout)  # fmt: skip
+
+
+def _int_pipe():
+    return A.Pipeline([A.RandomCrop(16, padding=4), A.HorizontalFlip(), A.RandomErasing(0.5, value=9)], seed=22)
+
+
+BIG = RNG.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
+BIG_IDX = RNG.permutation(10_000)[:37]
+
+
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe], ids=["bilinear", "integer"])
+def test_same_sample_same_result_whatever_the_batch(make):
+    pipe = make()
+    whole = pipe(BIG, indices=BIG_IDX, epoch=5)
+    for cut in (1, 10, 36):
+        parts = np.concatenate([pipe(BIG[:cut], indices=BIG_IDX[:cut], epoch=5),
+                                pipe(BIG[cut:], indices=BIG_IDX[cut:], epoch=5)])  # fmt: skip
+        np.testing.assert_array_equal(parts, whole)
+    order = RNG.permutation(37)
+    np.testing.assert_array_equal(pipe(BIG[order], indices=BIG_IDX[order], epoch=5), whole[order])
+    assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
+
+
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe], ids=["bilinear", "integer"])
+def test_bit_identical_across_threads_and_simd_paths(make):
+    pipe = make()
+    ref = None
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                got = pipe(BIG, indices=BIG_IDX, epoch=1)
+            if ref is None:
+                ref = got
+            assert got.tobytes() == ref.tobytes(), (path, threads)
+
+
+def test_every_path_handles_ragged_widths_and_the_last_row():
+    """Widths that are not multiples of any vector width, and the very last row of the array
+    (the uint8 gathers read 4 bytes per pixel: the last one comes from a padded copy)."""
+    imgs = RNG.integers(0, 256, (3, 5, 19, 3), dtype=np.uint8)
+    pipe = A.Pipeline([A.RandomResizedCrop((5, 23), scale=(0.9, 1.0)), A.VerticalFlip(1.0)], seed=4)
+    outs = []
+    for path in SIMD_PATHS:
+        with simd_path(path):
+            outs.append(pipe(imgs[:, :, :, :1].copy()))
+            outs.append(pipe(imgs))
+    for k in range(2, len(outs)):
+        np.testing.assert_array_equal(outs[k], outs[k % 2])
+
+
+def test_seed_kinds_and_key_separation():
+    a = A.Pipeline([A.HorizontalFlip()], seed=np.random.SeedSequence(5))
+    b = A.Pipeline([A.HorizontalFlip()], seed=np.random.SeedSequence(5))
+    assert a.key == b.key
+    assert A.Pipeline([], seed=5).key != 5  # never regtune.random's key for the same seed
+    assert A.Pipeline([], seed=None).key != A.Pipeline([], seed=None).key
+
+
+# ----------------------------------------------------------------------------- out=, threads, GIL
+
+
+def test_out_is_filled_and_returned():
+    pipe = _full_pipe()
+    out = np.empty(pipe.output_shape(BIG.shape), np.float32)
+    assert pipe(BIG, indices=BIG_IDX, out=out) is out
+    np.testing.assert_array_equal(out, pipe(BIG, indices=BIG_IDX))
+
+
+def test_empty_batch_and_python_threads():
+    pipe = _full_pipe()
+    assert pipe(BIG[:0], indices=[]).shape == (0, 3, 12, 11)
+    ref = pipe(BIG, indices=BIG_IDX)
+    from .conftest import run_together
+
+    outs = run_together(4, lambda i: pipe(BIG, indices=BIG_IDX))  # the GIL is released; no shared state
+    for o in outs:
+        np.testing.assert_array_equal(o, ref)
+
+
+def test_torch_tensor_input():
+    torch = pytest.importorskip("torch")
+    pipe = _int_pipe()
+    np.testing.assert_array_equal(pipe(torch.from_numpy(BIG)), pipe(BIG))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda p: p(IMG_U8.astype(np.int16)), TypeError, "images must have dtype uint8 or float32"),
+        (lambda p: p(IMG_U8[0]), ValueError, "images must be 4-D"),
+        (lambda p: p(np.zeros((2, 3, 16, 16), np.uint8)), ValueError, "images must be NHWC.*transpose"),
+        (lambda p: p(IMG_U8, indices=[1, 2]), ValueError, "indices has 2 entries but images has 6"),
+        (lambda p: p(IMG_U8, indices=np.arange(6.0)), TypeError, "indices must hold integers"),
+        (lambda p: p(IMG_U8, indices=-np.arange(6)), ValueError, "indices must be in"),
+        (lambda p: p(IMG_U8, epoch=-1), ValueError, "epoch must be in"),
+        (lambda p: p(IMG_U8, epoch=1.5), TypeError, "epoch must be an int"),
+        (lambda p: p(IMG_U8, out=np.empty((6, 13, 17, 3), np.float64)), TypeError, "out must have dtype uint8"),
+        (lambda p: p(IMG_U8, out=np.empty((6, 13, 17, 4), np.uint8)), ValueError, "out must have shape"),
+        (lambda p: p(IMG_U8, out=np.empty((6, 17, 13, 3), np.uint8).transpose(0, 2, 1, 3)), ValueError,
+         "out must be C-contiguous"),
+        (lambda p: p(IMG_U8, out=IMG_U8), ValueError, "out overlaps images"),
+    ],
+)
+def test_bad_call_arguments_name_the_argument(call, exc, match):
+    pipe = A.Pipeline([A.HorizontalFlip()], seed=0)
+    with pytest.raises(exc, match=match):
+        call(pipe)
+
+
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        (lambda: A.HorizontalFlip(1.5), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: A.VerticalFlip(-0.1), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: A.RandomErasing(p=2), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: A.RandomErasing(scale=(0.5, 0.1)), ValueError, "scale must have"),
+        (lambda: A.RandomCrop(0), ValueError, "size must be >= 1"),
+        (lambda: A.RandomCrop(8, padding=-1), ValueError, "padding must be >= 0"),
+        (lambda: A.RandomCrop(8, padding_mode="wrap"), ValueError, "padding_mode must be one of"),
+        (lambda: A.RandomResizedCrop(8, ratio=(0, 1)), ValueError, "ratio"),
+        (lambda: A.Normalize(0.5, (0.2, 0.0, 0.1)), ValueError, "std must be > 0"),
+        (lambda: A.GaussianNoise(-1), ValueError, "std must be in"),
+        (lambda: A.MixUp(0, num_classes=3), ValueError, "alpha must be in"),
+        (lambda: A.Pipeline([A.Normalize(0.5, 0.5), A.HorizontalFlip()]), ValueError, r"ops\[1\].*geometric"),
+        (lambda: A.Pipeline([A.Normalize(0.5, 0.5), A.ColorJitter(0.1)]), ValueError, r"ops\[1\].*before Normalize"),
+        (lambda: A.Pipeline([A.RandomResizedCrop(4), A.RandomResizedCrop(4)]), ValueError, r"ops\[1\]"),
+        (lambda: A.Pipeline([A.HorizontalFlip(), "flip"]), TypeError, r"ops\[1\] must be"),
+        (lambda: A.Pipeline([A.MixUp(num_classes=2)]), TypeError, r"ops\[0\] is MixUp"),
+        (lambda: A.Pipeline([], layout="CHW"), ValueError, "layout must be"),
+        (lambda: A.Pipeline([A.RandomCrop(4, padding=1, fill=1), A.RandomTranslate(1, fill=2)]), ValueError, "fill"),
+    ],
+)
+def test_bad_op_arguments_name_the_argument(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_crop_larger_than_padded_image():
+    with pytest.raises(ValueError, match=r"size \(20, 20\) is larger than the padded image \(17, 21\)"):
+        A.Pipeline([A.RandomCrop(20, padding=2)])(IMG_U8)
+    with pytest.raises(ValueError, match="shift must be < the image"):
+        A.Pipeline([A.RandomTranslate(17)])(IMG_U8)
+    tall = A.Pipeline([A.RandomTranslate(13)], seed=0)(IMG_U8)  # may empty a 13-row image: allowed, as the trainer
+    assert tall.shape == IMG_U8.shape
+
+
+def test_per_channel_values_must_match_the_channels():
+    with pytest.raises(ValueError, match="mean has 2 values but the images have 3 channels"):
+        A.Pipeline([A.Normalize((0.5, 0.5), 0.5)])(IMG_U8)
+    with pytest.raises(ValueError, match="saturation.*needs 3 channels"):
+        A.Pipeline([A.ColorJitter(saturation=0.2)])(IMG_U8[..., :1].copy())
+    with pytest.raises(ValueError, match="contrast.*needs 1 or 3 channels"):
+        A.Pipeline([A.ColorJitter(contrast=0.2)])(np.zeros((2, 4, 4, 4), np.uint8))
+    four = np.full((2, 4, 4, 4), 100, np.uint8)  # brightness alone works on any channel count
+    got = A.Pipeline([A.ColorJitter(brightness=0.5)], seed=1)(four)
+    f = A.Pipeline([A.ColorJitter(brightness=0.5)], seed=1).sample_params(four.shape)[0]["brightness"]
+    np.testing.assert_array_equal(got, _to_u8(np.float32(100) * f[:, None, None, None] + np.zeros((2, 4, 4, 4), np.float32)))
+
+
+def test_mix_label_checks():
+    mix = A.MixUp(num_classes=3, seed=0)
+    with pytest.raises(ValueError, match="labels must be in"):
+        mix(IMG_F32, np.array([0, 1, 2, 3, 0, 1]))
+    with pytest.raises(ValueError, match="labels has 2 entries"):
+        mix(IMG_F32, np.array([0, 1]))
+    with pytest.raises(TypeError, match="labels must be class indices"):
+        mix(IMG_F32, np.zeros(6, np.float32))
+
+
+def test_core_rejects_out_of_range_tables():
+    """_core checks what the Python layer builds, so no direct call can read outside the image."""
+    x = np.zeros((1, 4, 4, 1), np.uint8)
+    out = np.zeros((1, 4, 4, 1), np.uint8)
+    good = np.zeros((1, 4), np.int32)
+    bad = np.full((1, 4), 4, np.int32)
+    fill = np.zeros(1, np.float32)
+    idx = np.zeros(1, np.uint64)
+    with pytest.raises(ValueError, match="row_i0 holds 4"):
+        _core.augment_run(x, out, False, False, bad, None, None, None, good, None, None, None, fill, [], 0, 0, idx)
+    with pytest.raises(ValueError, match="RandomErasing box outside"):
+        steps = [(2, 0, np.array([[3, 0, 2, 1]], np.float32), np.zeros(1, np.float32), 255.0, 0.0, False)]
+        _core.augment_run(x, out, False, False, good, None, None, None, good, None, None, None, fill, steps, 0, 0, idx)
+
+
+def test_dataloader_example_same_batches_with_0_and_2_workers():
+    """examples/augment_dataloader.py: a torch DataLoader fed through the pipeline gives the
+    same batches with num_workers=0 and 2 (one epoch here)."""
+    pytest.importorskip("torch")
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "augment_dataloader.py"
+    spec = importlib.util.spec_from_file_location("augment_dataloader", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.batches(num_workers=0, epochs=1) == mod.batches(num_workers=2, epochs=1)
+
+
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+def test_nchw_is_the_transpose_of_nhwc(images):
+    ops = [A.RandomCrop(9), A.ColorJitter(0.3, 0.3, 0.3), A.GaussianNoise(3.0 if images.dtype == np.uint8 else 0.02),
+           A.RandomErasing(1.0, value=(7, 8, 9))]  # fmt: skip
+    nhwc = A.Pipeline(ops, seed=1)(images, indices=IDX)
+    nchw = A.Pipeline(ops, seed=1, layout="NCHW")(images, indices=IDX)
+    assert nhwc.dtype == images.dtype
+    np.testing.assert_array_equal(nhwc.transpose(0, 3, 1, 2), nchw)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("erase_after", [False, True])
+def test_normalize_to_bfloat16_is_the_float32_result_rounded(layout, erase_after):
+    import ml_dtypes
+
+    ops32 = [A.RandomResizedCrop((10, 12)), A.Normalize(MEAN, STD)] + ([A.RandomErasing(0.7, value=0.3)] if erase_after else [])
+    opsbf = [A.RandomResizedCrop((10, 12)), A.Normalize(MEAN, STD, dtype=ml_dtypes.bfloat16)] + (
+        [A.RandomErasing(0.7, value=0.3)] if erase_after else [])  # fmt: skip
+    ref = A.Pipeline(ops32, seed=3, layout=layout)(IMG_U8, indices=IDX)
+    pipe = A.Pipeline(opsbf, seed=3, layout=layout)
+    got = pipe(IMG_U8, indices=IDX)
+    assert got.dtype == ml_dtypes.bfloat16 and pipe.output_dtype(np.uint8) == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(got.view(np.uint16), ref.astype(ml_dtypes.bfloat16).view(np.uint16))
+    out = np.empty_like(got)
+    assert pipe(IMG_U8, indices=IDX, out=out) is out
+    with pytest.raises(TypeError, match="out must have dtype bfloat16"):
+        pipe(IMG_U8, indices=IDX, out=np.empty(got.shape, np.float32))
+    with pytest.raises(TypeError, match="dtype must be float32 or ml_dtypes.bfloat16"):
+        A.Normalize(MEAN, STD, dtype=np.float64)
+
+
+@pytest.mark.parametrize("case", range(24))
+def test_random_shapes_against_the_references(case):
+    """Small and odd shapes (1-pixel images, crops wider than the image with padding, every channel
+    count, both dtypes), every op chain of crop -> resized crop -> flips, against the NumPy
+    transcriptions, on every SIMD path."""
+    r = np.random.default_rng(100 + case)
+    n, h, w, c = int(r.integers(1, 5)), int(r.integers(1, 9)), int(r.integers(1, 9)), int(r.integers(1, 5))
+    dtype = (np.uint8, np.float32)[case % 2]
+    imgs = r.integers(0, 256, (n, h, w, c)).astype(dtype) if dtype == np.uint8 else r.random((n, h, w, c), np.float32)
+    pad = int(r.integers(0, 4))
+    mode = A.PADDING_MODES[case % 4]
+    ch, cw = int(r.integers(1, h + 2 * pad + 1)), int(r.integers(1, w + 2 * pad + 1))
+    size = (int(r.integers(1, 12)), int(r.integers(1, 12)))
+    ops = [A.RandomCrop((ch, cw), padding=pad, padding_mode=mode, fill=5), A.RandomResizedCrop(size),
+           A.HorizontalFlip(), A.VerticalFlip()]  # fmt: skip
+    pipe = A.Pipeline(ops, seed=case)
+    idx = r.integers(0, 1000, n)
+    prm = pipe.sample_params(imgs.shape, indices=idx)
+    outs = []
+    for path in SIMD_PATHS:
+        with simd_path(path):
+            outs.append(pipe(imgs, indices=idx))
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    for i in range(n):
+        ref = _ref_crop(imgs[i], prm[0]["top"][i], prm[0]["left"][i], (ch, cw), (pad,) * 4, mode, 5)
+        t, l, bh, bw = (int(prm[1][k][i]) for k in ("top", "left", "height", "width"))
+        ref = _ref_bilinear(ref, t, l, bh, bw, size)
+        if prm[2]["flip"][i]:
+            ref = ref[:, ::-1]
+        if prm[3]["flip"][i]:
+            ref = ref[::-1]
+        np.testing.assert_array_equal(outs[0][i], _store(ref, dtype))
+
+
+def test_fused_resize_normalize_path_gives_the_same_bits():
+    """[RandomResizedCrop, flips, Normalize] into NCHW float32 runs row by row straight into the
+    output (no block buffer); NHWC takes the general path: the same values, on every path."""
+    imgs = RNG.integers(0, 256, (9, 37, 45, 3), dtype=np.uint8)
+    ops = [A.RandomResizedCrop((19, 23)), A.HorizontalFlip(), A.VerticalFlip(), A.Normalize(MEAN, STD)]
+    ref = A.Pipeline(ops, seed=12, layout="NHWC")(imgs).transpose(0, 3, 1, 2)
+    for path in SIMD_PATHS:
+        with simd_path(path):
+            np.testing.assert_array_equal(A.Pipeline(ops, seed=12, layout="NCHW")(imgs), ref)

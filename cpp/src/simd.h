@@ -595,18 +595,15 @@ RT_INLINE F64 xor_sign(F64 mag, F64 s) {
 // instructions, whose conversion flushes subnormals): widening is a shift; narrowing rounds to
 // nearest even, b + 0x7FFF + (bit 16 of b), then keeps the high half; a NaN becomes the quiet
 // NaN sign | 0x7FC0 (as ml_dtypes). IEEE half uses the target's conversions above.
-RT_INLINE U32 bor32(U32 a, U32 b) { return bxor(bxor(a, b), band(a, b)); }
-// mask ? a : b, with mask lanes all ones or all zeros.
-RT_INLINE U32 blend_bits(U32 mask, U32 a, U32 b) { return bxor(b, band(mask, bxor(a, b))); }
-// All ones in the lanes of b that hold a float32 NaN.
-RT_INLINE U32 nan_lanes(U32 b) { return sub(set1(0u), lt_one(set1(0x7F800000u), band(b, set1(0x7FFFFFFFu)))); }
-RT_INLINE U32 bf16_nan(U32 b) { return bor32(band(shr<16>(b), set1(0x8000u)), set1(0x7FC0u)); }
+// sign | 0x7FC0 (the bits are disjoint, so an add is the or).
+RT_INLINE U32 bf16_nan(U32 b) { return add(band(shr<16>(b), set1(0x8000u)), set1(0x7FC0u)); }
 
 RT_INLINE F32 bf16_to_f32(H16 h) { return from_bits(shl<16>(widen16(h))); }
+// le(x, x) is false exactly in the NaN lanes: one compare and one blend, not integer masks.
 RT_INLINE H16 f32_to_bf16(F32 x) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
-  return narrow16(blend_bits(nan_lanes(b), bf16_nan(b), r));
+  return narrow16(select(le(x, x), r, bf16_nan(b)));
 }
 
 // Stochastic rounding with the 32 random bits of `rnd` per lane: x rounds to the 16-bit value
@@ -618,7 +615,7 @@ RT_INLINE H16 f32_to_bf16(F32 x) {
 RT_INLINE H16 f32_to_bf16_sr(F32 x, U32 rnd) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(b, shr<16>(rnd)));
-  return narrow16(blend_bits(nan_lanes(b), bf16_nan(b), r));
+  return narrow16(select(le(x, x), r, bf16_nan(b)));
 }
 // IEEE half: lo is x rounded toward zero, hi the next half away from zero (65536 standing in
 // for infinity above the largest half, 65504); x goes up when u * (|hi| - |lo|) < |x| - |lo|,

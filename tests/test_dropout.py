@@ -836,3 +836,20 @@ def test_16bit_read_only_out_is_refused():
     with pytest.raises(ValueError, match="out must be writable"):
         regtune.dropout(np.ones(8, np.float16), 0.5, seed=1, out=out)
     assert not _u16(out).any()
+
+
+@settings(max_examples=40)
+@given(
+    n=st.integers(0, 300),
+    p=st.floats(0.0, 1.0),
+    offset=st.integers(0, 2**40),
+    dt=st.sampled_from(LOW),
+    kind=st.sampled_from(["dropout", "alpha"]),
+)
+def test_16bit_property_float32_result_rounded(n, p, offset, dt, kind):
+    fwd, bwd = (regtune.dropout, regtune.dropout_backward) if kind == "dropout" else _PAIRS[1]
+    x = rr.normal(n, 0.0, 4.0, dtype=dt, seed=n)
+    y, mask = fwd(x, p, seed=7, offset=offset)
+    y32, mask32 = fwd(x.astype(np.float32), p, seed=7, offset=offset)
+    assert np.array_equal(mask, mask32) and np.array_equal(_u16(y), _u16(y32.astype(dt)))
+    assert np.array_equal(_u16(bwd(x, p=p, seed=7, offset=offset)), _u16(bwd(x, mask, p)))

@@ -155,3 +155,17 @@ def test_a_meta_model_goes_straight_into_safetensors_shards(tmp_path):
 def test_bad_arguments_are_named(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+def test_16bit_tensors_get_the_float32_values_rounded(dtype):
+    # a bfloat16 tensor is filled through an int16 view of its memory (DLPack has no bfloat16)
+    w = torch.empty(7, 9, dtype=dtype)
+    rt.init.normal_(w, 0.0, 0.5, seed=3)
+    assert torch.equal(w, torch.from_numpy(regtune.random.normal((7, 9), 0.0, 0.5, seed=3)).to(dtype))
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Conv1d(2, 3, 3))
+    low = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Conv1d(2, 3, 3)).to(dtype)
+    rt.init.reset_parameters(model, 11)
+    rt.init.reset_parameters(low, 11)
+    for (name, a), b in zip(low.named_parameters(), model.parameters()):
+        assert a.dtype == dtype and torch.equal(a, b.detach().to(dtype)), name

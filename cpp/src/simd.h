@@ -126,7 +126,6 @@ RT_INLINE U32 bits(F32 a) { U32 r; std::memcpy(&r.v, &a.v, 4); return r; }
 RT_INLINE F32 from_bits(U32 a) { F32 r; std::memcpy(&r.v, &a.v, 4); return r; }
 RT_INLINE M32 lt(F32 a, F32 b) { return a.v < b.v; }
 RT_INLINE M32 le(F32 a, F32 b) { return a.v <= b.v; }
-RT_INLINE M32 unordered(F32 a) { return a.v != a.v; }  // NaN lanes
 RT_INLINE F32 select(M32 m, F32 a, F32 b) { return m ? a : b; }
 RT_INLINE U32 select(M32 m, U32 a, U32 b) { return m ? a : b; }
 RT_INLINE bool any(M32 m) { return m; }
@@ -264,7 +263,6 @@ RT_INLINE U32 bits(F32 a) { return {_mm256_castps_si256(a.v)}; }
 RT_INLINE F32 from_bits(U32 a) { return {_mm256_castsi256_ps(a.v)}; }
 RT_INLINE M32 lt(F32 a, F32 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
 RT_INLINE M32 le(F32 a, F32 b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
-RT_INLINE M32 unordered(F32 a) { return {_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)}; }
 RT_INLINE F32 select(M32 m, F32 a, F32 b) { return {_mm256_blendv_ps(b.v, a.v, m.v)}; }
 RT_INLINE U32 select(M32 m, U32 a, U32 b) {
   return {_mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b.v), _mm256_castsi256_ps(a.v), m.v))};
@@ -457,7 +455,6 @@ RT_INLINE U32 bits(F32 a) { return {_mm512_castps_si512(a.v)}; }
 RT_INLINE F32 from_bits(U32 a) { return {_mm512_castsi512_ps(a.v)}; }
 RT_INLINE M32 lt(F32 a, F32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
 RT_INLINE M32 le(F32 a, F32 b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ); }
-RT_INLINE M32 unordered(F32 a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
 RT_INLINE F32 select(M32 m, F32 a, F32 b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
 RT_INLINE U32 select(M32 m, U32 a, U32 b) { return {_mm512_mask_blend_epi32(m, b.v, a.v)}; }
 RT_INLINE bool any(M32 m) { return m != 0; }
@@ -598,15 +595,15 @@ RT_INLINE F64 xor_sign(F64 mag, F64 s) {
 // instructions, whose conversion flushes subnormals): widening is a shift; narrowing rounds to
 // nearest even, b + 0x7FFF + (bit 16 of b), then keeps the high half; a NaN becomes the quiet
 // NaN sign | 0x7FC0 (as ml_dtypes). IEEE half uses the target's conversions above.
-// The bfloat16 NaN of a float32 NaN's bits: sign | 0x7FC0.
+// sign | 0x7FC0 (the bits are disjoint, so an add is the or).
 RT_INLINE U32 bf16_nan(U32 b) { return add(band(shr<16>(b), set1(0x8000u)), set1(0x7FC0u)); }
 
 RT_INLINE F32 bf16_to_f32(H16 h) { return from_bits(shl<16>(widen16(h))); }
+// le(x, x) is false exactly in the NaN lanes: one compare and one blend, not integer masks.
 RT_INLINE H16 f32_to_bf16(F32 x) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(add(b, set1(0x7FFFu)), band(shr<16>(b), set1(1u))));
-  const M32 nan = unordered(x);
-  return narrow16(any(nan) ? select(nan, bf16_nan(b), r) : r);  // NaN is rare: a predicted branch
+  return narrow16(select(le(x, x), r, bf16_nan(b)));
 }
 
 // Stochastic rounding with the 32 random bits of `rnd` per lane: x rounds to the 16-bit value
@@ -618,8 +615,7 @@ RT_INLINE H16 f32_to_bf16(F32 x) {
 RT_INLINE H16 f32_to_bf16_sr(F32 x, U32 rnd) {
   const U32 b = bits(x);
   const U32 r = shr<16>(add(b, shr<16>(rnd)));
-  const M32 nan = unordered(x);
-  return narrow16(any(nan) ? select(nan, bf16_nan(b), r) : r);
+  return narrow16(select(le(x, x), r, bf16_nan(b)));
 }
 // IEEE half: lo is x rounded toward zero, hi the next half away from zero (65536 standing in
 // for infinity above the largest half, 65504); x goes up when u * (|hi| - |lo|) < |x| - |lo|,

@@ -24,32 +24,18 @@ compare it with a threaded float32 copy of the same N x N array timed in the sam
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-import time
 
 import ml_dtypes
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_optim import _min_time  # noqa: E402  (min over interleaved rounds, see there)
+
 N = int(os.environ.get("REGTUNE_BENCH_N", "4096"))
 KW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
 BF16 = np.dtype(ml_dtypes.bfloat16)
-
-
-def _min_time(fns: dict, repeats: int, block: int = 4) -> dict:
-    """Min wall time of each callable over `repeats` rounds of `block` calls in a row (impls
-    alternate between rounds, not call by call: see bench_optim._min_time)."""
-    best = {k: math.inf for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                best[k] = min(best[k], time.perf_counter() - t0)
-    return best
 
 
 def main(argv=None) -> int:

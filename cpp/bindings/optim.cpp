@@ -177,6 +177,25 @@ std::string shape_of(const std::vector<py::ssize_t>& s) {
   return out + ")";
 }
 
+// Entry i of the list `seq` (named `name`, n entries) of an Adafactor buffer: a writable array of
+// T and exactly `shape`; its span is recorded for the overlap check and the array kept alive.
+template <typename T>
+T* take_buffer(const py::sequence& seq, const char* name, size_t i, size_t n, const std::vector<py::ssize_t>& shape,
+               std::vector<std::pair<const char*, const char*>>& spans, std::vector<py::array>& keep) {
+  if (size_t(py::len(seq)) != n) {
+    throw py::value_error(std::string(name) + " has " + std::to_string(py::len(seq)) + " arrays but params has " +
+                          std::to_string(n));
+  }
+  const std::string label = item(name, i);
+  py::array a = writable_array<T>(seq[i], label.c_str());
+  std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
+  if (got != shape) throw py::value_error(label + " has shape " + shape_str(a) + " but must have shape " + shape_of(shape));
+  T* ptr = static_cast<T*>(a.mutable_data());
+  spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + a.size()));
+  keep.push_back(std::move(a));
+  return ptr;
+}
+
 // torch.optim.Adafactor's step: a tensor of more than one dimension keeps row_var (its shape
 // with the last axis 1) and col_var (the second-last axis 1), any other keeps variance (its
 // shape); each list holds None where the tensor has no such buffer.
@@ -201,18 +220,7 @@ py::object adafactor_typed(const py::sequence& params, const py::sequence& grads
   std::vector<unsigned char> factored(n);
   std::vector<std::pair<const char*, const char*>> spans;
   auto take = [&](const py::sequence& seq, const char* name, size_t i, std::vector<py::ssize_t> shape) -> T* {
-    if (size_t(py::len(seq)) != n) {
-      throw py::value_error(std::string(name) + " has " + std::to_string(py::len(seq)) + " arrays but params has " +
-                            std::to_string(n));
-    }
-    const std::string label = item(name, i);
-    py::array a = writable_array<T>(seq[i], label.c_str());
-    std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
-    if (got != shape) throw py::value_error(label + " has shape " + shape_str(a) + " but must have shape " + shape_of(shape));
-    T* ptr = static_cast<T*>(a.mutable_data());
-    spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + a.size()));
-    keep.push_back(std::move(a));
-    return ptr;
+    return take_buffer<T>(seq, name, i, n, shape, spans, keep);
   };
   for (size_t i = 0; i < n; ++i) {
     const py::array& a = p.arrays[i];
@@ -444,18 +452,7 @@ py::object adafactor_low(const py::sequence& params, const py::sequence& grads, 
   std::vector<unsigned char> factored(n);
   std::vector<std::pair<const char*, const char*>> spans;
   auto take = [&](const py::sequence& seq, const char* name, size_t i, std::vector<py::ssize_t> shape) -> float* {
-    if (size_t(py::len(seq)) != n) {
-      throw py::value_error(std::string(name) + " has " + std::to_string(py::len(seq)) + " arrays but params has " +
-                            std::to_string(n));
-    }
-    const std::string label = item(name, i);
-    py::array a = writable_array<float>(seq[i], label.c_str());
-    std::vector<py::ssize_t> got(a.shape(), a.shape() + a.ndim());
-    if (got != shape) throw py::value_error(label + " has shape " + shape_str(a) + " but must have shape " + shape_of(shape));
-    float* ptr = static_cast<float*>(a.mutable_data());
-    spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + a.size()));
-    keep.push_back(std::move(a));
-    return ptr;
+    return take_buffer<float>(seq, name, i, n, shape, spans, keep);
   };
   DType pdt = DType::bf16;
   for (size_t i = 0; i < n; ++i) {

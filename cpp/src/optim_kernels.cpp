@@ -894,9 +894,10 @@ RT_INLINE X* at_(const void* base, size_t lo) {
   return base ? static_cast<X*>(const_cast<void*>(base)) + lo : nullptr;
 }
 
-// f(param, grad, s0, s1, s2) with the pointers of tensor t from element lo, typed.
-template <typename L, typename F>
-RT_INLINE void with_types(const LowTensor& t, size_t lo, SrWords* words, F f) {
+// The parameter of tensor t from element lo: its 16-bit array, and its master copy or the
+// words of its stochastic rounding.
+template <typename L>
+RT_INLINE LowParam<L> low_param(const LowTensor& t, size_t lo, SrWords* words) {
   LowParam<L> q;
   if (t.shadow) {
     q.p = at_<L>(t.shadow, lo), q.master = at_<float>(t.param, lo);
@@ -905,6 +906,13 @@ RT_INLINE void with_types(const LowTensor& t, size_t lo, SrWords* words, F f) {
     if (t.stochastic) q.sr = words;
   }
   q.idx = lo;
+  return q;
+}
+
+// f(param, grad, s0, s1, s2) with the pointers of tensor t from element lo, typed.
+template <typename L, typename F>
+RT_INLINE void with_types(const LowTensor& t, size_t lo, SrWords* words, F f) {
+  const LowParam<L> q = low_param<L>(t, lo, words);
   const bool g32 = t.grad_dt == DType::f32;
   const bool s32 = t.state_dt[0] == DType::f32;  // every state of a step has one dtype
   auto states = [&](auto tag) {
@@ -966,14 +974,7 @@ template <typename F>
 RT_INLINE void with_param_grad(const LowTensor& t, size_t o, SrWords* words, F f) {
   auto run = [&](auto tag) {
     using L = decltype(tag);
-    LowParam<L> q;
-    if (t.shadow) {
-      q.p = at_<L>(t.shadow, o), q.master = at_<float>(t.param, o);
-    } else {
-      q.p = at_<L>(t.param, o);
-      if (t.stochastic) q.sr = words;
-    }
-    q.idx = o;
+    const LowParam<L> q = low_param<L>(t, o, words);
     if (t.grad_dt == DType::f32) {
       f(q, at_<const float>(t.grad, o));
     } else {

@@ -196,6 +196,29 @@ T* take_buffer(const py::sequence& seq, const char* name, size_t i, size_t n, co
   return ptr;
 }
 
+// Adafactor's view of a tensor of `shape`: factored over its last two axes (batches x rows x
+// cols) with row_var and col_var of their shapes (`take` checks and returns them), or a
+// vector (1 x 1 x n) with a variance of its own shape.
+template <typename T, typename Take>
+void adafactor_buffers(const std::vector<py::ssize_t>& shape, size_t n, size_t i, Take take, unsigned char& factored,
+                       size_t& batches, size_t& rows, size_t& cols, T*& rv, T*& cv, T*& var,
+                       const py::sequence& row_vars, const py::sequence& col_vars, const py::sequence& variances) {
+  factored = shape.size() > 1;
+  if (factored) {
+    const size_t d = shape.size();
+    rows = size_t(shape[d - 2]), cols = size_t(shape[d - 1]);
+    batches = 1;
+    for (size_t k = 0; k + 2 < d; ++k) batches *= size_t(shape[k]);
+    auto rshape = shape, cshape = shape;
+    rshape[d - 1] = 1, cshape[d - 2] = 1;
+    rv = take(row_vars, "state['row_var']", i, rshape);
+    cv = take(col_vars, "state['col_var']", i, cshape);
+  } else {
+    batches = 1, rows = 1, cols = n;
+    var = take(variances, "state['variance']", i, shape);
+  }
+}
+
 // torch.optim.Adafactor's step: a tensor of more than one dimension keeps row_var (its shape
 // with the last axis 1) and col_var (the second-last axis 1), any other keeps variance (its
 // shape); each list holds None where the tensor has no such buffer.
@@ -230,20 +253,8 @@ py::object adafactor_typed(const py::sequence& params, const py::sequence& grads
     }
     std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
     spans.emplace_back(reinterpret_cast<const char*>(p.data[i]), reinterpret_cast<const char*>(p.data[i] + p.sizes[i]));
-    factored[i] = a.ndim() > 1;
-    if (factored[i]) {
-      const size_t d = shape.size();
-      rows[i] = size_t(shape[d - 2]), cols[i] = size_t(shape[d - 1]);
-      batches[i] = 1;
-      for (size_t k = 0; k + 2 < d; ++k) batches[i] *= size_t(shape[k]);
-      auto rshape = shape, cshape = shape;
-      rshape[d - 1] = 1, cshape[d - 2] = 1;
-      rv[i] = take(row_vars, "state['row_var']", i, rshape);
-      cv[i] = take(col_vars, "state['col_var']", i, cshape);
-    } else {
-      batches[i] = 1, rows[i] = 1, cols[i] = p.sizes[i];
-      var[i] = take(variances, "state['variance']", i, shape);
-    }
+    adafactor_buffers<T>(shape, p.sizes[i], i, take, factored[i], batches[i], rows[i], cols[i], rv[i], cv[i], var[i],
+                         row_vars, col_vars, variances);
     if (!emas.is_none()) ema[i] = take(emas.cast<py::sequence>(), "ema.averages", i, shape);
   }
   std::sort(spans.begin(), spans.end());
@@ -481,20 +492,8 @@ py::object adafactor_low(const py::sequence& params, const py::sequence& grads, 
     auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
     t.grad = g.data(), t.grad_dt = gd;
     keep.push_back(g);
-    factored[i] = p.ndim() > 1;
-    if (factored[i]) {
-      const size_t d = shape.size();
-      rows[i] = size_t(shape[d - 2]), cols[i] = size_t(shape[d - 1]);
-      batches[i] = 1;
-      for (size_t k = 0; k + 2 < d; ++k) batches[i] *= size_t(shape[k]);
-      auto rshape = shape, cshape = shape;
-      rshape[d - 1] = 1, cshape[d - 2] = 1;
-      rv[i] = take(row_vars, "state['row_var']", i, rshape);
-      cv[i] = take(col_vars, "state['col_var']", i, cshape);
-    } else {
-      batches[i] = 1, rows[i] = 1, cols[i] = sizes[i];
-      var[i] = take(variances, "state['variance']", i, shape);
-    }
+    adafactor_buffers<float>(shape, sizes[i], i, take, factored[i], batches[i], rows[i], cols[i], rv[i], cv[i],
+                             var[i], row_vars, col_vars, variances);
     if (!emas.is_none()) t.ema = take(emas.cast<py::sequence>(), "ema.averages", i, shape), t.ema_dt = DType::f32;
     if (stochastic) t.stochastic = true, t.sr = {key, (step << 24) | uint64_t(i)};
     keep.push_back(p);

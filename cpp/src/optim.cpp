@@ -94,6 +94,33 @@ double trust_ratio(OptimKind kind, const OptimArgs<double>& d, double sq0, doubl
   return p > 0 && denom > 0 ? d.trust_coef * p / denom : 1.0;
 }
 
+// Each tensor's coefficients of a LAMB or LARS step from the blocks' sums of squares `part`
+// (combined per tensor in block order): LAMB's step times its trust ratio, LARS's scale (1 and
+// no weight decay on a tensor it does not adapt).
+template <typename T>
+std::vector<OptimArgs<T>> trust_args(OptimKind kind, const OptimArgs<double>& d, const OptimArgs<T>& a,
+                                     const Layout& blocks, const size_t* sizes, size_t count,
+                                     const std::vector<double>& part, const unsigned char* adapt) {
+  std::vector<OptimArgs<T>> per_tensor(count, a);
+  for (size_t t = 0; t < count; ++t) {
+    double sq0 = 0.0, sq1 = 0.0;
+    const size_t b0 = blocks.start[t] / kReduceBlock, nb = (sizes[t] + kReduceBlock - 1) / kReduceBlock;
+    for (size_t j = b0; j < b0 + nb; ++j) {
+      sq0 += part[2 * j];
+      sq1 += part[2 * j + 1];
+    }
+    OptimArgs<T>& at = per_tensor[t];
+    if (kind == OptimKind::lamb) {
+      at.step = T(d.step * trust_ratio(kind, d, sq0, sq1));
+    } else if (adapt && !adapt[t]) {  // LARS on a bias or a norm's scale: plain SGD
+      at.scale = T(1), at.wd_on = false;
+    } else {
+      at.scale = T(trust_ratio(kind, d, sq0, sq1));
+    }
+  }
+  return per_tensor;
+}
+
 }  // namespace
 
 template <typename T>
@@ -167,23 +194,7 @@ double optim_step(OptimKind kind, const TensorList<T>& params, const TensorList<
       });
     };
     parallel(blocks.total, kReduceBlock, first);
-    per_tensor.assign(params.count, a);
-    for (size_t t = 0; t < params.count; ++t) {
-      double sq0 = 0.0, sq1 = 0.0;
-      const size_t b0 = blocks.start[t] / kReduceBlock, nb = (params.sizes[t] + kReduceBlock - 1) / kReduceBlock;
-      for (size_t j = b0; j < b0 + nb; ++j) {
-        sq0 += part[2 * j];
-        sq1 += part[2 * j + 1];
-      }
-      OptimArgs<T>& at = per_tensor[t];
-      if (kind == OptimKind::lamb) {
-        at.step = T(d.step * trust_ratio(kind, d, sq0, sq1));
-      } else if (adapt && !adapt[t]) {  // LARS on a bias or a norm's scale: plain SGD
-        at.scale = T(1), at.wd_on = false;
-      } else {
-        at.scale = T(trust_ratio(kind, d, sq0, sq1));
-      }
-    }
+    per_tensor = trust_args(kind, d, a, blocks, params.sizes, params.count, part, adapt);
   }
   const Layout layout(params.sizes, params.count, kLineBytes / sizeof(T));
   auto body = [&](size_t b, size_t e) {
@@ -498,23 +509,7 @@ double optim_step_low(OptimKind kind, const LowTensor* tensors, const size_t* si
       });
     };
     parallel(blocks.total, kReduceBlock, first);
-    per_tensor.assign(count, a);
-    for (size_t t = 0; t < count; ++t) {
-      double sq0 = 0.0, sq1 = 0.0;
-      const size_t b0 = blocks.start[t] / kReduceBlock, nb = (sizes[t] + kReduceBlock - 1) / kReduceBlock;
-      for (size_t j = b0; j < b0 + nb; ++j) {
-        sq0 += part[2 * j];
-        sq1 += part[2 * j + 1];
-      }
-      OptimArgs<float>& at = per_tensor[t];
-      if (kind == OptimKind::lamb) {
-        at.step = float(d.step * trust_ratio(kind, d, sq0, sq1));
-      } else if (adapt && !adapt[t]) {
-        at.scale = 1.0f, at.wd_on = false;
-      } else {
-        at.scale = float(trust_ratio(kind, d, sq0, sq1));
-      }
-    }
+    per_tensor = trust_args(kind, d, a, blocks, sizes, count, part, adapt);
   }
   const Layout layout(sizes, count, kLowAlign);
   auto body = [&](size_t b, size_t e) {

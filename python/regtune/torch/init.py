@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import init as _ri
+from ._memory import advise_hugepages
 
 __all__ = [
     "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_", "xavier_normal_",
@@ -223,6 +224,8 @@ def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "") -> list
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     module.to_empty(device="cpu")
+    for t in (*module.parameters(), *module.buffers()):
+        advise_hugepages(t)  # written first by the initializers: 2 MiB pages, not 4 KiB faults
     out = reset_parameters(module, seed, prefix=prefix)
     for mod_name, mod in module.named_modules(prefix=prefix):
         if not isinstance(mod, torch.nn.modules.batchnorm._NormBase):
@@ -292,6 +295,8 @@ def save_safetensors(
 
     for name, mod, subtree in _units(module, prefix):
         mod.to_empty(device="cpu", recurse=subtree)
+        for t in (*mod.parameters(recurse=subtree), *mod.buffers(recurse=subtree)):
+            advise_hugepages(t)
         fallback: list[str] = []
         with torch.no_grad():
             if subtree:

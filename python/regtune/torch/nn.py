@@ -31,6 +31,7 @@ import torch
 
 from .. import dropout as _rd
 from .._validation import hyperparameter
+from ._memory import empty_like as _empty_like
 
 __all__ = [
     "Dropout", "AlphaDropout", "FeatureAlphaDropout", "Dropout1d", "Dropout2d", "Dropout3d",
@@ -70,7 +71,7 @@ class _RegenDropout(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, p: float, key: int, kind: str, inplace: bool) -> torch.Tensor:
         forward, _ = _KINDS[kind]
         src = x.detach() if x.is_contiguous() else x.detach().contiguous()
-        out = x if inplace else torch.empty_like(src, memory_format=torch.contiguous_format)
+        out = x if inplace else _empty_like(src)
         forward(src, p, seed=key, out=out.detach(), return_mask=False)
         ctx.p, ctx.key, ctx.kind = p, key, kind
         if inplace:
@@ -82,7 +83,7 @@ class _RegenDropout(torch.autograd.Function):
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         _, backward = _KINDS[ctx.kind]
         dy = dy if dy.is_contiguous() else dy.contiguous()
-        dx = torch.empty_like(dy, memory_format=torch.contiguous_format)
+        dx = _empty_like(dy)
         backward(dy, p=ctx.p, seed=ctx.key, out=dx)
         return dx, None, None, None, None
 

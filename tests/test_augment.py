@@ -349,6 +349,176 @@ def test_cutmix_pastes_the_box_and_adjusts_lambda(layout):
         assert soft[i, y[i]] >= np.float32(lam[i]) - 1e-6
 
 
+def _ref_mixup(x, lam):
+    """MixUp's documented NumPy expression (the one it had before the native kernel)."""
+    xf = x.astype(np.float32)
+    lx = lam.astype(np.float32)[:, None, None, None]
+    return lx * xf + (np.float32(1) - lx) * np.roll(xf, 1, axis=0)
+
+
+def _ref_cutmix(x, boxes, layout):
+    """CutMix's documented NumPy loop (the one it had before the native kernel)."""
+    out = x.astype(np.float32)
+    prev = np.roll(out, 1, axis=0)
+    for i, (y1, y2, x1, x2) in enumerate(boxes):
+        sl = (slice(y1, y2), slice(x1, x2)) if layout == "NHWC" else (slice(None), slice(y1, y2), slice(x1, x2))
+        out[i][sl] = prev[i][sl]
+    return out
+
+
+MIX_U8 = RNG.integers(0, 256, (9, 13, 17, 3), dtype=np.uint8)
+MIX_F32 = (RNG.standard_normal((9, 13, 17, 3)) * 3).astype(np.float32)  # negative values and large ones too
+MIX_IDX = RNG.permutation(1000)[:9]
+
+
+def _mix_images(images, layout):
+    return images if layout == "NHWC" else np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("images", [MIX_U8, MIX_F32], ids=["uint8", "float32"])
+def test_mixup_is_the_numpy_expression_on_every_path_and_thread_count(images, layout):
+    x = _mix_images(images, layout)
+    mix = A.MixUp(0.7, num_classes=4, seed=8, layout=layout)
+    ref = _ref_mixup(x, mix.lambdas(9, indices=MIX_IDX, epoch=4))
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                got, _ = mix(x, np.arange(9) % 4, indices=MIX_IDX, epoch=4)
+            assert got.dtype == np.float32 and got.shape == x.shape
+            assert np.array_equal(got, ref), (path, threads)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("images", [MIX_U8, MIX_F32], ids=["uint8", "float32"])
+def test_cutmix_is_the_numpy_loop_on_every_path_and_thread_count(images, layout):
+    x = _mix_images(images, layout)
+    cm = A.CutMix(1.0, num_classes=4, seed=9, layout=layout)
+    boxes, _ = cm.boxes(x.shape, indices=MIX_IDX, epoch=2)
+    h = boxes[:, 1] - boxes[:, 0]
+    w = boxes[:, 3] - boxes[:, 2]
+    assert ((h > 0) & (w > 0)).any() and ((h < 13) | (w < 17)).any()  # real boxes, not the whole image
+    ref = _ref_cutmix(x, boxes, layout)
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                got, _ = cm(x, np.arange(9) % 4, indices=MIX_IDX, epoch=2)
+            assert np.array_equal(got, ref), (path, threads)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_cutmix_core_edge_boxes(layout):
+    """Empty boxes, the whole image, boxes touching each edge, and a batch of one (its own partner)."""
+    x = _mix_images(MIX_U8[:6], layout)
+    boxes = np.array([[0, 0, 0, 0], [0, 13, 0, 17], [3, 3, 2, 9], [0, 5, 12, 17], [7, 13, 0, 1], [12, 13, 16, 17]],
+                     np.int32)  # fmt: skip
+    out = np.empty(x.shape, np.float32)
+    _core.augment_mix(x, out, None, boxes, layout == "NCHW")
+    assert np.array_equal(out, _ref_cutmix(x, boxes, layout))
+    one = np.empty(x[:1].shape, np.float32)
+    _core.augment_mix(x[:1], one, np.array([0.3], np.float32), None, False)
+    assert np.array_equal(one, _ref_mixup(x[:1], np.array([0.3])))
+
+
+@pytest.mark.parametrize("make", [lambda: A.MixUp(0.5, num_classes=3, seed=1),
+                                  lambda: A.CutMix(1.0, num_classes=3, seed=1, layout="NCHW")],
+                         ids=["MixUp", "CutMix"])  # fmt: skip
+def test_mix_out_is_filled_and_returned(make):
+    mix = make()
+    x = _mix_images(MIX_U8, "NCHW")
+    y = np.arange(9) % 3
+    ref, ref_soft = mix(x, y, indices=MIX_IDX)
+    out = np.full(x.shape, np.nan, np.float32)
+    got, soft = mix(x, y, indices=MIX_IDX, out=out)
+    assert got is out
+    assert np.array_equal(out, ref) and np.array_equal(soft, ref_soft)
+    empty = np.empty((0,) + x.shape[1:], np.float32)
+    got, soft = mix(x[:0], y[:0], out=empty)
+    assert got is empty and soft.shape == (0, 3)
+    assert mix(x[:0], y[:0])[0].shape == (0,) + x.shape[1:]
+
+
+@pytest.mark.parametrize(
+    "make_out,exc,match",
+    [
+        (lambda x: x, ValueError, "out overlaps images"),
+        (lambda x: np.empty(x.size, np.float32), ValueError, "out must have shape"),
+        (lambda x: np.empty(x.shape, np.float64), TypeError, "out must have dtype float32, got float64"),
+        (lambda x: np.empty(x.shape[:3] + (4,), np.float32), ValueError, r"out must have shape \(9, 13, 17, 3\)"),
+        (lambda x: np.empty((9, 13, 3, 17), np.float32).transpose(0, 1, 3, 2), ValueError, "out must be C-contiguous"),
+        (lambda x: np.broadcast_to(np.float32(0), x.shape), ValueError, "out must"),
+        ([1.0], TypeError, "out must"),
+    ],
+)
+@pytest.mark.parametrize("cls", [A.MixUp, A.CutMix])
+def test_mix_bad_out_names_out(cls, make_out, exc, match):
+    mix = cls(num_classes=3, seed=0)
+    x = MIX_F32.copy()
+    out = make_out(x) if callable(make_out) else make_out
+    with pytest.raises(exc, match=match):
+        mix(x, np.arange(9) % 3, out=out)
+
+
+@pytest.mark.parametrize("cls", [A.MixUp, A.CutMix])
+def test_mix_out_partly_overlapping_images_is_refused(cls):
+    """The partner reads make any shared memory wrong, not only out is images."""
+    buf = np.zeros((18, 13, 17, 3), np.float32)
+    x, out = buf[:9], buf[8:17]
+    with pytest.raises(ValueError, match="out overlaps images"):
+        cls(num_classes=3, seed=0)(x, np.arange(9) % 3, out=out)
+    with pytest.raises(ValueError, match="out overlaps images"):  # the core checks it too
+        _core.augment_mix(x, out, np.zeros(9, np.float32), None, False)
+
+
+def test_mix_reads_uint8_without_a_float32_copy():
+    """A uint8 batch goes to the kernel as it is: with out= given, the call allocates far less
+    than a float32 copy of the batch (NumPy reports its buffers to tracemalloc)."""
+    import tracemalloc
+
+    x = RNG.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    out = np.empty(x.shape, np.float32)
+    y = np.arange(64) % 10
+    for mix in (A.MixUp(num_classes=10, seed=0), A.CutMix(num_classes=10, seed=0)):
+        mix(x, y, out=out)  # warm up
+        tracemalloc.start()
+        try:
+            mix(x, y, out=out)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < x.nbytes, (type(mix).__name__, peak)  # a float32 copy would be 4 * x.nbytes
+
+
+def test_mix_python_threads_share_one_object():
+    mix = A.MixUp(0.4, num_classes=3, seed=2)
+    ref, _ = mix(MIX_U8, np.arange(9) % 3, indices=MIX_IDX)
+    from .conftest import run_together
+
+    for got, _ in run_together(4, lambda i: mix(MIX_U8, np.arange(9) % 3, indices=MIX_IDX)):
+        assert np.array_equal(got, ref)
+
+
+def test_core_mix_checks_its_arguments():
+    x = MIX_U8[:2]
+    out = np.empty(x.shape, np.float32)
+    with pytest.raises(ValueError, match="exactly one of lam"):
+        _core.augment_mix(x, out, None, None, False)
+    with pytest.raises(ValueError, match="exactly one of lam"):
+        _core.augment_mix(x, out, np.zeros(2, np.float32), np.zeros((2, 4), np.int32), False)
+    with pytest.raises(ValueError, match=r"lam must have shape \(2,\)"):
+        _core.augment_mix(x, out, np.zeros(3, np.float32), None, False)
+    with pytest.raises(ValueError, match=r"boxes\[1\] = \(0, 14, 0, 1\) is not a box"):
+        _core.augment_mix(x, out, None, np.array([[0, 1, 0, 1], [0, 14, 0, 1]], np.int32), False)
+    with pytest.raises(ValueError, match=r"boxes\[0\] = \(2, 1, 0, 1\)"):
+        _core.augment_mix(x, out, None, np.array([[2, 1, 0, 1], [0, 1, 0, 1]], np.int32), False)
+    with pytest.raises(ValueError, match="is not a box"):  # read as NCHW, (2, 13, 17, 3) is 3 pixels wide
+        _core.augment_mix(x, out, None, np.array([[0, 1, 0, 4], [0, 1, 0, 1]], np.int32), True)
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        _core.augment_mix(x, out.astype(np.float64), np.zeros(2, np.float32), None, False)
+    with pytest.raises(ValueError, match="out must have the shape of images"):
+        _core.augment_mix(x, out[:1], np.zeros(2, np.float32), None, False)
+
+
 # ----------------------------------------------------------------------------- invariance
 
 

@@ -153,3 +153,12 @@ def augment_run(
     epoch: int,
     indices: npt.NDArray[np.uint64],
 ) -> None: ...
+# MixUp (lam: N float32) or CutMix (boxes: (N, 4) int32 rows (y1, y2, x1, x2)) of sample i with
+# sample i - 1 into out (float32, the images' shape, not overlapping them).
+def augment_mix(
+    images: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    lam: npt.NDArray[np.float32] | None,
+    boxes: npt.NDArray[np.int32] | None,
+    nchw: bool,
+) -> None: ...

@@ -271,6 +271,88 @@ def test_random_erasing_matches_numpy(after_normalize):
             assert h < 13 and w < 17 and 0.02 * 13 * 17 * 0.5 <= h * w <= 0.33 * 13 * 17 * 1.5
 
 
+def _ref_random_box(key, position, index, epoch, c, h, w):
+    """RandomErasing(value="random")'s documented values for one box, (C, h, w): normal elements
+    (position << 34) + (c * h + y) * w + x of the stream (key, epoch << 32 | index), N(0, 1)."""
+    v = np.empty(c * h * w, np.float32)
+    _core.normal(v, key, (epoch << 32) | int(index), position << 34, 0.0, 1.0)
+    return v.reshape(c, h, w)
+
+
+TALL_F32 = RNG.random((12, 64, 40, 3), dtype=np.float32)  # 34 rows per block (4096 floats): boxes straddle blocks
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("where", ["alone", "before_normalize", "after_normalize"])
+def test_random_erasing_random_is_the_documented_stream(where, layout):
+    er = A.RandomErasing(p=0.8, scale=(0.1, 0.4), value="random")
+    ops = {"alone": [A.HorizontalFlip(0.0), er], "before_normalize": [er, A.Normalize(MEAN, STD)],
+           "after_normalize": [A.Normalize(MEAN, STD), er]}[where]  # fmt: skip
+    position = ops.index(er)
+    pipe = A.Pipeline(ops, seed=13, layout=layout)
+    idx = np.arange(100, 112)
+    got = pipe(TALL_F32, indices=idx, epoch=7)
+    prm = pipe.sample_params(TALL_F32.shape, indices=idx, epoch=7)[position]
+    block = 4096 // (40 * 3)
+    assert ((prm["top"] < block) & (prm["top"] + prm["height"] > block)).any()  # a box cut by the row blocks
+    assert 0 < (prm["height"] > 0).sum() < 12
+    for i, img in enumerate(TALL_F32):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        box = _ref_random_box(pipe.key, position, idx[i], 7, 3, h, w).transpose(1, 2, 0)
+        if where == "after_normalize":
+            ref = _ref_normalize(img, False)
+            ref[t:t + h, l:l + w] = box
+        else:
+            ref = img.copy()
+            ref[t:t + h, l:l + w] = box
+            if where == "before_normalize":
+                ref = _ref_normalize(ref, False)
+        np.testing.assert_array_equal(got[i], ref if layout == "NHWC" else ref.transpose(2, 0, 1))
+
+
+def test_random_erasing_random_on_uint8_is_rounded_and_clamped():
+    """Without Normalize a uint8 pipeline stores uint8: the N(0, 1) draws are clamped to [0, 255]
+    and rounded half to even like every value, so about Phi(0.5) = 69% of them become 0. The share
+    of zeros is within 5 binomial standard errors (level ~6e-7)."""
+    imgs = np.repeat(IMG_U8[:1], 60, axis=0)
+    pipe = A.Pipeline([A.RandomErasing(p=1.0, scale=(0.2, 0.3), value="random")], seed=14)
+    got = pipe(imgs, indices=np.arange(60))
+    prm = pipe.sample_params(imgs.shape, indices=np.arange(60))[0]
+    drawn = []
+    for i in range(60):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        box = _ref_random_box(pipe.key, 0, i, 0, 3, h, w).transpose(1, 2, 0)
+        ref = imgs[i].copy()
+        ref[t:t + h, l:l + w] = _to_u8(box)
+        np.testing.assert_array_equal(got[i], ref)
+        drawn.append(got[i, t:t + h, l:l + w].ravel())
+    drawn = np.concatenate(drawn)
+    p0 = 0.5 * (1 + math.erf(0.5 / math.sqrt(2)))
+    assert abs((drawn == 0).mean() - p0) < 5 * math.sqrt(p0 * (1 - p0) / drawn.size)
+    assert drawn.max() <= 6
+
+
+def test_random_erasing_random_values_are_standard_normal():
+    """The erased values of 300 boxes: mean and variance within 4.5 standard errors of N(0, 1)'s
+    (level ~7e-6 each), and a Kolmogorov-Smirnov test against N(0, 1) at level 0.001."""
+    imgs = np.full((300, 32, 32, 3), 0.5, np.float32)
+    pipe = A.Pipeline([A.RandomErasing(p=1.0, scale=(0.1, 0.3), value="random")], seed=15)
+    got = pipe(imgs, indices=np.arange(300), epoch=1)
+    prm = pipe.sample_params(imgs.shape, indices=np.arange(300), epoch=1)[0]
+    inside = np.zeros(got.shape, bool)
+    for i in range(300):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        inside[i, t:t + h, l:l + w] = True
+    assert (got[~inside] == 0.5).all()  # the pixels outside the boxes are untouched
+    v = got[inside].astype(np.float64)
+    n = v.size
+    assert n > 50_000
+    assert abs(v.mean()) < 4.5 * math.sqrt(1 / n)
+    assert abs(v.var() - 1) < 4.5 * math.sqrt(2 / n)
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert scipy_stats.kstest(v, "norm").pvalue > 1e-3
+
+
 # ----------------------------------------------------------------------------- distributions
 
 
@@ -532,11 +614,17 @@ def _int_pipe():
     return A.Pipeline([A.RandomCrop(16, padding=4), A.HorizontalFlip(), A.RandomErasing(0.5, value=9)], seed=22)
 
 
+def _erase_random_pipe():
+    """value="random" boxes cut by the row blocks (40 x 44 x 3: 31 rows per block)."""
+    return A.Pipeline([A.RandomResizedCrop((40, 44)), A.HorizontalFlip(), A.Normalize(MEAN, STD),
+                       A.RandomErasing(0.8, scale=(0.1, 0.4), value="random")], seed=23, layout="NCHW")  # fmt: skip
+
+
 BIG = RNG.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
 BIG_IDX = RNG.permutation(10_000)[:37]
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe], ids=["bilinear", "integer"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe], ids=["bilinear", "integer", "erase-random"])
 def test_same_sample_same_result_whatever_the_batch(make):
     pipe = make()
     whole = pipe(BIG, indices=BIG_IDX, epoch=5)
@@ -549,7 +637,7 @@ def test_same_sample_same_result_whatever_the_batch(make):
     assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe], ids=["bilinear", "integer"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe], ids=["bilinear", "integer", "erase-random"])
 def test_bit_identical_across_threads_and_simd_paths(make):
     pipe = make()
     ref = None
@@ -645,6 +733,8 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
         (lambda: A.VerticalFlip(-0.1), ValueError, r"p must be in \[0, 1\]"),
         (lambda: A.RandomErasing(p=2), ValueError, r"p must be in \[0, 1\]"),
         (lambda: A.RandomErasing(scale=(0.5, 0.1)), ValueError, "scale must have"),
+        (lambda: A.RandomErasing(value="foo"), ValueError, "value must be a number, one number per channel or 'random', got value='foo'"),
+        (lambda: A.RandomErasing(value="Random"), ValueError, "value=.Random."),
         (lambda: A.RandomCrop(0), ValueError, "size must be >= 1"),
         (lambda: A.RandomCrop(8, padding=-1), ValueError, "padding must be >= 0"),
         (lambda: A.RandomCrop(8, padding_mode="wrap"), ValueError, "padding_mode must be one of"),

@@ -176,8 +176,11 @@ void register_augment(py::module_& m) {
             }
           }
           if (s.kind == StepKind::erase) {
-            s.values = vector_of(t[3], "values", b.channels);
-            keep.push_back(t[3]);
+            s.random_fill = t[3].is_none();  // RandomErasing(value="random")
+            if (!s.random_fill) {
+              s.values = vector_of(t[3], "values", b.channels);
+              keep.push_back(t[3]);
+            }
             for (size_t i = 0; i < b.n; ++i) {
               const float* p = s.per_sample + 4 * i;
               for (int j = 0; j < 4; ++j) {

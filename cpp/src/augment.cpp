@@ -293,10 +293,18 @@ class SampleRunner {
         const float* p = st.per_sample + 4 * s_;
         const size_t top = size_t(p[0]), left = size_t(p[1]), h = size_t(p[2]), w = size_t(p[3]);
         const size_t ya = std::max(y0, top), yb = std::min(y1, top + h);
+        // value="random": each row segment draws its own elements of the box's numbering, so the
+        // values depend on the sample and its box only, not on the blocks of rows run here.
+        const Stream stream{b.key, (b.epoch << 32) | b.indices[s_]};
+        const uint64_t base = uint64_t(uint32_t(st.op_position)) << 34;
         for (size_t c = 0; c < C; ++c) {
           for (size_t y = ya; y < yb; ++y) {
             float* r = v + c * plane_ + (y - y0) * b.out_w + left;
-            std::fill(r, r + w, st.values[c]);
+            if (st.random_fill) {
+              random_kernels().normal_f32(stream, base + (c * h + (y - top)) * w, w, r, NormalParams<float>{0.0f, 1.0f});
+            } else {
+              std::fill(r, r + w, st.values[c]);
+            }
           }
         }
         return false;

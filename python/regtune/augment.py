@@ -46,8 +46,7 @@ image mixing is one native pass too (threaded across samples, GIL released, into
 array or ``out=``), giving the same bits as the NumPy expressions in their docstrings on every
 thread count and SIMD path. Their per-sample lambdas and boxes are drawn in NumPy (float64).
 
-**Not here (yet).** ColorJitter's hue; RandomErasing's ``value="random"``; antialiased
-resizing; float64 images.
+**Not here (yet).** ColorJitter's hue; antialiased resizing; float64 images.
 
 **Antialiasing.** RandomResizedCrop resamples with plain 2-tap bilinear interpolation
 (torchvision's ``antialias=False``, OpenCV's ``INTER_LINEAR`` as albumentations uses it): no
@@ -530,7 +529,16 @@ class RandomErasing(_PointwiseOp):
     ``h = round(sqrt(a * r))``, ``w = round(sqrt(a / r))``, the first try with ``h < H`` and
     ``w < W`` is used at ``top = (word * (H - h + 1)) >> 32``, ``left`` likewise; no try fits:
     nothing is erased (torchvision returns the image). ``value``: a number or one per channel, in
-    the units of the values where the op stands (pixel units before Normalize, normalized after).
+    the units of the values where the op stands (pixel units before Normalize, normalized after),
+    or ``"random"`` (torchvision's ``value="random"``): standard normal values, one per pixel and
+    channel. Box element ``(c, y, x)``, counted from the box's top-left corner, takes normal
+    element ``(position << 34) + (c * height + y) * width + x`` of the sample's Philox stream
+    ``(key, epoch << 32 | index)`` (GaussianNoise's stream and float32 Box-Muller, with mean 0 and
+    std 1), so the values depend on the sample and its box only. They are N(0, 1) in the units
+    where the op stands: after Normalize (torchvision's placement) or on float32 images they are
+    kept as drawn; in a uint8 pipeline without Normalize they are stored like every value, clamped
+    to [0, 255] and rounded half to even (about 69% of them become 0, the rest mostly 1 or 2).
+    Any other string raises ValueError naming ``value``.
     """
 
     nwords = 41
@@ -541,10 +549,16 @@ class RandomErasing(_PointwiseOp):
         self.ratio = _interval(ratio, "ratio", 0.0)
         if self.ratio[0] <= 0:
             raise ValueError(f"ratio must be > 0, got ratio={ratio!r}")
-        self.value = _channel_values(value, "value")
+        if isinstance(value, str):
+            if value != "random":
+                raise ValueError(f"value must be a number, one number per channel or 'random', got value={value!r}")
+            self.value: tuple[float, ...] | str = value
+        else:
+            self.value = _channel_values(value, "value")
 
     def params(self, words, in_hw, channels):
-        _per_channel(self.value, channels, "value")
+        if self.value != "random":
+            _per_channel(self.value, channels, "value")
         H, W = in_hw
         h, w = _log_ratio_box(words[:, 1:], float(H * W), self.scale, self.ratio, swap=True)
         ok = (h < H) & (w < W)
@@ -560,7 +574,8 @@ class RandomErasing(_PointwiseOp):
 
     def step(self, prm, position, channels, bound):
         per = np.stack([prm["top"], prm["left"], prm["height"], prm["width"]], axis=1).astype(np.float32)
-        vals = _per_channel(self.value, channels, "value").astype(np.float32)
+        # values None: N(0, 1) draws (value="random")
+        vals = None if self.value == "random" else _per_channel(self.value, channels, "value").astype(np.float32)
         return (_ERASE, position, np.ascontiguousarray(per), vals, bound, 0.0, False)
 
 

@@ -86,7 +86,9 @@ enum class StepKind : int32_t {
                   // index (0..5, see augment.cpp); brightness v*b, contrast v*c + mean*(1-c),
                   // saturation as above; each clamped to [0, bound]. A factor of 1 skips its part.
   noise = 1,      // GaussianNoise: std, clip; draws as described above
-  erase = 2,      // RandomErasing: per sample (top, left, height, width) (height 0: none), value per channel
+  erase = 2,      // RandomErasing: per sample (top, left, height, width) (height 0: none), value per channel,
+                  // or (random_fill) N(0, 1) draws of the noise stream: box element (c, y, x) (relative
+                  // to the box's corner) takes normal element (op_position << 34) + (c * height + y) * width + x
   normalize = 3,  // v * a[c] + b[c]
 };
 
@@ -98,6 +100,7 @@ struct AugmentStep {
   float bound;              // jitter, noise: the clamp's upper bound (255 for uint8 images, 1 for float)
   float std;                // noise
   bool clip;                // noise
+  bool random_fill;         // erase: N(0, 1) draws instead of `values` (see StepKind::erase)
 };
 
 struct AugmentGeometry {

@@ -624,7 +624,8 @@ BIG = RNG.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
 BIG_IDX = RNG.permutation(10_000)[:37]
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe], ids=["bilinear", "integer", "erase-random"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
+                         ids=["bilinear", "integer", "erase-random"])
 def test_same_sample_same_result_whatever_the_batch(make):
     pipe = make()
     whole = pipe(BIG, indices=BIG_IDX, epoch=5)
@@ -637,7 +638,8 @@ def test_same_sample_same_result_whatever_the_batch(make):
     assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe], ids=["bilinear", "integer", "erase-random"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
+                         ids=["bilinear", "integer", "erase-random"])
 def test_bit_identical_across_threads_and_simd_paths(make):
     pipe = make()
     ref = None
@@ -733,7 +735,8 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
         (lambda: A.VerticalFlip(-0.1), ValueError, r"p must be in \[0, 1\]"),
         (lambda: A.RandomErasing(p=2), ValueError, r"p must be in \[0, 1\]"),
         (lambda: A.RandomErasing(scale=(0.5, 0.1)), ValueError, "scale must have"),
-        (lambda: A.RandomErasing(value="foo"), ValueError, "value must be a number, one number per channel or 'random', got value='foo'"),
+        (lambda: A.RandomErasing(value="foo"), ValueError,
+         "value must be a number, one number per channel or 'random', got value='foo'"),
         (lambda: A.RandomErasing(value="Random"), ValueError, "value=.Random."),
         (lambda: A.RandomCrop(0), ValueError, "size must be >= 1"),
         (lambda: A.RandomCrop(8, padding=-1), ValueError, "padding must be >= 0"),

@@ -223,9 +223,12 @@ void register_augment(py::module_& m) {
         const char* s0 = static_cast<const char*>(src.data());
         const char* d0 = static_cast<const char*>(dst.data());
         if (src.nbytes() > 0 && s0 < d0 + dst.nbytes() && d0 < s0 + src.nbytes()) {
-          throw py::value_error("out overlaps images; MixUp and CutMix read each sample's partner, so they cannot run in place");
+          throw py::value_error(
+              "out overlaps images; MixUp and CutMix read each sample's partner, so they cannot run in place");
         }
-        if (lam.is_none() == boxes.is_none()) throw py::value_error("pass exactly one of lam (MixUp) and boxes (CutMix)");
+        if (lam.is_none() == boxes.is_none()) {
+          throw py::value_error("pass exactly one of lam (MixUp) and boxes (CutMix)");
+        }
         AugmentMix mx{};
         mx.src = src.data();
         mx.src_u8 = u8;

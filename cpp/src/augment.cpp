@@ -301,7 +301,8 @@ class SampleRunner {
           for (size_t y = ya; y < yb; ++y) {
             float* r = v + c * plane_ + (y - y0) * b.out_w + left;
             if (st.random_fill) {
-              random_kernels().normal_f32(stream, base + (c * h + (y - top)) * w, w, r, NormalParams<float>{0.0f, 1.0f});
+              const uint64_t first = base + (c * h + (y - top)) * w;
+              random_kernels().normal_f32(stream, first, w, r, NormalParams<float>{0.0f, 1.0f});
             } else {
               std::fill(r, r + w, st.values[c]);
             }

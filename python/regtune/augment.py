@@ -914,7 +914,8 @@ class _Mix:
         if out.shape != x.shape:
             raise ValueError(f"out must have shape {x.shape}, got {out.shape}")
         if overlaps(out, x):
-            raise ValueError("out overlaps images; MixUp and CutMix read each sample's partner, so they cannot run in place")
+            raise ValueError(
+                "out overlaps images; MixUp and CutMix read each sample's partner, so they cannot run in place")
         return out
 
     def lambdas(self, n: int, *, indices: Any = None, epoch: Any = 0) -> np.ndarray:
@@ -933,7 +934,17 @@ class MixUp(_Mix):
     any layout (``layout`` only matters to CutMix), uint8 or float32. The images are computed in
     float32 with ``lx = float32(lam)``: bit for bit NumPy's
     ``lx * x + (float32(1) - lx) * np.roll(x, 1, axis=0)`` (``x`` the images as float32), on every
-    thread count and SIMD path. ``out=``: see _Mix."""
+    thread count and SIMD path. ``out=``: a float32, C-contiguous, writable array of the images'
+    shape that does not overlap them, filled and returned (anything else raises TypeError or
+    ValueError naming ``out``); without it a new array. Example::
+
+        >>> import numpy as np
+        >>> from regtune import augment as A
+        >>> x = np.zeros((4, 8, 8, 3), np.uint8)
+        >>> mixed, soft = A.MixUp(0.4, num_classes=10, seed=0)(x, np.arange(4), indices=np.arange(4))
+        >>> mixed.dtype, mixed.shape, soft.shape
+        (dtype('float32'), (4, 8, 8, 3), (4, 10))
+    """
 
     def __call__(self, images: Any, labels: Any, *, indices: Any = None, epoch: Any = 0,
                  out: Any = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
@@ -954,7 +965,7 @@ class CutMix(_Mix):
     sample i - 1, and the labels mix with ``lam' = 1 - box area / (H W)``. float32 out: the images
     as float32 with box ``(y1, y2, x1, x2)`` of sample i (rows ``y1:y2``, columns ``x1:x2``, every
     channel) taken from sample i - 1, exactly. ``mix(images, labels, *, indices=None, epoch=0,
-    out=None) -> (images, soft_labels)``; ``out=``: see _Mix."""
+    out=None) -> (images, soft_labels)``; ``out=`` as for MixUp."""
 
     _position = _MIX_POSITION + 1
     nwords = _Mix.nwords + 2

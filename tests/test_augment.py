@@ -271,6 +271,88 @@ def test_random_erasing_matches_numpy(after_normalize):
             assert h < 13 and w < 17 and 0.02 * 13 * 17 * 0.5 <= h * w <= 0.33 * 13 * 17 * 1.5
 
 
+def _ref_random_box(key, position, index, epoch, c, h, w):
+    """RandomErasing(value="random")'s documented values for one box, (C, h, w): normal elements
+    (position << 34) + (c * h + y) * w + x of the stream (key, epoch << 32 | index), N(0, 1)."""
+    v = np.empty(c * h * w, np.float32)
+    _core.normal(v, key, (epoch << 32) | int(index), position << 34, 0.0, 1.0)
+    return v.reshape(c, h, w)
+
+
+TALL_F32 = RNG.random((12, 64, 40, 3), dtype=np.float32)  # 34 rows per block (4096 floats): boxes straddle blocks
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("where", ["alone", "before_normalize", "after_normalize"])
+def test_random_erasing_random_is_the_documented_stream(where, layout):
+    er = A.RandomErasing(p=0.8, scale=(0.1, 0.4), value="random")
+    ops = {"alone": [A.HorizontalFlip(0.0), er], "before_normalize": [er, A.Normalize(MEAN, STD)],
+           "after_normalize": [A.Normalize(MEAN, STD), er]}[where]  # fmt: skip
+    position = ops.index(er)
+    pipe = A.Pipeline(ops, seed=13, layout=layout)
+    idx = np.arange(100, 112)
+    got = pipe(TALL_F32, indices=idx, epoch=7)
+    prm = pipe.sample_params(TALL_F32.shape, indices=idx, epoch=7)[position]
+    block = 4096 // (40 * 3)
+    assert ((prm["top"] < block) & (prm["top"] + prm["height"] > block)).any()  # a box cut by the row blocks
+    assert 0 < (prm["height"] > 0).sum() < 12
+    for i, img in enumerate(TALL_F32):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        box = _ref_random_box(pipe.key, position, idx[i], 7, 3, h, w).transpose(1, 2, 0)
+        if where == "after_normalize":
+            ref = _ref_normalize(img, False)
+            ref[t:t + h, l:l + w] = box
+        else:
+            ref = img.copy()
+            ref[t:t + h, l:l + w] = box
+            if where == "before_normalize":
+                ref = _ref_normalize(ref, False)
+        np.testing.assert_array_equal(got[i], ref if layout == "NHWC" else ref.transpose(2, 0, 1))
+
+
+def test_random_erasing_random_on_uint8_is_rounded_and_clamped():
+    """Without Normalize a uint8 pipeline stores uint8: the N(0, 1) draws are clamped to [0, 255]
+    and rounded half to even like every value, so about Phi(0.5) = 69% of them become 0. The share
+    of zeros is within 5 binomial standard errors (level ~6e-7)."""
+    imgs = np.repeat(IMG_U8[:1], 60, axis=0)
+    pipe = A.Pipeline([A.RandomErasing(p=1.0, scale=(0.2, 0.3), value="random")], seed=14)
+    got = pipe(imgs, indices=np.arange(60))
+    prm = pipe.sample_params(imgs.shape, indices=np.arange(60))[0]
+    drawn = []
+    for i in range(60):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        box = _ref_random_box(pipe.key, 0, i, 0, 3, h, w).transpose(1, 2, 0)
+        ref = imgs[i].copy()
+        ref[t:t + h, l:l + w] = _to_u8(box)
+        np.testing.assert_array_equal(got[i], ref)
+        drawn.append(got[i, t:t + h, l:l + w].ravel())
+    drawn = np.concatenate(drawn)
+    p0 = 0.5 * (1 + math.erf(0.5 / math.sqrt(2)))
+    assert abs((drawn == 0).mean() - p0) < 5 * math.sqrt(p0 * (1 - p0) / drawn.size)
+    assert drawn.max() <= 6
+
+
+def test_random_erasing_random_values_are_standard_normal():
+    """The erased values of 300 boxes: mean and variance within 4.5 standard errors of N(0, 1)'s
+    (level ~7e-6 each), and a Kolmogorov-Smirnov test against N(0, 1) at level 0.001."""
+    imgs = np.full((300, 32, 32, 3), 0.5, np.float32)
+    pipe = A.Pipeline([A.RandomErasing(p=1.0, scale=(0.1, 0.3), value="random")], seed=15)
+    got = pipe(imgs, indices=np.arange(300), epoch=1)
+    prm = pipe.sample_params(imgs.shape, indices=np.arange(300), epoch=1)[0]
+    inside = np.zeros(got.shape, bool)
+    for i in range(300):
+        t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+        inside[i, t:t + h, l:l + w] = True
+    assert (got[~inside] == 0.5).all()  # the pixels outside the boxes are untouched
+    v = got[inside].astype(np.float64)
+    n = v.size
+    assert n > 50_000
+    assert abs(v.mean()) < 4.5 * math.sqrt(1 / n)
+    assert abs(v.var() - 1) < 4.5 * math.sqrt(2 / n)
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert scipy_stats.kstest(v, "norm").pvalue > 1e-3
+
+
 # ----------------------------------------------------------------------------- distributions
 
 
@@ -349,6 +431,176 @@ def test_cutmix_pastes_the_box_and_adjusts_lambda(layout):
         assert soft[i, y[i]] >= np.float32(lam[i]) - 1e-6
 
 
+def _ref_mixup(x, lam):
+    """MixUp's documented NumPy expression (the one it had before the native kernel)."""
+    xf = x.astype(np.float32)
+    lx = lam.astype(np.float32)[:, None, None, None]
+    return lx * xf + (np.float32(1) - lx) * np.roll(xf, 1, axis=0)
+
+
+def _ref_cutmix(x, boxes, layout):
+    """CutMix's documented NumPy loop (the one it had before the native kernel)."""
+    out = x.astype(np.float32)
+    prev = np.roll(out, 1, axis=0)
+    for i, (y1, y2, x1, x2) in enumerate(boxes):
+        sl = (slice(y1, y2), slice(x1, x2)) if layout == "NHWC" else (slice(None), slice(y1, y2), slice(x1, x2))
+        out[i][sl] = prev[i][sl]
+    return out
+
+
+MIX_U8 = RNG.integers(0, 256, (9, 13, 17, 3), dtype=np.uint8)
+MIX_F32 = (RNG.standard_normal((9, 13, 17, 3)) * 3).astype(np.float32)  # negative values and large ones too
+MIX_IDX = RNG.permutation(1000)[:9]
+
+
+def _mix_images(images, layout):
+    return images if layout == "NHWC" else np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("images", [MIX_U8, MIX_F32], ids=["uint8", "float32"])
+def test_mixup_is_the_numpy_expression_on_every_path_and_thread_count(images, layout):
+    x = _mix_images(images, layout)
+    mix = A.MixUp(0.7, num_classes=4, seed=8, layout=layout)
+    ref = _ref_mixup(x, mix.lambdas(9, indices=MIX_IDX, epoch=4))
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                got, _ = mix(x, np.arange(9) % 4, indices=MIX_IDX, epoch=4)
+            assert got.dtype == np.float32 and got.shape == x.shape
+            assert np.array_equal(got, ref), (path, threads)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("images", [MIX_U8, MIX_F32], ids=["uint8", "float32"])
+def test_cutmix_is_the_numpy_loop_on_every_path_and_thread_count(images, layout):
+    x = _mix_images(images, layout)
+    cm = A.CutMix(1.0, num_classes=4, seed=9, layout=layout)
+    boxes, _ = cm.boxes(x.shape, indices=MIX_IDX, epoch=2)
+    h = boxes[:, 1] - boxes[:, 0]
+    w = boxes[:, 3] - boxes[:, 2]
+    assert ((h > 0) & (w > 0)).any() and ((h < 13) | (w < 17)).any()  # real boxes, not the whole image
+    ref = _ref_cutmix(x, boxes, layout)
+    for path in SIMD_PATHS:
+        for threads in (1, 2, 3):
+            with simd_path(path), num_threads(threads):
+                got, _ = cm(x, np.arange(9) % 4, indices=MIX_IDX, epoch=2)
+            assert np.array_equal(got, ref), (path, threads)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_cutmix_core_edge_boxes(layout):
+    """Empty boxes, the whole image, boxes touching each edge, and a batch of one (its own partner)."""
+    x = _mix_images(MIX_U8[:6], layout)
+    boxes = np.array([[0, 0, 0, 0], [0, 13, 0, 17], [3, 3, 2, 9], [0, 5, 12, 17], [7, 13, 0, 1], [12, 13, 16, 17]],
+                     np.int32)  # fmt: skip
+    out = np.empty(x.shape, np.float32)
+    _core.augment_mix(x, out, None, boxes, layout == "NCHW")
+    assert np.array_equal(out, _ref_cutmix(x, boxes, layout))
+    one = np.empty(x[:1].shape, np.float32)
+    _core.augment_mix(x[:1], one, np.array([0.3], np.float32), None, False)
+    assert np.array_equal(one, _ref_mixup(x[:1], np.array([0.3])))
+
+
+@pytest.mark.parametrize("make", [lambda: A.MixUp(0.5, num_classes=3, seed=1),
+                                  lambda: A.CutMix(1.0, num_classes=3, seed=1, layout="NCHW")],
+                         ids=["MixUp", "CutMix"])  # fmt: skip
+def test_mix_out_is_filled_and_returned(make):
+    mix = make()
+    x = _mix_images(MIX_U8, "NCHW")
+    y = np.arange(9) % 3
+    ref, ref_soft = mix(x, y, indices=MIX_IDX)
+    out = np.full(x.shape, np.nan, np.float32)
+    got, soft = mix(x, y, indices=MIX_IDX, out=out)
+    assert got is out
+    assert np.array_equal(out, ref) and np.array_equal(soft, ref_soft)
+    empty = np.empty((0,) + x.shape[1:], np.float32)
+    got, soft = mix(x[:0], y[:0], out=empty)
+    assert got is empty and soft.shape == (0, 3)
+    assert mix(x[:0], y[:0])[0].shape == (0,) + x.shape[1:]
+
+
+@pytest.mark.parametrize(
+    "make_out,exc,match",
+    [
+        (lambda x: x, ValueError, "out overlaps images"),
+        (lambda x: np.empty(x.size, np.float32), ValueError, "out must have shape"),
+        (lambda x: np.empty(x.shape, np.float64), TypeError, "out must have dtype float32, got float64"),
+        (lambda x: np.empty(x.shape[:3] + (4,), np.float32), ValueError, r"out must have shape \(9, 13, 17, 3\)"),
+        (lambda x: np.empty((9, 13, 3, 17), np.float32).transpose(0, 1, 3, 2), ValueError, "out must be C-contiguous"),
+        (lambda x: np.broadcast_to(np.float32(0), x.shape), ValueError, "out must"),
+        ([1.0], TypeError, "out must"),
+    ],
+)
+@pytest.mark.parametrize("cls", [A.MixUp, A.CutMix])
+def test_mix_bad_out_names_out(cls, make_out, exc, match):
+    mix = cls(num_classes=3, seed=0)
+    x = MIX_F32.copy()
+    out = make_out(x) if callable(make_out) else make_out
+    with pytest.raises(exc, match=match):
+        mix(x, np.arange(9) % 3, out=out)
+
+
+@pytest.mark.parametrize("cls", [A.MixUp, A.CutMix])
+def test_mix_out_partly_overlapping_images_is_refused(cls):
+    """The partner reads make any shared memory wrong, not only out is images."""
+    buf = np.zeros((18, 13, 17, 3), np.float32)
+    x, out = buf[:9], buf[8:17]
+    with pytest.raises(ValueError, match="out overlaps images"):
+        cls(num_classes=3, seed=0)(x, np.arange(9) % 3, out=out)
+    with pytest.raises(ValueError, match="out overlaps images"):  # the core checks it too
+        _core.augment_mix(x, out, np.zeros(9, np.float32), None, False)
+
+
+def test_mix_reads_uint8_without_a_float32_copy():
+    """A uint8 batch goes to the kernel as it is: with out= given, the call allocates far less
+    than a float32 copy of the batch (NumPy reports its buffers to tracemalloc)."""
+    import tracemalloc
+
+    x = RNG.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    out = np.empty(x.shape, np.float32)
+    y = np.arange(64) % 10
+    for mix in (A.MixUp(num_classes=10, seed=0), A.CutMix(num_classes=10, seed=0)):
+        mix(x, y, out=out)  # warm up
+        tracemalloc.start()
+        try:
+            mix(x, y, out=out)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < x.nbytes, (type(mix).__name__, peak)  # a float32 copy would be 4 * x.nbytes
+
+
+def test_mix_python_threads_share_one_object():
+    mix = A.MixUp(0.4, num_classes=3, seed=2)
+    ref, _ = mix(MIX_U8, np.arange(9) % 3, indices=MIX_IDX)
+    from .conftest import run_together
+
+    for got, _ in run_together(4, lambda i: mix(MIX_U8, np.arange(9) % 3, indices=MIX_IDX)):
+        assert np.array_equal(got, ref)
+
+
+def test_core_mix_checks_its_arguments():
+    x = MIX_U8[:2]
+    out = np.empty(x.shape, np.float32)
+    with pytest.raises(ValueError, match="exactly one of lam"):
+        _core.augment_mix(x, out, None, None, False)
+    with pytest.raises(ValueError, match="exactly one of lam"):
+        _core.augment_mix(x, out, np.zeros(2, np.float32), np.zeros((2, 4), np.int32), False)
+    with pytest.raises(ValueError, match=r"lam must have shape \(2,\)"):
+        _core.augment_mix(x, out, np.zeros(3, np.float32), None, False)
+    with pytest.raises(ValueError, match=r"boxes\[1\] = \(0, 14, 0, 1\) is not a box"):
+        _core.augment_mix(x, out, None, np.array([[0, 1, 0, 1], [0, 14, 0, 1]], np.int32), False)
+    with pytest.raises(ValueError, match=r"boxes\[0\] = \(2, 1, 0, 1\)"):
+        _core.augment_mix(x, out, None, np.array([[2, 1, 0, 1], [0, 1, 0, 1]], np.int32), False)
+    with pytest.raises(ValueError, match="is not a box"):  # read as NCHW, (2, 13, 17, 3) is 3 pixels wide
+        _core.augment_mix(x, out, None, np.array([[0, 1, 0, 4], [0, 1, 0, 1]], np.int32), True)
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        _core.augment_mix(x, out.astype(np.float64), np.zeros(2, np.float32), None, False)
+    with pytest.raises(ValueError, match="out must have the shape of images"):
+        _core.augment_mix(x, out[:1], np.zeros(2, np.float32), None, False)
+
+
 # ----------------------------------------------------------------------------- invariance
 
 
@@ -362,11 +614,18 @@ def _int_pipe():
     return A.Pipeline([A.RandomCrop(16, padding=4), A.HorizontalFlip(), A.RandomErasing(0.5, value=9)], seed=22)
 
 
+def _erase_random_pipe():
+    """value="random" boxes cut by the row blocks (40 x 44 x 3: 31 rows per block)."""
+    return A.Pipeline([A.RandomResizedCrop((40, 44)), A.HorizontalFlip(), A.Normalize(MEAN, STD),
+                       A.RandomErasing(0.8, scale=(0.1, 0.4), value="random")], seed=23, layout="NCHW")  # fmt: skip
+
+
 BIG = RNG.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
 BIG_IDX = RNG.permutation(10_000)[:37]
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe], ids=["bilinear", "integer"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
+                         ids=["bilinear", "integer", "erase-random"])
 def test_same_sample_same_result_whatever_the_batch(make):
     pipe = make()
     whole = pipe(BIG, indices=BIG_IDX, epoch=5)
@@ -379,7 +638,8 @@ def test_same_sample_same_result_whatever_the_batch(make):
     assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe], ids=["bilinear", "integer"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
+                         ids=["bilinear", "integer", "erase-random"])
 def test_bit_identical_across_threads_and_simd_paths(make):
     pipe = make()
     ref = None
@@ -475,6 +735,9 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
         (lambda: A.VerticalFlip(-0.1), ValueError, r"p must be in \[0, 1\]"),
         (lambda: A.RandomErasing(p=2), ValueError, r"p must be in \[0, 1\]"),
         (lambda: A.RandomErasing(scale=(0.5, 0.1)), ValueError, "scale must have"),
+        (lambda: A.RandomErasing(value="foo"), ValueError,
+         "value must be a number, one number per channel or 'random', got value='foo'"),
+        (lambda: A.RandomErasing(value="Random"), ValueError, "value=.Random."),
         (lambda: A.RandomCrop(0), ValueError, "size must be >= 1"),
         (lambda: A.RandomCrop(8, padding=-1), ValueError, "padding must be >= 0"),
         (lambda: A.RandomCrop(8, padding_mode="wrap"), ValueError, "padding_mode must be one of"),

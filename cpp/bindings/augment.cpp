@@ -1,7 +1,7 @@
-// regtune._core augmentation: augment_run (one pipeline over a batch) and augment_words (the
-// per-sample Philox words the Python layer turns into random choices). regtune.augment builds
-// the per-axis maps and per-sample parameters; the checks here make sure no call can read or
-// write outside its arrays.
+// regtune._core augmentation: augment_run (one pipeline over a batch), augment_mix (MixUp and
+// CutMix) and augment_words (the per-sample Philox words the Python layer turns into random
+// choices). regtune.augment builds the per-axis maps and per-sample parameters; the checks here
+// make sure no call can read or write outside its arrays.
 #include <cstring>
 #include <string>
 #include <vector>
@@ -176,8 +176,11 @@ void register_augment(py::module_& m) {
             }
           }
           if (s.kind == StepKind::erase) {
-            s.values = vector_of(t[3], "values", b.channels);
-            keep.push_back(t[3]);
+            s.random_fill = t[3].is_none();  // RandomErasing(value="random")
+            if (!s.random_fill) {
+              s.values = vector_of(t[3], "values", b.channels);
+              keep.push_back(t[3]);
+            }
             for (size_t i = 0; i < b.n; ++i) {
               const float* p = s.per_sample + 4 * i;
               for (int j = 0; j < 4; ++j) {
@@ -204,6 +207,59 @@ void register_augment(py::module_& m) {
       py::arg("row_w0"), py::arg("row_w1"), py::arg("col_i0"), py::arg("col_i1"), py::arg("col_w0"),
       py::arg("col_w1"), py::arg("fill"), py::arg("steps"), py::arg("key"), py::arg("epoch"), py::arg("indices"),
       "One augmentation pipeline over a batch (see regtune/augment.h); regtune.augment.Pipeline builds the arguments.");
+
+  m.def(
+      "augment_mix",
+      [](const py::object& images, const py::object& out, const py::object& lam, const py::object& boxes, bool nchw) {
+        const bool u8 = has_dtype(images, py::dtype::of<uint8_t>());
+        auto src = u8 ? readable_array<uint8_t>(images, "images") : readable_array<float>(images, "images");
+        if (src.ndim() != 4) throw py::value_error("images must be 4-D, got " + shape_str(src));
+        auto dst = writable_array<float>(out, "out");
+        if (dst.ndim() != 4 || shape_str(dst) != shape_str(src)) {
+          throw py::value_error("out must have the shape of images " + shape_str(src) + ", got " + shape_str(dst));
+        }
+        // Both C-contiguous: they overlap exactly when their byte ranges do. Each sample reads its
+        // partner, so no output may share memory with the input.
+        const char* s0 = static_cast<const char*>(src.data());
+        const char* d0 = static_cast<const char*>(dst.data());
+        if (src.nbytes() > 0 && s0 < d0 + dst.nbytes() && d0 < s0 + src.nbytes()) {
+          throw py::value_error(
+              "out overlaps images; MixUp and CutMix read each sample's partner, so they cannot run in place");
+        }
+        if (lam.is_none() == boxes.is_none()) {
+          throw py::value_error("pass exactly one of lam (MixUp) and boxes (CutMix)");
+        }
+        AugmentMix mx{};
+        mx.src = src.data();
+        mx.src_u8 = u8;
+        mx.n = size_t(src.shape(0));
+        const size_t h = size_t(src.shape(nchw ? 2 : 1)), w = size_t(src.shape(nchw ? 3 : 2));
+        const size_t c = size_t(src.shape(nchw ? 1 : 3));
+        mx.planes = nchw ? c : 1;
+        mx.height = h;
+        mx.row = nchw ? w : w * c;
+        mx.px = nchw ? 1 : c;
+        mx.out = static_cast<float*>(dst.mutable_data());
+        if (!lam.is_none()) {
+          mx.lam = vector_of(lam, "lam", mx.n);
+        } else {
+          mx.boxes = table<int32_t>(boxes, "boxes", mx.n, 4);
+          for (size_t i = 0; i < mx.n; ++i) {
+            const int32_t* p = mx.boxes + 4 * i;
+            if (!(0 <= p[0] && p[0] <= p[1] && size_t(p[1]) <= h && 0 <= p[2] && p[2] <= p[3] && size_t(p[3]) <= w)) {
+              throw py::value_error("boxes[" + std::to_string(i) + "] = (" + std::to_string(p[0]) + ", " +
+                                    std::to_string(p[1]) + ", " + std::to_string(p[2]) + ", " + std::to_string(p[3]) +
+                                    ") is not a box (y1, y2, x1, x2) with 0 <= y1 <= y2 <= " + std::to_string(h) +
+                                    " and 0 <= x1 <= x2 <= " + std::to_string(w));
+            }
+          }
+        }
+        py::gil_scoped_release nogil;
+        augment_mix(mx);
+      },
+      py::arg("images"), py::arg("out"), py::arg("lam"), py::arg("boxes"), py::arg("nchw"),
+      "MixUp (lam) or CutMix (boxes) of each sample with the one before it, into float32 out (see "
+      "regtune/augment.h); regtune.augment.MixUp and CutMix build the arguments.");
 }
 
 }  // namespace regtune::bind

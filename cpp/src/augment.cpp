@@ -293,10 +293,19 @@ class SampleRunner {
         const float* p = st.per_sample + 4 * s_;
         const size_t top = size_t(p[0]), left = size_t(p[1]), h = size_t(p[2]), w = size_t(p[3]);
         const size_t ya = std::max(y0, top), yb = std::min(y1, top + h);
+        // value="random": each row segment draws its own elements of the box's numbering, so the
+        // values depend on the sample and its box only, not on the blocks of rows run here.
+        const Stream stream{b.key, (b.epoch << 32) | b.indices[s_]};
+        const uint64_t base = uint64_t(uint32_t(st.op_position)) << 34;
         for (size_t c = 0; c < C; ++c) {
           for (size_t y = ya; y < yb; ++y) {
             float* r = v + c * plane_ + (y - y0) * b.out_w + left;
-            std::fill(r, r + w, st.values[c]);
+            if (st.random_fill) {
+              const uint64_t first = base + (c * h + (y - top)) * w;
+              random_kernels().normal_f32(stream, first, w, r, NormalParams<float>{0.0f, 1.0f});
+            } else {
+              std::fill(r, r + w, st.values[c]);
+            }
           }
         }
         return false;
@@ -374,6 +383,71 @@ void augment_run(const AugmentBatch& batch, const AugmentGeometry& geo, const Au
         std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the non-temporal stores (an mfence)
       },
       &c, /*interruptible=*/true);
+}
+
+namespace {
+
+// CutMix's copies: n elements of sample s from element `at` of its planes, into out.
+void copy_elems(const AugmentMix& m, const AugmentKernels& k, size_t s, size_t at, size_t n, float* out) {
+  const size_t off = s * m.planes * m.height * m.row + at;
+  if (m.src_u8) {
+    k.widen_u8(static_cast<const uint8_t*>(m.src) + off, n, out);
+  } else {
+    std::memcpy(out, static_cast<const float*>(m.src) + off, n * sizeof(float));
+  }
+}
+
+void mix_sample(const AugmentMix& m, const AugmentKernels& k, size_t s) {
+  const size_t elems = m.planes * m.height * m.row;
+  const size_t t = s == 0 ? m.n - 1 : s - 1;  // the partner
+  float* out = m.out + s * elems;
+  if (m.lam != nullptr) {
+    const float l = m.lam[s];
+    const float r = 1.0f - l;
+    if (m.src_u8) {
+      const uint8_t* src = static_cast<const uint8_t*>(m.src);
+      k.blend_u8(src + s * elems, src + t * elems, l, r, elems, out);
+    } else {
+      const float* src = static_cast<const float*>(m.src);
+      k.blend(src + s * elems, src + t * elems, l, r, elems, out);
+    }
+    return;
+  }
+  const int32_t* bx = m.boxes + 4 * s;
+  const size_t y1 = size_t(bx[0]), y2 = size_t(bx[1]), a = size_t(bx[2]) * m.px, e = size_t(bx[3]) * m.px;
+  if (y1 >= y2 || a >= e) {  // an empty box: the sample itself
+    copy_elems(m, k, s, 0, elems, out);
+    return;
+  }
+  const size_t plane = m.height * m.row;
+  for (size_t p = 0; p < m.planes; ++p) {
+    const size_t at = p * plane;
+    copy_elems(m, k, s, at, y1 * m.row, out + at);  // the rows above the box, in one piece
+    for (size_t y = y1; y < y2; ++y) {
+      const size_t r = at + y * m.row;
+      copy_elems(m, k, s, r, a, out + r);
+      copy_elems(m, k, t, r + a, e - a, out + r + a);
+      copy_elems(m, k, s, r + e, m.row - e, out + r + e);
+    }
+    copy_elems(m, k, s, at + y2 * m.row, (m.height - y2) * m.row, out + at + y2 * m.row);  // and below it
+  }
+}
+
+}  // namespace
+
+void augment_mix(const AugmentMix& mix) {
+  const size_t elems = mix.planes * mix.height * mix.row;
+  if (mix.n == 0 || elems == 0) return;
+  kernels();  // resolve the table on this thread before the workers need it
+  parallel_for(
+      mix.n * elems, elems,
+      [](void* p, size_t begin, size_t end) {
+        const AugmentMix& m = *static_cast<const AugmentMix*>(p);
+        const size_t elems = m.planes * m.height * m.row;
+        const AugmentKernels& k = kernels();
+        for (size_t s = begin / elems; s < end / elems; ++s) mix_sample(m, k, s);
+      },
+      const_cast<AugmentMix*>(&mix), /*interruptible=*/true);
 }
 
 }  // namespace regtune

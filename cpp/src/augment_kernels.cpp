@@ -443,13 +443,29 @@ void interleave_u8(const float* v, size_t plane, size_t npix, int channels, uint
   });
 }
 
+// MixUp and CutMix on uint8 images: plain loops the compiler vectorizes at the target's width
+// (the byte -> float conversion is exact, and each element is blend's two multiplies and one add
+// in the same order, so every path and NumPy's float32 expression give the same bits).
+void blend_u8(const uint8_t* __restrict a, const uint8_t* __restrict b, float w0, float w1, size_t n,
+              float* __restrict out) {
+  for (size_t e = 0; e < n; ++e) {
+    const float x = w0 * float(a[e]);
+    const float y = w1 * float(b[e]);
+    out[e] = x + y;
+  }
+}
+
+void widen_u8(const uint8_t* __restrict a, size_t n, float* __restrict out) {
+  for (size_t e = 0; e < n; ++e) out[e] = float(a[e]);
+}
+
 }  // namespace
 
 AugmentKernels augment_kernels() {
   return AugmentKernels{REGTUNE_NS_NAME, gather_u8,   gather_f32, gather2_u8, gather2_f32, run_u8, run_f32, blend,
                         affine_stream, blend_affine_stream,
                         scale_clamp,     saturation,  gray_sum,   add_noise,  affine,         store_u8,
-                        interleave_f32,  interleave_u8};
+                        interleave_f32,  interleave_u8, blend_u8, widen_u8};
 }
 
 }  // namespace REGTUNE_NS

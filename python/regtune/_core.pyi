@@ -132,7 +132,8 @@ def augment_words(
     key: int, epoch: int, indices: npt.NDArray[np.uint64], op_position: int, nwords: int
 ) -> npt.NDArray[np.uint32]: ...
 # A step: (kind 0 jitter | 1 noise | 2 erase | 3 normalize, op_position, per_sample (N, 4) float32
-# or None, values float32 or None, bound, std, clip). See cpp/include/regtune/augment.h.
+# or None, values float32 or None, bound, std, clip); an erase step with values None fills its box
+# with N(0, 1) draws (RandomErasing(value="random")). See cpp/include/regtune/augment.h.
 AugmentStep = tuple[int, int, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None, float, float, bool]
 def augment_run(
     images: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
@@ -152,4 +153,13 @@ def augment_run(
     key: int,
     epoch: int,
     indices: npt.NDArray[np.uint64],
+) -> None: ...
+# MixUp (lam: N float32) or CutMix (boxes: (N, 4) int32 rows (y1, y2, x1, x2)) of sample i with
+# sample i - 1 into out (float32, the images' shape, not overlapping them).
+def augment_mix(
+    images: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    lam: npt.NDArray[np.float32] | None,
+    boxes: npt.NDArray[np.int32] | None,
+    nchw: bool,
 ) -> None: ...

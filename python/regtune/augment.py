@@ -41,11 +41,12 @@ output, rounded to nearest (ties to even) once at the end after clamping to [0, 
 **Order.** Geometric ops come first, then pointwise ops; ColorJitter and a clipped GaussianNoise
 must come before Normalize; RandomErasing may come before Normalize (``value`` in pixel units) or
 after it (``value`` in normalized units, torchvision's usual placement). MixUp and CutMix mix
-pairs of samples, so they are separate callables applied to a batch after the pipeline (NumPy
-array arithmetic, not the threaded kernels).
+pairs of samples, so they are separate callables applied to a batch after the pipeline; their
+image mixing is one native pass too (threaded across samples, GIL released, into a new float32
+array or ``out=``), giving the same bits as the NumPy expressions in their docstrings on every
+thread count and SIMD path. Their per-sample lambdas and boxes are drawn in NumPy (float64).
 
-**Not here (yet).** ColorJitter's hue; RandomErasing's ``value="random"``; antialiased
-resizing; float64 images; MixUp/CutMix ``out=``.
+**Not here (yet).** ColorJitter's hue; antialiased resizing; float64 images.
 
 **Antialiasing.** RandomResizedCrop resamples with plain 2-tap bilinear interpolation
 (torchvision's ``antialias=False``, OpenCV's ``INTER_LINEAR`` as albumentations uses it): no
@@ -528,7 +529,16 @@ class RandomErasing(_PointwiseOp):
     ``h = round(sqrt(a * r))``, ``w = round(sqrt(a / r))``, the first try with ``h < H`` and
     ``w < W`` is used at ``top = (word * (H - h + 1)) >> 32``, ``left`` likewise; no try fits:
     nothing is erased (torchvision returns the image). ``value``: a number or one per channel, in
-    the units of the values where the op stands (pixel units before Normalize, normalized after).
+    the units of the values where the op stands (pixel units before Normalize, normalized after),
+    or ``"random"`` (torchvision's ``value="random"``): standard normal values, one per pixel and
+    channel. Box element ``(c, y, x)``, counted from the box's top-left corner, takes normal
+    element ``(position << 34) + (c * height + y) * width + x`` of the sample's Philox stream
+    ``(key, epoch << 32 | index)`` (GaussianNoise's stream and float32 Box-Muller, with mean 0 and
+    std 1), so the values depend on the sample and its box only. They are N(0, 1) in the units
+    where the op stands: after Normalize (torchvision's placement) or on float32 images they are
+    kept as drawn; in a uint8 pipeline without Normalize they are stored like every value, clamped
+    to [0, 255] and rounded half to even (about 69% of them become 0, the rest mostly 1 or 2).
+    Any other string raises ValueError naming ``value``.
     """
 
     nwords = 41
@@ -539,10 +549,16 @@ class RandomErasing(_PointwiseOp):
         self.ratio = _interval(ratio, "ratio", 0.0)
         if self.ratio[0] <= 0:
             raise ValueError(f"ratio must be > 0, got ratio={ratio!r}")
-        self.value = _channel_values(value, "value")
+        if isinstance(value, str):
+            if value != "random":
+                raise ValueError(f"value must be a number, one number per channel or 'random', got value={value!r}")
+            self.value: tuple[float, ...] | str = value
+        else:
+            self.value = _channel_values(value, "value")
 
     def params(self, words, in_hw, channels):
-        _per_channel(self.value, channels, "value")
+        if self.value != "random":
+            _per_channel(self.value, channels, "value")
         H, W = in_hw
         h, w = _log_ratio_box(words[:, 1:], float(H * W), self.scale, self.ratio, swap=True)
         ok = (h < H) & (w < W)
@@ -558,7 +574,8 @@ class RandomErasing(_PointwiseOp):
 
     def step(self, prm, position, channels, bound):
         per = np.stack([prm["top"], prm["left"], prm["height"], prm["width"]], axis=1).astype(np.float32)
-        vals = _per_channel(self.value, channels, "value").astype(np.float32)
+        # values None: N(0, 1) draws (value="random")
+        vals = None if self.value == "random" else _per_channel(self.value, channels, "value").astype(np.float32)
         return (_ERASE, position, np.ascontiguousarray(per), vals, bound, 0.0, False)
 
 
@@ -835,7 +852,14 @@ class _Mix:
     """Shared by MixUp and CutMix: each sample i is mixed with the sample before it in the batch
     (i - 1, the first with the last: torchvision's ``batch.roll(1, 0)``), with its own
     lambda ~ Beta(alpha, alpha) drawn from ``(seed, epoch, indices[i])``. The pairing depends on the
-    batch (it must: the partner is another sample of it); each sample's lambda does not."""
+    batch (it must: the partner is another sample of it); each sample's lambda does not.
+
+    The images are mixed by one native call (``_core.augment_mix``), threaded across samples with
+    the GIL released; uint8 images are read as they are (no float32 copy of the batch first).
+    ``out=``: a float32, C-contiguous, writable array of the images' shape, filled and returned; it
+    must not overlap ``images`` (each sample reads its partner, so the mix cannot run in place).
+    Without it a new float32 array is returned. Raises TypeError/ValueError naming ``images``,
+    ``labels``, ``indices``, ``epoch`` or ``out``."""
 
     _position = _MIX_POSITION
     nwords = 2 * (1 + 3 * _GAMMA_TRIES)
@@ -877,7 +901,22 @@ class _Mix:
                             f"got dtype {y.dtype} shape {y.shape}")  # fmt: skip
         idx = _indices(indices, n)
         words = _core.augment_words(self.key, _epoch(epoch), idx, self._position, self.nwords) if n else None
-        return x.astype(np.float32, copy=False), soft, words
+        return np.ascontiguousarray(x), soft, words
+
+    @staticmethod
+    def _out(out: Any, x: np.ndarray) -> np.ndarray:
+        """The float32 array the mix fills: ``out`` checked as Pipeline checks its own, or a new one."""
+        if out is None:
+            return np.empty(x.shape, np.float32)
+        out = check_inplace(out, "out")
+        if out.dtype != np.float32:
+            raise TypeError(f"out must have dtype float32, got {out.dtype}")
+        if out.shape != x.shape:
+            raise ValueError(f"out must have shape {x.shape}, got {out.shape}")
+        if overlaps(out, x):
+            raise ValueError(
+                "out overlaps images; MixUp and CutMix read each sample's partner, so they cannot run in place")
+        return out
 
     def lambdas(self, n: int, *, indices: Any = None, epoch: Any = 0) -> np.ndarray:
         """The samples' lambdas ~ Beta(alpha, alpha) (before CutMix's adjustment to its box)."""
@@ -891,41 +930,54 @@ class MixUp(_Mix):
     """MixUp (Zhang et al. 2018): ``x_i' = lam_i x_i + (1 - lam_i) x_{i-1}`` and the same for the
     one-hot (or soft) labels, lam_i ~ Beta(alpha, alpha) per sample (see _Mix); float32 out.
 
-    ``mix(images, labels, *, indices=None, epoch=0) -> (images, soft_labels)``; images of any
-    layout (``layout`` only matters to CutMix), uint8 or float32."""
+    ``mix(images, labels, *, indices=None, epoch=0, out=None) -> (images, soft_labels)``; images of
+    any layout (``layout`` only matters to CutMix), uint8 or float32. The images are computed in
+    float32 with ``lx = float32(lam)``: bit for bit NumPy's
+    ``lx * x + (float32(1) - lx) * np.roll(x, 1, axis=0)`` (``x`` the images as float32), on every
+    thread count and SIMD path. ``out=``: a float32, C-contiguous, writable array of the images'
+    shape that does not overlap them, filled and returned (anything else raises TypeError or
+    ValueError naming ``out``); without it a new array. Example::
 
-    def __call__(self, images: Any, labels: Any, *, indices: Any = None, epoch: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+        >>> import numpy as np
+        >>> from regtune import augment as A
+        >>> x = np.zeros((4, 8, 8, 3), np.uint8)
+        >>> mixed, soft = A.MixUp(0.4, num_classes=10, seed=0)(x, np.arange(4), indices=np.arange(4))
+        >>> mixed.dtype, mixed.shape, soft.shape
+        (dtype('float32'), (4, 8, 8, 3), (4, 10))
+    """
+
+    def __call__(self, images: Any, labels: Any, *, indices: Any = None, epoch: Any = 0,
+                 out: Any = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         x, soft, words = self._inputs(images, labels, indices, epoch)
+        out = self._out(out, x)
         if words is None:
-            return x.copy(), soft
+            return out, soft
         lam = _beta(words, self.alpha)
-        lx = lam.astype(np.float32)[:, None, None, None]
-        mixed = lx * x + (np.float32(1) - lx) * np.roll(x, 1, axis=0)
+        _core.augment_mix(x, out, lam.astype(np.float32), None, False)
         ly = lam.astype(np.float32)[:, None]
-        return mixed, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
+        return out, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
 
 
 class CutMix(_Mix):
     """CutMix (Yun et al. 2019), torchvision's box: with lam ~ Beta(alpha, alpha) per sample,
     a centre ``(cy, cx)`` uniform over the pixels (``(word * H) >> 32``, ...), half sizes
     ``int(0.5 * sqrt(1 - lam) * H)`` and ``... * W``, clipped to the image; the box is pasted from
-    sample i - 1, and the labels mix with ``lam' = 1 - box area / (H W)``. float32 out."""
+    sample i - 1, and the labels mix with ``lam' = 1 - box area / (H W)``. float32 out: the images
+    as float32 with box ``(y1, y2, x1, x2)`` of sample i (rows ``y1:y2``, columns ``x1:x2``, every
+    channel) taken from sample i - 1, exactly. ``mix(images, labels, *, indices=None, epoch=0,
+    out=None) -> (images, soft_labels)``; ``out=`` as for MixUp."""
 
     _position = _MIX_POSITION + 1
     nwords = _Mix.nwords + 2
 
-    def __call__(self, images: Any, labels: Any, *, indices: Any = None, epoch: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, images: Any, labels: Any, *, indices: Any = None, epoch: Any = 0,
+                 out: Any = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         x, soft, words = self._inputs(images, labels, indices, epoch)
+        out = self._out(out, x)
         if words is None:
-            return x.copy(), soft
+            return out, soft
         boxes, lam = self._boxes(words, x.shape)
-        out = x.copy()
-        prev = np.roll(x, 1, axis=0)
-        for i, (y1, y2, x1, x2) in enumerate(boxes):
-            if self.layout == "NHWC":
-                out[i, y1:y2, x1:x2] = prev[i, y1:y2, x1:x2]
-            else:
-                out[i, :, y1:y2, x1:x2] = prev[i, :, y1:y2, x1:x2]
+        _core.augment_mix(x, out, None, np.ascontiguousarray(boxes, np.int32), self.layout == "NCHW")
         ly = lam.astype(np.float32)[:, None]
         return out, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
 

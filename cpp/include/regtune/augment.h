@@ -73,6 +73,11 @@ struct AugmentKernels {
   // NHWC stores: out[p * C + c] = v[c * plane + p] (as float32, or as store_u8 does).
   void (*interleave_f32)(const float* v, size_t plane, size_t npix, int channels, float* out);
   void (*interleave_u8)(const float* v, size_t plane, size_t npix, int channels, uint8_t* out);
+  // MixUp on uint8 images: out[e] = w0 * float(a[e]) + w1 * float(b[e]) (blend's operations, so
+  // float32 images use blend itself). a and b may be the same array.
+  void (*blend_u8)(const uint8_t* a, const uint8_t* b, float w0, float w1, size_t n, float* out);
+  // out[e] = float(a[e]) (exact): CutMix's copies of uint8 images.
+  void (*widen_u8)(const uint8_t* a, size_t n, float* out);
 };
 
 // The pointwise steps (stage 2), in order. Per-sample parameters come in `per_sample` rows.
@@ -81,7 +86,9 @@ enum class StepKind : int32_t {
                   // index (0..5, see augment.cpp); brightness v*b, contrast v*c + mean*(1-c),
                   // saturation as above; each clamped to [0, bound]. A factor of 1 skips its part.
   noise = 1,      // GaussianNoise: std, clip; draws as described above
-  erase = 2,      // RandomErasing: per sample (top, left, height, width) (height 0: none), value per channel
+  erase = 2,      // RandomErasing: per sample (top, left, height, width) (height 0: none), value per channel,
+                  // or (random_fill) N(0, 1) draws of the noise stream: box element (c, y, x) (relative
+                  // to the box's corner) takes normal element (op_position << 34) + (c * height + y) * width + x
   normalize = 3,  // v * a[c] + b[c]
 };
 
@@ -93,6 +100,7 @@ struct AugmentStep {
   float bound;              // jitter, noise: the clamp's upper bound (255 for uint8 images, 1 for float)
   float std;                // noise
   bool clip;                // noise
+  bool random_fill;         // erase: N(0, 1) draws instead of `values` (see StepKind::erase)
 };
 
 struct AugmentGeometry {
@@ -120,5 +128,25 @@ struct AugmentBatch {
 
 // Runs the pipeline on every sample, threaded across samples (whole samples per chunk).
 void augment_run(const AugmentBatch& batch, const AugmentGeometry& geo, const AugmentStep* steps, size_t nsteps);
+
+// MixUp and CutMix on a batch: sample s is mixed with its partner t = s - 1 (sample 0 with
+// sample n - 1, torchvision's batch.roll(1, 0)), into float32 `out` (which must not overlap src).
+// A sample is `planes` planes of `height` rows of `row` elements, `px` elements per pixel (NHWC:
+// 1 x H x W*C, px = C; NCHW: C x H x W, px = 1).
+//   MixUp (lam set):    out[s] = lam[s] * src[s] + (1 - lam[s]) * src[t], 1 - lam[s] rounded to
+//                       float32 once; the same float32 operations as NumPy's
+//                       lx * x + (1 - lx) * np.roll(x, 1, axis=0), so the same bits.
+//   CutMix (boxes set): out[s] = src[s], except rows [y1, y2) x columns [x1, x2) of every plane,
+//                       which are src[t]'s; boxes[s] = (y1, y2, x1, x2), y2 <= height, x2 * px <= row.
+// uint8 sources are read as 0..255 (exactly). Threaded across samples (whole samples per chunk).
+struct AugmentMix {
+  const void* src;
+  bool src_u8;
+  size_t n, planes, height, row, px;
+  float* out;
+  const float* lam;      // n lambdas (MixUp), or nullptr
+  const int32_t* boxes;  // n x 4 (CutMix), or nullptr
+};
+void augment_mix(const AugmentMix& mix);
 
 }  // namespace regtune

@@ -1768,3 +1768,113 @@ def test_clipping_16_bit_gradients_is_the_float32_clip_rounded(dtype):
     assert all(_same_bits(a, b.astype(dtype)) for a, b in zip(grads, g32))
     with pytest.raises(TypeError, match=r"grads\[1\] has dtype float32 but grads\[0\] has"):
         optim.clip_grad_norm([np.ones(3, dtype), np.ones(3, np.float32)], 1.0)
+
+
+# ------------------------------------------------------------------------ step_all
+
+
+def _group(kind, dtype, data_seed, **kw):
+    """An optimizer over 3 fresh parameters and gradient lists for 3 steps."""
+    rng = np.random.default_rng(data_seed)
+    params = [rng.standard_normal(s).astype(dtype) for s in ((7, 5), (11,), (3, 4, 2))]
+    grads = [[rng.standard_normal(p.shape).astype(dtype) for p in params] for _ in range(3)]
+    if kw.pop("ema", None):
+        kw["ema"] = optim.EMA(params, decay=0.9)
+    return getattr(optim, kind)(params, **kw), grads
+
+
+_MIXED = [  # groups of different rules, dtypes and precisions, as param groups can be
+    ("AdamW", np.float32, dict(lr=1e-2, weight_decay=0.1, max_grad_norm=1.0)),
+    ("SGD", np.float64, dict(lr=0.05, momentum=0.9)),
+    ("Adafactor", np.float32, dict(lr=1e-2)),
+    ("Lion", ml_dtypes.bfloat16, dict(lr=1e-3, precision="stochastic", seed=3)),
+    ("Adafactor", np.float16, dict(lr=1e-2, precision="master")),
+    ("Adam", np.float32, dict(lr=1e-2, ema=True)),
+]
+
+
+def test_step_all_equals_stepping_each_optimizer_alone():
+    together = [_group(k, dt, i, **kw) for i, (k, dt, kw) in enumerate(_MIXED)]
+    alone = [_group(k, dt, i, **kw) for i, (k, dt, kw) in enumerate(_MIXED)]
+    for t in range(3):
+        norms = optim.step_all([(o, g[t]) for o, g in together])
+        expect = [o.step(g[t]) for o, g in alone]
+        assert [n is None for n in norms] == [n is None for n in expect]
+        assert [n for n in norms if n is not None] == [n for n in expect if n is not None]
+    for (a, _), (b, _) in zip(together, alone):
+        assert a.step_count == b.step_count == 3
+        for x, y in zip(a.params, b.params):
+            assert x.tobytes() == y.tobytes()
+        for name in a.state:
+            for x, y in zip(a.state[name], b.state[name]):
+                assert (x is None and y is None) or x.tobytes() == y.tobytes()
+        if a.ema is not None:
+            assert a.ema.n_averaged == b.ema.n_averaged == 3
+            assert all(x.tobytes() == y.tobytes() for x, y in zip(a.ema.averages, b.ema.averages))
+
+
+def test_step_all_makes_one_native_call(monkeypatch):
+    groups = [_group(k, dt, i, **kw) for i, (k, dt, kw) in enumerate(_MIXED)]
+    calls = []
+    real = _core.optim_steps
+    monkeypatch.setattr(_core, "optim_steps", lambda c: calls.append(len(c)) or real(c))
+    for name in ("optim_step", "optim_step_low", "adafactor_step", "adafactor_step_low"):
+        monkeypatch.setattr(_core, name, lambda *a, _n=name: pytest.fail(f"{_n} called on its own"))
+    optim.step_all([(o, g[0]) for o, g in groups])
+    assert calls == [len(groups)]
+
+
+@pytest.mark.parametrize("bad", ["shape", "dtype", "overlap", "schedule"])
+def test_step_all_steps_nothing_when_any_check_fails(bad):
+    groups = [_group(k, dt, i, **kw) for i, (k, dt, kw) in enumerate(_MIXED)]
+    before = [[p.copy() for p in o.params] for o, _ in groups]
+    grads = [list(g[0]) for _, g in groups]
+    last, lg = groups[-1][0], grads[-1]
+    if bad == "shape":
+        lg[1] = np.zeros(12, np.float32)
+        err, match = ValueError, r"grads\[1\]"
+    elif bad == "dtype":
+        lg[0] = lg[0].astype(np.float64)
+        err, match = TypeError, r"grads\[0\]"
+    elif bad == "overlap":
+        lg[2] = last.params[2]
+        err, match = ValueError, r"grads\[2\] overlaps params\[2\]"
+    else:
+        last.lr = lambda step: float("nan")
+        err, match = ValueError, r"lr"
+    with pytest.raises(err, match=match):
+        optim.step_all([(o, g) for (o, _), g in zip(groups, grads)])
+    for (o, _), b in zip(groups, before):
+        assert o.step_count == 0
+        assert all(p.tobytes() == q.tobytes() for p, q in zip(o.params, b))
+
+
+def test_step_all_refuses_a_repeated_optimizer_and_non_optimizers():
+    o, g = _group("SGD", np.float32, 0, lr=0.1)
+    with pytest.raises(ValueError, match="twice"):
+        optim.step_all([(o, g[0]), (o, g[1])])
+    with pytest.raises(TypeError, match=r"steps\[1\]"):
+        optim.step_all([(o, g[0]), ("SGD", g[1])])
+    assert optim.step_all([]) == []
+    assert o.step_count == 0
+
+
+def test_step_all_names_state_that_shares_memory_with_a_parameter():
+    a, ga = _group("Adam", np.float32, 0, lr=0.1)
+    b, gb = _group("Adam", np.float32, 1, lr=0.1)
+    b.state["exp_avg"][0] = b.params[0]  # a state buffer that is a parameter
+    with pytest.raises(ValueError, match=r"params\[0\].*state\['exp_avg'\]\[0\]|state\['exp_avg'\]\[0\].*params\[0\]"):
+        optim.step_all([(a, ga[0]), (b, gb[0])])
+    assert a.step_count == 0
+
+
+@pytest.mark.parametrize("calls, err, match", [
+    ([("optim_step",)], TypeError, r"calls\[0\] must be a \(name, arguments\) tuple"),
+    ([["optim_step", ()]], TypeError, r"calls\[0\] must be a \(name, arguments\) tuple"),
+    ([("optim_step", (0,))], TypeError, r"calls\[0\]: optim_step takes 7 arguments, got 1"),
+    ([("rm -rf", ())], ValueError, r"calls\[0\]: unknown step function 'rm -rf'"),
+    ([(3, ())], TypeError, r"calls\[0\] must be a \(name, arguments\) tuple"),
+])  # fmt: skip
+def test_native_optim_steps_refuses_malformed_calls(calls, err, match):
+    with pytest.raises(err, match=match):
+        _core.optim_steps(calls)

@@ -122,6 +122,45 @@ def test_groups_none_grads_closure_and_add_param_group():
         opt.step()
 
 
+def test_one_native_call_steps_every_group_and_a_failing_check_steps_none(monkeypatch):
+    from regtune import _core
+
+    torch.manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(5, 4)) for _ in range(4)]
+    groups = [{"params": ps[:2], "lr": 0.1}, {"params": [ps[2]], "weight_decay": 0.5}, {"params": [ps[3]], "lr": 0.01}]
+    opt = rt.optim.AdamW(groups, lr=0.05)
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    twin = {id(p): q for p, q in zip(ps, twins)}
+    ref = torch.optim.AdamW([{**g, "params": [twin[id(p)] for p in g["params"]]} for g in groups], lr=0.05,
+                            foreach=False)  # fmt: skip
+    calls = []
+    real = _core.optim_steps
+    monkeypatch.setattr(_core, "optim_steps", lambda c: calls.append(len(c)) or real(c))
+    for t in range(3):
+        for p, q in zip(ps, twins):
+            p.grad = torch.randn(5, 4) if not (t == 0 and p is ps[1]) else None  # ps[1] starts a step late
+            q.grad = None if p.grad is None else p.grad.clone()
+        opt.step()
+        ref.step()
+    # step 1 has 3 groups; steps 2 and 3 also split group 0 by step count (ps[1] one behind)
+    assert calls == [3, 4, 4]
+    for p, q in zip(ps, twins):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    before = [p.detach().clone() for p in ps]
+    ps[3].grad = torch.ones(5, 4).to_sparse()  # the last group's check fails: no group steps
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+    assert all(torch.equal(p, b) for p, b in zip(ps, before)) and calls == [3, 4, 4]
+    fresh = torch.nn.Parameter(torch.ones(3))
+    opt.add_param_group({"params": [fresh]})
+    fresh.grad = fresh.detach()  # refused by step_all's checks, after the state was bound
+    ps[3].grad = None
+    with pytest.raises(ValueError, match="overlaps"):
+        opt.step()
+    assert fresh not in opt.state or not opt.state[fresh]  # no half-made first step
+    assert all(torch.equal(p, b) for p, b in zip(ps, before))
+
+
 def test_parameters_that_skip_steps_keep_their_own_bias_correction():
     p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
     opt = rt.optim.Adam([p, q], lr=0.1)
@@ -263,3 +302,19 @@ def test_16_bit_parameters_keep_float32_state_and_round_trip(precision, kw):
         w2.grad = g
         opt2.step()
     assert torch.equal(w.detach().view(torch.int16), w2.detach().view(torch.int16))
+
+
+def test_a_gradient_that_is_its_parameter_is_refused_by_name():
+    # views of one tensor through different tensor objects (or DLPack exports) have different
+    # NumPy bases: the overlap is found by address
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = rt.optim.AdamW([p])
+    p.grad = p.detach()
+    with pytest.raises(ValueError, match=r"grads\[0\] overlaps params\[0\]; a gradient must not share memory"):
+        opt.step()
+    assert torch.equal(p, torch.ones(3)) and not opt.state[p]
+    t = torch.ones(8)
+    sgd = ro.SGD([t[:4].numpy()], lr=0.1)
+    with pytest.raises(ValueError, match=r"grads\[0\] overlaps params\[0\]"):
+        sgd.step([t[2:6]])  # a DLPack view of the same storage, partly overlapping
+    assert torch.equal(t, torch.ones(8))

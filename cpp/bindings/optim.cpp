@@ -7,6 +7,7 @@
 // while holding the GIL; the kernels run without it.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <type_traits>
 #include <string>
 #include <vector>
@@ -30,6 +31,55 @@ bool same_shape(const py::array& a, const py::array& b) {
   return true;
 }
 
+// A checked step, ready to run without the GIL: `run` reads only plain pointers and sizes
+// (copies of what the checks gathered); `keep` holds the arrays they point into, released with
+// the GIL held when the Job goes. optim_step and its kin build one Job and run it; optim_steps
+// builds a Job per call first (nothing runs if any check fails), then runs them all, in order,
+// in one release of the GIL.
+struct Job {
+  std::function<double()> run;
+  std::vector<py::object> keep;
+  bool wants_norm = false;  // max_grad_norm > 0: the call returns the norm
+};
+
+py::object norm_or_none(const Job& job, double norm) { return job.wants_norm ? py::object(py::float_(norm)) : py::object(py::none()); }
+
+py::object run_job(Job job) {
+  double norm;
+  {
+    py::gil_scoped_release nogil;
+    norm = job.run();
+  }
+  return norm_or_none(job, norm);
+}
+
+using Spans = std::vector<std::pair<const char*, const char*>>;
+
+// The byte ranges a step writes (params, masters, state, averages) must be disjoint, and no
+// gradient may read a written byte (gradients may share memory with each other): each element
+// is read and written exactly once, whatever the threads' order. Sorted sweeps, O(n log n).
+// The messages say "share memory"; regtune.optim then names the two arrays.
+void check_spans(Spans& written, Spans& read) {
+  auto empty = [](const std::pair<const char*, const char*>& x) { return x.first == x.second; };
+  written.erase(std::remove_if(written.begin(), written.end(), empty), written.end());
+  read.erase(std::remove_if(read.begin(), read.end(), empty), read.end());
+  std::sort(written.begin(), written.end());
+  for (size_t j = 1; j < written.size(); ++j) {
+    if (written[j].first < written[j - 1].second) {
+      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
+    }
+  }
+  // Disjoint and sorted by start, the written ranges are sorted by end too.
+  std::sort(read.begin(), read.end());
+  size_t w = 0;
+  for (const auto& r : read) {
+    while (w < written.size() && written[w].second <= r.first) ++w;
+    if (w < written.size() && written[w].first < r.second) {
+      throw py::value_error("a gradient must not share memory with a parameter or a state buffer");
+    }
+  }
+}
+
 // The pointers and sizes of a list of arrays of one dtype (U = T when written, const T when read).
 template <typename U>
 struct Gathered {
@@ -37,6 +87,11 @@ struct Gathered {
   std::vector<U*> data;
   std::vector<size_t> sizes;
   TensorList<U> list() const { return {data.size(), data.data(), sizes.data()}; }
+  // Hands the arrays to `keep` (the pointers stay valid while it holds them).
+  void release_to(std::vector<py::object>& keep) {
+    for (auto& a : arrays) keep.push_back(std::move(a));
+    arrays.clear();
+  }
 };
 
 // Checks and gathers `seq` (named `name`); with `like`, each array must have the shape of the
@@ -111,10 +166,10 @@ OptimArgs<double> parse_args(const py::dict& d) {
 }
 
 template <typename T>
-py::object step_typed(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
-                      const py::sequence& state_names, const py::dict& args_dict, double max_grad_norm) {
-  const auto p = gather<T>(params, "params");
-  const auto g = gather<const T>(grads, "grads");
+Job step_typed(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+               const py::sequence& state_names, const py::dict& args_dict, double max_grad_norm) {
+  auto p = gather<T>(params, "params");
+  auto g = gather<const T>(grads, "grads");
   if (g.arrays.size() != p.arrays.size()) {
     throw py::value_error("grads has " + std::to_string(g.arrays.size()) + " arrays but params has " +
                           std::to_string(p.arrays.size()));
@@ -133,40 +188,41 @@ py::object step_typed(int kind, const py::sequence& params, const py::sequence& 
   }
   std::vector<Gathered<T>> s;
   s.reserve(4);
-  T* const* sp[4] = {nullptr, nullptr, nullptr, nullptr};
+  int slot[4] = {-1, -1, -1, -1};  // state k's entry in s
   for (size_t k = 0; k < 4; ++k) {
     py::object lst = states[k];
     if (lst.is_none()) continue;
     s.push_back(gather<T>(lst.cast<py::sequence>(), py::str(state_names[k]).cast<std::string>(), &p, "params"));
-    sp[k] = s.back().data.data();
+    slot[k] = int(s.size()) - 1;
   }
   // No two written arrays may overlap: each element must be updated exactly once.
-  std::vector<std::pair<const char*, const char*>> spans;
+  Spans spans, reads;
   for (size_t i = 0; i < p.data.size(); ++i) {
     auto add = [&](const T* ptr) { spans.emplace_back(reinterpret_cast<const char*>(ptr), reinterpret_cast<const char*>(ptr + p.sizes[i])); };
     add(p.data[i]);
     for (const auto& st : s) add(st.data[i]);
+    reads.emplace_back(reinterpret_cast<const char*>(g.data[i]), reinterpret_cast<const char*>(g.data[i] + g.sizes[i]));
   }
-  std::sort(spans.begin(), spans.end());
-  for (size_t j = 1; j < spans.size(); ++j) {
-    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
-      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
-    }
-  }
+  check_spans(spans, reads);
   // LARS adapts the tensors of more than one dimension (weights), not biases or norm scales.
   std::vector<unsigned char> adapt;
   if (kind == int(OptimKind::lars)) {
     for (const auto& a : p.arrays) adapt.push_back(a.ndim() > 1);
   }
-  const auto pl = p.list();
-  const auto gl = g.list();
-  double norm;
-  {
-    py::gil_scoped_release nogil;
-    norm = optim_step<T>(OptimKind(kind), pl, gl, sp, args, max_grad_norm, adapt.empty() ? nullptr : adapt.data());
-  }
-  if (max_grad_norm > 0) return py::float_(norm);
-  return py::none();
+  Job job;
+  job.wants_norm = max_grad_norm > 0;
+  p.release_to(job.keep);
+  g.release_to(job.keep);
+  for (auto& st : s) st.release_to(job.keep);
+  job.run = [kind, p = std::move(p), g = std::move(g), s = std::move(s), slot0 = slot[0], slot1 = slot[1],
+             slot2 = slot[2], slot3 = slot[3], args, max_grad_norm, adapt = std::move(adapt)]() {
+    const int slots[4] = {slot0, slot1, slot2, slot3};
+    T* const* sp[4];
+    for (int k = 0; k < 4; ++k) sp[k] = slots[k] < 0 ? nullptr : s[size_t(slots[k])].data.data();
+    return optim_step<T>(OptimKind(kind), p.list(), g.list(), sp, args, max_grad_norm,
+                         adapt.empty() ? nullptr : adapt.data());
+  };
+  return job;
 }
 
 bool first_is_f64(const py::sequence& seq) { return py::len(seq) > 0 && has_dtype(seq[0], py::dtype::of<double>()); }
@@ -223,11 +279,11 @@ void adafactor_buffers(const std::vector<py::ssize_t>& shape, size_t n, size_t i
 // with the last axis 1) and col_var (the second-last axis 1), any other keeps variance (its
 // shape); each list holds None where the tensor has no such buffer.
 template <typename T>
-py::object adafactor_typed(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
-                           const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
-                           const py::dict& args_dict, const py::dict& scalars, double max_grad_norm) {
-  const auto p = gather<T>(params, "params");
-  const auto g = gather<const T>(grads, "grads");
+Job adafactor_typed(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+                    const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
+                    const py::dict& args_dict, const py::dict& scalars, double max_grad_norm) {
+  auto p = gather<T>(params, "params");
+  auto g = gather<const T>(grads, "grads");
   const size_t n = p.arrays.size();
   if (g.arrays.size() != n) {
     throw py::value_error("grads has " + std::to_string(g.arrays.size()) + " arrays but params has " + std::to_string(n));
@@ -241,7 +297,7 @@ py::object adafactor_typed(const py::sequence& params, const py::sequence& grads
   std::vector<T*> rv(n, nullptr), cv(n, nullptr), var(n, nullptr), ema(n, nullptr);
   std::vector<size_t> batches(n), rows(n), cols(n);
   std::vector<unsigned char> factored(n);
-  std::vector<std::pair<const char*, const char*>> spans;
+  Spans spans, reads;
   auto take = [&](const py::sequence& seq, const char* name, size_t i, std::vector<py::ssize_t> shape) -> T* {
     return take_buffer<T>(seq, name, i, n, shape, spans, keep);
   };
@@ -253,26 +309,24 @@ py::object adafactor_typed(const py::sequence& params, const py::sequence& grads
     }
     std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
     spans.emplace_back(reinterpret_cast<const char*>(p.data[i]), reinterpret_cast<const char*>(p.data[i] + p.sizes[i]));
+    reads.emplace_back(reinterpret_cast<const char*>(g.data[i]), reinterpret_cast<const char*>(g.data[i] + g.sizes[i]));
     adafactor_buffers<T>(shape, p.sizes[i], i, take, factored[i], batches[i], rows[i], cols[i], rv[i], cv[i], var[i],
                          row_vars, col_vars, variances);
     if (!emas.is_none()) ema[i] = take(emas.cast<py::sequence>(), "ema.averages", i, shape);
   }
-  std::sort(spans.begin(), spans.end());
-  for (size_t j = 1; j < spans.size(); ++j) {
-    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
-      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
-    }
-  }
-  const auto pl = p.list();
-  const auto gl = g.list();
-  double norm;
-  {
-    py::gil_scoped_release nogil;
-    norm = adafactor_step<T>(pl, gl, rv.data(), cv.data(), var.data(), emas.is_none() ? nullptr : ema.data(),
+  check_spans(spans, reads);
+  Job job;
+  job.wants_norm = max_grad_norm > 0;
+  p.release_to(job.keep);
+  g.release_to(job.keep);
+  for (auto& a : keep) job.keep.push_back(std::move(a));
+  job.run = [p = std::move(p), g = std::move(g), rv = std::move(rv), cv = std::move(cv), var = std::move(var),
+             ema = std::move(ema), with_ema = !emas.is_none(), batches = std::move(batches), rows = std::move(rows),
+             cols = std::move(cols), factored = std::move(factored), args, sc, max_grad_norm]() {
+    return adafactor_step<T>(p.list(), g.list(), rv.data(), cv.data(), var.data(), with_ema ? ema.data() : nullptr,
                              batches.data(), rows.data(), cols.data(), factored.data(), args, sc, max_grad_norm);
-  }
-  if (max_grad_norm > 0) return py::float_(norm);
-  return py::none();
+  };
+  return job;
 }
 
 // ---------------------------------------------------------------------- low precision
@@ -299,9 +353,9 @@ std::pair<py::array, DType> low_array(const py::object& obj, const std::string& 
   return {a, d};
 }
 
-py::object step_low(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
-                    const py::sequence& state_names, const py::dict& args_dict, double max_grad_norm,
-                    const py::object& masters, const py::object& seed, uint64_t step) {
+Job step_low(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+             const py::sequence& state_names, const py::dict& args_dict, double max_grad_norm,
+             const py::object& masters, const py::object& seed, uint64_t step) {
   const size_t n = size_t(py::len(params));
   if (size_t(py::len(grads)) != n) {
     throw py::value_error("grads has " + std::to_string(py::len(grads)) + " arrays but params has " + std::to_string(n));
@@ -319,7 +373,7 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
   std::vector<py::array> keep;
   std::vector<LowTensor> tensors(n);
   std::vector<size_t> sizes(n);
-  std::vector<std::pair<const char*, const char*>> spans;
+  Spans spans, reads;
   const bool stochastic = !seed.is_none();
   const uint64_t key = stochastic ? seed.cast<uint64_t>() : 0;
   if (stochastic && n >= (size_t(1) << 24)) throw py::value_error("optim_step_low: at most 2**24 tensors");
@@ -362,6 +416,7 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
       t.param = p.mutable_data(), t.param_dt = pd;
     }
     auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
+    reads.emplace_back(static_cast<const char*>(g.data()), static_cast<const char*>(g.data()) + g.nbytes());
     t.grad = g.data(), t.grad_dt = gd;
     keep.push_back(g);
     for (size_t k = 0; k < 4; ++k) {
@@ -390,24 +445,20 @@ py::object step_low(int kind, const py::sequence& params, const py::sequence& gr
     keep.push_back(p);
   }
   if (stochastic && step >= (uint64_t(1) << 40)) throw py::value_error("optim_step_low: step must be < 2**40");
-  std::sort(spans.begin(), spans.end());
-  for (size_t j = 1; j < spans.size(); ++j) {
-    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
-      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
-    }
-  }
+  check_spans(spans, reads);
   std::vector<unsigned char> adapt;
   if (kind == int(OptimKind::lars)) {
     for (size_t i = 0; i < n; ++i) adapt.push_back(py::reinterpret_borrow<py::array>(params[i]).ndim() > 1);
   }
-  double norm;
-  {
-    py::gil_scoped_release nogil;
-    norm = optim_step_low(OptimKind(kind), tensors.data(), sizes.data(), n, args, max_grad_norm,
+  Job job;
+  job.wants_norm = max_grad_norm > 0;
+  for (auto& a : keep) job.keep.push_back(std::move(a));
+  job.run = [kind, tensors = std::move(tensors), sizes = std::move(sizes), n, args, max_grad_norm,
+             adapt = std::move(adapt)]() {
+    return optim_step_low(OptimKind(kind), tensors.data(), sizes.data(), n, args, max_grad_norm,
                           adapt.empty() ? nullptr : adapt.data());
-  }
-  if (max_grad_norm > 0) return py::float_(norm);
-  return py::none();
+  };
+  return job;
 }
 
 // A list of float32 / bfloat16 / float16 arrays (each C-contiguous; writable when `write`).
@@ -433,7 +484,7 @@ LowList gather_low(const py::sequence& seq, const std::string& name, bool write)
 }
 
 // torch.optim.Adafactor's step on 16-bit params (float32 factors, variances and averages).
-py::object adafactor_low(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+Job adafactor_low(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
                          const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
                          const py::dict& args_dict, const py::dict& scalars, double max_grad_norm,
                          const py::object& masters, const py::object& seed, uint64_t step) {
@@ -461,7 +512,7 @@ py::object adafactor_low(const py::sequence& params, const py::sequence& grads, 
   std::vector<size_t> sizes(n), batches(n), rows(n), cols(n);
   std::vector<float*> rv(n, nullptr), cv(n, nullptr), var(n, nullptr);
   std::vector<unsigned char> factored(n);
-  std::vector<std::pair<const char*, const char*>> spans;
+  Spans spans, reads;
   auto take = [&](const py::sequence& seq, const char* name, size_t i, std::vector<py::ssize_t> shape) -> float* {
     return take_buffer<float>(seq, name, i, n, shape, spans, keep);
   };
@@ -490,6 +541,7 @@ py::object adafactor_low(const py::sequence& params, const py::sequence& grads, 
       t.param = p.mutable_data(), t.param_dt = pdt;
     }
     auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
+    reads.emplace_back(static_cast<const char*>(g.data()), static_cast<const char*>(g.data()) + g.nbytes());
     t.grad = g.data(), t.grad_dt = gd;
     keep.push_back(g);
     adafactor_buffers<float>(shape, sizes[i], i, take, factored[i], batches[i], rows[i], cols[i], rv[i], cv[i],
@@ -498,20 +550,17 @@ py::object adafactor_low(const py::sequence& params, const py::sequence& grads, 
     if (stochastic) t.stochastic = true, t.sr = {key, (step << 24) | uint64_t(i)};
     keep.push_back(p);
   }
-  std::sort(spans.begin(), spans.end());
-  for (size_t j = 1; j < spans.size(); ++j) {
-    if (spans[j].first < spans[j - 1].second && spans[j].first != spans[j].second) {
-      throw py::value_error("params and optimizer state must not share memory (an array appears twice)");
-    }
-  }
-  double norm;
-  {
-    py::gil_scoped_release nogil;
-    norm = adafactor_step_low(tensors.data(), sizes.data(), n, rv.data(), cv.data(), var.data(), batches.data(),
+  check_spans(spans, reads);
+  Job job;
+  job.wants_norm = max_grad_norm > 0;
+  for (auto& a : keep) job.keep.push_back(std::move(a));
+  job.run = [tensors = std::move(tensors), sizes = std::move(sizes), n, rv = std::move(rv), cv = std::move(cv),
+             var = std::move(var), batches = std::move(batches), rows = std::move(rows), cols = std::move(cols),
+             factored = std::move(factored), args, sc, max_grad_norm]() {
+    return adafactor_step_low(tensors.data(), sizes.data(), n, rv.data(), cv.data(), var.data(), batches.data(),
                               rows.data(), cols.data(), factored.data(), args, sc, max_grad_norm);
-  }
-  if (max_grad_norm > 0) return py::float_(norm);
-  return py::none();
+  };
+  return job;
 }
 
 bool any_low(const py::sequence& seq) {
@@ -522,6 +571,69 @@ bool any_low(const py::sequence& seq) {
   return false;
 }
 
+// The four step calls as Jobs (their checks first, in the caller's thread with the GIL).
+Job optim_step_job(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+                   const py::sequence& state_names, const py::dict& args, double max_grad_norm) {
+  if (kind < 0 || kind >= kOptimKinds) throw py::value_error("optim_step: unknown kind " + std::to_string(kind));
+  if (first_is_f64(params)) return step_typed<double>(kind, params, grads, states, state_names, args, max_grad_norm);
+  return step_typed<float>(kind, params, grads, states, state_names, args, max_grad_norm);
+}
+
+Job optim_step_low_job(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
+                       const py::sequence& state_names, const py::dict& args, double max_grad_norm,
+                       const py::object& masters, const py::object& seed, uint64_t step) {
+  if (kind < 0 || kind >= kOptimKinds) throw py::value_error("optim_step_low: unknown kind " + std::to_string(kind));
+  return step_low(kind, params, grads, states, state_names, args, max_grad_norm, masters, seed, step);
+}
+
+Job adafactor_step_job(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
+                       const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
+                       const py::dict& args, const py::dict& scalars, double max_grad_norm) {
+  if (first_is_f64(params)) {
+    return adafactor_typed<double>(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm);
+  }
+  return adafactor_typed<float>(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm);
+}
+
+// One call of optim_steps: (name, arguments) with name one of the four step functions and the
+// arguments as that function takes them, positionally.
+Job job_of(const py::handle& call, size_t i) {
+  const std::string label = "calls[" + std::to_string(i) + "]";
+  if (!py::isinstance<py::tuple>(call) || py::len(call) != 2) throw py::type_error(label + " must be a (name, arguments) tuple");
+  const auto c = py::reinterpret_borrow<py::tuple>(call);
+  if (!py::isinstance<py::str>(c[0]) || !py::isinstance<py::tuple>(c[1])) {
+    throw py::type_error(label + " must be a (name, arguments) tuple");
+  }
+  const std::string name = c[0].cast<std::string>();
+  const auto a = c[1].cast<py::tuple>();
+  auto want = [&](size_t n) {
+    if (py::len(a) != n) {
+      throw py::type_error(label + ": " + name + " takes " + std::to_string(n) + " arguments, got " + std::to_string(py::len(a)));
+    }
+  };
+  auto seq = [&](size_t k) { return a[k].cast<py::sequence>(); };
+  if (name == "optim_step") {
+    want(7);
+    return optim_step_job(a[0].cast<int>(), seq(1), seq(2), seq(3), seq(4), a[5].cast<py::dict>(), a[6].cast<double>());
+  }
+  if (name == "optim_step_low") {
+    want(10);
+    return optim_step_low_job(a[0].cast<int>(), seq(1), seq(2), seq(3), seq(4), a[5].cast<py::dict>(),
+                              a[6].cast<double>(), a[7], a[8], a[9].cast<uint64_t>());
+  }
+  if (name == "adafactor_step") {
+    want(9);
+    return adafactor_step_job(seq(0), seq(1), seq(2), seq(3), seq(4), a[5], a[6].cast<py::dict>(),
+                              a[7].cast<py::dict>(), a[8].cast<double>());
+  }
+  if (name == "adafactor_step_low") {
+    want(12);
+    return adafactor_low(seq(0), seq(1), seq(2), seq(3), seq(4), a[5], a[6].cast<py::dict>(), a[7].cast<py::dict>(),
+                         a[8].cast<double>(), a[9], a[10], a[11].cast<uint64_t>());
+  }
+  throw py::value_error(label + ": unknown step function '" + name + "'");
+}
+
 }  // namespace
 
 void register_optim(py::module_& m) {
@@ -530,8 +642,7 @@ void register_optim(py::module_& m) {
       [](int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
          const py::sequence& state_names, const py::dict& args, double max_grad_norm, const py::object& masters,
          const py::object& seed, uint64_t step) -> py::object {
-        if (kind < 0 || kind >= kOptimKinds) throw py::value_error("optim_step_low: unknown kind " + std::to_string(kind));
-        return step_low(kind, params, grads, states, state_names, args, max_grad_norm, masters, seed, step);
+        return run_job(optim_step_low_job(kind, params, grads, states, state_names, args, max_grad_norm, masters, seed, step));
       },
       py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"), py::arg("args"),
       py::arg("max_grad_norm"), py::arg("masters"), py::arg("seed"), py::arg("step"),
@@ -543,9 +654,7 @@ void register_optim(py::module_& m) {
       "optim_step",
       [](int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
          const py::sequence& state_names, const py::dict& args, double max_grad_norm) -> py::object {
-        if (kind < 0 || kind >= kOptimKinds) throw py::value_error("optim_step: unknown kind " + std::to_string(kind));
-        if (first_is_f64(params)) return step_typed<double>(kind, params, grads, states, state_names, args, max_grad_norm);
-        return step_typed<float>(kind, params, grads, states, state_names, args, max_grad_norm);
+        return run_job(optim_step_job(kind, params, grads, states, state_names, args, max_grad_norm));
       },
       py::arg("kind"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"), py::arg("args"),
       py::arg("max_grad_norm"),
@@ -559,10 +668,7 @@ void register_optim(py::module_& m) {
       [](const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
          const py::sequence& col_vars, const py::sequence& variances, const py::object& emas, const py::dict& args,
          const py::dict& scalars, double max_grad_norm) -> py::object {
-        if (first_is_f64(params)) {
-          return adafactor_typed<double>(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm);
-        }
-        return adafactor_typed<float>(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm);
+        return run_job(adafactor_step_job(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm));
       },
       py::arg("params"), py::arg("grads"), py::arg("row_vars"), py::arg("col_vars"), py::arg("variances"),
       py::arg("emas"), py::arg("args"), py::arg("scalars"), py::arg("max_grad_norm"),
@@ -575,14 +681,34 @@ void register_optim(py::module_& m) {
          const py::sequence& col_vars, const py::sequence& variances, const py::object& emas, const py::dict& args,
          const py::dict& scalars, double max_grad_norm, const py::object& masters, const py::object& seed,
          uint64_t step) -> py::object {
-        return adafactor_low(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm, masters,
-                             seed, step);
+        return run_job(adafactor_low(params, grads, row_vars, col_vars, variances, emas, args, scalars, max_grad_norm,
+                                     masters, seed, step));
       },
       py::arg("params"), py::arg("grads"), py::arg("row_vars"), py::arg("col_vars"), py::arg("variances"),
       py::arg("emas"), py::arg("args"), py::arg("scalars"), py::arg("max_grad_norm"), py::arg("masters"),
       py::arg("seed"), py::arg("step"),
       "adafactor_step on bfloat16/float16 params (grads in their dtype or float32; float32 factors, variances "
       "and averages); masters and seed as optim_step_low.");
+  m.def(
+      "optim_steps",
+      [](const py::sequence& calls) -> py::list {
+        std::vector<Job> jobs;
+        jobs.reserve(size_t(py::len(calls)));
+        for (size_t i = 0; i < size_t(py::len(calls)); ++i) jobs.push_back(job_of(calls[i], i));
+        std::vector<double> norms(jobs.size());
+        {
+          py::gil_scoped_release nogil;
+          for (size_t i = 0; i < jobs.size(); ++i) norms[i] = jobs[i].run();
+        }
+        py::list out;
+        for (size_t i = 0; i < jobs.size(); ++i) out.append(norm_or_none(jobs[i], norms[i]));
+        return out;
+      },
+      py::arg("calls"),
+      "Several step calls in one: calls is a list of (name, arguments), name one of optim_step, "
+      "optim_step_low, adafactor_step, adafactor_step_low and arguments that function's, as a tuple. "
+      "Every call is checked first (nothing is stepped if one fails); then they run in order in one "
+      "release of the GIL. Returns each call's result.");
   m.def(
       "grad_sums",
       [](const py::sequence& xs) {

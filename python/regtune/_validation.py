@@ -314,20 +314,13 @@ def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
 def first_overlap(written: list[tuple[str, np.ndarray]], read: list[tuple[str, np.ndarray]] = ()) -> str | None:
     """``"a overlaps b"`` for the first pair of arrays that share memory, where at least one of
     the two is in ``written`` (arrays in ``read`` may share memory with each other), else None.
-    Arrays are grouped by :func:`memory_root`; within a group they are sorted by their memory bounds
-    and only pairs whose bounds intersect are tested exactly: about n log n work for n arrays
-    that tile one buffer (a flat parameter arena), not n**2."""
-    groups: dict[int, list[tuple[str, np.ndarray, bool]]] = {}
-    for label, a in written:
-        groups.setdefault(id(memory_root(a)), []).append((label, a, True))
-    for label, a in read:
-        if isinstance(a, np.ndarray):  # anything else is refused by the caller's own checks
-            group = groups.get(id(memory_root(a)))
-            if group is not None:
-                group.append((label, a, False))
-    for group in groups.values():
-        if len(group) < 2:
-            continue
+    The arrays are sorted by their memory bounds and only pairs whose bounds intersect are
+    tested exactly: about n log n work for n arrays that tile one buffer (a flat parameter
+    arena), not n**2. Bounds, not owners: views of one torch tensor through different tensor
+    objects (or DLPack exports) have different NumPy bases but the same addresses."""
+    group = [(label, a, True) for label, a in written]
+    group += [(label, a, False) for label, a in read if isinstance(a, np.ndarray)]  # others: refused by the caller
+    if len(group) >= 2:
         spans = sorted((*byte_bounds(a), k) for k, (_, a, _) in enumerate(group) if a.size)
         active: list[tuple[int, int]] = []  # (end, index) of the spans still open
         for lo, hi, k in spans:

@@ -73,6 +73,7 @@ call; the result equals some serial order of the calls (``step``, ``state_dict``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Any, Callable, Sequence, Union
@@ -98,7 +99,7 @@ from ._validation import (
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta",
-    "LAMB", "LARS", "Adafactor", "EMA", "SWA", "clip_grad_norm", "clip_grad_value",
+    "LAMB", "LARS", "Adafactor", "EMA", "SWA", "clip_grad_norm", "clip_grad_value", "step_all",
 ]  # fmt: skip
 
 ScalarOrSchedule = Union[float, Callable[[int], float]]
@@ -293,9 +294,14 @@ class Optimizer:
             Nothing is stepped when it raises.
             RuntimeError: a schedule changed ``step_count`` (stepped this optimizer) meanwhile.
         """
+        return step_all([(self, grads)])[0]
+
+    def _gradients(self, grads: Sequence[np.ndarray]) -> tuple[list, set[int]]:
+        """The gradient list as the native call takes it (torch tensors viewed as arrays; the
+        caller's list is never modified) and the ids of the gradients' memory roots."""
         grads = same_length(grads, "grads", self.params, "params")
         roots = set()  # of the gradients, to compare them with the arrays the step writes
-        own = False  # whether grads is this call's own list (the caller's is never modified)
+        own = False  # whether grads is this call's own list
         for i, g in enumerate(grads):
             if type(g) is not np.ndarray:  # exact ndarrays (the usual case) skip these tests
                 not_masked(g, f"grads[{i}]")
@@ -306,41 +312,17 @@ class Optimizer:
                 if not isinstance(g, np.ndarray):
                     continue  # the kernel names it
             roots.add(id(memory_root(g)))
-        with self._lock:
-            count = self.step_count
-            args = self._step_args(count)
-            if self.step_count != count:
-                raise RuntimeError(f"a schedule changed step_count from {count} to {self.step_count} inside step()")
-            states = [self.state[name] if name else None for name in self._slots]
-            names = [name or "" for name in self._slots]
-            ema = self.ema
-            with ema._lock if ema is not None else _NO_LOCK:
-                if ema is not None:
-                    args.update(ema._args())
-                states.append(ema.averages if ema is not None else None)
-                names.append("ema.averages")
-                self._check_grad_overlap(grads, roots, states, names)
-                try:
-                    norm = self._native_step(grads, states, names, args)
-                except ValueError as exc:
-                    if "share memory" not in str(exc):
-                        raise
-                    found = first_overlap(self._written(states, names))  # name the two arrays
-                    raise ValueError(f"{found or exc}; parameters and optimizer state must not share memory") from None
-                if ema is not None:
-                    ema.n_averaged += 1
-            self.step_count = count + 1
-        return norm
+        return grads, roots
 
-    def _native_step(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> float | None:
-        """The one native call of a step."""
+    def _native_call(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> tuple[str, tuple]:
+        """The step's native call: the name of the _core function and its arguments."""
         if self._low:
             masters = self.state["master"] if self.precision == "master" else None
-            return _core.optim_step_low(
+            return "optim_step_low", (
                 self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0, masters, self._sr_key,
                 self.step_count,
             )  # fmt: skip
-        return _core.optim_step(self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
+        return "optim_step", (self._kind, self.params, grads, states, names, args, self.max_grad_norm or 0.0)
 
     def _written(self, states: list, names: list[str]) -> list[tuple[str, np.ndarray]]:
         """(label, array) of every array a step writes: the parameters and the state buffers."""
@@ -463,15 +445,72 @@ def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
     return a is b or (a.ctypes.data == b.ctypes.data and a.shape == b.shape and a.dtype == b.dtype)
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
+def step_all(steps: Sequence[tuple[Optimizer, Sequence[np.ndarray]]]) -> list[float | None]:
+    """Step several optimizers, each with its gradients, in one native call: ``[(opt, grads),
+    ...]`` -> each ``opt.step(grads)``'s result, in order. Everything is checked first (each
+    optimizer's gradients, schedules and arrays, as its ``step`` checks them) and nothing is
+    stepped if a check fails; then the steps run one after another, each over its whole list,
+    in one release of the GIL. For parameter groups with their own hyperparameters (one
+    optimizer per group), as :mod:`regtune.torch.optim` steps them. An optimizer may appear once.
 
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
+    Raises what ``step`` raises, for the optimizer concerned; ValueError when an optimizer
+    appears twice; RuntimeError when a schedule steps one of them meanwhile.
+    """
+    steps = list(steps)
+    opts = [o for o, _ in steps]
+    for i, o in enumerate(opts):
+        if not isinstance(o, Optimizer):
+            raise TypeError(f"steps[{i}] must pair a regtune.optim optimizer with its gradients, got {type(o).__name__}")
+    if len({id(o) for o in opts}) != len(opts):
+        raise ValueError("steps names an optimizer twice; step it once per call")
+    grads = [o._gradients(g) for o, g in steps]
+    with contextlib.ExitStack() as held:
+        for o in sorted(opts, key=id):  # one order for every caller: no two calls wait on each other
+            held.enter_context(o._lock)
+        counts, args = [], []
+        for o in opts:
+            count = o.step_count
+            args.append(o._step_args(count))
+            if o.step_count != count:
+                raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
+            counts.append(count)
+        emas = {id(o.ema): o.ema for o in opts if o.ema is not None}
+        for key in sorted(emas):
+            held.enter_context(emas[key]._lock)
+        calls, written = [], []
+        for o, (g, roots), a in zip(opts, grads, args):
+            states = [o.state[name] if name else None for name in o._slots]
+            names = [name or "" for name in o._slots]
+            if o.ema is not None:
+                a.update(o.ema._args())
+            states.append(o.ema.averages if o.ema is not None else None)
+            names.append("ema.averages")
+            o._check_grad_overlap(g, roots, states, names)
+            calls.append(o._native_call(g, states, names, a))
+            written.append((o, g, states, names))
+        try:
+            if len(calls) == 1:
+                name, call_args = calls[0]
+                norms = [getattr(_core, name)(*call_args)]
+            else:
+                norms = _core.optim_steps(calls)
+        except ValueError as exc:
+            if "share memory" not in str(exc):
+                raise
+            for o, g, states, names in written:  # name the two arrays
+                found = first_overlap(o._written(states, names))
+                if found:
+                    raise ValueError(f"{found}; parameters and optimizer state must not share memory") from None
+                found = first_overlap(o._written(states, names), [(f"grads[{i}]", x) for i, x in enumerate(g)])
+                if found:
+                    raise ValueError(
+                        f"{found}; a gradient must not share memory with a parameter or a state buffer") from None
+            raise
+        for o, count in zip(opts, counts):
+            if o.ema is not None:
+                o.ema.n_averaged += 1
+            o.step_count = count + 1
+    return norms
 
 
 def _betas(betas: Any) -> tuple[float, float]:
@@ -1431,16 +1470,16 @@ class Adafactor(Optimizer):
         _decay_args(c, lr, wd, True)
         return c
 
-    def _native_step(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> float | None:
+    def _native_call(self, grads: list, states: list, names: list[str], args: dict[str, Any]) -> tuple[str, tuple]:
         args = dict(args)
         scalars = args.pop("_scalars")
         if self._low:
             masters = self.state["master"] if self.precision == "master" else None
-            return _core.adafactor_step_low(
+            return "adafactor_step_low", (
                 self.params, grads, states[0], states[1], states[2], states[3], args, scalars,
                 self.max_grad_norm or 0.0, masters, self._sr_key, self.step_count,
             )  # fmt: skip
-        return _core.adafactor_step(
+        return "adafactor_step", (
             self.params, grads, states[0], states[1], states[2], states[3], args, scalars, self.max_grad_norm or 0.0
         )
 

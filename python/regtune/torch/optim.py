@@ -147,6 +147,7 @@ class _Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        grouped: list[tuple[dict[str, Any], dict[int, list[torch.Tensor]]]] = []
         for group in self.param_groups:
             buckets: dict[int, list[torch.Tensor]] = {}
             for p in group["params"]:
@@ -158,22 +159,39 @@ class _Optimizer(torch.optim.Optimizer):
                 # torch's SGD keeps no step: a momentum buffer means steps were taken
                 step = int(state["step"]) if "step" in state else (1 if state else 0)
                 buckets.setdefault(step, []).append(p)
-            for step, params in buckets.items():
-                ro = self._regtune_for(group, params)
-                self._bind_state(ro, params)
-                ro.step_count = step
-                ro.step([_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params])
-                steps = []
-                for p in params:
-                    st = self.state[p]
-                    t = st.get("step")
-                    if not isinstance(t, torch.Tensor) or t.dim() != 0 or t.dtype != torch.float32:
-                        st["step"] = t = torch.tensor(float(step), dtype=torch.float32)  # torch's layout
-                    steps.append(t)
-                torch._foreach_add_(steps, 1.0)  # one call for all: a torch.tensor per parameter costs more
-                self._extra_state(ro, params, step + 1)
-                if _increment_version is not None:
-                    _increment_version(params)
+            grouped.append((group, buckets))
+        first = [p for _, b in grouped for ps in b.values() for p in ps if not self.state[p]]
+        work: list[tuple[_ro.Optimizer, list[torch.Tensor], int]] = []  # (regtune optimizer, params, step count)
+        try:
+            for group, buckets in grouped:
+                for step, params in buckets.items():
+                    ro = self._regtune_for(group, params)
+                    self._bind_state(ro, params)
+                    ro.step_count = step
+                    work.append((ro, params, step))
+            # One native call steps every group (and step count), after all of them are checked.
+            _ro.step_all([(ro, [_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params])
+                          for ro, params, _ in work])  # fmt: skip
+        except BaseException:
+            for p in first:  # a first step that did not happen leaves no state (it would count as a step)
+                self.state.pop(p, None)
+            for ro, _, _ in work:
+                ro._torch_bound = None
+            raise
+        steps = []
+        for ro, params, step in work:
+            for p in params:
+                st = self.state[p]
+                t = st.get("step")
+                if not isinstance(t, torch.Tensor) or t.dim() != 0 or t.dtype != torch.float32:
+                    st["step"] = t = torch.tensor(float(step), dtype=torch.float32)  # torch's layout
+                steps.append(t)
+            self._extra_state(ro, params, step + 1)
+        if steps:
+            torch._foreach_add_(steps, 1.0)  # one call for all: a torch.tensor per parameter costs more
+        if _increment_version is not None:
+            for _, params, _ in work:
+                _increment_version(params)
         return loss
 
     def _bind_state(self, ro: _ro.Optimizer, params: list[torch.Tensor]) -> None:

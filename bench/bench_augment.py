@@ -39,8 +39,11 @@ import statistics
 import sys
 import time
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+if __name__ == "__main__":  # run as a script: the peers' own pools to 1 thread before they load. Not
+    # on import: bench/report.py's pytest run imports every bench_*.py, and regtune reads
+    # OMP_NUM_THREADS for its default thread count, so the whole suite would run on one thread.
+    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_v, "1")
 
 import numpy as np  # noqa: E402
 

@@ -1855,6 +1855,9 @@ def test_step_all_refuses_a_repeated_optimizer_and_non_optimizers():
         optim.step_all([(o, g[0]), (o, g[1])])
     with pytest.raises(TypeError, match=r"steps\[1\]"):
         optim.step_all([(o, g[0]), ("SGD", g[1])])
+    for bad in (None, "SGD", [o], [(o,)], [(o, g[0], 1)], np.zeros(2)):
+        with pytest.raises(TypeError, match=r"steps"):
+            optim.step_all(bad)
     assert optim.step_all([]) == []
     assert o.step_count == 0
 

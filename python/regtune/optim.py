@@ -456,11 +456,14 @@ def step_all(steps: Sequence[tuple[Optimizer, Sequence[np.ndarray]]]) -> list[fl
     Raises what ``step`` raises, for the optimizer concerned; ValueError when an optimizer
     appears twice; RuntimeError when a schedule steps one of them meanwhile.
     """
+    if isinstance(steps, (str, bytes, dict, np.ndarray)) or not hasattr(steps, "__iter__"):
+        raise TypeError(f"steps must be a list of (optimizer, grads) pairs, got {type(steps).__name__}")
     steps = list(steps)
+    for i, pair in enumerate(steps):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not isinstance(pair[0], Optimizer):
+            raise TypeError(f"steps[{i}] must pair a regtune.optim optimizer with its gradients, "
+                            f"got {type(pair).__name__}")  # fmt: skip
     opts = [o for o, _ in steps]
-    for i, o in enumerate(opts):
-        if not isinstance(o, Optimizer):
-            raise TypeError(f"steps[{i}] must pair a regtune.optim optimizer with its gradients, got {type(o).__name__}")
     if len({id(o) for o in opts}) != len(opts):
         raise ValueError("steps names an optimizer twice; step it once per call")
     grads = [o._gradients(g) for o, g in steps]

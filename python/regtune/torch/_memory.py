@@ -19,9 +19,10 @@ _MIN_BYTES = 4 << 20  # NumPy's threshold for the same advice
 def advise_hugepages(t: torch.Tensor) -> torch.Tensor:
     """Advise huge pages for ``t``'s storage when it is 4 MiB or more; returns ``t``. Meant for
     storage not yet written (pages already mapped keep their size until the kernel merges them)."""
-    st = t.untyped_storage()
-    if t.device.type == "cpu" and st.nbytes() >= _MIN_BYTES:
-        _core.advise_hugepages(st.data_ptr(), st.nbytes())
+    if t.device.type == "cpu":
+        st = t.untyped_storage()
+        if st.nbytes() >= _MIN_BYTES:
+            _core.advise_hugepages(st.data_ptr(), st.nbytes())
     return t
 
 

@@ -1881,3 +1881,18 @@ def test_step_all_names_state_that_shares_memory_with_a_parameter():
 def test_native_optim_steps_refuses_malformed_calls(calls, err, match):
     with pytest.raises(err, match=match):
         _core.optim_steps(calls)
+
+
+def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call():
+    a, ga = _group("SGD", np.float32, 0, lr=0.1)
+    b, gb = _group("SGD", np.float32, 1, lr=0.1)
+
+    def lr(step):
+        b.step(gb[2])  # the lock is re-entrant: this thread already holds b's
+        return 0.1
+
+    a.lr = lr
+    before = [p.copy() for p in a.params]
+    with pytest.raises(RuntimeError, match="changed step_count"):
+        optim.step_all([(b, gb[0]), (a, ga[0])])
+    assert a.step_count == 0 and all(p.tobytes() == q.tobytes() for p, q in zip(a.params, before))

@@ -491,6 +491,9 @@ def step_all(steps: Sequence[tuple[Optimizer, Sequence[np.ndarray]]]) -> list[fl
             o._check_grad_overlap(g, roots, states, names)
             calls.append(o._native_call(g, states, names, a))
             written.append((o, g, states, names))
+        for o, count in zip(opts, counts):  # a schedule of one may have stepped another meanwhile
+            if o.step_count != count:
+                raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
         try:
             if len(calls) == 1:
                 name, call_args = calls[0]

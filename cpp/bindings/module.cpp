@@ -4,7 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <stdexcept>
-#include <fstream>
+#include <cstdio>
+#include <cstring>
 #include <string>
 
 #if defined(__linux__)
@@ -92,13 +93,20 @@ static double cpu_clock_ghz() {
 static size_t advise_hugepages(uintptr_t address, size_t nbytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   static const uintptr_t huge = [] {
-    std::ifstream f("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
-    unsigned long long v = 0;
-    if (!(f >> v) || v == 0 || (v & (v - 1)) != 0) return uintptr_t(0);  // no THP in this kernel
-    std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
-    std::string m;
-    std::getline(mode, m);
-    return m.find("[never]") != std::string::npos ? uintptr_t(0) : uintptr_t(v);
+    // C stdio, not iostreams: libstdc++'s filebuf calls fstat64, a GLIBC_2.33 symbol, which would
+    // raise the portable wheel's glibc floor (tools/build_wheel.sh checks it).
+    auto read_line = [](const char* path, char* buf, int n) {
+      std::FILE* f = std::fopen(path, "r");
+      const bool ok = f != nullptr && std::fgets(buf, n, f) != nullptr;
+      if (f != nullptr) std::fclose(f);
+      return ok;
+    };
+    char line[256];
+    if (!read_line("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", line, sizeof line)) return uintptr_t(0);
+    const unsigned long long v = std::strtoull(line, nullptr, 10);
+    if (v == 0 || (v & (v - 1)) != 0) return uintptr_t(0);  // no THP in this kernel
+    if (!read_line("/sys/kernel/mm/transparent_hugepage/enabled", line, sizeof line)) return uintptr_t(0);
+    return std::strstr(line, "[never]") != nullptr ? uintptr_t(0) : uintptr_t(v);
   }();
   if (huge == 0 || nbytes > UINTPTR_MAX - address) return 0;
   const uintptr_t lo = (address + huge - 1) & ~(huge - 1), hi = (address + nbytes) & ~(huge - 1);

@@ -353,6 +353,30 @@ std::pair<py::array, DType> low_array(const py::object& obj, const std::string& 
   return {a, d};
 }
 
+// Tensor i's parameter p (dtype pd) in t: itself, or with `masters` its float32 master copy (the
+// step's parameter; p receives its rounding), and its gradient (the params' 16-bit dtype pdt or
+// float32). The written ranges go to `spans`, the gradient's to `reads`, the arrays to `keep`.
+void low_param_grad(LowTensor& t, py::array& p, DType pd, DType pdt, const py::object& masters,
+                    const py::sequence& grads, size_t i, const std::string& pl, Spans& spans, Spans& reads,
+                    std::vector<py::array>& keep) {
+  spans.emplace_back(static_cast<const char*>(p.data()), static_cast<const char*>(p.data()) + p.nbytes());
+  if (!masters.is_none()) {
+    auto [mst, md] = low_array(masters.cast<py::sequence>()[i], item("masters", i), DType::f32, false, true, &p, pl);
+    (void)md;
+    t.param = mst.mutable_data(), t.param_dt = DType::f32;
+    t.shadow = p.mutable_data(), t.shadow_dt = pdt;
+    spans.emplace_back(static_cast<const char*>(mst.data()), static_cast<const char*>(mst.data()) + mst.nbytes());
+    keep.push_back(mst);
+  } else {
+    t.param = p.mutable_data(), t.param_dt = pd;
+  }
+  auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
+  reads.emplace_back(static_cast<const char*>(g.data()), static_cast<const char*>(g.data()) + g.nbytes());
+  t.grad = g.data(), t.grad_dt = gd;
+  keep.push_back(g);
+  keep.push_back(p);
+}
+
 Job step_low(int kind, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
              const py::sequence& state_names, const py::dict& args_dict, double max_grad_norm,
              const py::object& masters, const py::object& seed, uint64_t step) {
@@ -365,10 +389,8 @@ Job step_low(int kind, const py::sequence& params, const py::sequence& grads, co
   if (kind != int(OptimKind::average) && args.ema_on != !py::object(states[3]).is_none()) {
     throw py::value_error("optim_step_low: the averages (states[3]) go with ema_weight");
   }
-  const bool master = !masters.is_none();
-  py::sequence mseq = master ? masters.cast<py::sequence>() : py::sequence(py::list());
-  if (master && size_t(py::len(mseq)) != n) {
-    throw py::value_error("masters has " + std::to_string(py::len(mseq)) + " arrays but params has " + std::to_string(n));
+  if (!masters.is_none() && size_t(py::len(masters)) != n) {
+    throw py::value_error("masters has " + std::to_string(py::len(masters)) + " arrays but params has " + std::to_string(n));
   }
   std::vector<py::array> keep;
   std::vector<LowTensor> tensors(n);
@@ -404,21 +426,7 @@ Job step_low(int kind, const py::sequence& params, const py::sequence& grads, co
     auto [p, pd] = low_array(params[i], pl, pdt, kind == int(OptimKind::average), true, nullptr, "");
     LowTensor& t = tensors[i];
     sizes[i] = size_t(p.size());
-    const size_t pw = pd == DType::f32 ? 4 : 2;
-    spans.emplace_back(static_cast<const char*>(p.data()), static_cast<const char*>(p.data()) + sizes[i] * pw);
-    if (master) {
-      auto [mst, md] = low_array(mseq[i], item("masters", i), DType::f32, false, true, &p, pl);
-      t.param = mst.mutable_data(), t.param_dt = DType::f32;
-      t.shadow = p.mutable_data(), t.shadow_dt = pdt;
-      spans.emplace_back(static_cast<const char*>(mst.data()), static_cast<const char*>(mst.data()) + sizes[i] * 4);
-      keep.push_back(mst);
-    } else {
-      t.param = p.mutable_data(), t.param_dt = pd;
-    }
-    auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
-    reads.emplace_back(static_cast<const char*>(g.data()), static_cast<const char*>(g.data()) + g.nbytes());
-    t.grad = g.data(), t.grad_dt = gd;
-    keep.push_back(g);
+    low_param_grad(t, p, pd, pdt, masters, grads, i, pl, spans, reads, keep);
     for (size_t k = 0; k < 4; ++k) {
       py::object lst = states[k];
       if (lst.is_none()) continue;
@@ -442,7 +450,6 @@ Job step_low(int kind, const py::sequence& params, const py::sequence& grads, co
       t.stochastic = true;
       t.sr = {key, (step << 24) | uint64_t(i)};
     }
-    keep.push_back(p);
   }
   if (stochastic && step >= (uint64_t(1) << 40)) throw py::value_error("optim_step_low: step must be < 2**40");
   check_spans(spans, reads);
@@ -497,10 +504,8 @@ Job adafactor_low(const py::sequence& params, const py::sequence& grads, const p
   AdafactorScalars sc;
   sc.rho = scalars["rho"].cast<double>(), sc.eps1 = scalars["eps1"].cast<double>();
   sc.eps2 = scalars["eps2"].cast<double>(), sc.d = scalars["d"].cast<double>();
-  const bool master = !masters.is_none();
-  py::sequence mseq = master ? masters.cast<py::sequence>() : py::sequence(py::list());
-  if (master && size_t(py::len(mseq)) != n) {
-    throw py::value_error("masters has " + std::to_string(py::len(mseq)) + " arrays but params has " + std::to_string(n));
+  if (!masters.is_none() && size_t(py::len(masters)) != n) {
+    throw py::value_error("masters has " + std::to_string(py::len(masters)) + " arrays but params has " + std::to_string(n));
   }
   const bool stochastic = !seed.is_none();
   const uint64_t key = stochastic ? seed.cast<uint64_t>() : 0;
@@ -525,30 +530,14 @@ Job adafactor_low(const py::sequence& params, const py::sequence& grads, const p
       pdt = dtype_code(k0);
     }
     auto [p, pd] = low_array(params[i], pl, pdt, false, true, nullptr, "");
-    (void)pd;
     LowTensor& t = tensors[i];
     sizes[i] = size_t(p.size());
-    spans.emplace_back(static_cast<const char*>(p.data()), static_cast<const char*>(p.data()) + p.nbytes());
     std::vector<py::ssize_t> shape(p.shape(), p.shape() + p.ndim());
-    if (master) {
-      auto [mst, md] = low_array(mseq[i], item("masters", i), DType::f32, false, true, &p, pl);
-      (void)md;
-      t.param = mst.mutable_data(), t.param_dt = DType::f32;
-      t.shadow = p.mutable_data(), t.shadow_dt = pdt;
-      spans.emplace_back(static_cast<const char*>(mst.data()), static_cast<const char*>(mst.data()) + mst.nbytes());
-      keep.push_back(mst);
-    } else {
-      t.param = p.mutable_data(), t.param_dt = pdt;
-    }
-    auto [g, gd] = low_array(grads[i], item("grads", i), pdt, true, false, &p, pl);
-    reads.emplace_back(static_cast<const char*>(g.data()), static_cast<const char*>(g.data()) + g.nbytes());
-    t.grad = g.data(), t.grad_dt = gd;
-    keep.push_back(g);
+    low_param_grad(t, p, pd, pdt, masters, grads, i, pl, spans, reads, keep);
     adafactor_buffers<float>(shape, sizes[i], i, take, factored[i], batches[i], rows[i], cols[i], rv[i], cv[i],
                              var[i], row_vars, col_vars, variances);
     if (!emas.is_none()) t.ema = take(emas.cast<py::sequence>(), "ema.averages", i, shape), t.ema_dt = DType::f32;
     if (stochastic) t.stochastic = true, t.sr = {key, (step << 24) | uint64_t(i)};
-    keep.push_back(p);
   }
   check_spans(spans, reads);
   Job job;

@@ -89,9 +89,10 @@ SINGLE = [(N, N)]
 MANY = list_shapes(3 * N * N)  # ~50 M parameters at N = 4096
 
 
-class Unavailable(Exception):
-    """A case this environment cannot run (a class not in the installed regtune, a peer not
-    installed, a torch option this torch lacks): pytest skips it, the standalone run notes it."""
+# A case this environment cannot run (a class not in the installed regtune, a peer not installed,
+# a torch option this torch lacks): pytest skips it, regtune bench leaves it out, the standalone
+# run notes it.
+from _harness import Unavailable  # noqa: E402
 
 
 def _import(module: str):
@@ -424,14 +425,8 @@ def _case(make, arrays, requires):
     ``requires``, so a row appears once the regtune build has it."""
 
     def factory(c):
-        try:
-            _regtune_class(requires)
-            fn = make()
-        except Unavailable as exc:
-            import pytest
-
-            pytest.skip(str(exc))
-        return _tag(fn, arrays)
+        _regtune_class(requires)  # raises Unavailable: the case is skipped
+        return _tag(make(), arrays)
 
     return factory
 

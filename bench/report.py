@@ -184,16 +184,22 @@ def skipped_note(skipped: dict[str, str]) -> list[str]:
     import re
 
     missing: dict[str, int] = defaultdict(int)
+    no_variant: dict[str, list[str]] = defaultdict(list)
     other: dict[str, int] = defaultdict(int)
     for reason in skipped.values():
         m = re.match(r"(\S+) is not (?:installed|importable)", reason)
+        v = re.match(r"torch\.optim\.(\w+)\((\w+)=True\) raises on this torch", reason)
         if m:
             missing[m.group(1).split(".")[0]] += 1
+        elif v:
+            no_variant[v.group(2)].append(v.group(1))
         else:
             other[reason] += 1
     parts = []
     if missing:
         parts.append("not installed here: " + ", ".join(f"{k} ({n})" for k, n in sorted(missing.items())))
+    for mode, names in sorted(no_variant.items()):
+        parts.append(f"this torch has no {mode}=True step for {', '.join(sorted(set(names)))} ({len(names)})")
     parts += [f"{r} ({n})" for r, n in sorted(other.items())]
     return [f"Cases left out ({len(skipped)}): " + "; ".join(parts) + "."]
 

@@ -347,6 +347,19 @@ def test_bench_targets_are_judged_only_at_their_size():
         assert f"not judged on this {n}x{n} run" in line and "NOT met" not in line
 
 
+def test_bench_counts_what_could_not_run_in_one_line():
+    report = _bench_report()
+    (line,) = report.skipped_note({
+        "normal/jax": "jax is not installed (No module named 'jax')",
+        "nadam/torch-fused": "torch.optim.NAdam(fused=True) raises on this torch: TypeError: no fused",
+        "nadam-list200/torch-fused": "torch.optim.NAdam(fused=True) raises on this torch: TypeError: no fused",
+        "adamw+ema/regtune": "regtune.optim has no EMA in this build",
+    })  # fmt: skip
+    assert line == ("Cases left out (4): not installed here: jax (1); this torch has no fused=True step for NAdam (2); "
+                    "regtune.optim has no EMA in this build (1).")  # fmt: skip
+    assert report.skipped_note({}) == []
+
+
 def test_bench_progress_line_on_a_terminal(monkeypatch, capsys, terminal):
     if not os.path.isfile(os.path.join(CHECKOUT, "bench", "report.py")):
         pytest.skip("no bench/ (an sdist)")

@@ -969,7 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "in the same run, under a header naming the CPU, the SIMD path and the threads. "
                                    "The project's targets are judged only at --size 4096, the size they are defined "
                                    "for. Needs the bench/ folder of a source checkout; no extra packages. About 2 "
-                                   "minutes at the defaults on 2 cores (--all: about 10).")  # fmt: skip
+                                   "minutes at the defaults on a 2-core machine (--all: about 8).")  # fmt: skip
     p.add_argument("--size", type=int, default=4096, help="N of the N x N float32 arrays (default %(default)s)")
     p.add_argument("--seconds", type=float, default=1.0, help="time budget per case: rounds fill it, at least 5 "
                    "and at most 200 (default %(default)s)")  # fmt: skip

@@ -851,7 +851,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 #: normal vs NumPy's standard_normal at 4096x4096 float32 in the README's benchmark table, per SIMD
 #: path, and the machine it was measured on (tests/test_readme.py checks the README agrees).
 README_NORMAL_VS_NUMPY = {"avx512": 17.4, "avx2": 13.6}
-README_MACHINE = "a 2-core AMD EPYC"
+README_MACHINE = "a 2-core AMD EPYC VM (Zen 4)"
 
 
 def _best_ms(fn: Any, repeats: int = 5) -> float:

@@ -19,7 +19,7 @@ as a fused step does: AdamW reads param, grad, exp_avg, exp_avg_sq and writes th
 EMA also reads and writes the average: 9), the same for every impl of an op, so GB/s and
 "% of copy bw" compare directly with the copy yardstick.
 
-Run with the suite (``python bench/report.py --run -- -k optim``) or on its own for the
+Run with the suite (``regtune bench --ops "adam*,sgd*,lion*,copy"``, ``regtune bench --all``) or on its own for the
 acceptance numbers (min over many interleaved repeats, robust to a shared machine)::
 
     python bench/bench_optim.py [--repeats 15] [--only nadam,lion,adamw+ema]

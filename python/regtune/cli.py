@@ -834,9 +834,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import regtune
 
     simd = regtune.config()["simd"]
-    print(f"\nThe README's headline table has avx512 and avx2 columns at 4096x4096 on {README_MACHINE} "
-          f"({'this run' if simd in README_NORMAL_VS_NUMPY else 'not this run'}'s path, {simd}); bench/RESULTS.md "
-          "has the full tables.")  # fmt: skip
+    column = "one of its column sets" if simd in README_NORMAL_VS_NUMPY else "no column set of its own"
+    print(f"\nThis run is on the {simd} path ({column} in the README's headline table, measured at 4096x4096 on "
+          f"{README_MACHINE}); bench/RESULTS.md has the full tables.")  # fmt: skip
     if args.json:
         table = list(report.rows(report.collect(data), args.size))
         _write_json(args.json, {"header": report.header(data), "size": args.size, "rows": table,

@@ -25,6 +25,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 if BENCH_DIR not in sys.path:  # _harness, and the suites it loads, import each other by name
     sys.path.insert(0, BENCH_DIR)
 import _harness  # noqa: E402
+
 COLUMNS = ["op", "peer", "peer ms", "regtune ms", "speed-up", "regtune GB/s", "% of copy bw"]
 DASH = "—"
 

@@ -140,11 +140,12 @@ def test_every_name_the_readme_writes_resolves():
 
 
 # The table of which torch.optim implementation each optimizer matches bit for bit (the README
-# states it in short; docs/optimizers.md has the table), for float32: (optimizer, hyperparameters, the torch implementations it equals). Every tensor
-# has a multiple of 16 elements, so torch's fused kernels run only their vector loops (AVX2: 8
-# float32 lanes, AVX-512: 16); their scalar loop over the last numel % lanes elements rounds
-# differently and is the table's stated exception. RMSprop matches none of them (torch has no
-# fused RMSprop; the for-loop one rounds differently) and is not listed here.
+# states it in short; docs/optimizers.md has the table), for float32: (optimizer,
+# hyperparameters, the torch implementations it equals). Every tensor has a multiple of 16
+# elements, so torch's fused kernels run only their vector loops (AVX2: 8 float32 lanes,
+# AVX-512: 16); their scalar loop over the last numel % lanes elements rounds differently and is
+# the table's stated exception. RMSprop matches none of them (torch has no fused RMSprop; the
+# for-loop one rounds differently) and is not listed here.
 TORCH_TWINS = [
     ("SGD", dict(lr=0.05), ("for-loop", "foreach", "fused")),
     ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01), ("for-loop", "foreach", "fused")),

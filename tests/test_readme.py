@@ -132,3 +132,17 @@ def test_demo_quotes_the_readme_table():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == f"{README_NORMAL_VS_NUMPY['avx512']:.1f}x", row  # the AVX-512 speed-up column
     assert cells[8] == f"{README_NORMAL_VS_NUMPY['avx2']:.1f}x", row  # the AVX2 speed-up column
+
+
+def test_the_optimizer_table_lists_every_rule():
+    # The README's table under "The optimizers" has a row for every rule of regtune.optim.RULES
+    # (a rule added through its own files appears in the registry, and must be documented).
+    import regtune
+
+    text = _readme()
+    section = text[text.index("### The optimizers") :]
+    section = section[: section.index("\n### ", 5)]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {m for row in rows for m in re.findall(r"`(\w+)`", row.split("|")[1])}
+    missing = [cls.__name__ for cls in regtune.optim.OPTIMIZERS.values() if cls.__name__ not in named]
+    assert not missing, f"README's optimizer table lacks {missing}"

@@ -1,7 +1,7 @@
 """Optimizer steps against their roofline and against torch's fused and DeepSpeed's CPU steps,
 one library per process.
 
-The roofline yardstick is ``regtune._core.optim_step`` kind 4: a step's memory traffic (param
+The roofline yardstick is ``regtune._core.optim_step`` rule "stream": a step's memory traffic (param
 and grad read, param and each state array read and written, in place, with regtune's threads,
 chunks and prefetching) with one add per array in place of the rule's arithmetic. For each
 (optimizer, problem, thread count, SIMD path) three kinds of process run the same step on the
@@ -161,7 +161,7 @@ def child(lib, opt, problem, threads, steps, warmup):
     params, grads, states = state()
     states = list(states) + [None] * (4 - len(states))
     time.sleep(0.2)  # a peer's OpenMP workers stop spinning before the yardstick runs
-    out[lib + ":roofline"] = timed(lambda: _core.optim_step(4, params, grads, states, ["s0", "s1", "s2", "s3"], {}, 0.0),
+    out[lib + ":roofline"] = timed(lambda: _core.optim_step("stream", params, grads, states, ["s0", "s1", "s2", "s3"], {}, {}),
                                    steps, warmup)
     print(json.dumps(out))
 

@@ -12,11 +12,18 @@ real problems:
   indented under their item; a ``Raises:`` heading followed by prose instead of items is kept
   as a paragraph.
 
+- a description that starts with ">" (``lr: >= 0``) is escaped, not a Markdown block quote;
 - reST that Markdown would show raw: roles (``:func:`x```, ``:math:`...```) become code spans,
   a ``.. math::`` directive leaves its indented formula as a code block, and a paragraph's
   closing ``::`` (a literal block follows) becomes ``:``.
 
-The source is not changed: only the copy of each docstring griffe parses.
+An optimizer class is made at import from its rule (``regtune.optim._engine.optimizer_class``):
+``Name(params, <the rule's arguments>, *, <the engine's _EXTRAS>)``, and the rule's docstring is
+the optimizer's. Reading the source, griffe sees only the rule's ``__init__``; this extension
+gives each rule class in ``regtune.optim.rules`` the optimizer's signature, with the extras read
+from ``_EXTRAS`` in the engine's source, so the reference shows what a user calls.
+
+The source is not changed: only griffe's copy of it.
 """
 
 from __future__ import annotations
@@ -41,9 +48,15 @@ def _indent(line: str) -> int:
 _ROLE = re.compile(r":(?:func|meth|class|mod|data|attr|obj|exc|math|const|ref|py:\w+):`~?([^`]+)`")
 
 
+_ITEM_GT = re.compile(r"^(\s*[\w*]+(?:\s*,\s*\w+)*\s*(?:\([^)]*\))?\s*:\s*)>(?!>>)")
+_LINE_GT = re.compile(r"^(\s*)>(?!>>)")
+
+
 def _rest(line: str) -> str:
-    """One line's reST roles, directives and literal-block markers in Markdown."""
+    """One line's reST roles, directives and literal-block markers in Markdown; a description or
+    a line that starts with ">" (">= 0") is not a Markdown block quote."""
     line = _ROLE.sub(lambda m: f"`{m.group(1)}`", line)
+    line = _LINE_GT.sub(lambda m: m.group(1) + "\\>", _ITEM_GT.sub(lambda m: m.group(1) + "\\>", line))
     if line.strip() == ".. math::":
         return ""
     if line.rstrip().endswith("::") and line.strip() != "::":
@@ -123,7 +136,44 @@ def normalize(text: str) -> str:
     return "\n".join(out)
 
 
+_EXTRA = re.compile(r'inspect\.Parameter\("(\w+)",\s*inspect\.Parameter\.KEYWORD_ONLY,\s*default=([^,]+),\s*annotation="([^"]*)"\)')
+
+
+def _optimizer_signatures(pkg: griffe.Module) -> None:
+    """Each rule class of regtune.optim.rules gets its optimizer's ``__init__`` parameters."""
+    try:
+        engine, rules = pkg["optim._engine"], pkg["optim.rules"]
+    except KeyError:
+        return
+    source = engine.filepath.read_text() if not isinstance(engine.filepath, list) else ""
+    block = source.split("_EXTRAS = [", 1)[1].split("\n]", 1)[0] if "_EXTRAS = [" in source else ""
+    extras = _EXTRA.findall(block)
+    if not extras:
+        raise RuntimeError("docs/griffe_regtune.py: found no _EXTRAS in regtune/optim/_engine.py")
+    for module in rules.modules.values():
+        for cls in module.classes.values():
+            init = cls.members.get("__init__")
+            if not any(str(b).split(".")[-1] == "Rule" for b in cls.bases) or init is None:
+                continue
+            own = [p for p in init.parameters if p.name != "self"]
+            names = {p.name for p in own}
+            params = griffe.Parameters(
+                griffe.Parameter("self", kind=griffe.ParameterKind.positional_or_keyword),
+                griffe.Parameter("params", annotation="Sequence[np.ndarray]",
+                                 kind=griffe.ParameterKind.positional_or_keyword),
+                *own,
+                *(griffe.Parameter(name, annotation=annotation, kind=griffe.ParameterKind.keyword_only,
+                                   default=default.strip())
+                  for name, default, annotation in extras if name not in names),
+            )  # fmt: skip
+            init.parameters = params
+
+
 class RegtuneDocstrings(griffe.Extension):
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = normalize(obj.docstring.value)
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        if pkg.name == "regtune":
+            _optimizer_signatures(pkg)

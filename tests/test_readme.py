@@ -254,3 +254,20 @@ def test_every_figure_names_its_machine():
         if figure.search(para) and not machine.search(para):
             unnamed.append(para[:100])
     assert not unnamed, unnamed
+
+
+def test_the_optimizer_table_lists_every_rule():
+    # The optimizer table of docs/optimizers.md (the README links it) has a row for every rule of
+    # regtune.optim.RULES (a rule added through its own files appears in the registry, and must
+    # be documented).
+    import regtune
+
+    page = DOCS / "optimizers.md"
+    if not page.exists():  # pragma: no cover - tests run from an sdist without the docs
+        pytest.skip("docs/optimizers.md is not beside the tests")
+    section = page.read_text().split("\n## ", 1)[0]  # the page's first section: the table
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert rows, "docs/optimizers.md has no optimizer table before its first ## section"
+    named = {m for row in rows for m in re.findall(r"`(\w+)`", row.split("|")[1])}
+    missing = [cls.__name__ for cls in regtune.optim.OPTIMIZERS.values() if cls.__name__ not in named]
+    assert not missing, f"docs/optimizers.md's optimizer table lacks {missing}"

@@ -847,7 +847,7 @@ def test_fp32_is_the_default_and_unchanged(tmp_path):
     X, y = blobs()
     a, b = make_trainer(), make_trainer(precision="fp32")
     assert a.precision == b.precision == "fp32" and a.rounding is None and a.model.dtype == np.float32
-    assert a.optimizer.precision == "round" and not a.optimizer._low
+    assert a.optimizer.precision == "round" and not a.optimizer.low
     a.fit(X, y, epochs=2)
     b.fit(X, y, epochs=2)
     assert same_bits(a.model.params, b.model.params)

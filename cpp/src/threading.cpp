@@ -40,7 +40,7 @@
 #include <thread>
 #include <vector>
 
-#include "regtune/kernels.h"
+#include "regtune/threads.h"
 
 #if REGTUNE_THREADS
 #include <pthread.h>

@@ -73,54 +73,45 @@ def dropout_apply(
 def dropout_mask(mask: npt.NDArray[np.uint8], n: int, key: int, stream: int, first: int, threshold: int) -> None: ...
 
 # ---- optimizers and penalties (cpp/bindings/optim.cpp)
+class OverlapError(ValueError):
+    names: tuple[str, str]  # the labels of the two arrays that share memory
+
+REDUCE_BLOCK: int
+# One dict per rule of cpp/src/optim/rules.def: name, id, fields ((name, kind) pairs), nstates, per_tensor.
+def optim_rules() -> list[dict[str, Any]]: ...
+def fused_fields() -> list[tuple[str, str]]: ...
+def adafactor_fields() -> list[tuple[str, str]]: ...
+def clip_coefficient(total_norm: float, max_norm: float) -> float: ...
+# params: float32, float64, bfloat16 or float16 (one dtype); every dtype through this one entry.
 def optim_step(
-    kind: int,
-    params: Sequence[npt.NDArray[np.floating[Any]]],
-    grads: Sequence[npt.NDArray[np.floating[Any]]],
-    states: Sequence[Sequence[npt.NDArray[np.floating[Any]]] | None],
-    state_names: Sequence[str],
-    args: dict[str, float | bool],
-    max_grad_norm: float,
-) -> float | None: ...
-def optim_step_low(
-    kind: int,
+    rule: str | int,
     params: Sequence[npt.NDArray[Any]],
     grads: Sequence[npt.NDArray[Any]],
     states: Sequence[Sequence[npt.NDArray[Any]] | None],
     state_names: Sequence[str],
-    args: dict[str, float | bool],
-    max_grad_norm: float,
-    masters: Sequence[npt.NDArray[np.float32]] | None,
-    seed: int | None,
-    step: int,
+    coef: dict[str, float | bool],
+    fused: dict[str, float | bool],
+    max_grad_norm: float = 0.0,
+    masters: Sequence[npt.NDArray[np.float32]] | None = None,
+    seed: int | None = None,
+    step: int = 0,
 ) -> float | None: ...
 def adafactor_step(
-    params: Sequence[npt.NDArray[np.floating[Any]]],
-    grads: Sequence[npt.NDArray[np.floating[Any]]],
+    params: Sequence[npt.NDArray[Any]],
+    grads: Sequence[npt.NDArray[Any]],
     row_vars: Sequence[npt.NDArray[np.floating[Any]] | None],
     col_vars: Sequence[npt.NDArray[np.floating[Any]] | None],
     variances: Sequence[npt.NDArray[np.floating[Any]] | None],
     emas: Sequence[npt.NDArray[np.floating[Any]]] | None,
-    args: dict[str, float | bool],
-    scalars: dict[str, float],
-    max_grad_norm: float,
+    coef: dict[str, float | bool],
+    fused: dict[str, float | bool],
+    max_grad_norm: float = 0.0,
+    masters: Sequence[npt.NDArray[np.float32]] | None = None,
+    seed: int | None = None,
+    step: int = 0,
 ) -> float | None: ...
-def adafactor_step_low(
-    params: Sequence[npt.NDArray[Any]],
-    grads: Sequence[npt.NDArray[Any]],
-    row_vars: Sequence[npt.NDArray[np.float32] | None],
-    col_vars: Sequence[npt.NDArray[np.float32] | None],
-    variances: Sequence[npt.NDArray[np.float32] | None],
-    emas: Sequence[npt.NDArray[np.float32]] | None,
-    args: dict[str, float | bool],
-    scalars: dict[str, float],
-    max_grad_norm: float,
-    masters: Sequence[npt.NDArray[np.float32]] | None,
-    seed: int | None,
-    step: int,
-) -> float | None: ...
-# calls: (name, arguments) with name "optim_step", "optim_step_low", "adafactor_step" or
-# "adafactor_step_low" and that function's arguments as a tuple; all checked, then run in order.
+# calls: (name, arguments) with name "optim_step" or "adafactor_step" and that function's
+# arguments as a tuple (all of them, positionally); all checked, then run in order.
 def optim_steps(calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[float | None]: ...
 def grad_sums(xs: Sequence[npt.NDArray[np.floating[Any]]]) -> tuple[float, float]: ...
 def clip_grad_norm(grads: Sequence[npt.NDArray[np.floating[Any]]], max_norm: float) -> float: ...

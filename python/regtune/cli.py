@@ -262,6 +262,7 @@ def _add_model(
     """The model and training options; those in ``searched`` default to None (searched unless
     given), so that a value the user gives is told apart from a default, whatever its value;
     those in ``omit`` (by dest) are left out: the command sets them itself."""
+    from . import trainer  # the optimizers' names come from regtune.optim's registry
 
     def add(flag: str, **kw: Any) -> None:
         if flag[2:].replace("-", "_") not in omit:
@@ -280,10 +281,11 @@ def _add_model(
         f"lecun_normal, orthogonal, ...) or auto: chosen for the activation {dflt('init', '(default auto)')}")
     add("--dropout", type=_float_list, default=d("dropout", 0.2), metavar="P[,P]",
         help=f"dropout probability, one or one per hidden layer (alpha dropout for selu) {dflt('dropout')}")
-    add("--optimizer", default=d("optimizer", "adamw"), help="sgd, adam, adamw, rmsprop, adagrad, lion, nadam, "
-        "radam, adamax, adadelta, lamb, lars or adafactor (default %(default)s)")
+    add("--optimizer", default=d("optimizer", "adamw"),
+        help=f"{', '.join(list(trainer.OPTIMIZERS)[:-1])} or {list(trainer.OPTIMIZERS)[-1]} (default %(default)s)")
     add("--lr", type=float, default=d("lr", 2e-3), help=f"peak learning rate {dflt('lr')}")
-    add("--momentum", type=float, default=None, help="SGD/RMSprop/LARS momentum (SGD and LARS default 0.9)")
+    add("--momentum", type=float, default=None,
+        help=f"momentum of {', '.join(_with_momentum())} (SGD and LARS default 0.9)")
     add("--schedule", default=d("schedule", "cosine"),
         help="constant, step, multistep, exponential, cosine, warm_restarts, one_cycle, polynomial "
              f"or plateau {dflt('schedule')}")
@@ -448,8 +450,9 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
     batch_size = min(ns.batch_size, len(data.X_train))
     steps = -(-len(data.X_train) // batch_size)
     kw: dict[str, Any] = {}
-    if ns.momentum is not None and ns.optimizer not in ("sgd", "rmsprop", "lars"):
-        raise CLIError(f"--momentum applies to --optimizer sgd, rmsprop and lars, not {ns.optimizer}")
+    if ns.momentum is not None and ns.optimizer not in _with_momentum():
+        raise CLIError(f"--momentum applies to --optimizer {', '.join(_with_momentum()[:-1])} and "
+                       f"{_with_momentum()[-1]}, not {ns.optimizer}")  # fmt: skip
     if ns.momentum is not None:
         kw["momentum"] = ns.momentum
     elif ns.optimizer == "sgd":
@@ -460,6 +463,15 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
         noise_std=ns.noise, shift=shift, image_shape=image_shape, seed=ns.seed, optimizer_kwargs=kw,
         precision=ns.precision, rounding=ns.rounding,
     )  # fmt: skip
+
+
+def _with_momentum() -> list[str]:
+    """The optimizers with a ``momentum`` hyperparameter (their rule's signature says)."""
+    import inspect
+
+    from . import optim
+
+    return [k for k, r in optim.RULES.items() if "momentum" in inspect.signature(r.__init__).parameters]
 
 
 def _on_terminal(stream: Any) -> bool:

@@ -41,6 +41,7 @@ import ml_dtypes
 import numpy as np
 
 from . import _core
+from ._seeding import key_from_seed
 from ._validation import (
     ALL_FLOAT_DTYPES,
     LOW_DTYPES,
@@ -60,21 +61,8 @@ _MAX_SPAWN = 1 << 20  # children per spawn() call: more is minutes of work and g
 SeedLike = Union[None, int, np.integer, np.random.SeedSequence, "Generator"]
 
 
-def _key_from_seed(seed: Any, kinds: str = "None, an int, a numpy.random.SeedSequence or a regtune.Generator") -> int:
-    """The 64-bit Philox key for an int, a SeedSequence or None (fresh OS entropy)."""
-    if type(seed) is int and 0 <= seed < _U64:  # the common case, without the ABC checks
-        return seed
-    if seed is None:
-        seed = np.random.SeedSequence()
-    if isinstance(seed, np.random.SeedSequence):
-        w = seed.generate_state(2, np.uint32)
-        return int(w[0]) | (int(w[1]) << 32)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
-        raise TypeError(f"seed must be {kinds}, got {type(seed).__name__} {seed!r}")
-    s = operator.index(seed)
-    if not 0 <= s < _U64:
-        raise ValueError(f"seed must be in [0, 2**64), got {s}")
-    return s
+#: The key of a seed (see regtune._seeding, where every key domain is listed).
+_key_from_seed = key_from_seed
 
 
 def _state_int(value: Any, label: str, upper: int) -> int:

@@ -74,11 +74,8 @@ INITIALIZERS = (
     "auto", "kaiming_normal", "kaiming_uniform", "he_normal", "he_uniform", "xavier_normal", "xavier_uniform",
     "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform", "orthogonal",
 )  # fmt: skip
-OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
-    "sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop, "adagrad": optim.Adagrad,
-    "lion": optim.Lion, "nadam": optim.NAdam, "radam": optim.RAdam, "adamax": optim.Adamax,
-    "adadelta": optim.Adadelta, "lamb": optim.LAMB, "lars": optim.LARS, "adafactor": optim.Adafactor,
-}  # fmt: skip
+#: The optimizers by name: every rule of regtune.optim (``regtune.optim.RULES``).
+OPTIMIZERS: dict[str, type[optim.Optimizer]] = optim.OPTIMIZERS  # fmt: skip
 
 #: Trainer(precision=): the dtype the weights and biases are stored in (None: the model's own,
 #: float32 or float64).

@@ -2,9 +2,9 @@
 
 ``step(opt_kind, params, grads, state, ...)`` runs regtune's fused kernel on each chunk of
 each parameter, with the aligned chunks of its gradient and optimizer state. The update rules
-are elementwise (SGD, Adam, AdamW, RMSprop, Adagrad, Lion, NAdam, RAdam, Adamax, Adadelta;
-penalties ``l1``/``prox_l1`` included),
-so each chunk's result is the one-machine result for those elements.
+it takes are the element-wise ones of ``regtune.optim.RULES`` (SGD, Adam, AdamW, RMSprop,
+Adagrad, Lion, NAdam, RAdam, Adamax, Adadelta, ...; penalties ``l1``/``prox_l1`` included), so
+each chunk's result is the one-machine result for those elements.
 
 The one global quantity, the gradient norm for ``max_grad_norm``, is reduced exactly as
 :func:`regtune.optim.clip_grad_norm` and the one-machine step reduce it: each tensor (flat, C
@@ -49,20 +49,11 @@ from ._blocks import dask_array, map_aligned
 __all__ = ["StepResult", "step", "grad_norm", "OPTIMIZERS"]
 
 #: The blocks of regtune's deterministic reductions (kReduceBlock in cpp/include/regtune/optim.h).
-REDUCE_BLOCK = 4096
+REDUCE_BLOCK: int = _core.REDUCE_BLOCK
 
-#: The optimizers ``step`` accepts by name.
+#: The optimizers ``step`` accepts by name: those of regtune.optim whose rule is element-wise.
 OPTIMIZERS: dict[str, type[_optim.Optimizer]] = {
-    "sgd": _optim.SGD,
-    "adam": _optim.Adam,
-    "adamw": _optim.AdamW,
-    "rmsprop": _optim.RMSprop,
-    "adagrad": _optim.Adagrad,
-    "lion": _optim.Lion,
-    "nadam": _optim.NAdam,
-    "radam": _optim.RAdam,
-    "adamax": _optim.Adamax,
-    "adadelta": _optim.Adadelta,
+    k: cls for k, cls in _optim.OPTIMIZERS.items() if cls.rule_class.elementwise()
 }
 
 
@@ -147,26 +138,19 @@ def grad_norm(grads: Sequence[Any]) -> da.Array:
 # ------------------------------------------------------------------------------ the step
 
 
-def _clip_coefficient(norm: float, max_norm: float) -> float:
-    """min(max_norm / (norm + 1e-6), 1), NaN when the norm is: cpp/src/optim.cpp's
-    clip_coefficient, the same double operations."""
-    c = max_norm / (norm + 1e-6)
-    return c if math.isnan(c) else min(c, 1.0)
-
-
-def _step_block(kind, names, args, max_norm, *blocks, shape, starts, block_shape) -> tuple[np.ndarray, ...]:
+def _step_block(core, names, coef, fused, max_norm, *blocks, shape, starts, block_shape) -> tuple[np.ndarray, ...]:
     """One chunk of one parameter: the fused step on copies of the chunk and its state."""
-    a = dict(args)
+    f = dict(fused)
     if max_norm:
         norm, blocks = float(blocks[0]), blocks[1:]
-        c = _clip_coefficient(norm, max_norm)
+        c = _optim.clip_coefficient(norm, max_norm)
         if not c >= 1.0:  # as the one-machine step: a NaN norm makes every gradient NaN
-            a["clip"] = c
+            f["clip"] = c
     p = np.array(blocks[0], order="C", copy=True)  # a computed chunk is shared: write a copy
     g = np.ascontiguousarray(blocks[1])
     own = iter([np.array(s, order="C", copy=True) for s in blocks[2:]])
     states = [[next(own)] if n else None for n in names]
-    _core.optim_step(kind, [p], [g], [*states, None], [*names, ""], a, 0.0)
+    _core.optim_step(core, [p], [g], [*states, None], [*names, ""], coef, f)
     return (p, *[s[0] for s in states if s is not None])
 
 
@@ -210,7 +194,7 @@ def _optimizer_class(opt_kind: Any) -> type[_optim.Optimizer]:
     if isinstance(opt_kind, str) and opt_kind.lower() in OPTIMIZERS:
         return OPTIMIZERS[opt_kind.lower()]
     if isinstance(opt_kind, type) and issubclass(opt_kind, _optim.Optimizer) and opt_kind is not _optim.Optimizer:
-        if opt_kind._per_tensor:
+        if not opt_kind.rule_class.elementwise():
             raise ValueError(
                 f"opt_kind {opt_kind.__name__} scales each tensor by a ratio of its norms: not a chunk-by-chunk step"
             )
@@ -272,15 +256,21 @@ def step(
         raise TypeError("ema is not taken by regtune.dask.optim.step: average the returned params instead")
     params = _array_list(params, "params")
     grads = _like(grads, "grads", params)
-    step_count = nonnegative_int(step_count, "step_count", upper=_optim._MAX_STEP)
+    step_count = nonnegative_int(step_count, "step_count", upper=2**63)
     # The optimizer object checks the hyperparameters and computes the kernel's coefficients,
     # as on one machine; it holds a stand-in parameter, never the dask arrays.
     opt = cls([np.empty(0, params[0].dtype)], **hyperparameters)
-    args = opt._step_args(step_count)
-    names = [n or "" for n in opt._slots]
-    buffers = [n for n in opt._slots if n]
+    if opt.rule.scalars:
+        raise ValueError(f"opt_kind {cls.__name__} keeps scalar state between steps: not a stateless dask step")
+    coef, fused, _ = opt.coefficients(step_count)
+    slots = opt.rule.slots()
+    names = [f"state[{n!r}]" if n else "" for n in slots]
+    buffers = [n for n in slots if n]
+    fills = opt.rule.fills
+    if any(isinstance(fills.get(n, 0.0), str) for n in buffers):
+        raise ValueError(f"opt_kind {cls.__name__} fills its state from the parameters: not supported by dask steps")
     if state is None:
-        state = {n: [da.full(p.shape, opt._fills.get(n, 0.0), dtype=p.dtype, chunks=p.chunks) for p in params] for n in buffers}
+        state = {n: [da.full(p.shape, fills.get(n, 0.0), dtype=p.dtype, chunks=p.chunks) for p in params] for n in buffers}
     else:
         if not isinstance(state, dict) or set(state) != set(buffers):
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
@@ -289,11 +279,11 @@ def step(
     max_norm = opt.max_grad_norm or 0.0
     norm = grad_norm(grads) if max_norm else None
     extra = [norm] if norm is not None else []
-    func = partial(_step_block, opt._kind, names, args, max_norm)
+    func = partial(_step_block, opt.rule.core, names, coef, fused, max_norm)
     new_params, new_state = [], {n: [] for n in buffers}
     for i, (p, g) in enumerate(zip(params, grads)):
         arrays = [p, g, *[state[n][i] for n in buffers]]
-        token = (cls.__name__, sorted(args.items()), max_norm, i)
+        token = (cls.__name__, sorted(coef.items()), sorted(fused.items()), max_norm, i)
         tuples = map_aligned("regtune-step", func, arrays, token, extra=extra, meta=np.empty((0,) * p.ndim, object))
         new_params.append(_leaf(tuples, 0, p))
         for k, n in enumerate(buffers, start=1):

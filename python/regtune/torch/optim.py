@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from typing import Any, Callable, Iterable
 
 import ml_dtypes
@@ -36,10 +37,6 @@ import torch
 from .. import optim as _ro
 from .._validation import scalar_or_schedule
 
-__all__ = [
-    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax", "Adadelta", "LAMB", "LARS",
-    "Adafactor",
-]  # fmt: skip
 
 #: Bumps autograd's version counters, as torch's own in-place updates do (torch >= 2.2).
 _increment_version = getattr(torch.autograd.graph, "increment_version", None)
@@ -89,6 +86,9 @@ class _Optimizer(torch.optim.Optimizer):
         defaults.update(hyper)
         self._keys = tuple(defaults)  # the regtune hyperparameters (torch adds its own to defaults)
         self._cache: dict[int, tuple[Any, ...]] = {}
+        # regtune optimizer -> the ids of the state tensors its arrays view (weak: a replaced
+        # optimizer's entry goes with it, so a new one at the same address is never taken for it)
+        self._bound: weakref.WeakKeyDictionary[_ro.Optimizer, tuple[int, ...]] = weakref.WeakKeyDictionary()
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -104,6 +104,12 @@ class _Optimizer(torch.optim.Optimizer):
             if not p.is_contiguous():
                 raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
         self._hyper(group)  # checks the hyperparameters now, naming them
+        # A rule with scalar state keeps it in the group, under the reference's names, with the
+        # group's step count as "k" (one count per group, as the reference steps it).
+        for k, v in self._regtune.rule_class.scalars.items():
+            group.setdefault(k, v)
+        if self._regtune.rule_class.scalars:
+            group.setdefault("k", 0)
 
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         """The group's regtune hyperparameters (a group loaded from torch's own optimizer lacks
@@ -156,8 +162,10 @@ class _Optimizer(torch.optim.Optimizer):
                 if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 state = self.state[p]
-                # torch's SGD keeps no step: a momentum buffer means steps were taken
-                step = int(state["step"]) if "step" in state else (1 if state else 0)
+                if "k" in group and self._regtune.rule_class.scalars:
+                    step = int(group["k"])  # the group's count
+                else:  # torch's SGD keeps no step: a momentum buffer means steps were taken
+                    step = int(state["step"]) if "step" in state else (1 if state else 0)
                 buckets.setdefault(step, []).append(p)
             grouped.append((group, buckets))
         first = [p for _, b in grouped for ps in b.values() for p in ps if not self.state[p]]
@@ -168,6 +176,7 @@ class _Optimizer(torch.optim.Optimizer):
                     ro = self._regtune_for(group, params)
                     self._bind_state(ro, params)
                     ro.step_count = step
+                    self._scalars_in(ro, group)
                     work.append((ro, params, step))
             # One native call steps every group (and step count), after all of them are checked.
             _ro.step_all([(ro, [_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params])
@@ -176,9 +185,12 @@ class _Optimizer(torch.optim.Optimizer):
             for p in first:  # a first step that did not happen leaves no state (it would count as a step)
                 self.state.pop(p, None)
             for ro, _, _ in work:
-                ro._torch_bound = None
+                self._bound.pop(ro, None)
             raise
         steps = []
+        groups = [group for group, buckets in grouped for _ in buckets]
+        for (ro, _, _), group in zip(work, groups):
+            self._scalars_out(ro, group)
         for ro, params, step in work:
             for p in params:
                 st = self.state[p]
@@ -194,12 +206,42 @@ class _Optimizer(torch.optim.Optimizer):
                 _increment_version(params)
         return loss
 
+    def _scalars_in(self, ro: _ro.Optimizer, group: dict[str, Any]) -> None:
+        """The rule's scalar state from the group (its reference's keys)."""
+        if ro.rule.scalars:
+            ro.scalars = {k: group.get(k, v) for k, v in ro.rule.scalars.items()}
+
+    def _scalars_out(self, ro: _ro.Optimizer, group: dict[str, Any]) -> None:
+        if ro.rule.scalars:
+            group.update(ro.scalars)
+            group["k"] = ro.step_count
+
+    def _rule_method(self, name: str, *args: Any) -> None:
+        """A method of the rule (Schedule-Free's ``train()`` / ``eval()``) on every group: on
+        the parameters that have state, or on a stand-in when none has (only the group's scalar
+        state changes then)."""
+        with torch.no_grad():
+            for group in self.param_groups:
+                params = [p for p in group["params"] if self.state[p]]
+                if params:
+                    ro = self._regtune_for(group, params)
+                    self._bind_state(ro, params)
+                    ro.step_count = int(group.get("k", 0))
+                else:
+                    dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
+                    ro = self._regtune([np.empty(0, dt)], **self._group_hyper(group))
+                self._scalars_in(ro, group)
+                getattr(ro, name)(*args)
+                self._scalars_out(ro, group)
+                if params and _increment_version is not None:
+                    _increment_version(params)
+
     def _bind_state(self, ro: _ro.Optimizer, params: list[torch.Tensor]) -> None:
         """Point ``ro``'s state at the tensors in ``self.state`` (creating them on a first step
         as regtune fills them: zeros, Adagrad's initial accumulator, Adafactor's factors).
         Skipped while the state tensors are those bound last time."""
         bound = tuple(id(t) for p in params for t in self.state[p].values())
-        if getattr(ro, "_torch_bound", None) == bound:
+        if self._bound.get(ro) == bound:
             return
         for name, arrays in ro.state.items():
             for i, p in enumerate(params):
@@ -218,10 +260,17 @@ class _Optimizer(torch.optim.Optimizer):
                 if t.dtype != want or not t.is_contiguous() or t.device.type != "cpu":
                     st[name] = t = t.to(dtype=want, device="cpu").contiguous()
                 arrays[i] = _np(t)
-        ro._torch_bound = tuple(id(t) for p in params for t in self.state[p].values())
+        self._bound[ro] = tuple(id(t) for p in params for t in self.state[p].values())
 
     def _extra_state(self, ro: _ro.Optimizer, params: list[torch.Tensor], step: int) -> None:
-        """State torch keeps that regtune derives (NAdam's mu_product)."""
+        """State torch keeps that the rule derives from the step count (NAdam's mu_product)."""
+        for name, value in ro.rule.torch_state(step).items():
+            for p in params:
+                t = self.state[p].get(name)
+                if isinstance(t, torch.Tensor) and t.dim() == 0:
+                    t.fill_(value)
+                else:
+                    self.state[p][name] = torch.tensor(value, dtype=torch.float32)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, except that a state tensor keeps the dtype it was saved
@@ -257,35 +306,23 @@ def _torch_group_defaults(name: str) -> dict[str, Any]:
     return _TORCH_DEFAULTS[name]
 
 
-def _make(name: str, extra: Callable[..., None] | None = None) -> type[_Optimizer]:
-    cls = getattr(_ro, name)
+def _make(name: str, cls: type[_ro.Optimizer]) -> type[_Optimizer]:
     doc = f"``regtune.optim.{name}`` as a ``torch.optim.Optimizer`` (see the module docstring).\n\n" + (cls.__doc__ or "")
-    body: dict[str, Any] = {"_regtune": cls, "__doc__": doc, "__module__": __name__}
-    if extra is not None:
-        body["_extra_state"] = extra
+    body: dict[str, Any] = {"_regtune": cls, "__doc__": doc, "__module__": __name__, "__qualname__": name}
+    for m in cls.rule_class.methods:  # the rule's own methods (Schedule-Free's train/eval)
+        body[m] = _method(m, getattr(cls, m).__doc__)
     return type(name, (_Optimizer,), body)
 
 
-def _nadam_extra(self: _Optimizer, ro: Any, params: list[torch.Tensor], step: int) -> None:
-    prod = _ro._nadam_mu_product(ro.betas[0], ro.momentum_decay, step)
-    for p in params:
-        t = self.state[p].get("mu_product")
-        if isinstance(t, torch.Tensor) and t.dim() == 0:
-            t.fill_(prod)
-        else:
-            self.state[p]["mu_product"] = torch.tensor(prod, dtype=torch.float32)
+def _method(name: str, doc: str | None) -> Callable[..., None]:
+    def method(self: _Optimizer, *args: Any) -> None:
+        self._rule_method(name, *args)
+
+    method.__name__, method.__doc__ = name, doc
+    return method
 
 
-SGD = _make("SGD")
-Adam = _make("Adam")
-AdamW = _make("AdamW")
-RMSprop = _make("RMSprop")
-Adagrad = _make("Adagrad")
-Lion = _make("Lion")
-NAdam = _make("NAdam", _nadam_extra)
-RAdam = _make("RAdam")
-Adamax = _make("Adamax")
-Adadelta = _make("Adadelta")
-LAMB = _make("LAMB")
-LARS = _make("LARS")
-Adafactor = _make("Adafactor")
+#: Every optimizer of regtune.optim, as a torch.optim.Optimizer, by its rule's key.
+OPTIMIZERS: dict[str, type[_Optimizer]] = {k: _make(cls.__name__, cls) for k, cls in _ro.OPTIMIZERS.items()}
+globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
+__all__ = [cls.__name__ for cls in OPTIMIZERS.values()]

@@ -377,7 +377,8 @@ class Optimizer:
         """
         keys = {"step", "state", "scalars"} if self.rule.scalars else {"step", "state"}
         if not isinstance(state_dict, dict) or set(state_dict) != keys:
-            want = " and ".join(repr(k) for k in sorted(keys))
+            names = [repr(k) for k in sorted(keys)]
+            want = ", ".join(names[:-1]) + " and " + names[-1]
             raise ValueError(f"state_dict must be a dict with keys {want}, as state_dict() returns")
         step = nonnegative_int(state_dict["step"], "state_dict['step']", upper=MAX_STEP)
         scalars = self._checked_scalars(state_dict.get("scalars", {}))

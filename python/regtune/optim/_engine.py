@@ -81,6 +81,10 @@ class Rule:
     fills: ClassVar[dict[str, Any]] = {}
     scalars: ClassVar[dict[str, Any]] = {}
     methods: ClassVar[tuple[str, ...]] = ()
+    #: Param-group options the rule's torch reference reads that regtune has no use for (its
+    #: implementation switches): regtune.torch.optim writes them into state_dict()'s groups,
+    #: so that the reference loads it. (torch.optim's own optimizers: found by name.)
+    torch_options: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -74,6 +74,10 @@ CASES = [
     ("Adafactor", dict(lr=1e-2)),
     ("Adafactor", dict(lr=0.05, beta2_decay=-0.5, eps=(1e-20, 1e-2), d=2.0, weight_decay=0.1)),
     ("Adafactor", dict(lr=0.1, eps=(1e-3, 0.0), d=1.0)),  # eps1 clamps v: a different branch
+    ("ScheduleFreeAdamW", dict(lr=1e-2)),
+    ("ScheduleFreeAdamW", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.05, warmup_steps=10, r=1.0,
+                               weight_lr_power=1.0)),  # fmt: skip
+    ("ScheduleFreeAdamW", dict(lr=1e-2, betas=(0.4, 0.9), eps=1e-6)),  # eval()'s weight 1 - 1/beta1 < -1
 ]
 EXTRAS = [
     ("SGD", dict(lr=0.05, momentum=0.9, l1=1e-3)),
@@ -90,6 +94,7 @@ EXTRAS = [
     ("LAMB", dict(lr=1e-2, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
     ("LARS", dict(lr=0.1, weight_decay=0.01, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
     ("Adafactor", dict(lr=1e-2, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
+    ("ScheduleFreeAdamW", dict(lr=1e-2, weight_decay=0.1, l1=1e-3, max_grad_norm=5.0, prox_l1=0.05)),
 ]
 TORCH_EXTRAS = {"l1", "prox_l1", "max_grad_norm"}
 # Every optimizer of the registry: a rule added through its own files joins every shared test.
@@ -116,7 +121,8 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                momentum=None, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=None, amsgrad=False,
                alpha=0.99, centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
                decoupled_weight_decay=None, momentum_decay=4e-3, rho=0.9, grad_averaging=True, trust_clamp=10.0,
-               trust_coefficient=1e-3, beta2_decay=-0.8, d=1.0):  # fmt: skip
+               trust_coefficient=1e-3, beta2_decay=-0.8, d=1.0, warmup_steps=0, r=0.0,
+               weight_lr_power=2.0):  # fmt: skip
     """torch.optim's documented algorithm, per tensor, in the parameters' dtype (Lion: the
     paper's, as lion-pytorch's update_fn)."""
     if name == "Lion" and betas == (0.9, 0.999):
@@ -132,7 +138,15 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
     p = [x.copy() for x in params]
     dt = p[0].dtype.type
     st = [dict() for _ in p]
+    sf = {"lr_max": -1.0, "weight_sum": 0.0}  # Schedule-Free's scalar state
+    lr0 = lr
     for t, grads in enumerate(grad_seq, start=1):
+        if name == "ScheduleFreeAdamW":  # once per step: the reference's group-level scalars
+            lr = lr0 * (t / warmup_steps if t - 1 < warmup_steps else 1.0)
+            sf["lr_max"] = max(lr, sf["lr_max"])
+            weight = t**r * sf["lr_max"] ** weight_lr_power
+            sf["weight_sum"] += weight
+            ckp1 = weight / sf["weight_sum"]
         grads = [g.copy() for g in grads]
         if max_grad_norm is not None:  # torch.nn.utils.clip_grad_norm_
             total = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads))
@@ -254,6 +268,13 @@ def _reference(name, params, grad_seq, lr=1e-3, weight_decay=None, l1=0.0, prox_
                     s["var"] = v = s.get("var", 0) + beta * (g64 * g64 - s.get("var", 0))
                 u = g64 / np.sqrt(np.maximum(v, eps1 * eps1))
                 w = w - alpha / max(1.0, math.sqrt(float(np.sum(u * u)) / max(u.size, 1)) / d) * u
+            elif name == "ScheduleFreeAdamW":
+                b1, b2 = betas
+                z = s.get("z", w.copy())  # the parameters at the first step
+                s["v"] = v = b2 * s.get("v", np.zeros_like(w)) + (1 - b2) * g * g
+                u = g / (np.sqrt(v / (1 - b2**t)) + eps) + weight_decay * w
+                w = (1 - ckp1) * w + ckp1 * z + lr * (b1 * (1 - ckp1) - 1) * u
+                s["z"] = z - lr * u
             elif name == "Adadelta":
                 if weight_decay:
                     g = g + weight_decay * w
@@ -278,6 +299,10 @@ def _torch_optimizer(torch, name, tparams, tkw):
     """torch.optim's optimizer of that name; Lion is lion-pytorch's (skips when absent)."""
     if name == "Lion":
         return pytest.importorskip("lion_pytorch").Lion(tparams, **tkw)
+    if name == "ScheduleFreeAdamW":  # the schedulefree package's, in train mode
+        opt = pytest.importorskip("schedulefree").AdamWScheduleFree(tparams, **tkw)
+        opt.train()
+        return opt
     if name in ("LAMB", "LARS"):  # pytorch-optimizer's, with its names for two options
         po = pytest.importorskip("pytorch_optimizer")
         kw = {{"decoupled_weight_decay": "weight_decouple"}.get(k, k): v for k, v in tkw.items() if k != "trust_clamp"}
@@ -1899,3 +1924,135 @@ def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call():
     with pytest.raises(RuntimeError, match="changed step_count"):
         optim.step_all([(b, gb[0]), (a, ga[0])])
     assert a.step_count == 0 and all(p.tobytes() == q.tobytes() for p, q in zip(a.params, before))
+
+
+# ----------------------------------------------------------------------- Schedule-Free AdamW
+SF_KW = dict(lr=2e-2, betas=(0.85, 0.995), weight_decay=0.01, warmup_steps=25, r=0.5, weight_lr_power=1.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_schedule_free_follows_the_reference_over_200_steps_through_modes_and_a_state_dict(dtype):
+    # 200 steps against the schedulefree package's AdamWScheduleFree: an eval()/train() switch
+    # at step 60 (the averaged point x compared too), a state_dict() round trip into a new
+    # optimizer at step 120, eval() at the end. float64 to 1e-12; float32 within its rounding
+    # (torch's float32 sqrt is not correctly rounded for every input here: 1-ulp differences).
+    torch = pytest.importorskip("torch")
+    sfree = pytest.importorskip("schedulefree")
+    params, grad_seq = _problem(dtype, steps=200)
+    mine = [x.copy() for x in params]
+    opt = optim.ScheduleFreeAdamW(mine, **SF_KW)
+    tparams = [torch.tensor(x.copy(), requires_grad=True) for x in params]
+    ref = sfree.AdamWScheduleFree(tparams, **SF_KW)
+    ref.train()
+
+    def check():
+        _assert_close(mine, [t.detach().numpy() for t in tparams], dtype)
+
+    for t, grads in enumerate(grad_seq):
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.tensor(g.copy())
+        ref.step()
+        opt.step(grads)
+        check()
+        if t == 60:
+            opt.eval()
+            ref.eval()
+            check()  # x
+            opt.train()
+            ref.train()
+            check()
+        if t == 120:  # a new optimizer over new arrays, from the state_dict
+            sd = opt.state_dict()
+            assert set(sd) == {"step", "state", "scalars"} and sd["scalars"]["train_mode"] is True
+            mine = [x.copy() for x in mine]
+            opt = optim.ScheduleFreeAdamW(mine, **SF_KW)
+            opt.load_state_dict(sd)
+            assert opt.scalars == sd["scalars"] and opt.step_count == 121
+    opt.eval()
+    ref.eval()
+    check()
+    assert opt.scalars["weight_sum"] == ref.param_groups[0]["weight_sum"]
+    assert opt.scalars["lr_max"] == ref.param_groups[0]["lr_max"]
+
+
+def test_schedule_free_steps_only_in_train_mode_and_switches_only_once():
+    params, grad_seq = _problem(np.float32, steps=3)
+    opt = optim.ScheduleFreeAdamW([x.copy() for x in params], lr=1e-2)
+    opt.eval()  # before the first step: nothing to move (z is set at the first step)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(opt.params, params))
+    with pytest.raises(RuntimeError, match=r"call train\(\) before step\(\)"):
+        opt.step(grad_seq[0])
+    assert opt.step_count == 0 and opt.scalars == {"lr_max": -1.0, "weight_sum": 0.0, "train_mode": False}
+    opt.train()
+    opt.train()  # a second train() is a no-op
+    opt.step(grad_seq[0])
+    opt.step(grad_seq[1])
+    y = [p.copy() for p in opt.params]
+    opt.eval()
+    x = [p.copy() for p in opt.params]
+    opt.eval()  # no-op
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(opt.params, x))
+    assert any(a.tobytes() != b.tobytes() for a, b in zip(x, y))
+    # x = lerp(y, z, 1 - 1/beta1), to float32 rounding
+    z = opt.state["z"]
+    for xi, yi, zi in zip(x, y, z):
+        np.testing.assert_allclose(xi, yi + (1 - 1 / 0.9) * (zi - yi), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(betas=(0.0, 0.999)), ValueError, r"betas\[0\] must be > 0 for ScheduleFreeAdamW"),
+    (dict(warmup_steps=-1), ValueError, r"warmup_steps"),
+    (dict(warmup_steps=2.5), TypeError, r"warmup_steps"),
+    (dict(r=-1.0), ValueError, r"r must be in \[0, inf\)"),
+    (dict(weight_lr_power=float("nan")), ValueError, r"weight_lr_power must be finite"),
+])  # fmt: skip
+def test_schedule_free_hyperparameters_are_checked(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        optim.ScheduleFreeAdamW([np.zeros(3, np.float32)], **kw)
+
+
+def test_schedule_free_state_dict_scalars_are_checked():
+    opt = optim.ScheduleFreeAdamW([np.zeros(3, np.float32)], lr=1e-2)
+    sd = opt.state_dict()
+    with pytest.raises(ValueError, match=r"keys 'scalars', 'state' and 'step'"):
+        opt.load_state_dict({"step": 0, "state": sd["state"]})
+    with pytest.raises(ValueError, match=r"state_dict\['scalars'\] must hold"):
+        opt.load_state_dict({**sd, "scalars": {"lr_max": 1.0}})
+    with pytest.raises(ValueError, match=r"state_dict\['scalars'\]\['weight_sum'\] must be finite"):
+        opt.load_state_dict({**sd, "scalars": {**sd["scalars"], "weight_sum": float("nan")}})
+    with pytest.raises(TypeError, match=r"state_dict\['scalars'\]\['train_mode'\] must be a bool"):
+        opt.load_state_dict({**sd, "scalars": {**sd["scalars"], "train_mode": 1}})
+
+
+@pytest.mark.parametrize("dtype", LOW)
+def test_schedule_free_master_weights_follow_the_float32_run_through_modes(dtype):
+    params, grad_seq = _problem(np.float32, steps=12)
+    params = [_rounded(x, dtype).astype(np.float32) for x in params]  # representable in 16 bits
+    ref = optim.ScheduleFreeAdamW([x.copy() for x in params], lr=1e-2)
+    low = [x.astype(dtype) for x in params]
+    opt = optim.ScheduleFreeAdamW(low, lr=1e-2, precision="master")
+    for t, grads in enumerate(grad_seq):
+        ref.step(grads)
+        opt.step(grads)
+        if t in (5, 11):
+            ref.eval()
+            opt.eval()
+        for m, p, r in zip(opt.state["master"], opt.params, ref.params):
+            assert m.tobytes() == r.tobytes()
+            assert p.tobytes() == r.astype(dtype).tobytes()  # the master rounded to nearest even
+        if t == 5:
+            ref.train()
+            opt.train()
+
+
+def test_schedule_free_is_in_every_front_end():
+    from regtune import trainer
+
+    assert optim.RULES["schedule_free_adamw"].core in _core.optim_rules()[-1]["name"]
+    assert trainer.OPTIMIZERS["schedule_free_adamw"] is optim.ScheduleFreeAdamW
+    pytest.importorskip("dask")
+    from regtune.dask import optim as rdo
+
+    # dask steps are stateless: a rule with scalar state between steps is refused by name
+    with pytest.raises(ValueError, match="ScheduleFreeAdamW keeps scalar state"):
+        rdo.step(optim.ScheduleFreeAdamW, [np.zeros(4)], [np.ones(4)])

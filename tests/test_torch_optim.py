@@ -318,3 +318,53 @@ def test_a_gradient_that_is_its_parameter_is_refused_by_name():
     with pytest.raises(ValueError, match=r"grads\[0\] overlaps params\[0\]"):
         sgd.step([t[2:6]])  # a DLPack view of the same storage, partly overlapping
     assert torch.equal(t, torch.ones(8))
+
+
+def test_schedule_free_is_the_reference_with_train_eval_and_state_dicts_both_ways():
+    # regtune.torch.optim.ScheduleFreeAdamW against the schedulefree package's
+    # AdamWScheduleFree on one model: train()/eval() switches, then a state_dict of ours loaded
+    # by the reference and one of the reference loaded by ours (the scalars live in the param
+    # groups under the reference's keys). float32: within float32 rounding.
+    sfree = pytest.importorskip("schedulefree")
+    torch.manual_seed(0)
+    model_a = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    model_b = copy.deepcopy(model_a)
+    kw = dict(lr=1e-2, warmup_steps=5, weight_decay=0.01, r=0.5)
+    ours = rt.optim.ScheduleFreeAdamW(model_a.parameters(), **kw)
+    ref = sfree.AdamWScheduleFree(model_b.parameters(), **kw)
+    ours.train()
+    ref.train()
+
+    def close():
+        for a, b in zip(model_a.parameters(), model_b.parameters()):
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+    gen = torch.Generator().manual_seed(1)
+    for t in range(40):
+        x, y = torch.randn(4, 8, generator=gen), torch.randint(0, 3, (4,), generator=gen)
+        for model, opt in ((model_a, ours), (model_b, ref)):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        close()
+        if t == 10:
+            ours.eval()
+            ref.eval()
+            close()
+            assert ours.param_groups[0]["train_mode"] is False
+            ours.train()
+            ref.train()
+            close()
+        if t == 20:  # ours -> the reference
+            ref = sfree.AdamWScheduleFree(model_b.parameters(), **kw)
+            ref.load_state_dict(copy.deepcopy(ours.state_dict()))  # (shares no tensor with ours)
+            assert ref.param_groups[0]["k"] == 21 and ref.param_groups[0]["train_mode"] is True
+        if t == 30:  # the reference -> ours
+            ours = rt.optim.ScheduleFreeAdamW(model_a.parameters(), **kw)
+            ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+    assert ours.param_groups[0]["weight_sum"] == ref.param_groups[0]["weight_sum"]
+    ours.eval()
+    ref.eval()
+    close()
+    with pytest.raises(RuntimeError, match=r"train\(\)"):
+        ours.step()

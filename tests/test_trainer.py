@@ -951,3 +951,23 @@ def test_bfloat16_optimizer_state_round_trips(tmp_path):
     back.load_checkpoint(str(tmp_path / "s.npz"))
     for name, arrays in t.optimizer.state.items():
         assert same_bits(back.optimizer.state[name], arrays), name
+
+
+def test_schedule_free_trains_evaluates_at_the_average_and_resumes_exactly(tmp_path):
+    # The trainer takes every rule of the registry; Schedule-Free steps in train mode, is
+    # evaluated (and left after fit) at its average x, and a checkpoint carries its scalars.
+    X, y = blobs(n=120)
+    make = lambda: Trainer(MLP([X.shape[1], 16, 3], seed=0), optimizer="schedule_free_adamw", lr=1e-2,
+                           batch_size=32, seed=1)  # noqa: E731
+    a = make()
+    a.fit(X, y, epochs=2)
+    assert a.optimizer.scalars["train_mode"] is False  # fit ends evaluated, at x
+    path = str(tmp_path / "sf.npz")
+    a.save_checkpoint(path)
+    a.fit(X, y, epochs=1)
+    b = make()
+    b.load_checkpoint(path)
+    assert b.optimizer.scalars == {**a.optimizer.scalars, "weight_sum": b.optimizer.scalars["weight_sum"]}
+    b.fit(X, y, epochs=1)
+    assert all(p.tobytes() == q.tobytes() for p, q in zip(a.model.params, b.model.params))
+    assert b.optimizer.scalars == a.optimizer.scalars

@@ -908,6 +908,7 @@ class Trainer:
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
         model, opt = self.model, self.optimizer
+        self._mode("train")
         step = opt.step_count
         if (step + 1) * self._words_per_step > _REGION:
             raise ValueError(f"the seed's random stream has room for {_REGION // self._words_per_step} steps of "
@@ -952,7 +953,16 @@ class Trainer:
         X, y = self._data(X, y, "eval")
         return self._evaluate(X, y, _int(batch_size, "batch_size"))
 
+    def _mode(self, mode: str) -> None:
+        """Puts an optimizer with modes (a rule with ``train``/``eval`` methods: Schedule-Free,
+        whose parameters hold the training point y, and the average x in eval mode) in ``mode``;
+        nothing for the others. Steps run in train mode, evaluation in eval mode, so after
+        :meth:`fit` the model holds what it is evaluated with."""
+        if mode in self.optimizer.rule.methods:
+            getattr(self.optimizer, mode)()
+
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = 2048) -> tuple[float, float]:
+        self._mode("eval")
         total, correct = 0.0, 0
         for i in range(0, len(X), batch_size):
             with np.errstate(over="ignore", invalid="ignore"):
@@ -1075,6 +1085,8 @@ class Trainer:
             "epochs_done": self.epochs_done, "seed": self.seed, "history": self.history.to_dict(include_time=False),
             "plateau": self.optimizer.lr.state_dict() if isinstance(self.optimizer.lr, ReduceOnPlateau) else None,
         }  # fmt: skip
+        if "scalars" in sd:
+            meta["opt_scalars"] = sd["scalars"]
         if self.precision != "fp32":  # (fp32 checkpoints stay what they were before 16-bit training)
             meta.update(precision=self.precision, rounding=self.rounding)
         self.model.save(path, trainer_meta=np.array(json.dumps(meta)), **arrays)
@@ -1131,7 +1143,10 @@ class Trainer:
             raise ValueError(f"checkpoint model dtype {saved.dtype} differs from {self.model.dtype}")
         for p, s in zip(self.model.params, saved.params):
             np.copyto(p, s)
-        self.optimizer.load_state_dict({"step": meta["opt_step"], "state": state})
+        sd = {"step": meta["opt_step"], "state": state}
+        if "opt_scalars" in meta:  # a rule with scalar state (Schedule-Free's weight sum, mode)
+            sd["scalars"] = meta["opt_scalars"]
+        self.optimizer.load_state_dict(sd)
         self.epochs_done = meta["epochs_done"]
         self.history = history
         if meta["plateau"] is not None and isinstance(self.optimizer.lr, ReduceOnPlateau):

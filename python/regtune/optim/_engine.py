@@ -81,6 +81,10 @@ class Rule:
     fills: ClassVar[dict[str, Any]] = {}
     scalars: ClassVar[dict[str, Any]] = {}
     methods: ClassVar[tuple[str, ...]] = ()
+    #: Param-group options the rule's torch reference reads that regtune has no use for (its
+    #: implementation switches): regtune.torch.optim writes them into state_dict()'s groups,
+    #: so that the reference loads it. (torch.optim's own optimizers: found by name.)
+    torch_options: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -377,7 +381,8 @@ class Optimizer:
         """
         keys = {"step", "state", "scalars"} if self.rule.scalars else {"step", "state"}
         if not isinstance(state_dict, dict) or set(state_dict) != keys:
-            want = " and ".join(repr(k) for k in sorted(keys))
+            names = [repr(k) for k in sorted(keys)]
+            want = ", ".join(names[:-1]) + " and " + names[-1]
             raise ValueError(f"state_dict must be a dict with keys {want}, as state_dict() returns")
         step = nonnegative_int(state_dict["step"], "state_dict['step']", upper=MAX_STEP)
         scalars = self._checked_scalars(state_dict.get("scalars", {}))

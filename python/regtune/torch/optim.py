@@ -288,7 +288,7 @@ class _Optimizer(torch.optim.Optimizer):
         """torch's layout. Each group also carries the options torch's optimizer of the same
         name reads (``maximize``, ``foreach``, ...: torch's defaults), so that torch can load it."""
         sd = super().state_dict()
-        extra = _torch_group_defaults(type(self).__name__)
+        extra = {**_torch_group_defaults(type(self).__name__), **self._regtune.rule_class.torch_options}
         for g in sd["param_groups"]:
             for k, v in extra.items():
                 g.setdefault(k, v)

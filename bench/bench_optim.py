@@ -19,7 +19,7 @@ as a fused step does: AdamW reads param, grad, exp_avg, exp_avg_sq and writes th
 EMA also reads and writes the average: 9), the same for every impl of an op, so GB/s and
 "% of copy bw" compare directly with the copy yardstick.
 
-Run with the suite (``python bench/report.py --run -- -k optim``) or on its own for the
+Run with the suite (``regtune bench --ops "adam*,sgd*,lion*,copy"``, ``regtune bench --all``) or on its own for the
 acceptance numbers (min over many interleaved repeats, robust to a shared machine)::
 
     python bench/bench_optim.py [--repeats 15] [--only nadam,lion,adamw+ema]
@@ -89,9 +89,10 @@ SINGLE = [(N, N)]
 MANY = list_shapes(3 * N * N)  # ~50 M parameters at N = 4096
 
 
-class Unavailable(Exception):
-    """A case this environment cannot run (a class not in the installed regtune, a peer not
-    installed, a torch option this torch lacks): pytest skips it, the standalone run notes it."""
+# A case this environment cannot run (a class not in the installed regtune, a peer not installed,
+# a torch option this torch lacks): pytest skips it, regtune bench leaves it out, the standalone
+# run notes it.
+from _harness import Unavailable  # noqa: E402
 
 
 def _import(module: str):
@@ -424,14 +425,8 @@ def _case(make, arrays, requires):
     ``requires``, so a row appears once the regtune build has it."""
 
     def factory(c):
-        try:
-            _regtune_class(requires)
-            fn = make()
-        except Unavailable as exc:
-            import pytest
-
-            pytest.skip(str(exc))
-        return _tag(fn, arrays)
+        _regtune_class(requires)  # raises Unavailable: the case is skipped
+        return _tag(make(), arrays)
 
     return factory
 

@@ -16,7 +16,6 @@ repeats, on the SIMD path and thread count of the process (``REGTUNE_SIMD``, ``-
 from functools import partial
 
 import numpy as np
-from scipy import stats
 
 A, B = -2.0, 2.0  # truncation bounds of the standard truncated normal
 
@@ -81,7 +80,7 @@ CASES = {
     # scipy.stats.truncnorm is ~15x slower than the NumPy recipe: its own op, at the small size.
     "truncated_normal_small": {
         "regtune": lambda c: partial(_rt(c).truncated_normal, a=A, b=B, out=c.out, seed=c.seed),
-        "scipy": lambda c: partial(stats.truncnorm.rvs, A, B, size=c.shape, random_state=c.rng),
+        "scipy": lambda c: partial(c.need("scipy.stats").truncnorm.rvs, A, B, size=c.shape, random_state=c.rng),
     },
     # The yardstick: copy bandwidth = (bytes read + bytes written) / time = 2 * nbytes / t.
     "copy": {

@@ -1,6 +1,8 @@
-"""Shared machinery for the regtune benchmark suites (bench_*.py).
+"""The regtune benchmark suites (bench_*.py) under pytest-benchmark.
 
-A suite declares its work as a table, ``CASES = {op: {impl: factory}}``. This conftest turns
+The machinery itself (``Ctx``, the timing rule, the machine summary) is in _harness.py, which
+``regtune bench`` and ``bench/report.py --run`` use without pytest. A suite declares its work
+as a table, ``CASES = {op: {impl: factory}}``. This conftest turns
 every (op, impl) pair into one parametrized benchmark, all impls of an op in one
 pytest-benchmark group, each carrying ``extra_info = {"op", "impl", "bytes"}`` for
 ``bench/report.py``.
@@ -23,78 +25,15 @@ Sizes: ``REGTUNE_BENCH_N`` (default 4096) gives the N x N float32 shape; ops a s
 
 from __future__ import annotations
 
-import functools
 import os
-import platform
 import time
 
-import numpy as np
 import pytest
+from _harness import MAX_ROUNDS, MIN_ROUNDS, SEED, Ctx, Unavailable, machine_summary, rounds_for  # noqa: F401
 
 N = int(os.environ.get("REGTUNE_BENCH_N", "4096"))
 SMALL_N = min(N, 1024)
-SEED = 1234
 BUDGET_S = float(os.environ.get("REGTUNE_BENCH_SECONDS", "2.0"))
-MIN_ROUNDS, MAX_ROUNDS = 5, 200
-
-
-class Ctx:
-    """What a factory may use: the shape, a preallocated output and the optional libraries."""
-
-    seed = SEED
-
-    def __init__(self, shape):
-        self.shape = shape
-        self.rng = np.random.default_rng(SEED)
-
-    @staticmethod
-    def need(module):
-        """Import an optional module, skipping the benchmark when it is absent."""
-        return pytest.importorskip(module)
-
-    @functools.cached_property
-    def out(self):
-        out = np.empty(self.shape, np.float32)
-        out.fill(0.0)  # fault the pages in now, not inside the first timed call
-        return out
-
-    @functools.cached_property
-    def tensor(self):
-        """A torch tensor sharing ``out``'s memory, for torch's in-place initializers."""
-        return self.need("torch").from_numpy(self.out)
-
-    @property
-    def fan_in(self):
-        return self.shape[1]  # torch's convention for a 2-D weight: (fan_out, fan_in)
-
-    @property
-    def fan_out(self):
-        return self.shape[0]
-
-    def numpy_trunc_normal(self, mean=0.0, std=1.0, a=-2.0, b=2.0):
-        """The in-place NumPy float32 recipe for torch.nn.init.trunc_normal_ semantics (a, b
-        absolute): inverse CDF of a uniform on [Phi(alpha), Phi(beta)], then clip like torch."""
-        from scipy import special
-
-        lo, hi = (float(special.ndtr((x - mean) / std)) for x in (a, b))
-        rng, x = self.rng, self.out
-
-        def fill():
-            rng.random(out=x, dtype=np.float32)
-            np.multiply(x, hi - lo, out=x)
-            np.add(x, lo, out=x)
-            special.ndtri(x, out=x)
-            np.multiply(x, std, out=x)
-            np.add(x, mean, out=x)
-            np.clip(x, a, b, out=x)
-
-        return fill
-
-    def jax(self, make):
-        """Wrap ``make(jax, key) -> jax.Array`` into a call that waits for the result."""
-        jax = self.need("jax")
-        key = jax.random.PRNGKey(SEED)
-        return lambda: make(jax, key).block_until_ready()
 
 
 def pytest_generate_tests(metafunc):
@@ -116,7 +55,10 @@ def run_case(benchmark, case):
     def run():
         op, impl, factory, n = case
         ctx = Ctx((n, n))
-        fn = factory(ctx)
+        try:
+            fn = factory(ctx)
+        except Unavailable as exc:
+            pytest.skip(str(exc))
         benchmark.group = op
         benchmark.extra_info.update(op=op, impl=impl, bytes=n * n * 4, shape=[n, n])
         # A factory whose work is not "write one n x n float32 array" says so on its callable,
@@ -126,36 +68,11 @@ def run_case(benchmark, case):
         if not benchmark.disabled:
             start = time.perf_counter()
             fn()  # warm-up: first-call costs (lazy imports, JIT, page faults) are not timed
-            first = time.perf_counter() - start
-            rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(BUDGET_S / max(first, 1e-9))))
+            rounds = rounds_for(time.perf_counter() - start, BUDGET_S)
         benchmark.pedantic(fn, rounds=rounds, iterations=1)
 
     return run
 
 
-def machine_summary():
-    """CPU, cores, library versions and regtune's build/runtime config, for report headers."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "numpy": np.__version__, "bench_n": N}
-    try:
-        import torch
-
-        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-    except ImportError:
-        info["torch"] = None
-    try:
-        import regtune
-
-        info["regtune"] = {k: str(v) for k, v in regtune.config().items()}
-    except (ImportError, AttributeError):
-        info["regtune"] = None
-    return info
-
-
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["regtune_bench"] = machine_summary()
+    machine_info["regtune_bench"] = machine_summary(N)

@@ -283,7 +283,6 @@ def test_missing_data_file(tmp_path, capsys):
         ("sklearn", ["train", "--no-progress"], 'needs sklearn, which is not installed: pip install "regtune[train]"'),
         ("tqdm", ["train"], 'progress bar (or pass --no-progress) needs tqdm'),
         ("matplotlib", ["compare"], 'needs matplotlib, which is not installed: pip install "regtune[train]"'),
-        ("pytest_benchmark", ["bench", "--bench-dir", "bench"], 'pip install "regtune[bench]"'),
     ],
 )  # fmt: skip
 def test_missing_extra(monkeypatch, capsys, tmp_path, tiny, terminal, module, argv, message):
@@ -294,10 +293,87 @@ def test_missing_extra(monkeypatch, capsys, tmp_path, tiny, terminal, module, ar
         argv = [*argv, "--data", tiny]
     if module == "matplotlib":  # needed for --out only
         argv = [*argv, "--data", tiny, "--out", str(tmp_path)]
-    if module == "pytest_benchmark":
-        monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     rc, out, err = run(argv, capsys)
     assert rc == 2 and one_line(err) and message in err, err
+
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_BENCH = ["bench", "--size", "64", "--seconds", "0.001", "--ops", "copy,normal,adamw,orthogonal"]
+
+
+def _bench_report():
+    """bench/report.py of this checkout, loaded as regtune bench loads it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report_under_test", os.path.join(CHECKOUT, "bench", "report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    return report
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(CHECKOUT, "bench", "report.py")), reason="no bench/ (an sdist)")
+def test_bench_needs_no_extra_and_prints_one_table(monkeypatch, capsys, tmp_path):
+    # Issue 28: regtune bench works after the README's set-up (no pytest-benchmark, which no
+    # extra of that set-up installs) and prints one table under a header naming the SIMD path,
+    # the threads and the copy yardstick; targets are not judged at a size they are not for.
+    import regtune
+
+    monkeypatch.setitem(sys.modules, "pytest_benchmark", None)  # `import pytest_benchmark` fails
+    monkeypatch.chdir(CHECKOUT)
+    rc, out, err = run([*TINY_BENCH, "--json", str(tmp_path / "b.json")], capsys)
+    assert rc == 0 and err == "", err  # no progress line when stderr is not a terminal
+    lines = out.splitlines()
+    table = [i for i, line in enumerate(lines) if line.startswith("|")]
+    assert table == list(range(table[0], table[0] + len(table))), "the table rows are not one block"
+    assert lines[table[0]].split("|")[1].strip() == "op" and sum("| op " in line for line in lines) == 1
+    assert {line.split("|")[1].strip() for line in lines[table[0] + 2 : table[-1] + 1]} >= {"copy", "normal", "adamw"}
+    assert f"path **{regtune.config()['simd']}**" in out.replace("on the **", "path **")
+    assert f"**{regtune.get_num_threads()} threads**" in out
+    assert "**Copy yardstick:** " in out and " GB/s " in out.split("**Copy yardstick:** ")[1].splitlines()[0]
+    assert "not judged on this 64x64 run" in out and "NOT met" not in out and ": met" not in out
+    assert "Name (time in" not in out and not any(line.startswith("---") for line in lines)  # no pytest-benchmark
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["size"] == 64 and {r["op"] for r in saved["rows"]} >= {"copy", "normal", "adamw"}
+
+
+def test_bench_targets_are_judged_only_at_their_size():
+    report = _bench_report()
+    row = dict(op="normal", peer="numpy", speedup=1.0, gbs=1.0, frac=1.0)
+    at_target = report.targets([row], report.TARGET_N)
+    assert any("normal vs numpy speed-up >= 20x: 1.00x, **NOT met**" in line for line in at_target)
+    assert sum("not measured" in line for line in at_target) == len(report.TARGETS) - 1
+    for n in (512, 2048):
+        (line,) = report.targets([row], n)
+        assert f"not judged on this {n}x{n} run" in line and "NOT met" not in line
+
+
+def test_bench_counts_what_could_not_run_in_one_line():
+    report = _bench_report()
+    (line,) = report.skipped_note({
+        "normal/jax": "jax is not installed (No module named 'jax')",
+        "nadam/torch-fused": "torch.optim.NAdam(fused=True) raises on this torch: TypeError: no fused",
+        "nadam-list200/torch-fused": "torch.optim.NAdam(fused=True) raises on this torch: TypeError: no fused",
+        "adamw+ema/regtune": "regtune.optim has no EMA in this build",
+    })  # fmt: skip
+    assert line == ("Cases left out (4): not installed here: jax (1); this torch has no fused=True step for NAdam (2); "
+                    "regtune.optim has no EMA in this build (1).")  # fmt: skip
+    assert report.skipped_note({}) == []
+
+
+def test_bench_progress_line_on_a_terminal(monkeypatch, capsys, terminal):
+    if not os.path.isfile(os.path.join(CHECKOUT, "bench", "report.py")):
+        pytest.skip("no bench/ (an sdist)")
+    monkeypatch.chdir(CHECKOUT)
+    rc, out, err = run([*TINY_BENCH[:-1], "copy"], capsys)
+    assert rc == 0 and "regtune bench: case 1/2: copy (" in err and err.endswith("\r\033[K"), repr(err)
+
+
+def test_bench_ops_that_match_nothing(monkeypatch, capsys):
+    if not os.path.isfile(os.path.join(CHECKOUT, "bench", "report.py")):
+        pytest.skip("no bench/ (an sdist)")
+    monkeypatch.chdir(CHECKOUT)
+    rc, out, err = run(["bench", "--size", "64", "--ops", "nothing*"], capsys)
+    assert rc == 2 and one_line(err) and "--ops nothing* matches no benchmark" in err, err
 
 
 def test_bench_without_checkout(tmp_path, capsys):
@@ -397,6 +473,7 @@ def test_options_out_of_range(tiny, capsys, argv, message):
         (["bench", "--seconds", "inf"], "--seconds must be a finite number, got inf"),
         (["bench", "--json", ""], "--json must not be empty"),
         (["bench", "--bench-dir", ""], "--bench-dir must not be empty"),
+        (["bench", "--ops", " "], "--ops must not be empty"),
         (["bench", "--json", "/nonexistent-dir/x.json"], "--json /nonexistent-dir/x.json: the folder"),
     ],
 )  # fmt: skip
@@ -779,3 +856,30 @@ def test_train_default_rounding_is_stochastic(tiny, tmp_path, capsys):
     assert record["options"]["rounding"] == "stochastic" and record["history"]["train_acc"][-1] > 0.8
     rc, out32, err = run(["train", "--data", tiny, *QUICK], capsys)
     assert rc == 0 and "weights" not in out32  # fp32: the line it always printed
+
+
+def _help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "tune", "bench", "demo"])
+def test_help_texts_are_whole(command, capsys):
+    # Issue 28: demo's description was cut mid-sentence ("... checked, and a") and bench's
+    # printed a literal "%%": every description ends with a full stop, and no "%%" is left.
+    text = _help(command, capsys)
+    description = text.split(" options: ")[0].split("]", )[-1].strip()
+    assert description.endswith("."), description
+    assert "%%" not in text and "%(" not in text
+
+
+def test_help_says_what_to_do_on_a_busy_machine(capsys):
+    text = _help("train", capsys)
+    assert "busy with other work" in text and "--threads 1" in text
+
+
+def test_demo_help_names_what_it_checks(capsys):
+    text = _help("demo", capsys)
+    assert "the same bits on 1 and N threads" in text and "time a normal draw against NumPy's." in text

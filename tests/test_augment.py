@@ -802,7 +802,8 @@ def test_core_rejects_out_of_range_tables():
     with pytest.raises(ValueError, match="row_i0 holds 4"):
         _core.augment_run(x, out, False, False, bad, None, None, None, good, None, None, None, fill, [], 0, 0, idx)
     with pytest.raises(ValueError, match="RandomErasing box outside"):
-        steps = [(2, 0, np.array([[3, 0, 2, 1]], np.float32), np.zeros(1, np.float32), 255.0, 0.0, False)]
+        steps = [("erase", {"op_position": 0, "per_sample": np.array([[3, 0, 2, 1]], np.float32),
+                            "values": np.zeros(1, np.float32)})]
         _core.augment_run(x, out, False, False, good, None, None, None, good, None, None, None, fill, steps, 0, 0, idx)
 
 
@@ -895,3 +896,33 @@ def test_fused_resize_normalize_path_gives_the_same_bits():
     for path in SIMD_PATHS:
         with simd_path(path):
             np.testing.assert_array_equal(A.Pipeline(ops, seed=12, layout="NCHW")(imgs), ref)
+
+
+def test_core_steps_are_named_records_checked_field_by_field():
+    # A step is (name, fields): a name of cpp/src/augment/steps.def and a dict its struct reads
+    # by name; an unknown step, a missing or a misspelt field is refused, naming it.
+    x = np.zeros((1, 4, 4, 1), np.uint8)
+    out = np.zeros((1, 4, 4, 1), np.uint8)
+    good = np.zeros((1, 4), np.int32)
+    fill = np.zeros(1, np.float32)
+    idx = np.zeros(1, np.uint64)
+
+    def run(steps):
+        _core.augment_run(x, out, False, False, good, None, None, None, good, None, None, None, fill, steps, 0, 0, idx)
+
+    with pytest.raises(ValueError, match="unknown step 'blur'"):
+        run([("blur", {})])
+    with pytest.raises(ValueError, match="each step is \\(name, fields\\)"):
+        run([(3, 0, None, None, 255.0, 0.0, False)])  # the positional tuples of before
+    with pytest.raises(ValueError, match="step 'noise' needs 'std'"):
+        run([("noise", {"op_position": 0, "bound": 255.0, "clip": True})])
+    with pytest.raises(ValueError, match="step 'noise' has no field 'sd'"):
+        run([("noise", {"op_position": 0, "bound": 255.0, "std": 1.0, "clip": True, "sd": 1.0})])
+    with pytest.raises(ValueError, match="op_position must be in"):
+        run([("noise", {"op_position": -1, "bound": 255.0, "std": 1.0, "clip": True})])
+    with pytest.raises(ValueError, match="std must be >= 0"):
+        run([("noise", {"op_position": 0, "bound": 255.0, "std": -1.0, "clip": True})])
+    with pytest.raises(ValueError, match=r"values must have shape \(2,\)"):
+        run([("normalize", {"values": np.zeros(3, np.float32)})])
+    run([("normalize", {"values": np.array([1.0, 2.0], np.float32)})])
+    assert (out == 2).all()  # 0 * 1 + 2

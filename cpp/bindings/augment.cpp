@@ -2,10 +2,12 @@
 // CutMix) and augment_words (the per-sample Philox words the Python layer turns into random
 // choices). regtune.augment builds the per-axis maps and per-sample parameters; the checks here
 // make sure no call can read or write outside its arrays.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "augment/step.h"
 #include "common.h"
 #include "regtune/augment.h"
 
@@ -65,6 +67,59 @@ void check_epoch(uint64_t epoch) {
 }
 
 }  // namespace
+
+// A step's fields from a Python dict (regtune.augment's ops build them): every key must be read
+// by the step (a misspelt one is refused), every array is checked before its pointer is taken,
+// and the arrays are kept alive in `keep`.
+class DictRecord : public StepRecord {
+ public:
+  DictRecord(std::string name, py::dict d, const AugmentBatch& b, std::vector<py::object>& keep)
+      : name_(std::move(name)), d_(std::move(d)), keep_(keep) {
+    batch = &b;
+  }
+  int32_t position() override {
+    const int32_t p = get("op_position").cast<int32_t>();
+    if (p < 0 || p >= (1 << 30)) throw py::value_error("op_position must be in [0, 2**30)");
+    return p;
+  }
+  float number(const char* key) override { return get(key).cast<float>(); }
+  bool flag(const char* key) override { return get(key).cast<bool>(); }
+  bool has(const char* key) override {
+    used_.push_back(key);
+    return d_.contains(key) && !py::object(d_[key]).is_none();
+  }
+  const float* rows(const char* key, size_t cols) override {
+    py::object a = get(key);
+    keep_.push_back(a);
+    return table<float>(a, key, batch->n, cols);
+  }
+  const float* vector(const char* key, size_t n) override {
+    py::object a = get(key);
+    keep_.push_back(a);
+    return vector_of(a, key, n);
+  }
+  [[noreturn]] void fail(const std::string& message) override { throw py::value_error(message); }
+  // After the step is built: no key it did not read.
+  void check_all_read() const {
+    for (auto kv : d_) {
+      const std::string key = py::str(kv.first);
+      if (std::find(used_.begin(), used_.end(), key) == used_.end()) {
+        throw py::value_error("step '" + name_ + "' has no field '" + key + "'");
+      }
+    }
+  }
+
+ private:
+  py::object get(const char* key) {
+    used_.push_back(key);
+    if (!d_.contains(key)) throw py::value_error("step '" + name_ + "' needs '" + key + "'");
+    return d_[key];
+  }
+  std::string name_;
+  py::dict d_;
+  std::vector<py::object>& keep_;
+  std::vector<std::string> used_;
+};
 
 void register_augment(py::module_& m) {
   m.def(
@@ -147,61 +202,23 @@ void register_augment(py::module_& m) {
           g.col_w1 = table<float>(col_w1, "col_w1", b.n, b.out_w);
         }
         g.fill = vector_of(fill, "fill", b.channels);
-        std::vector<AugmentStep> st;
+        std::vector<Step> st;
         std::vector<py::object> keep;  // the arrays the steps point into
         for (size_t k = 0; k < steps.size(); ++k) {
-          auto t = steps[k].cast<py::tuple>();
-          if (t.size() != 7) throw py::value_error("each step is (kind, op_position, per_sample, values, bound, std, clip)");
-          AugmentStep s{};
-          const int kind = t[0].cast<int>();
-          if (kind < 0 || kind > 3) throw py::value_error("unknown step kind " + std::to_string(kind));
-          s.kind = StepKind(kind);
-          s.op_position = t[1].cast<int32_t>();
-          if (s.op_position < 0 || s.op_position >= (1 << 30)) throw py::value_error("op_position must be in [0, 2**30)");
-          s.bound = t[4].cast<float>();
-          s.std = t[5].cast<float>();
-          s.clip = t[6].cast<bool>();
-          if (s.kind == StepKind::jitter || s.kind == StepKind::erase) {
-            s.per_sample = table<float>(t[2], "per_sample", b.n, 4);
-            keep.push_back(t[2]);
+          py::object item = steps[k];
+          if (!py::isinstance<py::tuple>(item) || py::len(item) != 2 || !py::isinstance<py::str>(item[py::int_(0)]) ||
+              !py::isinstance<py::dict>(item[py::int_(1)])) {
+            throw py::value_error("each step is (name, fields): a step name of augment's list and a dict");
           }
-          if (s.kind == StepKind::jitter) {
-            for (size_t i = 0; i < b.n; ++i) {
-              const float* p = s.per_sample + 4 * i;
-              if (!(p[0] >= 0 && p[1] >= 0 && p[2] >= 0 && p[3] >= 0 && p[3] <= 5)) {
-                throw py::value_error("ColorJitter parameters out of range");
-              }
-              if (p[1] != 1.0f && b.channels != 1 && b.channels != 3) throw py::value_error("contrast needs 1 or 3 channels");
-              if (p[2] != 1.0f && b.channels != 3) throw py::value_error("saturation needs 3 channels");
-            }
-          }
-          if (s.kind == StepKind::erase) {
-            s.random_fill = t[3].is_none();  // RandomErasing(value="random")
-            if (!s.random_fill) {
-              s.values = vector_of(t[3], "values", b.channels);
-              keep.push_back(t[3]);
-            }
-            for (size_t i = 0; i < b.n; ++i) {
-              const float* p = s.per_sample + 4 * i;
-              for (int j = 0; j < 4; ++j) {
-                if (!(p[j] >= 0 && p[j] < float(1 << 24) && p[j] == float(int64_t(p[j])))) {
-                  throw py::value_error("RandomErasing boxes must hold whole numbers >= 0");
-                }
-              }
-              if (p[0] + p[2] > float(b.out_h) || p[1] + p[3] > float(b.out_w)) {
-                throw py::value_error("RandomErasing box outside the output");
-              }
-            }
-          }
-          if (s.kind == StepKind::normalize) {
-            s.values = vector_of(t[3], "values", 2 * b.channels);
-            keep.push_back(t[3]);
-          }
-          if (s.kind == StepKind::noise && !(s.std >= 0.0f)) throw py::value_error("std must be >= 0");
-          st.push_back(s);
+          const std::string name = item[py::int_(0)].cast<std::string>();
+          DictRecord rec(name, item[py::int_(1)].cast<py::dict>(), b, keep);
+          Step s;
+          if (!make_step(name, rec, s)) throw py::value_error("unknown step '" + name + "'");
+          rec.check_all_read();
+          st.push_back(std::move(s));
         }
         py::gil_scoped_release nogil;
-        augment_run(b, g, st.data(), st.size());
+        augment_run_steps(b, g, st.data(), st.size());
       },
       py::arg("images"), py::arg("out"), py::arg("nchw"), py::arg("bilinear"), py::arg("row_i0"), py::arg("row_i1"),
       py::arg("row_w0"), py::arg("row_w1"), py::arg("col_i0"), py::arg("col_i1"), py::arg("col_w0"),

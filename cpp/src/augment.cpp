@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "augment/step.h"
 #include "dispatch.h"
 #include "regtune/augment.h"
 
@@ -19,18 +20,24 @@ const AugmentKernels& kernels() {
   return t.get();
 }
 
-// ColorJitter's orders: index -> the parts in order (0 brightness, 1 contrast, 2 saturation),
-// itertools.permutations((0, 1, 2)) order.
-constexpr int kOrders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
-
 // Rows per block when no step needs the whole image: about 16 KiB of float32 values, so a
 // block's values stay in L1 between the stages.
 constexpr size_t kBlockFloats = 4096;
 
+// The steps' traits and application; std::monostate (no step) does nothing.
+bool whole(const std::monostate&) { return false; }
+template <typename S> bool whole(const S& st) { return st.whole_image(); }
+bool drawn(const std::monostate&) { return false; }
+template <typename S> bool drawn(const S& st) { return st.draws_noise(); }
+bool applied(const std::monostate&, StepRun&, float*, size_t, size_t) { return false; }
+template <typename S> bool applied(const S& st, StepRun& run, float* v, size_t y0, size_t y1) {
+  return st.apply(run, v, y0, y1);
+}
+
 struct Ctx {
   const AugmentBatch* b;
   const AugmentGeometry* g;
-  const AugmentStep* steps;
+  const Step* steps;
   size_t nsteps;
   size_t elems;       // output elements per sample
   bool whole_image;   // a step needs the whole image at once (ColorJitter's contrast mean)
@@ -42,7 +49,7 @@ class SampleRunner {
     const AugmentBatch& b = *c.b;
     const size_t m = b.out_w * b.channels;
     fused_ = c.g->bilinear && b.nchw && !b.out_u8 && !b.out_bf16 && c.nsteps == 1 &&
-             c.steps[0].kind == StepKind::normalize;
+             std::holds_alternative<normalize>(c.steps[0]);  // a sole normalize fuses with the resize
     block_rows_ = c.whole_image ? b.out_h : std::max<size_t>(1, std::min(b.out_h, kBlockFloats / std::max<size_t>(m, 1)));
     plane_ = block_rows_ * b.out_w;
     off0_.resize(b.out_w);
@@ -55,7 +62,9 @@ class SampleRunner {
     }
     v_.resize(block_rows_ * m);
     bool noise = false;
-    for (size_t k = 0; k < c.nsteps; ++k) noise |= c.steps[k].kind == StepKind::noise;
+    for (size_t k = 0; k < c.nsteps; ++k) {
+      noise |= std::visit([](const auto& st) { return drawn(st); }, c.steps[k]);
+    }
     if (noise) noise_.resize(block_rows_ * m);
     if (b.out_bf16 && !b.nchw) inter_.resize(block_rows_ * m);
     stage_.resize((b.in_w * b.channels + 8) * (b.src_u8 ? 1 : sizeof(float)));
@@ -76,7 +85,7 @@ class SampleRunner {
     find_run();
     find_span();
     if (fused_) {  // bilinear, then only the final Normalize into NCHW float32: row by row, no block
-      const AugmentStep& st = c_.steps[0];
+      const normalize& st = std::get<normalize>(c_.steps[0]);
       for (size_t y = 0; y < b.out_h; ++y) {
         const size_t at = s * b.out_h + y;
         const float* h0;
@@ -257,73 +266,8 @@ class SampleRunner {
 
   // Runs step k on rows [y0, y1) of v_; true when it also stored them (a final normalize).
   bool step(size_t k, size_t y0, size_t y1) {
-    const AugmentBatch& b = *c_.b;
-    const AugmentStep& st = c_.steps[k];
-    const size_t C = b.channels, npix = (y1 - y0) * b.out_w;
-    float* v = v_.data();
-    switch (st.kind) {
-      case StepKind::jitter: {
-        const float* p = st.per_sample + 4 * s_;
-        const int order = std::clamp(int(p[3]), 0, 5);
-        for (int part : kOrders[order]) {
-          const float f = p[part];
-          if (f == 1.0f) continue;
-          if (part == 2) {
-            k_.saturation(v, plane_, npix, f, st.bound);
-            continue;
-          }
-          float g = 0.0f;
-          if (part == 1) {
-            const float mean = float(k_.gray_sum(v, plane_, npix, int(C)) / double(npix));
-            const float omf = 1.0f - f;
-            g = mean * omf;
-          }
-          for (size_t c = 0; c < C; ++c) k_.scale_clamp(v + c * plane_, npix, f, g, st.bound);
-        }
-        return false;
-      }
-      case StepKind::noise: {
-        const Stream stream{b.key, (b.epoch << 32) | b.indices[s_]};
-        const uint64_t first = (uint64_t(uint32_t(st.op_position)) << 34) + y0 * b.out_w * C;
-        random_kernels().normal_f32(stream, first, npix * C, noise_.data(), NormalParams<float>{0.0f, st.std});
-        k_.add_noise(v, plane_, noise_.data(), npix, int(C), st.clip, st.bound);
-        return false;
-      }
-      case StepKind::erase: {
-        const float* p = st.per_sample + 4 * s_;
-        const size_t top = size_t(p[0]), left = size_t(p[1]), h = size_t(p[2]), w = size_t(p[3]);
-        const size_t ya = std::max(y0, top), yb = std::min(y1, top + h);
-        // value="random": each row segment draws its own elements of the box's numbering, so the
-        // values depend on the sample and its box only, not on the blocks of rows run here.
-        const Stream stream{b.key, (b.epoch << 32) | b.indices[s_]};
-        const uint64_t base = uint64_t(uint32_t(st.op_position)) << 34;
-        for (size_t c = 0; c < C; ++c) {
-          for (size_t y = ya; y < yb; ++y) {
-            float* r = v + c * plane_ + (y - y0) * b.out_w + left;
-            if (st.random_fill) {
-              const uint64_t first = base + (c * h + (y - top)) * w;
-              random_kernels().normal_f32(stream, first, w, r, NormalParams<float>{0.0f, 1.0f});
-            } else {
-              std::fill(r, r + w, st.values[c]);
-            }
-          }
-        }
-        return false;
-      }
-      case StepKind::normalize: {
-        const bool direct = k + 1 == c_.nsteps && !b.out_u8 && !b.out_bf16 && b.nchw;  // straight into the output planes
-        for (size_t c = 0; c < C; ++c) {
-          float* dst = direct ? static_cast<float*>(b.out) + ((s_ * C + c) * b.out_h + y0) * b.out_w : v + c * plane_;
-          if (direct) {
-            k_.affine_stream(v + c * plane_, dst, npix, st.values[c], st.values[C + c]);
-          } else {
-            k_.affine(v + c * plane_, dst, npix, st.values[c], st.values[C + c]);
-          }
-        }
-        return direct;
-      }
-    }
-    return false;
+    StepRun run{*c_.b, k_, s_, plane_, noise_.empty() ? nullptr : noise_.data(), k + 1 == c_.nsteps};
+    return std::visit([&](const auto& st) { return applied(st, run, v_.data(), y0, y1); }, c_.steps[k]);
   }
 
   void store(size_t y0, size_t y1) {
@@ -369,10 +313,10 @@ class SampleRunner {
 
 }  // namespace
 
-void augment_run(const AugmentBatch& batch, const AugmentGeometry& geo, const AugmentStep* steps, size_t nsteps) {
+void augment_run_steps(const AugmentBatch& batch, const AugmentGeometry& geo, const Step* steps, size_t nsteps) {
   Ctx c{&batch, &geo, steps, nsteps, batch.out_h * batch.out_w * batch.channels, false};
   if (batch.n == 0 || c.elems == 0) return;
-  for (size_t k = 0; k < nsteps; ++k) c.whole_image |= steps[k].kind == StepKind::jitter;
+  for (size_t k = 0; k < nsteps; ++k) c.whole_image |= std::visit([](const auto& st) { return whole(st); }, steps[k]);
   kernels();  // resolve the table on this thread (call_once) before the workers need it
   parallel_for(
       batch.n * c.elems, c.elems,

@@ -21,7 +21,7 @@ import numpy as np
 #: regtune.random, init and dropout draw under the seed itself (no domain).
 #: Stochastic rounding of 16-bit optimizer steps (regtune.optim, precision="stochastic").
 STOCHASTIC_ROUNDING = 0x5352
-#: regtune.augment's per-sample choices: applied to the key (see augment._derive_key).
+#: regtune.augment's per-sample choices ("aug\0"): applied to the key (see augment_key).
 AUGMENT = 0x61756700
 
 _U64 = 1 << 64
@@ -56,4 +56,13 @@ def domain_key(seed: Any, domain: int) -> int:
     else:
         ss = np.random.SeedSequence(None if seed is None else int(seed), spawn_key=(domain,))
     w = ss.generate_state(2, np.uint32)
+    return int(w[0]) | (int(w[1]) << 32)
+
+
+def augment_key(seed: Any) -> int:
+    """regtune.augment's key: ``SeedSequence(entropy=[key & 0xFFFFFFFF, key >> 32],
+    spawn_key=(AUGMENT,))``'s first 64 bits, ``key`` the seed's own key (``key_from_seed``), so
+    a pipeline never reuses the words regtune.random draws from the same seed."""
+    base = key_from_seed(seed)
+    w = np.random.SeedSequence(entropy=[base & 0xFFFFFFFF, base >> 32], spawn_key=(AUGMENT,)).generate_state(2, np.uint32)
     return int(w[0]) | (int(w[1]) << 32)

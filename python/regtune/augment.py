@@ -66,7 +66,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_array, check_inplace, hyperparameter, not_masked, overlaps
-from .random import _key_from_seed
+from ._seeding import augment_key
 
 __all__ = [
     "ColorJitter",
@@ -83,9 +83,7 @@ __all__ = [
     "VerticalFlip",
 ]
 
-_TAG = 0x61756700  # "aug\0": the key's spawn_key, so augmentation never reuses regtune.random's words
 _TWO32 = float(1 << 32)
-_JITTER, _NOISE, _ERASE, _NORMALIZE = 0, 1, 2, 3
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 
 
@@ -452,7 +450,10 @@ class RandomResizedCrop(_GeometricOp):
 class _PointwiseOp(Op):
     nwords = 1
 
-    def step(self, prm: dict[str, np.ndarray], position: int, channels: int, bound: float) -> tuple:
+    def step(self, prm: dict[str, np.ndarray], position: int, channels: int, bound: float) -> tuple[str, dict]:
+        """The op's native step: ``(name, fields)``, a step of cpp/src/augment/steps.def and its
+        fields by name (the batch's per-sample parameters ``prm``, the op's ``position`` in the
+        pipeline, the images' ``channels`` and the clamp's ``bound``: 255 for uint8, else 1)."""
         raise NotImplementedError
 
 
@@ -497,7 +498,7 @@ class ColorJitter(_PointwiseOp):
 
     def step(self, prm, position, channels, bound):
         per = np.stack([prm["brightness"], prm["contrast"], prm["saturation"], prm["order"].astype(np.float32)], axis=1)
-        return (_JITTER, position, np.ascontiguousarray(per, np.float32), None, bound, 0.0, False)
+        return "jitter", {"per_sample": np.ascontiguousarray(per, np.float32), "bound": bound}
 
 
 class GaussianNoise(_PointwiseOp):
@@ -518,7 +519,7 @@ class GaussianNoise(_PointwiseOp):
         return {}
 
     def step(self, prm, position, channels, bound):
-        return (_NOISE, position, None, None, bound, self.std, self.clip)
+        return "noise", {"op_position": position, "bound": bound, "std": self.std, "clip": self.clip}
 
 
 class RandomErasing(_PointwiseOp):
@@ -576,7 +577,7 @@ class RandomErasing(_PointwiseOp):
         per = np.stack([prm["top"], prm["left"], prm["height"], prm["width"]], axis=1).astype(np.float32)
         # values None: N(0, 1) draws (value="random")
         vals = None if self.value == "random" else _per_channel(self.value, channels, "value").astype(np.float32)
-        return (_ERASE, position, np.ascontiguousarray(per), vals, bound, 0.0, False)
+        return "erase", {"op_position": position, "per_sample": np.ascontiguousarray(per), "values": vals}
 
 
 class Normalize(_PointwiseOp):
@@ -617,16 +618,14 @@ class Normalize(_PointwiseOp):
 
     def step(self, prm, position, channels, bound):
         a, b = self.coefficients(channels, bound == 255.0)
-        return (_NORMALIZE, position, None, np.concatenate([a, b]), bound, 0.0, False)
+        return "normalize", {"values": np.concatenate([a, b])}
 
 
 # ----------------------------------------------------------------------------- pipeline
 
 
 def _derive_key(seed: Any) -> int:
-    base = _key_from_seed(seed)
-    w = np.random.SeedSequence(entropy=[base & 0xFFFFFFFF, base >> 32], spawn_key=(_TAG,)).generate_state(2, np.uint32)
-    return int(w[0]) | (int(w[1]) << 32)
+    return augment_key(seed)
 
 
 def _epoch(epoch: Any) -> int:

@@ -80,28 +80,8 @@ struct AugmentKernels {
   void (*widen_u8)(const uint8_t* a, size_t n, float* out);
 };
 
-// The pointwise steps (stage 2), in order. Per-sample parameters come in `per_sample` rows.
-enum class StepKind : int32_t {
-  jitter = 0,     // ColorJitter: per sample (b, c, s, order): factors, and order = the permutation's
-                  // index (0..5, see augment.cpp); brightness v*b, contrast v*c + mean*(1-c),
-                  // saturation as above; each clamped to [0, bound]. A factor of 1 skips its part.
-  noise = 1,      // GaussianNoise: std, clip; draws as described above
-  erase = 2,      // RandomErasing: per sample (top, left, height, width) (height 0: none), value per channel,
-                  // or (random_fill) N(0, 1) draws of the noise stream: box element (c, y, x) (relative
-                  // to the box's corner) takes normal element (op_position << 34) + (c * height + y) * width + x
-  normalize = 3,  // v * a[c] + b[c]
-};
-
-struct AugmentStep {
-  StepKind kind;
-  int32_t op_position;      // noise: the op's position in the pipeline (its Philox word region)
-  const float* per_sample;  // jitter: 4 floats per sample; erase: 4 per sample (whole numbers)
-  const float* values;      // erase: the C fill values; normalize: a[C] then b[C]
-  float bound;              // jitter, noise: the clamp's upper bound (255 for uint8 images, 1 for float)
-  float std;                // noise
-  bool clip;                // noise
-  bool random_fill;         // erase: N(0, 1) draws instead of `values` (see StepKind::erase)
-};
+// The pointwise steps (stage 2), in order, are the structs of cpp/src/augment/steps.def (see
+// cpp/src/augment/step.h): ColorJitter, GaussianNoise, RandomErasing, Normalize.
 
 struct AugmentGeometry {
   bool bilinear;
@@ -126,8 +106,8 @@ struct AugmentBatch {
   const uint64_t* indices;  // n sample indices (the noise streams)
 };
 
-// Runs the pipeline on every sample, threaded across samples (whole samples per chunk).
-void augment_run(const AugmentBatch& batch, const AugmentGeometry& geo, const AugmentStep* steps, size_t nsteps);
+// The pipeline runs on every sample, threaded across samples (whole samples per chunk):
+// augment_run_steps in cpp/src/augment/step.h.
 
 // MixUp and CutMix on a batch: sample s is mixed with its partner t = s - 1 (sample 0 with
 // sample n - 1, torchvision's batch.roll(1, 0)), into float32 `out` (which must not overlap src).

@@ -1883,7 +1883,11 @@ def test_native_optim_steps_refuses_malformed_calls(calls, err, match):
         _core.optim_steps(calls)
 
 
-def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call():
+@pytest.mark.parametrize("order", ["stepped first", "stepped after"])
+def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call(order):
+    """Whichever comes first in the call: the optimizer whose schedule steps another (a), or the
+    other (b). When a comes first, b's count used to be read only after a's schedule had stepped
+    b, so the step went through (b stepped twice in one call) without the documented error."""
     a, ga = _group("SGD", np.float32, 0, lr=0.1)
     b, gb = _group("SGD", np.float32, 1, lr=0.1)
 
@@ -1893,6 +1897,8 @@ def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call():
 
     a.lr = lr
     before = [p.copy() for p in a.params]
-    with pytest.raises(RuntimeError, match="changed step_count"):
-        optim.step_all([(b, gb[0]), (a, ga[0])])
+    steps = [(b, gb[0]), (a, ga[0])] if order == "stepped first" else [(a, ga[0]), (b, gb[0])]
+    with pytest.raises(RuntimeError, match="changed step_count from 0 to 1"):
+        optim.step_all(steps)
     assert a.step_count == 0 and all(p.tobytes() == q.tobytes() for p, q in zip(a.params, before))
+    assert b.step_count == 1  # the schedule's own step of b, and no other

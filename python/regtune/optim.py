@@ -470,13 +470,14 @@ def step_all(steps: Sequence[tuple[Optimizer, Sequence[np.ndarray]]]) -> list[fl
     with contextlib.ExitStack() as held:
         for o in sorted(opts, key=id):  # one order for every caller: no two calls wait on each other
             held.enter_context(o._lock)
-        counts, args = [], []
-        for o in opts:
-            count = o.step_count
+        # Every count is read before any schedule runs: a schedule of one optimizer may step
+        # another of this call, whichever comes first in it.
+        counts = [o.step_count for o in opts]
+        args = []
+        for o, count in zip(opts, counts):
             args.append(o._step_args(count))
             if o.step_count != count:
                 raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
-            counts.append(count)
         emas = {id(o.ema): o.ema for o in opts if o.ema is not None}
         for key in sorted(emas):
             held.enter_context(emas[key]._lock)

@@ -1099,6 +1099,79 @@ def test_hostile_state_dicts_are_refused_and_change_nothing(edit, exc, match):
     assert all(np.array_equal(a, b) for k in before["state"] for a, b in zip(after["state"][k], before["state"][k]))
 
 
+#: An optimizer of every rule with every buffer it can keep (momentum, amsgrad, centered, both of
+#: Adafactor's kinds of state, 16-bit params with float32, 16-bit and master state).
+_STATEFUL = [
+    ("SGD", np.float32, dict(lr=0.1, momentum=0.9)), ("Adam", np.float64, dict(amsgrad=True)),
+    ("AdamW", np.float32, dict(amsgrad=True)), ("RMSprop", np.float32, dict(momentum=0.9, centered=True)),
+    ("Adagrad", np.float32, {}), ("Lion", np.float32, {}), ("NAdam", np.float32, {}), ("RAdam", np.float32, {}),
+    ("Adamax", np.float32, {}), ("Adadelta", np.float32, {}), ("LAMB", np.float32, {}),
+    ("LARS", np.float32, dict(momentum=0.9)), ("Adafactor", np.float32, {}),
+    ("AdamW", ml_dtypes.bfloat16, dict(precision="master")),
+    ("Adam", ml_dtypes.bfloat16, dict(state_dtype=ml_dtypes.bfloat16)),
+]  # fmt: skip
+
+
+def _stateful(name, dtype, kw):
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(dtype) for s in ((3, 4), (5,))]
+    opt = getattr(optim, name)(params, **kw)
+    opt.step([np.ones_like(p) for p in params])
+    return opt, params
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("case", _STATEFUL, ids=lambda c: f"{c[0]}-{np.dtype(c[1]).name}")
+def test_non_finite_loaded_state_is_refused_naming_the_buffer(case, bad):
+    """A NaN or inf in any buffer would reach every parameter at the next step (Adafactor's
+    row_var feeds the mean that divides every v): refused, naming the buffer and the element,
+    and nothing is loaded."""
+    opt, params = _stateful(*case)
+    checked = 0
+    for name, arrays in opt.state.items():
+        for i, a in enumerate(arrays):
+            if a is None:
+                continue
+            sd = opt.state_dict()
+            sd["state"][name][i].flat[-1] = bad
+            before = opt.state_dict()
+            last = ", ".join(str(d - 1) for d in a.shape)
+            with pytest.raises(ValueError, match=rf"state\['{name}'\]\[{i}\]\[{last}\] is {bad}.* finite"):
+                opt.load_state_dict(sd)
+            after = opt.state_dict()
+            assert after["step"] == before["step"]
+            for k in before["state"]:
+                assert all(x is None and y is None or x.tobytes() == y.tobytes()
+                           for x, y in zip(after["state"][k], before["state"][k]))  # fmt: skip
+            checked += 1
+    assert checked >= len(opt.state)
+
+
+def test_a_nan_loaded_into_adafactor_row_var_no_longer_poisons_the_parameters():
+    """The case of issue 27: a NaN written into a loaded row_var was accepted and every
+    parameter of that tensor was NaN after the next step."""
+    opt, params = _stateful("Adafactor", np.float32, {})
+    sd = opt.state_dict()
+    sd["state"]["row_var"][0][1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"state\['row_var'\]\[0\]\[1, 0\] is nan"):
+        opt.load_state_dict(sd)
+    opt.step([np.ones_like(p) for p in params])
+    assert all(np.isfinite(p).all() for p in params)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("cls", [optim.EMA, optim.SWA])
+def test_non_finite_loaded_averages_are_refused(cls, bad):
+    params = [np.ones((2, 3), np.float32), np.ones(4, np.float32)]
+    avg = cls(params)
+    avg.update()
+    sd = avg.state_dict()
+    sd["averages"][1][2] = bad
+    with pytest.raises(ValueError, match=rf"state_dict\['averages'\]\[1\]\[2\] is {bad}.* finite"):
+        avg.load_state_dict(sd)
+    assert avg.n_averaged == 1 and all(np.array_equal(a, p) for a, p in zip(avg.averages, params))
+
+
 def test_loading_views_of_the_parameters_or_of_its_own_buffers_is_exact():
     opt, p, _ = _adam_state()
     p[0][:] = [1, 2, 3, 4]

@@ -260,6 +260,18 @@ def boolean(value: Any, name: str) -> bool:
     return bool(value)
 
 
+def finite_array(a: np.ndarray, name: str, why: str) -> None:
+    """Refuse an array holding NaN or inf: a ValueError naming its first such element,
+    ``name[1, 0] is nan; <why>``. One pass over the array (for what is loaded, not stepped)."""
+    ok = np.isfinite(a)
+    if ok.all():
+        return
+    flat = int(np.argmin(ok.reshape(-1)))  # the first False
+    where = np.unravel_index(flat, a.shape)
+    at = f"[{', '.join(map(str, where))}]" if a.ndim else ""
+    raise ValueError(f"{name}{at} is {float(a.reshape(-1)[flat])}; {why}")
+
+
 def float_input(x: Any, name: str, *, low_precision: bool = False) -> np.ndarray:
     """An array a kernel only reads: a float32 or float64 ``numpy.ndarray`` (array-likes are
     converted once with ``numpy.asarray``; ``low_precision=True`` also accepts bfloat16 and

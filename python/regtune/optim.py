@@ -87,6 +87,7 @@ from ._validation import (
     array_list,
     as_array,
     boolean,
+    finite_array,
     first_overlap,
     hyperparameter,
     memory_root,
@@ -379,9 +380,10 @@ class Optimizer:
 
         Raises:
             TypeError / ValueError: missing or extra buffers, or an array whose length, shape or
-            dtype does not match (named ``state['exp_avg'][i]``), a masked array, a negative
-            entry in a buffer of squares (``exp_avg_sq``, ``max_exp_avg_sq``, ``square_avg``,
-            ``sum``), a step that is not an int in [0, 2**63).
+            dtype does not match (named ``state['exp_avg'][i]``), a masked array, a NaN or inf
+            anywhere (named ``state['row_var'][0][1, 0]``), a negative entry in a buffer of
+            squares (``exp_avg_sq``, ``max_exp_avg_sq``, ``square_avg``, ``sum``, ...), a step
+            that is not an int in [0, 2**63).
 
         The arrays may be views of the parameters or of this optimizer's own buffers (in any
         order): every value is read before any buffer is written.
@@ -409,7 +411,10 @@ class Optimizer:
                 if a.shape != own_a.shape:
                     what = f"params[{i}] has shape {p.shape}" if own_a.shape == p.shape else f"must have shape {own_a.shape}"
                     raise ValueError(f"{label}[{i}] has shape {a.shape} but {what}")
-                if name in _SQUARES and (a < 0).any():  # a sqrt of it would be nan; loading is rare
+                # NaN or inf would reach every parameter at the next step (through a norm, a
+                # mean or the update itself); a sqrt of a negative square would be NaN.
+                finite_array(a, f"{label}[{i}]", "optimizer state must be finite")
+                if name in _SQUARES and (a < 0).any():  # loading is rare: these passes are cheap enough
                     raise ValueError(f"{label}[{i}] must be >= 0 (a running sum of squares), got a negative entry")
         with self._lock:  # checked above without it: only the copy needs it
             # Arrays are copied in, so one that views a parameter is simply read. One that views
@@ -1563,7 +1568,9 @@ class _Average:
             return {"n_averaged": self.n_averaged, "averages": [a.copy() for a in self.averages]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a ``state_dict()`` of an average of the same parameter shapes (copied in)."""
+        """Restore a ``state_dict()`` of an average of the same parameter shapes (copied in).
+        A wrong key, count, length, dtype or shape, or a NaN or inf in an average, raises
+        TypeError/ValueError naming it (``state_dict['averages'][1][2]``); nothing is loaded."""
         if not isinstance(state_dict, dict) or set(state_dict) != {"n_averaged", "averages"}:
             raise ValueError("state_dict must be a dict with keys 'n_averaged' and 'averages', as state_dict() returns")
         n = nonnegative_int(state_dict["n_averaged"], "state_dict['n_averaged']", upper=_MAX_STEP)
@@ -1577,6 +1584,7 @@ class _Average:
                 raise TypeError(f"{label} has dtype {a.dtype} but the averages of params[{i}] have {own.dtype}")
             if a.shape != p.shape:
                 raise ValueError(f"{label} has shape {a.shape} but params[{i}] has shape {p.shape}")
+            finite_array(a, label, "the averages must be finite")
         with self._lock:
             arrays = [a.copy() for a in arrays]  # may be views of the averages themselves
             for own, a in zip(self.averages, arrays):

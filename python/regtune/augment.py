@@ -818,13 +818,17 @@ def _open_uniform(words: np.ndarray) -> np.ndarray:
     return (words.astype(np.float64) + 0.5) / _TWO32
 
 
-def _gamma(words: np.ndarray, a: float) -> np.ndarray:
-    """Gamma(a, 1) from 1 + 3 * _GAMMA_TRIES words per row: Marsaglia and Tsang's method (2000) with
-    its tries drawn up front (the first accepted one is used; all 8 fail with probability < 1e-10,
-    and then x = d, the mode), boosted for a < 1 by U ** (1 / a) (their section 7)."""
+def _gamma_parts(words: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Gamma(a, 1) from 1 + 3 * _GAMMA_TRIES words per row, as ``(x, u)``: x ~ Gamma(b) by
+    Marsaglia and Tsang's method (2000), b = a + 1 for a < 1 and a otherwise, with its tries
+    drawn up front (the first accepted one is used; all 8 fail with probability < 1e-10, and then
+    x = d, the mode); for a < 1 the draw is boosted by U ** (1 / a) (their section 7) and ``u``
+    is that U (word 0), else None. x is a positive normal float for every a (it is near d = b - 1/3
+    >= 2/3, or d itself once 9 d overflows); the boost is left to the caller, which may need it
+    in log space (U ** (1 / a) underflows to 0 for small a)."""
     b = a + 1.0 if a < 1.0 else a
     d = b - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
+    c = 1.0 / math.sqrt(9.0 * d)  # 0 once 9 d overflows (a > 2e307): then x = d
     x = np.full(len(words), d)
     done = np.zeros(len(words), bool)
     for t in range(_GAMMA_TRIES):
@@ -836,22 +840,60 @@ def _gamma(words: np.ndarray, a: float) -> np.ndarray:
         take = ok & ~done
         x = np.where(take, d * v, x)
         done |= ok
-    if a < 1.0:
-        x = x * _open_uniform(words[:, 0]) ** (1.0 / a)
-    return x
+    return x, (_open_uniform(words[:, 0]) if a < 1.0 else None)
 
 
 def _beta(words: np.ndarray, alpha: float) -> np.ndarray:
-    """Beta(alpha, alpha) as X / (X + Y) with X, Y ~ Gamma(alpha): 2 * (1 + 3 * 8) words per row."""
+    """Beta(alpha, alpha) as X / (X + Y) with X, Y ~ Gamma(alpha): 2 * (1 + 3 * 8) words per row,
+    for every alpha > 0, always in [0, 1].
+
+    Where both gammas are normal floats whose sum is finite, ``X / (X + Y)`` (X = x * U ** (1 /
+    alpha) for alpha < 1), the draws regtune has always made. Elsewhere (alpha below about 0.01,
+    where U ** (1 / alpha) underflows and 0 / 0 gave NaN; alpha above about 1e307, where X + Y
+    overflows) the same X and Y in log space: ``lam = 1 / (1 + exp(-t))`` with
+    ``t = log X - log Y = log x1 - log x2 + (log U1 - log U2) / alpha``, which is exact to
+    rounding where lam is representable and 0 or 1 where it is not (as Beta(alpha, alpha) with a
+    tiny alpha is all but a fair coin on {0, 1})."""
     half = 1 + 3 * _GAMMA_TRIES
-    g1, g2 = _gamma(words[:, :half], alpha), _gamma(words[:, half:2 * half], alpha)
-    return g1 / (g1 + g2)
+    x1, u1 = _gamma_parts(words[:, :half], alpha)
+    x2, u2 = _gamma_parts(words[:, half:2 * half], alpha)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        if u1 is None:
+            g1, g2 = x1, x2
+        else:
+            g1, g2 = x1 * u1 ** (1.0 / alpha), x2 * u2 ** (1.0 / alpha)
+        total = g1 + g2
+        lam = g1 / total
+        tiny = np.finfo(np.float64).tiny
+        rest = ~((g1 >= tiny) & (g2 >= tiny) & np.isfinite(total))
+        if rest.any():
+            t = np.log(x1[rest]) - np.log(x2[rest])
+            if u1 is not None:
+                t = t + (np.log(u1[rest]) - np.log(u2[rest])) / alpha  # +-inf where it overflows: lam 0 or 1
+            e = np.exp(-np.abs(t))
+            lam[rest] = np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return np.clip(lam, 0.0, 1.0)
+
+
+def _lam32(lam: np.ndarray) -> np.ndarray:
+    """The lambdas as float32 (a lambda below float32's range becomes 0 without a warning)."""
+    with np.errstate(under="ignore"):
+        return lam.astype(np.float32)
+
+
+def _mix_labels(lam: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """``ly * soft + (1 - ly) * soft of the partner``, ``ly = float32(lam)``."""
+    ly = _lam32(lam)[:, None]
+    with np.errstate(under="ignore"):
+        return ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
 
 
 class _Mix:
     """Shared by MixUp and CutMix: each sample i is mixed with the sample before it in the batch
     (i - 1, the first with the last: torchvision's ``batch.roll(1, 0)``), with its own
-    lambda ~ Beta(alpha, alpha) drawn from ``(seed, epoch, indices[i])``. The pairing depends on the
+    lambda ~ Beta(alpha, alpha) drawn from ``(seed, epoch, indices[i])``. ``alpha``: any finite
+    float > 0; every lambda is in [0, 1] (a tiny alpha gives lambdas at or next to 0 and 1, a
+    huge one lambdas next to 1/2; see ``_beta`` for the arithmetic). The pairing depends on the
     batch (it must: the partner is another sample of it); each sample's lambda does not.
 
     The images are mixed by one native call (``_core.augment_mix``), threaded across samples with
@@ -953,9 +995,8 @@ class MixUp(_Mix):
         if words is None:
             return out, soft
         lam = _beta(words, self.alpha)
-        _core.augment_mix(x, out, lam.astype(np.float32), None, False)
-        ly = lam.astype(np.float32)[:, None]
-        return out, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
+        _core.augment_mix(x, out, _lam32(lam), None, False)
+        return out, _mix_labels(lam, soft)
 
 
 class CutMix(_Mix):
@@ -978,8 +1019,7 @@ class CutMix(_Mix):
             return out, soft
         boxes, lam = self._boxes(words, x.shape)
         _core.augment_mix(x, out, None, np.ascontiguousarray(boxes, np.int32), self.layout == "NCHW")
-        ly = lam.astype(np.float32)[:, None]
-        return out, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
+        return out, _mix_labels(lam, soft)
 
     def _boxes(self, words: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         H, W = (shape[1], shape[2]) if self.layout == "NHWC" else (shape[2], shape[3])

@@ -856,6 +856,124 @@ def test_bad_op_arguments_name_the_argument(make, exc, match):
         make()
 
 
+# ------------------------------------------------- hostile constructor arguments (issue 27)
+
+F32_MAX = float(np.finfo(np.float32).max)
+HUGE_INTS = [2**31, 2**32, 2**63 - 1, 2**63, 2**64, 10**30]
+
+#: (constructor call, exception, pattern naming the argument): refused where the op is made, not
+#: later inside a pipeline call as an OverflowError ("Python int too large to convert to C
+#: long"), NumPy's "array is too big", a RuntimeWarning or a silent inf/NaN in the output.
+HOSTILE_OPS = (
+    [(lambda b=b: A.RandomCrop(8, padding=b), ValueError, r"padding must be <= 2\*\*30") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop(8, padding=(1, b)), ValueError, r"padding\[1\] must be <= 2\*\*30") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop(8, padding=(0, 0, 0, b)), ValueError, r"padding\[3\] must be <= 2\*\*30")
+       for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop(b), ValueError, r"size must be <= 2\*\*31 - 1") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop((4, b)), ValueError, r"size must be <= 2\*\*31 - 1") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomResizedCrop(b), ValueError, r"size must be <= 2\*\*31 - 1") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomTranslate(b), ValueError, r"shift must be <= 2\*\*30") for b in HUGE_INTS]
+    + [
+        (lambda: A.RandomCrop(8, padding=2.0), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=True), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=(1, 2, 3)), ValueError, "padding must be an int or a sequence of 2 or 4"),
+        (lambda: A.RandomCrop(8, padding="4"), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=None), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=1, fill=1e39), ValueError, r"fill must be in \[-3.40282e\+38, 3.40282e\+38\]"),
+        (lambda: A.RandomCrop(8, padding=1, fill=(0, -1e300, 0)), ValueError, r"fill\[1\] must be in"),
+        (lambda: A.RandomTranslate(2, fill=float("nan")), ValueError, "fill must be finite"),
+        (lambda: A.RandomErasing(value=1e39), ValueError, r"value must be in \[-3.40282e\+38"),
+        (lambda: A.RandomErasing(value=(1, 2, float("inf"))), ValueError, r"value\[2\] must be finite"),
+        (lambda: A.ColorJitter(brightness=1e39), ValueError, r"brightness must be in \[0, 3.40282e\+38\]"),
+        (lambda: A.ColorJitter(contrast=(0.5, 1e300)), ValueError, r"contrast\[1\] must be in"),
+        (lambda: A.ColorJitter(saturation=float("inf")), ValueError, "saturation must be finite"),
+        (lambda: A.GaussianNoise(1e300, clip=False), ValueError, r"std must be in \[0, 2.12676e\+37\]"),
+        (lambda: A.GaussianNoise(1e38), ValueError, "std must be in"),
+        (lambda: A.Normalize(0.5, 1e-320), ValueError, r"std\[0\]=1e-320.*not finite in float32"),
+        (lambda: A.Normalize(0.5, (0.2, 1e-320, 0.2)), ValueError, r"std\[1\]=1e-320"),
+        (lambda: A.Normalize(0.5, 1e308), ValueError, r"std\[0\]=1e\+308.*rounds to 0 in float32"),
+        (lambda: A.Normalize(1e300, 1.0), ValueError, r"mean\[0\]=1e\+300 and std\[0\]=1.0 make -mean / std"),
+        (lambda: A.Normalize((0.1, 1e3), (1.0, 1e-36)), ValueError, r"mean\[1\]=1000.0 and std\[1\]=1e-36"),
+        (lambda: A.Normalize(0.5, 0.5, max_pixel_value=1e-320), ValueError, r"max_pixel_value=1e-320"),
+        (lambda: A.Normalize(0.5, 0.5, max_pixel_value=1e300), ValueError, r"max_pixel_value=1e\+300"),
+        (lambda: A.MixUp(float("nan"), num_classes=3), ValueError, "alpha must be finite"),
+        (lambda: A.MixUp(-1e-300, num_classes=3), ValueError, "alpha must be in"),
+        (lambda: A.CutMix(float("inf"), num_classes=3), ValueError, "alpha must be finite"),
+        (lambda: A.CutMix("1", num_classes=3), TypeError, "alpha must be a real number"),
+        (lambda: A.MixUp(1.0, num_classes=0), ValueError, "num_classes must be >= 1"),
+        (lambda: A.MixUp(1.0, num_classes=3.0), TypeError, "num_classes must be an int"),
+        (lambda: A.CutMix(1.0, num_classes=True), TypeError, "num_classes must be an int"),
+    ]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("make,exc,match", HOSTILE_OPS, ids=[f"op{i}" for i in range(len(HOSTILE_OPS))])
+def test_hostile_op_arguments_are_refused_at_construction(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_issue_27_padding_overflow_is_a_value_error_naming_padding():
+    with pytest.raises(ValueError, match=r"padding must be <= 2\*\*30 .*got padding=9223372036854775808"):
+        A.Pipeline([A.RandomCrop(8, padding=2**63)])
+    crop = A.RandomCrop(8, padding=2**30)  # the largest accepted padding still runs
+    out = A.Pipeline([crop], seed=0)(IMG_U8)
+    assert out.shape == (6, 8, 8, 3) and not out.any()  # all padding
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 32), (2, 32, 32, 3, 1), (), None, "abcd", 5, (2.0, 8, 8, 3), (2, 8, 8, True),
+                                   (-1, 8, 8, 3), (2, 8, 8, 0), (2, 8, 8, 5), (2**63, 8, 8, 3), [2, np.float32(8), 8, 3]])  # fmt: skip
+def test_pipeline_images_shape_is_named(shape):
+    """Issue 27: sample_params((2, 32, 32)) raised "not enough values to unpack"."""
+    pipe = A.Pipeline([A.RandomCrop(8)], seed=0)
+    for method in (pipe.sample_params, pipe.output_shape):
+        with pytest.raises((TypeError, ValueError), match="images_shape"):
+            method(shape)
+    if shape not in ((2, 8, 8, 0), (2, 8, 8, 5)):  # boxes need no channels
+        with pytest.raises((TypeError, ValueError), match="images_shape"):
+            A.CutMix(num_classes=3, seed=0).boxes(shape)
+
+
+def test_images_shape_of_ints_of_any_kind_is_fine():
+    pipe = A.Pipeline([A.RandomCrop(8)], seed=0)
+    assert pipe.output_shape([np.int64(2), 16, np.uint8(16), 3]) == (2, 8, 8, 3)
+    assert pipe.sample_params(np.array([2, 16, 16, 3]))[0]["top"].shape == (2,)
+    assert A.CutMix(num_classes=3, seed=0, layout="NCHW").boxes((0, 3, 8, 8))[0].shape == (0, 4)
+    boxes, lam = A.CutMix(num_classes=3, seed=0, layout="NCHW").boxes((2, 3, 0, 8))
+    assert boxes.shape == (2, 4) and (lam == 1).all()  # no pixels: nothing pasted (it was 0 / 0)
+    mixed, soft = A.CutMix(num_classes=3, seed=0)(np.zeros((2, 0, 5, 3), np.float32), np.array([0, 2]))
+    assert mixed.shape == (2, 0, 5, 3) and np.array_equal(soft, np.eye(3, dtype=np.float32)[[0, 2]])
+
+
+@pytest.mark.parametrize("n", [-1, 2.0, None, True, "3", 2**64])
+def test_mix_lambdas_count_is_named(n):
+    with pytest.raises((TypeError, ValueError), match=r"\bn\b"):
+        A.MixUp(num_classes=3, seed=0).lambdas(n)
+
+
+@pytest.mark.parametrize("cls", [A.MixUp, A.CutMix])
+def test_mix_soft_labels_that_cannot_fit_in_memory_name_num_classes(cls):
+    """(n, num_classes) float32 soft labels are made for each call: num_classes=2**40 asked NumPy
+    for terabytes (and 2**31 for gigabytes that overcommit handed out and the kernel then killed
+    the process for); refused first, with a MemoryError naming num_classes."""
+    mix = cls(1.0, num_classes=2**40, seed=0)
+    with pytest.raises(MemoryError, match=r"num_classes=1099511627776"):
+        mix(IMG_F32, np.arange(6))
+    assert cls(1.0, num_classes=1000, seed=0)(IMG_F32, np.arange(6))[1].shape == (6, 1000)
+
+
+def test_huge_box_proposals_fail_their_tries_instead_of_overflowing():
+    """RandomResizedCrop and RandomErasing with extreme scale/ratio: every try is out of the image
+    (torchvision's fallback, nothing erased), without a cast of inf or NaN to int."""
+    with np.errstate(all="raise"):
+        crop = A.Pipeline([A.RandomResizedCrop(4, scale=(1e300, 1e308))], seed=0).sample_params(IMG_U8.shape)[0]
+        crop2 = A.Pipeline([A.RandomResizedCrop(4, ratio=(1e-320, 1e-300))], seed=0).sample_params(IMG_U8.shape)[0]
+        out = A.Pipeline([A.RandomErasing(1.0, ratio=(1e300, 1e308))], seed=0)(IMG_U8)
+    assert (crop["height"] == 13).all() and (crop["width"] == 17).all()  # the fallback: the whole image
+    assert (crop2["height"] <= 13).all() and (crop2["width"] <= 17).all()
+    assert np.array_equal(out, IMG_U8)
+
+
 def test_crop_larger_than_padded_image():
     with pytest.raises(ValueError, match=r"size \(20, 20\) is larger than the padded image \(17, 21\)"):
         A.Pipeline([A.RandomCrop(20, padding=2)])(IMG_U8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 from typing import Any
 
 import ml_dtypes
@@ -258,6 +259,31 @@ def boolean(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {name}={value!r}")
     return bool(value)
+
+
+def available_bytes() -> int | None:
+    """Memory this process can still allocate (Linux: MemAvailable; else the physical memory);
+    None when unknown. Used to refuse, with a MemoryError, allocations that cannot succeed,
+    before the operating system's overcommit hands out pages it will later kill us for."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_fits(nbytes: int, what: str) -> None:
+    """MemoryError (naming ``what``) when ``nbytes`` exceed the memory available now."""
+    avail = available_bytes()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{what} would take {nbytes / 2**30:.3g} GiB, more than the {avail / 2**30:.3g} GiB "
+                          "of memory available")  # fmt: skip
 
 
 def finite_array(a: np.ndarray, name: str, why: str) -> None:

@@ -59,7 +59,16 @@ import numpy as np
 
 from . import optim, penalties
 from . import random as _random
-from ._validation import FLOAT_DTYPES, LOW_DTYPES, boolean, float_dtype, hyperparameter, nonnegative_int, not_masked
+from ._validation import (
+    FLOAT_DTYPES,
+    LOW_DTYPES,
+    available_bytes,
+    boolean,
+    float_dtype,
+    hyperparameter,
+    nonnegative_int,
+    not_masked,
+)
 from .dropout import alpha_dropout, alpha_dropout_backward, dropout_backward
 from .dropout import dropout as _dropout
 from .schedules import ReduceOnPlateau
@@ -156,21 +165,9 @@ def _int_sequence(values: Any, name: str) -> list[int]:
     return [_int(v, f"{name}[{i}]", low=None) for i, v in enumerate(items)]
 
 
-def _available_bytes() -> int | None:
-    """Memory this process can still allocate (Linux: MemAvailable; else the physical memory);
-    None when unknown. Used to refuse, with a MemoryError, allocations that cannot succeed,
-    before the operating system's overcommit hands out pages it will later kill us for."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):
-        return None
+#: Memory this process can still allocate, or None (shared with regtune.augment; a name of this
+#: module so that tests can replace it).
+_available_bytes = available_bytes
 
 
 def _gib(nbytes: float) -> str:

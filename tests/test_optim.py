@@ -1432,6 +1432,78 @@ def test_average_state_dict_round_trips_and_copy_to_writes_the_averages():
     assert c.ema is not ema and c.ema.params[0] is c.params[0] and c.ema._lock is not ema._lock
 
 
+class _Exporter:
+    """A minimal DLPack exporter over an ndarray: what a CPU torch tensor offers NumPy."""
+
+    def __init__(self, a):
+        self._a, self.shape, self.dtype = a, a.shape, a.dtype
+
+    def __dlpack__(self, **kw):
+        return self._a.__dlpack__(**kw)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+def _ema_of_two():
+    params = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.float32)]
+    ema = optim.EMA(params, decay=0.5)
+    ema.update()
+    params[0] += 10
+    ema.update()
+    return ema
+
+
+@pytest.mark.parametrize(
+    "make_out, exc, match",
+    [
+        (lambda: [np.zeros((2, 3), np.float32), _read_only(np.zeros(4, np.float32))], ValueError,
+         r"params\[1\] must be writable"),
+        (lambda: [np.zeros((3, 2), np.float32).T, np.zeros(4, np.float32)], ValueError, r"params\[0\] must be C-contiguous"),
+        (lambda: [np.zeros((2, 3), np.float32), np.zeros(5, np.float32)], ValueError,
+         r"params\[1\] must be an array of shape \(4,\) and dtype float32, got shape \(5,\) and dtype float32"),
+        (lambda: [np.zeros((2, 3), np.float64), np.zeros(4, np.float32)], ValueError,
+         r"params\[0\] must be an array of shape \(2, 3\) and dtype float32, got shape \(2, 3\) and dtype float64"),
+        (lambda: [np.ma.masked_array(np.zeros((2, 3), np.float32)), np.zeros(4, np.float32)], TypeError,
+         r"params\[0\] must be a plain numpy.ndarray"),
+        (lambda: [[0.0] * 6, np.zeros(4, np.float32)], TypeError, r"params\[0\] must be a numpy.ndarray"),
+    ],
+)  # fmt: skip
+def test_ema_copy_to_names_the_array(make_out, exc, match):
+    """Issue 27: a read-only array gave NumPy's "assignment destination is read-only"."""
+    ema = _ema_of_two()
+    out = make_out()
+    before = [np.array(o, copy=True) for o in out]
+    with pytest.raises(exc, match=match):
+        ema.copy_to(out)
+    assert all(np.array_equal(np.asarray(o), b) for o, b in zip(out, before))  # nothing written
+
+
+def test_ema_copy_to_writes_dlpack_tensors_in_place():
+    """Issue 27: a CPU torch tensor of the right shape and dtype was refused as if its shape and
+    dtype were wrong; it goes through the same DLPack view as every other function's arrays."""
+    ema = _ema_of_two()
+    targets = [np.full((2, 3), np.nan, np.float32), np.full(4, np.nan, np.float32)]
+    ema.copy_to([_Exporter(t) for t in targets])
+    assert all(np.array_equal(t, a) for t, a in zip(targets, ema.averages))
+
+
+def test_ema_copy_to_writes_cpu_torch_tensors():
+    torch = pytest.importorskip("torch")
+    ema = _ema_of_two()
+    tensors = [torch.full((2, 3), float("nan")), torch.nn.Parameter(torch.zeros(4))]
+    ema.copy_to(tensors)
+    assert all(np.array_equal(t.detach().numpy(), a) for t, a in zip(tensors, ema.averages))
+    with pytest.raises(ValueError, match=r"params\[0\] must be an array of shape \(2, 3\) and dtype float32, got "
+                                         r"shape \(2, 3\) and dtype float64"):  # fmt: skip
+        ema.copy_to([torch.zeros((2, 3), dtype=torch.float64), torch.zeros(4)])
+
+
 @pytest.mark.parametrize(
     "make, exc, match",
     [

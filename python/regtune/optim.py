@@ -87,6 +87,7 @@ from ._validation import (
     array_list,
     as_array,
     boolean,
+    check_inplace,
     finite_array,
     first_overlap,
     hyperparameter,
@@ -1550,13 +1551,19 @@ class _Average:
 
     def copy_to(self, params: Sequence[np.ndarray] | None = None) -> None:
         """Write the averages into ``params`` (default: the averaged parameters themselves),
-        e.g. to evaluate or save the averaged model."""
+        e.g. to evaluate or save the averaged model. ``params``: one C-contiguous, writable array
+        per parameter, of its shape and dtype (or a tensor exporting DLPack, such as a CPU torch
+        tensor, written in place); anything else raises TypeError/ValueError naming
+        ``params[i]``, and nothing is written."""
         with self._lock:
             out = self.params if params is None else same_length(params, "params", self.averages, "averages")
+            out = [check_inplace(o, f"params[{i}]") for i, o in enumerate(out)]  # DLPack tensors: views
             for i, (o, a) in enumerate(zip(out, self.averages)):
                 p = self.params[i]
-                if not isinstance(o, np.ndarray) or o.shape != a.shape or o.dtype != p.dtype:
-                    raise ValueError(f"params[{i}] must be an array of shape {a.shape} and dtype {p.dtype}")
+                if o.shape != a.shape or o.dtype != p.dtype:
+                    raise ValueError(f"params[{i}] must be an array of shape {a.shape} and dtype {p.dtype}, "
+                                     f"got shape {o.shape} and dtype {o.dtype}")  # fmt: skip
+            for o, a in zip(out, self.averages):
                 if o.dtype == a.dtype:
                     np.copyto(o, a)
                 else:  # a float32 average into 16-bit params: rounded to nearest even

@@ -665,6 +665,34 @@ def test_hostile_checkpoint_files(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(before, fresh.model.params))  # nothing loaded
 
 
+@pytest.mark.parametrize("key, where, match", [
+    ("param_0", (1, 2), r"param_0\[1, 2\] is nan; .*finite"),
+    ("param_3", (2,), r"param_3\[2\] is nan; .*finite"),
+    ("opt_exp_avg_sq_2", (0, 0), r"state\['exp_avg_sq'\]\[2\]\[0, 0\] is nan; optimizer state must be finite"),
+    ("opt_exp_avg_1", (5,), r"state\['exp_avg'\]\[1\]\[5\] is nan; optimizer state must be finite"),
+])  # fmt: skip
+def test_non_finite_checkpoint_contents_are_refused(tmp_path, key, where, match):
+    """Issue 27: loaded state is checked for NaN and inf (a NaN parameter or second moment would
+    make every prediction, or every parameter after one step, NaN); nothing is loaded."""
+    t = Trainer(MLP([4, 8, 3], seed=1), optimizer="adam")
+    t.fit(X3, Y3, epochs=1)
+    good = str(tmp_path / "good.npz")
+    t.save_checkpoint(good)
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays[key] = arrays[key].copy()
+    arrays[key][where] = np.nan
+    np.savez(tmp_path / "nan.npz", **arrays)
+    fresh = Trainer(MLP([4, 8, 3], seed=5), optimizer="adam")
+    before = [p.copy() for p in fresh.model.params]
+    with pytest.raises(ValueError, match=match):
+        fresh.load_checkpoint(str(tmp_path / "nan.npz"))
+    assert all(np.array_equal(a, b) for a, b in zip(before, fresh.model.params))
+    if key.startswith("param"):
+        with pytest.raises(ValueError, match=match):
+            MLP.load(str(tmp_path / "nan.npz"))
+
+
 # Hypothesis: any float where an int is due is a TypeError naming it; any non-finite value at
 # any position of the inputs is a ValueError naming that position.
 

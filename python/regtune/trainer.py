@@ -64,6 +64,7 @@ from ._validation import (
     LOW_DTYPES,
     available_bytes,
     boolean,
+    finite_array,
     float_dtype,
     hyperparameter,
     nonnegative_int,
@@ -623,6 +624,7 @@ class MLP:
             saved = _unstored(_member(f, f"param_{i}", path), p.dtype)
             if saved.shape != p.shape or saved.dtype != p.dtype:
                 raise ValueError(f"param_{i} has shape {saved.shape} {saved.dtype}, expected {p.shape} {p.dtype}")
+            finite_array(saved, f"path {path!r}: param_{i}", "a model's parameters must be finite")
             np.copyto(p, saved)
         return model
 
@@ -1087,7 +1089,8 @@ class Trainer:
         Raises:
             FileNotFoundError: no file at ``path``.
             ValueError: not a checkpoint of this trainer's kind (a plain model, another
-                optimizer, precision, rounding, model shape or dtype), or a corrupt file.
+                optimizer, precision, rounding, model shape or dtype), a corrupt file, or a NaN
+                or inf in a parameter or an optimizer buffer (named); nothing is loaded then.
         """
         with _open_npz(path) as f:
             saved = MLP._from_npz(f, path)
@@ -1129,9 +1132,11 @@ class Trainer:
             raise ValueError(f"checkpoint model sizes {saved.sizes} differ from {self.model.sizes}")
         if saved.dtype != self.model.dtype:
             raise ValueError(f"checkpoint model dtype {saved.dtype} differs from {self.model.dtype}")
+        # The optimizer checks its state (NaN and inf included) before it loads any: first, so that
+        # a refused checkpoint leaves the parameters as they were too.
+        self.optimizer.load_state_dict({"step": meta["opt_step"], "state": state})
         for p, s in zip(self.model.params, saved.params):
             np.copyto(p, s)
-        self.optimizer.load_state_dict({"step": meta["opt_step"], "state": state})
         self.epochs_done = meta["epochs_done"]
         self.history = history
         if meta["plateau"] is not None and isinstance(self.optimizer.lr, ReduceOnPlateau):

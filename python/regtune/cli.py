@@ -17,7 +17,9 @@ Errors in what the user asked for (an unknown name, an option out of its range, 
 bad --data file, a model too large for the memory, a missing extra) end with one line on stderr,
 ``regtune: error: <message naming the option>``, and exit status 2, without a traceback;
 argparse's usage errors (a value of the wrong type) also exit 2. An unexpected error is one
-line and exit status 1; ``REGTUNE_DEBUG=1`` prints the traceback too. Ctrl-C exits with 130.
+line and exit status 1; ``REGTUNE_DEBUG=1`` prints the traceback too. Ctrl-C exits with 130
+and one line, ``regtune: interrupted``, also while the command is still importing its modules
+(regtune._startup).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from . import _startup
 
 PROG = "regtune"
 
@@ -995,6 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     an unexpected error (one line; ``REGTUNE_DEBUG=1`` prints the traceback too), 130 when
     interrupted (Ctrl-C), 1 when the reader of its output went away (a broken pipe)."""
     try:
+        _startup.restore()  # Ctrl-C during start-up was handled by regtune._startup; from here on, here
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):

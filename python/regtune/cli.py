@@ -244,8 +244,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "default: scikit-learn's digits, fixed 70/30 split")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for regtune and NumPy's BLAS (default: each library's own default; regtune keeps "
-                        "small arrays on the calling thread and its idle threads sleep, so the default is safe)")
+                   help="threads for regtune and NumPy's BLAS (default: each library's own default, which is safe on "
+                        "a busy machine too: regtune keeps small arrays on the calling thread and its idle threads "
+                        "sleep, and the trainer holds the BLAS at one thread for products too small to gain from more, "
+                        "which at the default model is all of them)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar. The bar (tqdm, on stderr) is one bar for the whole run (compare: for all "
                         "its arms), advanced once per epoch with that epoch's loss and accuracies (tune: once per "
@@ -502,7 +504,8 @@ def _threads(args: argparse.Namespace):
     threads (the BLAS through threadpoolctl, which scikit-learn brings; skipped without it),
     then restore both. Without ``--threads`` both keep their defaults: regtune's pool keeps
     this trainer's small arrays on the calling thread, and its idle workers sleep after a short
-    spin instead of taking the cores the BLAS needs."""
+    spin instead of taking the cores the BLAS needs; the trainer itself holds the BLAS at one
+    thread around products below ``regtune.trainer.BLAS_THREADS_MIN_WORK`` (either way)."""
     import regtune
 
     if args.threads is None:

@@ -1005,7 +1005,8 @@ class _Mix:
 
     def __init__(self, alpha: Any = 1.0, *, num_classes: Any, seed: Any = None, layout: str = "NHWC") -> None:
         self.alpha = hyperparameter(alpha, "alpha", low=0.0, low_open=True)
-        self.num_classes = _int_arg(num_classes, "num_classes", low=1)
+        # a NumPy dimension (the soft labels' second); what fits in memory is checked per call
+        self.num_classes = _int_arg(num_classes, "num_classes", 1, 2**63 - 1, "the soft labels' width is a NumPy dimension")
         if layout not in ("NHWC", "NCHW"):
             raise ValueError(f"layout must be 'NHWC' or 'NCHW', got layout={layout!r}")
         self.layout = layout

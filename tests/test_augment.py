@@ -903,6 +903,7 @@ HOSTILE_OPS = (
         (lambda: A.MixUp(1.0, num_classes=0), ValueError, "num_classes must be >= 1"),
         (lambda: A.MixUp(1.0, num_classes=3.0), TypeError, "num_classes must be an int"),
         (lambda: A.CutMix(1.0, num_classes=True), TypeError, "num_classes must be an int"),
+        (lambda: A.CutMix(1.0, num_classes=2**63), ValueError, "num_classes must be <= 9223372036854775807"),
     ]
 )  # fmt: skip
 

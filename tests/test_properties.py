@@ -610,7 +610,9 @@ def test_clipping_matches_numpy(data, shape_list, dt, max_norm, clip):
 # loaded exactly. Never NaN, a wrapped integer, an OverflowError from deep inside, or a warning.
 
 from regtune import augment as A  # noqa: E402
-from regtune.optim import _SQUARES  # noqa: E402
+
+#: The buffers of squares, which must also be >= 0 (regtune.optim's load_state_dict docs).
+_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta", "row_var", "col_var", "variance")
 
 _HUGE_INTS = [2**30, 2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64, 10**30]
 hostile_ints = st.one_of(st.integers(-3, 40), st.sampled_from(_HUGE_INTS), st.integers(-(2**70), 2**70))

@@ -278,8 +278,16 @@ def available_bytes() -> int | None:
         return None
 
 
+#: Allocations below this are not checked by :func:`check_fits` (reading the available memory
+#: costs about 25 us; a failure to allocate less is NumPy's own MemoryError).
+CHECKED_BYTES = 1 << 28
+
+
 def check_fits(nbytes: int, what: str) -> None:
-    """MemoryError (naming ``what``) when ``nbytes`` exceed the memory available now."""
+    """MemoryError (naming ``what``) when ``nbytes`` (at least :data:`CHECKED_BYTES`) exceed the
+    memory available now."""
+    if nbytes < CHECKED_BYTES:
+        return
     avail = available_bytes()
     if avail is not None and nbytes > avail:
         raise MemoryError(f"{what} would take {nbytes / 2**30:.3g} GiB, more than the {avail / 2**30:.3g} GiB "

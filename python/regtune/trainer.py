@@ -110,12 +110,14 @@ ROUNDINGS = ("round", "stochastic", "master")
 
 #: The smallest matrix product (multiply-adds: rows x in_features x out_features) for which the
 #: trainer lets NumPy's BLAS use its threads; smaller ones run on one thread (see the module
-#: docstring). 2**32: on a 2-core AMD EPYC a product of 2**32 multiply-adds takes about 90 ms
-#: on one thread, long enough that two threads still gain on an idle machine (about 1.9x) and
-#: lose little beside busy processes, where waiting for a descheduled BLAS thread costs a few
-#: time slices (bench/busy_machine.py --what products). The trainer's own products are far
-#: below it at the command line's defaults (32 x 512 x 256 = 2**22 per step, 1293 x 512 x 256,
-#: about 2**27, per evaluation batch), so they run on one thread there.
+#: docstring). 2**32: such a product takes about 90 ms on one thread of this project's 2-core AMD
+#: EPYC, so waiting a time slice or two for a descheduled BLAS thread costs it little. Measured
+#: there (bench/busy_machine.py --what products, README "A busy machine"): with one or two other
+#: processes on the cores OpenBLAS's two threads lost 1.5x at 2**30 and 1.17x at 2**32 (and up to
+#: 60x on small products); beside 4 or 8 spinning processes they won from 2**30 on and lost up to
+#: 30x below. The trainer's own products are far below the limit at the command line's defaults
+#: (32 x 512 x 256 = 2**22 per step, 1293 x 512 x 256, about 2**27, per evaluation batch), so they
+#: run on one thread there.
 BLAS_THREADS_MIN_WORK = 2**32
 
 LEAKY_SLOPE = 0.01  # torch's default negative_slope

@@ -940,9 +940,10 @@ def _beta(words: np.ndarray, alpha: float) -> np.ndarray:
     for every alpha > 0, always in [0, 1].
 
     Where both gammas are normal floats whose sum is finite, ``X / (X + Y)`` (X = x * U ** (1 /
-    alpha) for alpha < 1), the draws regtune has always made. Elsewhere (alpha below about 0.01,
-    where U ** (1 / alpha) underflows and 0 / 0 gave NaN; alpha above about 1e307, where X + Y
-    overflows) the same X and Y in log space: ``lam = 1 / (1 + exp(-t))`` with
+    alpha) for alpha < 1), the draws regtune has always made. Elsewhere (rows where U ** (1 /
+    alpha) underflows, which starts below alpha = 0.032 for the smallest U and takes about 5% of
+    the rows at 0.002, where 0 / 0 gave NaN; alpha above about 1e307, where X + Y overflows) the
+    same X and Y in log space: ``lam = 1 / (1 + exp(-t))`` with
     ``t = log X - log Y = log x1 - log x2 + (log U1 - log U2) / alpha``, which is exact to
     rounding where lam is representable and 0 or 1 where it is not (as Beta(alpha, alpha) with a
     tiny alpha is all but a fair coin on {0, 1})."""

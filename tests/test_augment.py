@@ -388,6 +388,103 @@ def test_mixup_lambda_is_beta(alpha):
     assert scipy_stats.kstest(lam, scipy_stats.beta(alpha, alpha).cdf).pvalue > 1e-3
 
 
+# Known answers of the Beta draws at ordinary alphas (seed 7, epoch 5, these indices), recorded
+# before issue 27's change of the small-alpha arithmetic and unchanged by it. Float64 values
+# from NumPy's log/cos/sqrt, so compared to 1e-12 (NumPy's SIMD paths may differ in an ulp).
+MIX_KNOWN_INDICES = np.array([1, 4, 7, 1000, 2**32 - 1, 5])
+MIX_KNOWN = {
+    0.05: ["0x1.fc2792d02e2b2p-1", "0x1.fffffff63d439p-1", "0x1.8ba94168dccecp-11", "0x1.fffff97bad020p-1", "0x1.f0b76bc8710bcp-1", "0x1.fb50f376a0428p-43"],
+    0.2: ["0x1.58962a5e8566ap-1", "0x1.fe3a2a6184e8dp-1", "0x1.729f80da6029fp-3", "0x1.fac690937c57ep-1", "0x1.1cb042c7e228dp-1", "0x1.3229e83260bb4p-11"],
+    0.4: ["0x1.0ab8848f690c5p-1", "0x1.ea53a0c88031cp-1", "0x1.6bf5691882641p-2", "0x1.dec6af615b452p-1", "0x1.c42e305979590p-2", "0x1.63052cf690446p-6"],
+    1.0: ["0x1.4146a004c1a1bp-2", "0x1.6104d4f2997a3p-1", "0x1.38ad116705e3cp-1", "0x1.858434cfcd279p-1", "0x1.0ab5ed1a463adp-2", "0x1.bb44003a6d539p-2"],
+    2.5: ["0x1.91a69658ae738p-2", "0x1.9a499a3d469e9p-1", "0x1.2020300af222fp-1", "0x1.48e5400d65985p-1", "0x1.79e44b85f22e3p-2", "0x1.ddd3a49a3c8f4p-2"],
+    10.0: ["0x1.cabfaa7b40283p-2", "0x1.4d4cb03786365p-1", "0x1.0f61a142103e0p-1", "0x1.21772b579d290p-1", "0x1.12dbfc9f13163p-1", "0x1.f0de87ee55de7p-2"],
+    1000.0: ["0x1.fab60531d19a1p-2", "0x1.078e337110914p-1", "0x1.01860a04bf3b4p-1", "0x1.032e349b2056fp-1", "0x1.01b1566028003p-1", "0x1.fe9649be90054p-2"],
+}
+CUTMIX_KNOWN_BOXES = [[10, 20, 18, 24], [25, 32, 1, 11], [0, 30, 5, 24], [1, 25, 13, 24], [0, 17, 0, 9], [18, 32, 1, 17], [11, 32, 12, 24], [8, 30, 13, 24]]
+
+
+@pytest.mark.parametrize("alpha", sorted(MIX_KNOWN))
+def test_mix_lambdas_known_answers(alpha):
+    lam = A.MixUp(alpha, num_classes=3, seed=7).lambdas(6, indices=MIX_KNOWN_INDICES, epoch=5)
+    np.testing.assert_allclose(lam, [float.fromhex(h) for h in MIX_KNOWN[alpha]], rtol=1e-12, atol=0)
+    cm = A.CutMix(alpha, num_classes=3, seed=7).lambdas(6, indices=MIX_KNOWN_INDICES, epoch=5)
+    assert not np.array_equal(cm, lam)  # CutMix reads its own words
+
+
+def test_cutmix_known_boxes():
+    boxes, lam = A.CutMix(1.0, num_classes=3, seed=7).boxes((8, 32, 24, 3), indices=np.arange(8), epoch=1)
+    assert boxes.tolist() == CUTMIX_KNOWN_BOXES
+    assert np.array_equal(lam, 1.0 - (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / (32 * 24))
+
+
+#: From below torch's usual 0.2 down to 1e-6 (where Beta(alpha, alpha) is all but a fair coin on
+#: {0, 1}) and up to 1e3 (all but 0.5), with the smallest and largest floats the checks let in.
+ALPHAS = [5e-324, 1e-300, 1e-6, 1e-5, 1e-3, 2e-3, 1e-2, 0.1, 0.2, 1.0, 10.0, 100.0, 1e3, 1e300, 1.7e308]
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_mix_any_alpha_gives_finite_images_and_distributions(alpha):
+    """Issue 27: MixUp(0.002) gave NaN images and label rows for ~5% of samples (all at 1e-5);
+    CutMix with a small alpha gave boxes at -9.2e18 and label weights of +-1.4e17. Every alpha > 0
+    now gives lambdas in [0, 1], images between the batch's extremes and label rows that are
+    distributions."""
+    n = 256
+    x = RNG.random((n, 4, 5, 3), dtype=np.float32)
+    y = np.arange(n) % 7
+    for cls in (A.MixUp, A.CutMix):
+        mix = cls(alpha, num_classes=7, seed=11)
+        lam = mix.lambdas(n, indices=np.arange(n), epoch=3)
+        assert np.isfinite(lam).all() and ((lam >= 0) & (lam <= 1)).all(), (cls.__name__, lam)
+        with np.errstate(all="raise"):
+            out, soft = mix(x, y, indices=np.arange(n), epoch=3)
+        assert np.isfinite(out).all() and out.min() >= x.min() and out.max() <= x.max()
+        assert np.isfinite(soft).all() and (soft >= 0).all() and (soft <= 1).all()
+        np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=0, atol=1e-6)
+    boxes, lam = A.CutMix(alpha, num_classes=7, seed=11).boxes((n, 4, 5, 3), indices=np.arange(n), epoch=3)
+    assert (boxes >= 0).all() and (boxes[:, 1] <= 4).all() and (boxes[:, 3] <= 5).all()
+    assert (boxes[:, 0] <= boxes[:, 1]).all() and (boxes[:, 2] <= boxes[:, 3]).all()
+    assert ((lam >= 0) & (lam <= 1)).all()
+
+
+@pytest.mark.parametrize("alpha", [1e-6, 1e-5, 1e-3, 2e-3, 1e-2, 0.1, 1.0, 10.0, 1e3])
+def test_mix_lambda_moments_for_every_alpha(alpha):
+    """Beta(alpha, alpha): mean 1/2, variance 1/(4 (2 alpha + 1)), P(lam < 1/2) = 1/2, each within
+    5 standard errors (a two-sided level below 1e-6 per statistic); and for alpha >= 2e-3 the
+    left tail P(lam < e**(-1/alpha)) of scipy's Beta within 5 standard errors of a binomial."""
+    n = 20000
+    lam = A.MixUp(alpha, num_classes=2, seed=4).lambdas(n, indices=np.arange(n), epoch=1)
+    var = 1.0 / (4.0 * (2.0 * alpha + 1.0))
+    mu4 = var**2 * (3.0 - 6.0 / (2.0 * alpha + 3.0))  # excess kurtosis of Beta(a, a): -6 / (2a + 3)
+    assert abs(lam.mean() - 0.5) < 5 * math.sqrt(var / n)
+    assert abs(np.mean((lam - 0.5) ** 2) - var) < 5 * math.sqrt((mu4 - var**2) / n) + 1e-12
+    assert abs(np.mean(lam < 0.5) - 0.5) < 5 * math.sqrt(0.25 / n)
+    if alpha >= 2e-3:
+        stats = pytest.importorskip("scipy.stats")
+        t = math.exp(-1.0 / alpha)
+        p = float(stats.beta(alpha, alpha).cdf(t))
+        assert abs(np.mean(lam < t) - p) < 5 * math.sqrt(p * (1 - p) / n) + 1e-12, (np.mean(lam < t), p)
+
+
+@pytest.mark.parametrize("alpha", [1e-2, 0.1, 1.0, 10.0, 1e3])
+def test_mix_lambdas_match_numpys_beta(alpha):
+    """Two-sample Kolmogorov-Smirnov test against numpy.random.Generator.beta; level 0.001."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 8000
+    lam = A.MixUp(alpha, num_classes=2, seed=9).lambdas(n, indices=np.arange(n), epoch=0)
+    ref = np.random.default_rng(9).beta(alpha, alpha, n)
+    assert stats.ks_2samp(lam, ref).pvalue > 1e-3
+
+
+def test_mix_lambdas_are_a_function_of_seed_epoch_and_index():
+    mix = A.MixUp(1e-4, num_classes=3, seed=3)
+    idx = np.array([9, 2, 700, 2**32 - 1])
+    a = mix.lambdas(4, indices=idx, epoch=2)
+    assert a.tobytes() == mix.lambdas(4, indices=idx, epoch=2).tobytes()
+    assert a.tobytes() == A.MixUp(1e-4, num_classes=3, seed=3).lambdas(4, indices=idx, epoch=2).tobytes()
+    assert np.array_equal(mix.lambdas(2, indices=idx[2:], epoch=2), a[2:])  # its own words, whatever the batch
+
+
 def test_jitter_factors_uniform():
     """Mean and variance of the brightness factor on [0.6, 1.4] within 5 standard errors."""
     n = 20000
@@ -757,6 +854,125 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
 def test_bad_op_arguments_name_the_argument(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+# ------------------------------------------------- hostile constructor arguments (issue 27)
+
+F32_MAX = float(np.finfo(np.float32).max)
+HUGE_INTS = [2**31, 2**32, 2**63 - 1, 2**63, 2**64, 10**30]
+
+#: (constructor call, exception, pattern naming the argument): refused where the op is made, not
+#: later inside a pipeline call as an OverflowError ("Python int too large to convert to C
+#: long"), NumPy's "array is too big", a RuntimeWarning or a silent inf/NaN in the output.
+HOSTILE_OPS = (
+    [(lambda b=b: A.RandomCrop(8, padding=b), ValueError, r"padding must be <= 2\*\*30") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop(8, padding=(1, b)), ValueError, r"padding\[1\] must be <= 2\*\*30") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop(8, padding=(0, 0, 0, b)), ValueError, r"padding\[3\] must be <= 2\*\*30")
+       for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop(b), ValueError, r"size must be <= 2\*\*31 - 1") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomCrop((4, b)), ValueError, r"size must be <= 2\*\*31 - 1") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomResizedCrop(b), ValueError, r"size must be <= 2\*\*31 - 1") for b in HUGE_INTS]
+    + [(lambda b=b: A.RandomTranslate(b), ValueError, r"shift must be <= 2\*\*30") for b in HUGE_INTS]
+    + [
+        (lambda: A.RandomCrop(8, padding=2.0), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=True), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=(1, 2, 3)), ValueError, "padding must be an int or a sequence of 2 or 4"),
+        (lambda: A.RandomCrop(8, padding="4"), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=None), TypeError, "padding must be an int"),
+        (lambda: A.RandomCrop(8, padding=1, fill=1e39), ValueError, r"fill must be in \[-3.40282e\+38, 3.40282e\+38\]"),
+        (lambda: A.RandomCrop(8, padding=1, fill=(0, -1e300, 0)), ValueError, r"fill\[1\] must be in"),
+        (lambda: A.RandomTranslate(2, fill=float("nan")), ValueError, "fill must be finite"),
+        (lambda: A.RandomErasing(value=1e39), ValueError, r"value must be in \[-3.40282e\+38"),
+        (lambda: A.RandomErasing(value=(1, 2, float("inf"))), ValueError, r"value\[2\] must be finite"),
+        (lambda: A.ColorJitter(brightness=1e39), ValueError, r"brightness must be in \[0, 3.40282e\+38\]"),
+        (lambda: A.ColorJitter(contrast=(0.5, 1e300)), ValueError, r"contrast\[1\] must be in"),
+        (lambda: A.ColorJitter(saturation=float("inf")), ValueError, "saturation must be finite"),
+        (lambda: A.GaussianNoise(1e300, clip=False), ValueError, r"std must be in \[0, 2.12676e\+37\]"),
+        (lambda: A.GaussianNoise(1e38), ValueError, "std must be in"),
+        (lambda: A.Normalize(0.5, 1e-320), ValueError, r"std\[0\]=1e-320.*not finite in float32"),
+        (lambda: A.Normalize(0.5, (0.2, 1e-320, 0.2)), ValueError, r"std\[1\]=1e-320"),
+        (lambda: A.Normalize(0.5, 1e308), ValueError, r"std\[0\]=1e\+308.*rounds to 0 in float32"),
+        (lambda: A.Normalize(1e300, 1.0), ValueError, r"mean\[0\]=1e\+300 and std\[0\]=1.0 make -mean / std"),
+        (lambda: A.Normalize((0.1, 1e3), (1.0, 1e-36)), ValueError, r"mean\[1\]=1000.0 and std\[1\]=1e-36"),
+        (lambda: A.Normalize(0.5, 0.5, max_pixel_value=1e-320), ValueError, r"max_pixel_value=1e-320"),
+        (lambda: A.Normalize(0.5, 0.5, max_pixel_value=1e300), ValueError, r"max_pixel_value=1e\+300"),
+        (lambda: A.MixUp(float("nan"), num_classes=3), ValueError, "alpha must be finite"),
+        (lambda: A.MixUp(-1e-300, num_classes=3), ValueError, "alpha must be in"),
+        (lambda: A.CutMix(float("inf"), num_classes=3), ValueError, "alpha must be finite"),
+        (lambda: A.CutMix("1", num_classes=3), TypeError, "alpha must be a real number"),
+        (lambda: A.MixUp(1.0, num_classes=0), ValueError, "num_classes must be >= 1"),
+        (lambda: A.MixUp(1.0, num_classes=3.0), TypeError, "num_classes must be an int"),
+        (lambda: A.CutMix(1.0, num_classes=True), TypeError, "num_classes must be an int"),
+        (lambda: A.CutMix(1.0, num_classes=2**63), ValueError, "num_classes must be <= 9223372036854775807"),
+    ]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("make,exc,match", HOSTILE_OPS, ids=[f"op{i}" for i in range(len(HOSTILE_OPS))])
+def test_hostile_op_arguments_are_refused_at_construction(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_issue_27_padding_overflow_is_a_value_error_naming_padding():
+    with pytest.raises(ValueError, match=r"padding must be <= 2\*\*30 .*got padding=9223372036854775808"):
+        A.Pipeline([A.RandomCrop(8, padding=2**63)])
+    crop = A.RandomCrop(8, padding=2**30)  # the largest accepted padding still runs
+    out = A.Pipeline([crop], seed=0)(IMG_U8)
+    assert out.shape == (6, 8, 8, 3) and not out.any()  # all padding
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 32), (2, 32, 32, 3, 1), (), None, "abcd", 5, (2.0, 8, 8, 3), (2, 8, 8, True),
+                                   (-1, 8, 8, 3), (2, 8, 8, 0), (2, 8, 8, 5), (2**63, 8, 8, 3), [2, np.float32(8), 8, 3]])  # fmt: skip
+def test_pipeline_images_shape_is_named(shape):
+    """Issue 27: sample_params((2, 32, 32)) raised "not enough values to unpack"."""
+    pipe = A.Pipeline([A.RandomCrop(8)], seed=0)
+    for method in (pipe.sample_params, pipe.output_shape):
+        with pytest.raises((TypeError, ValueError), match="images_shape"):
+            method(shape)
+    if shape not in ((2, 8, 8, 0), (2, 8, 8, 5)):  # boxes need no channels
+        with pytest.raises((TypeError, ValueError), match="images_shape"):
+            A.CutMix(num_classes=3, seed=0).boxes(shape)
+
+
+def test_images_shape_of_ints_of_any_kind_is_fine():
+    pipe = A.Pipeline([A.RandomCrop(8)], seed=0)
+    assert pipe.output_shape([np.int64(2), 16, np.uint8(16), 3]) == (2, 8, 8, 3)
+    assert pipe.sample_params(np.array([2, 16, 16, 3]))[0]["top"].shape == (2,)
+    assert A.CutMix(num_classes=3, seed=0, layout="NCHW").boxes((0, 3, 8, 8))[0].shape == (0, 4)
+    boxes, lam = A.CutMix(num_classes=3, seed=0, layout="NCHW").boxes((2, 3, 0, 8))
+    assert boxes.shape == (2, 4) and (lam == 1).all()  # no pixels: nothing pasted (it was 0 / 0)
+    mixed, soft = A.CutMix(num_classes=3, seed=0)(np.zeros((2, 0, 5, 3), np.float32), np.array([0, 2]))
+    assert mixed.shape == (2, 0, 5, 3) and np.array_equal(soft, np.eye(3, dtype=np.float32)[[0, 2]])
+
+
+@pytest.mark.parametrize("n", [-1, 2.0, None, True, "3", 2**64])
+def test_mix_lambdas_count_is_named(n):
+    with pytest.raises((TypeError, ValueError), match=r"\bn\b"):
+        A.MixUp(num_classes=3, seed=0).lambdas(n)
+
+
+@pytest.mark.parametrize("cls", [A.MixUp, A.CutMix])
+def test_mix_soft_labels_that_cannot_fit_in_memory_name_num_classes(cls):
+    """(n, num_classes) float32 soft labels are made for each call: num_classes=2**40 asked NumPy
+    for terabytes (and 2**31 for gigabytes that overcommit handed out and the kernel then killed
+    the process for); refused first, with a MemoryError naming num_classes."""
+    mix = cls(1.0, num_classes=2**40, seed=0)
+    with pytest.raises(MemoryError, match=r"num_classes=1099511627776"):
+        mix(IMG_F32, np.arange(6))
+    assert cls(1.0, num_classes=1000, seed=0)(IMG_F32, np.arange(6))[1].shape == (6, 1000)
+
+
+def test_huge_box_proposals_fail_their_tries_instead_of_overflowing():
+    """RandomResizedCrop and RandomErasing with extreme scale/ratio: every try is out of the image
+    (torchvision's fallback, nothing erased), without a cast of inf or NaN to int."""
+    with np.errstate(all="raise"):
+        crop = A.Pipeline([A.RandomResizedCrop(4, scale=(1e300, 1e308))], seed=0).sample_params(IMG_U8.shape)[0]
+        crop2 = A.Pipeline([A.RandomResizedCrop(4, ratio=(1e-320, 1e-300))], seed=0).sample_params(IMG_U8.shape)[0]
+        out = A.Pipeline([A.RandomErasing(1.0, ratio=(1e300, 1e308))], seed=0)(IMG_U8)
+    assert (crop["height"] == 13).all() and (crop["width"] == 17).all()  # the fallback: the whole image
+    assert (crop2["height"] <= 13).all() and (crop2["width"] <= 17).all()
+    assert np.array_equal(out, IMG_U8)
 
 
 def test_crop_larger_than_padded_image():

@@ -778,6 +778,57 @@ def test_interrupt_in_a_real_process(tiny):
     assert proc.returncode == 130 and err == "regtune: interrupted\n", err
 
 
+#: A sitecustomize that holds the first import of ml_dtypes (the slowest part of regtune's start-up,
+#: where issue 27's Ctrl-C landed) until the test has sent its SIGINT.
+_SLOW_START = """
+import builtins, sys, time
+_real = builtins.__import__
+def _slow(name, *args, **kwargs):
+    if name == "ml_dtypes" and "ml_dtypes" not in sys.modules:
+        builtins.__import__ = _real
+        print("importing ml_dtypes", flush=True)
+        time.sleep(60)
+    return _real(name, *args, **kwargs)
+builtins.__import__ = _slow
+"""
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m regtune"])
+def test_interrupt_during_start_up_is_one_line_and_130(tmp_path, tiny, how):
+    """Issue 27: SIGINT while `regtune train` was still importing printed a KeyboardInterrupt
+    traceback from inside ml_dtypes' import (and the status of a process killed by SIGINT)."""
+    import signal
+
+    (tmp_path / "sitecustomize.py").write_text(_SLOW_START)
+    script = tmp_path / "regtune"  # what pip's console script does, under the command's name
+    script.write_text("import sys\nfrom regtune.cli import main\nsys.exit(main())\n")
+    args = ["train", "--data", tiny, "--epochs", "1", "--no-progress"]
+    cmd = [sys.executable, str(script), *args] if how == "console script" else [sys.executable, "-m", "regtune", *args]
+    path = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": path},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "importing ml_dtypes\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and err == "regtune: interrupted\n", (proc.returncode, err)
+
+
+def test_a_program_that_imports_regtune_keeps_its_ctrl_c(tmp_path):
+    """The start-up handler is the command's alone: a script that imports regtune still gets
+    KeyboardInterrupt from Ctrl-C."""
+    code = ("import signal, regtune\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+            "import regtune.cli\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_valid_edge_values_still_work(tiny, capsys):
     """Boundaries that are allowed: --patience 0, --dropout 0, --momentum 0, --noise 0, a uint8
     image --data, a batch larger than the data."""

@@ -886,24 +886,58 @@ def test_huge_leaky_slope_gives_a_finite_gain():
 
 
 def test_tiny_parameters_are_drawn_correctly():
-    # A normal std that is subnormal (or rounds to 0) in the dtype gives its correctly rounded
-    # values (zeros in float32); a uniform bound that rounds to 0 is refused (above).
-    assert not init.xavier_normal((4, 3), gain=1e-320, seed=1).any()
+    # A normal std that is subnormal but not 0 in the dtype gives its correctly rounded values
+    # (some of them 0); a std or bound that rounds to 0 in the dtype is refused (below).
     w = init.xavier_normal((4, 3), gain=1e-320, dtype=np.float64, seed=1)
-    assert np.isfinite(w).all() and np.abs(w).max() < 1e-319
-    assert not init.kaiming_normal((4, 3), a=1e300, seed=1).any()
+    assert np.isfinite(w).all() and np.abs(w).max() < 1e-319 and w.any()
+    w = init.kaiming_normal((4, 3), a=1e40, seed=1)  # std 7e-41: subnormal in float32
+    assert np.isfinite(w).all() and w.any() and np.abs(w).max() < 1e-39
     assert np.isfinite(init.kaiming_uniform((4, 3), a=1e300, dtype=np.float64, seed=1)).all()
     w = init.orthogonal((4, 3), gain=1e-320, dtype=np.float64, seed=1)
     assert np.isfinite(w).all() and 0 < np.abs(w).max() <= 1e-320
-    assert not init.orthogonal((4, 3), gain=1e-320, seed=1).any()
-    w = init.variance_scaling((4, 3), 1e-320, seed=1)
-    assert np.isfinite(w).all() and not w.any()
+    assert not init.orthogonal((4, 3), gain=0.0, seed=1).any()  # an explicit 0 is not an underflow
+    w = init.variance_scaling((4, 3), 1e-320, dtype=np.float64, seed=1)
+    assert np.isfinite(w).all() and w.any()
     # A std that underflows to 0 even in float64 is refused, naming the argument.
     assert init.xavier_normal((4, 3), gain=5e-324, dtype=np.float64, seed=1).any()  # 5e-324 * 0.53 rounds up
     with pytest.raises(ValueError, match="gain=5e-324"):
         init.xavier_normal((40, 30), gain=5e-324, dtype=np.float64, seed=1)  # 5e-324 * 0.17 rounds to 0
     with pytest.raises(ValueError, match="gain=5e-324"):
         init.xavier_uniform((40, 30), gain=5e-324, dtype=np.float64, seed=1)
+
+
+#: (initializer call of a dtype, the argument it must name): each makes a std, bound or gain that
+#: is not 0 but rounds to 0 in float32, bfloat16 and float16, so every value would be 0 (or the mean).
+UNDERFLOWS = [
+    (lambda dt: init.kaiming_normal((4, 3), a=1e200, dtype=dt, seed=1), r"a=1e\+200"),
+    (lambda dt: init.he_normal((4, 3), a=-1e300, mode="fan_out", dtype=dt, seed=1), r"a=-1e\+300"),
+    (lambda dt: init.kaiming_uniform((4, 3), a=1e200, dtype=dt, seed=1), r"a=1e\+200"),
+    (lambda dt: init.xavier_normal((4, 3), gain=1e-320, dtype=dt, seed=1), "gain=1e-320"),
+    (lambda dt: init.xavier_uniform((4, 3), gain=1e-320, dtype=dt, seed=1), "gain=1e-320"),
+    (lambda dt: init.orthogonal((4, 3), gain=1e-320, dtype=dt, seed=1), "gain=1e-320"),
+    (lambda dt: init.orthogonal((4, 3), gain=-1e-50, dtype=dt, seed=1), "gain=-1e-50"),
+    (lambda dt: init.variance_scaling((4, 3), 1e-320, dtype=dt, seed=1), "scale=1e-320"),
+    (lambda dt: init.variance_scaling((4, 3), 1e-320, "fan_avg", "normal", dtype=dt, seed=1), "scale=1e-320"),
+    (lambda dt: init.normal((4, 3), 0.5, 1e-320, dtype=dt, seed=1), "std=1e-320"),
+    (lambda dt: init.trunc_normal((4, 3), 0.0, 1e-320, dtype=dt, seed=1), "std=1e-320"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16, np.float16], ids=["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("call, name", UNDERFLOWS, ids=[f"{i}-{m}" for i, (_, m) in enumerate(UNDERFLOWS)])
+def test_a_std_or_gain_that_underflows_to_zero_is_refused_naming_it(call, name, dtype):
+    """kaiming_normal(a=1e200) returned all zeros in float32 (issue 27): the gain underflows.
+    Every initializer whose std, bound or gain can round to 0 in the dtype refuses it, naming the
+    argument the user gave, before drawing anything."""
+    with pytest.raises(ValueError, match=rf"{name}\b.*rounds to 0 in {np.dtype(dtype).name}"):
+        call(dtype)
+
+
+def test_kaiming_normal_with_an_ordinary_slope_is_unchanged():
+    # the check above only refuses; ordinary draws keep their known bits
+    a = init.kaiming_normal((64, 32), a=0.2, seed=3)
+    b = rrandom.normal((64, 32), 0.0, init.calculate_gain("leaky_relu", 0.2) / math.sqrt(32), seed=3)
+    assert a.tobytes() == b.tobytes()
 
 
 # (label, f(x, shape, dtype, seed) with x the parameter pushed to its limit, message pattern)

@@ -1127,6 +1127,79 @@ def test_hostile_state_dicts_are_refused_and_change_nothing(edit, exc, match):
     assert all(np.array_equal(a, b) for k in before["state"] for a, b in zip(after["state"][k], before["state"][k]))
 
 
+#: An optimizer of every rule with every buffer it can keep (momentum, amsgrad, centered, both of
+#: Adafactor's kinds of state, 16-bit params with float32, 16-bit and master state).
+_STATEFUL = [
+    ("SGD", np.float32, dict(lr=0.1, momentum=0.9)), ("Adam", np.float64, dict(amsgrad=True)),
+    ("AdamW", np.float32, dict(amsgrad=True)), ("RMSprop", np.float32, dict(momentum=0.9, centered=True)),
+    ("Adagrad", np.float32, {}), ("Lion", np.float32, {}), ("NAdam", np.float32, {}), ("RAdam", np.float32, {}),
+    ("Adamax", np.float32, {}), ("Adadelta", np.float32, {}), ("LAMB", np.float32, {}),
+    ("LARS", np.float32, dict(momentum=0.9)), ("Adafactor", np.float32, {}),
+    ("AdamW", ml_dtypes.bfloat16, dict(precision="master")),
+    ("Adam", ml_dtypes.bfloat16, dict(state_dtype=ml_dtypes.bfloat16)),
+]  # fmt: skip
+
+
+def _stateful(name, dtype, kw):
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(dtype) for s in ((3, 4), (5,))]
+    opt = getattr(optim, name)(params, **kw)
+    opt.step([np.ones_like(p) for p in params])
+    return opt, params
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("case", _STATEFUL, ids=lambda c: f"{c[0]}-{np.dtype(c[1]).name}")
+def test_non_finite_loaded_state_is_refused_naming_the_buffer(case, bad):
+    """A NaN or inf in any buffer would reach every parameter at the next step (Adafactor's
+    row_var feeds the mean that divides every v): refused, naming the buffer and the element,
+    and nothing is loaded."""
+    opt, params = _stateful(*case)
+    checked = 0
+    for name, arrays in opt.state.items():
+        for i, a in enumerate(arrays):
+            if a is None:
+                continue
+            sd = opt.state_dict()
+            sd["state"][name][i].flat[-1] = bad
+            before = opt.state_dict()
+            last = ", ".join(str(d - 1) for d in a.shape)
+            with pytest.raises(ValueError, match=rf"state\['{name}'\]\[{i}\]\[{last}\] is {bad}.* finite"):
+                opt.load_state_dict(sd)
+            after = opt.state_dict()
+            assert after["step"] == before["step"]
+            for k in before["state"]:
+                assert all(x is None and y is None or x.tobytes() == y.tobytes()
+                           for x, y in zip(after["state"][k], before["state"][k]))  # fmt: skip
+            checked += 1
+    assert checked >= len(opt.state)
+
+
+def test_a_nan_loaded_into_adafactor_row_var_no_longer_poisons_the_parameters():
+    """The case of issue 27: a NaN written into a loaded row_var was accepted and every
+    parameter of that tensor was NaN after the next step."""
+    opt, params = _stateful("Adafactor", np.float32, {})
+    sd = opt.state_dict()
+    sd["state"]["row_var"][0][1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"state\['row_var'\]\[0\]\[1, 0\] is nan"):
+        opt.load_state_dict(sd)
+    opt.step([np.ones_like(p) for p in params])
+    assert all(np.isfinite(p).all() for p in params)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("cls", [optim.EMA, optim.SWA])
+def test_non_finite_loaded_averages_are_refused(cls, bad):
+    params = [np.ones((2, 3), np.float32), np.ones(4, np.float32)]
+    avg = cls(params)
+    avg.update()
+    sd = avg.state_dict()
+    sd["averages"][1][2] = bad
+    with pytest.raises(ValueError, match=rf"state_dict\['averages'\]\[1\]\[2\] is {bad}.* finite"):
+        avg.load_state_dict(sd)
+    assert avg.n_averaged == 1 and all(np.array_equal(a, p) for a, p in zip(avg.averages, params))
+
+
 def test_loading_views_of_the_parameters_or_of_its_own_buffers_is_exact():
     opt, p, _ = _adam_state()
     p[0][:] = [1, 2, 3, 4]
@@ -1385,6 +1458,78 @@ def test_average_state_dict_round_trips_and_copy_to_writes_the_averages():
     assert sd["n_averaged"] == 3 and ema.n_averaged == 6  # state_dict() is a copy
     c = copy.deepcopy(opt)
     assert c.ema is not ema and c.ema.params[0] is c.params[0] and c.ema._lock is not ema._lock
+
+
+class _Exporter:
+    """A minimal DLPack exporter over an ndarray: what a CPU torch tensor offers NumPy."""
+
+    def __init__(self, a):
+        self._a, self.shape, self.dtype = a, a.shape, a.dtype
+
+    def __dlpack__(self, **kw):
+        return self._a.__dlpack__(**kw)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+def _ema_of_two():
+    params = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.float32)]
+    ema = optim.EMA(params, decay=0.5)
+    ema.update()
+    params[0] += 10
+    ema.update()
+    return ema
+
+
+@pytest.mark.parametrize(
+    "make_out, exc, match",
+    [
+        (lambda: [np.zeros((2, 3), np.float32), _read_only(np.zeros(4, np.float32))], ValueError,
+         r"params\[1\] must be writable"),
+        (lambda: [np.zeros((3, 2), np.float32).T, np.zeros(4, np.float32)], ValueError, r"params\[0\] must be C-contiguous"),
+        (lambda: [np.zeros((2, 3), np.float32), np.zeros(5, np.float32)], ValueError,
+         r"params\[1\] must be an array of shape \(4,\) and dtype float32, got shape \(5,\) and dtype float32"),
+        (lambda: [np.zeros((2, 3), np.float64), np.zeros(4, np.float32)], ValueError,
+         r"params\[0\] must be an array of shape \(2, 3\) and dtype float32, got shape \(2, 3\) and dtype float64"),
+        (lambda: [np.ma.masked_array(np.zeros((2, 3), np.float32)), np.zeros(4, np.float32)], TypeError,
+         r"params\[0\] must be a plain numpy.ndarray"),
+        (lambda: [[0.0] * 6, np.zeros(4, np.float32)], TypeError, r"params\[0\] must be a numpy.ndarray"),
+    ],
+)  # fmt: skip
+def test_ema_copy_to_names_the_array(make_out, exc, match):
+    """Issue 27: a read-only array gave NumPy's "assignment destination is read-only"."""
+    ema = _ema_of_two()
+    out = make_out()
+    before = [np.array(o, copy=True) for o in out]
+    with pytest.raises(exc, match=match):
+        ema.copy_to(out)
+    assert all(np.array_equal(np.asarray(o), b) for o, b in zip(out, before))  # nothing written
+
+
+def test_ema_copy_to_writes_dlpack_tensors_in_place():
+    """Issue 27: a CPU torch tensor of the right shape and dtype was refused as if its shape and
+    dtype were wrong; it goes through the same DLPack view as every other function's arrays."""
+    ema = _ema_of_two()
+    targets = [np.full((2, 3), np.nan, np.float32), np.full(4, np.nan, np.float32)]
+    ema.copy_to([_Exporter(t) for t in targets])
+    assert all(np.array_equal(t, a) for t, a in zip(targets, ema.averages))
+
+
+def test_ema_copy_to_writes_cpu_torch_tensors():
+    torch = pytest.importorskip("torch")
+    ema = _ema_of_two()
+    tensors = [torch.full((2, 3), float("nan")), torch.nn.Parameter(torch.zeros(4))]
+    ema.copy_to(tensors)
+    assert all(np.array_equal(t.detach().numpy(), a) for t, a in zip(tensors, ema.averages))
+    with pytest.raises(ValueError, match=r"params\[0\] must be an array of shape \(2, 3\) and dtype float32, got "
+                                         r"shape \(2, 3\) and dtype float64"):  # fmt: skip
+        ema.copy_to([torch.zeros((2, 3), dtype=torch.float64), torch.zeros(4)])
 
 
 @pytest.mark.parametrize(
@@ -1911,7 +2056,11 @@ def test_native_optim_steps_refuses_malformed_calls(calls, err, match):
         _core.optim_steps(calls)
 
 
-def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call():
+@pytest.mark.parametrize("order", ["stepped first", "stepped after"])
+def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call(order):
+    """Whichever comes first in the call: the optimizer whose schedule steps another (a), or the
+    other (b). When a comes first, b's count used to be read only after a's schedule had stepped
+    b, so the step went through (b stepped twice in one call) without the documented error."""
     a, ga = _group("SGD", np.float32, 0, lr=0.1)
     b, gb = _group("SGD", np.float32, 1, lr=0.1)
 
@@ -1921,9 +2070,11 @@ def test_step_all_refuses_a_schedule_that_steps_another_optimizer_of_the_call():
 
     a.lr = lr
     before = [p.copy() for p in a.params]
-    with pytest.raises(RuntimeError, match="changed step_count"):
-        optim.step_all([(b, gb[0]), (a, ga[0])])
+    steps = [(b, gb[0]), (a, ga[0])] if order == "stepped first" else [(a, ga[0]), (b, gb[0])]
+    with pytest.raises(RuntimeError, match="changed step_count from 0 to 1"):
+        optim.step_all(steps)
     assert a.step_count == 0 and all(p.tobytes() == q.tobytes() for p, q in zip(a.params, before))
+    assert b.step_count == 1  # the schedule's own step of b, and no other
 
 
 # ----------------------------------------------------------------------- Schedule-Free AdamW

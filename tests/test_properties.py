@@ -14,10 +14,11 @@ examples on every run; HYPOTHESIS_PROFILE=thorough draws many more.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import regtune
@@ -600,3 +601,161 @@ def test_clipping_matches_numpy(data, shape_list, dt, max_norm, clip):
     optim.clip_grad_value(got, clip)
     for a, g in zip(got, grads):
         np.testing.assert_array_equal(a, np.where(np.isnan(g), g, np.clip(g, -clip, clip)))
+
+
+# ------------------------------------------------------- regtune.augment and loaded state (issue 27)
+# The samplers' rule, extended: whatever a constructor or load_state_dict is given, it either
+# refuses it with a TypeError/ValueError (MemoryError for what cannot fit) naming the argument, or
+# the result is what the docs promise: finite images, label rows that are distributions, state
+# loaded exactly. Never NaN, a wrapped integer, an OverflowError from deep inside, or a warning.
+
+from regtune import augment as A  # noqa: E402
+
+#: The buffers of squares, which must also be >= 0 (regtune.optim's load_state_dict docs).
+_SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta", "row_var", "col_var", "variance")
+
+_HUGE_INTS = [2**30, 2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64, 10**30]
+hostile_ints = st.one_of(st.integers(-3, 40), st.sampled_from(_HUGE_INTS), st.integers(-(2**70), 2**70))
+hostile_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 5e-324, 1e-320, 1e-45, 1e-6, 1e-3, 0.5, 3.4e38, 3.5e38, 1e39, 1e300, 1.7976931348623157e308]),
+)
+odd_values = st.sampled_from([None, True, False, "1", b"1", [], (1, 2, 3), {}, 1j, object()])
+
+
+def _at_least(n: int) -> settings:
+    """The loaded profile with at least ``n`` examples (these tests draw from many cases)."""
+    return settings(max_examples=max(n, settings.default.max_examples))
+
+
+@_at_least(150)
+@given(
+    cls=st.sampled_from([A.MixUp, A.CutMix]),
+    alpha=st.one_of(hostile_floats, hostile_ints, odd_values),
+    num_classes=st.one_of(st.integers(-3, 40), st.sampled_from([2**40, 2**63, 2**64]), hostile_floats, odd_values),
+    shape=st.tuples(st.integers(0, 6), st.integers(0, 5), st.integers(0, 5), st.integers(1, 3)),
+    u8=st.booleans(), layout=st.sampled_from(["NHWC", "NCHW"]), seed=seeds, epoch=st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_mix_parameters_are_refused_or_give_distributions(cls, alpha, num_classes, shape, u8, layout, seed, epoch):
+    try:
+        mix = cls(alpha, num_classes=num_classes, seed=seed, layout=layout)
+    except (TypeError, ValueError) as exc:
+        assert re.search(r"\b(alpha|num_classes)\b", str(exc)), str(exc)
+        return
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, shape, np.uint8) if u8 else (rng.standard_normal(shape) * 100).astype(np.float32)
+    if layout == "NCHW":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    y = np.array([i % mix.num_classes for i in range(shape[0])], np.int64)
+    try:
+        out, soft = mix(x, y, indices=np.arange(shape[0]) * 7, epoch=epoch)
+    except MemoryError as exc:
+        assert f"num_classes={mix.num_classes}" in str(exc)
+        return
+    assert out.shape == x.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    if x.size:
+        assert out.min() >= x.min() and out.max() <= x.max()
+    assert soft.shape == (shape[0], mix.num_classes) and np.isfinite(soft).all() and (soft >= 0).all()
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=0, atol=1e-5)
+    lam = mix.lambdas(shape[0], indices=np.arange(shape[0]) * 7, epoch=epoch)
+    assert ((lam >= 0) & (lam <= 1)).all()
+
+
+#: (op, argument, the other arguments): each op with one argument replaced by a hostile value.
+_OP_ARGS = [
+    (A.RandomCrop, "size", {}), (A.RandomCrop, "padding", {"size": 4}), (A.RandomCrop, "fill", {"size": 4, "padding": 1}),
+    (A.RandomTranslate, "shift", {}), (A.RandomTranslate, "fill", {"shift": 1}),
+    (A.HorizontalFlip, "p", {}), (A.VerticalFlip, "p", {}),
+    (A.RandomResizedCrop, "size", {}), (A.RandomResizedCrop, "scale", {"size": 3}), (A.RandomResizedCrop, "ratio", {"size": 3}),
+    (A.ColorJitter, "brightness", {}), (A.ColorJitter, "contrast", {}), (A.ColorJitter, "saturation", {}),
+    (A.GaussianNoise, "std", {}), (A.GaussianNoise, "clip", {"std": 1.0}),
+    (A.RandomErasing, "p", {}), (A.RandomErasing, "scale", {"p": 1.0}), (A.RandomErasing, "ratio", {"p": 1.0}),
+    (A.RandomErasing, "value", {"p": 1.0}),
+    (A.Normalize, "mean", {"std": 0.5}), (A.Normalize, "std", {"mean": 0.5}),
+    (A.Normalize, "max_pixel_value", {"mean": 0.5, "std": 0.5}),
+]  # fmt: skip
+_PAIR_ARGS = {"scale", "ratio"}
+
+
+@_at_least(300)
+@given(case=st.sampled_from(_OP_ARGS), data=st.data())
+def test_augment_constructors_refuse_or_run(case, data):
+    cls, arg, base = case
+    scalar = st.one_of(hostile_ints, hostile_floats, odd_values)
+    if arg in _PAIR_ARGS or arg in ("brightness", "contrast", "saturation", "padding", "size"):
+        value = data.draw(st.one_of(scalar, st.tuples(scalar, scalar)), label=arg)
+    elif arg in ("fill", "value", "mean", "std"):
+        value = data.draw(st.one_of(scalar, st.lists(scalar, min_size=0, max_size=4)), label=arg)
+    else:
+        value = data.draw(scalar, label=arg)
+    try:
+        op = cls(**base, **{arg: value})
+    except (TypeError, ValueError) as exc:
+        assert re.search(rf"\b{arg}\b", str(exc)), str(exc)
+        return
+    for images in (np.arange(2 * 5 * 6 * 3, dtype=np.uint8).reshape(2, 5, 6, 3),
+                   np.linspace(0, 1, 2 * 5 * 6 * 3, dtype=np.float32).reshape(2, 5, 6, 3)):  # fmt: skip
+        pipe = A.Pipeline([op], seed=1)
+        try:
+            out = pipe(images, indices=np.array([3, 9]), epoch=2)
+        except ValueError as exc:  # an argument that does not fit these images: named
+            assert re.search(rf"\b{arg}\b", str(exc)), str(exc)
+            continue
+        except MemoryError as exc:  # an output too large for the memory: named by its size
+            assert "size=" in str(exc), str(exc)
+            continue
+        assert out.shape == pipe.output_shape(images.shape)
+        assert np.isfinite(out.astype(np.float32)).all()
+
+
+@_at_least(200)
+@given(name=st.sampled_from(["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "NAdam", "RAdam", "Adamax",
+                             "Adadelta", "LAMB", "LARS", "Adafactor"]), dt=dtypes, data=st.data())  # fmt: skip
+def test_loaded_state_contents_are_refused_or_loaded_exactly(name, dt, data):
+    kw = {"SGD": {"lr": 0.1, "momentum": 0.9}, "RMSprop": {"momentum": 0.9, "centered": True},
+          "LARS": {"momentum": 0.9}, "Adam": {"amsgrad": True}}.get(name, {})  # fmt: skip
+    params = [np.ones((3, 4), dt), np.ones(5, dt)]
+    opt = getattr(optim, name)(params, **kw)
+    opt.step([np.full_like(p, 0.5) for p in params])
+    sd = opt.state_dict()
+    buffers = [(k, i) for k, arrays in sd["state"].items() for i, a in enumerate(arrays) if a is not None]
+    k, i = data.draw(st.sampled_from(buffers), label="buffer")
+    a = sd["state"][k][i]
+    flat = data.draw(st.integers(0, a.size - 1), label="element")
+    value = data.draw(st.one_of(hostile_floats, st.floats(-1e3, 1e3)), label="value")
+    with np.errstate(over="ignore"):
+        a.reshape(-1)[flat] = value
+    stored = a.reshape(-1)[flat]
+    before = opt.state_dict()
+    where = ", ".join(map(str, np.unravel_index(flat, a.shape)))
+    if not np.isfinite(stored) or (k in _SQUARES and stored < 0):
+        label = re.escape(f"state['{k}'][{i}]")
+        with pytest.raises(ValueError, match=rf"{label}(\[{where}\] is .*finite| must be >= 0)"):
+            opt.load_state_dict(sd)
+        after = opt.state_dict()
+        assert all(x is None and y is None or x.tobytes() == y.tobytes()
+                   for n in before["state"] for x, y in zip(after["state"][n], before["state"][n]))  # fmt: skip
+        return
+    opt.load_state_dict(sd)
+    assert opt.state[k][i].tobytes() == sd["state"][k][i].tobytes()
+
+
+@_at_least(60)
+@given(cls=st.sampled_from([optim.EMA, optim.SWA]), which=st.integers(0, 1), flat=st.integers(0, 11),
+       value=hostile_floats)  # fmt: skip
+def test_loaded_averages_are_refused_or_loaded_exactly(cls, which, flat, value):
+    params = [np.ones((3, 4), np.float32), np.ones(5, np.float32)]
+    avg = cls(params)
+    avg.update()
+    sd = avg.state_dict()
+    a = sd["averages"][which]
+    flat %= a.size
+    with np.errstate(over="ignore"):
+        a.reshape(-1)[flat] = value
+    if not np.isfinite(a.reshape(-1)[flat]):
+        with pytest.raises(ValueError, match=re.escape(f"state_dict['averages'][{which}]")):
+            avg.load_state_dict(sd)
+        assert all(np.array_equal(x, p) for x, p in zip(avg.averages, params))
+        return
+    avg.load_state_dict(sd)
+    assert avg.averages[which].tobytes() == a.tobytes()

@@ -368,3 +368,20 @@ def test_schedule_free_is_the_reference_with_train_eval_and_state_dicts_both_way
     close()
     with pytest.raises(RuntimeError, match=r"train\(\)"):
         ours.step()
+
+
+@pytest.mark.parametrize("name, key", [("AdamW", "exp_avg_sq"), ("Adafactor", "row_var"), ("SGD", "momentum_buffer")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_loaded_state_is_refused(name, key, bad):
+    """Issue 27: refuse non-finite state in every load_state_dict (this one is torch's layout)."""
+    w = torch.nn.Parameter(torch.ones(4, 3))
+    kw = {"momentum": 0.9} if name == "SGD" else {}
+    opt = getattr(rt.optim, name)([w], lr=1e-2, **kw)
+    w.grad = torch.full((4, 3), 0.5)
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    saved["state"][0][key].view(-1)[-1] = bad
+    before = {k: v.clone() for k, v in opt.state[w].items()}
+    with pytest.raises(ValueError, match=rf"state_dict\['state'\]\[0\]\['{key}'\] holds {bad}; .*finite"):
+        opt.load_state_dict(saved)
+    assert all(torch.equal(opt.state[w][k], v) for k, v in before.items())

@@ -665,6 +665,34 @@ def test_hostile_checkpoint_files(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(before, fresh.model.params))  # nothing loaded
 
 
+@pytest.mark.parametrize("key, where, match", [
+    ("param_0", (1, 2), r"param_0\[1, 2\] is nan; .*finite"),
+    ("param_3", (2,), r"param_3\[2\] is nan; .*finite"),
+    ("opt_exp_avg_sq_2", (0, 0), r"state\['exp_avg_sq'\]\[2\]\[0, 0\] is nan; optimizer state must be finite"),
+    ("opt_exp_avg_1", (5,), r"state\['exp_avg'\]\[1\]\[5\] is nan; optimizer state must be finite"),
+])  # fmt: skip
+def test_non_finite_checkpoint_contents_are_refused(tmp_path, key, where, match):
+    """Issue 27: loaded state is checked for NaN and inf (a NaN parameter or second moment would
+    make every prediction, or every parameter after one step, NaN); nothing is loaded."""
+    t = Trainer(MLP([4, 8, 3], seed=1), optimizer="adam")
+    t.fit(X3, Y3, epochs=1)
+    good = str(tmp_path / "good.npz")
+    t.save_checkpoint(good)
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays[key] = arrays[key].copy()
+    arrays[key][where] = np.nan
+    np.savez(tmp_path / "nan.npz", **arrays)
+    fresh = Trainer(MLP([4, 8, 3], seed=5), optimizer="adam")
+    before = [p.copy() for p in fresh.model.params]
+    with pytest.raises(ValueError, match=match):
+        fresh.load_checkpoint(str(tmp_path / "nan.npz"))
+    assert all(np.array_equal(a, b) for a, b in zip(before, fresh.model.params))
+    if key.startswith("param"):
+        with pytest.raises(ValueError, match=match):
+            MLP.load(str(tmp_path / "nan.npz"))
+
+
 # Hypothesis: any float where an int is due is a TypeError naming it; any non-finite value at
 # any position of the inputs is a ValueError naming that position.
 
@@ -971,3 +999,84 @@ def test_schedule_free_trains_evaluates_at_the_average_and_resumes_exactly(tmp_p
     b.fit(X, y, epochs=1)
     assert all(p.tobytes() == q.tobytes() for p, q in zip(a.model.params, b.model.params))
     assert b.optimizer.scalars == a.optimizer.scalars
+
+
+# ------------------------------------------------------------------ the BLAS on a busy machine (issue 27)
+
+
+def _blas_threads_seen(monkeypatch, t, run):
+    """The BLAS thread counts in effect at each forward pass of ``run()`` (threadpoolctl)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    ctl = threadpoolctl.ThreadpoolController()
+    seen = []
+    forward = t.model._forward
+
+    def spy(*args, **kwargs):
+        seen.append(max(info["num_threads"] for info in ctl.select(user_api="blas").info()))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(t.model, "_forward", spy)
+    run()
+    return seen
+
+
+def test_small_products_run_the_blas_on_one_thread(monkeypatch):
+    """The trainer's products are small: with the BLAS's threads they collapsed on a busy
+    machine (issue 27: 62 s against 3.5 s for 10 epochs). Below BLAS_THREADS_MIN_WORK
+    multiply-adds per product, training, evaluation and prediction hold the BLAS at one thread,
+    and give it back its own count afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import regtune.trainer as tr
+
+    if not threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
+        pytest.skip("NumPy's BLAS is not visible to threadpoolctl")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 64)).astype(np.float32), rng.integers(0, 10, 300)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        t = Trainer(MLP([64, 512, 256, 10], seed=0), batch_size=32)
+        assert 32 * 512 * 256 < tr.BLAS_THREADS_MIN_WORK
+        seen = _blas_threads_seen(monkeypatch, t, lambda: (t.fit(X, y, epochs=1, validation_data=(X[:50], y[:50])),
+                                                           t.train_step(X[:32], y[:32]), t.evaluate(X, y),
+                                                           t.model.predict(X)))  # fmt: skip
+        assert seen and set(seen) == {1}, seen
+        info = threadpoolctl.ThreadpoolController().select(user_api="blas").info()
+        assert all(i["num_threads"] == 2 for i in info)  # given back
+
+
+def test_large_products_keep_the_blas_threads(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import regtune.trainer as tr
+
+    if not threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
+        pytest.skip("NumPy's BLAS is not visible to threadpoolctl")
+    X, y = np.ones((40, 8), np.float32), np.arange(40) % 2
+    monkeypatch.setattr(tr, "BLAS_THREADS_MIN_WORK", 10 * 8 * 16)  # a batch of 10 rows is "large"
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        t = Trainer(MLP([8, 16, 2], seed=0), batch_size=10)
+        seen = _blas_threads_seen(monkeypatch, t, lambda: t.fit(X, y, epochs=1))
+        assert set(seen) == {2}, seen
+        t2 = Trainer(MLP([8, 16, 2], seed=0), batch_size=9)  # 9 rows (evaluation too): one below the limit
+        seen = _blas_threads_seen(monkeypatch, t2, lambda: t2.fit(X[:9], y[:9], epochs=2))
+        assert set(seen) == {1}, seen
+
+
+def test_the_blas_rule_changes_no_result():
+    """Same seed, same History and parameters whether the rule holds the BLAS at one thread or
+    not (NumPy's products give the same bits here; the rule depends only on shapes, never on the
+    machine's load, so a run is reproducible whatever else is running)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import regtune.trainer as tr
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(200, 16)).astype(np.float32), rng.integers(0, 3, 200)
+    runs = []
+    for limit in (tr.BLAS_THREADS_MIN_WORK, 0):
+        tr_limit, tr.BLAS_THREADS_MIN_WORK = tr.BLAS_THREADS_MIN_WORK, limit
+        try:
+            with threadpoolctl.threadpool_limits(2, user_api="blas"):
+                t = Trainer(MLP([16, 64, 3], seed=2, dropout=0.1), batch_size=16, seed=3)
+                h = t.fit(X, y, epochs=2, validation_data=(X[:40], y[:40]))
+        finally:
+            tr.BLAS_THREADS_MIN_WORK = tr_limit
+        runs.append((h.to_dict(include_time=False), [p.tobytes() for p in t.model.params]))
+    assert runs[0] == runs[1]

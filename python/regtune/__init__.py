@@ -13,6 +13,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# First, before the imports below take their second: Ctrl-C while the regtune command is still
+# starting ends it with one line and status 130 (see _startup; nothing happens on plain imports).
+from . import _startup  # noqa: F401, I001
+
 from . import _core  # noqa: F401  (selects the SIMD path at import; REGTUNE_SIMD overrides)
 from . import augment, dropout, optim, penalties, random, schedules
 from ._config import MAX_THREADS, config, get_num_threads, set_num_threads, show_config

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 from typing import Any
 
 import ml_dtypes
@@ -258,6 +259,51 @@ def boolean(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {name}={value!r}")
     return bool(value)
+
+
+def available_bytes() -> int | None:
+    """Memory this process can still allocate (Linux: MemAvailable; else the physical memory);
+    None when unknown. Used to refuse, with a MemoryError, allocations that cannot succeed,
+    before the operating system's overcommit hands out pages it will later kill us for."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+#: Allocations below this are not checked by :func:`check_fits` (reading the available memory
+#: costs about 25 us; a failure to allocate less is NumPy's own MemoryError).
+CHECKED_BYTES = 1 << 28
+
+
+def check_fits(nbytes: int, what: str) -> None:
+    """MemoryError (naming ``what``) when ``nbytes`` (at least :data:`CHECKED_BYTES`) exceed the
+    memory available now."""
+    if nbytes < CHECKED_BYTES:
+        return
+    avail = available_bytes()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{what} would take {nbytes / 2**30:.3g} GiB, more than the {avail / 2**30:.3g} GiB "
+                          "of memory available")  # fmt: skip
+
+
+def finite_array(a: np.ndarray, name: str, why: str) -> None:
+    """Refuse an array holding NaN or inf: a ValueError naming its first such element,
+    ``name[1, 0] is nan; <why>``. One pass over the array (for what is loaded, not stepped)."""
+    ok = np.isfinite(a)
+    if ok.all():
+        return
+    flat = int(np.argmin(ok.reshape(-1)))  # the first False
+    where = np.unravel_index(flat, a.shape)
+    at = f"[{', '.join(map(str, where))}]" if a.ndim else ""
+    raise ValueError(f"{name}{at} is {float(a.reshape(-1)[flat])}; {why}")
 
 
 def float_input(x: Any, name: str, *, low_precision: bool = False) -> np.ndarray:

@@ -65,8 +65,8 @@ import ml_dtypes
 import numpy as np
 
 from . import _core
-from ._validation import as_array, check_inplace, hyperparameter, not_masked, overlaps
 from ._seeding import augment_key
+from ._validation import as_array, check_fits, check_inplace, hyperparameter, not_masked, overlaps
 
 __all__ = [
     "ColorJitter",
@@ -107,9 +107,16 @@ def _taken(words: np.ndarray, p: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- argument checks
 
+#: Limits that keep every coordinate in the pipeline's 32-bit index maps and every value in
+#: float32: an output side (``size``) below 2**31; a padding or shift of at most 2**30 per side
+#: (a padded side then stays below 2**32, the range of the crop's ``(word * n) >> 32``).
+_MAX_SIDE = 2**31 - 1
+_MAX_PAD = 2**30
+_F32_MAX = float(np.finfo(np.float32).max)
+
 
 def _size_pair(size: Any, name: str) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints >= 1."""
+    """An int or an (h, w) pair of ints in [1, 2**31 - 1]."""
     if isinstance(size, (numbers.Integral, np.integer)) and not isinstance(size, (bool, np.bool_)):
         size = (size, size)
     if not isinstance(size, (tuple, list)) or len(size) != 2:
@@ -120,17 +127,28 @@ def _size_pair(size: Any, name: str) -> tuple[int, int]:
             raise TypeError(f"{name} must be an int or an (height, width) pair of ints, got {name}={size!r}")
         if operator.index(s) < 1:
             raise ValueError(f"{name} must be >= 1, got {name}={size!r}")
+        if operator.index(s) > _MAX_SIDE:
+            raise ValueError(f"{name} must be <= 2**31 - 1 (pixel coordinates are 32-bit), got {name}={size!r}")
         out.append(operator.index(s))
     return out[0], out[1]
 
 
-def _int_arg(value: Any, name: str, low: int = 0) -> int:
+def _int_arg(value: Any, name: str, low: int = 0, high: int | None = None, why: str = "") -> int:
+    """An exact int (not a bool) in [low, high]; ``why`` explains ``high`` in the message."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an int, got {name}={value!r}")
     v = operator.index(value)
     if v < low:
         raise ValueError(f"{name} must be >= {low}, got {name}={v}")
+    if high is not None and v > high:
+        top = "2**30" if high == _MAX_PAD else str(high)
+        raise ValueError(f"{name} must be <= {top}{f' ({why})' if why else ''}, got {name}={v}")
     return v
+
+
+def _pad_arg(value: Any, name: str) -> int:
+    """A padding or shift in pixels: an int in [0, 2**30]."""
+    return _int_arg(value, name, 0, _MAX_PAD, "per side: pixel coordinates are 32-bit")
 
 
 def _probability(p: Any, name: str = "p") -> float:
@@ -148,14 +166,15 @@ def _interval(value: Any, name: str, low: float, high: float | None = None) -> t
     return lo, hi
 
 
-def _channel_values(value: Any, name: str) -> tuple[float, ...]:
-    """A number or a sequence of numbers (one per channel)."""
+def _channel_values(value: Any, name: str, bound: float | None = None) -> tuple[float, ...]:
+    """A number or a sequence of numbers (one per channel), finite (and in [-bound, bound])."""
+    low = None if bound is None else -bound
     if isinstance(value, (tuple, list, np.ndarray)):
-        vals = tuple(hyperparameter(v, f"{name}[{i}]") for i, v in enumerate(value))
+        vals = tuple(hyperparameter(v, f"{name}[{i}]", low=low, high=bound) for i, v in enumerate(value))
         if not vals:
             raise ValueError(f"{name} must not be empty")
         return vals
-    return (hyperparameter(value, name),)
+    return (hyperparameter(value, name, low=low, high=bound),)
 
 
 def _per_channel(vals: tuple[float, ...], channels: int, name: str) -> np.ndarray:
@@ -276,7 +295,9 @@ class _GeometricOp(Op):
 class RandomCrop(_GeometricOp):
     """A random ``size`` window of the image padded by ``padding`` (torchvision's RandomCrop).
 
-    ``padding``: an int (all sides), ``(left/right, top/bottom)`` or ``(left, top, right, bottom)``.
+    ``size``: an int or ``(h, w)``, each in [1, 2**31 - 1]. ``padding``: an int (all sides),
+    ``(left/right, top/bottom)`` or ``(left, top, right, bottom)``, each in [0, 2**30] (pixel
+    coordinates are 32-bit; anything else is a ValueError naming ``padding`` when the op is made).
     ``padding_mode``: ``"constant"`` (``fill``), ``"edge"``, ``"reflect"`` (no edge repeat:
     ``2 1 | 0 1 2``) or ``"symmetric"`` (``1 0 | 0 1``). The window's top-left corner is uniform
     over the ``(Hp - h + 1) * (Wp - w + 1)`` positions of the padded ``Hp x Wp`` image:
@@ -289,18 +310,18 @@ class RandomCrop(_GeometricOp):
     def __init__(self, size: Any, padding: Any = 0, padding_mode: str = "constant", fill: Any = 0) -> None:
         self.size = _size_pair(size, "size")
         if isinstance(padding, (tuple, list)):
-            pads = [_int_arg(p, f"padding[{i}]") for i, p in enumerate(padding)]
+            pads = [_pad_arg(p, f"padding[{i}]") for i, p in enumerate(padding)]
             if len(pads) == 2:
                 pads = [pads[0], pads[1], pads[0], pads[1]]
             elif len(pads) != 4:
                 raise ValueError(f"padding must be an int or a sequence of 2 or 4 ints, got padding={padding!r}")
         else:
-            pads = [_int_arg(padding, "padding")] * 4
+            pads = [_pad_arg(padding, "padding")] * 4
         self.padding = tuple(pads)  # left, top, right, bottom
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}")
         self.padding_mode = padding_mode
-        self.fill = _channel_values(fill, "fill") if padding_mode == "constant" and any(pads) else None
+        self.fill = _channel_values(fill, "fill", _F32_MAX) if padding_mode == "constant" and any(pads) else None
 
     def out_hw(self, in_hw):
         return self.size
@@ -330,8 +351,8 @@ class RandomTranslate(_GeometricOp):
     nwords = 2
 
     def __init__(self, shift: Any, fill: Any = 0) -> None:
-        self.shift = _int_arg(shift, "shift")
-        self.fill = _channel_values(fill, "fill") if self.shift else None
+        self.shift = _pad_arg(shift, "shift")
+        self.fill = _channel_values(fill, "fill", _F32_MAX) if self.shift else None
 
     def params(self, words, in_hw, channels):
         s = self.shift
@@ -376,10 +397,13 @@ def _log_ratio_box(words: np.ndarray, area: float, scale: tuple[float, float], r
     """torchvision's (h, w) proposals for 10 tries, 2 words each: target area uniform on
     area * [scale), log aspect ratio uniform on log [ratio); w = round(sqrt(a * r)), h = round(sqrt(a / r))
     (RandomErasing's h and w are the other way round: ``swap``)."""
-    target = area * _uniform(words[:, 0::4], scale[0], scale[1])
-    aspect = np.exp(_uniform(words[:, 1::4], math.log(ratio[0]), math.log(ratio[1])))
-    a = np.round(np.sqrt(target * aspect)).astype(np.int64)
-    b = np.round(np.sqrt(target / aspect)).astype(np.int64)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        target = area * _uniform(words[:, 0::4], scale[0], scale[1])
+        aspect = np.exp(_uniform(words[:, 1::4], math.log(ratio[0]), math.log(ratio[1])))
+        # A side beyond 2**40 pixels (inf, or NaN from inf * 0, with extreme scale or ratio) fails
+        # every try's fit test as it is: clamped before the cast to int, which would wrap it.
+        a = np.round(np.fmin(np.sqrt(target * aspect), 2.0**40)).astype(np.int64)
+        b = np.round(np.fmin(np.sqrt(target / aspect), 2.0**40)).astype(np.int64)
     return (a, b) if swap else (b, a)
 
 
@@ -458,10 +482,12 @@ class _PointwiseOp(Op):
 
 
 def _jitter_range(value: Any, name: str, center: float = 1.0) -> tuple[float, float]:
+    """A factor range: ``(min, max)`` or ``x`` for ``[max(0, 1 - x), 1 + x]``; the factors are
+    float32, so the range ends at float32's largest value."""
     if isinstance(value, (tuple, list)):
-        return _interval(value, name, 0.0)
-    v = hyperparameter(value, name, low=0.0)
-    return max(0.0, center - v), center + v
+        return _interval(value, name, 0.0, _F32_MAX)
+    v = hyperparameter(value, name, low=0.0, high=_F32_MAX)
+    return max(0.0, center - v), min(center + v, _F32_MAX)
 
 
 class ColorJitter(_PointwiseOp):
@@ -510,7 +536,9 @@ class GaussianNoise(_PointwiseOp):
     nwords = 0
 
     def __init__(self, std: Any, clip: bool = True) -> None:
-        self.std = hyperparameter(std, "std", low=0.0)
+        # float32 noise: a normal draw reaches about 9 standard deviations, which must stay
+        # finite (the trainer's noise_std has the same bound)
+        self.std = hyperparameter(std, "std", low=0.0, high=_F32_MAX / 16)
         if not isinstance(clip, (bool, np.bool_)):
             raise TypeError(f"clip must be a bool, got clip={clip!r}")
         self.clip = bool(clip)
@@ -555,7 +583,7 @@ class RandomErasing(_PointwiseOp):
                 raise ValueError(f"value must be a number, one number per channel or 'random', got value={value!r}")
             self.value: tuple[float, ...] | str = value
         else:
-            self.value = _channel_values(value, "value")
+            self.value = _channel_values(value, "value", _F32_MAX)
 
     def params(self, words, in_hw, channels):
         if self.value != "random":
@@ -606,6 +634,35 @@ class Normalize(_PointwiseOp):
         if dt not in (np.dtype(np.float32), np.dtype(ml_dtypes.bfloat16)):
             raise TypeError(f"dtype must be float32 or ml_dtypes.bfloat16, got dtype={dt}")
         self.dtype = dt
+        self._check_coefficients()
+
+    def _check_coefficients(self) -> None:
+        """Refuse, naming the arguments, values whose float32 coefficients would be inf (every
+        output inf or NaN) or whose ``a`` rounds to 0 (every output -mean / std): for the given
+        ``max_pixel_value``, or for both defaults (1 and 255) when it is None."""
+        mean, std = self.mean, self.std
+        n = max(len(mean), len(std))
+        if len(mean) not in (1, n) or len(std) not in (1, n):
+            return  # per-channel values of two lengths: refused with the images' channel count
+        given = self.max_pixel_value is not None
+        for c in range(n):
+            i, j = (c if len(mean) > 1 else 0), (c if len(std) > 1 else 0)
+            m, sd = mean[i], std[j]
+            for mpv in [self.max_pixel_value] if given else [1.0, 255.0]:
+                with np.errstate(over="ignore", under="ignore", divide="ignore"):
+                    a = np.float64(1.0) / (np.float64(mpv) * sd)
+                    b = -np.float64(m) / sd
+                    a32, b32 = np.float32(a), np.float32(b)
+                who = (f"max_pixel_value={mpv!r} and std[{j}]={sd!r} make" if given else
+                       f"std[{j}]={sd!r} (with max_pixel_value {mpv:g}, the default for "
+                       f"{'uint8' if mpv == 255.0 else 'float32'} images) makes")  # fmt: skip
+                if not np.isfinite(a32):
+                    raise ValueError(f"{who} 1 / (max_pixel_value * std) = {a:g}, not finite in float32")
+                if a32 == 0:
+                    raise ValueError(f"{who} 1 / (max_pixel_value * std) = {a:g}, which rounds to 0 in float32: "
+                                     "every value would be -mean / std")  # fmt: skip
+                if not np.isfinite(b32):
+                    raise ValueError(f"mean[{i}]={m!r} and std[{j}]={sd!r} make -mean / std = {b:g}, not finite in float32")
 
     def params(self, words, in_hw, channels):
         return {}
@@ -671,6 +728,34 @@ def _images(images: Any) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _images_shape(images_shape: Any, layout: str = "NHWC", channels: bool = True) -> tuple[int, int, int, int]:
+    """A batch's shape as 4 ints in ``layout`` order: N <= 2**32 (sample indices are below
+    2**32), H and W <= 2**31 - 1, C in 1..4 (``channels``: as the pipeline takes images)."""
+    what = f"the images' shape ({', '.join(layout)}), 4 ints"
+    if isinstance(images_shape, (str, bytes, dict, set)) or not hasattr(images_shape, "__iter__"):
+        raise TypeError(f"images_shape must be {what}, got images_shape={images_shape!r}")
+    dims = list(images_shape)
+    if len(dims) != 4:
+        raise ValueError(f"images_shape must be {what}, got {len(dims)} entries: images_shape={images_shape!r}")
+    for d in dims:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (numbers.Integral, np.integer)):
+            raise TypeError(f"images_shape must be {what}, got images_shape={images_shape!r}")
+    dims = [operator.index(d) for d in dims]
+    n, h, w, c = dims if layout == "NHWC" else (dims[0], dims[2], dims[3], dims[1])
+    if min(dims) < 0:
+        raise ValueError(f"images_shape must not hold negative sizes, got images_shape={images_shape!r}")
+    if n > 1 << 32 or max(h, w) > _MAX_SIDE:
+        raise ValueError(f"images_shape must have N <= 2**32 and H, W <= 2**31 - 1, got images_shape={images_shape!r}")
+    if channels and not 1 <= c <= 4:
+        raise ValueError(f"images_shape must have 1 to 4 channels (C), got images_shape={images_shape!r}")
+    return n, h, w, c
+
+
+def _count(n: Any, name: str = "n") -> int:
+    """A sample count: an int in [0, 2**32]."""
+    return _int_arg(n, name, 0, 1 << 32, "sample indices are below 2**32")
+
+
 class Pipeline:
     """A list of ops applied to a batch in one fused pass: ``pipe(images, indices=, epoch=)``.
 
@@ -691,7 +776,9 @@ class Pipeline:
 
     Raises TypeError/ValueError naming the argument: ``ops[i]``, ``seed``, ``layout``,
     ``images`` (dtype, rank, channels), ``indices``, ``epoch``, ``out``, and op arguments that do not
-    fit the images (``size`` larger than the padded image, per-channel values of the wrong length).
+    fit the images (``size`` larger than the padded image, per-channel values of the wrong length);
+    MemoryError when the output (its shape set by the ops' ``size``) cannot fit in the memory
+    available. ``sample_params`` and ``output_shape`` name a malformed ``images_shape``.
     """
 
     def __init__(self, ops: Sequence[Op], seed: Any = None, layout: str = "NHWC") -> None:
@@ -732,7 +819,9 @@ class Pipeline:
         return f"Pipeline({self.ops!r}, layout={self.layout!r})"
 
     def output_shape(self, images_shape: Sequence[int]) -> tuple[int, ...]:
-        n, h, w, c = images_shape
+        """The output's shape for images of shape ``images_shape`` (N, H, W, C); a shape that is
+        not 4 ints of a batch the pipeline takes is a TypeError/ValueError naming it."""
+        n, h, w, c = _images_shape(images_shape)
         for op in self.ops:
             if op.geometric:
                 h, w = op.out_hw((h, w))
@@ -746,8 +835,9 @@ class Pipeline:
 
     def sample_params(self, images_shape: Sequence[int], *, indices: Any = None, epoch: Any = 0) -> list[dict]:
         """The per-sample parameters each op draws for a batch of this shape: one dict of arrays per
-        op (crop offsets, flip flags, boxes, factors...). The same numbers the call uses."""
-        n, h, w, c = (operator.index(d) for d in images_shape)
+        op (crop offsets, flip flags, boxes, factors...). The same numbers the call uses.
+        ``images_shape``: (N, H, W, C), 4 ints, as :meth:`output_shape`."""
+        n, h, w, c = _images_shape(images_shape)
         return self._params(n, (h, w), c, _indices(indices, n), _epoch(epoch))[0]
 
     def _params(self, n: int, hw: tuple[int, int], c: int, idx: np.ndarray, epoch: int) -> tuple[list[dict], list]:
@@ -768,6 +858,8 @@ class Pipeline:
         ep = _epoch(epoch)
         shape, dtype = self.output_shape(x.shape), self.output_dtype(x.dtype)
         if out is None:
+            sized = [f"ops[{k}] size={op.size}" for k, op in enumerate(self.ops) if isinstance(op, (RandomCrop, RandomResizedCrop))]
+            check_fits(math.prod(shape) * dtype.itemsize, f"the output {shape} {dtype}" + (f" ({sized[-1]})" if sized else ""))
             out = np.empty(shape, dtype)
         else:
             out = check_inplace(out, "out")
@@ -817,13 +909,17 @@ def _open_uniform(words: np.ndarray) -> np.ndarray:
     return (words.astype(np.float64) + 0.5) / _TWO32
 
 
-def _gamma(words: np.ndarray, a: float) -> np.ndarray:
-    """Gamma(a, 1) from 1 + 3 * _GAMMA_TRIES words per row: Marsaglia and Tsang's method (2000) with
-    its tries drawn up front (the first accepted one is used; all 8 fail with probability < 1e-10,
-    and then x = d, the mode), boosted for a < 1 by U ** (1 / a) (their section 7)."""
+def _gamma_parts(words: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Gamma(a, 1) from 1 + 3 * _GAMMA_TRIES words per row, as ``(x, u)``: x ~ Gamma(b) by
+    Marsaglia and Tsang's method (2000), b = a + 1 for a < 1 and a otherwise, with its tries
+    drawn up front (the first accepted one is used; all 8 fail with probability < 1e-10, and then
+    x = d, the mode); for a < 1 the draw is boosted by U ** (1 / a) (their section 7) and ``u``
+    is that U (word 0), else None. x is a positive normal float for every a (it is near d = b - 1/3
+    >= 2/3, or d itself once 9 d overflows); the boost is left to the caller, which may need it
+    in log space (U ** (1 / a) underflows to 0 for small a)."""
     b = a + 1.0 if a < 1.0 else a
     d = b - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
+    c = 1.0 / math.sqrt(9.0 * d)  # 0 once 9 d overflows (a > 2e307): then x = d
     x = np.full(len(words), d)
     done = np.zeros(len(words), bool)
     for t in range(_GAMMA_TRIES):
@@ -835,22 +931,66 @@ def _gamma(words: np.ndarray, a: float) -> np.ndarray:
         take = ok & ~done
         x = np.where(take, d * v, x)
         done |= ok
-    if a < 1.0:
-        x = x * _open_uniform(words[:, 0]) ** (1.0 / a)
-    return x
+    return x, (_open_uniform(words[:, 0]) if a < 1.0 else None)
 
 
 def _beta(words: np.ndarray, alpha: float) -> np.ndarray:
-    """Beta(alpha, alpha) as X / (X + Y) with X, Y ~ Gamma(alpha): 2 * (1 + 3 * 8) words per row."""
+    """Beta(alpha, alpha) as X / (X + Y) with X, Y ~ Gamma(alpha): 2 * (1 + 3 * 8) words per row,
+    for every alpha > 0, always in [0, 1].
+
+    Where both gammas are normal floats whose sum is finite, ``X / (X + Y)`` (X = x * U ** (1 /
+    alpha) for alpha < 1), the draws regtune has always made. Elsewhere (rows where U ** (1 /
+    alpha) underflows, which starts below alpha = 0.032 for the smallest U and takes about 5% of
+    the rows at 0.002, where 0 / 0 gave NaN; alpha above about 1e307, where X + Y overflows) the
+    same X and Y in log space: ``lam = 1 / (1 + exp(-t))`` with
+    ``t = log X - log Y = log x1 - log x2 + (log U1 - log U2) / alpha``, which is exact to
+    rounding where lam is representable and 0 or 1 where it is not (as Beta(alpha, alpha) with a
+    tiny alpha is all but a fair coin on {0, 1})."""
     half = 1 + 3 * _GAMMA_TRIES
-    g1, g2 = _gamma(words[:, :half], alpha), _gamma(words[:, half:2 * half], alpha)
-    return g1 / (g1 + g2)
+    x1, u1 = _gamma_parts(words[:, :half], alpha)
+    x2, u2 = _gamma_parts(words[:, half:2 * half], alpha)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        if u1 is None:
+            g1, g2 = x1, x2
+        else:
+            g1, g2 = x1 * u1 ** (1.0 / alpha), x2 * u2 ** (1.0 / alpha)
+        total = g1 + g2
+        lam = g1 / total
+        tiny = np.finfo(np.float64).tiny
+        rest = ~((g1 >= tiny) & (g2 >= tiny) & np.isfinite(total))
+        if rest.any():
+            t = np.log(x1[rest]) - np.log(x2[rest])
+            if u1 is not None:
+                t = t + (np.log(u1[rest]) - np.log(u2[rest])) / alpha  # +-inf where it overflows: lam 0 or 1
+            e = np.exp(-np.abs(t))
+            lam[rest] = np.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return np.clip(lam, 0.0, 1.0)
+
+
+def _lam32(lam: np.ndarray) -> np.ndarray:
+    """The lambdas as float32 (a lambda below float32's range becomes 0 without a warning)."""
+    with np.errstate(under="ignore"):
+        return lam.astype(np.float32)
+
+
+def _mix_labels(lam: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """``ly * soft + (1 - ly) * soft of the partner``, ``ly = float32(lam)``, with two arrays of
+    soft's size besides it (the same float32 operations as that expression)."""
+    ly = _lam32(lam)[:, None]
+    with np.errstate(under="ignore"):
+        out = ly * soft
+        other = np.roll(soft, 1, axis=0)
+        other *= np.float32(1) - ly
+        out += other
+    return out
 
 
 class _Mix:
     """Shared by MixUp and CutMix: each sample i is mixed with the sample before it in the batch
     (i - 1, the first with the last: torchvision's ``batch.roll(1, 0)``), with its own
-    lambda ~ Beta(alpha, alpha) drawn from ``(seed, epoch, indices[i])``. The pairing depends on the
+    lambda ~ Beta(alpha, alpha) drawn from ``(seed, epoch, indices[i])``. ``alpha``: any finite
+    float > 0; every lambda is in [0, 1] (a tiny alpha gives lambdas at or next to 0 and 1, a
+    huge one lambdas next to 1/2; see ``_beta`` for the arithmetic). The pairing depends on the
     batch (it must: the partner is another sample of it); each sample's lambda does not.
 
     The images are mixed by one native call (``_core.augment_mix``), threaded across samples with
@@ -865,7 +1005,8 @@ class _Mix:
 
     def __init__(self, alpha: Any = 1.0, *, num_classes: Any, seed: Any = None, layout: str = "NHWC") -> None:
         self.alpha = hyperparameter(alpha, "alpha", low=0.0, low_open=True)
-        self.num_classes = _int_arg(num_classes, "num_classes", low=1)
+        # a NumPy dimension (the soft labels' second); what fits in memory is checked per call
+        self.num_classes = _int_arg(num_classes, "num_classes", 1, 2**63 - 1, "the soft labels' width is a NumPy dimension")
         if layout not in ("NHWC", "NCHW"):
             raise ValueError(f"layout must be 'NHWC' or 'NCHW', got layout={layout!r}")
         self.layout = layout
@@ -883,6 +1024,9 @@ class _Mix:
         if x.ndim != 4:
             raise ValueError(f"images must be 4-D ({', '.join(self.layout)}), got shape {x.shape}")
         n = x.shape[0]
+        # The soft labels, their mix and the partner's: three (n, num_classes) float32 arrays.
+        check_fits(3 * 4 * n * self.num_classes,
+                   f"the soft labels of {n} samples with num_classes={self.num_classes}")  # fmt: skip
         y = np.asarray(as_array(labels, "labels"))
         if y.ndim == 1 and y.dtype.kind in "iu" and y.dtype != np.bool_:
             if len(y) != n:
@@ -918,7 +1062,9 @@ class _Mix:
         return out
 
     def lambdas(self, n: int, *, indices: Any = None, epoch: Any = 0) -> np.ndarray:
-        """The samples' lambdas ~ Beta(alpha, alpha) (before CutMix's adjustment to its box)."""
+        """The samples' lambdas ~ Beta(alpha, alpha) (before CutMix's adjustment to its box) of
+        ``n`` samples (an int in [0, 2**32])."""
+        n = _count(n)
         idx = _indices(indices, n)
         if n == 0:
             return np.zeros(0)
@@ -952,9 +1098,8 @@ class MixUp(_Mix):
         if words is None:
             return out, soft
         lam = _beta(words, self.alpha)
-        _core.augment_mix(x, out, lam.astype(np.float32), None, False)
-        ly = lam.astype(np.float32)[:, None]
-        return out, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
+        _core.augment_mix(x, out, _lam32(lam), None, False)
+        return out, _mix_labels(lam, soft)
 
 
 class CutMix(_Mix):
@@ -977,8 +1122,7 @@ class CutMix(_Mix):
             return out, soft
         boxes, lam = self._boxes(words, x.shape)
         _core.augment_mix(x, out, None, np.ascontiguousarray(boxes, np.int32), self.layout == "NCHW")
-        ly = lam.astype(np.float32)[:, None]
-        return out, ly * soft + (np.float32(1) - ly) * np.roll(soft, 1, axis=0)
+        return out, _mix_labels(lam, soft)
 
     def _boxes(self, words: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         H, W = (shape[1], shape[2]) if self.layout == "NHWC" else (shape[2], shape[3])
@@ -988,10 +1132,17 @@ class CutMix(_Mix):
         rh, rw = (r * H).astype(np.int64), (r * W).astype(np.int64)
         y1, y2 = np.maximum(cy - rh, 0), np.minimum(cy + rh, H)
         x1, x2 = np.maximum(cx - rw, 0), np.minimum(cx + rw, W)
-        return np.stack([y1, y2, x1, x2], axis=1), 1.0 - (y2 - y1) * (x2 - x1) / (H * W)
+        pasted = (y2 - y1) * (x2 - x1) / (H * W) if H * W else np.zeros(len(lam))  # images without pixels: nothing pasted
+        return np.stack([y1, y2, x1, x2], axis=1), 1.0 - pasted
 
     def boxes(self, images_shape: Sequence[int], *, indices: Any = None, epoch: Any = 0) -> tuple[np.ndarray, np.ndarray]:
-        """``(boxes, lam)``: per sample ``(y1, y2, x1, x2)`` and the adjusted lambda the call uses."""
-        n = operator.index(images_shape[0])
-        words = _core.augment_words(self.key, _epoch(epoch), _indices(indices, n), self._position, self.nwords)
-        return self._boxes(words, tuple(images_shape))
+        """``(boxes, lam)``: per sample ``(y1, y2, x1, x2)`` and the adjusted lambda the call uses,
+        for images of shape ``images_shape`` (4 ints in this CutMix's layout)."""
+        shape = _images_shape(images_shape, self.layout, channels=False)
+        shape = shape if self.layout == "NHWC" else (shape[0], shape[3], shape[1], shape[2])
+        n = shape[0]
+        idx = _indices(indices, n)
+        if n == 0:
+            return np.zeros((0, 4), np.int64), np.zeros(0)
+        words = _core.augment_words(self.key, _epoch(epoch), idx, self._position, self.nwords)
+        return self._boxes(words, shape)

@@ -18,7 +18,9 @@ Errors in what the user asked for (an unknown name, an option out of its range, 
 bad --data file, a model too large for the memory, a missing extra) end with one line on stderr,
 ``regtune: error: <message naming the option>``, and exit status 2, without a traceback;
 argparse's usage errors (a value of the wrong type) also exit 2. An unexpected error is one
-line and exit status 1; ``REGTUNE_DEBUG=1`` prints the traceback too. Ctrl-C exits with 130.
+line and exit status 1; ``REGTUNE_DEBUG=1`` prints the traceback too. Ctrl-C exits with 130
+and one line, ``regtune: interrupted``, also while the command is still importing its modules
+(regtune._startup).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from . import _startup
 
 PROG = "regtune"
 
@@ -241,10 +245,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "default: scikit-learn's digits, fixed 70/30 split")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for regtune and NumPy's BLAS (default: each library's own default, one per core "
-                        "this process may use; regtune keeps small arrays on the calling thread and its idle "
-                        "threads sleep). On a machine busy with other work (other processes, DataLoader workers, "
-                        "torch's spinning threads), the default can be slower than --threads 1: try both")
+                   help="threads for regtune and NumPy's BLAS (default: each library's own default; regtune keeps "
+                        "small arrays on the calling thread and its idle threads sleep, and the trainer holds the BLAS "
+                        "at one thread for products too small to gain from more, which at the default model is all of "
+                        "them). On a machine busy with other work the default is then as fast as --threads 1; with "
+                        "a much larger model, time both")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar. The bar (tqdm, on stderr) is one bar for the whole run (compare: for all "
                         "its arms), advanced once per epoch with that epoch's loss and accuracies (tune: once per "
@@ -513,7 +518,8 @@ def _threads(args: argparse.Namespace):
     threads (the BLAS through threadpoolctl, which scikit-learn brings; skipped without it),
     then restore both. Without ``--threads`` both keep their defaults: regtune's pool keeps
     this trainer's small arrays on the calling thread, and its idle workers sleep after a short
-    spin instead of taking the cores the BLAS needs."""
+    spin instead of taking the cores the BLAS needs; the trainer itself holds the BLAS at one
+    thread around products below ``regtune.trainer.BLAS_THREADS_MIN_WORK`` (either way)."""
     import regtune
 
     if args.threads is None:
@@ -1021,6 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     an unexpected error (one line; ``REGTUNE_DEBUG=1`` prints the traceback too), 130 when
     interrupted (Ctrl-C), 1 when the reader of its output went away (a broken pipe)."""
     try:
+        _startup.restore()  # Ctrl-C during start-up was handled by regtune._startup; from here on, here
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):

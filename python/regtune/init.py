@@ -34,6 +34,7 @@ makes a single call to :func:`_draw`, the only place that calls the samplers.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Literal, Union
 
@@ -242,8 +243,9 @@ def _check_scale(scale: float, distribution: str, dt: np.dtype, blame: str) -> N
     """Refuse a derived ``scale`` whose draw cannot be represented in ``dt``, naming the user's
     argument (``blame``) rather than the sampler's internal ``low``/``std``: too large, the
     draws would overflow (uniform: the width 2 * bound; normal: 8.57 std in float64, 6.66 in
-    float32; truncated normal: the cut-off 2 std); too small, it underflows to 0 (in float64,
-    or for a uniform bound in ``dt``, where U(-0, 0) is empty). A subnormal std is fine."""
+    float32; truncated normal: the cut-off 2 std); too small, it rounds to 0 in ``dt`` (a
+    bound: U(-0, 0) is empty; a std: every value would be 0, as ``kaiming_normal(a=1e200)``
+    in float32 was). A std that is subnormal but not 0 in ``dt`` is drawn, correctly rounded."""
     what = "bound" if distribution == "uniform" else "std"
     reach = _Z_MAX[dt] if distribution == "normal" else 2.0
     if not scale * reach <= _FMAX[dt] * _TIGHT:
@@ -251,8 +253,21 @@ def _check_scale(scale: float, distribution: str, dt: np.dtype, blame: str) -> N
             f"{blame} makes the {distribution} draw's {what} {scale:.6g}, too large for {dt}: "
             f"its values would overflow (the largest {dt} is {_FMAX[dt]:.6g})"
         )
-    if not scale > 0.0 or (distribution == "uniform" and not dt.type(scale) > 0):
-        raise ValueError(f"{blame} makes the {distribution} draw's {what} {scale!r}, which rounds to 0 in {dt}")
+    if not scale > 0.0 or not dt.type(scale) > 0:
+        raise ValueError(
+            f"{blame} makes the {distribution} draw's {what} {scale!r}, which rounds to 0 in {dt}: "
+            "every value would be 0"
+        )
+
+
+def _check_tiny(value: object, name: str, dt: np.dtype, what: str) -> None:
+    """Refuse a real, finite, non-zero ``value`` (a std or a gain the user gave) that rounds to
+    0 in ``dt``, naming it; other values are left to the caller's own checks."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        return
+    v = float(value)
+    if 0.0 < abs(v) < 1.0 and not abs(dt.type(v)) > 0:  # (a value >= 1 cannot round to 0)
+        raise ValueError(f"{name}={value!r} rounds to 0 in {dt}: {what}")
 
 
 def _sampler_args(distribution: str, scale: float) -> tuple[str, tuple[float, ...]]:
@@ -339,13 +354,14 @@ def normal(
 
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
-        ValueError: ``std <= 0``, a non-finite ``mean``, a negative ``offset``, or a bad
-            ``out``.
+        ValueError: ``std <= 0`` or one that rounds to 0 in ``dtype`` (every value would
+            be the mean), a non-finite ``mean``, a negative ``offset``, or a bad ``out``.
 
     Example:
         >>> w = normal((3, 5), 0.0, 0.02, seed=0)
     """
     arr = _output(shape, dtype, out)
+    _check_tiny(std, "std", arr.dtype, "every value would be the mean")
     return _random.normal(None, mean, std, dtype=arr.dtype, seed=seed, offset=offset, out=arr)
 
 
@@ -380,12 +396,14 @@ def trunc_normal(
 
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
-        ValueError: ``std <= 0``, ``a >= b``, a negative ``offset``, or a bad ``out``.
+        ValueError: ``std <= 0`` or one that rounds to 0 in ``dtype``, ``a >= b``, a
+            negative ``offset``, or a bad ``out``.
 
     Example:
         >>> w = trunc_normal((3, 5), std=0.02, a=-0.04, b=0.04, seed=0)
     """
     arr = _output(shape, dtype, out)
+    _check_tiny(std, "std", arr.dtype, "every value would be the mean, or a cut-off")
     return _random.truncated_normal(
         None, mean, std, a, b, dtype=arr.dtype, seed=seed, offset=offset, out=arr
     )
@@ -508,8 +526,8 @@ def xavier_uniform(
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
         ValueError: fewer than 2 dimensions, ``gain <= 0``, a ``gain`` whose draws would
-            overflow ``dtype`` (or, for the uniform, whose bound rounds to 0 in it), a negative
-            ``offset``, or a bad ``out``.
+            overflow ``dtype`` or whose std (bound) rounds to 0 in it, a negative ``offset``,
+            or a bad ``out``.
         MemoryError: a ``shape`` too large to allocate.
 
     Example:
@@ -586,8 +604,9 @@ def kaiming_uniform(
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
         ValueError: fewer than 2 dimensions, an unknown ``mode`` or ``nonlinearity``, a
-            non-finite ``a`` or one so large that the uniform bound rounds to 0 in ``dtype``, a
-            negative ``offset``, or a bad ``out``.
+            non-finite ``a`` or one so large that the gain makes the bound (the std of
+            :func:`kaiming_normal`) round to 0 in ``dtype`` (``a=1e200`` in float32: every
+            value would be 0), a negative ``offset``, or a bad ``out``.
         MemoryError: a ``shape`` too large to allocate.
 
     Example:
@@ -739,7 +758,7 @@ def variance_scaling(
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
         ValueError: fewer than 2 dimensions, ``scale <= 0``, a ``scale`` whose draws would
-            overflow ``dtype`` (or whose uniform bound rounds to 0), an unknown ``mode`` or
+            overflow ``dtype`` (or whose std or bound rounds to 0 in it), an unknown ``mode`` or
             ``distribution``, a negative ``offset``, or a bad ``out``.
         MemoryError: a ``shape`` too large to allocate.
 
@@ -779,8 +798,9 @@ def orthogonal(
     Args:
         shape: the shape of the result (at least 2 dimensions); may be None when ``out`` is
             given.
-        gain: a finite scaling factor, ``|gain| <= finfo(dtype).max`` (a subnormal gain gives
-            the correctly rounded, possibly zero, result).
+        gain: a finite scaling factor, ``|gain| <= finfo(dtype).max``; 0 gives zeros, and a
+            subnormal gain gives the correctly rounded, possibly zero, result, but a non-zero
+            gain that rounds to 0 in ``dtype`` is refused.
         dtype, seed, offset, out: as in :func:`uniform`.
 
     Returns:
@@ -788,8 +808,9 @@ def orthogonal(
 
     Raises:
         TypeError: a bad ``dtype``, ``shape``, ``seed`` or ``out`` type.
-        ValueError: fewer than 2 dimensions, a non-finite ``gain`` or one beyond ``dtype``'s
-            range, a negative ``offset``, or a bad ``out``.
+        ValueError: fewer than 2 dimensions, a non-finite ``gain``, one beyond ``dtype``'s
+            range or a non-zero one that rounds to 0 in it, a negative ``offset``, or a bad
+            ``out``.
         MemoryError: a ``shape`` too large to allocate.
 
     Example:
@@ -805,6 +826,7 @@ def orthogonal(
         )
     if not abs(gain) <= _FMAX[arr.dtype] * _TIGHT:  # the entries of gain * Q reach |gain|
         raise ValueError(f"gain={gain!r} is too large for {arr.dtype}: |gain| must be <= {_FMAX[arr.dtype]:.6g}")
+    _check_tiny(gain, "gain", arr.dtype, "every value would be 0")  # the entries of gain * Q are below |gain|
     rows = arr.shape[0]
     cols = arr.size // rows if rows else 0
     flat = _random.normal((rows, cols), 0.0, 1.0, dtype=np.float64, seed=seed, offset=offset)

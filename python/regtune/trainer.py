@@ -28,10 +28,20 @@ the BLAS, whose results can depend on its thread count: keep that fixed between 
 and bench/precision_demo.py, where round to nearest stalls at a small learning rate while
 stochastic rounding and master weights follow the float32 loss.
 
-Threads: this trainer's arrays are small, and each step calls many short kernels, so one
-thread is fastest; on a busy machine a parallel region also waits for a descheduled thread.
-``regtune train --threads 1`` runs regtune and the BLAS on one thread; from Python,
-``regtune.set_num_threads(1)`` and ``threadpoolctl.threadpool_limits(1)`` do the same.
+Threads: this trainer's arrays are small, and each step calls many short kernels. regtune's
+pool keeps small arrays on the calling thread by itself; NumPy's BLAS does not: OpenBLAS splits
+even a 32x64 by 64x512 product over its threads, which then wait for each other actively, and on
+a busy machine (other processes, DataLoader workers) a descheduled thread makes every product
+wait for a time slice (issue 27: 10 epochs took 62 s at the BLAS's default against 3.5 s on one
+thread). So the trainer gives the BLAS its threads only for products big enough to gain from
+them: training steps, :meth:`Trainer.evaluate` and :meth:`MLP.predict_logits` hold the BLAS at
+one thread (``threadpoolctl``, as scikit-learn limits the BLAS around its own parallel loops)
+while their largest product, ``rows x max(in_features x out_features)`` multiply-adds, is below
+:data:`BLAS_THREADS_MIN_WORK`, and leave it as it is above. The rule depends on the shapes only,
+never on the load, so a run computes the same bits on an idle and on a busy machine. Without
+threadpoolctl (scikit-learn brings it) the BLAS keeps its own threads. ``regtune train
+--threads 1`` (or ``regtune.set_num_threads(1)`` with ``threadpoolctl.threadpool_limits(1)``)
+still runs everything on one thread; bench/busy_machine.py measures both.
 
 Bad arguments raise where they enter (:class:`MLP`, :class:`Trainer`, :meth:`Trainer.fit`,
 :meth:`Trainer.evaluate`, ...): TypeError for a wrong type (a float where an int is due, a
@@ -59,7 +69,17 @@ import numpy as np
 
 from . import optim, penalties
 from . import random as _random
-from ._validation import FLOAT_DTYPES, LOW_DTYPES, boolean, float_dtype, hyperparameter, nonnegative_int, not_masked
+from ._validation import (
+    FLOAT_DTYPES,
+    LOW_DTYPES,
+    available_bytes,
+    boolean,
+    finite_array,
+    float_dtype,
+    hyperparameter,
+    nonnegative_int,
+    not_masked,
+)
 from .dropout import alpha_dropout, alpha_dropout_backward, dropout_backward
 from .dropout import dropout as _dropout
 from .schedules import ReduceOnPlateau
@@ -84,6 +104,18 @@ PRECISIONS: dict[str, np.dtype | None] = {
 }  # fmt: skip
 #: Trainer(rounding=): how the optimizer writes a 16-bit weight (regtune.optim's precision=).
 ROUNDINGS = ("round", "stochastic", "master")
+
+#: The smallest matrix product (multiply-adds: rows x in_features x out_features) for which the
+#: trainer lets NumPy's BLAS use its threads; smaller ones run on one thread (see the module
+#: docstring). 2**32: such a product takes about 90 ms on one thread of this project's 2-core AMD
+#: EPYC, so waiting a time slice or two for a descheduled BLAS thread costs it little. Measured
+#: there (bench/busy_machine.py --what products, README "A busy machine"): with one or two other
+#: processes on the cores OpenBLAS's two threads lost 1.5x at 2**30 and 1.17x at 2**32 (and up to
+#: 60x on small products); beside 4 or 8 spinning processes they won from 2**30 on and lost up to
+#: 30x below. The trainer's own products are far below the limit at the command line's defaults
+#: (32 x 512 x 256 = 2**22 per step, 1293 x 512 x 256, about 2**27, per evaluation batch), so they
+#: run on one thread there.
+BLAS_THREADS_MIN_WORK = 2**32
 
 LEAKY_SLOPE = 0.01  # torch's default negative_slope
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -153,21 +185,9 @@ def _int_sequence(values: Any, name: str) -> list[int]:
     return [_int(v, f"{name}[{i}]", low=None) for i, v in enumerate(items)]
 
 
-def _available_bytes() -> int | None:
-    """Memory this process can still allocate (Linux: MemAvailable; else the physical memory);
-    None when unknown. Used to refuse, with a MemoryError, allocations that cannot succeed,
-    before the operating system's overcommit hands out pages it will later kill us for."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):
-        return None
+#: Memory this process can still allocate, or None (shared with regtune.augment; a name of this
+#: module so that tests can replace it).
+_available_bytes = available_bytes
 
 
 def _gib(nbytes: float) -> str:
@@ -179,6 +199,36 @@ def _check_fits(nbytes: int, what: str) -> None:
     avail = _available_bytes()
     if avail is not None and nbytes > avail:
         raise MemoryError(f"{what} needs {_gib(nbytes)}, more than the {_gib(avail)} of memory available")
+
+
+_blas = None  # the threadpoolctl controller of the BLAS libraries, made on first use (False: none)
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the BLAS libraries loaded now (NumPy's), or None without
+    threadpoolctl or a BLAS it can see. Made once: looking the libraries up costs milliseconds,
+    a limit on this controller about 10 us."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            ctl = ThreadpoolController().select(user_api="blas")
+            _blas = ctl if ctl.lib_controllers else False
+        except Exception:  # not installed, or a library it cannot query: the BLAS keeps its threads
+            _blas = False
+    return _blas or None
+
+
+def _small_products(rows: int, model: "MLP") -> Any:
+    """A context that holds the BLAS at one thread while the products of ``rows`` rows through
+    ``model`` (at most ``rows x max(in x out)`` multiply-adds) are below
+    :data:`BLAS_THREADS_MIN_WORK`; it restores the BLAS's own count on exit. Larger products,
+    or no threadpoolctl: a context that does nothing."""
+    if rows * max(w.size for w in model.weights) >= BLAS_THREADS_MIN_WORK:
+        return contextlib.nullcontext()
+    ctl = _blas_controller()
+    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1)
 
 
 @contextlib.contextmanager
@@ -582,8 +632,9 @@ class MLP:
         """
         x = _features(x, "x", self.sizes[0], self.compute_dtype)
         batch_size = _int(batch_size, "batch_size")
-        return np.concatenate([self._forward(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)] or
-                              [np.empty((0, self.sizes[-1]), self.compute_dtype)])  # fmt: skip
+        with _small_products(min(batch_size, len(x)), self):
+            return np.concatenate([self._forward(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)] or
+                                  [np.empty((0, self.sizes[-1]), self.compute_dtype)])  # fmt: skip
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted class of each row of ``x``."""
@@ -623,6 +674,7 @@ class MLP:
             saved = _unstored(_member(f, f"param_{i}", path), p.dtype)
             if saved.shape != p.shape or saved.dtype != p.dtype:
                 raise ValueError(f"param_{i} has shape {saved.shape} {saved.dtype}, expected {p.shape} {p.dtype}")
+            finite_array(saved, f"path {path!r}: param_{i}", "a model's parameters must be finite")
             np.copyto(p, saved)
         return model
 
@@ -904,7 +956,8 @@ class Trainer:
         xb, yb = self._data(xb, yb, "batch")
         if len(xb) > self.batch_size:
             raise ValueError(f"X_batch has {len(xb)} rows, more than batch_size={self.batch_size}")
-        return self._train_step(xb, yb)
+        with _small_products(len(xb), self.model):
+            return self._train_step(xb, yb)
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
         model, opt = self.model, self.optimizer
@@ -964,12 +1017,13 @@ class Trainer:
     def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: int = 2048) -> tuple[float, float]:
         self._mode("eval")
         total, correct = 0.0, 0
-        for i in range(0, len(X), batch_size):
-            with np.errstate(over="ignore", invalid="ignore"):
-                logits, _ = self.model._forward(X[i : i + batch_size])
-                loss, _, c = _softmax_xent(logits, y[i : i + batch_size])
-            total += loss * len(logits)
-            correct += c
+        with _small_products(min(batch_size, len(X)), self.model):
+            for i in range(0, len(X), batch_size):
+                with np.errstate(over="ignore", invalid="ignore"):
+                    logits, _ = self.model._forward(X[i : i + batch_size])
+                    loss, _, c = _softmax_xent(logits, y[i : i + batch_size])
+                total += loss * len(logits)
+                correct += c
         return total / len(X), correct / len(X)
 
     def current_lr(self) -> float:
@@ -1030,9 +1084,10 @@ class Trainer:
         for _ in range(epochs):
             t0 = time.perf_counter()
             order = np.random.default_rng([self.seed, self.epochs_done]).permutation(n)
-            for i in range(0, n, bs):
-                idx = order[i : i + bs]
-                self._train_step(X[idx], y[idx])
+            with _small_products(min(bs, n), self.model):
+                for i in range(0, n, bs):
+                    idx = order[i : i + bs]
+                    self._train_step(X[idx], y[idx])
             lr = self.optimizer.lr
             lr_used = float(lr(self.optimizer.step_count - 1)) if callable(lr) else float(lr)
             train_loss, train_acc = self._evaluate(X, y)
@@ -1099,7 +1154,8 @@ class Trainer:
         Raises:
             FileNotFoundError: no file at ``path``.
             ValueError: not a checkpoint of this trainer's kind (a plain model, another
-                optimizer, precision, rounding, model shape or dtype), or a corrupt file.
+                optimizer, precision, rounding, model shape or dtype), a corrupt file, or a NaN
+                or inf in a parameter or an optimizer buffer (named); nothing is loaded then.
         """
         with _open_npz(path) as f:
             saved = MLP._from_npz(f, path)
@@ -1141,12 +1197,14 @@ class Trainer:
             raise ValueError(f"checkpoint model sizes {saved.sizes} differ from {self.model.sizes}")
         if saved.dtype != self.model.dtype:
             raise ValueError(f"checkpoint model dtype {saved.dtype} differs from {self.model.dtype}")
-        for p, s in zip(self.model.params, saved.params):
-            np.copyto(p, s)
+        # The optimizer checks its state (NaN and inf included) before it loads any: first, so that
+        # a refused checkpoint leaves the parameters as they were too.
         sd = {"step": meta["opt_step"], "state": state}
         if "opt_scalars" in meta:  # a rule with scalar state (Schedule-Free's weight sum, mode)
             sd["scalars"] = meta["opt_scalars"]
         self.optimizer.load_state_dict(sd)
+        for p, s in zip(self.model.params, saved.params):
+            np.copyto(p, s)
         self.epochs_done = meta["epochs_done"]
         self.history = history
         if meta["plateau"] is not None and isinstance(self.optimizer.lr, ReduceOnPlateau):

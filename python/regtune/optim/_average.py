@@ -8,7 +8,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _core
-from .._validation import LOW_DTYPES, boolean, first_overlap, memory_root, hyperparameter, nonnegative_int, not_masked, same_length
+from .._validation import (
+    LOW_DTYPES,
+    boolean,
+    check_inplace,
+    finite_array,
+    first_overlap,
+    hyperparameter,
+    memory_root,
+    nonnegative_int,
+    not_masked,
+    same_length,
+)
 from ._engine import MAX_STEP, _arrays
 
 __all__ = ["Average", "EMA", "SWA"]
@@ -63,13 +74,19 @@ class Average:
 
     def copy_to(self, params: Sequence[np.ndarray] | None = None) -> None:
         """Write the averages into ``params`` (default: the averaged parameters themselves),
-        e.g. to evaluate or save the averaged model."""
+        e.g. to evaluate or save the averaged model. ``params``: one C-contiguous, writable array
+        per parameter, of its shape and dtype (or a tensor exporting DLPack, such as a CPU torch
+        tensor, written in place); anything else raises TypeError/ValueError naming
+        ``params[i]``, and nothing is written."""
         with self._lock:
             out = self.params if params is None else same_length(params, "params", self.averages, "averages")
+            out = [check_inplace(o, f"params[{i}]") for i, o in enumerate(out)]  # DLPack tensors: views
             for i, (o, a) in enumerate(zip(out, self.averages)):
                 p = self.params[i]
-                if not isinstance(o, np.ndarray) or o.shape != a.shape or o.dtype != p.dtype:
-                    raise ValueError(f"params[{i}] must be an array of shape {a.shape} and dtype {p.dtype}")
+                if o.shape != a.shape or o.dtype != p.dtype:
+                    raise ValueError(f"params[{i}] must be an array of shape {a.shape} and dtype {p.dtype}, "
+                                     f"got shape {o.shape} and dtype {o.dtype}")  # fmt: skip
+            for o, a in zip(out, self.averages):
                 if o.dtype == a.dtype:
                     np.copyto(o, a)
                 else:  # a float32 average into 16-bit params: rounded to nearest even
@@ -81,7 +98,9 @@ class Average:
             return {"n_averaged": self.n_averaged, "averages": [a.copy() for a in self.averages]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a ``state_dict()`` of an average of the same parameter shapes (copied in)."""
+        """Restore a ``state_dict()`` of an average of the same parameter shapes (copied in).
+        A wrong key, count, length, dtype or shape, or a NaN or inf in an average, raises
+        TypeError/ValueError naming it (``state_dict['averages'][1][2]``); nothing is loaded."""
         if not isinstance(state_dict, dict) or set(state_dict) != {"n_averaged", "averages"}:
             raise ValueError("state_dict must be a dict with keys 'n_averaged' and 'averages', as state_dict() returns")
         n = nonnegative_int(state_dict["n_averaged"], "state_dict['n_averaged']", upper=MAX_STEP)
@@ -95,6 +114,7 @@ class Average:
                 raise TypeError(f"{label} has dtype {a.dtype} but the averages of params[{i}] have {own.dtype}")
             if a.shape != p.shape:
                 raise ValueError(f"{label} has shape {a.shape} but params[{i}] has shape {p.shape}")
+            finite_array(a, label, "the averages must be finite")
         with self._lock:
             arrays = [a.copy() for a in arrays]  # may be views of the averages themselves
             for own, a in zip(self.averages, arrays):

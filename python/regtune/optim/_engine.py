@@ -18,6 +18,7 @@ from .._validation import (
     LOW_DTYPES,
     array_list,
     as_array,
+    finite_array,
     memory_root,
     nonnegative_int,
     not_masked,
@@ -372,9 +373,10 @@ class Optimizer:
 
         Raises:
             TypeError / ValueError: missing or extra buffers, or an array whose length, shape or
-            dtype does not match (named ``state['exp_avg'][i]``), a masked array, a negative
-            entry in a buffer of squares (``exp_avg_sq``, ``max_exp_avg_sq``, ``square_avg``,
-            ``sum``), a step that is not an int in [0, 2**63), scalars other than the rule's.
+            dtype does not match (named ``state['exp_avg'][i]``), a masked array, a NaN or inf
+            anywhere (named ``state['row_var'][0][1, 0]``), a negative entry in a buffer of
+            squares (``exp_avg_sq``, ``max_exp_avg_sq``, ``square_avg``, ``sum``, ...), a step
+            that is not an int in [0, 2**63), scalars other than the rule's.
 
         The arrays may be views of the parameters or of this optimizer's own buffers (in any
         order): every value is read before any buffer is written.
@@ -406,7 +408,10 @@ class Optimizer:
                 if a.shape != own_a.shape:
                     what = f"params[{i}] has shape {p.shape}" if own_a.shape == p.shape else f"must have shape {own_a.shape}"
                     raise ValueError(f"{label}[{i}] has shape {a.shape} but {what}")
-                if name in SQUARES and (a < 0).any():  # a sqrt of it would be nan; loading is rare
+                # NaN or inf would reach every parameter at the next step (through a norm, a
+                # mean or the update itself); a sqrt of a negative square would be NaN.
+                finite_array(a, f"{label}[{i}]", "optimizer state must be finite")
+                if name in SQUARES and (a < 0).any():  # loading is rare: these passes are cheap enough
                     raise ValueError(f"{label}[{i}] must be >= 0 (a running sum of squares), got a negative entry")
         with self._lock:  # checked above without it: only the copy needs it
             # Arrays are copied in, so one that views a parameter is simply read. One that views
@@ -542,13 +547,14 @@ def step_all(steps: Sequence[tuple[Optimizer, Sequence[np.ndarray]]]) -> list[fl
     with contextlib.ExitStack() as held:
         for o in sorted(opts, key=id):  # one order for every caller: no two calls wait on each other
             held.enter_context(o._lock)
-        counts, args = [], []
-        for o in opts:
-            count = o.step_count
+        # Every count is read before any schedule runs: a schedule of one optimizer may step
+        # another of this call, whichever comes first in it.
+        counts = [o.step_count for o in opts]
+        args = []
+        for o, count in zip(opts, counts):
             args.append(o.coefficients(count))
             if o.step_count != count:
                 raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
-            counts.append(count)
         emas = {id(o.ema): o.ema for o in opts if o.ema is not None}
         for key in sorted(emas):
             held.enter_context(emas[key]._lock)

@@ -275,7 +275,15 @@ class _Optimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, except that a state tensor keeps the dtype it was saved
         in (torch casts floating state to its parameter's dtype, which would round the float32
-        state and master copies of 16-bit parameters)."""
+        state and master copies of 16-bit parameters), and a NaN or inf in a state tensor is a
+        ValueError naming it (``state_dict['state'][0]['exp_avg']``), before anything is loaded:
+        it would reach every parameter at the next step."""
+        state = state_dict.get("state") if isinstance(state_dict, dict) else None
+        for i, entries in (state.items() if isinstance(state, dict) else ()):
+            for k, v in (entries.items() if isinstance(entries, dict) else ()):
+                if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                    bad = v.detach().reshape(-1)[~torch.isfinite(v.detach().reshape(-1))][0].item()
+                    raise ValueError(f"state_dict['state'][{i!r}][{k!r}] holds {bad}; optimizer state must be finite")
         super().load_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]

@@ -2207,3 +2207,45 @@ def test_schedule_free_is_in_every_front_end():
     # dask steps are stateless: a rule with scalar state between steps is refused by name
     with pytest.raises(ValueError, match="ScheduleFreeAdamW keeps scalar state"):
         rdo.step(optim.ScheduleFreeAdamW, [np.zeros(4)], [np.ones(4)])
+
+
+# ------------------------------------------------------------------------------ maximize
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_maximize_steps_as_descent_on_the_negated_gradient(name):
+    # maximize=True negates the gradient as it is read (before clipping, L1 and weight decay),
+    # inside the pass: the same bits as the step on -grad, and the gradients are left alone.
+    params, grad_seq = _problem(np.float32, steps=4)
+    kw = dict(lr=1e-2, weight_decay=0.01, l1=1e-3, max_grad_norm=5.0)
+    a = getattr(optim, name)([x.copy() for x in params], maximize=True, **kw)
+    b = getattr(optim, name)([x.copy() for x in params], **kw)
+    for grads in grad_seq:
+        before = [g.copy() for g in grads]
+        na = a.step(grads)
+        nb = b.step([-g for g in grads])
+        assert na == nb
+        assert all(g.tobytes() == h.tobytes() for g, h in zip(grads, before))
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a.params, b.params))
+    with pytest.raises(TypeError, match="maximize must be a bool"):
+        getattr(optim, name)([np.zeros(3, np.float32)], maximize="yes")
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+                                      ("AdamW", dict(lr=1e-2)), ("Adam", dict(lr=1e-2, weight_decay=0.05))])
+def test_maximize_matches_torch(name, kw):
+    torch = pytest.importorskip("torch")
+    params, grad_seq = _problem(np.float64, steps=10)
+    got, _ = _run(name, {**kw, "maximize": True}, params, grad_seq)
+    tparams = [torch.tensor(x.copy(), requires_grad=True) for x in params]
+    topt = getattr(torch.optim, name)(tparams, maximize=True, **kw)
+    for grads in grad_seq:
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.tensor(g.copy())
+        topt.step()
+    _assert_close(got, [tp.detach().numpy() for tp in tparams], np.float64)
+
+
+def test_adam_with_decoupled_weight_decay_is_adamw():
+    params, grad_seq = _problem(np.float32, steps=5)
+    a, _ = _run("Adam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True), params, grad_seq)
+    b, _ = _run("AdamW", dict(lr=1e-2, weight_decay=0.1), params, grad_seq)
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b))

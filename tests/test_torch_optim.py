@@ -385,3 +385,59 @@ def test_non_finite_loaded_state_is_refused(name, key, bad):
     with pytest.raises(ValueError, match=rf"state_dict\['state'\]\[0\]\['{key}'\] holds {bad}; .*finite"):
         opt.load_state_dict(saved)
     assert all(torch.equal(opt.state[w][k], v) for k, v in before.items())
+
+
+def _twins(n=3):
+    torch.manual_seed(5)
+    ours = [torch.nn.Parameter(torch.randn(4, 3)) for _ in range(n)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    return ours, theirs
+
+
+def _step_both(ours_opt, torch_opt, ours, theirs, steps=5):
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        for a, b in zip(ours, theirs):
+            g = torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = g.clone(), g.clone()
+        ours_opt.step()
+        torch_opt.step()
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_torch_code_runs_unchanged_flags_positional_lr_maximize_tensor_hyperparameters():
+    ours, theirs = _twins()
+    _step_both(rt.optim.SGD(ours, 0.1, 0.9, maximize=True, foreach=False),
+               torch.optim.SGD(theirs, 0.1, 0.9, maximize=True, foreach=False), ours, theirs)
+    ours, theirs = _twins()
+    _step_both(rt.optim.AdamW(ours, lr=torch.tensor(1e-2), betas=(torch.tensor(0.9), torch.tensor(0.99)), fused=True),
+               torch.optim.AdamW(theirs, lr=torch.tensor(1e-2), betas=(torch.tensor(0.9), torch.tensor(0.99))), ours, theirs)
+    ours, theirs = _twins()
+    _step_both(rt.optim.Adam(ours, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
+               torch.optim.Adam(theirs, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True), ours, theirs)
+    # maximize as a param-group key (and from a torch state_dict) is honoured, not ignored
+    ours, theirs = _twins()
+    o = rt.optim.SGD([{"params": ours[:2], "maximize": True}, {"params": ours[2:]}], lr=0.1)
+    t = torch.optim.SGD([{"params": theirs[:2], "maximize": True}, {"params": theirs[2:]}], lr=0.1)
+    _step_both(o, t, ours, theirs)
+    ours, theirs = _twins()
+    t = torch.optim.SGD(theirs, lr=0.1, momentum=0.5, maximize=True)
+    o = rt.optim.SGD(ours, lr=0.1, momentum=0.5)
+    o.load_state_dict(t.state_dict())
+    assert o.param_groups[0]["maximize"] is True
+    _step_both(o, t, ours, theirs)
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda p: rt.optim.AdamW(p, capturable=True), ValueError, r"capturable=True \(CUDA graphs\) cannot be honoured"),
+    (lambda p: rt.optim.AdamW(p, differentiable=True), ValueError, r"differentiable=True .* cannot be honoured"),
+    (lambda p: rt.optim.AdamW(p, fused="yes"), TypeError, r"fused must be a bool or None"),
+    (lambda p: rt.optim.SGD(p, 0.1, 0.9, 0.0, 0.0, False, 3), TypeError, r"at most 5 positional hyperparameters"),
+    (lambda p: rt.optim.SGD(p, 0.1, lr=0.2), TypeError, r"lr both by position and by name"),
+    (lambda p: rt.optim.AdamW(p, lr=torch.ones(2)), ValueError, r"must hold one value"),
+    (lambda p: rt.optim.SGD(p, maximize="yes"), TypeError, r"maximize must be a bool"),
+])  # fmt: skip
+def test_what_cannot_be_honoured_is_refused_by_name(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make([torch.nn.Parameter(torch.zeros(3))])

@@ -42,8 +42,11 @@ RT_INLINE bool low_is_bf16(const Tensor& t) {
 }
 
 // f(tag, param, grad, s0, s1, s2, ema) with the pointers of tensor t from element lo, typed by
-// its storage; tag is the compute type (double for float64 parameters, else float).
-template <typename F>
+// its storage; tag is the compute type (double for float64 parameters, else float). Without
+// kStates the state pointers are not typed by the state's dtype (float, unused): Adafactor's
+// passes, whose factors are of the compute type, are then instantiated once per parameter and
+// gradient storage, not once more per state dtype.
+template <bool kStates = true, typename F>
 RT_INLINE void with_storage(const Tensor& t, size_t lo, SrWords* words, F f) {
   if (!is_low(t)) {
     auto plain = [&](auto tag) {
@@ -71,7 +74,9 @@ RT_INLINE void with_storage(const Tensor& t, size_t lo, SrWords* words, F f) {
         go(at_<const L>(t.grad, lo));
       }
     };
-    if (t.state[0].dt == DType::f32 || !t.state[0]) {  // every state of a step has one dtype
+    if constexpr (!kStates) {
+      states(float{});
+    } else if (t.state[0].dt == DType::f32 || !t.state[0]) {  // every state of a step has one dtype
       states(float{});
     } else {
       states(L{});
@@ -135,7 +140,7 @@ constexpr auto rule_trust() {
 // ------------------------------------------------------------------------------ Adafactor
 template <typename F>
 RT_INLINE void with_param_grad(const Tensor& t, size_t o, SrWords* words, F f) {
-  with_storage(t, o, words, [&](auto tag, auto q, auto g, auto, auto, auto, auto e) { f(tag, q, g, e); });
+  with_storage<false>(t, o, words, [&](auto tag, auto q, auto g, auto, auto, auto, auto e) { f(tag, q, g, e); });
 }
 
 void ada_first(const Tensor& t, size_t o, size_t n, const Values& coef, const Values& fused, double* out, double* acc,

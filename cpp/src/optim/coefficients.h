@@ -72,6 +72,7 @@ template <typename T> struct TypeOf<T, FieldKind::lerp> { using type = Lerp<T>; 
 
 // What every rule can fuse into its pass, apart from the rules. For each element, with p the
 // parameter and g the gradient:
+//   g = -g                            maximize (torch's maximize=True: ascend the objective)
 //   g = g * clip                      clip   (max_grad_norm's scale; set by the driver)
 //   g = g + l1 * sign(p)              l1     (sign(0) = sign(NaN) = 0, as torch.sign)
 //   p = p * decay                     decay  (decoupled weight decay: 1 - lr * weight_decay)
@@ -83,7 +84,8 @@ template <typename T> struct TypeOf<T, FieldKind::lerp> { using type = Lerp<T>; 
 //   else lerp(avg, p, ema_weight) (torch's EMA); ema_weight switches the average on.
 struct Fused {
 #define REGTUNE_FUSED_FIELDS(F) \
-  F(opt, clip) F(opt, l1) F(opt, decay) F(opt, wd) F(opt, prox) F(lerp, ema_weight) F(opt, ema_count) F(flag, ema_copy)
+  F(opt, clip) F(opt, l1) F(opt, decay) F(opt, wd) F(opt, prox) F(lerp, ema_weight) F(opt, ema_count) F(flag, ema_copy) \
+  F(flag, maximize)
   REGTUNE_COEFFICIENTS(REGTUNE_FUSED_FIELDS)
   enum Index { clip_index = 0, wd_index = 3 };  // the fields the driver and rules set
 };

@@ -194,7 +194,7 @@ RT_INLINE void for_vectors(size_t n, Body body, S... streams) {
 // arrays, went from 1.18-1.25x the roofline yardstick's time to 1.02-1.10x.
 template <typename T>
 RT_INLINE bool no_extras(const FusedOf<T>& f) {
-  return !f.clip.on && !f.l1.on && !f.prox.on;
+  return !f.clip.on && !f.l1.on && !f.prox.on && !f.maximize;
 }
 
 // Calls body(kFast, kEma) (std::bool_constant tags) for the step `f` describes; rule_fast says
@@ -229,6 +229,7 @@ RT_INLINE bool ema_on(const FusedOf<T>& f) {
 template <bool kFast, typename T, typename C, typename V, typename Mem>
 RT_INLINE V prepare(const Mem& mem, C grad, V& p, const FusedOf<T>& f) {
   V g = mem.load(grad);
+  if (!kFast && f.maximize) g = neg(g);  // exact: the clip scale and every later term see -g
   if (!kFast && f.clip.on) g = mul(g, set1(f.clip.v));
   if (!kFast && f.l1.on) g = add(g, mul(set1(f.l1.v), sign(p)));
   if (f.decay.on) p = mul(p, set1(f.decay.v));
@@ -241,6 +242,7 @@ RT_INLINE V prepare(const Mem& mem, C grad, V& p, const FusedOf<T>& f) {
 template <typename T, typename C, typename V, typename Mem>
 RT_INLINE V clipped_grad(const Mem& mem, C grad, V p, const FusedOf<T>& f) {
   V g = mem.load(grad);
+  if (f.maximize) g = neg(g);
   if (f.clip.on) g = mul(g, set1(f.clip.v));
   if (f.l1.on) g = add(g, mul(set1(f.l1.v), sign(p)));
   return g;

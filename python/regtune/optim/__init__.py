@@ -21,6 +21,9 @@ step, with the extras folded into that pass:
 - ``ema=``: an :class:`EMA` (or :class:`SWA`) of the same parameters, updated from each new
   parameter value inside the step's pass instead of by a second pass that reads the
   parameters again (``ema.update()``).
+- ``maximize=True``: ascend the objective, as torch's ``maximize``: the step uses ``-grad``
+  (negated as it is read, before clipping, the L1 term and weight decay; the gradients are
+  not modified).
 
 Parameters are updated in place and must be C-contiguous, writable float32/float64 arrays of
 one dtype; gradients must match them in shape and dtype and are never modified.

@@ -16,6 +16,7 @@ from .. import _core
 from .._seeding import domain_key
 from .._validation import (
     LOW_DTYPES,
+    boolean,
     array_list,
     as_array,
     finite_array,
@@ -219,6 +220,7 @@ class Optimizer:
         precision: str = "round",
         state_dtype: Any = None,
         seed: Any = None,
+        maximize: bool = False,
     ) -> None:
         if not isinstance(rule, Rule):
             raise TypeError(f"rule must be a regtune.optim.Rule, got {type(rule).__name__}")
@@ -265,6 +267,8 @@ class Optimizer:
         self.max_grad_norm = (
             None if max_grad_norm is None else hyperparameter(max_grad_norm, "max_grad_norm", low=0.0, low_open=True)
         )
+        #: Ascend the objective: every step uses -grad (torch's ``maximize=True``), inside the pass.
+        self.maximize = boolean(maximize, "maximize")
         self._lock = threading.RLock()  # held by step, state_dict and load_state_dict
         self.step_count = 0
         #: The optimizer state: buffer name -> one array per parameter (torch's names).
@@ -338,6 +342,8 @@ class Optimizer:
         except OverflowError:  # only a step count near 2**1024 gets here (set by hand)
             raise ValueError(f"step_count must be < 2**63, got step_count={count}") from None
         fused = dict(fused)
+        if self.maximize:
+            fused["maximize"] = True
         if self.l1:
             fused["l1"] = self.l1
         if self.prox_l1:
@@ -472,6 +478,7 @@ _EXTRAS = [
     inspect.Parameter("precision", inspect.Parameter.KEYWORD_ONLY, default="round", annotation="str"),
     inspect.Parameter("state_dtype", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Any"),
     inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Any"),
+    inspect.Parameter("maximize", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
 ]
 
 

@@ -10,7 +10,11 @@ regtune's fused kernel, updating the parameters and the state tensors in place (
 views); the parameters' autograd version counters are bumped as torch's own in-place updates
 do. The hyperparameters are the regtune class's (same names and defaults as torch's where
 torch has the rule; ``l1``, ``prox_l1`` and ``max_grad_norm`` too), checked when a group is
-added.
+added; positionally too, in torch's order (``SGD(params, 0.1, 0.9)``). A 0-d tensor ``lr``,
+``betas`` entry or ``weight_decay`` is read as its value at each step; ``maximize`` (keyword or
+group key) negates the gradient inside the step; torch's implementation switches ``foreach``
+and ``fused`` are accepted and kept in the groups (regtune's step is always one fused pass),
+``capturable`` and ``differentiable`` only when False.
 
 One native call steps each group (per distinct step count within it: parameters that skipped
 steps keep their own bias corrections, as in torch). Sparse gradients are refused.
@@ -67,6 +71,32 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(a, copy=True))
 
 
+#: Options of torch's optimizers that only choose torch's implementation (regtune's step is
+#: always one fused pass on the CPU): accepted and kept in the groups; the ones that would
+#: change what a step means (capturable, differentiable) only when False.
+_TORCH_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def _torch_flag(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool or None, got {name}={value!r}")
+    if name in ("capturable", "differentiable") and value:
+        why = "CUDA graphs" if name == "capturable" else "autograd through the step"
+        raise ValueError(f"{name}=True ({why}) cannot be honoured by regtune's CPU step: leave it False")
+
+
+def _plain(value: Any) -> Any:
+    """A hyperparameter as regtune takes it: a 0-d tensor (torch accepts a tensor lr, betas or
+    weight_decay) as its float, read at each step; a pair of them as a tuple of floats."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"a tensor hyperparameter must hold one value, got shape {tuple(value.shape)}")
+        return float(value)
+    if isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
 def _numpy_dtype(dtype: Any) -> Any:
     """A torch dtype given as ``state_dtype=`` in NumPy's terms (anything else as it is)."""
     return _NUMPY_DTYPE.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
@@ -75,16 +105,30 @@ def _numpy_dtype(dtype: Any) -> Any:
 class _Optimizer(torch.optim.Optimizer):
     _regtune: type[_ro.Optimizer]
 
-    def __init__(self, params: Iterable[Any], **hyper: Any) -> None:
+    def __init__(self, params: Iterable[Any], *args: Any, **hyper: Any) -> None:
         sig = inspect.signature(self._regtune.__init__)
         defaults = {
             k: v.default for k, v in sig.parameters.items() if k not in ("self", "params", "ema") and v.default is not v.empty
         }
+        # torch's positional hyperparameters (SGD(params, 0.1)), in the signature's order
+        positional = [k for k, v in sig.parameters.items()
+                      if k not in ("self", "params") and v.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]  # fmt: skip
+        if len(args) > len(positional):
+            raise TypeError(f"{type(self).__name__} takes at most {len(positional)} positional hyperparameters "
+                            f"({', '.join(positional)}), got {len(args)}")  # fmt: skip
+        for k, v in zip(positional, args):
+            if k in hyper:
+                raise TypeError(f"{type(self).__name__} got {k} both by position and by name")
+            hyper[k] = v
+        flags = {k: hyper.pop(k) for k in _TORCH_FLAGS if k in hyper}
+        for k, v in flags.items():
+            _torch_flag(k, v)
         unknown = set(hyper) - set(defaults)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected hyperparameters {sorted(unknown)}")
         defaults.update(hyper)
         self._keys = tuple(defaults)  # the regtune hyperparameters (torch adds its own to defaults)
+        defaults.update(flags)  # kept in the groups, as torch keeps them
         self._cache: dict[int, tuple[Any, ...]] = {}
         # regtune optimizer -> the ids of the state tensors its arrays view (weak: a replaced
         # optimizer's entry goes with it, so a new one at the same address is never taken for it)
@@ -121,7 +165,10 @@ class _Optimizer(torch.optim.Optimizer):
         return hyper
 
     def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
-        hyper = {k: group.get(k, self.defaults[k]) for k in self._keys}
+        for k in _TORCH_FLAGS:  # a group (or a loaded torch state_dict) may carry them too
+            if k in group:
+                _torch_flag(k, group[k])
+        hyper = {k: _plain(group.get(k, self.defaults[k])) for k in self._keys}
         for k in ("betas", "eps"):
             if isinstance(hyper.get(k), list):
                 hyper[k] = tuple(hyper[k])

@@ -21,6 +21,8 @@ class Adam(Rule):
             bfloat16/float16, one dtype).
         lr: >= 0, or a schedule. betas: each in [0, 1). eps: > 0.
         weight_decay: >= 0, or a schedule. amsgrad: keep the running maximum of v.
+        decoupled_weight_decay: AdamW's decay, p * (1 - lr * weight_decay), instead of an L2 term
+            (torch's Adam option; Adam(..., decoupled_weight_decay=True) steps as AdamW).
         l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
         module docstring.
 
@@ -28,12 +30,15 @@ class Adam(Rule):
     """
 
     name, key, core = "Adam", "adam", "adam"
-    decoupled = False
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False) -> None:
+    def __init__(
+        self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *, decoupled_weight_decay=False
+    ) -> None:
         self.betas = _betas(betas)
         self.eps = _eps(eps)
         self.amsgrad = boolean(amsgrad, "amsgrad")
+        #: AdamW's decay (``p * (1 - lr * weight_decay)``) instead of an L2 term, as torch's Adam option
+        self.decoupled_weight_decay = boolean(decoupled_weight_decay, "decoupled_weight_decay")
 
     def slots(self):
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if self.amsgrad else None)
@@ -49,7 +54,7 @@ class Adam(Rule):
             "eps": self.eps,
             "amsgrad": self.amsgrad,
         }
-        return c, decay_terms(lr, wd, self.decoupled)
+        return c, decay_terms(lr, wd, self.decoupled_weight_decay)
 
 
 class AdamW(Adam):
@@ -65,7 +70,6 @@ class AdamW(Adam):
     """
 
     name, key, core = "AdamW", "adamw", "adam"
-    decoupled = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False) -> None:
-        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay=True)

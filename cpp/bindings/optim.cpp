@@ -500,8 +500,9 @@ py::list fields_list(const Field* f, int n) {
 }  // namespace
 
 void register_optim(py::module_& m) {
-  static py::exception<std::runtime_error> overlap(m, "OverlapError", PyExc_ValueError);
-  overlap_error() = py::reinterpret_borrow<py::object>(overlap);
+  // Leaked on purpose, as overlap_error()'s handle: nothing may be released after the interpreter.
+  auto* overlap = new py::exception<std::runtime_error>(m, "OverlapError", PyExc_ValueError);
+  overlap_error() = py::reinterpret_borrow<py::object>(*overlap);
   m.attr("OverlapError").attr("__doc__") =
       "Two arrays of one call share memory (a ValueError); .names holds their two labels.";
   m.attr("REDUCE_BLOCK") = kReduceBlock;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "optim/coefficients.h"
 #include "regtune/optim.h"
 
 namespace regtune::bind {
@@ -307,11 +308,7 @@ Job step_job(const py::object& rule_obj, const py::sequence& params, const py::s
   if (py::len(states) != 4 || py::len(state_names) != 4) throw py::value_error("optim_step: states must list 4 slots");
   const Values coef = parse_values(coef_d, info.fields, info.nfields, true, "coef");
   const Values fused = parse_fused(fused_d);
-  int nf;
-  const Field* ff = fused_fields(&nf);
-  int ema_weight = 0;
-  while (std::string(ff[ema_weight].name) != "ema_weight") ++ema_weight;
-  if (!average && fused.given[ema_weight] != !py::object(states[3]).is_none()) {
+  if (!average && fused.given[Fused::ema_weight_index] != !py::object(states[3]).is_none()) {
     throw py::value_error("optim_step: the averages (states[3]) go with fused['ema_weight']");
   }
   Gathered g = gather_step(params, grads, masters, average);

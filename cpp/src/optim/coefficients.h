@@ -87,7 +87,12 @@ struct Fused {
   F(opt, clip) F(opt, l1) F(opt, decay) F(opt, wd) F(opt, prox) F(lerp, ema_weight) F(opt, ema_count) F(flag, ema_copy) \
   F(flag, maximize)
   REGTUNE_COEFFICIENTS(REGTUNE_FUSED_FIELDS)
-  enum Index { clip_index = 0, wd_index = 3 };  // the fields the driver and rules set
+  enum Index { clip_index = 0, wd_index = 3, ema_weight_index = 5 };  // the fields the driver, rules and bindings use
 };
+constexpr bool same_name(const char* a, const char* b) { return *a == *b && (*a == 0 || same_name(a + 1, b + 1)); }
+static_assert(same_name(Fused::fields[Fused::clip_index].name, "clip") &&
+                  same_name(Fused::fields[Fused::wd_index].name, "wd") &&
+                  same_name(Fused::fields[Fused::ema_weight_index].name, "ema_weight"),
+              "Fused::Index must follow REGTUNE_FUSED_FIELDS");
 
 }  // namespace regtune

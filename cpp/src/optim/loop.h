@@ -12,8 +12,9 @@
 // (checked against torch 2.x on float32: bit for bit on its vectorized path). Floating-point
 // contraction is off, so these are the only fused operations.
 //
-// A rule (see rules/*.h) is a struct with its name, its coefficients (REGTUNE_COEFFICIENTS),
-// `fast(c)` (whether its own switches are those of its fast body) and
+// A rule (see rules/*.h) is a struct deriving RuleDefaults with its coefficients
+// (REGTUNE_COEFFICIENTS), its state count, `fast(c)` when it has switches of its own (whether they
+// are those of its fast body), `per_tensor`, `sums` and `trust` when it takes a trust ratio, and
 // `body<kFast, kEma, T>(param, grad, s0, s1, s2, ema, n, c, f)`, written once for every storage:
 // Q, C and P are the pointer types of the parameter, gradient and state (plain pointers of T,
 // or the 16-bit storage adapters below), T the compute type.
@@ -363,8 +364,17 @@ RT_INLINE void trust_blocks(size_t n, double* out, Body body) {
   out[1] += s1[1];
 }
 
+// What a rule has unless it says otherwise: it is element-wise (no trust ratio per tensor), and
+// its fast body assumes no switch of its own (a rule with switches declares its own fast(c)).
+struct RuleDefaults {
+  static constexpr bool per_tensor = false;
+  template <typename C>
+  static bool fast(const C&) {
+    return true;
+  }
+};
+
 // The index of field `name` in a rule's list (at compile time).
-constexpr bool same_name(const char* a, const char* b) { return *a == *b && (*a == 0 || same_name(a + 1, b + 1)); }
 template <size_t N>
 constexpr int field_index(const std::array<Field, N>& fields, const char* name) {
   for (size_t i = 0; i < N; ++i) {

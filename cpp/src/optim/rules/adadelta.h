@@ -8,17 +8,11 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct adadelta {
+struct adadelta : RuleDefaults {
   static constexpr int nstates = 2;  // square_avg, acc_delta
-  static constexpr bool per_tensor = false;
 #define REGTUNE_ADADELTA(F) F(num, neg_lr) F(num, rho) F(num, one_minus_rho) F(num, eps)
   REGTUNE_COEFFICIENTS(REGTUNE_ADADELTA)
 #undef REGTUNE_ADADELTA
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
   static void body(Q param, C grad, P sq_, P acc_, P, E ema, size_t n, const Coef<T>& coef, const FusedOf<T>& fused) {

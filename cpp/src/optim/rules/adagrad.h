@@ -7,17 +7,11 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct adagrad {
+struct adagrad : RuleDefaults {
   static constexpr int nstates = 1;  // sum
-  static constexpr bool per_tensor = false;
 #define REGTUNE_ADAGRAD(F) F(num, neg_clr) F(num, eps)
   REGTUNE_COEFFICIENTS(REGTUNE_ADAGRAD)
 #undef REGTUNE_ADAGRAD
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
   static void body(Q param, C grad, P sum_, P, P, E ema, size_t n, const Coef<T>& coef, const FusedOf<T>& fused) {

@@ -23,9 +23,8 @@ RT_INLINE void adam_moments(const Mem& mem, Q param, C grad, P m_, P v_, V& p, V
   mem.store(v_, v);
 }
 
-struct adam {
+struct adam : RuleDefaults {
   static constexpr int nstates = 3;  // exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad)
-  static constexpr bool per_tensor = false;
 #define REGTUNE_ADAM(F)                                                                                   \
   F(num, neg_step_size) F(lerp, one_minus_beta1) F(num, beta2) F(num, one_minus_beta2)                   \
   F(num, bias_correction2_sqrt) F(num, eps) F(flag, amsgrad)

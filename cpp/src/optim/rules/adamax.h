@@ -16,17 +16,11 @@ RT_INLINE V max_nonneg(V a, V b) {
   return min(max(a, b), add(a, b));
 }
 
-struct adamax {
+struct adamax : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_inf
-  static constexpr bool per_tensor = false;
 #define REGTUNE_ADAMAX(F) F(num, neg_clr) F(lerp, one_minus_beta1) F(num, beta2) F(num, eps)
   REGTUNE_COEFFICIENTS(REGTUNE_ADAMAX)
 #undef REGTUNE_ADAMAX
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
   static void body(Q param, C grad, P m_, P u_, P, E ema, size_t n, const Coef<T>& coef, const FusedOf<T>& fused) {

@@ -9,9 +9,8 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct average {
+struct average : RuleDefaults {
   static constexpr int nstates = 0;
-  static constexpr bool per_tensor = false;
 #define REGTUNE_AVERAGE(F)
   REGTUNE_COEFFICIENTS(REGTUNE_AVERAGE)
 #undef REGTUNE_AVERAGE

@@ -13,7 +13,7 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct lamb {
+struct lamb : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_avg_sq
   static constexpr bool per_tensor = true;
 #define REGTUNE_LAMB(F)                                                                                   \
@@ -21,11 +21,6 @@ struct lamb {
   F(num, trust_clamp) F(opt, weight_decay)
   REGTUNE_COEFFICIENTS(REGTUNE_LAMB)
 #undef REGTUNE_LAMB
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   // The tensor's coefficients from its two sums of squares (in double).
   static void trust(Values& coef, Values&, double sq0, double sq1, bool) {

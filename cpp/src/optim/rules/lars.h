@@ -14,7 +14,7 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct lars {
+struct lars : RuleDefaults {
   static constexpr int nstates = 1;  // momentum_buffer
   static constexpr bool per_tensor = true;
 #define REGTUNE_LARS(F)                                                                                   \
@@ -22,11 +22,6 @@ struct lars {
   F(opt, trust_ratio)
   REGTUNE_COEFFICIENTS(REGTUNE_LARS)
 #undef REGTUNE_LARS
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   static void trust(Values& coef, Values& fused, double sq0, double sq1, bool adapt) {
     constexpr int ratio = field_index(fields, "trust_ratio"), tc = field_index(fields, "trust_coefficient");

@@ -9,17 +9,11 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct lion {
+struct lion : RuleDefaults {
   static constexpr int nstates = 1;  // exp_avg
-  static constexpr bool per_tensor = false;
 #define REGTUNE_LION(F) F(num, neg_lr) F(num, beta1) F(num, one_minus_beta1) F(num, beta2) F(num, one_minus_beta2)
   REGTUNE_COEFFICIENTS(REGTUNE_LION)
 #undef REGTUNE_LION
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
   static void body(Q param, C grad, P m_, P, P, E ema, size_t n, const Coef<T>& coef, const FusedOf<T>& fused) {

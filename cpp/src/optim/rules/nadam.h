@@ -8,19 +8,13 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct nadam {
+struct nadam : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_avg_sq
-  static constexpr bool per_tensor = false;
 #define REGTUNE_NADAM(F)                                                                                  \
   F(num, c_grad) F(num, c_avg) F(lerp, one_minus_beta1) F(num, beta2) F(num, one_minus_beta2)            \
   F(num, bias_correction2) F(num, eps)
   REGTUNE_COEFFICIENTS(REGTUNE_NADAM)
 #undef REGTUNE_NADAM
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
   static void body(Q param, C grad, P m_, P v_, P, E ema, size_t n, const Coef<T>& coef, const FusedOf<T>& fused) {

@@ -9,19 +9,13 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct radam {
+struct radam : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_avg_sq
-  static constexpr bool per_tensor = false;
 #define REGTUNE_RADAM(F)                                                                                  \
   F(num, lr) F(lerp, one_minus_beta1) F(num, beta2) F(num, one_minus_beta2) F(num, bias_correction1)     \
   F(num, bias_correction2_sqrt) F(num, eps) F(opt, rect)
   REGTUNE_COEFFICIENTS(REGTUNE_RADAM)
 #undef REGTUNE_RADAM
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
   static void body(Q param, C grad, P m_, P v_, P, E ema, size_t n, const Coef<T>& coef, const FusedOf<T>& fused) {

@@ -10,18 +10,12 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct rmsprop {
+struct rmsprop : RuleDefaults {
   static constexpr int nstates = 3;  // square_avg, grad_avg (centered), momentum_buffer
-  static constexpr bool per_tensor = false;
   // one_minus_alpha is a lerp weight (grad_avg) whose rounded value is also square_avg's weight.
 #define REGTUNE_RMSPROP(F) F(num, neg_lr) F(num, alpha) F(lerp, one_minus_alpha) F(num, eps) F(flag, centered) F(opt, momentum)
   REGTUNE_COEFFICIENTS(REGTUNE_RMSPROP)
 #undef REGTUNE_RMSPROP
-
-  template <typename T>
-  static bool fast(const Coef<T>&) {
-    return true;
-  }
 
   template <bool kFast, bool kEma, typename T, typename Q, typename C, typename P, typename E>
   static void body(Q param, C grad, P sq_, P ga_, P buf_, E ema, size_t n, const Coef<T>& coef,

@@ -12,9 +12,8 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct schedule_free_adamw {
+struct schedule_free_adamw : RuleDefaults {
   static constexpr int nstates = 2;  // z, exp_avg_sq
-  static constexpr bool per_tensor = false;
 #define REGTUNE_SCHEDULE_FREE_ADAMW(F)                                                                    \
   F(num, neg_lr) F(num, y_step) F(lerp, ckp1) F(num, beta2) F(num, one_minus_beta2)                      \
   F(num, bias_correction2) F(num, eps) F(opt, weight_decay)

@@ -8,9 +8,8 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct sgd {
+struct sgd : RuleDefaults {
   static constexpr int nstates = 1;  // momentum_buffer
-  static constexpr bool per_tensor = false;
 #define REGTUNE_SGD(F) \
   F(num, neg_lr) F(opt, momentum) F(num, one_minus_dampening) F(flag, first_step) F(flag, nesterov)
   REGTUNE_COEFFICIENTS(REGTUNE_SGD)

@@ -8,9 +8,8 @@ namespace regtune {
 namespace REGTUNE_NS {
 namespace {
 
-struct stream {
+struct stream : RuleDefaults {
   static constexpr int nstates = 3;
-  static constexpr bool per_tensor = false;
 #define REGTUNE_STREAM(F)
   REGTUNE_COEFFICIENTS(REGTUNE_STREAM)
 #undef REGTUNE_STREAM

@@ -1863,11 +1863,11 @@ def test_low_precision_options_are_checked_and_named():
         optim.Adam([np.ones(4, np.float32)], precision="stochastic")
     with pytest.raises(ValueError, match=r"precision='master' needs bfloat16 or float16 params, got float64"):
         optim.SGD([np.ones(4)], precision="master")
-    with pytest.raises(TypeError, match=r"state_dtype must be float32 or the params' dtype \(bfloat16\), got float64"):
+    with pytest.raises(TypeError, match=r"state_dtype must be float32, the params' dtype \(bfloat16\) or 'int8', got float64"):
         optim.Adam(p16, state_dtype=np.float64)
-    with pytest.raises(TypeError, match=r"state_dtype must be float32 or the params' dtype \(float32\), got bfloat16"):
+    with pytest.raises(TypeError, match=r"state_dtype must be float32, the params' dtype \(float32\) or 'int8', got bfloat16"):
         optim.Adam([np.ones(4, np.float32)], state_dtype=BF16)
-    with pytest.raises(TypeError, match="state_dtype must be float32 or the params' dtype, got 'nope'"):
+    with pytest.raises(TypeError, match="state_dtype must be float32, the params' dtype or 'int8', got 'nope'"):
         optim.Adam(p16, state_dtype="nope")
     with pytest.raises(ValueError, match="seed= keys stochastic rounding: it needs precision='stochastic'"):
         optim.Adam(p16, seed=3)

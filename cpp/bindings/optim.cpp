@@ -8,11 +8,13 @@
 // gathered while holding the GIL; the kernels run without it.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "common.h"
+#include "optim/blockwise8.h"
 #include "optim/coefficients.h"
 #include "regtune/optim.h"
 
@@ -297,6 +299,50 @@ void finish_checks(Gathered& g) {
   g.spans.check();
 }
 
+// A blockwise 8-bit state (codes, absmax) of tensor i: uint8 codes shaped as the parameter and
+// float32 absmax, one per block of kQ8Block elements; both C-contiguous and writable.
+Array blockwise8_state(const py::handle& entry, const std::string& label, DType q8, const RuleInfo& info,
+                       Gathered& g, size_t i) {
+  if (!info.blockwise8) throw py::type_error(label + ": the " + std::string(info.name) + " rule keeps no 8-bit state");
+  if (!q8_tables().valid) throw std::runtime_error("regtune's 8-bit lookup tables failed their check (a bug)");
+  if (g.pdt == DType::f64) throw py::type_error(label + ": 8-bit state goes with float32, bfloat16 or float16 params");
+  auto pair = py::reinterpret_borrow<py::tuple>(entry);
+  if (py::len(pair) != 2) throw py::value_error(label + " must be a pair (codes, absmax)");
+  const py::array& p = g.params[i];
+  const std::string cl = label + "[0]", al = label + "[1]";
+  if (!py::isinstance<py::array>(pair[0]) || !py::isinstance<py::array>(pair[1])) {
+    throw py::type_error(label + " must be a pair of numpy.ndarrays (codes, absmax)");
+  }
+  auto codes = py::reinterpret_borrow<py::array>(pair[0]);
+  auto absmax = py::reinterpret_borrow<py::array>(pair[1]);
+  if (!codes.dtype().is(py::dtype::of<uint8_t>())) {
+    throw py::type_error(cl + " (codes) must have dtype uint8, got " + std::string(py::str(codes.dtype())));
+  }
+  if (!absmax.dtype().is(py::dtype::of<float>())) {
+    throw py::type_error(al + " (absmax) must have dtype float32, got " + std::string(py::str(absmax.dtype())));
+  }
+  for (const auto* a : {&codes, &absmax}) {
+    const std::string& l = a == &codes ? cl : al;
+    if (!(a->flags() & py::array::c_style)) throw py::value_error(l + " must be C-contiguous");
+    if (!a->writeable()) throw py::value_error(l + " must be writable");
+  }
+  if (!same_shape(codes, p)) {
+    throw py::value_error(cl + " has shape " + shape_str(codes) + " but " + item("params", i) + " has shape " + shape_str(p));
+  }
+  const size_t blocks = (size_t(p.size()) + kQ8Block - 1) / kQ8Block;
+  if (absmax.ndim() != 1 || size_t(absmax.size()) != blocks) {
+    throw py::value_error(al + " must have shape (" + std::to_string(blocks) + ",) (one per block of " +
+                          std::to_string(kQ8Block) + "), got " + shape_str(absmax));
+  }
+  g.spans.add(codes, cl, true);
+  g.spans.add(absmax, al, true);
+  g.keep.push_back(codes);
+  g.keep.push_back(absmax);
+  Array out{codes.mutable_data(), q8};
+  out.absmax = static_cast<float*>(absmax.mutable_data());
+  return out;
+}
+
 Job step_job(const py::object& rule_obj, const py::sequence& params, const py::sequence& grads,
              const py::sequence& states, const py::sequence& state_names, const py::dict& coef_d,
              const py::dict& fused_d, double max_grad_norm, const py::object& masters, const py::object& seed,
@@ -332,11 +378,26 @@ Job step_job(const py::object& rule_obj, const py::sequence& params, const py::s
     }
     const DType want = k == 3 ? (g.low ? DType::f32 : g.pdt) : state_dt;
     for (size_t i = 0; i < n; ++i) {
+      if (k < 3 && py::isinstance<py::tuple>(seq[i])) {  // blockwise 8-bit: (codes, absmax)
+        const DType q8 = (info.nonnegative >> k) & 1u ? DType::q8u : DType::q8s;
+        g.tensors[i].state[k] = blockwise8_state(seq[i], item(name, i), q8, info, g, i);
+        continue;
+      }
       DType sd;
       py::array a = step_array(seq[i], item(name, i), want, false, true, &g.params[i], item("params", i), &sd);
       (k < 3 ? g.tensors[i].state[k] : g.tensors[i].ema) = {a.mutable_data(), sd};
       g.spans.add(a, item(name, i), true);
       g.keep.push_back(a);
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {  // a tensor's states are all 8-bit or none
+    const Tensor& t = g.tensors[i];
+    for (int k = 1; k < 3; ++k) {
+      if (t.state[k] && t.state[0] && is_q8(t.state[k].dt) != is_q8(t.state[0].dt)) {
+        throw py::type_error(py::str(state_names[k]).cast<std::string>() + "[" + std::to_string(i) + "] and " +
+                             py::str(state_names[0]).cast<std::string>() + "[" + std::to_string(i) +
+                             "] must both be blockwise 8-bit or both not");
+      }
     }
   }
   set_rounding(g, seed, step);
@@ -516,12 +577,77 @@ void register_optim(py::module_& m) {
           d["fields"] = fields_list(r[i].fields, r[i].nfields);
           d["nstates"] = r[i].nstates;
           d["per_tensor"] = r[i].per_tensor;
+          py::list nonneg;
+          for (int k = 0; k < r[i].nstates; ++k) nonneg.append(bool((r[i].nonnegative >> k) & 1u));
+          d["nonnegative"] = py::tuple(nonneg);
+          d["blockwise8"] = r[i].blockwise8;
           out.append(d);
         }
         return out;
       },
       "The optimizer rules of cpp/src/optim/rules.def, in its order: dicts of name, id, fields (the "
-      "coefficients' (name, kind) pairs, kind num, flag, opt or lerp), nstates and per_tensor.");
+      "coefficients' (name, kind) pairs, kind num, flag, opt or lerp), nstates, per_tensor, nonnegative "
+      "(per state: never negative, the unsigned 8-bit map) and blockwise8 (whether its states may be 8-bit).");
+  m.attr("Q8_BLOCK") = kQ8Block;
+  m.def(
+      "dynamic_map",
+      [](bool is_signed) {
+        py::array_t<float> out(256);
+        std::memcpy(out.mutable_data(), dynamic_map(is_signed), 256 * sizeof(float));
+        return out;
+      },
+      py::arg("signed") = true, "bitsandbytes' dynamic map (signed or unsigned): the 256 values of the 8-bit codes.");
+  m.def(
+      "quantize_blockwise",
+      [](const py::object& xo, bool is_signed) {
+        py::array x = step_array(xo, "x", DType::f32, false, false, nullptr, "");
+        if (!q8_tables().valid) throw std::runtime_error("regtune's 8-bit lookup tables failed their check (a bug)");
+        const size_t n = size_t(x.size());
+        py::array_t<uint8_t> codes(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        py::array_t<float> absmax(py::ssize_t((n + kQ8Block - 1) / kQ8Block));
+        const float* xp = static_cast<const float*>(x.data());
+        uint8_t* cp = codes.mutable_data();
+        float* ap = absmax.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          quantize_blockwise(xp, n, cp, ap, is_signed);
+        }
+        return py::make_tuple(codes, absmax);
+      },
+      py::arg("x"), py::arg("signed") = true,
+      "Blockwise 8-bit codes of x (float32, C-contiguous) and the absmax of each block of Q8_BLOCK elements.");
+  m.def(
+      "dequantize_blockwise",
+      [](const py::object& co, const py::object& ao, bool is_signed) {
+        if (!py::isinstance<py::array>(co)) throw py::type_error("codes must be a numpy.ndarray");
+        if (!py::isinstance<py::array>(ao)) throw py::type_error("absmax must be a numpy.ndarray");
+        auto codes = py::reinterpret_borrow<py::array>(co);
+        auto absmax = py::reinterpret_borrow<py::array>(ao);
+        if (!codes.dtype().is(py::dtype::of<uint8_t>())) {
+          throw py::type_error("codes must have dtype uint8, got " + std::string(py::str(codes.dtype())));
+        }
+        if (!absmax.dtype().is(py::dtype::of<float>())) {
+          throw py::type_error("absmax must have dtype float32, got " + std::string(py::str(absmax.dtype())));
+        }
+        if (!(codes.flags() & py::array::c_style)) throw py::value_error("codes must be C-contiguous");
+        if (!(absmax.flags() & py::array::c_style)) throw py::value_error("absmax must be C-contiguous");
+        const size_t n = size_t(codes.size()), blocks = (n + kQ8Block - 1) / kQ8Block;
+        if (absmax.ndim() != 1 || size_t(absmax.size()) != blocks) {
+          throw py::value_error("absmax must have shape (" + std::to_string(blocks) + ",) for codes of " +
+                                std::to_string(n) + " elements, got " + shape_str(absmax));
+        }
+        py::array_t<float> out(std::vector<py::ssize_t>(codes.shape(), codes.shape() + codes.ndim()));
+        const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
+        const float* ap = static_cast<const float*>(absmax.data());
+        float* op = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          dequantize_blockwise(cp, ap, n, op, is_signed);
+        }
+        return out;
+      },
+      py::arg("codes"), py::arg("absmax"), py::arg("signed") = true,
+      "float32 values of blockwise 8-bit codes: dynamic_map(signed)[codes] * absmax of their block.");
   m.def(
       "fused_fields", []() { int n; const Field* f = fused_fields(&n); return fields_list(f, n); },
       "The fields every rule can fuse (clip, l1, decay, wd, prox, ema_weight, ema_count, ema_copy).");

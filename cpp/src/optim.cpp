@@ -6,8 +6,13 @@
 // threads write one cache line (for arrays aligned to one).
 #include "optim/driver.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+
+#include "optim/blockwise8.h"
+#include "optim/dynamic_map.h"
 
 namespace regtune {
 REGTUNE_DECLARE_MAKERS(OptimTable, optim_table)
@@ -127,6 +132,114 @@ double optim_step(int rule, const Tensor* tensors, size_t count, const Values& c
   };
   parallel(layout.total, layout.align, body);
   return norm;
+}
+
+// ------------------------------------------------------------------------- blockwise 8-bit
+namespace {
+float float_of(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// The number of thresholds below x: the exact search.
+int q8_below(const Q8Map& m, float x) {
+  int lo = 0, hi = 255;  // thr[0, 255) is increasing; thr[255] = inf
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (m.thr[mid] < x) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+float next_down(float x) { return std::nextafter(x, -std::numeric_limits<float>::infinity()); }
+float next_up(float x) { return std::nextafter(x, std::numeric_limits<float>::infinity()); }
+
+// The tables of one map (see optim/blockwise8.h): the values, the thresholds, the levels of
+// bitsandbytes' construction (decade l holds 2**l values per sign, or 2**(l + 1) in the unsigned
+// map); false when the map is not built that way or a threshold strays from its position.
+bool build_map(Q8Map& m, const uint32_t* bits, bool is_signed) {
+  for (int j = 0; j < 256; ++j) m.code[j] = float_of(bits[j]);
+  for (int j = 0; j < 255; ++j) {
+    const double mid = (double(m.code[j]) + double(m.code[j + 1])) / 2;  // exact
+    float t = float(mid);
+    if (double(t) > mid) t = next_down(t);
+    m.thr[j] = t;
+  }
+  m.thr[255] = std::numeric_limits<float>::infinity();
+  m.is_signed = is_signed;
+  m.zero = uint32_t(q8_below(m, 0.0f));
+  bool ok = m.code[m.zero] == 0.0f && m.code[255] == 1.0f;
+  // level 0: the code of 0 alone
+  m.scale[0] = 0.0f, m.offset[0] = 0.5f, m.jmax[0] = 0.0f, m.near_hi[0] = 1.0f;
+  m.start_pos[0] = m.start_neg[0] = m.zero;
+  uint32_t pos = m.zero + 1, neg = m.zero - 1;  // the next code up / down
+  for (int l = 0; l < 7; ++l) {
+    const int L = l + 1, n = is_signed ? 1 << l : 2 << l;
+    const double decade = std::pow(10.0, l - 6);
+    m.scale[L] = float(n / (0.9 * decade));
+    m.offset[L] = float(-n / 9.0);
+    m.jmax[L] = float(n - 1);
+    m.near_hi[L] = float(std::max(n - 1, 1));
+    m.start_pos[L] = pos;
+    m.div_pos[l] = m.thr[pos - 1];  // between the level below and this one
+    for (int j = 0; j < n; ++j) ok = ok && m.code[pos + j] > 0.1 * decade * 0.999 && m.code[pos + j] < decade;
+    auto on_position = [&](float a, int j) {  // a's position is within half the margin of j
+      const float u = std::fma(a, m.scale[L], m.offset[L]);
+      return std::fabs(u - float(j)) < kQ8Margin / 2;
+    };
+    for (int j = 1; j < n; ++j) {
+      const float t = m.thr[pos + j - 1];  // x > t: x is nearer code[pos + j]
+      ok = ok && on_position(t, j) && on_position(next_up(t), j);
+    }
+    if (is_signed) {
+      m.start_neg[L] = neg;
+      m.div_neg[l] = next_down(-m.thr[neg]);  // |x| > this: x <= thr[neg], in this level or beyond
+      for (int j = 0; j < n; ++j) ok = ok && m.code[neg - j] == -m.code[pos + j];
+      for (int j = 1; j < n; ++j) {
+        const float t = -m.thr[neg - j];  // |x| >= t: x is nearer code[neg - j]
+        ok = ok && on_position(t, j) && on_position(next_down(t), j);
+      }
+      neg -= uint32_t(n);
+    } else {
+      m.start_neg[L] = 0;
+      m.div_neg[l] = 0.0f;  // (the unsigned map has no negative values: a negative x is 0's code)
+    }
+    pos += uint32_t(n);
+  }
+  ok = ok && pos == 255 && (!is_signed || neg == uint32_t(-1));
+  m.div_pos[7] = m.thr[254];
+  m.div_neg[7] = std::numeric_limits<float>::infinity();
+  m.top = 255;
+  return ok;
+}
+
+Q8Tables make_q8_tables() {
+  Q8Tables t{};
+  const bool s = build_map(t.map[0], kDynamicSigned, true);
+  const bool u = build_map(t.map[1], kDynamicUnsigned, false);
+  t.valid = s && u;
+  return t;
+}
+}  // namespace
+
+const Q8Tables& q8_tables() {
+  static const Q8Tables tables = make_q8_tables();
+  return tables;
+}
+
+const float* dynamic_map(bool is_signed) { return q8_tables().map[is_signed ? 0 : 1].code; }
+
+void quantize_blockwise(const float* x, size_t n, uint8_t* codes, float* absmax, bool is_signed) {
+  const auto k = optim_kernels().q8_encode;
+  auto body = [&](size_t b, size_t e) { k(x + b, e - b, codes + b, absmax + b / kQ8Block, is_signed); };
+  parallel(n, kQ8Block, body);
+}
+
+void dequantize_blockwise(const uint8_t* codes, const float* absmax, size_t n, float* out, bool is_signed) {
+  const auto k = optim_kernels().q8_decode;
+  auto body = [&](size_t b, size_t e) { k(codes + b, absmax + b / kQ8Block, e - b, out + b, is_signed); };
+  parallel(n, kQ8Block, body);
 }
 
 namespace {

@@ -210,6 +210,20 @@ RT_INLINE H16 narrow16(U32 a) { return uint16_t(a.v); }
 RT_INLINE F32 half_to_f32(H16 h) { F32 r; const uint32_t b = half_bits_to_float_bits(h); std::memcpy(&r.v, &b, 4); return r; }
 template <bool kToZero>
 RT_INLINE H16 f32_to_half(F32 a) { uint32_t b; std::memcpy(&b, &a.v, 4); return float_bits_to_half_bits(b, kToZero); }
+
+// Bytes and small tables (the blockwise 8-bit state): kLanes bytes widened to 32-bit lanes and
+// back (the low byte of each lane), a lookup in a table of 8 by lane index (< 8), truncation of
+// floats in [0, 2^31) to integers, a +1 where a mask is set.
+RT_INLINE U32 load_u8(const uint8_t* p) { return {uint32_t(*p)}; }
+RT_INLINE U32 load_u8_partial(const uint8_t* p, size_t k) { return {k ? uint32_t(*p) : 0u}; }
+RT_INLINE void store_u8(uint8_t* p, U32 a) { *p = uint8_t(a.v); }
+RT_INLINE void store_u8_partial(uint8_t* p, U32 a, size_t k) { if (k) *p = uint8_t(a.v); }
+RT_INLINE F32 lookup8(const float* t, U32 i) { return {t[i.v]}; }
+RT_INLINE U32 lookup8(const uint32_t* t, U32 i) { return {t[i.v]}; }
+RT_INLINE U32 trunc_u32(F32 a) { return {uint32_t(int32_t(a.v))}; }
+RT_INLINE U32 inc_where(U32 a, M32 m) { return {a.v + (m ? 1u : 0u)}; }
+RT_INLINE bool none(M32 m) { return !m; }
+
 #elif REGTUNE_TARGET == REGTUNE_TARGET_AVX2
 // --------------------------------------------------------------------------------------- AVX2
 constexpr int kLanes = 8;
@@ -405,6 +419,33 @@ template <bool kToZero>
 RT_INLINE H16 f32_to_half(F32 a) {
   return _mm256_cvtps_ph(a.v, (kToZero ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC);
 }
+// Bytes and small tables (the blockwise 8-bit state; see the scalar target).
+RT_INLINE U32 load_u8(const uint8_t* p) {
+  return {_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))};
+}
+RT_INLINE U32 load_u8_partial(const uint8_t* p, size_t k) {
+  uint8_t b[8] = {};
+  std::memcpy(b, p, k);
+  return load_u8(b);
+}
+RT_INLINE __m128i narrow_u8(U32 a) {  // lanes < 256
+  const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(a.v), _mm256_extracti128_si256(a.v, 1));
+  return _mm_packus_epi16(w, w);
+}
+RT_INLINE void store_u8(uint8_t* p, U32 a) { _mm_storel_epi64(reinterpret_cast<__m128i*>(p), narrow_u8(a)); }
+RT_INLINE void store_u8_partial(uint8_t* p, U32 a, size_t k) {
+  uint8_t b[16];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(b), narrow_u8(a));
+  std::memcpy(p, b, k);
+}
+RT_INLINE F32 lookup8(const float* t, U32 i) { return {_mm256_permutevar8x32_ps(_mm256_loadu_ps(t), i.v)}; }
+RT_INLINE U32 lookup8(const uint32_t* t, U32 i) {
+  return {_mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t)), i.v)};
+}
+RT_INLINE U32 trunc_u32(F32 a) { return {_mm256_cvttps_epi32(a.v)}; }
+RT_INLINE U32 inc_where(U32 a, M32 m) { return {_mm256_sub_epi32(a.v, _mm256_castps_si256(m.v))}; }
+RT_INLINE bool none(M32 m) { return _mm256_movemask_ps(m.v) == 0; }
+
 #elif REGTUNE_TARGET == REGTUNE_TARGET_AVX512
 // ------------------------------------------------------------------------------------ AVX-512
 constexpr int kLanes = 16;
@@ -568,10 +609,45 @@ template <bool kToZero>
 RT_INLINE H16 f32_to_half(F32 a) {
   return _mm512_cvtps_ph(a.v, (kToZero ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC);
 }
+// Bytes and small tables (the blockwise 8-bit state; see the scalar target).
+RT_INLINE U32 load_u8(const uint8_t* p) {
+  return {_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+}
+RT_INLINE U32 load_u8_partial(const uint8_t* p, size_t k) {
+  return {_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(__mmask16((1u << k) - 1u), p))};
+}
+RT_INLINE void store_u8(uint8_t* p, U32 a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(a.v)); }
+RT_INLINE void store_u8_partial(uint8_t* p, U32 a, size_t k) {
+  _mm512_mask_cvtepi32_storeu_epi8(p, __mmask16((1u << k) - 1u), a.v);
+}
+RT_INLINE F32 lookup8(const float* t, U32 i) {
+  return {_mm512_permutexvar_ps(i.v, _mm512_castps256_ps512(_mm256_loadu_ps(t)))};
+}
+RT_INLINE U32 lookup8(const uint32_t* t, U32 i) {
+  return {_mm512_permutexvar_epi32(i.v, _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t))))};
+}
+RT_INLINE U32 trunc_u32(F32 a) { return {_mm512_cvttps_epi32(a.v)}; }
+RT_INLINE U32 inc_where(U32 a, M32 m) { return {_mm512_mask_add_epi32(a.v, m, a.v, _mm512_set1_epi32(1))}; }
+RT_INLINE bool none(M32 m) { return m == 0; }
+// A lookup in a table of 256 floats by lane index (< 256): 8 two-register permutes, then the
+// three high bits of the index choose among them.
+RT_INLINE F32 lookup256(const float* t, U32 i) {
+  __m512 r[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm512_permutex2var_ps(_mm512_loadu_ps(t + 32 * k), i.v, _mm512_loadu_ps(t + 32 * k + 16));
+  const __mmask16 b5 = _mm512_test_epi32_mask(i.v, _mm512_set1_epi32(32));
+  const __mmask16 b6 = _mm512_test_epi32_mask(i.v, _mm512_set1_epi32(64));
+  const __mmask16 b7 = _mm512_test_epi32_mask(i.v, _mm512_set1_epi32(128));
+  for (int k = 0; k < 4; ++k) r[k] = _mm512_mask_blend_ps(b5, r[2 * k], r[2 * k + 1]);
+  for (int k = 0; k < 2; ++k) r[k] = _mm512_mask_blend_ps(b6, r[2 * k], r[2 * k + 1]);
+  return {_mm512_mask_blend_ps(b7, r[0], r[1])};
+}
+#define REGTUNE_HAS_LOOKUP256 1
 #endif
 
 // ------------------------------------------------------------------------- every target
 // Built from the exact operations above, so they agree bit for bit on every target.
+// x rounded to the nearest integer (ties to even), for |x| < 2**22: the float sum does it.
+RT_INLINE F32 round_small(F32 x) { return sub(add(x, set1(12582912.0f)), set1(12582912.0f)); }
 RT_INLINE F32 abs(F32 a) { return from_bits(band(bits(a), set1(0x7FFFFFFFu))); }
 RT_INLINE F64 abs(F64 a) { return from_bits(band(bits(a), set1(uint64_t(0x7FFFFFFFFFFFFFFFull)))); }
 // -1, 0 or +1 as torch.sign: 0 for +-0 and for NaN.

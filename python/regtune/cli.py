@@ -314,6 +314,10 @@ def _add_model(
         help="fp32 (default), bf16 or fp16: the dtype the weights and biases are kept in while training. With "
              "bf16/fp16 only they are 16-bit: the matrix products (on the weights widened to float32; NumPy has no "
              "bfloat16 matrix product), the gradients, the optimizer state and the master copy are float32")
+    add("--state-dtype", default=None,
+        help="the optimizer state's storage: float32 (default) or int8 (blockwise 8-bit, bitsandbytes' scheme: "
+             "about 2 bytes per parameter for Adam's two buffers instead of 8; weights below 4096 elements keep "
+             "float32 state)")
     add("--rounding", default=None,
         help="how each update is written into 16-bit weights (--precision bf16/fp16 only): round (to nearest "
              "even: an update below half a unit in the last place is lost, so a small --lr stalls), stochastic "
@@ -378,7 +382,8 @@ def check_options(args: argparse.Namespace) -> None:
 
     names = {"activation": ("activation", trainer.ACTIVATIONS), "init": ("initializer", trainer.INITIALIZERS),
              "optimizer": ("optimizer", tuple(trainer.OPTIMIZERS)), "schedule": ("schedule", schedules.NAMES),
-             "precision": ("precision", tuple(trainer.PRECISIONS)), "rounding": ("rounding", trainer.ROUNDINGS)}
+             "precision": ("precision", tuple(trainer.PRECISIONS)), "rounding": ("rounding", trainer.ROUNDINGS),
+             "state_dtype": ("state dtype", ("float32", *trainer.STATE_DTYPES))}
     for dest, value in vars(args).items():
         opt = _option(dest)
         if dest in names and value is not None and value not in names[dest][1]:
@@ -410,6 +415,13 @@ def check_options(args: argparse.Namespace) -> None:
                        "choose another optimizer")  # fmt: skip
     if precision != "fp32" and args.rounding is None:
         args.rounding = "stochastic"  # the trainer's default, named in history.json's options
+    if getattr(args, "state_dtype", None) == "int8" and getattr(args, "optimizer", None) is not None:
+        from . import optim
+
+        rule = optim.RULES.get(args.optimizer)
+        if rule is not None and not rule.blockwise8():
+            raise CLIError(f"--state-dtype int8: --optimizer {args.optimizer} keeps no 8-bit state; choose adam, "
+                           "adamw, lion, sgd or another element-wise optimizer")  # fmt: skip
     if getattr(args, "out", None):
         _writable(args.out, "--out", directory=True)
         args.out = _strip_separators(args.out)
@@ -467,6 +479,7 @@ def build_trainer(args: argparse.Namespace, data: Data, **overrides: Any):
         prox_l1=ns.prox_l1, max_grad_norm=ns.max_grad_norm, max_norm=ns.max_norm, batch_size=batch_size,
         noise_std=ns.noise, shift=shift, image_shape=image_shape, seed=ns.seed, optimizer_kwargs=kw,
         precision=ns.precision, rounding=ns.rounding,
+        state_dtype=None if ns.state_dtype in (None, "float32") else ns.state_dtype,
     )  # fmt: skip
 
 

@@ -102,6 +102,8 @@ OPTIMIZERS: dict[str, type[optim.Optimizer]] = optim.OPTIMIZERS  # fmt: skip
 PRECISIONS: dict[str, np.dtype | None] = {
     "fp32": None, "bf16": np.dtype(ml_dtypes.bfloat16), "fp16": np.dtype(np.float16),
 }  # fmt: skip
+#: Trainer(state_dtype=): the optimizer state's storage besides the default (None).
+STATE_DTYPES = ("int8",)
 #: Trainer(rounding=): how the optimizer writes a 16-bit weight (regtune.optim's precision=).
 ROUNDINGS = ("round", "stochastic", "master")
 
@@ -773,6 +775,12 @@ class Trainer:
             ``round`` stalls) while the parameters stay 2 bytes each with no float32 copy, which
             is the point of 16-bit weights; ``master`` follows float32 a little more closely
             at the price of that copy.
+        state_dtype: the optimizer state's storage: ``None`` (float32, or the model's float64)
+            or ``"int8"``, blockwise 8-bit state (regtune.optim's ``state_dtype="int8"``: about
+            2 bytes per parameter for Adam's two buffers instead of 8); weights with fewer than
+            4096 elements keep float32 state, as bitsandbytes does. Not with float64 models,
+            nor with the optimizers whose state cannot be 8-bit (LAMB, LARS, Adafactor,
+            Schedule-Free AdamW).
 
     Example (16-bit weights)::
 
@@ -787,7 +795,8 @@ class Trainer:
             the valid names), ``rounding`` with ``precision="fp32"``, a model whose dtype the
             precision cannot train (a 16-bit model with ``fp32``, a float64 or other 16-bit
             model with bf16/fp16), adafactor with 16-bit weights, ``precision`` or ``seed`` in
-            ``optimizer_kwargs``; values out of range.
+            ``optimizer_kwargs``; values out of range; ``state_dtype`` other than None and
+            ``"int8"``, or ``"int8"`` where the optimizer or the model's dtype cannot have it.
         MemoryError: gradients and optimizer state that do not fit in the memory available.
     """
 
@@ -810,6 +819,7 @@ class Trainer:
         optimizer_kwargs: dict[str, Any] | None = None,
         precision: str = "fp32",
         rounding: str | None = None,
+        state_dtype: str | None = None,
     ) -> None:
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a regtune.trainer.MLP, got {type(model).__name__}")
@@ -821,6 +831,13 @@ class Trainer:
         if taken:
             raise ValueError(f"optimizer_kwargs must not set {' or '.join(taken)}: the trainer sets the optimizer's "
                              "precision from rounding= and its rounding seed from seed=")  # fmt: skip
+        if state_dtype is not None and "state_dtype" in (optimizer_kwargs or ()):
+            raise ValueError("state_dtype is given twice: as state_dtype= and in optimizer_kwargs")
+        if state_dtype is not None and not (isinstance(state_dtype, str) and state_dtype in STATE_DTYPES):
+            raise ValueError(f"state_dtype must be None or one of {', '.join(map(repr, STATE_DTYPES))}, "
+                             f"got state_dtype={state_dtype!r}")  # fmt: skip
+        #: The optimizer state's storage: None (float32, or float64) or "int8" (blockwise 8-bit).
+        self.state_dtype = state_dtype
         #: ``fp32``, ``bf16`` or ``fp16``: the dtype the parameters are stored in while training.
         self.precision = _choice(precision, tuple(PRECISIONS), "precision", "precision")
         low = PRECISIONS[self.precision]
@@ -878,6 +895,8 @@ class Trainer:
             kw = {"precision": self.rounding}
             if self.rounding == "stochastic":
                 kw["seed"] = np.random.SeedSequence([self.seed, _ROUNDING])
+        if state_dtype is not None:
+            kw["state_dtype"] = state_dtype
         self.optimizer = OPTIMIZERS[optimizer](
             params, lr=lr, weight_decay=weight_decay, l1=l1, prox_l1=prox_l1, max_grad_norm=max_grad_norm,
             **kw, **(optimizer_kwargs or {}),
@@ -1144,6 +1163,8 @@ class Trainer:
             meta["opt_scalars"] = sd["scalars"]
         if self.precision != "fp32":  # (fp32 checkpoints stay what they were before 16-bit training)
             meta.update(precision=self.precision, rounding=self.rounding)
+        if self.state_dtype is not None:
+            meta["state_dtype"] = self.state_dtype
         self.model.save(path, trainer_meta=np.array(json.dumps(meta)), **arrays)
 
     def load_checkpoint(self, path: str) -> None:
@@ -1171,6 +1192,9 @@ class Trainer:
             if saved_precision != (self.precision, self.rounding):
                 raise ValueError(f"checkpoint precision {saved_precision[0]!r} (rounding {saved_precision[1]!r}) differs "
                                  f"from this trainer's {self.precision!r} (rounding {self.rounding!r})")  # fmt: skip
+            if meta.get("state_dtype") != self.state_dtype:
+                raise ValueError(f"checkpoint state_dtype {meta.get('state_dtype')!r} differs from this trainer's "
+                                 f"{self.state_dtype!r}")  # fmt: skip
             history = meta["history"]
             if not isinstance(history, dict) or not set(history) <= {*History.COLUMNS, "best_epoch", "stopped_early"} \
                     or not all(isinstance(history.get(k, []), list) for k in History.COLUMNS):  # fmt: skip

@@ -21,14 +21,27 @@ namespace regtune {
 // The element type of an array, known at run time. A step computes in double for f64
 // parameters and in float32 for every other (16-bit values widen exactly; stores round to
 // nearest even, or stochastically for the parameter, see Tensor).
-enum class DType : unsigned char { f32 = 0, bf16 = 1, f16 = 2, f64 = 3 };
-constexpr size_t bytes_of(DType d) { return d == DType::f64 ? 8 : d == DType::f32 ? 4 : 2; }
+//
+// A state may also be blockwise 8-bit (q8s, q8u): one uint8 code per element, standing for
+// code[q] * absmax of its block, where code is bitsandbytes' dynamic map (signed for q8s,
+// unsigned for q8u: states that are never negative) and absmax[b] the largest |value| of
+// elements [b * kQ8Block, (b + 1) * kQ8Block) of its tensor (float32). A step decodes a block,
+// updates it in float32 and encodes it again: codes are the nearest entry of the map to
+// value / absmax (ties to the lower one), so they depend on the block's values only.
+enum class DType : unsigned char { f32 = 0, bf16 = 1, f16 = 2, f64 = 3, q8s = 4, q8u = 5 };
+constexpr size_t bytes_of(DType d) {
+  return d == DType::f64 ? 8 : d == DType::f32 ? 4 : (d == DType::q8s || d == DType::q8u) ? 1 : 2;
+}
 constexpr bool is_16bit(DType d) { return d == DType::bf16 || d == DType::f16; }
+constexpr bool is_q8(DType d) { return d == DType::q8s || d == DType::q8u; }
+constexpr size_t kQ8Block = 256;
 
-// An array: its first element and element type (null: absent).
+// An array: its first element and element type (null: absent); for a blockwise 8-bit state,
+// the float32 absmax of each of its blocks.
 struct Array {
   void* data = nullptr;
   DType dt = DType::f32;
+  float* absmax = nullptr;
   explicit operator bool() const { return data != nullptr; }
 };
 
@@ -74,6 +87,8 @@ struct RuleInfo {
   int nfields;
   int nstates;          // state arrays per tensor, at most (0-3)
   bool per_tensor;      // a trust ratio per tensor: two passes (LAMB, LARS)
+  unsigned nonnegative; // bit k: state k is never negative (blockwise 8-bit: the unsigned map)
+  bool blockwise8;      // whether its states may be blockwise 8-bit
 };
 // The rules of rules.def, in its order (a rule's index is its id), and the fused extras' fields.
 const RuleInfo* optim_rules(int* count);
@@ -107,6 +122,14 @@ double optim_step(int rule, const Tensor* tensors, size_t count, const Values& c
 double adafactor_step(const Tensor* tensors, size_t count, void* const* row_vars, void* const* col_vars,
                       void* const* variances, const size_t* batches, const size_t* rows, const size_t* cols,
                       const unsigned char* factored, const Values& coef, const Values& fused, double max_grad_norm);
+
+// Blockwise 8-bit encoding of x[0, n) (float32) into codes[0, n) and absmax[0, ceil(n /
+// kQ8Block)) with bitsandbytes' signed or unsigned dynamic map, and its decoding (out = code[q]
+// * absmax); threaded. A block holding a NaN or an infinity gets absmax NaN (it decodes as NaN).
+void quantize_blockwise(const float* x, size_t n, uint8_t* codes, float* absmax, bool is_signed);
+void dequantize_blockwise(const uint8_t* codes, const float* absmax, size_t n, float* out, bool is_signed);
+// The map's 256 values (signed or unsigned), in increasing order.
+const float* dynamic_map(bool is_signed);
 
 // sum |x| and sum x^2 over every element of a list of arrays of any dtype (16-bit values
 // widened), in double, deterministically.

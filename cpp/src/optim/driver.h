@@ -28,8 +28,10 @@ constexpr size_t kLineBytes = 64;
 // of stochastic rounding.
 constexpr size_t kLowAlign = 32;
 
-// The alignment of a tensor's chunks: a cache line of its parameter, or kLowAlign for a 16-bit step.
+// The alignment of a tensor's chunks: a cache line of its parameter, kLowAlign for a 16-bit
+// step, a whole block of a blockwise 8-bit state (kQ8Block, a multiple of both).
 inline size_t chunk_align(const Tensor& t) {
+  if (is_q8(t.state[0].dt)) return kQ8Block;
   return is_16bit(t.param.dt) || t.shadow ? kLowAlign : kLineBytes / bytes_of(t.param.dt);
 }
 

@@ -364,10 +364,13 @@ RT_INLINE void trust_blocks(size_t n, double* out, Body body) {
   out[1] += s1[1];
 }
 
-// What a rule has unless it says otherwise: it is element-wise (no trust ratio per tensor), and
-// its fast body assumes no switch of its own (a rule with switches declares its own fast(c)).
+// What a rule has unless it says otherwise: it is element-wise (no trust ratio per tensor), its
+// states may be of either sign and blockwise 8-bit, and its fast body assumes no switch of its
+// own (a rule with switches declares its own fast(c)).
 struct RuleDefaults {
   static constexpr bool per_tensor = false;
+  static constexpr unsigned nonnegative = 0;  // bit k: state k is never negative
+  static constexpr bool blockwise8 = true;    // its states may be blockwise 8-bit
   template <typename C>
   static bool fast(const C&) {
     return true;

@@ -39,6 +39,9 @@ struct OptimTable {
   void (*prox_l1)(Array x, size_t n, double threshold);   // x = sign(x) * max(|x| - threshold, 0)
   // g += l1 * sign(w) + l2 * w  (computed as g + (l1 * sign(w) + l2 * w), no fma).
   void (*penalty_grad)(Array g, Array w, size_t n, double l1, double l2);
+  // Blockwise 8-bit encoding / decoding of n values from the start of a block (see optim/blockwise8.h).
+  void (*q8_encode)(const float* x, size_t n, uint8_t* codes, float* absmax, bool is_signed);
+  void (*q8_decode)(const uint8_t* codes, const float* absmax, size_t n, float* out, bool is_signed);
 };
 
 }  // namespace regtune

@@ -262,6 +262,9 @@ def step(
     opt = cls([np.empty(0, params[0].dtype)], **hyperparameters)
     if opt.rule.scalars:
         raise ValueError(f"opt_kind {cls.__name__} keeps scalar state between steps: not a stateless dask step")
+    if opt.blockwise:
+        raise ValueError("state_dtype='int8' is not taken by regtune.dask.optim.step: its blocks of 256 elements "
+                         "do not follow dask's chunks; keep float32 state there")  # fmt: skip
     coef, fused, _ = opt.coefficients(step_count)
     slots = opt.rule.slots()
     names = [f"state[{n!r}]" if n else "" for n in slots]

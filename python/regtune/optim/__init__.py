@@ -46,7 +46,19 @@ float32 step (the same kernel body, the same float32 arithmetic) on the widened 
 - ``precision="master"``: a float32 master copy of each parameter in ``state["master"]``
   follows the float32 trajectory exactly; the parameter is its rounding to nearest even.
 
-Each mode is one pass over memory. The averages of ``EMA``/``SWA`` of 16-bit parameters are
+Each mode is one pass over memory.
+
+8-bit state: ``state_dtype="int8"`` keeps each state buffer of a parameter with at least
+``min_8bit_size`` (default 4096, as bitsandbytes) elements blockwise 8-bit: uint8 codes of
+bitsandbytes' dynamic map and a float32 absmax per block of 256 elements (see
+:mod:`regtune.optim.blockwise`), about 2 bytes per parameter for Adam's two buffers instead of
+8. ``opt.state`` then holds the codes under the buffer's name and the absmax under
+``name + "_absmax"`` (None for a smaller parameter, whose state stays float32). Each step
+decodes a block into float32, updates it there with the same kernel body as the float32 step,
+and encodes it again, in the same single pass; every other option (16-bit parameters and
+their precision modes, clipping, L1, prox, EMA) works as with float32 state. For float32,
+bfloat16 and float16 parameters, and the element-wise rules (not LAMB, LARS, Adafactor,
+Schedule-Free AdamW, whose state enters a norm or is a copy of the parameters). The averages of ``EMA``/``SWA`` of 16-bit parameters are
 float32. ``lr`` (and
 ``weight_decay``) may be a float or a schedule, a callable of the number of steps taken so far
 (0 for the first step). The state is plain NumPy arrays in ``opt.state``;
@@ -85,6 +97,7 @@ from __future__ import annotations
 
 from typing import Union, Callable
 
+from . import blockwise
 from . import rules as _rules  # noqa: F401  (registers every rule)
 from ._average import EMA, SWA, Average
 from ._engine import (
@@ -118,7 +131,7 @@ globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 
 __all__ = [
     "Optimizer", "Rule", *(cls.__name__ for cls in OPTIMIZERS.values()), "EMA", "SWA", "Average", "RULES",
-    "OPTIMIZERS", "PRECISIONS", "clip_grad_norm", "clip_grad_value", "clip_coefficient", "step_all",
+    "OPTIMIZERS", "PRECISIONS", "clip_grad_norm", "clip_grad_value", "clip_coefficient", "step_all", "blockwise",
 ]  # fmt: skip
 
 

@@ -98,6 +98,11 @@ class Rule:
             RULES[cls.key] = cls
 
     @classmethod
+    def blockwise8(cls) -> bool:
+        """Whether its state may be blockwise 8-bit (``state_dtype="int8"``)."""
+        return cls.core in CORE_RULES and CORE_RULES[cls.core]["blockwise8"]
+
+    @classmethod
     def elementwise(cls) -> bool:
         """Whether each element's update depends only on that element (dask steps chunk by chunk)."""
         return cls.core in CORE_RULES and not CORE_RULES[cls.core]["per_tensor"]
@@ -114,14 +119,26 @@ class Rule:
         coef, fused = self.coefficients(t, lr, wd)
         return coef, fused, scalars
 
-    def state_arrays(self, params: list[np.ndarray], dtype: np.dtype) -> dict[str, list[np.ndarray | None]]:
-        """The state arrays for ``params`` (one per parameter and slot, filled per ``fills``)."""
-        out = {}
-        for name in self.slots():
+    def state_arrays(
+        self, params: list[np.ndarray], dtype: np.dtype, min_8bit_size: int | None = None
+    ) -> dict[str, list[np.ndarray | None]]:
+        """The state arrays for ``params`` (one per parameter and slot, filled per ``fills``).
+        With ``min_8bit_size`` (blockwise 8-bit state), a parameter of at least that many
+        elements keeps each buffer as uint8 codes (``name``) and their blocks' float32 absmax
+        (``name + "_absmax"``); a smaller one keeps float32 (its ``_absmax`` entry None)."""
+        out: dict[str, list[np.ndarray | None]] = {}
+        nonneg = CORE_RULES[self.core]["nonnegative"] if self.core in CORE_RULES else ()
+        for k, name in enumerate(self.slots()):
             if name:
                 fill = self.fills.get(name, 0.0)
                 fill = 0.0 if isinstance(fill, str) else fill  # "param": filled at the first step
                 out[name] = [np.full(p.shape, fill, dtype) for p in params]
+                if min_8bit_size is not None:
+                    absmax: list[np.ndarray | None] = [None] * len(params)
+                    for i, p in enumerate(params):
+                        if p.size >= min_8bit_size:
+                            out[name][i], absmax[i] = _core.quantize_blockwise(out[name][i], not nonneg[k])
+                    out[name + ABSMAX] = absmax
         return out
 
     def native_call(self, opt: Optimizer, grads: list, coef: dict, fused: dict) -> tuple[str, tuple]:
@@ -186,6 +203,12 @@ def bias_step(lr: float, beta1: float, t: int) -> float:
 #: Buffers that are never negative (running sums of squares, whose sqrt is taken; Adamax's
 #: running maximum of |g|; Adadelta's squared updates).
 SQUARES = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "exp_inf", "acc_delta", "row_var", "col_var", "variance")
+#: ``state_dtype=`` for blockwise 8-bit state, and the suffix of its absmax buffers.
+BLOCKWISE = "int8"
+ABSMAX = "_absmax"
+#: Parameters below this many elements keep float32 state under ``state_dtype="int8"``
+#: (bitsandbytes' default ``min_8bit_size``).
+MIN_8BIT_SIZE = 4096
 #: The spawn key that sets stochastic rounding's Philox keys apart from regtune.random's.
 SR_DOMAIN = 0x5352
 
@@ -221,6 +244,7 @@ class Optimizer:
         state_dtype: Any = None,
         seed: Any = None,
         maximize: bool = False,
+        min_8bit_size: int = MIN_8BIT_SIZE,
     ) -> None:
         if not isinstance(rule, Rule):
             raise TypeError(f"rule must be a regtune.optim.Rule, got {type(rule).__name__}")
@@ -236,17 +260,28 @@ class Optimizer:
             raise ValueError(f"precision={precision!r} needs bfloat16 or float16 params, got {dt}")
         #: How the update is written back to 16-bit parameters: "round", "stochastic" or "master".
         self.precision = precision
-        if state_dtype is None:
+        #: Whether the state is blockwise 8-bit (``state_dtype="int8"``).
+        self.blockwise = isinstance(state_dtype, str) and state_dtype == BLOCKWISE
+        #: Parameters below this many elements keep float32 state under ``state_dtype="int8"``.
+        self.min_8bit_size = nonnegative_int(min_8bit_size, "min_8bit_size", upper=2**63)
+        if self.blockwise:
+            if dt == np.float64:
+                raise TypeError("state_dtype='int8' goes with float32, bfloat16 or float16 params, got float64")
+            if not rule.blockwise8():
+                raise TypeError(f"state_dtype='int8': {rule.name} keeps no blockwise 8-bit state")
+            sdt = np.dtype(np.float32)
+        elif state_dtype is None:
             sdt = np.dtype(np.float32) if low else dt
         else:
             try:
                 sdt = np.dtype(state_dtype)
             except TypeError:
-                raise TypeError(f"state_dtype must be float32 or the params' dtype, got {state_dtype!r}") from None
+                raise TypeError(f"state_dtype must be float32, the params' dtype or 'int8', got {state_dtype!r}") from None
             if sdt != dt and not (low and sdt == np.float32):
-                raise TypeError(f"state_dtype must be float32 or the params' dtype ({dt}), got {sdt}")
-        #: The dtype of the optimizer's state buffers (float32 by default for 16-bit params).
-        self.state_dtype = sdt
+                raise TypeError(f"state_dtype must be float32, the params' dtype ({dt}) or 'int8', got {sdt}")
+        #: The dtype of the optimizer's state buffers (float32 by default for 16-bit params), or
+        #: "int8" for blockwise 8-bit state.
+        self.state_dtype: Any = BLOCKWISE if self.blockwise else sdt
         #: The Philox key of stochastic rounding (None otherwise).
         self._sr_key = domain_key(seed, SR_DOMAIN) if precision == "stochastic" else None
         if precision != "stochastic" and seed is not None:
@@ -272,7 +307,9 @@ class Optimizer:
         self._lock = threading.RLock()  # held by step, state_dict and load_state_dict
         self.step_count = 0
         #: The optimizer state: buffer name -> one array per parameter (torch's names).
-        self.state: dict[str, list[np.ndarray | None]] = rule.state_arrays(self.params, sdt)
+        self.state: dict[str, list[np.ndarray | None]] = (
+            rule.state_arrays(self.params, sdt, self.min_8bit_size) if self.blockwise else rule.state_arrays(self.params, sdt)
+        )
         if precision == "master":  # the float32 master copy: the step's parameter
             self.state["master"] = [p.astype(np.float32) for p in self.params]
         #: The rule's scalar state (Schedule-Free's weight sum, ...): empty for most rules.
@@ -328,6 +365,11 @@ class Optimizer:
         states = [self.state[name] if name else None for name in slots] + [
             self.ema.averages if self.ema is not None else None
         ]
+        if self.blockwise:  # blockwise 8-bit buffers go as (codes, absmax) pairs
+            for k, name in enumerate(slots):
+                if name:
+                    absmax = self.state[name + ABSMAX]
+                    states[k] = [a if m is None else (a, m) for a, m in zip(states[k], absmax)]
         names = [f"state[{name!r}]" if name else "" for name in slots] + ["ema.averages"]
         return states, names
 
@@ -417,6 +459,8 @@ class Optimizer:
                 # NaN or inf would reach every parameter at the next step (through a norm, a
                 # mean or the update itself); a sqrt of a negative square would be NaN.
                 finite_array(a, f"{label}[{i}]", "optimizer state must be finite")
+                if name.endswith(ABSMAX) and (a < 0).any():
+                    raise ValueError(f"{label}[{i}] must be >= 0 (the largest |value| of each block), got a negative entry")
                 if name in SQUARES and (a < 0).any():  # loading is rare: these passes are cheap enough
                     raise ValueError(f"{label}[{i}] must be >= 0 (a running sum of squares), got a negative entry")
         with self._lock:  # checked above without it: only the copy needs it
@@ -460,6 +504,8 @@ class Optimizer:
 
     def __repr__(self) -> str:
         extra = f", precision={self.precision!r}, state {self.state_dtype}" if self.low else ""
+        if self.blockwise and not self.low:
+            extra = ", state int8"
         name, dt = type(self).__name__, self.params[0].dtype
         return f"{name}({len(self.params)} params, {dt}{extra}, step {self.step_count})"
 
@@ -479,6 +525,7 @@ _EXTRAS = [
     inspect.Parameter("state_dtype", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Any"),
     inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Any"),
     inspect.Parameter("maximize", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
+    inspect.Parameter("min_8bit_size", inspect.Parameter.KEYWORD_ONLY, default=MIN_8BIT_SIZE, annotation="int"),
 ]
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .. import optim as _ro
+from . import _bitsandbytes as _bnb
 from .._validation import scalar_or_schedule
 
 
@@ -55,6 +56,7 @@ _BF16 = np.dtype(ml_dtypes.bfloat16)
 _TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64, _BF16: torch.bfloat16,
                 np.dtype(np.float16): torch.float16}  # fmt: skip
 _NUMPY_DTYPE = {v: k for k, v in _TORCH_DTYPE.items()}
+_TORCH_DTYPE[np.dtype(np.uint8)] = torch.uint8  # the codes of blockwise 8-bit state
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -304,6 +306,12 @@ class _Optimizer(torch.optim.Optimizer):
                         f"expected {arrays[i].shape} (a state_dict of another model?)"
                     )
                 want = _TORCH_DTYPE[arrays[i].dtype]  # the param's dtype, or the state_dtype of a 16-bit step
+                if (t.dtype == torch.uint8) != (want == torch.uint8):  # 8-bit codes are no float state, nor the reverse
+                    raise ValueError(
+                        f"state[{name!r}] of a parameter of shape {tuple(p.shape)} is {t.dtype} but this optimizer "
+                        f"keeps it {'blockwise 8-bit (uint8 codes)' if want == torch.uint8 else want} (state_dtype "
+                        "and min_8bit_size must be those the state was made with)"
+                    )
                 if t.dtype != want or not t.is_contiguous() or t.device.type != "cpu":
                     st[name] = t = t.to(dtype=want, device="cpu").contiguous()
                 arrays[i] = _np(t)
@@ -331,12 +339,13 @@ class _Optimizer(torch.optim.Optimizer):
                 if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
                     bad = v.detach().reshape(-1)[~torch.isfinite(v.detach().reshape(-1))][0].item()
                     raise ValueError(f"state_dict['state'][{i!r}][{k!r}] holds {bad}; optimizer state must be finite")
+        state_dict = _bnb.from_bitsandbytes(self, state_dict)  # bitsandbytes' 8-bit layout, when it is that
         super().load_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
         for i, p in zip(saved_ids, params):
             for k, v in state_dict["state"].get(i, {}).items():
-                if k != "step" and isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != p.dtype:
+                if k != "step" and isinstance(v, torch.Tensor) and v.dtype != p.dtype and (v.is_floating_point() or v.dtype == torch.uint8):
                     self.state[p][k] = v.detach().to(device="cpu", copy=True)
 
     def state_dict(self) -> dict[str, Any]:
@@ -380,4 +389,5 @@ def _method(name: str, doc: str | None) -> Callable[..., None]:
 #: Every optimizer of regtune.optim, as a torch.optim.Optimizer, by its rule's key.
 OPTIMIZERS: dict[str, type[_Optimizer]] = {k: _make(cls.__name__, cls) for k, cls in _ro.OPTIMIZERS.items()}
 globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
+to_bitsandbytes = _bnb.to_bitsandbytes
 __all__ = [cls.__name__ for cls in OPTIMIZERS.values()]

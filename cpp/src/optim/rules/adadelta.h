@@ -10,6 +10,7 @@ namespace {
 
 struct adadelta : RuleDefaults {
   static constexpr int nstates = 2;  // square_avg, acc_delta
+  static constexpr unsigned nonnegative = 0b11u;  // square_avg and acc_delta
 #define REGTUNE_ADADELTA(F) F(num, neg_lr) F(num, rho) F(num, one_minus_rho) F(num, eps)
   REGTUNE_COEFFICIENTS(REGTUNE_ADADELTA)
 #undef REGTUNE_ADADELTA

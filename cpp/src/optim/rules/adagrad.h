@@ -9,6 +9,7 @@ namespace {
 
 struct adagrad : RuleDefaults {
   static constexpr int nstates = 1;  // sum
+  static constexpr unsigned nonnegative = 0b1u;  // sum
 #define REGTUNE_ADAGRAD(F) F(num, neg_clr) F(num, eps)
   REGTUNE_COEFFICIENTS(REGTUNE_ADAGRAD)
 #undef REGTUNE_ADAGRAD

@@ -25,6 +25,7 @@ RT_INLINE void adam_moments(const Mem& mem, Q param, C grad, P m_, P v_, V& p, V
 
 struct adam : RuleDefaults {
   static constexpr int nstates = 3;  // exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad)
+  static constexpr unsigned nonnegative = 0b110u;  // exp_avg_sq, max_exp_avg_sq
 #define REGTUNE_ADAM(F)                                                                                   \
   F(num, neg_step_size) F(lerp, one_minus_beta1) F(num, beta2) F(num, one_minus_beta2)                   \
   F(num, bias_correction2_sqrt) F(num, eps) F(flag, amsgrad)

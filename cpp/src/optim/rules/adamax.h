@@ -18,6 +18,7 @@ RT_INLINE V max_nonneg(V a, V b) {
 
 struct adamax : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_inf
+  static constexpr unsigned nonnegative = 0b10u;  // exp_inf
 #define REGTUNE_ADAMAX(F) F(num, neg_clr) F(lerp, one_minus_beta1) F(num, beta2) F(num, eps)
   REGTUNE_COEFFICIENTS(REGTUNE_ADAMAX)
 #undef REGTUNE_ADAMAX

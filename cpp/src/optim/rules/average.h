@@ -11,6 +11,7 @@ namespace {
 
 struct average : RuleDefaults {
   static constexpr int nstates = 0;
+  static constexpr bool blockwise8 = false;  // the average is a copy of the parameters
 #define REGTUNE_AVERAGE(F)
   REGTUNE_COEFFICIENTS(REGTUNE_AVERAGE)
 #undef REGTUNE_AVERAGE

@@ -15,6 +15,7 @@ namespace {
 
 struct lamb : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_avg_sq
+  static constexpr bool blockwise8 = false;  // its first pass reads the state (no 8-bit path)
   static constexpr bool per_tensor = true;
 #define REGTUNE_LAMB(F)                                                                                   \
   F(num, neg_step_size) F(num, beta1) F(num, beta3) F(num, beta2) F(num, one_minus_beta2) F(num, eps)    \

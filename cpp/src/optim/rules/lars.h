@@ -16,6 +16,7 @@ namespace {
 
 struct lars : RuleDefaults {
   static constexpr int nstates = 1;  // momentum_buffer
+  static constexpr bool blockwise8 = false;  // its first pass reads the state (no 8-bit path)
   static constexpr bool per_tensor = true;
 #define REGTUNE_LARS(F)                                                                                   \
   F(num, neg_lr) F(num, trust_coefficient) F(flag, nesterov) F(opt, momentum) F(num, one_minus_dampening) \

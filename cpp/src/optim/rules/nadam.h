@@ -10,6 +10,7 @@ namespace {
 
 struct nadam : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_avg_sq
+  static constexpr unsigned nonnegative = 0b10u;  // exp_avg_sq
 #define REGTUNE_NADAM(F)                                                                                  \
   F(num, c_grad) F(num, c_avg) F(lerp, one_minus_beta1) F(num, beta2) F(num, one_minus_beta2)            \
   F(num, bias_correction2) F(num, eps)

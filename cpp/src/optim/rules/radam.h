@@ -11,6 +11,7 @@ namespace {
 
 struct radam : RuleDefaults {
   static constexpr int nstates = 2;  // exp_avg, exp_avg_sq
+  static constexpr unsigned nonnegative = 0b10u;  // exp_avg_sq
 #define REGTUNE_RADAM(F)                                                                                  \
   F(num, lr) F(lerp, one_minus_beta1) F(num, beta2) F(num, one_minus_beta2) F(num, bias_correction1)     \
   F(num, bias_correction2_sqrt) F(num, eps) F(opt, rect)

@@ -12,6 +12,7 @@ namespace {
 
 struct rmsprop : RuleDefaults {
   static constexpr int nstates = 3;  // square_avg, grad_avg (centered), momentum_buffer
+  static constexpr unsigned nonnegative = 0b1u;  // square_avg
   // one_minus_alpha is a lerp weight (grad_avg) whose rounded value is also square_avg's weight.
 #define REGTUNE_RMSPROP(F) F(num, neg_lr) F(num, alpha) F(lerp, one_minus_alpha) F(num, eps) F(flag, centered) F(opt, momentum)
   REGTUNE_COEFFICIENTS(REGTUNE_RMSPROP)

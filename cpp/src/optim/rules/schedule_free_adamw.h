@@ -14,6 +14,7 @@ namespace {
 
 struct schedule_free_adamw : RuleDefaults {
   static constexpr int nstates = 2;  // z, exp_avg_sq
+  static constexpr bool blockwise8 = false;  // z is an iterate, a copy of the parameters
 #define REGTUNE_SCHEDULE_FREE_ADAMW(F)                                                                    \
   F(num, neg_lr) F(num, y_step) F(lerp, ckp1) F(num, beta2) F(num, one_minus_beta2)                      \
   F(num, bias_correction2) F(num, eps) F(opt, weight_decay)

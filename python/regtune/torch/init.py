@@ -17,6 +17,8 @@ does the same for a module built on the meta device.
 from __future__ import annotations
 
 import math
+import types
+import warnings
 from typing import Any
 
 import numpy as np
@@ -205,8 +207,7 @@ def reset_parameters(module: torch.nn.Module, seed: int, *, prefix: str = "") ->
     """
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
-        raise TypeError(f"seed must be an int in [0, 2**64), got seed={seed!r}")
+    _check_seed(seed)
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got prefix={prefix!r}")
     fallback: list[str] = []
@@ -217,20 +218,261 @@ def reset_parameters(module: torch.nn.Module, seed: int, *, prefix: str = "") ->
     return fallback
 
 
-def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "") -> list[str]:
-    """Allocate a module built on the meta device (``module.to_empty(device="cpu")``) and
-    initialize it with :func:`reset_parameters`. Returns the fallbacks and, after them, the
-    buffers left uninitialized (those no handled module resets), as ``"buffer: name"``."""
+# ------------------------------------------------------------------ a model's own init code
+_INIT = torch.nn.init
+# torch's random fills, by the function torch's __torch_function__ protocol reports: each takes
+# (tensor, *its parameters) and maps to the regtune fill with the same parameters
+_RANDOM: dict[Any, Any] = {
+    _INIT.uniform_: uniform_, _INIT.normal_: normal_, _INIT.trunc_normal_: trunc_normal_,
+    _INIT.xavier_uniform_: xavier_uniform_, _INIT.xavier_normal_: xavier_normal_,
+    _INIT.kaiming_uniform_: kaiming_uniform_, _INIT.kaiming_normal_: kaiming_normal_,
+    _INIT.orthogonal_: orthogonal_,
+}  # fmt: skip
+_METHODS = {torch.Tensor.normal_: normal_, torch.Tensor.uniform_: uniform_}  # (self, a, b, *, generator)
+# random fills regtune has no sampler for: torch's, from a torch.Generator keyed like the rest
+_OTHER_RANDOM = {
+    _INIT.sparse_, torch.Tensor.bernoulli_, torch.Tensor.random_, torch.Tensor.exponential_, torch.Tensor.cauchy_,
+    torch.Tensor.log_normal_, torch.Tensor.geometric_,
+}  # fmt: skip
+# writes that set every element they cover without randomness
+_SETS = {
+    _INIT.constant_, _INIT.ones_, _INIT.zeros_, _INIT.eye_, _INIT.dirac_, torch.Tensor.zero_, torch.Tensor.fill_,
+    torch.Tensor.copy_, torch.Tensor.__setitem__,
+}  # fmt: skip
+_SAMPLED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+# torch.nn.init's functions hand the protocol their module-global name, which a library may have
+# replaced for a while with a wrapper of the same signature (Hugging Face's
+# guard_torch_init_functions does, around its init code): such a function is known by its name
+_INIT_NAMES = {f.__name__: f for f in (*_RANDOM, *_OTHER_RANDOM, *_SETS) if isinstance(f, types.FunctionType)}
+
+
+def _canonical(func: Any) -> Any:
+    """torch.nn.init's function for a Python function of the same name standing in for it."""
+    if isinstance(func, types.FunctionType):
+        return _INIT_NAMES.get(func.__name__, func)
+    return func
+
+
+def _generator(key: np.random.SeedSequence) -> torch.Generator:
+    return torch.Generator().manual_seed(int(key.generate_state(1, np.uint64)[0]))
+
+
+class _KeyedInit(torch.overrides.TorchFunctionMode):
+    """While a model's init code runs: every random fill of a parameter or buffer (torch.nn.init's
+    functions, Tensor.normal_/uniform_ and torch's other in-place samplers) draws from a key
+    derived from the seed and the tensor's qualified name (regtune's samplers where regtune has
+    the distribution, else torch's from a torch.Generator seeded with that key), and every write
+    that covers a whole tensor is recorded, so that what nothing initialized can be named."""
+
+    def __init__(self, seed: int, named: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.seed = seed
+        self.where: dict[int, list[tuple[int, int, str]]] = {}  # storage address: (offset, numel, name)
+        for name, t in named.items():
+            self.where.setdefault(t.untyped_storage().data_ptr(), []).append((t.storage_offset(), t.numel(), name))
+        self.written: set[str] = set()
+
+    def _find(self, t: Any) -> tuple[str, bool, int] | None:
+        """(name, whole tensor?, element offset in it) of the parameter or buffer t views."""
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.numel() == 0:
+            return None
+        for start, numel, name in self.where.get(t.untyped_storage().data_ptr(), ()):
+            if start <= t.storage_offset() < start + numel:
+                delta = t.storage_offset() - start
+                return name, delta == 0 and t.numel() == numel and t.is_contiguous(), delta
+        return None
+
+    def _key(self, name: str, whole: bool, t: torch.Tensor, delta: int) -> np.random.SeedSequence:
+        if whole:
+            return _key(self.seed, name)  # the key reset_parameters gives the same tensor
+        # a part of a tensor: its own key, from where it starts and its shape
+        return np.random.SeedSequence(self.seed, spawn_key=(*name.encode(), 256, delta, *t.shape))
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        kind = _canonical(func)
+        sampler = _RANDOM.get(kind) or _METHODS.get(kind)
+        if sampler is not None or kind in _OTHER_RANDOM:
+            t = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            found = self._find(t)
+            if found is None:
+                return func(*args, **kwargs)  # not a parameter: torch's generator, seeded by materialize
+            name, whole, delta = found
+            key = self._key(name, whole, t, delta)
+            kwargs.pop("generator", None)
+            if sampler is not None and t.is_contiguous() and t.dtype in _SAMPLED_DTYPES:
+                if kind is torch.Tensor.uniform_:  # its parameters are named from/to
+                    kwargs = {{"from": "a", "to": "b"}.get(k, k): v for k, v in kwargs.items()}
+                kwargs.pop("tensor", None)
+                kwargs.pop("self", None)
+                sampler(t, *args[1:], seed=key, **kwargs)
+                out = t
+            else:
+                out = func(*args, generator=_generator(key), **kwargs)
+            if whole:
+                self.written.add(name)
+            return out
+        out = func(*args, **kwargs)
+        if kind in _SETS:
+            t = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            found = self._find(t)
+            if found is not None and (found[1] if kind is not torch.Tensor.__setitem__ else _whole_index(args[1])):
+                self.written.add(found[0])
+        elif isinstance(kwargs.get("out"), torch.Tensor):  # torch.eye(..., out=p) and the like
+            found = self._find(kwargs["out"])
+            if found is not None and found[1]:
+                self.written.add(found[0])
+        return out
+
+
+def _whole_index(index: Any) -> bool:
+    return index is Ellipsis or index == slice(None) or (isinstance(index, tuple) and all(i == slice(None) or i is Ellipsis for i in index))
+
+
+def _ties(module: torch.nn.Module, prefix: str) -> list[list[tuple[torch.nn.Module, str, str, bool]]]:
+    """Groups of (owner module, attribute, qualified name, is a parameter) that hold one tensor,
+    in the order named_parameters / named_buffers list them (the first name is the key's)."""
+    groups: dict[int, list[tuple[torch.nn.Module, str, str, bool]]] = {}
+    for mod_name, mod in module.named_modules(prefix=prefix, remove_duplicate=False):
+        for is_param, table in ((True, mod._parameters), (False, mod._buffers)):
+            for n, t in table.items():
+                if t is not None:
+                    groups.setdefault(id(t), []).append((mod, n, f"{mod_name}.{n}" if mod_name else n, is_param))
+    return list(groups.values())
+
+
+def _retie(groups: list[list[tuple[torch.nn.Module, str, str, bool]]]) -> None:
+    """Make every member of a group hold its first member's tensor again (to_empty gives each
+    module its own)."""
+    for group in groups:
+        mod, n, _, is_param = group[0]
+        t = (mod._parameters if is_param else mod._buffers)[n]
+        for other, m, _, other_is_param in group[1:]:
+            (other._parameters if other_is_param else other._buffers)[m] = t
+
+
+def _own_init(module: torch.nn.Module) -> None:
+    """Run the model's own initialization code, in the order construction runs it: every
+    module's ``reset_parameters`` (or ``_reset_parameters``), children before parents, then the
+    top module's: Hugging Face's ``init_weights()`` (its ``_init_weights`` on every module, then
+    its ties), any other ``init_weights()``, or ``apply(_init_weights)``."""
+    for mod in reversed(list(module.modules())):
+        fn = getattr(mod, "reset_parameters", None)
+        fn = fn if callable(fn) else getattr(mod, "_reset_parameters", None)
+        if callable(fn):
+            fn()
+    for mod in module.modules():  # Hugging Face skips what it marked as initialized (on meta: nothing)
+        mod.__dict__.pop("_is_hf_initialized", None)
+    if callable(getattr(module, "init_weights", None)):
+        module.init_weights()
+    elif callable(getattr(module, "_init_weights", None)):
+        module.apply(module._init_weights)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+        raise TypeError(f"seed must be an int in [0, 2**64), got seed={seed!r}")
+    return int(seed)
+
+
+def _require_meta(module: torch.nn.Module, what: str) -> None:
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    for name, t in (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)):
+        if t.device.type != "meta":
+            raise ValueError(
+                f"module must be built on the meta device (under `with torch.device('meta'):`) for {what}, but "
+                f"{name!r} is on {t.device}: its values would be discarded; use reset_parameters(module, seed) to "
+                f"re-initialize a model that has memory"
+            )
+
+
+def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "", strict: bool = True) -> list[str]:
+    """Allocate a model built on the meta device on the CPU and run the model's *own*
+    initialization code, each parameter and buffer drawn from a key derived from ``seed`` and its
+    qualified name: fast (regtune's samplers, on every core), and the same values whatever the
+    thread count, the SIMD path or the order the code visits the tensors in.
+
+    The code run is what construction on the CPU would run, in its order: every module's
+    ``reset_parameters()`` (or ``_reset_parameters()``, as MultiheadAttention and Transformer
+    name it), children before parents; then the top module's ``init_weights()`` (Hugging Face's
+    ``PreTrainedModel``: its ``_init_weights`` on every module, then its ties) or, without one,
+    ``module.apply(module._init_weights)``. Initialization written inline in an ``__init__``
+    cannot be run again: give it a method of one of these names.
+
+    While that code runs, ``torch.nn.init``'s functions and ``Tensor.normal_``/``uniform_`` on a
+    parameter or buffer fill it from regtune's counter-based samplers (``uniform_``, ``normal_``,
+    ``trunc_normal_``, ``xavier_*``, ``kaiming_*``, ``orthogonal_``, with the key of the whole
+    tensor, as :func:`reset_parameters` gives it, or one derived from the part's place and shape
+    for a part); the other samplers (``sparse_``, ``bernoulli_``, ...) are torch's with a
+    ``torch.Generator`` seeded from that key; ``generator=`` arguments are replaced. Random
+    tensors made from torch's default generator (``torch.randn`` then ``copy_``) come from a
+    generator seeded from ``seed`` (torch's RNG state is restored afterwards). Tied tensors (one
+    ``Parameter`` under two names, as GPT-2's ``lm_head.weight`` and ``wte.weight``; torch's
+    ``to_empty`` unties them) are tied again before and after the code runs, and take the key
+    of their first name.
+
+    Args:
+        module: a module whose parameters and buffers are all on the meta device (else
+            ValueError: their values would be discarded; use :func:`reset_parameters`).
+        seed: an int in [0, 2**64).
+        prefix: the qualified name of ``module`` in a larger model ("" for the whole).
+        strict: what to do with a tensor nothing initialized (a module with no
+            initialization method, as Hugging Face's ``Conv1D`` outside its model, a buffer
+            computed in ``__init__``): True raises a ValueError naming them; False warns
+            (RuntimeWarning) and returns their names. Either way they are filled with NaN
+            (integer buffers: 0), never left as whatever memory ``to_empty`` gave them.
+
+    Returns:
+        The qualified names of the tensors nothing initialized (empty unless ``strict=False``).
+
+    Example:
+        >>> with torch.device("meta"):
+        ...     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+        >>> materialize(model, seed=0)
+        []
+    """
+    _require_meta(module, "materialize")
+    seed = _check_seed(seed)
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got prefix={prefix!r}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got strict={strict!r}")
+    groups = _ties(module, prefix)
     module.to_empty(device="cpu")
-    for t in (*module.parameters(), *module.buffers()):
+    _retie(groups)
+
+    def current() -> dict[str, torch.Tensor]:
+        return {g[0][2]: (g[0][0]._parameters if g[0][3] else g[0][0]._buffers)[g[0][1]] for g in groups}
+
+    named = current()
+    for t in named.values():
         advise_hugepages(t)  # written first by the initializers: 2 MiB pages, not 4 KiB faults
-    out = reset_parameters(module, seed, prefix=prefix)
-    for mod_name, mod in module.named_modules(prefix=prefix):
-        if not isinstance(mod, torch.nn.modules.batchnorm._NormBase):
-            out += [f"buffer: {mod_name}.{n}" if mod_name else f"buffer: {n}" for n, _ in mod.named_buffers(recurse=False)]
-    return out
+    allocated = {name: t.untyped_storage().data_ptr() for name, t in named.items()}
+    mode = _KeyedInit(seed, named)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(int(_key(seed, "").generate_state(1, np.uint64)[0]))
+        with mode:
+            _own_init(module)
+    _retie(groups)  # in case the code replaced one of a tied group
+    left = [
+        name for name, t in current().items()
+        if name not in mode.written and t.untyped_storage().data_ptr() == allocated[name] and t.numel() > 0
+    ]  # fmt: skip
+    if left:
+        with torch.no_grad():
+            for name, t in current().items():
+                if name in left:
+                    t.fill_(float("nan") if t.is_floating_point() or t.is_complex() else 0)
+        message = (
+            f"nothing in module's initialization code initialized {len(left)} tensor(s): {', '.join(left[:8])}"
+            f"{', ...' if len(left) > 8 else ''} (filled with NaN; give their modules a reset_parameters() or the "
+            f"model an init_weights() / _init_weights)"
+        )
+        if strict:
+            raise ValueError(message + "; pass strict=False to get their names back instead")
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return left
 
 
 def _units(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.Module, bool]]:

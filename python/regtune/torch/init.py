@@ -271,6 +271,23 @@ class _KeyedInit(torch.overrides.TorchFunctionMode):
         for name, t in named.items():
             self.where.setdefault(t.untyped_storage().data_ptr(), []).append((t.storage_offset(), t.numel(), name))
         self.written: set[str] = set()
+        self.parts: dict[str, torch.Tensor] = {}  # name: which elements parts of it have set so far
+
+    def _mark(self, t: Any) -> None:
+        """Record that t's elements were set; a tensor counts once all of its elements were."""
+        found = self._find(t)
+        if found is None or found[0] in self.written:
+            return
+        name, whole, _ = found
+        if whole:
+            self.written.add(name)
+            return
+        start, numel = next((s, n) for s, n, m in self.where[t.untyped_storage().data_ptr()] if m == name)
+        seen = self.parts.setdefault(name, torch.zeros(numel, dtype=torch.bool))
+        seen.as_strided(t.shape, t.stride(), t.storage_offset() - start).fill_(True)
+        if bool(seen.all()):
+            self.written.add(name)
+            del self.parts[name]
 
     def _find(self, t: Any) -> tuple[str, bool, int] | None:
         """(name, whole tensor?, element offset in it) of the parameter or buffer t views."""
@@ -309,24 +326,18 @@ class _KeyedInit(torch.overrides.TorchFunctionMode):
                 out = t
             else:
                 out = func(*args, generator=_generator(key), **kwargs)
-            if whole:
-                self.written.add(name)
+            self._mark(t)
             return out
         out = func(*args, **kwargs)
-        if kind in _SETS:
-            t = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
-            found = self._find(t)
-            if found is not None and (found[1] if kind is not torch.Tensor.__setitem__ else _whole_index(args[1])):
-                self.written.add(found[0])
+        if kind is torch.Tensor.__setitem__:  # t[index] = value: the part basic indexing views
+            part = args[0].__getitem__(args[1])
+            if part.untyped_storage().data_ptr() == args[0].untyped_storage().data_ptr():
+                self._mark(part)
+        elif kind in _SETS:
+            self._mark(args[0] if args else kwargs.get("tensor", kwargs.get("self")))
         elif isinstance(kwargs.get("out"), torch.Tensor):  # torch.eye(..., out=p) and the like
-            found = self._find(kwargs["out"])
-            if found is not None and found[1]:
-                self.written.add(found[0])
+            self._mark(kwargs["out"])
         return out
-
-
-def _whole_index(index: Any) -> bool:
-    return index is Ellipsis or index == slice(None) or (isinstance(index, tuple) and all(i == slice(None) or i is Ellipsis for i in index))
 
 
 def _ties(module: torch.nn.Module, prefix: str) -> list[list[tuple[torch.nn.Module, str, str, bool]]]:

@@ -132,12 +132,49 @@ def test_a_meta_model_goes_straight_into_safetensors_shards(tmp_path):
         got.update(shard)
     assert set(got) == set(want) and all(np.array_equal(got[k], want[k].numpy()) for k in want)
     assert all(p.device.type == "meta" for p in m.parameters())  # nothing kept allocated
-    one = rt.init.save_safetensors(_model(), 3, str(tmp_path / "one.safetensors"))
+    with torch.device("meta"):
+        one = rt.init.save_safetensors(_model(), 3, str(tmp_path / "one.safetensors"))
     assert one == [str(tmp_path / "one.safetensors")] and set(st.load_file(one[0])) == set(want)
+    with torch.device("meta"):
+        meta = _model()
     with pytest.raises(ValueError, match="path must name a .safetensors file"):
-        rt.init.save_safetensors(_model(), 3, str(tmp_path / "x.bin"))
+        rt.init.save_safetensors(meta, 3, str(tmp_path / "x.bin"))
     with pytest.raises(ValueError, match="max_shard_bytes must be an int >= 1"):
-        rt.init.save_safetensors(_model(), 3, str(tmp_path / "x.safetensors"), max_shard_bytes=0)
+        rt.init.save_safetensors(meta, 3, str(tmp_path / "x.safetensors"), max_shard_bytes=0)
+
+
+def test_save_safetensors_refuses_a_model_with_memory_and_names_path_in_os_errors(tmp_path):
+    pytest.importorskip("safetensors")
+    cpu = _model()
+    before = cpu[5].weight.detach().clone()
+    with pytest.raises(ValueError, match=r"module must be built on the meta device .* '0.weight' is on cpu"):
+        rt.init.save_safetensors(cpu, 3, str(tmp_path / "m.safetensors"))
+    assert cpu[5].weight.device.type == "cpu" and torch.equal(cpu[5].weight, before)  # untouched
+    bad = str(tmp_path / "missing" / "m.safetensors")
+    with torch.device("meta"):
+        meta = _model()
+    with pytest.raises(OSError, match=r"path='.*missing/m.safetensors'"):
+        rt.init.save_safetensors(meta, 3, bad)
+    with pytest.raises(OSError, match=r"path='.*missing/m.safetensors'"):
+        rt.init.save_safetensors(meta, 3, bad, max_shard_bytes=8000)
+    assert all(t.device.type == "meta" for t in meta.state_dict().values())  # left on meta after the error
+
+
+def test_save_safetensors_keeps_ties(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    ref = _Tied()
+    rt.init.reset_parameters(ref, seed=2)
+    assert ref.head.weight is ref.emb.weight
+    with torch.device("meta"):
+        m = _Tied()
+    for shard_bytes in (2**31, 300):  # one file, and the tied names in different shards
+        paths = rt.init.save_safetensors(m, 2, str(tmp_path / f"t{shard_bytes}.safetensors"), max_shard_bytes=shard_bytes)
+        got = {}
+        for p in paths[:1] if len(paths) == 1 else paths[:-1]:
+            got.update(st.load_file(p))
+        assert set(got) == set(ref.state_dict())  # both tied names, as the state_dict has them
+        assert all(np.array_equal(got[k], v.numpy()) for k, v in ref.state_dict().items())
+        assert m.head.weight is m.emb.weight and m.emb.weight.device.type == "meta"  # the meta model's tie kept
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ does the same for a module built on the meta device.
 
 from __future__ import annotations
 
+import inspect
 import math
 import types
 import warnings
@@ -261,8 +262,9 @@ class _KeyedInit(torch.overrides.TorchFunctionMode):
     """While a model's init code runs: every random fill of a parameter or buffer (torch.nn.init's
     functions, Tensor.normal_/uniform_ and torch's other in-place samplers) draws from a key
     derived from the seed and the tensor's qualified name (regtune's samplers where regtune has
-    the distribution, else torch's from a torch.Generator seeded with that key), and every write
-    that covers a whole tensor is recorded, so that what nothing initialized can be named."""
+    the distribution, else torch's from a torch.Generator seeded with that key), and which elements
+    of which tensors any fill, copy or assignment set is recorded, so that what nothing
+    initialized can be named."""
 
     def __init__(self, seed: int, named: dict[str, torch.Tensor]) -> None:
         super().__init__()
@@ -362,6 +364,14 @@ def _retie(groups: list[list[tuple[torch.nn.Module, str, str, bool]]]) -> None:
             (other._parameters if other_is_param else other._buffers)[m] = t
 
 
+def _takes_no_arguments(fn: Any) -> bool:
+    try:
+        return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                   for p in inspect.signature(fn).parameters.values())  # fmt: skip
+    except (TypeError, ValueError):  # no signature to read: call it as torch would
+        return True
+
+
 def _own_init(module: torch.nn.Module) -> None:
     """Run the model's own initialization code, in the order construction runs it: every
     module's ``reset_parameters`` (or ``_reset_parameters``), children before parents, then the
@@ -370,7 +380,7 @@ def _own_init(module: torch.nn.Module) -> None:
     for mod in reversed(list(module.modules())):
         fn = getattr(mod, "reset_parameters", None)
         fn = fn if callable(fn) else getattr(mod, "_reset_parameters", None)
-        if callable(fn):
+        if callable(fn) and _takes_no_arguments(fn):  # else what it would set is reported as not set
             fn()
     for mod in module.modules():  # Hugging Face skips what it marked as initialized (on meta: nothing)
         mod.__dict__.pop("_is_hf_initialized", None)
@@ -508,16 +518,28 @@ def _units(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.Mod
 def save_safetensors(
     module: torch.nn.Module, seed: int, path: str, *, max_shard_bytes: int = 2**31, prefix: str = ""
 ) -> list[str]:
-    """Initialize ``module`` as :func:`reset_parameters` does and write it to safetensors files
-    without ever holding the whole model: one module (a MultiheadAttention or Transformer with
-    its children) is allocated at a time, its tensors go into the current shard, and a shard is
-    written once it would pass ``max_shard_bytes``. For a model built on the meta device that is
-    larger than memory; the module is left on the meta device.
+    """Initialize a model built on the meta device as :func:`reset_parameters` does and write it
+    to safetensors files without ever holding the whole model: one module (a MultiheadAttention
+    or Transformer with its children) is allocated at a time, its tensors go into the current
+    shard, and a shard is written once it would pass ``max_shard_bytes``: a model larger than
+    memory can be written. The module is left on the meta device, its ties intact.
+
+    Values: those ``reset_parameters(module, seed, prefix=prefix)`` gives the model in memory
+    (regtune's table of torch's distributions, each tensor keyed by its qualified name, not the
+    model's own init code: that needs the whole model, see :func:`materialize`). A tensor tied
+    under several names (one ``Parameter`` held by two modules) is written under each of its
+    names with the same values: those of the last module that initializes it, as in memory.
 
     Files: ``path`` when one shard holds everything, else ``path`` with ``-00001-of-0000N`` before
     its suffix for each shard and ``<path>.index.json`` mapping each tensor name to its file (the
     Hugging Face layout). Names are the state_dict's (parameters and persistent buffers, with
-    ``prefix``). Needs the ``safetensors`` package.
+    ``prefix``, tied names included). Needs the ``safetensors`` package.
+
+    Raises:
+        ValueError: ``module`` has a parameter or buffer that is not on the meta device (its
+            values would be discarded: save a model that has memory with safetensors itself);
+            ``path`` does not end in ``.safetensors``; ``max_shard_bytes`` < 1.
+        OSError: a file could not be written (the message names ``path``).
 
     Returns:
         The paths written (shards, then the index when there is one).
@@ -525,64 +547,101 @@ def save_safetensors(
     import json
     import os
 
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    _require_meta(module, "save_safetensors")
     if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
         raise ValueError(f"max_shard_bytes must be an int >= 1, got max_shard_bytes={max_shard_bytes!r}")
     if not isinstance(path, (str, os.PathLike)) or not str(path).endswith(".safetensors"):
         raise ValueError(f"path must name a .safetensors file, got path={path!r}")
     reset_parameters(torch.nn.Module(), seed, prefix=prefix)  # checks seed and prefix
     path = str(path)
+    groups = _ties(module, prefix)
+    units = _units(module, prefix)
+
+    def unit_names(name: str, mod: torch.nn.Module, subtree: bool) -> list[str]:
+        own = (*mod.named_parameters(recurse=subtree, remove_duplicate=False),
+               *mod.named_buffers(recurse=subtree, remove_duplicate=False))  # fmt: skip
+        return [f"{name}.{n}" if name else n for n, _ in own]
+
+    # a tied tensor takes the values its first name's module gives it (reset_parameters visits
+    # modules in reverse, so that one writes last) and is written with them under every name
+    tied = {n: k for k, g in enumerate(groups) if len(g) > 1 for _, _, n, _ in g}
+    first = {groups[k][0][2] for k in set(tied.values())}
+    owner = {tied[n]: u for u, unit in enumerate(units) for n in unit_names(*unit) if n in first}
     shards: list[dict[str, np.ndarray]] = [{}]
     sizes = [0]
     tmp: list[str] = []
 
+    def write(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (OSError, SafetensorError) as e:
+            raise OSError(f"save_safetensors could not write path={path!r}: {e}") from e
+
     def flush() -> None:
         stem = f"{path[: -len('.safetensors')]}.part{len(tmp):05d}.safetensors"
-        save_file(shards[-1], stem)
+        write(save_file, shards[-1], stem)
         tmp.append(stem)
         shards[-1] = {}
         sizes[-1] = 0
 
-    for name, mod, subtree in _units(module, prefix):
-        mod.to_empty(device="cpu", recurse=subtree)
-        for t in (*mod.parameters(recurse=subtree), *mod.buffers(recurse=subtree)):
-            advise_hugepages(t)
-        fallback: list[str] = []
-        with torch.no_grad():
-            if subtree:
-                reset_parameters(mod, seed, prefix=name)
-            else:
-                _reset_module(mod, name, int(seed), fallback)
-        persistent = {n for n, _ in mod.named_buffers(recurse=subtree)} - set(getattr(mod, "_non_persistent_buffers_set", ()))
-        tensors = [*mod.named_parameters(recurse=subtree), *((n, b) for n, b in mod.named_buffers(recurse=subtree) if n in persistent)]
-        for n, t in tensors:
-            arr = t.detach().cpu().numpy()
-            if sizes[-1] and sizes[-1] + arr.nbytes > max_shard_bytes:
-                flush()
-            shards[-1][f"{name}.{n}" if name else n] = arr
-            sizes[-1] += arr.nbytes
-        mod.to("meta")  # the module's memory is freed once its shard is written
-    if shards[-1] or not tmp:
-        flush()
+    def add(key: str, arr: np.ndarray) -> None:
+        if sizes[-1] and sizes[-1] + arr.nbytes > max_shard_bytes:
+            flush()
+        shards[-1][key] = arr
+        sizes[-1] += arr.nbytes
+
+    try:
+        for u, (name, mod, subtree) in enumerate(units):
+            mod.to_empty(device="cpu", recurse=subtree)
+            for t in (*mod.parameters(recurse=subtree), *mod.buffers(recurse=subtree)):
+                advise_hugepages(t)
+            fallback: list[str] = []
+            with torch.no_grad():
+                if subtree:
+                    reset_parameters(mod, seed, prefix=name)
+                else:
+                    _reset_module(mod, name, int(seed), fallback)
+            persistent = {n for n, _ in mod.named_buffers(recurse=subtree)} - set(getattr(mod, "_non_persistent_buffers_set", ()))
+            tensors = [*mod.named_parameters(recurse=subtree, remove_duplicate=False),
+                       *((n, b) for n, b in mod.named_buffers(recurse=subtree, remove_duplicate=False) if n in persistent)]  # fmt: skip
+            for n, t in tensors:
+                key = f"{name}.{n}" if name else n
+                if key not in tied:
+                    add(key, t.detach().cpu().numpy())
+                elif owner[tied[key]] == u and key in first:  # every name of the group gets these values
+                    arr = t.detach().cpu().numpy()
+                    for _, _, alias, _ in groups[tied[key]]:
+                        add(alias, arr)
+            mod.to("meta")  # the module's memory is freed once its shard is written
+        if shards[-1] or not tmp:
+            flush()
+    finally:
+        module.to("meta")
+        _retie(groups)
     if len(tmp) == 1:
-        os.replace(tmp[0], path)
+        write(os.replace, tmp[0], path)
         return [path]
     weight_map: dict[str, str] = {}
     final = []
     stem = path[: -len(".safetensors")]
+    from safetensors import safe_open
+
     for k, t in enumerate(tmp, start=1):
         dest = f"{stem}-{k:05d}-of-{len(tmp):05d}.safetensors"
-        os.replace(t, dest)
+        write(os.replace, t, dest)
         final.append(dest)
-        from safetensors import safe_open
-
         with safe_open(dest, "np") as f:
             for key in f.keys():
                 weight_map[key] = os.path.basename(dest)
     index = f"{path}.index.json"
-    with open(index, "w") as f:
-        json.dump({"metadata": {"total_size": int(sum(os.path.getsize(p) for p in final))}, "weight_map": weight_map}, f)
+    total = int(sum(write(os.path.getsize, p) for p in final))
+
+    def dump() -> None:
+        with open(index, "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f)
+
+    write(dump)
     return [*final, index]

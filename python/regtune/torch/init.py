@@ -11,7 +11,9 @@ torch's own ``reset_parameters`` uses, each parameter from a key derived from ``
 qualified name alone: any part of a model (a pipeline stage, a shard, a layer built alone,
 given its ``prefix=``) gets exactly the values it has in the whole model, and no value depends
 on the order of construction, the thread count or the SIMD path. ``materialize(module, seed)``
-does the same for a module built on the meta device.
+allocates a module built on the meta device and runs the model's own init code with every random
+fill keyed the same way; ``save_safetensors`` writes a meta model larger than memory, module by
+module, with the values ``reset_parameters`` gives.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ kept elements (see :mod:`regtune.dropout`).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -102,6 +103,13 @@ def _forward_into(x: torch.Tensor, p: float, key: int, kind: str, out: torch.Ten
         _KINDS[kind][0](x, p, seed=key, out=out, return_mask=False)
 
 
+# torch >= 2.4 has custom_op; its tags= came later: without it the partitioner still recomputes
+# only its allowlist of aten ops, never a custom op
+_SEEDED = (
+    {"tags": (torch.Tag.nondeterministic_seeded,)} if "tags" in inspect.signature(torch.library.custom_op).parameters else {}
+)
+
+
 def _unsigned(key: torch.Tensor) -> int:
     return int(key) & (2**64 - 1)
 
@@ -110,7 +118,7 @@ def _key_for(key: torch.Tensor | None) -> torch.Tensor:
     return _draw_key() if key is None else key.clone()
 
 
-@torch.library.custom_op("regtune::dropout", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))
+@torch.library.custom_op("regtune::dropout", mutates_args=(), **_SEEDED)
 def _dropout_op(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, key): the ``kind`` dropout of x with ``key`` (drawn from torch's default generator
     when None). kind: dropout, alpha, feature (whole channels of (N, C, ...)) or feature_alpha."""
@@ -126,7 +134,7 @@ def _(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[t
     return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((), dtype=torch.int64)
 
 
-@torch.library.custom_op("regtune::dropout_", mutates_args=("x",), tags=(torch.Tag.nondeterministic_seeded,))
+@torch.library.custom_op("regtune::dropout_", mutates_args=("x",), **_SEEDED)
 def _dropout_inplace_op(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.Tensor:
     """The key; x (contiguous) is overwritten with its ``kind`` dropout."""
     key = _key_for(key)

@@ -278,3 +278,21 @@ def test_torch_compile_gives_eagers_bits_forward_and_backward(backend, inplace):
     assert not torch.equal(outs[0], outs[1])  # a fresh mask per call, not one baked into the graph
     net.eval()
     assert torch.equal(compiled(x), net(x))  # eval: identity (a recompile, same values)
+
+
+@pytest.mark.parametrize("kind", ["dropout", "alpha", "feature", "feature_alpha"])
+def test_the_custom_ops_pass_torchs_opcheck_and_match_the_eager_functions(kind):
+    # schema, fake implementations, autograd registration, AOT dispatch: torch's own checks
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 5, requires_grad=True)
+    key = torch.tensor(-123456789, dtype=torch.int64)  # a key given: the op is deterministic
+    ops = torch.ops.regtune
+    torch.library.opcheck(ops.dropout.default, (x, key, 0.3, kind))
+    torch.library.opcheck(ops.dropout_backward.default, (torch.randn(4, 6, 5, requires_grad=True), key, 0.3, kind))
+    torch.library.opcheck(ops.dropout_.default, (x.detach().clone(), key, 0.3, kind))
+    functional = {"dropout": rt.nn.dropout, "alpha": rt.nn.alpha_dropout, "feature": rt.nn.dropout1d,
+                  "feature_alpha": rt.nn.feature_alpha_dropout}[kind]  # fmt: skip
+    want = functional(x, 0.3, training=True, generator=torch.Generator().manual_seed(5))
+    key = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=torch.Generator().manual_seed(5))
+    y, k = ops.dropout(x, key, 0.3, kind)  # the op, eager, with the key the functional form drew
+    assert torch.equal(y, want) and torch.equal(k, key)

@@ -118,15 +118,35 @@ def _key_for(key: torch.Tensor | None) -> torch.Tensor:
     return _draw_key() if key is None else key.clone()
 
 
-@torch.library.custom_op("regtune::dropout", mutates_args=(), **_SEEDED)
-def _dropout_op(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, key): the ``kind`` dropout of x with ``key`` (drawn from torch's default generator
-    when None). kind: dropout, alpha, feature (whole channels of (N, C, ...)) or feature_alpha."""
+def _dropout_impl(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     key = _key_for(key)
     src = x if x.is_contiguous() else x.contiguous()
     out = _empty_like(src)
     _forward_into(src, p, _unsigned(key), kind, out)
     return out, key
+
+
+def _dropout_inplace_impl(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.Tensor:
+    key = _key_for(key)
+    _forward_into(x, p, _unsigned(key), kind, x)
+    return key
+
+
+def _dropout_backward_impl(dy: torch.Tensor, key: torch.Tensor, p: float, kind: str) -> torch.Tensor:
+    dy = dy if dy.is_contiguous() else dy.contiguous()
+    if kind == "feature_alpha":
+        noise, a = _feature_alpha_noise(tuple(dy.shape), p, _unsigned(key), dy.dtype)
+        return dy.mul(noise.mul_(a))
+    dx = _empty_like(dy)
+    _KINDS[kind][1](dy, p=p, seed=_unsigned(key), out=dx)
+    return dx
+
+
+@torch.library.custom_op("regtune::dropout", mutates_args=(), **_SEEDED)
+def _dropout_op(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, key): the ``kind`` dropout of x with ``key`` (drawn from torch's default generator
+    when None). kind: dropout, alpha, feature (whole channels of (N, C, ...)) or feature_alpha."""
+    return _dropout_impl(x, key, p, kind)
 
 
 @_dropout_op.register_fake
@@ -137,9 +157,7 @@ def _(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[t
 @torch.library.custom_op("regtune::dropout_", mutates_args=("x",), **_SEEDED)
 def _dropout_inplace_op(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.Tensor:
     """The key; x (contiguous) is overwritten with its ``kind`` dropout."""
-    key = _key_for(key)
-    _forward_into(x, p, _unsigned(key), kind, x)
-    return key
+    return _dropout_inplace_impl(x, key, p, kind)
 
 
 @_dropout_inplace_op.register_fake
@@ -150,13 +168,7 @@ def _(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.T
 @torch.library.custom_op("regtune::dropout_backward", mutates_args=())
 def _dropout_backward_op(dy: torch.Tensor, key: torch.Tensor, p: float, kind: str) -> torch.Tensor:
     """dx for dy: the forward's mask regenerated from ``key`` (the backward is linear in dy)."""
-    dy = dy if dy.is_contiguous() else dy.contiguous()
-    if kind == "feature_alpha":
-        noise, a = _feature_alpha_noise(tuple(dy.shape), p, _unsigned(key), dy.dtype)
-        return dy.mul(noise.mul_(a))
-    dx = _empty_like(dy)
-    _KINDS[kind][1](dy, p=p, seed=_unsigned(key), out=dx)
-    return dx
+    return _dropout_backward_impl(dy, key, p, kind)
 
 
 @_dropout_backward_op.register_fake
@@ -180,33 +192,68 @@ _dropout_op.register_autograd(_backward, setup_context=_setup)
 _dropout_backward_op.register_autograd(_backward, setup_context=_setup)
 
 
+# Eager calls take a shorter road to the same functions: the custom-op dispatch (its Python
+# autograd and CPU kernels) costs about 35 us a forward and 45 more a backward, twice the rest
+# of a small dropout. torch.compile traces the ops above; the two roads give the same bits
+# (tests/test_torch_nn.py compares a compiled model with the eager one).
+class _EagerDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.Tensor:
+        y, key = _dropout_impl(x.detach(), key, p, kind)
+        ctx.save_for_backward(key)
+        ctx.p, ctx.kind = p, kind
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (key,) = ctx.saved_tensors
+        return _EagerDropoutBackward.apply(dy, key, ctx.p, ctx.kind), None, None, None
+
+
+class _EagerDropoutBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, dy: torch.Tensor, key: torch.Tensor, p: float, kind: str) -> torch.Tensor:
+        ctx.save_for_backward(key)
+        ctx.p, ctx.kind = p, kind
+        return _dropout_backward_impl(dy.detach(), key, p, kind)
+
+    @staticmethod
+    def backward(ctx: Any, ddx: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # linear in dy
+        (key,) = ctx.saved_tensors
+        return _EagerDropoutBackward.apply(ddx, key, ctx.p, ctx.kind), None, None, None
+
+
 class _InplaceDropout(torch.autograd.Function):
     """In-place dropout on a tensor that needs a gradient (torch's ``dropout_`` under autograd):
-    regtune::dropout_ overwrites x, the backward regenerates the mask from the saved key."""
+    x is overwritten, the backward regenerates the mask from the saved key."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.Tensor:
-        key = _dropout_inplace_op(x, key, p, kind)
+        compiling = torch.compiler.is_compiling()
+        key = (_dropout_inplace_op if compiling else _dropout_inplace_impl)(x, key, p, kind)
         ctx.save_for_backward(key)
-        ctx.p, ctx.kind = p, kind
+        ctx.p, ctx.kind, ctx.compiling = p, kind, compiling
         ctx.mark_dirty(x)
         return x
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (key,) = ctx.saved_tensors
-        return _dropout_backward_op(dy, key, ctx.p, ctx.kind), None, None, None
+        if ctx.compiling:
+            return _dropout_backward_op(dy, key, ctx.p, ctx.kind), None, None, None
+        return _EagerDropoutBackward.apply(dy, key, ctx.p, ctx.kind), None, None, None
 
 
 def _run(x: torch.Tensor, p: float, kind: str, inplace: bool, generator: torch.Generator | None) -> torch.Tensor:
-    """The ``kind`` dropout of x through the ops above; the key is drawn inside the op from torch's
-    default generator, or here from ``generator`` (eager only: torch.compile cannot trace one)."""
+    """The ``kind`` dropout of x: the key is drawn from torch's default generator inside the
+    kernel's op (or its eager twin), or here from ``generator``."""
     key = None if generator is None else _draw_key(generator)
+    compiling = torch.compiler.is_compiling()
     if not inplace:
-        return _dropout_op(x, key, p, kind)[0]
+        return _dropout_op(x, key, p, kind)[0] if compiling else _EagerDropout.apply(x, key, p, kind)
     if torch.is_grad_enabled() and x.requires_grad:
         return _InplaceDropout.apply(x, key, p, kind)
-    _dropout_inplace_op(x, key, p, kind)
+    (_dropout_inplace_op if compiling else _dropout_inplace_impl)(x, key, p, kind)
     return x
 
 

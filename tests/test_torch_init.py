@@ -317,8 +317,10 @@ class _TorchRandom(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.empty(4, 3))
         self.v = torch.nn.Parameter(torch.empty(6))
         self.s = torch.nn.Parameter(torch.empty(5))
+        self.u = torch.nn.Parameter(torch.empty(2))
 
     def reset_parameters(self):
+        rt.init.uniform_(self.u, seed=11)  # regtune's own, called by the model: counts as set
         with torch.no_grad():
             self.w.copy_(torch.randn(4, 3))  # torch's global generator
             self.v.bernoulli_(0.5)  # a sampler regtune does not have: torch's, keyed by name

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import types
 import warnings
 from typing import Any
@@ -49,6 +50,9 @@ def _fill(fn: Any, tensor: torch.Tensor, *args: Any, seed: Any = None, generator
         fn(None, *args, out=tensor)
     else:
         fn(None, *args, seed=_seed(seed, generator), out=tensor, **kw)
+    mode = getattr(_materializing, "mode", None)
+    if mode is not None:  # a model's init code calling these directly: what they set counts as set
+        mode._mark(tensor)
     return tensor
 
 
@@ -254,6 +258,9 @@ def _canonical(func: Any) -> Any:
     if isinstance(func, types.FunctionType):
         return _INIT_NAMES.get(func.__name__, func)
     return func
+
+
+_materializing = threading.local()  # .mode: the _KeyedInit of the materialize running in this thread
 
 
 def _generator(key: np.random.SeedSequence) -> torch.Generator:
@@ -475,8 +482,12 @@ def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "", strict:
     mode = _KeyedInit(seed, named)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(int(_key(seed, "").generate_state(1, np.uint64)[0]))
-        with mode:
-            _own_init(module)
+        _materializing.mode = mode
+        try:
+            with mode:
+                _own_init(module)
+        finally:
+            _materializing.mode = None
     _retie(groups)  # in case the code replaced one of a tied group
     left = [
         name for name, t in current().items()

@@ -484,7 +484,7 @@ def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "", strict:
         torch.manual_seed(int(_key(seed, "").generate_state(1, np.uint64)[0]))
         _materializing.mode = mode
         try:
-            with mode:
+            with torch.device("cpu"), mode:  # tensors the code makes are on the CPU, as the model now
                 _own_init(module)
         finally:
             _materializing.mode = None

@@ -296,3 +296,19 @@ def test_the_custom_ops_pass_torchs_opcheck_and_match_the_eager_functions(kind):
     key = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=torch.Generator().manual_seed(5))
     y, k = ops.dropout(x, key, 0.3, kind)  # the op, eager, with the key the functional form drew
     assert torch.equal(y, want) and torch.equal(k, key)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: torch.ops.regtune.dropout(torch.ones(3), None, 0.5, "gaussian"), ValueError, r"kind must be one of"),
+        (lambda: torch.ops.regtune.dropout(torch.ones(3), torch.ones(2), 0.5, "dropout"), TypeError, r"key must be a 0-d"),
+        (lambda: torch.ops.regtune.dropout(torch.ones(3), None, 1.5, "dropout"), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: torch.ops.regtune.dropout(torch.ones(3, dtype=torch.int8), None, 0.5, "dropout"), TypeError, r"x must have dtype"),
+        (lambda: torch.ops.regtune.dropout_(torch.ones(4, 4).t(), None, 0.5, "dropout"), ValueError, r"x must be contiguous"),
+        (lambda: torch.ops.regtune.dropout_backward(torch.ones(3), torch.tensor(1.0), 0.5, "alpha"), TypeError, r"key must be"),
+    ],
+)  # fmt: skip
+def test_direct_op_calls_check_their_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()

@@ -105,9 +105,21 @@ def _forward_into(x: torch.Tensor, p: float, key: int, kind: str, out: torch.Ten
 
 # torch >= 2.4 has custom_op; its tags= came later: without it the partitioner still recomputes
 # only its allowlist of aten ops, never a custom op
-_SEEDED = (
-    {"tags": (torch.Tag.nondeterministic_seeded,)} if "tags" in inspect.signature(torch.library.custom_op).parameters else {}
-)
+_SEEDED: dict[str, Any] = {}
+if "tags" in inspect.signature(torch.library.custom_op).parameters:
+    _SEEDED["tags"] = (torch.Tag.nondeterministic_seeded,)
+_OP_KINDS = ("dropout", "alpha", "feature", "feature_alpha")
+
+
+def _op_args(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> None:
+    """The checks of a direct torch.ops.regtune call (the module and functional forms check
+    theirs where the user's arguments enter)."""
+    _check(x, "x")
+    if kind not in _OP_KINDS:
+        raise ValueError(f"kind must be one of {_OP_KINDS}, got kind={kind!r}")
+    if key is not None and (key.dtype != torch.int64 or key.dim() != 0):
+        raise TypeError(f"key must be a 0-d torch.int64 tensor, got {key.dtype} of shape {tuple(key.shape)}")
+    hyperparameter(p, "p", low=0.0, high=1.0)
 
 
 def _unsigned(key: torch.Tensor) -> int:
@@ -146,6 +158,7 @@ def _dropout_backward_impl(dy: torch.Tensor, key: torch.Tensor, p: float, kind: 
 def _dropout_op(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, key): the ``kind`` dropout of x with ``key`` (drawn from torch's default generator
     when None). kind: dropout, alpha, feature (whole channels of (N, C, ...)) or feature_alpha."""
+    _op_args(x, key, p, kind)
     return _dropout_impl(x, key, p, kind)
 
 
@@ -157,6 +170,9 @@ def _(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> tuple[t
 @torch.library.custom_op("regtune::dropout_", mutates_args=("x",), **_SEEDED)
 def _dropout_inplace_op(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.Tensor:
     """The key; x (contiguous) is overwritten with its ``kind`` dropout."""
+    _op_args(x, key, p, kind)
+    if not x.is_contiguous():
+        raise ValueError("x must be contiguous for regtune::dropout_")
     return _dropout_inplace_impl(x, key, p, kind)
 
 
@@ -168,6 +184,7 @@ def _(x: torch.Tensor, key: torch.Tensor | None, p: float, kind: str) -> torch.T
 @torch.library.custom_op("regtune::dropout_backward", mutates_args=())
 def _dropout_backward_op(dy: torch.Tensor, key: torch.Tensor, p: float, kind: str) -> torch.Tensor:
     """dx for dy: the forward's mask regenerated from ``key`` (the backward is linear in dy)."""
+    _op_args(dy, key, p, kind)
     return _dropout_backward_impl(dy, key, p, kind)
 
 

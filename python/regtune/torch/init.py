@@ -420,8 +420,9 @@ def _require_meta(module: torch.nn.Module, what: str) -> None:
 def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "", strict: bool = True) -> list[str]:
     """Allocate a model built on the meta device on the CPU and run the model's *own*
     initialization code, each parameter and buffer drawn from a key derived from ``seed`` and its
-    qualified name: fast (regtune's samplers, on every core), and the same values whatever the
-    thread count, the SIMD path or the order the code visits the tensors in.
+    qualified name: fast (regtune's samplers, on every core), and the same values on every call,
+    whatever the thread count, the SIMD path or (for fills of the tensors themselves) the order
+    the code visits the tensors in.
 
     The code run is what construction on the CPU would run, in its order: every module's
     ``reset_parameters()`` (or ``_reset_parameters()``, as MultiheadAttention and Transformer
@@ -455,6 +456,11 @@ def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "", strict:
 
     Returns:
         The qualified names of the tensors nothing initialized (empty unless ``strict=False``).
+
+    Raises:
+        ValueError: a parameter or buffer is not on the meta device (nothing is changed), or,
+            with ``strict=True``, nothing initialized some tensors (named in the message).
+        TypeError: ``module``, ``seed``, ``prefix`` or ``strict`` of the wrong type.
 
     Example:
         >>> with torch.device("meta"):

@@ -38,7 +38,10 @@ def _python_blocks() -> list[tuple[str, str]]:
 #: Packages a README block may import that the README's set-up (".[train,test]") does not
 #: install: a block importing one of them is skipped when it is absent, saying which. CI installs
 #: them (.ci/run), so there every block runs.
-PEERS = {"torch": "pip install torch (regtune[torch]'s peer; CI installs it)"}
+PEERS = {
+    "torch": "pip install torch (regtune[torch]'s peer; CI installs it)",
+    "transformers": "pip install transformers (a model for regtune.torch.init.materialize; CI installs it)",
+}
 
 
 def test_code_block_finder():

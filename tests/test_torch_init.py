@@ -132,12 +132,49 @@ def test_a_meta_model_goes_straight_into_safetensors_shards(tmp_path):
         got.update(shard)
     assert set(got) == set(want) and all(np.array_equal(got[k], want[k].numpy()) for k in want)
     assert all(p.device.type == "meta" for p in m.parameters())  # nothing kept allocated
-    one = rt.init.save_safetensors(_model(), 3, str(tmp_path / "one.safetensors"))
+    with torch.device("meta"):
+        one = rt.init.save_safetensors(_model(), 3, str(tmp_path / "one.safetensors"))
     assert one == [str(tmp_path / "one.safetensors")] and set(st.load_file(one[0])) == set(want)
+    with torch.device("meta"):
+        meta = _model()
     with pytest.raises(ValueError, match="path must name a .safetensors file"):
-        rt.init.save_safetensors(_model(), 3, str(tmp_path / "x.bin"))
+        rt.init.save_safetensors(meta, 3, str(tmp_path / "x.bin"))
     with pytest.raises(ValueError, match="max_shard_bytes must be an int >= 1"):
-        rt.init.save_safetensors(_model(), 3, str(tmp_path / "x.safetensors"), max_shard_bytes=0)
+        rt.init.save_safetensors(meta, 3, str(tmp_path / "x.safetensors"), max_shard_bytes=0)
+
+
+def test_save_safetensors_refuses_a_model_with_memory_and_names_path_in_os_errors(tmp_path):
+    pytest.importorskip("safetensors")
+    cpu = _model()
+    before = cpu[5].weight.detach().clone()
+    with pytest.raises(ValueError, match=r"module must be built on the meta device .* '0.weight' is on cpu"):
+        rt.init.save_safetensors(cpu, 3, str(tmp_path / "m.safetensors"))
+    assert cpu[5].weight.device.type == "cpu" and torch.equal(cpu[5].weight, before)  # untouched
+    bad = str(tmp_path / "missing" / "m.safetensors")
+    with torch.device("meta"):
+        meta = _model()
+    with pytest.raises(OSError, match=r"path='.*missing/m.safetensors'"):
+        rt.init.save_safetensors(meta, 3, bad)
+    with pytest.raises(OSError, match=r"path='.*missing/m.safetensors'"):
+        rt.init.save_safetensors(meta, 3, bad, max_shard_bytes=8000)
+    assert all(t.device.type == "meta" for t in meta.state_dict().values())  # left on meta after the error
+
+
+def test_save_safetensors_keeps_ties(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    ref = _Tied()
+    rt.init.reset_parameters(ref, seed=2)
+    assert ref.head.weight is ref.emb.weight
+    with torch.device("meta"):
+        m = _Tied()
+    for shard_bytes in (2**31, 300):  # one file, and the tied names in different shards
+        paths = rt.init.save_safetensors(m, 2, str(tmp_path / f"t{shard_bytes}.safetensors"), max_shard_bytes=shard_bytes)
+        got = {}
+        for p in paths[:1] if len(paths) == 1 else paths[:-1]:
+            got.update(st.load_file(p))
+        assert set(got) == set(ref.state_dict())  # both tied names, as the state_dict has them
+        assert all(np.array_equal(got[k], v.numpy()) for k, v in ref.state_dict().items())
+        assert m.head.weight is m.emb.weight and m.emb.weight.device.type == "meta"  # the meta model's tie kept
 
 
 @pytest.mark.parametrize(
@@ -169,3 +206,175 @@ def test_16bit_tensors_get_the_float32_values_rounded(dtype):
     rt.init.reset_parameters(low, 11)
     for (name, a), b in zip(low.named_parameters(), model.parameters()):
         assert a.dtype == dtype and torch.equal(a, b.detach().to(dtype)), name
+
+
+# ------------------------------------------------------------------ materialize: the model's own init
+def _gpt2_config():
+    transformers = pytest.importorskip("transformers")
+    return transformers, transformers.GPT2Config(
+        n_layer=2, n_embd=64, n_head=4, vocab_size=2000, n_positions=64, bos_token_id=0, eos_token_id=0
+    )
+
+
+def _n_sigma_bounds(t, std):
+    """|sample std / std - 1| and |mean| / std, each divided by its standard error (n iid normals:
+    sd(s) ~ std / sqrt(2 (n - 1)), sd(mean) = std / sqrt(n))."""
+    n = t.numel()
+    x = t.detach().double()
+    return abs(x.std().item() / std - 1) * math.sqrt(2 * (n - 1)), abs(x.mean().item()) / std * math.sqrt(n)
+
+
+def test_materialize_runs_gpt2s_own_init_keeps_its_tie_and_matches_hfs_statistics():
+    transformers, cfg = _gpt2_config()
+    torch.manual_seed(0)
+    ref = transformers.GPT2LMHeadModel(cfg)  # Hugging Face's own init, on the CPU
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(cfg)
+    assert rt.init.materialize(model, seed=3) == []
+    assert model.lm_head.weight is model.transformer.wte.weight  # to_empty unties them: restored
+    refs = dict(ref.named_parameters())
+    for name, p in model.named_parameters():
+        want = refs[name].detach()
+        if bool((want == want.flatten()[0]).all()):  # LayerNorm ones, zero biases: exactly
+            assert torch.equal(p.detach(), want), name
+            continue
+        # GPT-2's init: N(0, 0.02), the residual projections N(0, 0.02 / sqrt(2 n_layer)) (HF's Conv1D
+        # has no reset_parameters: its weights are set by GPT-2's _init_weights alone)
+        std = 0.02 / math.sqrt(2 * cfg.n_layer) if name.endswith("c_proj.weight") else 0.02
+        # 5 standard errors: two-sided 6e-7 per check, under 1e-4 over the 2 x 2 x 14 checks here
+        for t in (p, want):  # ours, and HF's own (which checks the stated std is HF's)
+            dev_std, dev_mean = _n_sigma_bounds(t, std)
+            assert dev_std < 5 and dev_mean < 5, (name, dev_std, dev_mean)
+    ids = torch.arange(64).reshape(2, 32) * 31 % cfg.vocab_size
+    with torch.no_grad():
+        ours, theirs = (m(ids, labels=ids).loss.item() for m in (model, ref))
+    assert abs(ours - theirs) < 0.05 and abs(ours - math.log(cfg.vocab_size)) < 0.1
+
+
+def test_materialize_is_deterministic_across_calls_and_thread_counts():
+    transformers, cfg = _gpt2_config()
+
+    def build(seed, threads):
+        with torch.device("meta"):
+            m = transformers.GPT2LMHeadModel(cfg)
+        torch.manual_seed(seed + threads)  # torch's global RNG state changes nothing
+        before_torch = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with _threads(threads):
+                rt.init.materialize(m, seed=seed)
+        finally:
+            torch.set_num_threads(before_torch)
+        return m
+
+    a, b, c = build(5, 1), build(5, 2), build(6, 2)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.transformer.h[0].attn.c_attn.weight, c.transformer.h[0].attn.c_attn.weight)
+
+
+def test_materialize_fills_bert_buffers_through_its_init():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=40)  # fmt: skip
+    with torch.device("meta"):
+        model = transformers.BertForMaskedLM(cfg)
+        # still under the meta device: the init code runs with the CPU as its default device (HF
+        # skips its init when the default device is meta)
+        assert rt.init.materialize(model, seed=1) == []
+    emb = model.bert.embeddings
+    assert torch.equal(emb.position_ids, torch.arange(40).expand(1, -1)) and not emb.token_type_ids.any()
+    assert model.cls.predictions.decoder.weight is emb.word_embeddings.weight
+
+
+class _Tied(torch.nn.Module):
+    """A language-model shape: a head tied to the embedding, and the model's own _init_weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 8)
+        self.body = torch.nn.Linear(8, 8)
+        self.head = torch.nn.Linear(8, 50, bias=False)
+        self.head.weight = self.emb.weight
+
+    def _init_weights(self, module):
+        if isinstance(module, torch.nn.Embedding):
+            torch.nn.init.normal_(module.weight, std=0.02)
+
+
+def test_materialize_keys_each_fill_by_name_restores_ties_and_runs_the_root_init():
+    with torch.device("meta"):
+        m = _Tied()
+    assert rt.init.materialize(m, seed=9, prefix="lm") == []
+    assert m.head.weight is m.emb.weight
+    key = np.random.SeedSequence(9, spawn_key=tuple(b"lm.emb.weight"))  # the first name's key
+    assert np.array_equal(m.emb.weight.detach().numpy(), regtune.random.normal((50, 8), 0.0, 0.02, seed=key))
+    ref = torch.nn.Linear(8, 8)
+    rt.init.reset_parameters(ref, seed=9, prefix="lm.body")  # torch's Linear init, keyed alike
+    assert torch.equal(m.body.weight, ref.weight) and torch.equal(m.body.bias, ref.bias)
+
+
+class _TorchRandom(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.empty(4, 3))
+        self.v = torch.nn.Parameter(torch.empty(6))
+        self.s = torch.nn.Parameter(torch.empty(5))
+        self.u = torch.nn.Parameter(torch.empty(2))
+
+    def reset_parameters(self):
+        rt.init.uniform_(self.u, seed=11)  # regtune's own, called by the model: counts as set
+        with torch.no_grad():
+            self.w.copy_(torch.randn(4, 3))  # torch's global generator
+            self.v.bernoulli_(0.5)  # a sampler regtune does not have: torch's, keyed by name
+            self.s[:2].uniform_(-1, 1)  # parts of a tensor
+            self.s[2:].normal_()
+
+
+def test_materialize_keys_torchs_own_samplers_and_restores_torchs_rng():
+    def build():
+        with torch.device("meta"):
+            m = _TorchRandom()
+        rt.init.materialize(m, seed=4)
+        return m
+
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    a = build()
+    assert torch.equal(torch.get_rng_state(), state)  # torch's RNG is left as it was
+    torch.manual_seed(2)
+    b = build()
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert set(a.v.tolist()) <= {0.0, 1.0} and float(a.s.detach()[:2].abs().max()) <= 1
+    assert not torch.equal(a.s[2:4], b.s[:2])  # each part its own key
+
+
+class _Raw(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.w = torch.nn.Parameter(torch.empty(3))  # nothing initializes it
+        self.register_buffer("steps", torch.arange(4))  # computed in __init__: lost on meta
+
+
+def test_materialize_refuses_what_nothing_initialized():
+    with torch.device("meta"):
+        m = _Raw()
+    with pytest.raises(ValueError, match=r"initialized 2 tensor\(s\): w, steps .*strict=False"):
+        rt.init.materialize(m, seed=0)
+    with torch.device("meta"):
+        m = _Raw()
+    with pytest.warns(RuntimeWarning, match=r"initialized 2 tensor\(s\): w, steps"):
+        assert rt.init.materialize(m, seed=0, strict=False) == ["w", "steps"]
+    assert torch.isnan(m.w).all() and not m.steps.any() and not torch.isnan(m.lin.weight).any()
+
+
+def test_materialize_refuses_a_model_that_has_memory():
+    lin = torch.nn.Linear(3, 3)
+    before = lin.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"module must be built on the meta device .* 'weight' is on cpu"):
+        rt.init.materialize(lin, seed=0)
+    assert torch.equal(lin.weight, before)
+    with torch.device("meta"):
+        m = torch.nn.Linear(3, 3)
+    with pytest.raises(TypeError, match="strict must be a bool"):
+        rt.init.materialize(m, seed=0, strict=1)

@@ -52,7 +52,7 @@ def test_no_mask_is_saved_where_torch_saves_one():
     x = torch.randn(256, 256, requires_grad=True)
     ours, y = _saved_bytes(lambda: rt.nn.Dropout(0.5)(x))
     theirs, _ = _saved_bytes(lambda: torch.nn.Dropout(0.5)(x))
-    assert ours == 0 and theirs >= x.numel()  # torch keeps at least a byte per element
+    assert ours == 8 and theirs >= x.numel()  # ours: the 64-bit key; torch: at least a byte per element
     y.sum().backward()
     assert x.grad is not None
 
@@ -151,6 +151,7 @@ def test_gradcheck_in_float64():
         return rt.nn.dropout(inp, 0.3)
 
     assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))  # the backward is linear in dy: its own derivative
 
 
 @pytest.mark.parametrize(
@@ -198,3 +199,116 @@ def test_16bit_tensors_give_the_float32_result_rounded(module, dtype):
     y.backward(g)
     y32.backward(g.float())
     assert torch.equal(x.grad, x32.grad.to(dtype))
+
+
+# ---------------------------------------------------------------- torch.compile
+def _cxx_compiler() -> bool:
+    """inductor's CPU code needs a C++ compiler (the wheel test venv has none on PATH)."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception:
+        return False
+    return True
+
+
+class _Net(torch.nn.Module):
+    """Tiny, and exact under inductor outside the dropouts: no bias (inductor may sum a bias
+    gradient in another order than eager), relu and reshapes only between the matrix products."""
+
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(8, 12, bias=False)
+        self.drop = rt.nn.Dropout(0.3, inplace=inplace)
+        self.b = torch.nn.Linear(12, 6, bias=False)
+        self.alpha = rt.nn.AlphaDropout(0.2)
+        self.chan = rt.nn.Dropout1d(0.5)
+        self.feature_alpha = rt.nn.FeatureAlphaDropout(0.3)
+
+    def forward(self, x):
+        h = self.alpha(self.b(self.drop(self.a(x)).relu()))
+        return self.feature_alpha(self.chan(h.reshape(-1, 2, 3)))
+
+
+def test_torch_compile_traces_the_dropouts_with_no_graph_break():
+    torch._dynamo.reset()
+    ex = torch._dynamo.explain(_Net(inplace=False))(torch.randn(5, 8, requires_grad=True))
+    assert ex.graph_break_count == 0 and ex.graph_count == 1, ex.break_reasons
+    assert ex.graphs[0].code.count("torch.ops.regtune.dropout") == 4  # the four modules, as custom ops
+
+
+# torch 2.13's own deprecations, raised inside dynamo (any autograd.Function) and inductor
+_TORCH_DEPRECATIONS = [
+    pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.* is deprecated:DeprecationWarning"),
+]
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
+@pytest.mark.parametrize(
+    "backend",
+    ["aot_eager", pytest.param("inductor", marks=pytest.mark.skipif(not _cxx_compiler(), reason="no C++ compiler for inductor"))],
+)  # fmt: skip
+@_TORCH_DEPRECATIONS[0]
+@_TORCH_DEPRECATIONS[1]
+def test_torch_compile_gives_eagers_bits_forward_and_backward(backend, inplace):
+    torch.manual_seed(0)
+    net = _Net(inplace)
+    x = torch.randn(5, 8, requires_grad=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(net, backend=backend, fullgraph=True)  # fullgraph: a graph break raises
+
+    def run(model, seed):
+        torch.manual_seed(seed)
+        y = model(x)
+        y.backward(torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape) / 7)
+        grads = [t.grad.clone() for t in (x, *net.parameters())]
+        x.grad = None
+        net.zero_grad()
+        return y.detach(), grads, torch.get_rng_state()  # the generator advanced as far as eager's
+
+    outs = []
+    for seed in (7, 8):
+        want, got = run(net, seed), run(compiled, seed)
+        assert torch.equal(got[0], want[0])
+        assert all(torch.equal(g, w) for g, w in zip(got[1], want[1]))
+        assert torch.equal(got[2], want[2])
+        outs.append(got[0])
+    assert not torch.equal(outs[0], outs[1])  # a fresh mask per call, not one baked into the graph
+    net.eval()
+    assert torch.equal(compiled(x), net(x))  # eval: identity (a recompile, same values)
+
+
+@pytest.mark.parametrize("kind", ["dropout", "alpha", "feature", "feature_alpha"])
+def test_the_custom_ops_pass_torchs_opcheck_and_match_the_eager_functions(kind):
+    # schema, fake implementations, autograd registration, AOT dispatch: torch's own checks
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 5, requires_grad=True)
+    key = torch.tensor(-123456789, dtype=torch.int64)  # a key given: the op is deterministic
+    ops = torch.ops.regtune
+    torch.library.opcheck(ops.dropout.default, (x, key, 0.3, kind))
+    torch.library.opcheck(ops.dropout_backward.default, (torch.randn(4, 6, 5, requires_grad=True), key, 0.3, kind))
+    torch.library.opcheck(ops.dropout_.default, (x.detach().clone(), key, 0.3, kind))
+    functional = {"dropout": rt.nn.dropout, "alpha": rt.nn.alpha_dropout, "feature": rt.nn.dropout1d,
+                  "feature_alpha": rt.nn.feature_alpha_dropout}[kind]  # fmt: skip
+    want = functional(x, 0.3, training=True, generator=torch.Generator().manual_seed(5))
+    key = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=torch.Generator().manual_seed(5))
+    y, k = ops.dropout(x, key, 0.3, kind)  # the op, eager, with the key the functional form drew
+    assert torch.equal(y, want) and torch.equal(k, key)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: torch.ops.regtune.dropout(torch.ones(3), None, 0.5, "gaussian"), ValueError, r"kind must be one of"),
+        (lambda: torch.ops.regtune.dropout(torch.ones(3), torch.ones(2), 0.5, "dropout"), TypeError, r"key must be a 0-d"),
+        (lambda: torch.ops.regtune.dropout(torch.ones(3), None, 1.5, "dropout"), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: torch.ops.regtune.dropout(torch.ones(3, dtype=torch.int8), None, 0.5, "dropout"), TypeError, r"x must have dtype"),
+        (lambda: torch.ops.regtune.dropout_(torch.ones(4, 4).t(), None, 0.5, "dropout"), ValueError, r"x must be contiguous"),
+        (lambda: torch.ops.regtune.dropout_backward(torch.ones(3), torch.tensor(1.0), 0.5, "alpha"), TypeError, r"key must be"),
+    ],
+)  # fmt: skip
+def test_direct_op_calls_check_their_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()

@@ -11,12 +11,18 @@ torch's own ``reset_parameters`` uses, each parameter from a key derived from ``
 qualified name alone: any part of a model (a pipeline stage, a shard, a layer built alone,
 given its ``prefix=``) gets exactly the values it has in the whole model, and no value depends
 on the order of construction, the thread count or the SIMD path. ``materialize(module, seed)``
-does the same for a module built on the meta device.
+allocates a module built on the meta device and runs the model's own init code with every random
+fill keyed the same way; ``save_safetensors`` writes a meta model larger than memory, module by
+module, with the values ``reset_parameters`` gives.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import threading
+import types
+import warnings
 from typing import Any
 
 import numpy as np
@@ -44,6 +50,9 @@ def _fill(fn: Any, tensor: torch.Tensor, *args: Any, seed: Any = None, generator
         fn(None, *args, out=tensor)
     else:
         fn(None, *args, seed=_seed(seed, generator), out=tensor, **kw)
+    mode = getattr(_materializing, "mode", None)
+    if mode is not None:  # a model's init code calling these directly: what they set counts as set
+        mode._mark(tensor)
     return tensor
 
 
@@ -205,8 +214,7 @@ def reset_parameters(module: torch.nn.Module, seed: int, *, prefix: str = "") ->
     """
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
-        raise TypeError(f"seed must be an int in [0, 2**64), got seed={seed!r}")
+    _check_seed(seed)
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got prefix={prefix!r}")
     fallback: list[str] = []
@@ -217,20 +225,294 @@ def reset_parameters(module: torch.nn.Module, seed: int, *, prefix: str = "") ->
     return fallback
 
 
-def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "") -> list[str]:
-    """Allocate a module built on the meta device (``module.to_empty(device="cpu")``) and
-    initialize it with :func:`reset_parameters`. Returns the fallbacks and, after them, the
-    buffers left uninitialized (those no handled module resets), as ``"buffer: name"``."""
+# ------------------------------------------------------------------ a model's own init code
+_INIT = torch.nn.init
+# torch's random fills, by the function torch's __torch_function__ protocol reports: each takes
+# (tensor, *its parameters) and maps to the regtune fill with the same parameters
+_RANDOM: dict[Any, Any] = {
+    _INIT.uniform_: uniform_, _INIT.normal_: normal_, _INIT.trunc_normal_: trunc_normal_,
+    _INIT.xavier_uniform_: xavier_uniform_, _INIT.xavier_normal_: xavier_normal_,
+    _INIT.kaiming_uniform_: kaiming_uniform_, _INIT.kaiming_normal_: kaiming_normal_,
+    _INIT.orthogonal_: orthogonal_,
+}  # fmt: skip
+_METHODS = {torch.Tensor.normal_: normal_, torch.Tensor.uniform_: uniform_}  # (self, a, b, *, generator)
+# random fills regtune has no sampler for: torch's, from a torch.Generator keyed like the rest
+_OTHER_RANDOM = {
+    _INIT.sparse_, torch.Tensor.bernoulli_, torch.Tensor.random_, torch.Tensor.exponential_, torch.Tensor.cauchy_,
+    torch.Tensor.log_normal_, torch.Tensor.geometric_,
+}  # fmt: skip
+# writes that set every element they cover without randomness
+_SETS = {
+    _INIT.constant_, _INIT.ones_, _INIT.zeros_, _INIT.eye_, _INIT.dirac_, torch.Tensor.zero_, torch.Tensor.fill_,
+    torch.Tensor.copy_, torch.Tensor.__setitem__,
+}  # fmt: skip
+_SAMPLED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+# torch.nn.init's functions hand the protocol their module-global name, which a library may have
+# replaced for a while with a wrapper of the same signature (Hugging Face's
+# guard_torch_init_functions does, around its init code): such a function is known by its name
+_INIT_NAMES = {f.__name__: f for f in (*_RANDOM, *_OTHER_RANDOM, *_SETS) if isinstance(f, types.FunctionType)}
+
+
+def _canonical(func: Any) -> Any:
+    """torch.nn.init's function for a Python function of the same name standing in for it."""
+    if isinstance(func, types.FunctionType):
+        return _INIT_NAMES.get(func.__name__, func)
+    return func
+
+
+_materializing = threading.local()  # .mode: the _KeyedInit of the materialize running in this thread
+
+
+def _generator(key: np.random.SeedSequence) -> torch.Generator:
+    return torch.Generator().manual_seed(int(key.generate_state(1, np.uint64)[0]))
+
+
+class _KeyedInit(torch.overrides.TorchFunctionMode):
+    """While a model's init code runs: every random fill of a parameter or buffer (torch.nn.init's
+    functions, Tensor.normal_/uniform_ and torch's other in-place samplers) draws from a key
+    derived from the seed and the tensor's qualified name (regtune's samplers where regtune has
+    the distribution, else torch's from a torch.Generator seeded with that key), and which elements
+    of which tensors any fill, copy or assignment set is recorded, so that what nothing
+    initialized can be named."""
+
+    def __init__(self, seed: int, named: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.seed = seed
+        self.where: dict[int, list[tuple[int, int, str]]] = {}  # storage address: (offset, numel, name)
+        for name, t in named.items():
+            self.where.setdefault(t.untyped_storage().data_ptr(), []).append((t.storage_offset(), t.numel(), name))
+        self.written: set[str] = set()
+        self.parts: dict[str, torch.Tensor] = {}  # name: which elements parts of it have set so far
+
+    def _mark(self, t: Any) -> None:
+        """Record that t's elements were set; a tensor counts once all of its elements were."""
+        found = self._find(t)
+        if found is None or found[0] in self.written:
+            return
+        name, whole, _ = found
+        if whole:
+            self.written.add(name)
+            return
+        start, numel = next((s, n) for s, n, m in self.where[t.untyped_storage().data_ptr()] if m == name)
+        seen = self.parts.setdefault(name, torch.zeros(numel, dtype=torch.bool))
+        seen.as_strided(t.shape, t.stride(), t.storage_offset() - start).fill_(True)
+        if bool(seen.all()):
+            self.written.add(name)
+            del self.parts[name]
+
+    def _find(self, t: Any) -> tuple[str, bool, int] | None:
+        """(name, whole tensor?, element offset in it) of the parameter or buffer t views."""
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.numel() == 0:
+            return None
+        for start, numel, name in self.where.get(t.untyped_storage().data_ptr(), ()):
+            if start <= t.storage_offset() < start + numel:
+                delta = t.storage_offset() - start
+                return name, delta == 0 and t.numel() == numel and t.is_contiguous(), delta
+        return None
+
+    def _key(self, name: str, whole: bool, t: torch.Tensor, delta: int) -> np.random.SeedSequence:
+        if whole:
+            return _key(self.seed, name)  # the key reset_parameters gives the same tensor
+        # a part of a tensor: its own key, from where it starts and its shape
+        return np.random.SeedSequence(self.seed, spawn_key=(*name.encode(), 256, delta, *t.shape))
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        kind = _canonical(func)
+        sampler = _RANDOM.get(kind) or _METHODS.get(kind)
+        if sampler is not None or kind in _OTHER_RANDOM:
+            t = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            found = self._find(t)
+            if found is None:
+                return func(*args, **kwargs)  # not a parameter: torch's generator, seeded by materialize
+            name, whole, delta = found
+            key = self._key(name, whole, t, delta)
+            kwargs.pop("generator", None)
+            if sampler is not None and t.is_contiguous() and t.dtype in _SAMPLED_DTYPES:
+                if kind is torch.Tensor.uniform_:  # its parameters are named from/to
+                    kwargs = {{"from": "a", "to": "b"}.get(k, k): v for k, v in kwargs.items()}
+                kwargs.pop("tensor", None)
+                kwargs.pop("self", None)
+                sampler(t, *args[1:], seed=key, **kwargs)
+                out = t
+            else:
+                out = func(*args, generator=_generator(key), **kwargs)
+            self._mark(t)
+            return out
+        out = func(*args, **kwargs)
+        if kind is torch.Tensor.__setitem__:  # t[index] = value: the part basic indexing views
+            part = args[0].__getitem__(args[1])
+            if part.untyped_storage().data_ptr() == args[0].untyped_storage().data_ptr():
+                self._mark(part)
+        elif kind in _SETS:
+            self._mark(args[0] if args else kwargs.get("tensor", kwargs.get("self")))
+        elif isinstance(kwargs.get("out"), torch.Tensor):  # torch.eye(..., out=p) and the like
+            self._mark(kwargs["out"])
+        return out
+
+
+def _ties(module: torch.nn.Module, prefix: str) -> list[list[tuple[torch.nn.Module, str, str, bool]]]:
+    """Groups of (owner module, attribute, qualified name, is a parameter) that hold one tensor,
+    in the order named_parameters / named_buffers list them (the first name is the key's)."""
+    groups: dict[int, list[tuple[torch.nn.Module, str, str, bool]]] = {}
+    for mod_name, mod in module.named_modules(prefix=prefix, remove_duplicate=False):
+        for is_param, table in ((True, mod._parameters), (False, mod._buffers)):
+            for n, t in table.items():
+                if t is not None:
+                    groups.setdefault(id(t), []).append((mod, n, f"{mod_name}.{n}" if mod_name else n, is_param))
+    return list(groups.values())
+
+
+def _retie(groups: list[list[tuple[torch.nn.Module, str, str, bool]]]) -> None:
+    """Make every member of a group hold its first member's tensor again (to_empty gives each
+    module its own)."""
+    for group in groups:
+        mod, n, _, is_param = group[0]
+        t = (mod._parameters if is_param else mod._buffers)[n]
+        for other, m, _, other_is_param in group[1:]:
+            (other._parameters if other_is_param else other._buffers)[m] = t
+
+
+def _takes_no_arguments(fn: Any) -> bool:
+    try:
+        return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                   for p in inspect.signature(fn).parameters.values())  # fmt: skip
+    except (TypeError, ValueError):  # no signature to read: call it as torch would
+        return True
+
+
+def _own_init(module: torch.nn.Module) -> None:
+    """Run the model's own initialization code, in the order construction runs it: every
+    module's ``reset_parameters`` (or ``_reset_parameters``), children before parents, then the
+    top module's: Hugging Face's ``init_weights()`` (its ``_init_weights`` on every module, then
+    its ties), any other ``init_weights()``, or ``apply(_init_weights)``."""
+    for mod in reversed(list(module.modules())):
+        fn = getattr(mod, "reset_parameters", None)
+        fn = fn if callable(fn) else getattr(mod, "_reset_parameters", None)
+        if callable(fn) and _takes_no_arguments(fn):  # else what it would set is reported as not set
+            fn()
+    for mod in module.modules():  # Hugging Face skips what it marked as initialized (on meta: nothing)
+        mod.__dict__.pop("_is_hf_initialized", None)
+    if callable(getattr(module, "init_weights", None)):
+        module.init_weights()
+    elif callable(getattr(module, "_init_weights", None)):
+        module.apply(module._init_weights)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+        raise TypeError(f"seed must be an int in [0, 2**64), got seed={seed!r}")
+    return int(seed)
+
+
+def _require_meta(module: torch.nn.Module, what: str) -> None:
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    for name, t in (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)):
+        if t.device.type != "meta":
+            raise ValueError(
+                f"module must be built on the meta device (under `with torch.device('meta'):`) for {what}, but "
+                f"{name!r} is on {t.device}: its values would be discarded; use reset_parameters(module, seed) to "
+                f"re-initialize a model that has memory"
+            )
+
+
+def materialize(module: torch.nn.Module, seed: int, *, prefix: str = "", strict: bool = True) -> list[str]:
+    """Allocate a model built on the meta device on the CPU and run the model's *own*
+    initialization code, each parameter and buffer drawn from a key derived from ``seed`` and its
+    qualified name: fast (regtune's samplers, on every core), and the same values on every call,
+    whatever the thread count, the SIMD path or (for fills of the tensors themselves) the order
+    the code visits the tensors in.
+
+    The code run is what construction on the CPU would run, in its order: every module's
+    ``reset_parameters()`` (or ``_reset_parameters()``, as MultiheadAttention and Transformer
+    name it), children before parents; then the top module's ``init_weights()`` (Hugging Face's
+    ``PreTrainedModel``: its ``_init_weights`` on every module, then its ties) or, without one,
+    ``module.apply(module._init_weights)``. Initialization written inline in an ``__init__``
+    cannot be run again: give it a method of one of these names.
+
+    While that code runs, ``torch.nn.init``'s functions and ``Tensor.normal_``/``uniform_`` on a
+    parameter or buffer fill it from regtune's counter-based samplers (``uniform_``, ``normal_``,
+    ``trunc_normal_``, ``xavier_*``, ``kaiming_*``, ``orthogonal_``, with the key of the whole
+    tensor, as :func:`reset_parameters` gives it, or one derived from the part's place and shape
+    for a part); the other samplers (``sparse_``, ``bernoulli_``, ...) are torch's with a
+    ``torch.Generator`` seeded from that key; ``generator=`` arguments are replaced. Random
+    tensors made from torch's default generator (``torch.randn`` then ``copy_``) come from a
+    generator seeded from ``seed`` (torch's RNG state is restored afterwards). Tied tensors (one
+    ``Parameter`` under two names, as GPT-2's ``lm_head.weight`` and ``wte.weight``; torch's
+    ``to_empty`` unties them) are tied again before and after the code runs, and take the key
+    of their first name.
+
+    Args:
+        module: a module whose parameters and buffers are all on the meta device (else
+            ValueError: their values would be discarded; use :func:`reset_parameters`).
+        seed: an int in [0, 2**64).
+        prefix: the qualified name of ``module`` in a larger model ("" for the whole).
+        strict: what to do with a tensor nothing initialized (a module with no
+            initialization method, as Hugging Face's ``Conv1D`` outside its model, a buffer
+            computed in ``__init__``): True raises a ValueError naming them; False warns
+            (RuntimeWarning) and returns their names. Either way they are filled with NaN
+            (integer buffers: 0), never left as whatever memory ``to_empty`` gave them.
+
+    Returns:
+        The qualified names of the tensors nothing initialized (empty unless ``strict=False``).
+
+    Raises:
+        ValueError: a parameter or buffer is not on the meta device (nothing is changed), or,
+            with ``strict=True``, nothing initialized some tensors (named in the message).
+        TypeError: ``module``, ``seed``, ``prefix`` or ``strict`` of the wrong type.
+
+    Example:
+        >>> with torch.device("meta"):
+        ...     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+        >>> materialize(model, seed=0)
+        []
+    """
+    _require_meta(module, "materialize")
+    seed = _check_seed(seed)
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got prefix={prefix!r}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be a bool, got strict={strict!r}")
+    groups = _ties(module, prefix)
     module.to_empty(device="cpu")
-    for t in (*module.parameters(), *module.buffers()):
+    _retie(groups)
+
+    def current() -> dict[str, torch.Tensor]:
+        return {g[0][2]: (g[0][0]._parameters if g[0][3] else g[0][0]._buffers)[g[0][1]] for g in groups}
+
+    named = current()
+    for t in named.values():
         advise_hugepages(t)  # written first by the initializers: 2 MiB pages, not 4 KiB faults
-    out = reset_parameters(module, seed, prefix=prefix)
-    for mod_name, mod in module.named_modules(prefix=prefix):
-        if not isinstance(mod, torch.nn.modules.batchnorm._NormBase):
-            out += [f"buffer: {mod_name}.{n}" if mod_name else f"buffer: {n}" for n, _ in mod.named_buffers(recurse=False)]
-    return out
+    allocated = {name: t.untyped_storage().data_ptr() for name, t in named.items()}
+    mode = _KeyedInit(seed, named)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(int(_key(seed, "").generate_state(1, np.uint64)[0]))
+        _materializing.mode = mode
+        try:
+            with torch.device("cpu"), mode:  # tensors the code makes are on the CPU, as the model now
+                _own_init(module)
+        finally:
+            _materializing.mode = None
+    _retie(groups)  # in case the code replaced one of a tied group
+    left = [
+        name for name, t in current().items()
+        if name not in mode.written and t.untyped_storage().data_ptr() == allocated[name] and t.numel() > 0
+    ]  # fmt: skip
+    if left:
+        with torch.no_grad():
+            for name, t in current().items():
+                if name in left:
+                    t.fill_(float("nan") if t.is_floating_point() or t.is_complex() else 0)
+        message = (
+            f"nothing in module's initialization code initialized {len(left)} tensor(s): {', '.join(left[:8])}"
+            f"{', ...' if len(left) > 8 else ''} (filled with NaN; give their modules a reset_parameters() or the "
+            f"model an init_weights() / _init_weights)"
+        )
+        if strict:
+            raise ValueError(message + "; pass strict=False to get their names back instead")
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return left
 
 
 def _units(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.Module, bool]]:
@@ -255,16 +537,28 @@ def _units(module: torch.nn.Module, prefix: str) -> list[tuple[str, torch.nn.Mod
 def save_safetensors(
     module: torch.nn.Module, seed: int, path: str, *, max_shard_bytes: int = 2**31, prefix: str = ""
 ) -> list[str]:
-    """Initialize ``module`` as :func:`reset_parameters` does and write it to safetensors files
-    without ever holding the whole model: one module (a MultiheadAttention or Transformer with
-    its children) is allocated at a time, its tensors go into the current shard, and a shard is
-    written once it would pass ``max_shard_bytes``. For a model built on the meta device that is
-    larger than memory; the module is left on the meta device.
+    """Initialize a model built on the meta device as :func:`reset_parameters` does and write it
+    to safetensors files without ever holding the whole model: one module (a MultiheadAttention
+    or Transformer with its children) is allocated at a time, its tensors go into the current
+    shard, and a shard is written once it would pass ``max_shard_bytes``: a model larger than
+    memory can be written. The module is left on the meta device, its ties intact.
+
+    Values: those ``reset_parameters(module, seed, prefix=prefix)`` gives the model in memory
+    (regtune's table of torch's distributions, each tensor keyed by its qualified name, not the
+    model's own init code: that needs the whole model, see :func:`materialize`). A tensor tied
+    under several names (one ``Parameter`` held by two modules) is written under each of its
+    names with the same values: those of the last module that initializes it, as in memory.
 
     Files: ``path`` when one shard holds everything, else ``path`` with ``-00001-of-0000N`` before
     its suffix for each shard and ``<path>.index.json`` mapping each tensor name to its file (the
     Hugging Face layout). Names are the state_dict's (parameters and persistent buffers, with
-    ``prefix``). Needs the ``safetensors`` package.
+    ``prefix``, tied names included). Needs the ``safetensors`` package.
+
+    Raises:
+        ValueError: ``module`` has a parameter or buffer that is not on the meta device (its
+            values would be discarded: save a model that has memory with safetensors itself);
+            ``path`` does not end in ``.safetensors``; ``max_shard_bytes`` < 1.
+        OSError: a file could not be written (the message names ``path``).
 
     Returns:
         The paths written (shards, then the index when there is one).
@@ -272,64 +566,101 @@ def save_safetensors(
     import json
     import os
 
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    _require_meta(module, "save_safetensors")
     if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
         raise ValueError(f"max_shard_bytes must be an int >= 1, got max_shard_bytes={max_shard_bytes!r}")
     if not isinstance(path, (str, os.PathLike)) or not str(path).endswith(".safetensors"):
         raise ValueError(f"path must name a .safetensors file, got path={path!r}")
     reset_parameters(torch.nn.Module(), seed, prefix=prefix)  # checks seed and prefix
     path = str(path)
+    groups = _ties(module, prefix)
+    units = _units(module, prefix)
+
+    def unit_names(name: str, mod: torch.nn.Module, subtree: bool) -> list[str]:
+        own = (*mod.named_parameters(recurse=subtree, remove_duplicate=False),
+               *mod.named_buffers(recurse=subtree, remove_duplicate=False))  # fmt: skip
+        return [f"{name}.{n}" if name else n for n, _ in own]
+
+    # a tied tensor takes the values its first name's module gives it (reset_parameters visits
+    # modules in reverse, so that one writes last) and is written with them under every name
+    tied = {n: k for k, g in enumerate(groups) if len(g) > 1 for _, _, n, _ in g}
+    first = {groups[k][0][2] for k in set(tied.values())}
+    owner = {tied[n]: u for u, unit in enumerate(units) for n in unit_names(*unit) if n in first}
     shards: list[dict[str, np.ndarray]] = [{}]
     sizes = [0]
     tmp: list[str] = []
 
+    def write(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (OSError, SafetensorError) as e:
+            raise OSError(f"save_safetensors could not write path={path!r}: {e}") from e
+
     def flush() -> None:
         stem = f"{path[: -len('.safetensors')]}.part{len(tmp):05d}.safetensors"
-        save_file(shards[-1], stem)
+        write(save_file, shards[-1], stem)
         tmp.append(stem)
         shards[-1] = {}
         sizes[-1] = 0
 
-    for name, mod, subtree in _units(module, prefix):
-        mod.to_empty(device="cpu", recurse=subtree)
-        for t in (*mod.parameters(recurse=subtree), *mod.buffers(recurse=subtree)):
-            advise_hugepages(t)
-        fallback: list[str] = []
-        with torch.no_grad():
-            if subtree:
-                reset_parameters(mod, seed, prefix=name)
-            else:
-                _reset_module(mod, name, int(seed), fallback)
-        persistent = {n for n, _ in mod.named_buffers(recurse=subtree)} - set(getattr(mod, "_non_persistent_buffers_set", ()))
-        tensors = [*mod.named_parameters(recurse=subtree), *((n, b) for n, b in mod.named_buffers(recurse=subtree) if n in persistent)]
-        for n, t in tensors:
-            arr = t.detach().cpu().numpy()
-            if sizes[-1] and sizes[-1] + arr.nbytes > max_shard_bytes:
-                flush()
-            shards[-1][f"{name}.{n}" if name else n] = arr
-            sizes[-1] += arr.nbytes
-        mod.to("meta")  # the module's memory is freed once its shard is written
-    if shards[-1] or not tmp:
-        flush()
+    def add(key: str, arr: np.ndarray) -> None:
+        if sizes[-1] and sizes[-1] + arr.nbytes > max_shard_bytes:
+            flush()
+        shards[-1][key] = arr
+        sizes[-1] += arr.nbytes
+
+    try:
+        for u, (name, mod, subtree) in enumerate(units):
+            mod.to_empty(device="cpu", recurse=subtree)
+            for t in (*mod.parameters(recurse=subtree), *mod.buffers(recurse=subtree)):
+                advise_hugepages(t)
+            fallback: list[str] = []
+            with torch.no_grad():
+                if subtree:
+                    reset_parameters(mod, seed, prefix=name)
+                else:
+                    _reset_module(mod, name, int(seed), fallback)
+            persistent = {n for n, _ in mod.named_buffers(recurse=subtree)} - set(getattr(mod, "_non_persistent_buffers_set", ()))
+            tensors = [*mod.named_parameters(recurse=subtree, remove_duplicate=False),
+                       *((n, b) for n, b in mod.named_buffers(recurse=subtree, remove_duplicate=False) if n in persistent)]  # fmt: skip
+            for n, t in tensors:
+                key = f"{name}.{n}" if name else n
+                if key not in tied:
+                    add(key, t.detach().cpu().numpy())
+                elif owner[tied[key]] == u and key in first:  # every name of the group gets these values
+                    arr = t.detach().cpu().numpy()
+                    for _, _, alias, _ in groups[tied[key]]:
+                        add(alias, arr)
+            mod.to("meta")  # the module's memory is freed once its shard is written
+        if shards[-1] or not tmp:
+            flush()
+    finally:
+        module.to("meta")
+        _retie(groups)
     if len(tmp) == 1:
-        os.replace(tmp[0], path)
+        write(os.replace, tmp[0], path)
         return [path]
     weight_map: dict[str, str] = {}
     final = []
     stem = path[: -len(".safetensors")]
+    from safetensors import safe_open
+
     for k, t in enumerate(tmp, start=1):
         dest = f"{stem}-{k:05d}-of-{len(tmp):05d}.safetensors"
-        os.replace(t, dest)
+        write(os.replace, t, dest)
         final.append(dest)
-        from safetensors import safe_open
-
         with safe_open(dest, "np") as f:
             for key in f.keys():
                 weight_map[key] = os.path.basename(dest)
     index = f"{path}.index.json"
-    with open(index, "w") as f:
-        json.dump({"metadata": {"total_size": int(sum(os.path.getsize(p) for p in final))}, "weight_map": weight_map}, f)
+    total = int(sum(write(os.path.getsize, p) for p in final))
+
+    def dump() -> None:
+        with open(index, "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f)
+
+    write(dump)
     return [*final, index]

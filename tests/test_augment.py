@@ -60,13 +60,54 @@ def _torch_weights(start, length, out):
     return np.array(i0), np.array(i1), np.array(l1)
 
 
-def _ref_bilinear(img, top, left, h, w, size):
-    """The documented formula, in float32 in the documented order (horizontal, then vertical)."""
+def _torch_aa_taps(start, length, out):
+    """torch's ``_compute_weights_aa`` (aten/src/ATen/native/cpu/UpSampleKernel.cpp) for bilinear,
+    ``align_corners=False``, transcribed loop by loop in float64: per output coordinate, its taps
+    (input coordinates) and normalized weights."""
+    scale = length / out
+    support = scale if scale >= 1.0 else 1.0  # interp_size / 2 * scale, interp_size = 2
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    max_size = int(math.ceil(support)) * 2 + 1
+    taps = []
+    for o in range(out):
+        center = scale * (o + 0.5)
+        xmin = max(int(center - support + 0.5), 0)
+        xsize = min(max(min(int(center + support + 0.5), length) - xmin, 0), max_size)
+        w = [max(0.0, 1.0 - abs((j + xmin - center + 0.5) * invscale)) for j in range(xsize)]
+        total = sum(w)
+        taps.append(([start + xmin + j for j in range(xsize)], [x / total if total else x for x in w]))
+    return taps
+
+
+def _resample_axis(src, axis, taps):
+    """The documented pairwise sum along ``axis`` in float32: taps in pairs (a coordinate's short
+    list padded with weight 0 on its last tap to the axis' widest pair count), each pair
+    ``w0 * a + w1 * b``, the pairs added in order."""
+    pairs = max((len(j) + 1) // 2 for j, _ in taps)
+    src = np.moveaxis(src, axis, 0)
+    out = []
+    for idx, wts in taps:
+        idx = idx + [idx[-1]] * (2 * pairs - len(idx))
+        wts = [np.float32(x) for x in wts] + [np.float32(0)] * (2 * pairs - len(wts))
+        acc = None
+        for p in range(pairs):
+            pair = wts[2 * p] * src[idx[2 * p]] + wts[2 * p + 1] * src[idx[2 * p + 1]]
+            acc = pair if acc is None else acc + pair
+        out.append(acc)
+    return np.moveaxis(np.stack(out), 0, axis)
+
+
+def _ref_bilinear(img, top, left, h, w, size, antialias=False):
+    """The documented formula, in float32 in the documented order (horizontal, then vertical):
+    2-tap bilinear, or (antialias) torch's antialiased taps summed in pairs."""
+    src = img.astype(np.float32)
+    if antialias:
+        hor = _resample_axis(src, 1, _torch_aa_taps(left, w, size[1]))
+        return _resample_axis(hor, 0, _torch_aa_taps(top, h, size[0]))
     ry0, ry1, ly = _torch_weights(top, h, size[0])
     rx0, rx1, lx = _torch_weights(left, w, size[1])
     wx1, wx0 = lx.astype(np.float32), (1.0 - lx).astype(np.float32)
     wy1, wy0 = ly.astype(np.float32), (1.0 - ly).astype(np.float32)
-    src = img.astype(np.float32)
     hor = wx0[None, :, None] * src[:, rx0] + wx1[None, :, None] * src[:, rx1]  # every source row
     return wy0[:, None, None] * hor[ry0] + wy1[:, None, None] * hor[ry1]
 
@@ -113,21 +154,22 @@ def test_random_translate_matches_numpy():
                                     RNG.random((4, 9, 11, 4), dtype=np.float32),
                                     RNG.integers(0, 256, (4, 9, 11, 4), dtype=np.uint8)],
                          ids=["uint8", "float32", "uint8-1ch", "float32-4ch", "uint8-4ch"])  # fmt: skip
-@pytest.mark.parametrize("size", [(7, 9), (24, 30)], ids=["shrink", "grow"])
-def test_random_resized_crop_matches_formula(images, size):
-    pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.2, 1.0))], seed=5)
+@pytest.mark.parametrize("size", [(7, 9), (24, 30), (3, 2)], ids=["shrink", "grow", "shrink-5x"])
+@pytest.mark.parametrize("antialias", [True, False], ids=["antialias", "plain"])
+def test_random_resized_crop_matches_formula(images, size, antialias):
+    pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=antialias)], seed=5)
     idx = IDX[:len(images)]
     got = pipe(images, indices=idx)
     prm = pipe.sample_params(images.shape, indices=idx)[0]
     for i, img in enumerate(images):
-        ref = _ref_bilinear(img, prm["top"][i], prm["left"][i], prm["height"][i], prm["width"][i], size)
+        ref = _ref_bilinear(img, prm["top"][i], prm["left"][i], prm["height"][i], prm["width"][i], size, antialias)
         np.testing.assert_array_equal(got[i], _store(ref, images.dtype))
 
 
 def test_bilinear_within_one_of_torch_interpolate():
     torch = pytest.importorskip("torch")
     img = RNG.integers(0, 256, (1, 40, 50, 3), dtype=np.uint8)
-    pipe = A.Pipeline([A.RandomResizedCrop((16, 21))], seed=0)
+    pipe = A.Pipeline([A.RandomResizedCrop((16, 21), antialias=False)], seed=0)
     got = pipe(np.repeat(img, 8, axis=0), indices=np.arange(8))
     prm = pipe.sample_params((8, 40, 50, 3), indices=np.arange(8))[0]
     for i in range(8):
@@ -138,18 +180,128 @@ def test_bilinear_within_one_of_torch_interpolate():
         assert np.abs(got[i].astype(np.int64) - np.rint(ref)).max() <= 1
 
 
+def _torch_resize(box, size, dtype):
+    """torch.nn.functional.interpolate(bilinear, align_corners=False, antialias=True) of an HWC
+    box: on the uint8 tensor itself (torch's integer path, which torchvision's resize calls on
+    uint8 tensors), or in float64."""
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(np.ascontiguousarray(box)).permute(2, 0, 1)[None]
+    t = t if dtype == np.uint8 else t.double()
+    return torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False,
+                                           antialias=True)[0].permute(1, 2, 0).numpy()  # fmt: skip
+
+
+def test_antialiased_resized_crop_within_one_of_torch_interpolate():
+    """RandomResizedCrop(antialias=True) against torch's antialiased interpolate of the same box:
+    within 1 (of 255) on uint8 (torch rounds its integer weights and its intermediate rows), within
+    float32 rounding in float64 on float32 images; boxes shrunk by up to about 6x and grown."""
+    img = RNG.integers(0, 256, (1, 120, 150, 3), dtype=np.uint8)
+    for size in [(20, 24), (64, 80), (160, 190)]:
+        pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.05, 1.0))], seed=3)
+        n = 10
+        batch = np.repeat(img, n, axis=0)
+        got8, got32 = pipe(batch, indices=np.arange(n)), pipe(batch.astype(np.float32) / 255, indices=np.arange(n))
+        prm = pipe.sample_params(batch.shape, indices=np.arange(n))[0]
+        for i in range(n):
+            t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+            box = img[0, t:t + h, l:l + w]
+            assert np.abs(got8[i].astype(np.int64) - _torch_resize(box, size, np.uint8)).max() <= 1
+            np.testing.assert_allclose(got32[i], _torch_resize(box.astype(np.float64) / 255, size, np.float64),
+                                       rtol=0, atol=2e-6)  # fmt: skip
+
+
+def _tv_resized_hw(h, w, size, max_size=None):
+    """torchvision's transforms.v2.functional._geometry._compute_resized_output_size for [size]."""
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    return (new_long, new_short) if w <= h else (new_short, new_long)
+
+
+@pytest.mark.parametrize("hw,size,max_size", [((120, 150), 64, None), ((150, 120), 64, None), ((99, 37), 20, None),
+                                              ((120, 150), 64, 70), ((40, 40), 56, None), ((13, 200), 7, 30)])
+def test_resize_shorter_side_is_torchvisions(hw, size, max_size):
+    """Resize(int): the output size of torchvision's rule; the values within 1 of torch's
+    antialiased interpolate on uint8 (and equal to the pairwise formula)."""
+    img = RNG.integers(0, 256, (2,) + hw + (3,), dtype=np.uint8)
+    pipe = A.Pipeline([A.Resize(size, max_size=max_size)], seed=0)
+    oh, ow = _tv_resized_hw(*hw, size, max_size)
+    got = pipe(img)
+    assert got.shape == (2, oh, ow, 3) == pipe.output_shape(img.shape)
+    for i in range(2):
+        assert np.abs(got[i].astype(np.int64) - _torch_resize(img[i], (oh, ow), np.uint8)).max() <= 1
+        np.testing.assert_array_equal(got[i], _store(_ref_bilinear(img[i], 0, 0, hw[0], hw[1], (oh, ow), True), np.uint8))
+    plain = A.Pipeline([A.Resize((oh, ow), antialias=False)], seed=0)(img)
+    for i in range(2):
+        np.testing.assert_array_equal(plain[i], _store(_ref_bilinear(img[i], 0, 0, hw[0], hw[1], (oh, ow)), np.uint8))
+
+
+@pytest.mark.parametrize("hw,size", [((13, 17), (5, 6)), ((13, 17), (4, 7)), ((13, 17), (13, 17)), ((6, 5), (9, 8)),
+                                     ((1, 1), (2, 3))])
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+def test_center_crop_is_torchvisions(hw, size, images):
+    """torchvision's center_crop, transcribed: pad (size - H) // 2 above and the rest below with 0
+    when the window is larger, then crop at int(round((H - h) / 2)) (half to even)."""
+    imgs = images[:, :hw[0], :hw[1]]
+    got = A.Pipeline([A.CenterCrop(size)], seed=0)(imgs)
+    h, w = size
+    H, W = hw
+    pt, pl = max(h - H, 0), max(w - W, 0)
+    ref = np.pad(imgs, ((0, 0), (pt // 2, (pt + 1) // 2), (pl // 2, (pl + 1) // 2), (0, 0)))
+    Hp, Wp = ref.shape[1:3]
+    top, left = int(round((Hp - h) / 2.0)), int(round((Wp - w) / 2.0))
+    np.testing.assert_array_equal(got, ref[:, top:top + h, left:left + w])
+
+
+def test_eval_transform_is_resize_center_crop_normalize():
+    """[Resize(S), CenterCrop(s), Normalize] (the recipes' evaluation transform) equals its parts:
+    the resize's pairwise formula, cropped, then Normalize's float32 affine map."""
+    imgs = RNG.integers(0, 256, (3, 40, 31, 3), dtype=np.uint8)
+    pipe = A.Pipeline([A.Resize(20), A.CenterCrop(16), A.Normalize(MEAN, STD)], seed=0, layout="NCHW")
+    got = pipe(imgs)
+    oh, ow = _tv_resized_hw(40, 31, 20)
+    top, left = int(round((oh - 16) / 2.0)), int(round((ow - 16) / 2.0))
+    for i in range(3):
+        r = _ref_bilinear(imgs[i], 0, 0, 40, 31, (oh, ow), True)[top:top + 16, left:left + 16]
+        np.testing.assert_array_equal(got[i], _ref_normalize(r, True).transpose(2, 0, 1))
+
+
+def test_core_checks_tap_pair_counts():
+    x = np.zeros((1, 4, 4, 1), np.uint8)
+    out = np.zeros((1, 2, 2, 1), np.uint8)
+    i = np.zeros((1, 4), np.int32)  # 2 pairs x 2 coordinates
+    w = np.zeros((1, 4), np.float32)
+    fill = np.zeros(1, np.float32)
+    idx = np.zeros(1, np.uint64)
+
+    def run(rp, cp):
+        _core.augment_run(x, out, False, True, i, i, w, w, i, i, w, w, fill, [], 0, 0, idx, rp, cp)
+
+    run(np.array([2], np.int32), np.array([1], np.int32))
+    with pytest.raises(ValueError, match=r"row_pairs holds 3, outside \[1, 2\]"):
+        run(np.array([3], np.int32), np.array([1], np.int32))
+    with pytest.raises(ValueError, match=r"col_pairs holds 0"):
+        run(np.array([1], np.int32), np.array([0], np.int32))
+    with pytest.raises(ValueError, match=r"col_pairs must have shape \(1,\)"):
+        run(np.array([1], np.int32), np.array([1, 1], np.int32))
+    with pytest.raises(TypeError, match="row_pairs must have dtype int32"):
+        run(np.array([1], np.int64), np.array([1], np.int32))
+
+
 def test_crop_then_resized_crop_then_flip_compose():
     """Integer maps before and after the resampling compose into one pass."""
-    ops = [A.RandomCrop(12, padding=2, padding_mode="reflect"), A.RandomResizedCrop((9, 10)), A.HorizontalFlip(1.0),
-           A.VerticalFlip(1.0)]  # fmt: skip
-    pipe = A.Pipeline(ops, seed=8)
-    got = pipe(IMG_F32, indices=IDX)
-    prm = pipe.sample_params(IMG_F32.shape, indices=IDX)
-    for i, img in enumerate(IMG_F32):
-        c = _ref_crop(img, prm[0]["top"][i], prm[0]["left"][i], (12, 12), (2, 2, 2, 2), "reflect", 0)
-        r = prm[1]
-        ref = _ref_bilinear(c, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 10))[::-1, ::-1]
-        np.testing.assert_array_equal(got[i], ref.astype(np.float32))
+    for antialias in (True, False):
+        ops = [A.RandomCrop(12, padding=2, padding_mode="reflect"), A.RandomResizedCrop((9, 10), antialias=antialias),
+               A.HorizontalFlip(1.0), A.VerticalFlip(1.0)]  # fmt: skip
+        pipe = A.Pipeline(ops, seed=8)
+        got = pipe(IMG_F32, indices=IDX)
+        prm = pipe.sample_params(IMG_F32.shape, indices=IDX)
+        for i, img in enumerate(IMG_F32):
+            c = _ref_crop(img, prm[0]["top"][i], prm[0]["left"][i], (12, 12), (2, 2, 2, 2), "reflect", 0)
+            r = prm[1]
+            ref = _ref_bilinear(c, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 10), antialias)
+            np.testing.assert_array_equal(got[i], ref[::-1, ::-1].astype(np.float32))
 
 
 def _torchvision_rrc(words, H, W, scale, ratio):
@@ -717,12 +869,23 @@ def _erase_random_pipe():
                        A.RandomErasing(0.8, scale=(0.1, 0.4), value="random")], seed=23, layout="NCHW")  # fmt: skip
 
 
+def _shrink_pipe():
+    """Antialiased shrinks by 1x to 8x: samples with 1 to 5 tap pairs per axis in one batch
+    (each uses its own), the fused Normalize path (NCHW float32) with several row pairs."""
+    return A.Pipeline([A.RandomResizedCrop((2, 3), scale=(0.1, 1.0)), A.HorizontalFlip(), A.Normalize(MEAN, STD)],
+                      seed=24, layout="NCHW")  # fmt: skip
+
+
+def _eval_pipe():
+    return A.Pipeline([A.Resize(7), A.CenterCrop((5, 6))], seed=25)
+
+
 BIG = RNG.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
 BIG_IDX = RNG.permutation(10_000)[:37]
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
-                         ids=["bilinear", "integer", "erase-random"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe, _shrink_pipe, _eval_pipe],
+                         ids=["bilinear", "integer", "erase-random", "antialias-shrink", "resize-centercrop"])
 def test_same_sample_same_result_whatever_the_batch(make):
     pipe = make()
     whole = pipe(BIG, indices=BIG_IDX, epoch=5)
@@ -732,11 +895,12 @@ def test_same_sample_same_result_whatever_the_batch(make):
         np.testing.assert_array_equal(parts, whole)
     order = RNG.permutation(37)
     np.testing.assert_array_equal(pipe(BIG[order], indices=BIG_IDX[order], epoch=5), whole[order])
-    assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
+    if any(op.nwords for op in pipe.ops):
+        assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
-                         ids=["bilinear", "integer", "erase-random"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe, _shrink_pipe, _eval_pipe],
+                         ids=["bilinear", "integer", "erase-random", "antialias-shrink", "resize-centercrop"])
 def test_bit_identical_across_threads_and_simd_paths(make):
     pipe = make()
     ref = None
@@ -845,6 +1009,18 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
         (lambda: A.Pipeline([A.Normalize(0.5, 0.5), A.HorizontalFlip()]), ValueError, r"ops\[1\].*geometric"),
         (lambda: A.Pipeline([A.Normalize(0.5, 0.5), A.ColorJitter(0.1)]), ValueError, r"ops\[1\].*before Normalize"),
         (lambda: A.Pipeline([A.RandomResizedCrop(4), A.RandomResizedCrop(4)]), ValueError, r"ops\[1\]"),
+        (lambda: A.Pipeline([A.Resize(8), A.RandomResizedCrop(4)]), ValueError, r"ops\[1\].*one resampling op"),
+        (lambda: A.RandomResizedCrop(8, antialias="yes"), TypeError, "antialias must be a bool"),
+        (lambda: A.Resize(8, antialias=1), TypeError, "antialias must be a bool"),
+        (lambda: A.Resize(0), ValueError, "size must be >= 1"),
+        (lambda: A.Resize(2**31), ValueError, r"size must be <= 2147483647"),
+        (lambda: A.Resize((4, 0)), ValueError, "size must be >= 1"),
+        (lambda: A.Resize(2.5), TypeError, "size must be an int"),
+        (lambda: A.Resize((8, 8), max_size=10), ValueError, "max_size is only allowed when size is an int"),
+        (lambda: A.Resize(8, max_size=8), ValueError, "max_size must be > size"),
+        (lambda: A.Resize(8, max_size=-1), ValueError, "max_size must be >= 1"),
+        (lambda: A.CenterCrop(0), ValueError, "size must be >= 1"),
+        (lambda: A.CenterCrop(4, fill=float("nan")), ValueError, "fill"),
         (lambda: A.Pipeline([A.HorizontalFlip(), "flip"]), TypeError, r"ops\[1\] must be"),
         (lambda: A.Pipeline([A.MixUp(num_classes=2)]), TypeError, r"ops\[0\] is MixUp"),
         (lambda: A.Pipeline([], layout="CHW"), ValueError, "layout must be"),
@@ -1081,7 +1257,8 @@ def test_random_shapes_against_the_references(case):
     mode = A.PADDING_MODES[case % 4]
     ch, cw = int(r.integers(1, h + 2 * pad + 1)), int(r.integers(1, w + 2 * pad + 1))
     size = (int(r.integers(1, 12)), int(r.integers(1, 12)))
-    ops = [A.RandomCrop((ch, cw), padding=pad, padding_mode=mode, fill=5), A.RandomResizedCrop(size),
+    antialias = case % 3 != 0
+    ops = [A.RandomCrop((ch, cw), padding=pad, padding_mode=mode, fill=5), A.RandomResizedCrop(size, antialias=antialias),
            A.HorizontalFlip(), A.VerticalFlip()]  # fmt: skip
     pipe = A.Pipeline(ops, seed=case)
     idx = r.integers(0, 1000, n)
@@ -1095,7 +1272,7 @@ def test_random_shapes_against_the_references(case):
     for i in range(n):
         ref = _ref_crop(imgs[i], prm[0]["top"][i], prm[0]["left"][i], (ch, cw), (pad,) * 4, mode, 5)
         t, l, bh, bw = (int(prm[1][k][i]) for k in ("top", "left", "height", "width"))
-        ref = _ref_bilinear(ref, t, l, bh, bw, size)
+        ref = _ref_bilinear(ref, t, l, bh, bw, size, antialias)
         if prm[2]["flip"][i]:
             ref = ref[:, ::-1]
         if prm[3]["flip"][i]:

@@ -23,9 +23,10 @@ from ``seed`` (an int, a ``numpy.random.SeedSequence``, or None for fresh entrop
 ``(word * n) >> 32`` (bias below ``n / 2**32``); a uniform on ``[lo, hi)`` is
 ``lo + (hi - lo) * word / 2**32`` in float64.
 
-**Fusion.** Geometric ops (crops, flips, translations, one resized crop) compose into one map per
-axis, so each output pixel is read from the input once (a gather, or a bilinear blend of 4 source
-pixels); the pointwise ops (ColorJitter, GaussianNoise, RandomErasing, Normalize) then run on
+**Fusion.** Geometric ops (crops, flips, translations, one Resize or RandomResizedCrop, CenterCrop)
+compose into one map per axis, so each output pixel is read from the input once (a gather, or a
+separable bilinear blend: 2 x 2 source pixels, or with antialiasing as many as the shrink
+factor needs, each source row filtered once); the pointwise ops (ColorJitter, GaussianNoise, RandomErasing, Normalize) then run on
 blocks of output rows still in L1 cache, and the result is stored once, in NHWC or NCHW order.
 ColorJitter's contrast needs the mean of the whole image, so a pipeline with ColorJitter keeps
 each image's values in a per-thread buffer until its pointwise ops are done. Samples are spread
@@ -46,12 +47,15 @@ image mixing is one native pass too (threaded across samples, GIL released, into
 array or ``out=``), giving the same bits as the NumPy expressions in their docstrings on every
 thread count and SIMD path. Their per-sample lambdas and boxes are drawn in NumPy (float64).
 
-**Not here (yet).** ColorJitter's hue; antialiased resizing; float64 images.
+**Not here (yet).** ColorJitter's hue; float64 images.
 
-**Antialiasing.** RandomResizedCrop resamples with plain 2-tap bilinear interpolation
-(torchvision's ``antialias=False``, OpenCV's ``INTER_LINEAR`` as albumentations uses it): no
-low-pass filter when shrinking, so a crop shrunk by more than 2x aliases. torchvision.transforms.v2
-antialiases by default; its results then differ from ours by more than rounding when shrinking.
+**Antialiasing.** Resize and RandomResizedCrop antialias by default (``antialias=True``,
+torchvision's default since 0.17): bilinear with a triangle filter as wide as the shrink factor,
+torch's ``interpolate(mode="bilinear", antialias=True)`` (within 1 of it on uint8: torch rounds
+its fixed-point weights and its intermediate rows, regtune computes in float32 and rounds once).
+``antialias=False`` is the plain 2-tap blend (torch's ``antialias=False``, OpenCV's
+``INTER_LINEAR`` as albumentations uses it), which aliases when shrinking by more than 2x; it was
+the only resize of regtune 0.1.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from ._validation import as_array, check_fits, check_inplace, hyperparameter, no
 
 __all__ = [
     "ColorJitter",
+    "CenterCrop",
     "CutMix",
     "GaussianNoise",
     "HorizontalFlip",
@@ -80,6 +85,7 @@ __all__ = [
     "RandomErasing",
     "RandomResizedCrop",
     "RandomTranslate",
+    "Resize",
     "VerticalFlip",
 ]
 
@@ -151,6 +157,13 @@ def _pad_arg(value: Any, name: str) -> int:
     return _int_arg(value, name, 0, _MAX_PAD, "per side: pixel coordinates are 32-bit")
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A bool (or NumPy bool), refused otherwise (a string "False" is not False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {name}={value!r}")
+    return bool(value)
+
+
 def _probability(p: Any, name: str = "p") -> float:
     return hyperparameter(p, name, low=0.0, high=1.0)
 
@@ -189,25 +202,30 @@ def _per_channel(vals: tuple[float, ...], channels: int, name: str) -> np.ndarra
 
 
 class _AxisMap:
-    """Per sample and output coordinate o along one axis: the value is w0 * in[i0] + w1 * in[i1];
-    index -1 reads the fill value. Integer maps have i1 = i0, w0 = 1, w1 = 0."""
+    """Per sample and output coordinate o along one axis, where the output reads the input.
 
-    __slots__ = ("i0", "i1", "w0", "w1", "bilinear", "is_identity", "_shape")
+    Integer maps (crops, flips, shifts): ``i0`` of shape (n, out), the input coordinate (-1: the
+    fill value). Resampling maps (bilinear, antialiased or not): ``i0, i1, w0, w1`` of shape
+    (n, P, out), P pairs of taps, the value being ``sum over p < pairs[s] of w0 * in[i0] + w1 * in[i1]``
+    in pair order (see regtune/augment.h); ``pairs`` (n,) int32, each sample's count."""
+
+    __slots__ = ("i0", "i1", "w0", "w1", "pairs", "bilinear", "is_identity", "_shape")
 
     def __init__(self, i0: np.ndarray, i1: np.ndarray | None = None, w0: np.ndarray | None = None,
-                 w1: np.ndarray | None = None) -> None:  # fmt: skip
+                 w1: np.ndarray | None = None, pairs: np.ndarray | None = None) -> None:  # fmt: skip
         self.i0 = i0
         self.bilinear = i1 is not None
         self.i1 = i1 if i1 is not None else i0
         self.w0 = w0
         self.w1 = w1
+        self.pairs = pairs if pairs is not None or i1 is None else np.ones(i0.shape[0], np.int32)
         self.is_identity = False
 
     @staticmethod
     def identity(n: int, size: int) -> _AxisMap:
         """The map that changes nothing; its index array is only made if it is the final map."""
         m = _AxisMap.__new__(_AxisMap)
-        m.i0 = m.i1 = m.w0 = m.w1 = None
+        m.i0 = m.i1 = m.w0 = m.w1 = m.pairs = None
         m.bilinear, m.is_identity, m._shape = False, True, (n, size)
         return m
 
@@ -224,26 +242,89 @@ class _AxisMap:
         if m.is_identity:
             return self
         if m.bilinear and self.bilinear:
-            raise ValueError("a pipeline may hold only one resampling op (RandomResizedCrop)")
-
-        n = m.i0.shape[0]
-        rows = (np.arange(n, dtype=np.int64) * self.i0.shape[1])[:, None]
-
-        def at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            """a[s, idx[s, o]] for every sample s (idx >= 0): one flat take, cheaper than
-            take_along_axis's fancy indexing."""
-            return np.take(np.ascontiguousarray(a).reshape(-1), np.maximum(idx, 0) + rows)
+            raise ValueError("a pipeline may hold only one resampling op (Resize or RandomResizedCrop)")
 
         def pick(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            return np.where(idx < 0, -1, at(a, idx))
+            """a[s, idx[s, ...]] for every sample s, -1 where idx is -1 (a is integer: (n, len))."""
+            flat = np.maximum(idx, 0).reshape(len(idx), -1)
+            got = np.take_along_axis(a, flat, axis=1).reshape(idx.shape)
+            return np.where(idx < 0, -1, got)
 
-        if m.bilinear:  # self is integer: look its two taps up
-            return _AxisMap(pick(self.i0, m.i0), pick(self.i0, m.i1), m.w0, m.w1)
+        if m.bilinear:  # self is integer: look m's taps up
+            return _AxisMap(pick(self.i0, m.i0), pick(self.i0, m.i1), m.w0, m.w1, m.pairs)
         if not self.bilinear:
             return _AxisMap(pick(self.i0, m.i0))
-        fill = m.i0 < 0
-        return _AxisMap(pick(self.i0, m.i0), pick(self.i1, m.i0), np.where(fill, 1.0, at(self.w0, m.i0)),
-                        np.where(fill, 0.0, at(self.w1, m.i0)))  # fmt: skip
+        # m is integer after a resampling map: its coordinates pick the resampled ones; a fill
+        # coordinate reads the fill value through pair 0 (weights 1, 0) and nothing else
+        n, P, _ = self.i0.shape
+        idx = np.broadcast_to(np.maximum(m.i0, 0)[:, None, :], (n, P, m.i0.shape[1]))
+        fill = (m.i0 < 0)[:, None, :]
+        first = (np.arange(P) == 0)[None, :, None]
+
+        def take(a: np.ndarray) -> np.ndarray:
+            return np.take_along_axis(a, idx, axis=2)
+
+        return _AxisMap(np.where(fill, -1, take(self.i0)), np.where(fill, -1, take(self.i1)),
+                        np.where(fill, np.where(first, 1.0, 0.0), take(self.w0)), np.where(fill, 0.0, take(self.w1)),
+                        self.pairs)  # fmt: skip
+
+
+def _bilinear_taps(start: np.ndarray, length: np.ndarray, out: int, antialias: bool) -> _AxisMap:
+    """The resampling map of the boxes ``[start, start + length)`` (per sample) onto ``out``
+    coordinates, ``align_corners=False``: torch's ``interpolate(mode="bilinear")`` taps.
+
+    Without antialiasing, 2 taps: source coordinate ``c = max((o + 0.5) * L / out - 0.5, 0)``,
+    ``i0 = floor(c)``, ``i1 = min(i0 + 1, L - 1)``, ``w1 = c - i0``, ``w0 = 1 - w1``.
+    With antialiasing (torch's ``_compute_weights_aa``, PIL's resample), with ``scale = L / out``,
+    ``support = scale`` when shrinking (``scale >= 1``) else 1, and ``center = scale * (o + 0.5)``:
+    taps ``j`` in ``[xmin, xmin + xsize)``, ``xmin = max(int(center - support + 0.5), 0)``,
+    ``xsize = min(int(center + support + 0.5), L) - xmin``, weights
+    ``tri((j - center + 0.5) / max(scale, 1))`` (``tri(x) = max(0, 1 - |x|)``) divided by their sum.
+    Weights are computed in float64 and rounded to float32 once. Taps come in pairs; a coordinate
+    with fewer taps than its sample's widest pads with weight 0 on its last tap. An empty box
+    (``L = 0``) reads the fill value."""
+    n = len(start)
+    L = length.astype(np.float64)[:, None]
+    o = np.arange(out, dtype=np.float64)[None, :]
+    if not antialias:
+        src = np.maximum((o + 0.5) * (L / out) - 0.5, 0.0)
+        i0 = np.floor(src).astype(np.int64)
+        i1 = np.minimum(i0 + 1, length[:, None] - 1)
+        i0 = np.minimum(i0, length[:, None] - 1)
+        w1 = src - i0
+        taps_i = np.stack([i0, i1], axis=2)
+        taps_w = np.stack([1.0 - w1, w1], axis=2)
+        count = np.full((n, out), 2)
+    else:
+        scale = L / out
+        support = np.where(scale >= 1.0, scale, 1.0)
+        invscale = 1.0 / np.where(scale >= 1.0, scale, 1.0)
+        center = scale * (o + 0.5)
+        xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+        xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), length[:, None])
+        max_size = (np.ceil(support) * 2 + 1).astype(np.int64)  # torch clips xsize to it
+        count = np.clip(xmax - xmin, 1, max_size)
+        K = int(count.max())
+        j = np.arange(K)[None, None, :]
+        taps_i = xmin[:, :, None] + np.minimum(j, count[:, :, None] - 1)
+        x = (taps_i - center[:, :, None] + 0.5) * invscale[:, :, None]
+        taps_w = np.where(j < count[:, :, None], np.maximum(0.0, 1.0 - np.abs(x)), 0.0)
+        total = taps_w.sum(axis=2, keepdims=True)
+        taps_w = taps_w / np.where(total == 0.0, 1.0, total)
+    pairs = (count.max(axis=1) + 1) // 2  # per sample
+    P = int(pairs.max()) if n else 1
+    K = taps_i.shape[2]
+    if K < 2 * P:  # pad every coordinate to 2P taps (weight 0 on its last tap)
+        last = taps_i[:, :, K - 1:K]
+        taps_i = np.concatenate([taps_i, np.repeat(last, 2 * P - K, axis=2)], axis=2)
+        taps_w = np.concatenate([taps_w, np.zeros(taps_w.shape[:2] + (2 * P - K,))], axis=2)
+    # an empty box (torchvision's fallback for extreme ratios can make one) reads the fill value
+    taps_i = np.where((length == 0)[:, None, None], -1, taps_i[:, :, :2 * P] + start[:, None, None])
+    taps_w = taps_w[:, :, :2 * P]
+    tr = (0, 2, 1)  # (n, out, P) -> (n, P, out)
+    return _AxisMap(taps_i[:, :, 0::2].transpose(tr), taps_i[:, :, 1::2].transpose(tr),
+                    taps_w[:, :, 0::2].transpose(tr), taps_w[:, :, 1::2].transpose(tr),
+                    pairs.astype(np.int32))  # fmt: skip
 
 
 def _pad_index(j: np.ndarray, n: int, mode: str) -> np.ndarray:
@@ -413,16 +494,21 @@ class RandomResizedCrop(_GeometricOp):
     The box: torchvision's sampling, 10 tries drawn up front (4 words each: area fraction,
     log aspect ratio, top, left); the first try with ``0 < w <= W`` and ``0 < h <= H`` is used,
     at ``top = (word * (H - h + 1)) >> 32``, ``left`` likewise, else the central crop of
-    torchvision's fallback. The resize: 2-tap bilinear, ``align_corners=False`` (source coordinate
-    ``(o + 0.5) * in / out - 0.5``, clamped at 0; the second tap clamped to the box), **without
-    antialiasing** (torchvision ``antialias=False``, OpenCV ``INTER_LINEAR``). Weights are computed
-    in float64 and rounded to float32 once; the blend is in float32 (see regtune/augment.h).
+    torchvision's fallback. The resize: bilinear, ``align_corners=False``, with ``antialias=True``
+    (the default, torchvision's since 0.17) a triangle filter as wide as the shrink factor
+    (torch's ``interpolate(mode="bilinear", antialias=True)``, PIL's ``BILINEAR`` resample): a
+    large box shrunk to ``size`` does not alias; with ``antialias=False`` the plain 2-tap blend
+    (source coordinate ``(o + 0.5) * in / out - 0.5``, clamped at 0; the second tap clamped to the
+    box: torch's ``antialias=False``, OpenCV's ``INTER_LINEAR``). The taps and weights are
+    ``_bilinear_taps``'s; weights are computed in float64 and rounded to float32 once; the
+    blends are in float32, the rows first, then the columns (see regtune/augment.h).
     """
 
     nwords = 40
 
-    def __init__(self, size: Any, scale: Any = (0.08, 1.0), ratio: Any = (3 / 4, 4 / 3)) -> None:
+    def __init__(self, size: Any, scale: Any = (0.08, 1.0), ratio: Any = (3 / 4, 4 / 3), antialias: Any = True) -> None:
         self.size = _size_pair(size, "size")
+        self.antialias = _flag(antialias, "antialias")
         self.scale = _interval(scale, "scale", 0.0)
         if self.scale[1] <= 0:
             raise ValueError(f"scale must have scale[1] > 0, got scale={scale!r}")
@@ -456,19 +542,104 @@ class RandomResizedCrop(_GeometricOp):
             "height": np.where(found, hh, fh), "width": np.where(found, ww, fw),
         }  # fmt: skip
 
-    @staticmethod
-    def _axis(start: np.ndarray, length: np.ndarray, out: int) -> _AxisMap:
-        scale = length.astype(np.float64)[:, None] / out
-        src = np.maximum((np.arange(out) + 0.5) * scale - 0.5, 0.0)
-        i0 = np.floor(src).astype(np.int64)
-        i1 = np.minimum(i0 + 1, length[:, None] - 1)
-        i0 = np.minimum(i0, length[:, None] - 1)
-        w1 = src - i0
-        w0 = 1.0 - w1
-        return _AxisMap(start[:, None] + i0, start[:, None] + i1, w0, w1)
+    def maps(self, prm, in_hw):
+        return (_bilinear_taps(prm["top"], prm["height"], self.size[0], self.antialias),
+                _bilinear_taps(prm["left"], prm["width"], self.size[1], self.antialias))  # fmt: skip
+
+
+def _resized_hw(in_hw: tuple[int, int], size: int, max_size: int | None) -> tuple[int, int]:
+    """torchvision's ``_compute_resized_output_size`` for an int ``size``: the shorter side
+    becomes ``size``, the longer ``int(size * long / short)``; then, with ``max_size``, a longer
+    side above it becomes ``max_size`` and the shorter ``int(max_size * short / long)``."""
+    h, w = in_hw
+    short, long = (w, h) if w <= h else (h, w)
+    if short == 0:
+        raise ValueError(f"Resize needs images with pixels, got height and width {in_hw}")
+    new_short, new_long = size, int(size * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    if new_short < 1 or new_long > _MAX_SIDE:
+        raise ValueError(f"Resize(size={size}) of a {h}x{w} image gives a side of {new_short} or {new_long} pixels, "
+                         "outside [1, 2**31 - 1]")  # fmt: skip
+    return (new_long, new_short) if w <= h else (new_short, new_long)
+
+
+class Resize(_GeometricOp):
+    """Resize every image (torchvision's Resize, bilinear): ``size`` an int resizes the shorter
+    side to ``size`` and the longer to ``int(size * long / short)`` (aspect ratio kept, as
+    torchvision computes it; ``max_size`` then caps the longer side), or ``(h, w)`` exactly.
+    ``antialias=True`` (the default, torchvision's) low-pass filters when shrinking, as
+    RandomResizedCrop documents; ``antialias=False``: the plain 2-tap blend. The evaluation
+    transform of the ImageNet recipes is ``[Resize(256), CenterCrop(224), Normalize(...)]``.
+    A pipeline holds at most one resampling op (Resize or RandomResizedCrop). Draws nothing."""
+
+    nwords = 0
+
+    def __init__(self, size: Any, antialias: Any = True, max_size: Any = None) -> None:
+        if isinstance(size, (tuple, list)) and len(size) == 1:
+            size = size[0]  # torchvision's [size]: the shorter side
+        self.size: int | tuple[int, int] = (_int_arg(size, "size", 1, _MAX_SIDE, "pixel coordinates are 32-bit")
+                                            if isinstance(size, (numbers.Integral, np.integer)) and
+                                            not isinstance(size, (bool, np.bool_)) else _size_pair(size, "size"))  # fmt: skip
+        self.antialias = _flag(antialias, "antialias")
+        if max_size is not None:
+            if not isinstance(self.size, int):
+                raise ValueError(f"max_size is only allowed when size is an int, got size={size!r}")
+            self.max_size = _int_arg(max_size, "max_size", 1, _MAX_SIDE, "pixel coordinates are 32-bit")
+            if self.max_size <= self.size:
+                raise ValueError(f"max_size must be > size, got max_size={self.max_size} and size={self.size}")
+        else:
+            self.max_size = None
+
+    def out_hw(self, in_hw):
+        if isinstance(self.size, tuple):
+            return self.size
+        return _resized_hw(in_hw, self.size, self.max_size)
+
+    def params(self, words, in_hw, channels):
+        """The output size of every sample (the same for all): ``height``, ``width``."""
+        oh, ow = self.out_hw(in_hw)
+        return {"height": np.full(len(words), oh, np.int64), "width": np.full(len(words), ow, np.int64)}
 
     def maps(self, prm, in_hw):
-        return self._axis(prm["top"], prm["height"], self.size[0]), self._axis(prm["left"], prm["width"], self.size[1])
+        n = len(prm["height"])
+        oh, ow = self.out_hw(in_hw)
+        zero = np.zeros(n, np.int64)
+        return (_bilinear_taps(zero, np.full(n, in_hw[0], np.int64), oh, self.antialias),
+                _bilinear_taps(zero, np.full(n, in_hw[1], np.int64), ow, self.antialias))  # fmt: skip
+
+
+class CenterCrop(_GeometricOp):
+    """The central ``size`` window (torchvision's CenterCrop): ``top = int(round((H - h) / 2))``,
+    ``left`` likewise (Python's round, half to even). A window larger than the image is padded
+    with ``fill`` first, as torchvision does (``(h - H) // 2`` above, the rest below; the same
+    for the columns). ``size``: an int or ``(h, w)``. Draws nothing."""
+
+    nwords = 0
+
+    def __init__(self, size: Any, fill: Any = 0) -> None:
+        self.size = _size_pair(size, "size")
+        self.fill = _channel_values(fill, "fill", _F32_MAX)
+
+    def out_hw(self, in_hw):
+        return self.size
+
+    @staticmethod
+    def _start(length: int, out: int) -> int:
+        if out > length:  # torchvision pads (out - length) // 2 before, the rest after, then crops at 0
+            return -((out - length) // 2)
+        return int(round((length - out) / 2.0))
+
+    def params(self, words, in_hw, channels):
+        """The window's corner in the image (negative where the window pads): ``top``, ``left``."""
+        n = len(words)
+        return {"top": np.full(n, self._start(in_hw[0], self.size[0]), np.int64),
+                "left": np.full(n, self._start(in_hw[1], self.size[1]), np.int64)}  # fmt: skip
+
+    def maps(self, prm, in_hw):
+        rows = prm["top"][:, None] + np.arange(self.size[0])
+        cols = prm["left"][:, None] + np.arange(self.size[1])
+        return _AxisMap(_pad_index(rows, in_hw[0], "constant")), _AxisMap(_pad_index(cols, in_hw[1], "constant"))
 
 
 class _PointwiseOp(Op):
@@ -795,9 +966,9 @@ class Pipeline:
             if op.geometric:
                 if pointwise:
                     raise ValueError(f"ops[{i}] ({type(op).__name__}) is geometric: geometric ops come before pointwise ones")
-                resampling += isinstance(op, RandomResizedCrop)
+                resampling += isinstance(op, (RandomResizedCrop, Resize))
                 if resampling > 1:
-                    raise ValueError(f"ops[{i}]: a pipeline may hold only one RandomResizedCrop")
+                    raise ValueError(f"ops[{i}]: a pipeline may hold only one resampling op (Resize or RandomResizedCrop)")
                 if op.fill is not None:
                     fills.add(op.fill)
             else:
@@ -858,7 +1029,8 @@ class Pipeline:
         ep = _epoch(epoch)
         shape, dtype = self.output_shape(x.shape), self.output_dtype(x.dtype)
         if out is None:
-            sized = [f"ops[{k}] size={op.size}" for k, op in enumerate(self.ops) if isinstance(op, (RandomCrop, RandomResizedCrop))]
+            sized = [f"ops[{k}] size={op.size}" for k, op in enumerate(self.ops)
+                     if isinstance(op, (RandomCrop, RandomResizedCrop, Resize, CenterCrop))]
             check_fits(math.prod(shape) * dtype.itemsize, f"the output {shape} {dtype}" + (f" ({sized[-1]})" if sized else ""))
             out = np.empty(shape, dtype)
         else:
@@ -888,13 +1060,22 @@ class Pipeline:
             return np.ascontiguousarray(a, np.int32)
 
         def f32(a):
-            return None if a is None else np.ascontiguousarray(a, np.float32)
+            return None if a is None else np.ascontiguousarray(a, np.float32).reshape(n, -1)
 
-        _core.augment_run(
-            x, out, self.layout == "NCHW", bilinear, i32(rows.indices()), i32(rows.i1) if bilinear else None,
-            f32(rows.w0), f32(rows.w1), i32(cols.indices()), i32(cols.i1) if bilinear else None, f32(cols.w0),
-            f32(cols.w1), fill, steps, self.key, ep, idx,
-        )  # fmt: skip
+        def tab(a):  # (n, P, out) tap tables as (n, P * out)
+            return None if a is None else np.ascontiguousarray(a, np.int32).reshape(n, -1)
+
+        if bilinear:
+            _core.augment_run(
+                x, out, self.layout == "NCHW", True, tab(rows.i0), tab(rows.i1), f32(rows.w0), f32(rows.w1),
+                tab(cols.i0), tab(cols.i1), f32(cols.w0), f32(cols.w1), fill, steps, self.key, ep, idx,
+                i32(rows.pairs), i32(cols.pairs),
+            )  # fmt: skip
+        else:
+            _core.augment_run(
+                x, out, self.layout == "NCHW", False, i32(rows.indices()), None, None, None, i32(cols.indices()),
+                None, None, None, fill, steps, self.key, ep, idx,
+            )  # fmt: skip
         return out
 
 

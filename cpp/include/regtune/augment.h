@@ -83,13 +83,24 @@ struct AugmentKernels {
 // The pointwise steps (stage 2), in order, are the structs of cpp/src/augment/steps.def (see
 // cpp/src/augment/step.h): ColorJitter, GaussianNoise, RandomErasing, Normalize.
 
+// Resampling maps (bilinear) may have more than two taps per output coordinate (an antialiased
+// resize: a triangle filter as wide as the scale): their taps come in P pairs, pair p of output
+// coordinate o at [(s * P + p) * out + o] of each table, and the value along the axis is the sum
+// of the pairs in order, each pair blended as above:
+//   acc = pair 0; acc = acc + pair p (p = 1 .. pairs[s] - 1)   (float32, left to right)
+// Sample s uses its first row_pairs[s] (col_pairs[s]) pairs, so its values depend on its own
+// taps only, not on the widest sample of the batch. A pair that pads a coordinate with fewer
+// taps has weight 0 on a pixel the coordinate already reads. P = 1 is the plain 2-tap blend.
 struct AugmentGeometry {
   bool bilinear;
-  const int32_t* row_i0;  // n x out_h
+  size_t row_p = 1, col_p = 1;  // P of the row and column tables (1 for integer maps)
+  const int32_t* row_pairs = nullptr;  // n (bilinear): pairs used by each sample, in [1, row_p]
+  const int32_t* col_pairs = nullptr;
+  const int32_t* row_i0;  // n x P x out_h (integer maps: n x out_h)
   const int32_t* row_i1;
   const float* row_w0;
   const float* row_w1;
-  const int32_t* col_i0;  // n x out_w
+  const int32_t* col_i0;  // n x P x out_w
   const int32_t* col_i1;
   const float* col_w0;
   const float* col_w1;

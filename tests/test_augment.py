@@ -352,10 +352,55 @@ def test_normalize_and_layout(images, layout):
     np.testing.assert_array_equal(got, ref)
 
 
-def _ref_jitter(v, b, c, s, order, bound):
+def _tv_adjust_hue(img, hue_factor, bound=1.0):
+    """torchvision's adjust_hue_image on float tensors (transforms/v2/functional/_color.py:
+    _rgb_to_hsv, ``h.add_(hue_factor).remainder_(1.0)``, _hsv_to_rgb), re-stated in NumPy float32
+    operation by operation on an (H, W, 3) array; ``bound`` replaces the clamps' 1.0 (regtune
+    works at the pixel scale: 255 for uint8)."""
+    f32 = np.float32
+    img = img.astype(f32)
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    maxc, minc = img.max(axis=-1), img.min(axis=-1)
+    eqc = maxc == minc
+    channels_range = maxc - minc
+    ones = np.ones_like(maxc)
+    s = channels_range / np.where(eqc, ones, maxc)
+    divisor = np.where(eqc, ones, channels_range)[..., None]
+    rgbc = (maxc[..., None] - img) / divisor
+    rc, gc, bc = rgbc[..., 0], rgbc[..., 1], rgbc[..., 2]
+    neq_r, eq_g = maxc != r, maxc == g
+    hg = ((rc + f32(2.0)) - bc) * (eq_g & neq_r).astype(f32)
+    hr = (bc - gc) * (~neq_r).astype(f32)
+    hb = ((gc + f32(4.0)) - rc) * (neq_r & ~eq_g).astype(f32)
+    h = (hr + hg) + hb
+    h = np.fmod(h * f32(1.0 / 6.0) + f32(1.0), f32(1.0))
+    h = h + f32(hue_factor)
+    h = np.fmod(h, f32(1.0))  # torch's remainder: fmod, + 1 where negative
+    h = np.where((h != 0) & (h < 0), h + f32(1.0), h)
+    v = maxc
+    h6 = h * f32(6)
+    i = np.floor(h6)
+    fr = h6 - i
+    i = i.astype(np.int32) % 6
+    sxv = s * v
+    p = np.clip(v - sxv, f32(0), f32(bound))
+    sxv = sxv * fr
+    q = np.clip(v - sxv, f32(0), f32(bound))
+    t = np.clip(sxv + p, f32(0), f32(bound))
+    a1 = np.stack((v, q, p, p, t, v))
+    a2 = np.stack((t, v, v, q, p, p))
+    a3 = np.stack((p, p, t, v, v, q))
+    pick = (lambda a: np.take_along_axis(a, i[None], axis=0)[0])
+    return np.stack([pick(a1), pick(a2), pick(a3)], axis=-1)
+
+
+def _ref_jitter(v, b, c, s, h, order, bound):
     v = v.astype(np.float32)
-    perms = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
-    for part in perms[order]:
+    for part in order:
+        if part == 3:
+            if h != 0:
+                v = _tv_adjust_hue(v, h, bound)
+            continue
         f = np.float32((b, c, s)[part])
         if f == 1:
             continue
@@ -371,15 +416,18 @@ def _ref_jitter(v, b, c, s, order, bound):
     return v
 
 
+@pytest.mark.parametrize("hue", [0.0, 0.3], ids=["no-hue", "hue"])
 @pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
-def test_color_jitter_matches_numpy(images):
-    pipe = A.Pipeline([A.ColorJitter(0.4, 0.4, 0.4)], seed=2)
+def test_color_jitter_matches_numpy(images, hue):
+    pipe = A.Pipeline([A.ColorJitter(0.4, 0.4, 0.4, hue)], seed=2)
     got = pipe(images, indices=IDX)
     prm = pipe.sample_params(images.shape, indices=IDX)[0]
     bound = 255.0 if images.dtype == np.uint8 else 1.0
-    assert len(set(prm["order"].tolist())) > 1
+    assert len({tuple(o) for o in prm["order"].tolist()}) > 1
+    assert (prm["order"][:, 3] == 3).all() if hue == 0 else (prm["order"][:, 3] != 3).any()
     for i, img in enumerate(images):
-        ref = _ref_jitter(img, prm["brightness"][i], prm["contrast"][i], prm["saturation"][i], prm["order"][i], bound)
+        ref = _ref_jitter(img, prm["brightness"][i], prm["contrast"][i], prm["saturation"][i], prm["hue"][i],
+                          prm["order"][i], bound)  # fmt: skip
         if images.dtype == np.uint8:
             assert np.abs(got[i].astype(int) - _to_u8(ref).astype(int)).max() <= 1  # the contrast mean's last bit
         else:
@@ -644,7 +692,42 @@ def test_jitter_factors_uniform():
     b = prm["brightness"].astype(np.float64)
     assert abs(b.mean() - 1.0) < 5 * math.sqrt(0.8**2 / 12 / n)
     assert abs(b.var() - 0.8**2 / 12) < 5 * 0.8**2 / 12 * math.sqrt(0.8 / n)
-    assert np.bincount(prm["order"], minlength=6).min() > n / 6 * 0.9
+    perms3 = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    code = [perms3.index(tuple(o[:3])) for o in prm["order"].tolist()]
+    assert (prm["order"][:, 3] == 3).all()  # without hue: regtune 0.1's orders of the three parts
+    assert np.bincount(code, minlength=6).min() > n / 6 * 0.9
+
+
+def test_jitter_hue_and_order_frequencies_chi_square():
+    """With hue: the 24 orders equally likely and the shift uniform on [-0.2, 0.2] (20 bins):
+    chi-square tests at significance 1e-4 each, fixed seed."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 24000
+    prm = A.Pipeline([A.ColorJitter(hue=0.2)], seed=4).sample_params((n, 2, 2, 3), indices=np.arange(n))[0]
+    code = prm["order"] @ np.array([64, 16, 4, 1])
+    counts = np.unique(code, return_counts=True)[1]
+    assert len(counts) == 24 and stats.chisquare(counts).pvalue > 1e-4
+    hist = np.histogram(prm["hue"], bins=20, range=(-0.2, 0.2))[0]
+    assert hist.sum() == n and stats.chisquare(hist).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("factor", [-0.5, -0.31, -0.02, 0.07, 0.25, 0.5])
+def test_hue_within_one_of_torchvisions_uint8_and_equal_on_float32(factor):
+    """ColorJitter(hue=(f, f)) against torchvision's adjust_hue re-stated (_tv_adjust_hue; the
+    registry's torchvision does not load with torch 2.13): on float32 images the same values (the
+    masks' multiply-by-0 may differ in a zero's sign only); on uint8 within 1 of torchvision's
+    uint8 result, which converts to float (x / 255), shifts, and converts back as
+    ``(x * (255 + 1 - 1e-3)).to(uint8)`` (truncation), where regtune rounds once."""
+    rgb = RNG.integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
+    rgb[0, :4] = rgb[0, :4, :, :1]  # gray pixels (max == min)
+    rgb[0, 4, :, 1] = rgb[0, 4, :, 0]  # ties between the max channels
+    pipe = A.Pipeline([A.ColorJitter(hue=(factor, factor))], seed=0)
+    got8, got32 = pipe(rgb), pipe(rgb.astype(np.float32) / np.float32(255))
+    for i in range(2):
+        ref = _tv_adjust_hue(rgb[i].astype(np.float32) / np.float32(255), factor)
+        np.testing.assert_array_equal(got32[i], ref)  # -0.0 == 0.0 here
+        tv8 = (ref * np.float32(255 + 1 - 1e-3)).astype(np.uint8)
+        assert np.abs(got8[i].astype(np.int64) - tv8).max() <= 1
 
 
 # ----------------------------------------------------------------------------- MixUp, CutMix
@@ -855,7 +938,7 @@ def test_core_mix_checks_its_arguments():
 
 def _full_pipe(layout="NCHW"):
     return A.Pipeline([A.RandomCrop(14, padding=3, padding_mode="reflect"), A.RandomResizedCrop((12, 11)),
-                       A.HorizontalFlip(), A.VerticalFlip(0.3), A.ColorJitter(0.3, 0.3, 0.3), A.GaussianNoise(4.0),
+                       A.HorizontalFlip(), A.VerticalFlip(0.3), A.ColorJitter(0.3, 0.3, 0.3, 0.1), A.GaussianNoise(4.0),
                        A.Normalize(MEAN, STD), A.RandomErasing(0.5)], seed=21, layout=layout)  # fmt: skip
 
 
@@ -1020,6 +1103,12 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
         (lambda: A.Resize(8, max_size=8), ValueError, "max_size must be > size"),
         (lambda: A.Resize(8, max_size=-1), ValueError, "max_size must be >= 1"),
         (lambda: A.CenterCrop(0), ValueError, "size must be >= 1"),
+        (lambda: A.ColorJitter(hue=0.6), ValueError, r"hue must be in \[0, 0.5\], got hue=0.6"),
+        (lambda: A.ColorJitter(hue=-0.1), ValueError, "hue must be in"),
+        (lambda: A.ColorJitter(hue=(-0.6, 0.1)), ValueError, r"hue\[0\] must be in"),
+        (lambda: A.ColorJitter(hue=(0.3, 0.1)), ValueError, r"hue must have hue\[0\] <= hue\[1\]"),
+        (lambda: A.Pipeline([A.ColorJitter(hue=0.1)])(np.zeros((1, 4, 4, 1), np.uint8)), ValueError,
+         "hue=...\\) needs 3 channels"),
         (lambda: A.CenterCrop(4, fill=float("nan")), ValueError, "fill"),
         (lambda: A.Pipeline([A.HorizontalFlip(), "flip"]), TypeError, r"ops\[1\] must be"),
         (lambda: A.Pipeline([A.MixUp(num_classes=2)]), TypeError, r"ops\[0\] is MixUp"),

@@ -307,6 +307,55 @@ void saturation(float* v, size_t plane, size_t npix, float f, float bound) {
   });
 }
 
+// torchvision's adjust_hue (transforms.v2.functional._color: _rgb_to_hsv, the shift, _hsv_to_rgb)
+// per pixel, each operation a float32 operation in torchvision's order; its masks multiply by
+// 0 or 1, which only changes the sign of a zero that the following "+ 1" removes. A plain loop
+// the compiler vectorizes at the target's width: the same bits on every path (trunc and floor
+// are exact, and no libm function is called otherwise).
+void hue(float* __restrict v, size_t plane, size_t npix, float factor, float bound) {
+  float* __restrict rp = v;
+  float* __restrict gp = v + plane;
+  float* __restrict bp = v + 2 * plane;
+  const float sixth = float(1.0 / 6.0);
+  for (size_t p = 0; p < npix; ++p) {
+    const float r = rp[p], g = gp[p], b = bp[p];
+    const float maxc = std::max(r, std::max(g, b));
+    const float minc = std::min(r, std::min(g, b));
+    const bool eqc = maxc == minc;
+    const float range = maxc - minc;
+    const float s = range / (eqc ? 1.0f : maxc);
+    const float div = eqc ? 1.0f : range;
+    const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
+    const bool max_r = maxc == r, max_g = maxc == g;
+    const float hr = max_r ? bc - gc : 0.0f;
+    const float hg = max_g && !max_r ? (rc + 2.0f) - bc : 0.0f;
+    const float hb = !max_g && !max_r ? (gc + 4.0f) - rc : 0.0f;
+    float h = (hr + hg) + hb;
+    h = h * sixth + 1.0f;
+    h = h - std::trunc(h);  // fmod(h, 1) (exact: h is in [0, 2))
+    h = h + factor;
+    float m = h - std::trunc(h);  // remainder(h, 1): fmod, then + 1 when negative (h is in [-0.5, 1.5])
+    if (m != 0.0f && m < 0.0f) m = m + 1.0f;
+    const float h6 = m * 6.0f;
+    const float fl = std::floor(h6);
+    const float f = h6 - fl;
+    int i = int(fl);
+    i = i >= 6 ? i - 6 : i;  // i is in [0, 6]
+    const float sxv = s * maxc;
+    const float pv = std::min(std::max(maxc - sxv, 0.0f), bound);
+    const float sxvf = sxv * f;
+    const float qv = std::min(std::max(maxc - sxvf, 0.0f), bound);
+    const float tv = std::min(std::max(sxvf + pv, 0.0f), bound);
+    // torchvision's select table over (v, p, q, t): [[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]]
+    const float ro = i == 0 || i == 5 ? maxc : i == 1 ? qv : i == 4 ? tv : pv;
+    const float go = i == 1 || i == 2 ? maxc : i == 0 ? tv : i == 3 ? qv : pv;
+    const float bo = i == 3 || i == 4 ? maxc : i == 2 ? tv : i == 5 ? qv : pv;
+    rp[p] = ro;
+    gp[p] = go;
+    bp[p] = bo;
+  }
+}
+
 RT_INLINE float gray1(float r, float g, float b) {
   const float x = 0.2989f * r;
   const float y = 0.587f * g;
@@ -464,7 +513,7 @@ void widen_u8(const uint8_t* __restrict a, size_t n, float* __restrict out) {
 AugmentKernels augment_kernels() {
   return AugmentKernels{REGTUNE_NS_NAME, gather_u8,   gather_f32, gather2_u8, gather2_f32, run_u8, run_f32, blend,
                         affine_stream, blend_affine_stream,
-                        scale_clamp,     saturation,  gray_sum,   add_noise,  affine,         store_u8,
+                        scale_clamp,     saturation,  hue, gray_sum,   add_noise,  affine,         store_u8,
                         interleave_f32,  interleave_u8, blend_u8, widen_u8};
 }
 

@@ -47,7 +47,7 @@ image mixing is one native pass too (threaded across samples, GIL released, into
 array or ``out=``), giving the same bits as the NumPy expressions in their docstrings on every
 thread count and SIMD path. Their per-sample lambdas and boxes are drawn in NumPy (float64).
 
-**Not here (yet).** ColorJitter's hue; float64 images.
+**Not here (yet).** float64 images.
 
 **Antialiasing.** Resize and RandomResizedCrop antialias by default (``antialias=True``,
 torchvision's default since 0.17): bilinear with a triangle filter as wide as the shrink factor,
@@ -60,6 +60,7 @@ the only resize of regtune 0.1.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import operator
@@ -661,40 +662,69 @@ def _jitter_range(value: Any, name: str, center: float = 1.0) -> tuple[float, fl
     return max(0.0, center - v), min(center + v, _F32_MAX)
 
 
+_ORDERS3 = list(itertools.permutations(range(3)))
+_ORDERS4 = list(itertools.permutations(range(4)))
+
+
 class ColorJitter(_PointwiseOp):
-    """Random brightness, contrast and saturation, in a random order (torchvision's ColorJitter
-    without hue). Each factor is uniform on ``[max(0, 1 - x), 1 + x]`` (or the given
-    ``(min, max)``); with ``bound`` 255 for uint8 images and 1 for float32 ones:
+    """Random brightness, contrast, saturation and hue, in a random order (torchvision's
+    ColorJitter). Each factor is uniform on ``[max(0, 1 - x), 1 + x]`` (or the given
+    ``(min, max)``), the hue shift on ``[-hue, hue]`` (``0 <= hue <= 0.5``, or ``(min, max)`` within
+    ``[-0.5, 0.5]``); with ``bound`` 255 for uint8 images and 1 for float32 ones:
 
     - brightness ``b``: ``v = clamp(v * b, 0, bound)``;
     - contrast ``c``: ``v = clamp(v * c + m * (1 - c), 0, bound)``, ``m`` the mean over the image of
       the gray value (3 channels) or of the value (1 channel), summed in float64 and rounded to
       float32, ``m * (1 - c)`` one float32 multiply;
     - saturation ``s`` (3 channels only): ``v = clamp(v * s + gray * (1 - s), 0, bound)`` per
-      pixel, ``gray = 0.2989 r + 0.587 g + 0.114 b`` (torchvision's weights), float32.
+      pixel, ``gray = 0.2989 r + 0.587 g + 0.114 b`` (torchvision's weights), float32;
+    - hue ``h`` (3 channels only): torchvision's ``adjust_hue`` on tensors: RGB -> HSV
+      (``_rgb_to_hsv``), ``H = (H + h) mod 1`` (torch's ``remainder``), HSV -> RGB
+      (``_hsv_to_rgb``, p, q, t clamped to ``[0, bound]``), each step the float32 operation
+      torchvision makes, at the scale ``bound`` (hue and saturation are ratios: the same up to
+      rounding). On uint8, within 1 of torchvision's, which converts to float, shifts, and
+      converts back by truncating ``x * 255.999``.
 
-    Words: 3 factors, then the order (one of the 6 permutations, ``(word * 6) >> 32``, in
-    ``itertools.permutations`` order). A factor of exactly 1 is skipped.
+    Words: the brightness, contrast and saturation factors (words 0-2), the order (word 3) and the
+    hue shift (word 4). Without hue the order is one of the 6 permutations of the first three
+    parts (``(word * 6) >> 32``, ``itertools.permutations`` order), the draws regtune 0.1 made;
+    with hue one of the 24 permutations of the four (``(word * 24) >> 32``; torchvision's
+    ``randperm(4)``). A factor of exactly 1 (hue: 0) is skipped. Values are rounded once, at the
+    store (torchvision rounds uint8 images after each part).
     """
 
-    nwords = 4
+    nwords = 5
 
-    def __init__(self, brightness: Any = 0, contrast: Any = 0, saturation: Any = 0) -> None:
+    def __init__(self, brightness: Any = 0, contrast: Any = 0, saturation: Any = 0, hue: Any = 0) -> None:
         self.brightness = _jitter_range(brightness, "brightness")
         self.contrast = _jitter_range(contrast, "contrast")
         self.saturation = _jitter_range(saturation, "saturation")
+        if isinstance(hue, (tuple, list)):
+            self.hue = _interval(hue, "hue", -0.5, 0.5)
+        else:
+            h = hyperparameter(hue, "hue", low=0.0, high=0.5)
+            self.hue = (-h, h)
 
     def params(self, words, in_hw, channels):
         if self.saturation != (1.0, 1.0) and channels != 3:
             raise ValueError(f"ColorJitter(saturation=...) needs 3 channels, the images have {channels}")
+        if self.hue != (0.0, 0.0) and channels != 3:
+            raise ValueError(f"ColorJitter(hue=...) needs 3 channels, the images have {channels}")
         if channels not in (1, 3) and (self.contrast != (1.0, 1.0)):
             raise ValueError(f"ColorJitter(contrast=...) needs 1 or 3 channels, the images have {channels}")
         f = [_uniform(words[:, k], *rng).astype(np.float32) for k, rng in
              enumerate((self.brightness, self.contrast, self.saturation))]  # fmt: skip
-        return {"brightness": f[0], "contrast": f[1], "saturation": f[2], "order": _below(words[:, 3], 6)}
+        if self.hue == (0.0, 0.0):
+            order = np.array([_ORDERS3[k] + (3,) for k in range(6)])[_below(words[:, 3], 6)]
+            hue = np.zeros(len(words), np.float32)
+        else:
+            order = np.array(_ORDERS4)[_below(words[:, 3], 24)]
+            hue = _uniform(words[:, 4], *self.hue).astype(np.float32)
+        return {"brightness": f[0], "contrast": f[1], "saturation": f[2], "hue": hue, "order": order}
 
     def step(self, prm, position, channels, bound):
-        per = np.stack([prm["brightness"], prm["contrast"], prm["saturation"], prm["order"].astype(np.float32)], axis=1)
+        per = np.concatenate([np.stack([prm["brightness"], prm["contrast"], prm["saturation"], prm["hue"]], axis=1),
+                              prm["order"].astype(np.float32)], axis=1)  # fmt: skip
         return "jitter", {"per_sample": np.ascontiguousarray(per, np.float32), "bound": bound}
 
 

@@ -61,6 +61,10 @@ struct AugmentKernels {
   // multiplies, two adds); each channel v = min(max(v * f + gray * (1 - f), 0), bound), 1 - f
   // rounded once.
   void (*saturation)(float* v, size_t plane, size_t npix, float f, float bound);
+  // Hue shift on 3 planes with values in [0, bound]: torchvision's _rgb2hsv, h = (h + factor) mod 1
+  // (torch's remainder), _hsv2rgb, in float32 in its operation order, at the scale `bound` (the
+  // ratios that give hue and saturation do not depend on it; p, q, t clamp to [0, bound]).
+  void (*hue)(float* v, size_t plane, size_t npix, float factor, float bound);
   // The sum of the pixels' gray values (C = 3) or values (C = 1) in double, in 8 interleaved
   // partial sums (pixel p into sum p % 8) combined in index order: the same on every path.
   double (*gray_sum)(const float* v, size_t plane, size_t npix, int channels);

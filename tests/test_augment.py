@@ -1408,3 +1408,405 @@ def test_core_steps_are_named_records_checked_field_by_field():
         run([("normalize", {"values": np.zeros(3, np.float32)})])
     run([("normalize", {"values": np.array([1.0, 2.0], np.float32)})])
     assert (out == 2).all()  # 0 * 1 + 2
+
+
+# ------------------------------------------------------------- policies and their image ops
+#
+# References: torchvision's tensor ops (transforms/v2/functional/_color.py, _geometry.py,
+# _auto_augment.py of torchvision 0.29) re-stated below in NumPy float32, operation by operation,
+# because the registry's torchvision does not load with torch 2.13; the geometric ops through
+# torch.nn.functional.grid_sample (nearest, align_corners=False) on torchvision's _affine_grid,
+# and equalize, posterize and solarize also against PIL's ImageOps (which torchvision's
+# equalize re-implements).
+
+F32 = np.float32
+
+
+def _tv_u8(x):
+    """torchvision's ``.to(torch.uint8)`` of a float tensor in [0, 255]: truncation."""
+    return x.astype(np.uint8)
+
+
+def _tv_gray(img):
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return (r * F32(0.2989) + g * F32(0.587)) + b * F32(0.114)
+
+
+def _tv_blend(img, other, ratio, bound):
+    return np.clip(img * F32(ratio) + other * F32(1.0 - ratio), F32(0), F32(bound))
+
+
+def _tv_color_op(img, name, m, u8):
+    """torchvision's _apply_image_or_video_transform for the non-geometric ops, on an (H, W, C)
+    float32 array holding the image (0..255 values for uint8 images); returns float32 before
+    torchvision's final conversion (the caller truncates uint8)."""
+    bound = 255.0 if u8 else 1.0
+    c = img.shape[-1]
+    if name in ("Identity",):
+        return img
+    if name == "Brightness":
+        return np.clip(img * F32(1.0 + m), F32(0), F32(bound))
+    if name == "Color":
+        if c == 1:
+            return img
+        gray = _tv_gray(img)
+        gray = np.floor(gray) if u8 else gray
+        return _tv_blend(img, gray[..., None], 1.0 + m, bound)
+    if name == "Contrast":
+        gray = (np.floor(_tv_gray(img)) if u8 else _tv_gray(img)) if c == 3 else img[..., 0]
+        mean = F32(gray.astype(np.float64).mean())
+        return _tv_blend(img, mean, 1.0 + m, bound)
+    if name == "Sharpness":
+        f = 1.0 + m
+        h, w = img.shape[:2]
+        if h <= 2 or w <= 2:
+            return img
+        a, b = F32(1.0 / 13.0), F32(5.0 / 13.0)
+        out = img.copy()
+        nb = sum(img[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+        blur = nb * a + img[1:-1, 1:-1] * b
+        blur = np.round(blur) if u8 else blur
+        view = out[1:-1, 1:-1]
+        out[1:-1, 1:-1] = view + F32(1.0 - f) * (blur - view)
+        return np.clip(out, F32(0), F32(bound))
+    if name == "Posterize":
+        bits = int(m)
+        if u8:
+            return img if bits >= 8 else (img.astype(np.uint8) & (((1 << bits) - 1) << (8 - bits))).astype(F32)
+        levels = 1 << bits
+        return np.clip(np.floor(img * F32(levels)), 0, levels - 1) * F32(1.0 / levels)
+    if name == "Solarize":
+        return np.where(img >= F32(bound * m), F32(bound) - img, img)
+    if name == "Invert":
+        return F32(bound) - img
+    if name == "AutoContrast":
+        lo, hi = img.min(axis=(0, 1)), img.max(axis=(0, 1))
+        eq = hi == lo
+        inv = (hi - lo) * F32(1.0 / bound)
+        lo, inv = np.where(eq, F32(0), lo), np.where(eq, F32(1), inv)
+        return np.clip((img - lo) / inv, F32(0), F32(bound))
+    if name == "Equalize":
+        q = img.astype(np.uint8) if u8 else (img * F32(255 + 1 - 1e-3)).astype(np.uint8)
+        out = np.stack([_pil_equalize(q[..., k]) for k in range(c)], axis=-1)
+        return out.astype(F32) if u8 else out.astype(F32) * F32(1.0 / 255)
+    raise AssertionError(name)
+
+
+def _pil_equalize(channel):
+    """PIL.ImageOps.equalize of one uint8 channel (torchvision re-implements it for tensors)."""
+    Image = pytest.importorskip("PIL.Image")
+    ImageOps = pytest.importorskip("PIL.ImageOps")
+    return np.asarray(ImageOps.equalize(Image.fromarray(np.ascontiguousarray(channel), mode="L")))
+
+
+def _tv_inverse_affine(center, angle, translate, scale, shear):
+    """torchvision's _get_inverse_affine_matrix, as written there (scalars, math)."""
+    rot = math.radians(angle)
+    sx, sy = math.radians(shear[0]), math.radians(shear[1])
+    cx, cy = center
+    tx, ty = translate
+    cos_sy, tan_sx = math.cos(sy), math.tan(sx)
+    rot_minus_sy = rot - sy
+    cx_plus_tx, cy_plus_ty = cx + tx, cy + ty
+    a = math.cos(rot_minus_sy) / cos_sy
+    b = -(a * tan_sx + math.sin(rot))
+    c = math.sin(rot_minus_sy) / cos_sy
+    d = -(c * tan_sx - math.cos(rot))
+    matrix = [d / scale, -b / scale, 0.0, -c / scale, a / scale, 0.0]
+    matrix[2] += matrix[0] * (-cx_plus_tx) + matrix[1] * (-cy_plus_ty)
+    matrix[5] += matrix[3] * (-cx_plus_tx) + matrix[4] * (-cy_plus_ty)
+    matrix[2] += cx
+    matrix[5] += cy
+    return matrix
+
+
+def _tv_geometric(img, name, m, fill=0.0):
+    """torchvision's affine/rotate for the policies' geometric ops: the inverse matrix, _affine_grid
+    and grid_sample(nearest, zeros, align_corners=False) in torch float32; outside: fill."""
+    torch = pytest.importorskip("torch")
+    h, w = img.shape[:2]
+    if name == "Rotate":
+        angle = m % 360
+        matrix = _tv_inverse_affine([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+    else:
+        shear = {"ShearX": [math.degrees(math.atan(m)), 0.0], "ShearY": [0.0, math.degrees(math.atan(m))]}.get(name, [0.0, 0.0])
+        translate = {"TranslateX": [int(m), 0], "TranslateY": [0, int(m)]}.get(name, [0, 0])
+        center = [-w * 0.5, -h * 0.5] if name in ("ShearX", "ShearY") else [0.0, 0.0]  # center=[0, 0] in pixels
+        matrix = _tv_inverse_affine(center, 0.0, [float(t) for t in translate], 1.0, shear)
+    theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
+    base = torch.empty(1, h, w, 3)
+    base[..., 0].copy_(torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w))
+    base[..., 1].copy_(torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h).unsqueeze_(-1))
+    base[..., 2].fill_(1)
+    grid = base.view(1, h * w, 3).bmm(theta.transpose(1, 2).div_(torch.tensor([0.5 * w, 0.5 * h]))).view(1, h, w, 2)
+    x = torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1)[None]
+    x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+    y = torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)[0]
+    out = torch.where(y[-1:] < 0.5, torch.tensor(float(fill)), y[:-1])
+    return out.permute(1, 2, 0).numpy()
+
+
+GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+POLICY_IMGS = RNG.integers(0, 256, (96, 20, 23, 3), dtype=np.uint8)
+POLICY_IMGS[::7] //= 3  # some dark images (autocontrast, equalize stretch them)
+POLICY_IMGS[1::5, :, :, 1:] = POLICY_IMGS[1::5, :, :, :1]  # gray images
+
+
+@pytest.mark.parametrize("make", [lambda: A.TrivialAugmentWide(), lambda: A.RandAugment(num_ops=1, magnitude=20),
+                                  lambda: A.AutoAugment("imagenet"), lambda: A.AutoAugment("svhn")],
+                         ids=["trivial-wide", "randaugment", "autoaugment-imagenet", "autoaugment-svhn"])
+def test_policy_ops_match_torchvision_on_uint8_and_float32(make):
+    """Each sample's ops (read from sample_params) against torchvision's ops re-stated, in order:
+    on uint8 within 1 of torchvision's uint8 results and equal on 99% of the values (regtune
+    truncates after each op as torchvision does; the last bits of gray, mean and blends may differ
+    where torch fuses a multiply-add); on float32 within 2e-6; geometric ops sample the pixels
+    torch's grid_sample samples."""
+    op = make()
+    pipe = A.Pipeline([op], seed=31)
+    n = len(POLICY_IMGS)
+    idx = np.arange(n) * 7
+    got8 = pipe(POLICY_IMGS, indices=idx)
+    imgs32 = POLICY_IMGS.astype(np.float32) / F32(255)
+    got32 = pipe(imgs32, indices=idx)
+    prm = pipe.sample_params(POLICY_IMGS.shape, indices=idx)[0]
+    seen, exact_geometric = set(), 0
+    for i in range(n):
+        ref8, ref32 = POLICY_IMGS[i].astype(F32), imgs32[i]
+        geometric = False
+        for name, m in zip(prm["op"][i], prm["magnitude"][i]):
+            seen.add(name)
+            if name in GEOMETRIC:
+                geometric = True
+                ref8, ref32 = _tv_geometric(ref8, name, m), _tv_geometric(ref32, name, m)
+            else:
+                ref8 = _tv_u8(_tv_color_op(ref8, name, m, True)).astype(F32)
+                ref32 = _tv_color_op(ref32, name, m, False)
+        d8 = np.abs(got8[i].astype(np.int64) - ref8.astype(np.int64))
+        d32 = np.abs(got32[i] - ref32)
+        what = (i, prm["op"][i], prm["magnitude"][i], d8.max(), d32.max())
+        assert d8.max() <= 1 and (d8 > 0).mean() <= 0.01, what
+        assert d32.max() <= 2e-6, what
+        exact_geometric += geometric and d8.max() == 0 and d32.max() == 0
+    assert len(seen) >= 8  # the batch covers most ops
+    assert exact_geometric > 0
+
+
+def test_policy_chains_and_fill():
+    """RandAugment(num_ops=3) applies its ops in order (float32 against the re-stated chain), and the
+    geometric ops read `fill` outside the image."""
+    pipe = A.Pipeline([A.RandAugment(num_ops=3, magnitude=25, fill=(0.25, 0.5, 0.75))], seed=8)
+    imgs = POLICY_IMGS[:40].astype(np.float32) / F32(255)
+    got = pipe(imgs)
+    prm = pipe.sample_params(imgs.shape)[0]
+    filled = 0
+    for i in range(len(imgs)):
+        ref = imgs[i]
+        for name, m in zip(prm["op"][i], prm["magnitude"][i]):
+            if name in GEOMETRIC:
+                ref = _tv_geometric(ref, name, m, fill=np.nan)
+                hole = np.isnan(ref)
+                ref = np.where(hole, np.array([0.25, 0.5, 0.75], F32), ref)
+                filled += hole.any()
+            else:
+                ref = _tv_color_op(ref, name, m, False)
+        assert np.abs(got[i] - ref).max() <= 2e-6, (i, prm["op"][i])
+    assert filled > 0
+
+
+def test_single_image_ops_match_pil():
+    """RandomEqualize, RandomPosterize and RandomSolarize (p=1) on uint8: PIL's ImageOps.equalize,
+    posterize and solarize exactly (torchvision's tensor ops equal PIL's on uint8); RandomInvert,
+    RandomAutocontrast and RandomAdjustSharpness within 1 of torchvision's re-stated ops."""
+    ImageOps = pytest.importorskip("PIL.ImageOps")
+    Image = pytest.importorskip("PIL.Image")
+    imgs = POLICY_IMGS[:12]
+    cases = [(A.RandomEqualize(1.0), ImageOps.equalize, None), (A.RandomPosterize(3, 1.0), lambda im: ImageOps.posterize(im, 3), None),
+             (A.RandomSolarize(100, 1.0), lambda im: ImageOps.solarize(im, 100), None),
+             (A.RandomInvert(1.0), None, ("Invert", 0.0)), (A.RandomAutocontrast(1.0), None, ("AutoContrast", 0.0)),
+             (A.RandomAdjustSharpness(1.7, 1.0), None, ("Sharpness", 0.7)),
+             (A.RandomAdjustSharpness(0.2, 1.0), None, ("Sharpness", -0.8))]  # fmt: skip
+    for op, pil, tv in cases:
+        got = A.Pipeline([op], seed=0)(imgs)
+        for i in range(len(imgs)):
+            if pil is not None:
+                ref = np.asarray(pil(Image.fromarray(imgs[i])))
+                np.testing.assert_array_equal(got[i], ref, err_msg=repr(op))
+            else:
+                ref = _tv_u8(_tv_color_op(imgs[i].astype(F32), tv[0], tv[1], True))
+                assert np.abs(got[i].astype(int) - ref.astype(int)).max() <= 1, repr(op)
+    none = A.Pipeline([A.RandomEqualize(0.0), A.RandomInvert(0.0)], seed=0)(imgs)
+    np.testing.assert_array_equal(none, imgs)
+
+
+def test_single_image_op_probability():
+    n = 20000
+    prm = A.Pipeline([A.RandomInvert(0.3)], seed=2).sample_params((n, 2, 2, 3), indices=np.arange(n))[0]
+    assert abs(prm["applied"].mean() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n)  # 5 standard errors
+
+
+def _torch_bins(space, num_bins, h, w):
+    """torchvision's magnitude bins evaluated with torch (the float32 values it passes)."""
+    torch = pytest.importorskip("torch")
+    wide = space is A._WIDE_SPACE
+    lin = {"ShearX": 0.99 if wide else 0.3, "ShearY": 0.99 if wide else 0.3, "Rotate": 135.0 if wide else 30.0,
+           "Brightness": 0.99 if wide else 0.9, "Color": 0.99 if wide else 0.9, "Contrast": 0.99 if wide else 0.9,
+           "Sharpness": 0.99 if wide else 0.9, "TranslateX": 32.0 if wide else 150.0 / 331.0 * w,
+           "TranslateY": 32.0 if wide else 150.0 / 331.0 * h}  # fmt: skip
+    out = {}
+    for name in space:
+        if name in lin:
+            out[name] = torch.linspace(0.0, lin[name], num_bins).numpy().astype(np.float64)
+        elif name == "Posterize":
+            out[name] = (8 - (torch.arange(num_bins) / ((num_bins - 1) / (6 if wide else 4)))).round().int().numpy()
+        elif name == "Solarize":
+            out[name] = torch.linspace(1.0, 0.0, num_bins).numpy().astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("space,nb", [("_WIDE_SPACE", 31), ("_RAND_SPACE", 31), ("_AUTO_SPACE", 10)])
+def test_policy_magnitude_tables_are_torchvisions(space, nb):
+    tbl = getattr(A, space)
+    ref = _torch_bins(tbl, nb, 224, 200)
+    for name, (fn, _) in tbl.items():
+        bins = fn(nb, 224, 200)
+        if name in ref:
+            np.testing.assert_allclose(bins, ref[name], rtol=1e-6, atol=1e-6, err_msg=name)
+        else:
+            assert bins is None, name
+
+
+def test_trivial_augment_frequencies_chi_square():
+    """100,000 samples of TrivialAugmentWide: the 14 ops, the 31 bins and the signs of signed ops
+    uniform (chi-square, significance 1e-3 each, fixed seed)."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 100_000
+    prm = A.Pipeline([A.TrivialAugmentWide()], seed=40).sample_params((n, 8, 8, 3), indices=np.arange(n))[0]
+    ops, counts = np.unique(prm["op"][:, 0], return_counts=True)
+    assert sorted(ops) == sorted(A._WIDE_SPACE) and stats.chisquare(counts).pvalue > 1e-3
+    assert stats.chisquare(np.bincount(prm["bin"][:, 0], minlength=31)).pvalue > 1e-3
+    signed = np.isin(prm["op"][:, 0], [k for k, (_, s) in A._WIDE_SPACE.items() if s]) & (prm["bin"][:, 0] > 0)
+    neg = (prm["magnitude"][signed, 0] < 0).sum()
+    assert stats.chisquare([neg, signed.sum() - neg]).pvalue > 1e-3
+    # each op's magnitudes are its table's bins
+    rot = prm["op"][:, 0] == "Rotate"
+    np.testing.assert_allclose(np.abs(prm["magnitude"][rot, 0]), np.linspace(0, 135, 31)[prm["bin"][rot, 0]], rtol=1e-6)
+
+
+def test_randaugment_frequencies_chi_square():
+    """100,000 samples x 2 ops of RandAugment: the 14 ops uniform at every position, independent
+    of each other (chi-square on the 14 x 14 table), the fixed magnitude; significance 1e-3."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 100_000
+    prm = A.Pipeline([A.RandAugment(2, 9)], seed=41).sample_params((n, 8, 8, 3), indices=np.arange(n))[0]
+    names = list(A._RAND_SPACE)
+    code = np.vectorize(names.index)(prm["op"])
+    for k in range(2):
+        assert stats.chisquare(np.bincount(code[:, k], minlength=14)).pvalue > 1e-3
+    table = np.bincount(code[:, 0] * 14 + code[:, 1], minlength=196).reshape(14, 14)
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+    rot = prm["op"] == "Rotate"
+    np.testing.assert_allclose(np.abs(prm["magnitude"][rot]), np.float32(30.0 * 9 / 30), rtol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["imagenet", "cifar10", "svhn"])
+def test_autoaugment_frequencies_chi_square(policy):
+    """100,000 samples: the 25 sub-policies uniform; within each, the four outcomes (which of the
+    two ops applied) with torchvision's probabilities p1, p2 (independent); chi-square at
+    significance 1e-3 (a sub-policy whose expected counts are all in one cell is checked exactly)."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 100_000
+    prm = A.Pipeline([A.AutoAugment(policy)], seed=42).sample_params((n, 32, 32, 3), indices=np.arange(n))[0]
+    table = A.AUTOAUGMENT_POLICIES[policy]
+    assert stats.chisquare(np.bincount(prm["policy"], minlength=25)).pvalue > 1e-3
+    for j, ((n1, p1, _), (n2, p2, _)) in enumerate(table):
+        sel = prm["policy"] == j
+        ap = prm["applied"][sel]
+        obs = np.bincount(ap[:, 0] * 2 + ap[:, 1], minlength=4)
+        exp = sel.sum() * np.array([(1 - p1) * (1 - p2), (1 - p1) * p2, p1 * (1 - p2), p1 * p2])
+        keep = exp > 0
+        assert (obs[~keep] == 0).all()
+        if keep.sum() > 1:
+            assert stats.chisquare(obs[keep], exp[keep]).pvalue > 1e-3, (j, obs, exp)
+        assert set(prm["op"][sel][ap[:, 0], 0]) <= {n1} and set(prm["op"][sel][ap[:, 1], 1]) <= {n2}
+
+
+def _policy_pipe():
+    return A.Pipeline([A.RandomResizedCrop((14, 13)), A.HorizontalFlip(), A.TrivialAugmentWide(),
+                       A.RandAugment(2, 12), A.AutoAugment("cifar10"), A.Normalize(MEAN, STD),
+                       A.RandomErasing(0.5)], seed=26, layout="NCHW")  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_policies_same_bits_whatever_the_batch_threads_and_path(dtype):
+    imgs = BIG if dtype == np.uint8 else BIG.astype(np.float32) / 255
+    pipe = _policy_pipe()
+    whole = pipe(imgs, indices=BIG_IDX, epoch=3)
+    parts = np.concatenate([pipe(imgs[:9], indices=BIG_IDX[:9], epoch=3), pipe(imgs[9:], indices=BIG_IDX[9:], epoch=3)])
+    np.testing.assert_array_equal(parts, whole)
+    for path in SIMD_PATHS:
+        for threads in (1, 3):
+            with simd_path(path), num_threads(threads):
+                assert pipe(imgs, indices=BIG_IDX, epoch=3).tobytes() == whole.tobytes(), (path, threads)
+    import ml_dtypes
+
+    out8 = A.Pipeline([A.TrivialAugmentWide()], seed=1)(BIG)  # uint8 out, and bfloat16 via Normalize
+    assert out8.dtype == np.uint8
+    bf = A.Pipeline([A.TrivialAugmentWide(), A.Normalize(MEAN, STD, dtype=ml_dtypes.bfloat16)], seed=1)(BIG)
+    f32 = A.Pipeline([A.TrivialAugmentWide(), A.Normalize(MEAN, STD)], seed=1)(BIG)
+    np.testing.assert_array_equal(bf.view(np.uint16), f32.astype(ml_dtypes.bfloat16).view(np.uint16))
+
+
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        (lambda: A.RandAugment(num_ops=-1), ValueError, "num_ops must be >= 0"),
+        (lambda: A.RandAugment(magnitude=31), ValueError, "magnitude must be <= 30"),
+        (lambda: A.RandAugment(magnitude=1.5), TypeError, "magnitude must be an int"),
+        (lambda: A.RandAugment(num_magnitude_bins=1), ValueError, "num_magnitude_bins must be >= 2"),
+        (lambda: A.TrivialAugmentWide(num_magnitude_bins="31"), TypeError, "num_magnitude_bins must be an int"),
+        (lambda: A.TrivialAugmentWide(interpolation="bilinear"), ValueError, "interpolation must be 'nearest'"),
+        (lambda: A.AutoAugment("coco"), ValueError, "policy must be one of"),
+        (lambda: A.AutoAugment(fill=float("inf")), ValueError, "fill"),
+        (lambda: A.RandomPosterize(9), ValueError, "bits must be <= 8"),
+        (lambda: A.RandomPosterize(3, p=1.5), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: A.RandomSolarize(-1), ValueError, "threshold must be in"),
+        (lambda: A.RandomAdjustSharpness(-0.5), ValueError, "sharpness_factor must be in"),
+        (lambda: A.RandomEqualize("yes"), TypeError, "p must be"),
+        (lambda: A.Pipeline([A.Normalize(MEAN, STD), A.TrivialAugmentWide()]), ValueError, r"ops\[1\].*before Normalize"),
+        (lambda: A.Pipeline([A.TrivialAugmentWide()])(np.zeros((1, 4, 4, 4), np.uint8)), ValueError,
+         "TrivialAugmentWide needs images with 1 or 3 channels"),
+        (lambda: A.Pipeline([A.AutoAugment(fill=(1, 2))])(np.zeros((1, 4, 4, 3), np.uint8)), ValueError,
+         "fill has 2 values but the images have 3 channels"),
+    ],
+)
+def test_policy_arguments_name_the_argument(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_core_policy_step_checks_its_rows():
+    x = np.zeros((1, 4, 4, 3), np.uint8)
+    out = np.zeros((1, 4, 4, 3), np.uint8)
+    good = np.zeros((1, 4), np.int32)
+    fill3 = np.zeros(3, np.float32)
+    idx = np.zeros(1, np.uint64)
+
+    def run(row, slots=1.0):
+        st = [("policy", {"per_sample": np.array([row], np.float32), "slots": slots, "bound": 255.0, "u8": True,
+                          "fill": fill3})]  # fmt: skip
+        _core.augment_run(x, out, False, False, good, None, None, None, good, None, None, None, fill3, st, 0, 0, idx)
+
+    run([10, 0, 0, 0, 0, 0, 0, 0])
+    assert (out == 255).all()  # invert
+    with pytest.raises(ValueError, match="unknown policy op code"):
+        run([11, 0, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="posterize bits"):
+        run([6, 9, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="must be finite"):
+        run([1, np.nan, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="factors must be >= 0"):
+        run([2, -1, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"slots must be a whole number"):
+        run([0] * 8, slots=0.5)
+    with pytest.raises(ValueError, match=r"per_sample must have shape \(1, 16\)"):
+        run([0] * 8, slots=2.0)

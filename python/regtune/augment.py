@@ -75,6 +75,7 @@ from ._validation import as_array, check_fits, check_inplace, hyperparameter, no
 
 __all__ = [
     "ColorJitter",
+    "AutoAugment",
     "CenterCrop",
     "CutMix",
     "GaussianNoise",
@@ -82,11 +83,19 @@ __all__ = [
     "MixUp",
     "Normalize",
     "Pipeline",
+    "RandAugment",
+    "RandomAdjustSharpness",
+    "RandomAutocontrast",
     "RandomCrop",
+    "RandomEqualize",
     "RandomErasing",
+    "RandomInvert",
+    "RandomPosterize",
     "RandomResizedCrop",
+    "RandomSolarize",
     "RandomTranslate",
     "Resize",
+    "TrivialAugmentWide",
     "VerticalFlip",
 ]
 
@@ -728,6 +737,408 @@ class ColorJitter(_PointwiseOp):
         return "jitter", {"per_sample": np.ascontiguousarray(per, np.float32), "bound": bound}
 
 
+# ----------------------------------------------------------------------------- policies
+
+#: The image ops of torchvision's policies (transforms/v2/_auto_augment.py) and their codes in the
+#: native "policy" step (cpp/src/augment/steps/policy.h); the geometric ones are one affine map.
+_POLICY_CODES = {
+    "Identity": 0, "ShearX": 1, "ShearY": 1, "TranslateX": 1, "TranslateY": 1, "Rotate": 1, "Brightness": 2,
+    "Color": 3, "Contrast": 4, "Sharpness": 5, "Posterize": 6, "Solarize": 7, "AutoContrast": 8, "Equalize": 9,
+    "Invert": 10,
+}  # fmt: skip
+
+
+def _bins_linspace(lo: float, hi: float) -> Any:
+    """torchvision's ``torch.linspace(lo, hi, num_bins)`` magnitudes (float32 values)."""
+    return lambda nb, h, w: np.linspace(lo, hi, nb).astype(np.float32).astype(np.float64)
+
+
+def _bins_posterize(top: float, div: float) -> Any:
+    """torchvision's ``(top - (torch.arange(num_bins) / ((num_bins - 1) / div))).round().int()``."""
+    return lambda nb, h, w: np.round(np.float32(top) - np.arange(nb, dtype=np.float32) / np.float32((nb - 1) / div)
+                                     ).astype(np.float64)  # fmt: skip
+
+
+def _no_bins(nb: int, h: int, w: int) -> None:
+    return None
+
+
+# name -> (magnitudes(num_bins, height, width) or None, signed): torchvision's tables
+_RAND_SPACE = {  # RandAugment and AutoAugment (AutoAugment: without Identity, with Invert)
+    "Identity": (_no_bins, False),
+    "ShearX": (_bins_linspace(0.0, 0.3), True),
+    "ShearY": (_bins_linspace(0.0, 0.3), True),
+    "TranslateX": (lambda nb, h, w: np.linspace(0.0, 150.0 / 331.0 * w, nb).astype(np.float32).astype(np.float64), True),
+    "TranslateY": (lambda nb, h, w: np.linspace(0.0, 150.0 / 331.0 * h, nb).astype(np.float32).astype(np.float64), True),
+    "Rotate": (_bins_linspace(0.0, 30.0), True),
+    "Brightness": (_bins_linspace(0.0, 0.9), True),
+    "Color": (_bins_linspace(0.0, 0.9), True),
+    "Contrast": (_bins_linspace(0.0, 0.9), True),
+    "Sharpness": (_bins_linspace(0.0, 0.9), True),
+    "Posterize": (_bins_posterize(8, 4), False),
+    "Solarize": (_bins_linspace(1.0, 0.0), False),
+    "AutoContrast": (_no_bins, False),
+    "Equalize": (_no_bins, False),
+}
+_AUTO_SPACE = {k: v for k, v in _RAND_SPACE.items() if k != "Identity"} | {"Invert": (_no_bins, False)}
+_WIDE_SPACE = {  # TrivialAugmentWide
+    "Identity": (_no_bins, False),
+    "ShearX": (_bins_linspace(0.0, 0.99), True),
+    "ShearY": (_bins_linspace(0.0, 0.99), True),
+    "TranslateX": (_bins_linspace(0.0, 32.0), True),
+    "TranslateY": (_bins_linspace(0.0, 32.0), True),
+    "Rotate": (_bins_linspace(0.0, 135.0), True),
+    "Brightness": (_bins_linspace(0.0, 0.99), True),
+    "Color": (_bins_linspace(0.0, 0.99), True),
+    "Contrast": (_bins_linspace(0.0, 0.99), True),
+    "Sharpness": (_bins_linspace(0.0, 0.99), True),
+    "Posterize": (_bins_posterize(8, 6), False),
+    "Solarize": (_bins_linspace(1.0, 0.0), False),
+    "AutoContrast": (_no_bins, False),
+    "Equalize": (_no_bins, False),
+}
+
+#: torchvision's AutoAugmentPolicy sub-policies: ((op, probability, magnitude bin), (op, p, bin))
+AUTOAUGMENT_POLICIES = {
+    "imagenet": (
+        (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)), (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)), (("Posterize", 0.6, 7), ("Posterize", 0.6, 6)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)), (("Equalize", 0.4, None), ("Rotate", 0.8, 8)),
+        (("Solarize", 0.6, 3), ("Equalize", 0.6, None)), (("Posterize", 0.8, 5), ("Equalize", 1.0, None)),
+        (("Rotate", 0.2, 3), ("Solarize", 0.6, 8)), (("Equalize", 0.6, None), ("Posterize", 0.4, 6)),
+        (("Rotate", 0.8, 8), ("Color", 0.4, 0)), (("Rotate", 0.4, 9), ("Equalize", 0.6, None)),
+        (("Equalize", 0.0, None), ("Equalize", 0.8, None)), (("Invert", 0.6, None), ("Equalize", 1.0, None)),
+        (("Color", 0.6, 4), ("Contrast", 1.0, 8)), (("Rotate", 0.8, 8), ("Color", 1.0, 2)),
+        (("Color", 0.8, 8), ("Solarize", 0.8, 7)), (("Sharpness", 0.4, 7), ("Invert", 0.6, None)),
+        (("ShearX", 0.6, 5), ("Equalize", 1.0, None)), (("Color", 0.4, 0), ("Equalize", 0.6, None)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)), (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Invert", 0.6, None), ("Equalize", 1.0, None)), (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)),
+    ),
+    "cifar10": (
+        (("Invert", 0.1, None), ("Contrast", 0.2, 6)), (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+        (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)), (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)), (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+        (("Color", 0.4, 3), ("Brightness", 0.6, 7)), (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+        (("Equalize", 0.6, None), ("Equalize", 0.5, None)), (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+        (("Color", 0.7, 7), ("TranslateX", 0.5, 8)), (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+        (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)), (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+        (("Solarize", 0.5, 2), ("Invert", 0.0, None)), (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+        (("Equalize", 0.2, None), ("Equalize", 0.6, None)), (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+        (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)), (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+        (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)), (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)), (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+        (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+    ),
+    "svhn": (
+        (("ShearX", 0.9, 4), ("Invert", 0.2, None)), (("ShearY", 0.9, 8), ("Invert", 0.7, None)),
+        (("Equalize", 0.6, None), ("Solarize", 0.6, 6)), (("Invert", 0.9, None), ("Equalize", 0.6, None)),
+        (("Equalize", 0.6, None), ("Rotate", 0.9, 3)), (("ShearX", 0.9, 4), ("AutoContrast", 0.8, None)),
+        (("ShearY", 0.9, 8), ("Invert", 0.4, None)), (("ShearY", 0.9, 5), ("Solarize", 0.2, 6)),
+        (("Invert", 0.9, None), ("AutoContrast", 0.8, None)), (("Equalize", 0.6, None), ("Rotate", 0.9, 3)),
+        (("ShearX", 0.9, 4), ("Solarize", 0.3, 3)), (("ShearY", 0.8, 8), ("Invert", 0.7, None)),
+        (("Equalize", 0.9, None), ("TranslateY", 0.6, 6)), (("Invert", 0.9, None), ("Equalize", 0.6, None)),
+        (("Contrast", 0.3, 3), ("Rotate", 0.8, 4)), (("Invert", 0.8, None), ("TranslateY", 0.0, 2)),
+        (("ShearY", 0.7, 6), ("Solarize", 0.4, 8)), (("Invert", 0.6, None), ("Rotate", 0.8, 4)),
+        (("ShearY", 0.3, 7), ("TranslateX", 0.9, 3)), (("ShearX", 0.1, 6), ("Invert", 0.6, None)),
+        (("Solarize", 0.7, 2), ("TranslateY", 0.6, 7)), (("ShearY", 0.8, 4), ("Invert", 0.8, None)),
+        (("ShearX", 0.7, 3), ("Invert", 0.7, None)), (("ShearY", 0.8, 5), ("AutoContrast", 0.7, None)),
+        (("ShearX", 0.7, 2), ("Invert", 0.1, None)),
+    ),
+}
+
+
+def _inverse_affine_matrix(center: tuple[Any, Any], angle: Any, translate: tuple[Any, Any],
+                           shear: tuple[Any, Any]) -> np.ndarray:  # fmt: skip
+    """torchvision's ``_get_inverse_affine_matrix`` (scale 1), vectorized over samples in float64:
+    ``(n, 6)``, the map from output to input pixel coordinates centred on the image."""
+    rot = np.radians(angle)
+    sx, sy = np.radians(shear[0]), np.radians(shear[1])
+    cx, cy = center
+    tx, ty = translate
+    cos_sy, tan_sx = np.cos(sy), np.tan(sx)
+    rot_minus_sy = rot - sy
+    a = np.cos(rot_minus_sy) / cos_sy
+    b = -(a * tan_sx + np.sin(rot))
+    c = np.sin(rot_minus_sy) / cos_sy
+    d = -(c * tan_sx - np.cos(rot))
+    m = [d, -b, np.zeros_like(a), -c, a, np.zeros_like(a)]
+    m[2] = (m[2] + (m[0] * (-(cx + tx)) + m[1] * (-(cy + ty)))) + cx
+    m[5] = (m[5] + (m[3] * (-(cx + tx)) + m[4] * (-(cy + ty)))) + cy
+    return np.stack([np.broadcast_to(np.asarray(v, np.float64), np.shape(a)) for v in m], axis=-1)
+
+
+def _policy_rows(names: np.ndarray, magnitude: np.ndarray, in_hw: tuple[int, int], bound: float) -> np.ndarray:
+    """The native step's rows for ops ``names`` (an array of op names) with (signed) magnitudes:
+    torchvision's ``_apply_image_or_video_transform`` turned into (code, parameters)."""
+    H, W = in_hw
+    rows = np.zeros(names.shape + (8,), np.float64)
+    rows[..., 0] = np.vectorize(_POLICY_CODES.__getitem__, otypes=[np.int64])(names) if names.size else 0
+    m = magnitude
+    shear_x, shear_y = names == "ShearX", names == "ShearY"
+    trans_x, trans_y, rotate = names == "TranslateX", names == "TranslateY", names == "Rotate"
+    corner = shear_x | shear_y  # torchvision shears about center=[0, 0], the top-left corner
+    center = (np.where(corner, -W * 0.5, 0.0), np.where(corner, -H * 0.5, 0.0))
+    deg = np.degrees(np.arctan(m))
+    angle = np.where(rotate, -np.mod(m, 360.0), 0.0)  # F.rotate: angle % 360, then -angle
+    translate = (np.where(trans_x, np.trunc(m), 0.0), np.where(trans_y, np.trunc(m), 0.0))  # int(magnitude)
+    shear = (np.where(shear_x, deg, 0.0), np.where(shear_y, deg, 0.0))
+    affine = shear_x | shear_y | trans_x | trans_y | rotate
+    mat = _inverse_affine_matrix(center, angle, translate, shear)
+    rows[..., 1:7] = np.where(affine[..., None], mat, 0.0)
+    factor = np.isin(names, ("Brightness", "Color", "Contrast", "Sharpness"))
+    rows[..., 1] = np.where(factor, 1.0 + m, rows[..., 1])
+    rows[..., 2] = np.where(factor, 1.0 - (1.0 + m), rows[..., 2])  # torchvision's alpha=(1.0 - ratio), float64
+    rows[..., 1] = np.where(names == "Posterize", np.trunc(m), rows[..., 1])  # int(magnitude)
+    rows[..., 1] = np.where(names == "Solarize", bound * m, rows[..., 1])
+    return rows
+
+
+def _fill_arg(fill: Any) -> tuple[float, ...]:
+    return _channel_values(0 if fill is None else fill, "fill", _F32_MAX)
+
+
+def _interpolation_arg(interpolation: Any) -> str:
+    if interpolation != "nearest":
+        raise ValueError(f"interpolation must be 'nearest' (torchvision's default for the policies; bilinear is "
+                         f"not supported yet), got interpolation={interpolation!r}")  # fmt: skip
+    return interpolation
+
+
+class _PolicyOp(_PointwiseOp):
+    """Ops that run torchvision's policy image ops (cpp/src/augment/steps/policy.h) on the whole
+    image, in pixel units (before Normalize): each sample gets ``slots`` ops chosen by ``choose``.
+    Images must have 1 or 3 channels."""
+
+    slots = 1
+    _fill: tuple[float, ...] = (0.0,)
+
+    def choose(self, words: np.ndarray, in_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+        """``{"op": names (n, slots), "magnitude": (n, slots) signed float64, ...}``."""
+        raise NotImplementedError
+
+    def params(self, words, in_hw, channels):
+        if channels not in (1, 3):
+            raise ValueError(f"{type(self).__name__} needs images with 1 or 3 channels, the images have {channels}")
+        _per_channel(self._fill, channels, "fill")
+        prm = self.choose(words, in_hw)
+        prm["_hw"] = np.broadcast_to(np.array(in_hw), (len(words), 2))
+        return prm
+
+    def step(self, prm, position, channels, bound):
+        hw = tuple(int(v) for v in prm["_hw"][0]) if len(prm["_hw"]) else (1, 1)
+        rows = _policy_rows(prm["op"], prm["magnitude"], hw, bound)
+        n = rows.shape[0]
+        return "policy", {"per_sample": np.ascontiguousarray(rows.reshape(n, -1), np.float32),
+                          "slots": float(self.slots), "bound": bound, "u8": bound == 255.0,
+                          "fill": _per_channel(self._fill, channels, "fill").astype(np.float32)}  # fmt: skip
+
+
+class TrivialAugmentWide(_PolicyOp):
+    """TrivialAugment (Müller and Hutter, 2021), torchvision's ``TrivialAugmentWide``: per sample
+    one of 14 ops (Identity, ShearX, ShearY, TranslateX, TranslateY, Rotate, Brightness, Color,
+    Contrast, Sharpness, Posterize, Solarize, AutoContrast, Equalize) uniformly
+    (``(word0 * 14) >> 32``), a magnitude bin uniform on ``num_magnitude_bins``
+    (``(word1 * bins) >> 32``) of torchvision's wide ranges, negated for signed ops when word2 <
+    2**31 (probability 1/2). Each op is torchvision's tensor op (see ``_policy_rows`` and
+    cpp/src/augment/steps/policy.h): within 1 of it on uint8 images. Geometric ops sample the
+    nearest pixel and read ``fill`` (pixel units, default 0) outside the image.
+    ``sample_params``: ``op`` (names), ``magnitude`` (signed, as torchvision passes it), ``bin``."""
+
+    nwords = 3
+    _space = _WIDE_SPACE
+
+    def __init__(self, num_magnitude_bins: Any = 31, interpolation: str = "nearest", fill: Any = None) -> None:
+        self.num_magnitude_bins = _int_arg(num_magnitude_bins, "num_magnitude_bins", 2, 1 << 20)
+        self.interpolation = _interpolation_arg(interpolation)
+        self.fill = fill
+        self._fill = _fill_arg(fill)
+
+    def choose(self, words, in_hw):
+        names = np.array(list(self._space))
+        which = _below(words[:, 0], len(names))
+        nb = self.num_magnitude_bins
+        b = _below(words[:, 1], nb)
+        neg = _taken(words[:, 2], 0.5)
+        mag = np.zeros(len(words))
+        for k, (fn, signed) in enumerate(self._space.values()):
+            bins = fn(nb, *in_hw)
+            if bins is None:
+                continue
+            sel = which == k
+            mag[sel] = bins[b[sel]] * np.where(signed & neg[sel], -1.0, 1.0)
+        return {"op": names[which][:, None], "magnitude": mag[:, None], "bin": b[:, None]}
+
+
+class RandAugment(_PolicyOp):
+    """RandAugment (Cubuk et al., 2020), torchvision's: per sample ``num_ops`` ops, each one of 14
+    (Identity and torchvision's 13) uniformly (word ``2k``), at magnitude bin ``magnitude`` of
+    ``num_magnitude_bins``, negated for signed ops when word ``2k + 1`` < 2**31. The ops and their
+    accuracy: as TrivialAugmentWide. ``sample_params``: ``op``, ``magnitude`` (n, num_ops)."""
+
+    _space = _RAND_SPACE
+
+    def __init__(self, num_ops: Any = 2, magnitude: Any = 9, num_magnitude_bins: Any = 31,
+                 interpolation: str = "nearest", fill: Any = None) -> None:  # fmt: skip
+        self.num_ops = _int_arg(num_ops, "num_ops", 0, 64)
+        self.num_magnitude_bins = _int_arg(num_magnitude_bins, "num_magnitude_bins", 2, 1 << 20)
+        self.magnitude = _int_arg(magnitude, "magnitude", 0, self.num_magnitude_bins - 1,
+                                  "a bin of num_magnitude_bins")  # fmt: skip
+        self.interpolation = _interpolation_arg(interpolation)
+        self.fill = fill
+        self._fill = _fill_arg(fill)
+        self.slots = max(self.num_ops, 1)
+        self.nwords = 2 * self.num_ops
+
+    def choose(self, words, in_hw):
+        n = len(words)
+        names = np.array(list(self._space))
+        if self.num_ops == 0:
+            return {"op": np.full((n, 1), "Identity"), "magnitude": np.zeros((n, 1))}
+        which = _below(words[:, 0::2], len(names))
+        neg = _taken(words[:, 1::2], 0.5)
+        mag = np.zeros(which.shape)
+        for k, (fn, signed) in enumerate(self._space.values()):
+            bins = fn(self.num_magnitude_bins, *in_hw)
+            if bins is not None:
+                mag = np.where(which == k, bins[self.magnitude] * np.where(signed & neg, -1.0, 1.0), mag)
+        return {"op": names[which], "magnitude": mag}
+
+
+class AutoAugment(_PolicyOp):
+    """AutoAugment (Cubuk et al., 2019), torchvision's: ``policy`` ``"imagenet"``, ``"cifar10"`` or
+    ``"svhn"`` (AUTOAUGMENT_POLICIES, torchvision's sub-policies). Per sample one of the 25
+    sub-policies uniformly (word 0), then each of its two ops applied with its probability
+    (word ``1 + 2k`` < round(p * 2**32)) at its magnitude bin of 10, negated for signed ops when
+    word ``2 + 2k`` < 2**31. The ops: as TrivialAugmentWide (plus Invert).
+    ``sample_params``: ``policy`` (the sub-policy's index), ``op`` (names; Identity where not
+    applied), ``magnitude``, ``applied``."""
+
+    nwords = 5
+    slots = 2
+    _space = _AUTO_SPACE
+
+    def __init__(self, policy: str = "imagenet", interpolation: str = "nearest", fill: Any = None) -> None:
+        if policy not in AUTOAUGMENT_POLICIES:
+            raise ValueError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got policy={policy!r}")
+        self.policy = policy
+        self.interpolation = _interpolation_arg(interpolation)
+        self.fill = fill
+        self._fill = _fill_arg(fill)
+
+    def choose(self, words, in_hw):
+        table = AUTOAUGMENT_POLICIES[self.policy]
+        n = len(words)
+        pick = _below(words[:, 0], len(table))
+        names = np.empty((n, 2), dtype=object)
+        mag = np.zeros((n, 2))
+        applied = np.zeros((n, 2), bool)
+        for j, sub in enumerate(table):
+            sel = pick == j
+            for k, (name, prob, idx) in enumerate(sub):
+                fn, signed = self._space[name]
+                bins = fn(10, *in_hw)
+                m = 0.0 if bins is None else bins[idx]
+                take = _taken(words[sel, 1 + 2 * k], prob)
+                neg = _taken(words[sel, 2 + 2 * k], 0.5) & signed
+                applied[sel, k] = take
+                names[sel, k] = np.where(take, name, "Identity")
+                mag[sel, k] = np.where(take, np.where(neg, -m, m), 0.0)
+        return {"policy": pick, "op": names.astype(str), "magnitude": mag, "applied": applied}
+
+
+class _RandomImageOp(_PolicyOp):
+    """One policy op, taken with probability ``p`` (word0 < round(p * 2**32))."""
+
+    _name = "Identity"
+
+    def _magnitude(self) -> float:
+        return 0.0
+
+    def choose(self, words, in_hw):
+        take = _taken(words[:, 0], self.p)
+        return {"op": np.where(take, self._name, "Identity")[:, None],
+                "magnitude": np.where(take, self._magnitude(), 0.0)[:, None], "applied": take}  # fmt: skip
+
+
+class RandomPosterize(_RandomImageOp):
+    """torchvision's RandomPosterize: keep the ``bits`` high bits of each uint8 value (float
+    images: ``floor(v * 2**bits) / 2**bits``, clamped), with probability ``p``."""
+
+    _name = "Posterize"
+
+    def __init__(self, bits: Any, p: Any = 0.5) -> None:
+        self.bits = _int_arg(bits, "bits", 0, 8)
+        self.p = _probability(p)
+
+    def _magnitude(self):
+        return float(self.bits)
+
+
+class RandomSolarize(_RandomImageOp):
+    """torchvision's RandomSolarize: ``v >= threshold ? bound - v : v`` (``threshold`` in the
+    images' units: 0..255 for uint8, 0..1 for float32), with probability ``p``."""
+
+    _name = "Solarize"
+
+    def __init__(self, threshold: Any, p: Any = 0.5) -> None:
+        self.threshold = hyperparameter(threshold, "threshold", low=0.0, high=_F32_MAX)
+        self.p = _probability(p)
+
+    def choose(self, words, in_hw):
+        prm = super().choose(words, in_hw)
+        prm["magnitude"] = np.where(prm["applied"], self.threshold, 0.0)[:, None]
+        return prm
+
+    def step(self, prm, position, channels, bound):
+        # the rows take a threshold as a fraction of bound (torchvision's policies' Solarize)
+        frac = dict(prm, magnitude=prm["magnitude"] / bound)
+        return super().step(frac, position, channels, bound)
+
+
+class RandomAutocontrast(_RandomImageOp):
+    """torchvision's RandomAutocontrast: each channel stretched to ``[0, bound]`` by its minimum and
+    maximum, with probability ``p``."""
+
+    _name = "AutoContrast"
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = _probability(p)
+
+
+class RandomEqualize(_RandomImageOp):
+    """torchvision's RandomEqualize (PIL's histogram equalization, per channel, of the uint8
+    values), with probability ``p``."""
+
+    _name = "Equalize"
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = _probability(p)
+
+
+class RandomInvert(_RandomImageOp):
+    """torchvision's RandomInvert: ``bound - v``, with probability ``p``."""
+
+    _name = "Invert"
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = _probability(p)
+
+
+class RandomAdjustSharpness(_RandomImageOp):
+    """torchvision's RandomAdjustSharpness: blend with the 3x3 smoothed image
+    (``v + (1 - f) * (blur - v)`` inside a 1-pixel border), with probability ``p``."""
+
+    _name = "Sharpness"
+
+    def __init__(self, sharpness_factor: Any, p: Any = 0.5) -> None:
+        self.sharpness_factor = hyperparameter(sharpness_factor, "sharpness_factor", low=0.0, high=_F32_MAX)
+        self.p = _probability(p)
+
+    def _magnitude(self):
+        return self.sharpness_factor - 1.0  # the rows take 1 + magnitude
+
+
 class GaussianNoise(_PointwiseOp):
     """Add normal noise of standard deviation ``std`` (in the images' units: 0..255 for uint8),
     then clamp to ``[0, bound]`` when ``clip``. Element ``e`` of a sample's output (NHWC order)
@@ -1003,7 +1414,8 @@ class Pipeline:
                     fills.add(op.fill)
             else:
                 pointwise = True
-                if normalized and (isinstance(op, (ColorJitter, Normalize)) or (isinstance(op, GaussianNoise) and op.clip)):
+                if normalized and (isinstance(op, (ColorJitter, Normalize, _PolicyOp)) or
+                                   (isinstance(op, GaussianNoise) and op.clip)):
                     raise ValueError(f"ops[{i}] ({type(op).__name__}) must come before Normalize")
                 normalized |= isinstance(op, Normalize)
         if len(fills) > 1:
@@ -1039,7 +1451,8 @@ class Pipeline:
         op (crop offsets, flip flags, boxes, factors...). The same numbers the call uses.
         ``images_shape``: (N, H, W, C), 4 ints, as :meth:`output_shape`."""
         n, h, w, c = _images_shape(images_shape)
-        return self._params(n, (h, w), c, _indices(indices, n), _epoch(epoch))[0]
+        params = self._params(n, (h, w), c, _indices(indices, n), _epoch(epoch))[0]
+        return [{k: v for k, v in p.items() if not k.startswith("_")} for p in params]
 
     def _params(self, n: int, hw: tuple[int, int], c: int, idx: np.ndarray, epoch: int) -> tuple[list[dict], list]:
         out, sizes = [], []

@@ -28,8 +28,11 @@ compose into one map per axis, so each output pixel is read from the input once 
 separable bilinear blend: 2 x 2 source pixels, or with antialiasing as many as the shrink
 factor needs, each source row filtered once); the pointwise ops (ColorJitter, GaussianNoise, RandomErasing, Normalize) then run on
 blocks of output rows still in L1 cache, and the result is stored once, in NHWC or NCHW order.
-ColorJitter's contrast needs the mean of the whole image, so a pipeline with ColorJitter keeps
-each image's values in a per-thread buffer until its pointwise ops are done. Samples are spread
+ColorJitter's contrast needs the mean of the whole image, and the policies (TrivialAugmentWide,
+RandAugment, AutoAugment) and the single image ops (RandomPosterize, RandomSolarize,
+RandomAutocontrast, RandomEqualize, RandomAdjustSharpness, RandomInvert) work on the whole image
+(their affine maps, histograms and 3x3 blur), so a pipeline with any of them keeps each image's
+values in a per-thread buffer until its pointwise ops are done. Samples are spread
 over regtune's threads (``regtune.set_num_threads``) with the GIL released; the pixel loops are
 vectorized (AVX2, AVX-512) and give the same bits on every path.
 
@@ -39,8 +42,8 @@ output, rounded to nearest (ties to even) once at the end after clamping to [0, 
 (torchvision rounds after each op of a uint8 chain; here there is one rounding). ColorJitter and clipped GaussianNoise clamp to [0, 255] for uint8 images and to
 [0, 1] for float32 images.
 
-**Order.** Geometric ops come first, then pointwise ops; ColorJitter and a clipped GaussianNoise
-must come before Normalize; RandomErasing may come before Normalize (``value`` in pixel units) or
+**Order.** Geometric ops come first, then pointwise ops; ColorJitter, the policies and the single
+image ops, and a clipped GaussianNoise must come before Normalize; RandomErasing may come before Normalize (``value`` in pixel units) or
 after it (``value`` in normalized units, torchvision's usual placement). MixUp and CutMix mix
 pairs of samples, so they are separate callables applied to a batch after the pipeline; their
 image mixing is one native pass too (threaded across samples, GIL released, into a new float32
@@ -1373,8 +1376,10 @@ class Pipeline:
 
     Arguments:
         ops: the ops, in order: geometric ops (RandomCrop, RandomTranslate, HorizontalFlip,
-            VerticalFlip, at most one RandomResizedCrop) first, then pointwise ones (ColorJitter,
-            GaussianNoise, RandomErasing, Normalize; see the module docstring for their order).
+            VerticalFlip, CenterCrop, at most one Resize or RandomResizedCrop) first, then
+            pointwise ones (ColorJitter, the policies TrivialAugmentWide, RandAugment and
+            AutoAugment, the single image ops, GaussianNoise, RandomErasing, Normalize; see the
+            module docstring for their order).
         seed: an int, a ``numpy.random.SeedSequence``, or None (fresh entropy, drawn once here).
         layout: ``"NHWC"`` or ``"NCHW"``: the output's layout (the input is always NHWC).
 

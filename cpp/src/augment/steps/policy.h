@@ -42,6 +42,12 @@
 
 namespace regtune {
 
+// Rounding without libm (the baseline x86-64 has no rounding instruction, and nearbyintf and
+// truncf would be a call per value): adding then subtracting 1.5 * 2^23 rounds |x| <= 2^22 to
+// the nearest integer, ties to even (the default rounding mode); a conversion to int truncates.
+inline float round_even(float x) { return (x + 12582912.0f) - 12582912.0f; }
+inline float trunc_nonneg(float x) { return float(int32_t(x)); }  // 0 <= x < 2^31
+
 struct policy {
   static constexpr int kFields = 8;
   static constexpr int kCodes = 11;
@@ -62,6 +68,9 @@ struct policy {
     s.bound = r.number("bound");
     s.u8 = r.flag("u8");
     if (b.channels != 1 && b.channels != 3) r.fail("the policy ops need images with 1 or 3 channels");
+    if (b.out_w > (size_t(1) << 22) || b.out_h > (size_t(1) << 22)) {
+      r.fail("the policy ops need images of at most 2**22 pixels per side");  // see round_even
+    }
     for (size_t i = 0; i < b.n * s.slots; ++i) {
       const float* p = s.per_sample + kFields * i;
       const float code = p[0];
@@ -84,7 +93,7 @@ struct policy {
     // uint8 images: the uint8 tensor torchvision's ops would see (values rounded half to even),
     // and after each op its conversion back to uint8 (truncation), so that a chain of ops
     // quantizes as torchvision's does
-    if (u8) each(v, plane, H * W, C, [&](float x) { return std::nearbyint(clampb(x)); });
+    if (u8) each(v, plane, H * W, C, [&](float x) { return round_even(clampb(x)); });
     for (size_t k = 0; k < slots; ++k) {
       const float* p = per_sample + (run.s * slots + k) * kFields;
       const int code = int(p[0]);
@@ -102,7 +111,7 @@ struct policy {
         default: break;
       }
       if (u8 && (code == 2 || code == 3 || code == 4 || code == 5 || code == 8)) {
-        each(v, plane, H * W, C, [](float x) { return std::trunc(x); });  // torchvision's .to(torch.uint8)
+        each(v, plane, H * W, C, [](float x) { return trunc_nonneg(x); });  // torchvision's .to(torch.uint8)
       }
     }
     return false;
@@ -125,7 +134,7 @@ struct policy {
     const float y = 0.587f * v[plane + i];
     const float z = 0.114f * v[2 * plane + i];
     const float g = (x + y) + z;
-    return u8 ? std::floor(g) : g;
+    return u8 ? trunc_nonneg(g) : g;  // floor: g >= 0 (the values are in [0, 255])
   }
 
   void blend_gray(float* v, size_t plane, size_t npix, float f, float omf) const {
@@ -164,7 +173,7 @@ struct policy {
           const float s = ((((((up[x - 1] + up[x]) + up[x + 1]) + mid[x - 1]) + mid[x + 1]) + next[x - 1]) + next[x]) +
                           next[x + 1];
           float blur = s * a + mid[x] * bw;
-          if (u8) blur = std::nearbyint(blur);
+          if (u8) blur = round_even(blur);
           out[x] = clampb(mid[x] + omf * (blur - mid[x]));
         }
         std::swap(up, mid);  // up <- the original row y, mid <- row y + 1
@@ -183,7 +192,7 @@ struct policy {
     if (u8) {
       if (bits >= 8) return;
       const uint32_t mask = (0xFFu << (8 - bits)) & 0xFFu;
-      each(v, plane, npix, C, [&](float x) { return float(uint32_t(std::nearbyint(clampb(x))) & mask); });
+      each(v, plane, npix, C, [&](float x) { return float(uint32_t(round_even(clampb(x))) & mask); });
       return;
     }
     const float levels = float(1 << bits), top = levels - 1.0f, inv = 1.0f / levels;
@@ -218,7 +227,7 @@ struct policy {
       int64_t hist[256] = {};
       for (size_t i = 0; i < npix; ++i) {
         const float x = std::min(std::max(q[i], 0.0f), bound);
-        idx[i] = uint8_t(u8 ? std::nearbyint(x) : std::trunc(x * 255.999f));
+        idx[i] = uint8_t(u8 ? round_even(x) : trunc_nonneg(x * 255.999f));
         ++hist[idx[i]];
       }
       int last = 255;  // the last non-zero bin: the first with the maximum cumulative count
@@ -259,8 +268,10 @@ struct policy {
         const float X = float(x) - (fw - 1.0f) * 0.5f;
         const float gx = (X * t0 + Y * t1) + t2;
         const float gy = (X * u0 + Y * u1) + u2;
-        const float sx = std::nearbyint(((gx + 1.0f) * fw - 1.0f) / 2.0f);
-        const float sy = std::nearbyint(((gy + 1.0f) * fh - 1.0f) / 2.0f);
+        // round_even is nearbyint for |coordinate| <= 2^22 (sides are at most 2^22); beyond, the
+        // result stays out of the image
+        const float sx = round_even(((gx + 1.0f) * fw - 1.0f) / 2.0f);
+        const float sy = round_even(((gy + 1.0f) * fh - 1.0f) / 2.0f);
         const bool in = sx >= 0 && sx < fw && sy >= 0 && sy < fh;
         const size_t at = in ? size_t(sy) * W + size_t(sx) : 0;
         for (size_t c = 0; c < C; ++c) v[c * plane + y * W + x] = in ? src[c * plane + at] : fill[c];

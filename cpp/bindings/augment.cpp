@@ -148,6 +148,46 @@ void register_augment(py::module_& m) {
       "words[i, w] = word w of the Philox stream (key, epoch << 32 | indices[i]) from block op_position << 32.");
 
   m.def(
+      "augment_taps",
+      [](const py::object& start, const py::object& length, size_t out, bool antialias) {
+        auto st = readable_array<int64_t>(start, "start");
+        auto ln = readable_array<int64_t>(length, "length");
+        if (st.ndim() != 1 || ln.ndim() != 1 || st.shape(0) != ln.shape(0)) {
+          throw py::value_error("start and length must be 1-D of one length, got " + shape_str(st) + " and " +
+                                shape_str(ln));
+        }
+        if (out == 0 || out >= (size_t(1) << 31)) throw py::value_error("out must be in [1, 2**31)");
+        const size_t n = size_t(st.shape(0));
+        const int64_t* s0 = static_cast<const int64_t*>(st.data());
+        const int64_t* l0 = static_cast<const int64_t*>(ln.data());
+        for (size_t i = 0; i < n; ++i) {
+          if (s0[i] < 0 || l0[i] < 0 || s0[i] + l0[i] >= (int64_t(1) << 31)) {
+            throw py::value_error("boxes must have 0 <= start, 0 <= length and start + length < 2**31");
+          }
+        }
+        py::array_t<int32_t> pairs(n);
+        size_t P = 1;
+        {
+          py::gil_scoped_release nogil;
+          P = augment_tap_pairs(l0, n, out, antialias, pairs.mutable_data());
+        }
+        if (double(n) * double(P) * double(out) * 16.0 > double(size_t(1) << 40)) {
+          throw py::value_error("the resampling taps would not fit in memory (the boxes shrink too much)");
+        }
+        py::array_t<int32_t> i0({n, P, out}), i1({n, P, out});
+        py::array_t<float> w0({n, P, out}), w1({n, P, out});
+        {
+          py::gil_scoped_release nogil;
+          augment_taps(s0, l0, n, out, antialias, P, i0.mutable_data(), i1.mutable_data(), w0.mutable_data(),
+                       w1.mutable_data());
+        }
+        return py::make_tuple(i0, i1, w0, w1, pairs);
+      },
+      py::arg("start"), py::arg("length"), py::arg("out"), py::arg("antialias"),
+      "(i0, i1, w0, w1, pairs): the resampling taps of boxes [start, start + length) onto out coordinates "
+      "(see regtune/augment.h).");
+
+  m.def(
       "augment_run",
       [](const py::object& images, const py::object& out, bool nchw, bool bilinear, const py::object& row_i0,
          const py::object& row_i1, const py::object& row_w0, const py::object& row_w1, const py::object& col_i0,

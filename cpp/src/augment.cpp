@@ -2,6 +2,7 @@
 // regtune/augment.h, calling the selected path's kernels. Threads take whole samples, so a
 // sample's result depends on its own parameters and stream alone, whatever the thread count.
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstring>
 #include <vector>
@@ -66,8 +67,9 @@ class SampleRunner {
       tag_.assign(slots, -2);
       need_.resize(2 * c.g->row_p);
       hp_.resize(2 * c.g->row_p);
+      hc_.resize(2 * c.g->row_p);
+      wts_.resize(2 * c.g->row_p);
       used_.assign(slots, 0);
-      if (c.g->row_p > 1 || c.g->col_p > 1) tmp_.resize(m);
       if (c.g->row_p > 1) vrow_.resize(m);
     }
     v_.resize(block_rows_ * m);
@@ -208,19 +210,19 @@ class SampleRunner {
     const AugmentGeometry& g = *c_.g;
     const void* src = row(r);
     float* h = h_[slot].data();
-    const size_t m = b.out_w * b.channels;
-    for (size_t p = 0; p < pc_; ++p) {
-      const float* w0 = g.col_w0 + (s_ * g.col_p + p) * b.out_w;
-      const float* w1 = g.col_w1 + (s_ * g.col_p + p) * b.out_w;
-      float* dst = p == 0 ? h : tmp_.data();
-      const int32_t* r0 = rel0_.data() + p * b.out_w;
-      const int32_t* r1 = rel1_.data() + p * b.out_w;
-      if (b.src_u8) {
-        k_.gather2_u8(static_cast<const uint8_t*>(src), r0, r1, w0, w1, b.out_w, int(b.channels), g.fill, dst, b.out_w);
-      } else {
-        k_.gather2_f32(static_cast<const float*>(src), r0, r1, w0, w1, b.out_w, int(b.channels), g.fill, dst, b.out_w);
-      }
-      if (p > 0) k_.blend(h, dst, 1.0f, 1.0f, m, h);  // h + pair p, exactly (1 * x is x)
+    const float* w0 = g.col_w0 + s_ * g.col_p * b.out_w;
+    const float* w1 = g.col_w1 + s_ * g.col_p * b.out_w;
+    const int C = int(b.channels);
+    if (pc_ == 1 && b.src_u8) {
+      k_.gather2_u8(static_cast<const uint8_t*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, C, g.fill, h, b.out_w);
+    } else if (pc_ == 1) {
+      k_.gather2_f32(static_cast<const float*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, C, g.fill, h, b.out_w);
+    } else if (b.src_u8) {
+      k_.gather2n_u8(static_cast<const uint8_t*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, pc_, b.out_w, C,
+                     g.fill, h, b.out_w);
+    } else {
+      k_.gather2n_f32(static_cast<const float*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, pc_, b.out_w, C,
+                      g.fill, h, b.out_w);
     }
     tag_[slot] = r;
     used_[slot] = clock_;
@@ -270,19 +272,24 @@ class SampleRunner {
   }
 
   // Output row y into `out` (planar, channel c at out + c * plane) from its source rows h:
-  // pair 0 blended, then each further pair blended into tmp_ and added, in order.
+  // the pairs blended and summed in order (blendn; one pair: blend).
   void vertical(size_t y, const float* const* h, float* out, size_t plane) {
     const AugmentBatch& b = *c_.b;
     const AugmentGeometry& g = *c_.g;
     const size_t at = s_ * g.row_p * b.out_h + y;
-    for (size_t p = 0; p < pr_; ++p) {
-      const size_t a = at + p * b.out_h;
+    if (pr_ == 1) {
       for (size_t c = 0; c < b.channels; ++c) {
-        float* o = out + c * plane;
-        float* dst = p == 0 ? o : tmp_.data();
-        k_.blend(h[2 * p] + c * b.out_w, h[2 * p + 1] + c * b.out_w, g.row_w0[a], g.row_w1[a], b.out_w, dst);
-        if (p > 0) k_.blend(o, dst, 1.0f, 1.0f, b.out_w, o);
+        k_.blend(h[0] + c * b.out_w, h[1] + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w, out + c * plane);
       }
+      return;
+    }
+    for (size_t p = 0; p < pr_; ++p) {
+      wts_[2 * p] = g.row_w0[at + p * b.out_h];
+      wts_[2 * p + 1] = g.row_w1[at + p * b.out_h];
+    }
+    for (size_t c = 0; c < b.channels; ++c) {
+      for (size_t k = 0; k < 2 * pr_; ++k) hc_[k] = h[k] + c * b.out_w;
+      k_.blendn(hc_.data(), wts_.data(), pr_, b.out_w, out + c * plane);
     }
   }
 
@@ -364,7 +371,9 @@ class SampleRunner {
   std::vector<uint64_t> used_;   // when each slot was last read (clock_)
   uint64_t clock_ = 0;
   std::vector<std::vector<float>> h_;
-  std::vector<float> tmp_, vrow_;  // a pair's blend before it is added; a fused row's sum
+  std::vector<float> vrow_;         // a fused row's sum of pairs
+  std::vector<const float*> hc_;   // channel c of the source rows' passes (blendn)
+  std::vector<float> wts_;         // the row pairs' weights (blendn)
   std::vector<int32_t> need_;      // the source rows of the current output row
   std::vector<const float*> hp_;   // their horizontal passes
   std::vector<float> v_, noise_, inter_;  // inter_: NHWC float32 on its way to bfloat16
@@ -390,6 +399,94 @@ void augment_run_steps(const AugmentBatch& batch, const AugmentGeometry& geo, co
         std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the non-temporal stores (an mfence)
       },
       &c, /*interruptible=*/true);
+}
+
+namespace {
+
+// One output coordinate's taps: first, count, and (antialias) the weights of taps first + j.
+struct AxisTaps {
+  double scale, support, invscale;
+  int64_t length, max_count;
+  bool antialias;
+  AxisTaps(int64_t len, size_t out, bool aa) : length(len), antialias(aa) {
+    scale = double(len) / double(out);
+    support = scale >= 1.0 ? scale : 1.0;
+    invscale = 1.0 / support;
+    max_count = int64_t(std::ceil(support)) * 2 + 1;  // torch clips xsize to it
+  }
+  // torch's xmin and xsize (at least 1) for coordinate o
+  void range(size_t o, int64_t& first, int64_t& count) const {
+    if (!antialias) {
+      first = 0;
+      count = 2;
+      return;
+    }
+    const double center = scale * (double(o) + 0.5);
+    first = std::max<int64_t>(int64_t(center - support + 0.5), 0);
+    const int64_t last = std::min<int64_t>(int64_t(center + support + 0.5), length);
+    count = std::clamp<int64_t>(last - first, 1, max_count);
+  }
+};
+
+}  // namespace
+
+size_t augment_tap_pairs(const int64_t* length, size_t n, size_t out, bool antialias, int32_t* pairs) {
+  size_t P = 1;
+  for (size_t s = 0; s < n; ++s) {
+    const AxisTaps t(length[s], out, antialias);
+    int64_t most = 1;
+    for (size_t o = 0; o < out; ++o) {
+      int64_t first, count;
+      t.range(o, first, count);
+      most = std::max(most, count);
+    }
+    pairs[s] = int32_t((most + 1) / 2);
+    P = std::max(P, size_t(pairs[s]));
+  }
+  return P;
+}
+
+void augment_taps(const int64_t* start, const int64_t* length, size_t n, size_t out, bool antialias, size_t P,
+                  int32_t* i0, int32_t* i1, float* w0, float* w1) {
+  std::vector<int64_t> idx(2 * P);
+  std::vector<double> w(2 * P);
+  for (size_t s = 0; s < n; ++s) {
+    const AxisTaps t(length[s], out, antialias);
+    const int64_t L = length[s];
+    for (size_t o = 0; o < out; ++o) {
+      int64_t first, count;
+      t.range(o, first, count);
+      std::fill(w.begin(), w.end(), 0.0);
+      if (!antialias) {  // torch's upsample_bilinear2d (align_corners=False)
+        const double src = std::max((double(o) + 0.5) * t.scale - 0.5, 0.0);
+        const int64_t a = int64_t(std::floor(src));
+        idx[0] = std::min(a, L - 1);
+        idx[1] = std::min(a + 1, L - 1);
+        w[1] = src - double(idx[0]);
+        w[0] = 1.0 - w[1];
+      } else {  // torch's _compute_weights_aa (bilinear: the triangle filter)
+        const double center = t.scale * (double(o) + 0.5);
+        double total = 0.0;
+        for (int64_t j = 0; j < count; ++j) {
+          idx[j] = first + j;
+          const double x = ((double(first + j) - center) + 0.5) * t.invscale;
+          w[j] = std::max(0.0, 1.0 - std::fabs(x));
+          total += w[j];
+        }
+        if (total != 0.0) {
+          for (int64_t j = 0; j < count; ++j) w[j] /= total;
+        }
+      }
+      for (size_t j = size_t(count); j < 2 * P; ++j) idx[j] = idx[count - 1];  // weight 0, a tap it reads
+      for (size_t p = 0; p < P; ++p) {
+        const size_t at = (s * P + p) * out + o;
+        i0[at] = L == 0 ? -1 : int32_t(start[s] + idx[2 * p]);
+        i1[at] = L == 0 ? -1 : int32_t(start[s] + idx[2 * p + 1]);
+        w0[at] = float(w[2 * p]);
+        w1[at] = float(w[2 * p + 1]);
+      }
+    }
+  }
 }
 
 namespace {

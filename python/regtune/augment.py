@@ -293,51 +293,13 @@ def _bilinear_taps(start: np.ndarray, length: np.ndarray, out: int, antialias: b
     taps ``j`` in ``[xmin, xmin + xsize)``, ``xmin = max(int(center - support + 0.5), 0)``,
     ``xsize = min(int(center + support + 0.5), L) - xmin``, weights
     ``tri((j - center + 0.5) / max(scale, 1))`` (``tri(x) = max(0, 1 - |x|)``) divided by their sum.
-    Weights are computed in float64 and rounded to float32 once. Taps come in pairs; a coordinate
-    with fewer taps than its sample's widest pads with weight 0 on its last tap. An empty box
-    (``L = 0``) reads the fill value."""
-    n = len(start)
-    L = length.astype(np.float64)[:, None]
-    o = np.arange(out, dtype=np.float64)[None, :]
-    if not antialias:
-        src = np.maximum((o + 0.5) * (L / out) - 0.5, 0.0)
-        i0 = np.floor(src).astype(np.int64)
-        i1 = np.minimum(i0 + 1, length[:, None] - 1)
-        i0 = np.minimum(i0, length[:, None] - 1)
-        w1 = src - i0
-        taps_i = np.stack([i0, i1], axis=2)
-        taps_w = np.stack([1.0 - w1, w1], axis=2)
-        count = np.full((n, out), 2)
-    else:
-        scale = L / out
-        support = np.where(scale >= 1.0, scale, 1.0)
-        invscale = 1.0 / np.where(scale >= 1.0, scale, 1.0)
-        center = scale * (o + 0.5)
-        xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
-        xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), length[:, None])
-        max_size = (np.ceil(support) * 2 + 1).astype(np.int64)  # torch clips xsize to it
-        count = np.clip(xmax - xmin, 1, max_size)
-        K = int(count.max())
-        j = np.arange(K)[None, None, :]
-        taps_i = xmin[:, :, None] + np.minimum(j, count[:, :, None] - 1)
-        x = (taps_i - center[:, :, None] + 0.5) * invscale[:, :, None]
-        taps_w = np.where(j < count[:, :, None], np.maximum(0.0, 1.0 - np.abs(x)), 0.0)
-        total = taps_w.sum(axis=2, keepdims=True)
-        taps_w = taps_w / np.where(total == 0.0, 1.0, total)
-    pairs = (count.max(axis=1) + 1) // 2  # per sample
-    P = int(pairs.max()) if n else 1
-    K = taps_i.shape[2]
-    if K < 2 * P:  # pad every coordinate to 2P taps (weight 0 on its last tap)
-        last = taps_i[:, :, K - 1:K]
-        taps_i = np.concatenate([taps_i, np.repeat(last, 2 * P - K, axis=2)], axis=2)
-        taps_w = np.concatenate([taps_w, np.zeros(taps_w.shape[:2] + (2 * P - K,))], axis=2)
-    # an empty box (torchvision's fallback for extreme ratios can make one) reads the fill value
-    taps_i = np.where((length == 0)[:, None, None], -1, taps_i[:, :, :2 * P] + start[:, None, None])
-    taps_w = taps_w[:, :, :2 * P]
-    tr = (0, 2, 1)  # (n, out, P) -> (n, P, out)
-    return _AxisMap(taps_i[:, :, 0::2].transpose(tr), taps_i[:, :, 1::2].transpose(tr),
-                    taps_w[:, :, 0::2].transpose(tr), taps_w[:, :, 1::2].transpose(tr),
-                    pairs.astype(np.int32))  # fmt: skip
+    Weights are computed in float64 (the total summed over the taps in order) and rounded to
+    float32 once. Taps come in pairs; a coordinate with fewer taps than its sample's widest pads
+    with weight 0 on its last tap. An empty box (``L = 0``) reads the fill value. Computed
+    natively (``_core.augment_taps``, regtune/augment.h) for speed."""
+    i0, i1, w0, w1, pairs = _core.augment_taps(np.ascontiguousarray(start, np.int64),
+                                               np.ascontiguousarray(length, np.int64), out, antialias)  # fmt: skip
+    return _AxisMap(i0, i1, w0, w1, pairs)
 
 
 def _pad_index(j: np.ndarray, n: int, mode: str) -> np.ndarray:

@@ -268,18 +268,24 @@ class _AxisMap:
         if not self.bilinear:
             return _AxisMap(pick(self.i0, m.i0))
         # m is integer after a resampling map: its coordinates pick the resampled ones; a fill
-        # coordinate reads the fill value through pair 0 (weights 1, 0) and nothing else
-        n, P, _ = self.i0.shape
-        idx = np.broadcast_to(np.maximum(m.i0, 0)[:, None, :], (n, P, m.i0.shape[1]))
-        fill = (m.i0 < 0)[:, None, :]
-        first = (np.arange(P) == 0)[None, :, None]
+        # coordinate reads the fill value through pair 0 (weights 1, 0) and nothing else. One
+        # flat index for the four tables (np.take on it is cheaper than take_along_axis).
+        n, P, length = self.i0.shape
+        out = m.i0.shape[1]
+        rows = (np.arange(n * P, dtype=np.int64) * length).reshape(n, P, 1)
+        flat = (np.maximum(m.i0, 0).astype(np.int64)[:, None, :] + rows).reshape(-1)
 
         def take(a: np.ndarray) -> np.ndarray:
-            return np.take_along_axis(a, idx, axis=2)
+            return np.take(a.reshape(-1), flat).reshape(n, P, out)
 
-        return _AxisMap(np.where(fill, -1, take(self.i0)), np.where(fill, -1, take(self.i1)),
-                        np.where(fill, np.where(first, 1.0, 0.0), take(self.w0)), np.where(fill, 0.0, take(self.w1)),
-                        self.pairs)  # fmt: skip
+        i0, i1, w0, w1 = take(self.i0), take(self.i1), take(self.w0), take(self.w1)
+        fill = (m.i0 < 0)[:, None, :]
+        if fill.any():
+            first = (np.arange(P) == 0)[None, :, None]
+            i0, i1 = np.where(fill, -1, i0), np.where(fill, -1, i1)
+            w0 = np.where(fill, np.where(first, 1.0, 0.0), w0).astype(self.w0.dtype)
+            w1 = np.where(fill, 0.0, w1).astype(self.w1.dtype)
+        return _AxisMap(i0, i1, w0, w1, self.pairs)
 
 
 def _bilinear_taps(start: np.ndarray, length: np.ndarray, out: int, antialias: bool) -> _AxisMap:

@@ -169,21 +169,34 @@ struct policy {
       for (size_t y = 1; y + 1 < H; ++y) {
         std::memcpy(next, q + (y + 1) * W, W * sizeof(float));  // not written yet: the original
         float* out = q + y * W;
-        for (size_t x = 1; x + 1 < W; ++x) {
+        const float hi = bound;
+        auto blur_at = [&](size_t x) {
           const float s = ((((((up[x - 1] + up[x]) + up[x + 1]) + mid[x - 1]) + mid[x + 1]) + next[x - 1]) + next[x]) +
                           next[x + 1];
-          float blur = s * a + mid[x] * bw;
-          if (u8) blur = round_even(blur);
-          out[x] = clampb(mid[x] + omf * (blur - mid[x]));
+          return s * a + mid[x] * bw;
+        };
+        if (u8) {  // two loops without a branch inside, so that each vectorizes
+          for (size_t x = 1; x + 1 < W; ++x) {
+            const float blur = round_even(blur_at(x));
+            out[x] = std::min(std::max(mid[x] + omf * (blur - mid[x]), 0.0f), hi);
+          }
+        } else {
+          for (size_t x = 1; x + 1 < W; ++x) {
+            const float blur = blur_at(x);
+            out[x] = std::min(std::max(mid[x] + omf * (blur - mid[x]), 0.0f), hi);
+          }
         }
         std::swap(up, mid);  // up <- the original row y, mid <- row y + 1
         std::swap(mid, next);
       }
       // the border rows and columns are unchanged, but clamped as torchvision clamps the whole image
-      for (size_t y = 0; y < H; ++y) {
-        for (size_t x = 0; x < W; ++x) {
-          if (y == 0 || y + 1 == H || x == 0 || x + 1 == W) q[y * W + x] = clampb(q[y * W + x]);
-        }
+      for (size_t x = 0; x < W; ++x) {
+        q[x] = clampb(q[x]);
+        q[(H - 1) * W + x] = clampb(q[(H - 1) * W + x]);
+      }
+      for (size_t y = 1; y + 1 < H; ++y) {
+        q[y * W] = clampb(q[y * W]);
+        q[y * W + W - 1] = clampb(q[y * W + W - 1]);
       }
     }
   }
@@ -204,32 +217,59 @@ struct policy {
     const float inv_bound = 1.0f / bound;
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
-      float lo = q[0], hi = q[0];
-      for (size_t i = 1; i < npix; ++i) {
-        lo = std::min(lo, q[i]);
-        hi = std::max(hi, q[i]);
+      // 8 running minima and maxima (pixel i into lane i % 8), combined in lane order: the loop
+      // vectorizes (this code is the same on every SIMD path, so the order is fixed)
+      float lo8[8], hi8[8];
+      for (int k = 0; k < 8; ++k) lo8[k] = hi8[k] = q[0];
+      size_t i = 0;
+      for (; i + 8 <= npix; i += 8) {
+        for (int k = 0; k < 8; ++k) {
+          lo8[k] = q[i + k] < lo8[k] ? q[i + k] : lo8[k];
+          hi8[k] = q[i + k] > hi8[k] ? q[i + k] : hi8[k];
+        }
+      }
+      for (; i < npix; ++i) {
+        lo8[0] = q[i] < lo8[0] ? q[i] : lo8[0];
+        hi8[0] = q[i] > hi8[0] ? q[i] : hi8[0];
+      }
+      float lo = lo8[0], hi = hi8[0];
+      for (int k = 1; k < 8; ++k) {
+        lo = lo8[k] < lo ? lo8[k] : lo;
+        hi = hi8[k] > hi ? hi8[k] : hi;
       }
       if (lo == hi) {
         for (size_t i = 0; i < npix; ++i) q[i] = clampb(q[i]);  // (v - 0) / 1, clamped
         continue;
       }
-      const float inv_scale = (hi - lo) * inv_bound;
-      for (size_t i = 0; i < npix; ++i) q[i] = clampb((q[i] - lo) / inv_scale);
+      const float inv_scale = (hi - lo) * inv_bound, top = bound;
+      for (size_t k = 0; k < npix; ++k) q[k] = std::min(std::max((q[k] - lo) / inv_scale, 0.0f), top);
     }
   }
 
   void equalize(float* v, size_t plane, size_t npix, size_t C) const {
     if (npix == 0) return;
-    thread_local std::vector<uint8_t> idx;
+    thread_local std::vector<int32_t> idx;
     idx.resize(npix);
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
-      int64_t hist[256] = {};
-      for (size_t i = 0; i < npix; ++i) {
-        const float x = std::min(std::max(q[i], 0.0f), bound);
-        idx[i] = uint8_t(u8 ? round_even(x) : trunc_nonneg(x * 255.999f));
-        ++hist[idx[i]];
+      int32_t* ix = idx.data();
+      if (u8) {  // separate loops: these two vectorize, the histogram cannot
+        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(round_even(std::min(std::max(q[i], 0.0f), bound)));
+      } else {
+        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(std::min(std::max(q[i], 0.0f), bound) * 255.999f);
       }
+      // four interleaved histograms: consecutive equal values do not wait on each other's increments
+      int64_t part[4][256] = {};
+      size_t i = 0;
+      for (; i + 4 <= npix; i += 4) {
+        ++part[0][ix[i]];
+        ++part[1][ix[i + 1]];
+        ++part[2][ix[i + 2]];
+        ++part[3][ix[i + 3]];
+      }
+      for (; i < npix; ++i) ++part[0][ix[i]];
+      int64_t hist[256];
+      for (int k = 0; k < 256; ++k) hist[k] = (part[0][k] + part[1][k]) + (part[2][k] + part[3][k]);
       int last = 255;  // the last non-zero bin: the first with the maximum cumulative count
       while (hist[last] == 0) --last;
       const int64_t step = (int64_t(npix) - hist[last]) / 255;
@@ -244,8 +284,10 @@ struct policy {
           lut[k] = float(std::min<int64_t>((cum + step / 2) / step, 255));
         }
       }
-      const float to_float = 1.0f / 255.0f;
-      for (size_t i = 0; i < npix; ++i) q[i] = u8 ? lut[idx[i]] : lut[idx[i]] * to_float;
+      if (!u8) {
+        for (float& l : lut) l *= 1.0f / 255.0f;  // torchvision's uint8 -> float: mul_(1 / 255)
+      }
+      for (size_t k = 0; k < npix; ++k) q[k] = lut[ix[k]];
     }
   }
 

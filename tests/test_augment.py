@@ -287,6 +287,20 @@ def test_core_checks_tap_pair_counts():
         run(np.array([1], np.int32), np.array([1, 1], np.int32))
     with pytest.raises(TypeError, match="row_pairs must have dtype int32"):
         run(np.array([1], np.int64), np.array([1], np.int32))
+    i64 = np.array([0, 3], np.int64)
+    with pytest.raises(ValueError, match="start and length must be 1-D of one length"):
+        _core.augment_taps(i64, np.array([5], np.int64), 4, True)
+    with pytest.raises(ValueError, match="0 <= start"):
+        _core.augment_taps(np.array([-1], np.int64), np.array([5], np.int64), 4, True)
+    with pytest.raises(ValueError, match="out must be in"):
+        _core.augment_taps(i64, i64, 0, False)
+    with pytest.raises(TypeError, match="start must have dtype int64"):
+        _core.augment_taps(i64.astype(np.int32), i64, 4, False)
+    ti0, ti1, tw0, tw1, pairs = _core.augment_taps(np.array([2, 0], np.int64), np.array([9, 0], np.int64), 3, True)
+    assert ti0.shape == (2, 3, 3) and pairs.tolist() == [3, 1]  # 9 -> 3: 6 taps at most; an empty box: one pair
+    np.testing.assert_allclose(tw0[0, :, 0], [0.25, 0.25, 0.0])  # taps 2..6 of box [2, 11): 2/3, 1, 2/3, 1/3, 0
+    np.testing.assert_allclose(tw1[0, :, 0], [0.375, 0.125, 0.0])  # divided by their sum 8/3
+    assert (ti0[1] == -1).all() and np.allclose((tw0 + tw1)[0].sum(axis=0), 1.0)
 
 
 def test_crop_then_resized_crop_then_flip_compose():

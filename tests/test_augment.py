@@ -1430,8 +1430,8 @@ def test_core_steps_are_named_records_checked_field_by_field():
 # _auto_augment.py of torchvision 0.29) re-stated below in NumPy float32, operation by operation,
 # because the registry's torchvision does not load with torch 2.13; the geometric ops through
 # torch.nn.functional.grid_sample (nearest, align_corners=False) on torchvision's _affine_grid,
-# and equalize, posterize and solarize also against PIL's ImageOps (which torchvision's
-# equalize re-implements).
+# and equalize, posterize and solarize also against PIL's ImageOps directly (torchvision's
+# equalize re-implements PIL's; its PIL path calls ImageOps).
 
 F32 = np.float32
 
@@ -1501,16 +1501,23 @@ def _tv_color_op(img, name, m, u8):
         return np.clip((img - lo) / inv, F32(0), F32(bound))
     if name == "Equalize":
         q = img.astype(np.uint8) if u8 else (img * F32(255 + 1 - 1e-3)).astype(np.uint8)
-        out = np.stack([_pil_equalize(q[..., k]) for k in range(c)], axis=-1)
+        out = np.stack([_tv_equalize(q[..., k]) for k in range(c)], axis=-1)
         return out.astype(F32) if u8 else out.astype(F32) * F32(1.0 / 255)
     raise AssertionError(name)
 
 
-def _pil_equalize(channel):
-    """PIL.ImageOps.equalize of one uint8 channel (torchvision re-implements it for tensors)."""
-    Image = pytest.importorskip("PIL.Image")
-    ImageOps = pytest.importorskip("PIL.ImageOps")
-    return np.asarray(ImageOps.equalize(Image.fromarray(np.ascontiguousarray(channel), mode="L")))
+def _tv_equalize(channel):
+    """torchvision's equalize_image on one uint8 channel (its re-implementation of PIL's
+    ImageOps.equalize): lut[k] = (cum_hist[k - 1] + step // 2) // step, clamped to 255, lut[0] = 0,
+    step = (pixels - count of the last non-empty bin) // 255; step 0: unchanged."""
+    flat = channel.reshape(-1).astype(np.int64)
+    hist = np.bincount(flat, minlength=256)
+    cum = np.cumsum(hist)
+    step = (flat.size - hist[np.argmax(cum)]) // 255
+    if step == 0:
+        return channel
+    lut = np.concatenate([[0], np.clip((cum[:-1] + step // 2) // step, 0, 255)]).astype(np.uint8)
+    return lut[channel]
 
 
 def _tv_inverse_affine(center, angle, translate, scale, shear):

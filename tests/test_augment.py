@@ -1612,6 +1612,25 @@ def test_policy_ops_match_torchvision_on_uint8_and_float32(make):
     assert exact_geometric > 0
 
 
+def test_policy_ops_on_one_channel_images():
+    """Grayscale (1-channel) images: Color leaves them, Contrast uses the mean of the values, as
+    torchvision; every op against the re-stated reference as above."""
+    imgs = np.ascontiguousarray(POLICY_IMGS[:48, :, :, :1])
+    pipe = A.Pipeline([A.RandAugment(num_ops=2, magnitude=17)], seed=5)
+    got8, got32 = pipe(imgs), pipe(imgs.astype(np.float32) / F32(255))
+    prm = pipe.sample_params(imgs.shape)[0]
+    for i in range(len(imgs)):
+        ref8, ref32 = imgs[i].astype(F32), imgs[i].astype(F32) / F32(255)
+        for name, m in zip(prm["op"][i], prm["magnitude"][i]):
+            if name in GEOMETRIC:
+                ref8, ref32 = _tv_geometric(ref8, name, m), _tv_geometric(ref32, name, m)
+            else:
+                ref8 = _tv_u8(_tv_color_op(ref8, name, m, True)).astype(F32)
+                ref32 = _tv_color_op(ref32, name, m, False)
+        assert np.abs(got8[i].astype(np.int64) - ref8.astype(np.int64)).max() <= 1, (i, prm["op"][i])
+        assert np.abs(got32[i] - ref32).max() <= 2e-6, (i, prm["op"][i])
+
+
 def test_policy_chains_and_fill():
     """RandAugment(num_ops=3) applies its ops in order (float32 against the re-stated chain), and the
     geometric ops read `fill` outside the image."""

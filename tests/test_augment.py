@@ -180,6 +180,29 @@ def test_bilinear_within_one_of_torch_interpolate():
         assert np.abs(got[i].astype(np.int64) - np.rint(ref)).max() <= 1
 
 
+@pytest.mark.parametrize("antialias", [True, False], ids=["antialias", "plain"])
+def test_padded_crop_after_a_resize_reads_the_fill(antialias):
+    """An integer map with fill coordinates after a resampling map: the resized values exactly,
+    and the fill value where the crop pads. A fill column is exact (pair 0 with weights 1, 0, the
+    other pairs 0); a fill row goes through the columns' blend (w0 * fill + w1 * fill, summed over
+    the pairs), as a padded row before a resize does, so it is the fill value within a few
+    float32 roundings."""
+    ops = [A.RandomResizedCrop((9, 8), scale=(0.3, 1.0), antialias=antialias),
+           A.RandomCrop((9, 8), padding=3, fill=7), A.HorizontalFlip()]  # fmt: skip
+    pipe = A.Pipeline(ops, seed=13)
+    got = pipe(IMG_F32, indices=IDX)
+    prm = pipe.sample_params(IMG_F32.shape, indices=IDX)
+    for i, img in enumerate(IMG_F32):
+        r = prm[0]
+        ref = _ref_bilinear(img, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 8), antialias)
+        ref = _ref_crop(ref, prm[1]["top"][i], prm[1]["left"][i], (9, 8), (3, 3, 3, 3), "constant", 7)
+        ref = ref[:, ::-1] if prm[2]["flip"][i] else ref
+        inside = ref != 7  # (the random values are in [0, 1))
+        np.testing.assert_array_equal(got[i][inside], ref[inside].astype(np.float32))
+        np.testing.assert_allclose(got[i][~inside], 7.0, rtol=1e-6)
+    assert (pipe(IMG_U8, indices=IDX) == 7).any()  # on uint8 the fill is exact after the rounding
+
+
 def _torch_resize(box, size, dtype):
     """torch.nn.functional.interpolate(bilinear, align_corners=False, antialias=True) of an HWC
     box: on the uint8 tensor itself (torch's integer path, which torchvision's resize calls on

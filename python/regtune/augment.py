@@ -26,8 +26,9 @@ from ``seed`` (an int, a ``numpy.random.SeedSequence``, or None for fresh entrop
 **Fusion.** Geometric ops (crops, flips, translations, one Resize or RandomResizedCrop, CenterCrop)
 compose into one map per axis, so each output pixel is read from the input once (a gather, or a
 separable bilinear blend: 2 x 2 source pixels, or with antialiasing as many as the shrink
-factor needs, each source row filtered once); the pointwise ops (ColorJitter, GaussianNoise, RandomErasing, Normalize) then run on
-blocks of output rows still in L1 cache, and the result is stored once, in NHWC or NCHW order.
+factor needs, each source row filtered once); the pointwise ops (ColorJitter, GaussianNoise,
+RandomErasing, Normalize) then run on blocks of output rows still in L1 cache, and the result is
+stored once, in NHWC or NCHW order.
 ColorJitter's contrast needs the mean of the whole image, and the policies (TrivialAugmentWide,
 RandAugment, AutoAugment) and the single image ops (RandomPosterize, RandomSolarize,
 RandomAutocontrast, RandomEqualize, RandomAdjustSharpness, RandomInvert) work on the whole image
@@ -43,8 +44,10 @@ output, rounded to nearest (ties to even) once at the end after clamping to [0, 
 [0, 1] for float32 images.
 
 **Order.** Geometric ops come first, then pointwise ops; ColorJitter, the policies and the single
-image ops, and a clipped GaussianNoise must come before Normalize; RandomErasing may come before Normalize (``value`` in pixel units) or
-after it (``value`` in normalized units, torchvision's usual placement). MixUp and CutMix mix
+image ops, and a clipped GaussianNoise must come before Normalize; RandomErasing may come before
+Normalize (``value`` in pixel units) or after it (``value`` in normalized units, torchvision's
+usual placement). The policies and single image ops take uint8 images' values as torchvision's
+uint8 tensors (rounded to integers first, truncated after each op that computes in float). MixUp and CutMix mix
 pairs of samples, so they are separate callables applied to a batch after the pipeline; their
 image mixing is one native pass too (threaded across samples, GIL released, into a new float32
 array or ``out=``), giving the same bits as the NumPy expressions in their docstrings on every
@@ -559,9 +562,9 @@ class Resize(_GeometricOp):
     def __init__(self, size: Any, antialias: Any = True, max_size: Any = None) -> None:
         if isinstance(size, (tuple, list)) and len(size) == 1:
             size = size[0]  # torchvision's [size]: the shorter side
+        is_int = isinstance(size, (numbers.Integral, np.integer)) and not isinstance(size, (bool, np.bool_))
         self.size: int | tuple[int, int] = (_int_arg(size, "size", 1, _MAX_SIDE, "pixel coordinates are 32-bit")
-                                            if isinstance(size, (numbers.Integral, np.integer)) and
-                                            not isinstance(size, (bool, np.bool_)) else _size_pair(size, "size"))  # fmt: skip
+                                            if is_int else _size_pair(size, "size"))  # fmt: skip
         self.antialias = _flag(antialias, "antialias")
         if max_size is not None:
             if not isinstance(self.size, int):
@@ -739,8 +742,8 @@ _RAND_SPACE = {  # RandAugment and AutoAugment (AutoAugment: without Identity, w
     "Identity": (_no_bins, False),
     "ShearX": (_bins_linspace(0.0, 0.3), True),
     "ShearY": (_bins_linspace(0.0, 0.3), True),
-    "TranslateX": (lambda nb, h, w: np.linspace(0.0, 150.0 / 331.0 * w, nb).astype(np.float32).astype(np.float64), True),
-    "TranslateY": (lambda nb, h, w: np.linspace(0.0, 150.0 / 331.0 * h, nb).astype(np.float32).astype(np.float64), True),
+    "TranslateX": (lambda nb, h, w: _bins_linspace(0.0, 150.0 / 331.0 * w)(nb, h, w), True),
+    "TranslateY": (lambda nb, h, w: _bins_linspace(0.0, 150.0 / 331.0 * h)(nb, h, w), True),
     "Rotate": (_bins_linspace(0.0, 30.0), True),
     "Brightness": (_bins_linspace(0.0, 0.9), True),
     "Color": (_bins_linspace(0.0, 0.9), True),

@@ -47,6 +47,23 @@ namespace regtune {
 // the nearest integer, ties to even (the default rounding mode); a conversion to int truncates.
 inline float round_even(float x) { return (x + 12582912.0f) - 12582912.0f; }
 inline float trunc_nonneg(float x) { return float(int32_t(x)); }  // 0 <= x < 2^31
+inline float clamp_to(float x, float hi) { return std::min(std::max(x, 0.0f), hi); }
+// c ? a : b by bit masks. GCC keeps `c ? a : b` on floats a branch when a or b is computed
+// (-ftrapping-math: an operation may not run speculatively), and a branch on pixel values
+// mispredicts on every other pixel (solarize ran 7x slower than invert); this form vectorizes.
+inline float pick(bool c, float a, float b) {
+  uint32_t ua, ub;
+  std::memcpy(&ua, &a, 4);
+  std::memcpy(&ub, &b, 4);
+  const uint32_t m = 0u - uint32_t(c);
+  const uint32_t r = (ua & m) | (ub & ~m);
+  float f;
+  std::memcpy(&f, &r, 4);
+  return f;
+}
+// The loops below read the step's fields and parameters into locals (lambdas capture copies):
+// the image is float, so a store into it could alias a float member and would force a reload
+// per value, which keeps the loop from vectorizing.
 
 struct policy {
   static constexpr int kFields = 8;
@@ -93,21 +110,26 @@ struct policy {
     // uint8 images: the uint8 tensor torchvision's ops would see (values rounded half to even),
     // and after each op its conversion back to uint8 (truncation), so that a chain of ops
     // quantizes as torchvision's does
-    if (u8) each(v, plane, H * W, C, [&](float x) { return round_even(clampb(x)); });
+    const float hi = bound;
+    if (u8) each(v, plane, H * W, C, [hi](float x) { return round_even(clamp_to(x, hi)); });
     for (size_t k = 0; k < slots; ++k) {
       const float* p = per_sample + (run.s * slots + k) * kFields;
       const int code = int(p[0]);
       switch (code) {
-        case 1: affine(v, plane, H, W, C, p + 1); break;
+        case 1: affine(run.k, v, plane, H, W, C, p + 1); break;
         case 2: for (size_t c = 0; c < C; ++c) run.k.scale_clamp(v + c * plane, H * W, p[1], 0.0f, bound); break;
         case 3: if (C == 3) blend_gray(v, plane, H * W, p[1], p[2]); break;
         case 4: contrast(v, plane, H * W, C, p[1], p[2]); break;
         case 5: sharpness(v, plane, H, W, C, p[2]); break;
         case 6: posterize(v, plane, H * W, C, int(p[1])); break;
-        case 7: each(v, plane, H * W, C, [&](float x) { return x >= p[1] ? bound - x : x; }); break;
+        case 7: {
+          const float t = p[1];
+          each(v, plane, H * W, C, [t, hi](float x) { return pick(x >= t, hi - x, x); });
+          break;
+        }
         case 8: autocontrast(v, plane, H * W, C); break;
         case 9: equalize(v, plane, H * W, C); break;
-        case 10: each(v, plane, H * W, C, [&](float x) { return bound - x; }); break;
+        case 10: each(v, plane, H * W, C, [hi](float x) { return hi - x; }); break;
         default: break;
       }
       if (u8 && (code == 2 || code == 3 || code == 4 || code == 5 || code == 8)) {
@@ -121,7 +143,7 @@ struct policy {
   float clampb(float x) const { return std::min(std::max(x, 0.0f), bound); }
 
   template <typename F>
-  static void each(float* v, size_t plane, size_t npix, size_t C, F f) {
+  static void each(float* __restrict v, size_t plane, size_t npix, size_t C, F f) {
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
       for (size_t i = 0; i < npix; ++i) q[i] = f(q[i]);
@@ -129,29 +151,40 @@ struct policy {
   }
 
   // torchvision's _rgb_to_grayscale_image (floored on uint8 images)
-  float gray(const float* v, size_t plane, size_t i) const {
-    const float x = 0.2989f * v[i];
-    const float y = 0.587f * v[plane + i];
-    const float z = 0.114f * v[2 * plane + i];
-    const float g = (x + y) + z;
-    return u8 ? trunc_nonneg(g) : g;  // floor: g >= 0 (the values are in [0, 255])
+  static float gray(float r, float g, float b, bool floored) {
+    const float x = 0.2989f * r;
+    const float y = 0.587f * g;
+    const float z = 0.114f * b;
+    const float l = (x + y) + z;
+    return floored ? trunc_nonneg(l) : l;  // floor: l >= 0 (the values are in [0, 255])
   }
 
-  void blend_gray(float* v, size_t plane, size_t npix, float f, float omf) const {
+  void blend_gray(float* __restrict v, size_t plane, size_t npix, float f, float omf) const {
+    const float hi = bound;
+    const bool floored = u8;
+    float* __restrict r = v;
+    float* __restrict g = v + plane;
+    float* __restrict b = v + 2 * plane;
     for (size_t i = 0; i < npix; ++i) {
-      const float gw = gray(v, plane, i) * omf;
-      for (size_t c = 0; c < 3; ++c) v[c * plane + i] = clampb(v[c * plane + i] * f + gw);
+      const float gw = gray(r[i], g[i], b[i], floored) * omf;
+      r[i] = clamp_to(r[i] * f + gw, hi);
+      g[i] = clamp_to(g[i] * f + gw, hi);
+      b[i] = clamp_to(b[i] * f + gw, hi);
     }
   }
 
   void contrast(float* v, size_t plane, size_t npix, size_t C, float f, float omf) const {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // pixel i into sum i % 8, combined in order
-    for (size_t i = 0; i < npix; ++i) acc[i % 8] += double(C == 3 ? gray(v, plane, i) : v[i]);
+    const bool floored = u8;
+    for (size_t i = 0; i < npix; ++i) {
+      acc[i % 8] += double(C == 3 ? gray(v[i], v[plane + i], v[2 * plane + i], floored) : v[i]);
+    }
     double sum = 0.0;
     for (double a : acc) sum += a;
     const float mean = float(sum / double(npix));
     const float g = mean * omf;
-    each(v, plane, npix, C, [&](float x) { return clampb(x * f + g); });
+    const float hi = bound;
+    each(v, plane, npix, C, [f, g, hi](float x) { return clamp_to(x * f + g, hi); });
   }
 
   void sharpness(float* v, size_t plane, size_t H, size_t W, size_t C, float omf) const {
@@ -205,11 +238,12 @@ struct policy {
     if (u8) {
       if (bits >= 8) return;
       const uint32_t mask = (0xFFu << (8 - bits)) & 0xFFu;
-      each(v, plane, npix, C, [&](float x) { return float(uint32_t(round_even(clampb(x))) & mask); });
+      const float hi = bound;
+      each(v, plane, npix, C, [mask, hi](float x) { return float(uint32_t(round_even(clamp_to(x, hi))) & mask); });
       return;
     }
     const float levels = float(1 << bits), top = levels - 1.0f, inv = 1.0f / levels;
-    each(v, plane, npix, C, [&](float x) { return std::min(std::max(std::floor(x * levels), 0.0f), top) * inv; });
+    each(v, plane, npix, C, [levels, top, inv](float x) { return std::min(std::max(std::floor(x * levels), 0.0f), top) * inv; });
   }
 
   void autocontrast(float* v, size_t plane, size_t npix, size_t C) const {
@@ -238,11 +272,12 @@ struct policy {
         hi = hi8[k] > hi ? hi8[k] : hi;
       }
       if (lo == hi) {
-        for (size_t i = 0; i < npix; ++i) q[i] = clampb(q[i]);  // (v - 0) / 1, clamped
+        const float hi = bound;
+        for (size_t i = 0; i < npix; ++i) q[i] = clamp_to(q[i], hi);  // (v - 0) / 1, clamped
         continue;
       }
       const float inv_scale = (hi - lo) * inv_bound, top = bound;
-      for (size_t k = 0; k < npix; ++k) q[k] = std::min(std::max((q[k] - lo) / inv_scale, 0.0f), top);
+      for (size_t k = 0; k < npix; ++k) q[k] = clamp_to((q[k] - lo) / inv_scale, top);
     }
   }
 
@@ -253,10 +288,11 @@ struct policy {
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
       int32_t* ix = idx.data();
+      const float hi = bound;
       if (u8) {  // separate loops: these two vectorize, the histogram cannot
-        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(round_even(std::min(std::max(q[i], 0.0f), bound)));
+        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(round_even(clamp_to(q[i], hi)));
       } else {
-        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(std::min(std::max(q[i], 0.0f), bound) * 255.999f);
+        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(clamp_to(q[i], hi) * 255.999f);
       }
       // four interleaved histograms: consecutive equal values do not wait on each other's increments
       int64_t part[4][256] = {};
@@ -297,27 +333,38 @@ struct policy {
   // (half to even). Computed this way, not in exact arithmetic, because rotations by 90 degrees
   // of an image with one odd and one even side put every source coordinate on a tie, which
   // torch's float32 rounding decides.
-  void affine(float* v, size_t plane, size_t H, size_t W, size_t C, const float* m) const {
+  void affine(const AugmentKernels& k, float* v, size_t plane, size_t H, size_t W, size_t C, const float* m) const {
     thread_local std::vector<float> src;
+    thread_local std::vector<int32_t> at;  // one output row's source offsets (-1: fill)
     src.assign(v, v + (C - 1) * plane + H * W);
+    at.resize(W);
     const float hw = 0.5f * float(W), hh = 0.5f * float(H);
     const float t0 = m[0] / hw, t1 = m[1] / hw, t2 = m[2] / hw;  // x row of theta, rescaled
     const float u0 = m[3] / hh, u1 = m[4] / hh, u2 = m[5] / hh;  // y row
-    const float fw = float(W), fh = float(H);
+    const float fw = float(W), fh = float(H), cx = (fw - 1.0f) * 0.5f, cy = (fh - 1.0f) * 0.5f;
+    const int32_t iw = int32_t(W);
+    float fill3[4] = {0, 0, 0, 0};
+    for (size_t c = 0; c < C; ++c) fill3[c] = fill[c];
+    int32_t* __restrict a = at.data();
     for (size_t y = 0; y < H; ++y) {
-      const float Y = float(y) - (fh - 1.0f) * 0.5f;
-      for (size_t x = 0; x < W; ++x) {
-        const float X = float(x) - (fw - 1.0f) * 0.5f;
+      const float Y = float(y) - cy;
+      for (size_t x = 0; x < W; ++x) {  // vectorizes: float operations, compares and conversions
+        const float X = float(int32_t(x)) - cx;  // (from a size_t the loop would not vectorize)
         const float gx = (X * t0 + Y * t1) + t2;
         const float gy = (X * u0 + Y * u1) + u2;
         // round_even is nearbyint for |coordinate| <= 2^22 (sides are at most 2^22); beyond, the
         // result stays out of the image
         const float sx = round_even(((gx + 1.0f) * fw - 1.0f) / 2.0f);
         const float sy = round_even(((gy + 1.0f) * fh - 1.0f) / 2.0f);
-        const bool in = sx >= 0 && sx < fw && sy >= 0 && sy < fh;
-        const size_t at = in ? size_t(sy) * W + size_t(sx) : 0;
-        for (size_t c = 0; c < C; ++c) v[c * plane + y * W + x] = in ? src[c * plane + at] : fill[c];
+        const bool in = (sx >= 0.0f) & (sx < fw) & (sy >= 0.0f) & (sy < fh);
+        // clamped before the conversions, so that they are computed for every pixel (no branch)
+        const int32_t ix = int32_t(std::min(std::max(sx, 0.0f), fw - 1.0f));
+        const int32_t iy = int32_t(std::min(std::max(sy, 0.0f), fh - 1.0f));
+        const int32_t o = iy * iw + ix;
+        a[x] = in ? o : -1;
       }
+      // each plane's pixels by the selected path's gathers (offset -1: the fill value)
+      for (size_t c = 0; c < C; ++c) k.gather_f32(src.data() + c * plane, a, W, 1, fill3 + c, v + c * plane + y * W, 0);
     }
   }
 };

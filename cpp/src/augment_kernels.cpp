@@ -402,11 +402,24 @@ void saturation(float* v, size_t plane, size_t npix, float f, float bound) {
   });
 }
 
+// c ? a : b by bit masks: GCC keeps a float `c ? a : b` whose operands are computed as a branch
+// (-ftrapping-math), which mispredicts on pixel values and keeps the loop scalar; this vectorizes.
+RT_INLINE float pick(bool c, float a, float b) {
+  uint32_t ua, ub;
+  std::memcpy(&ua, &a, 4);
+  std::memcpy(&ub, &b, 4);
+  const uint32_t m = 0u - uint32_t(c);
+  const uint32_t r = (ua & m) | (ub & ~m);
+  float f;
+  std::memcpy(&f, &r, 4);
+  return f;
+}
+
 // torchvision's adjust_hue (transforms.v2.functional._color: _rgb_to_hsv, the shift, _hsv_to_rgb)
 // per pixel, each operation a float32 operation in torchvision's order; its masks multiply by
-// 0 or 1, which only changes the sign of a zero that the following "+ 1" removes. A plain loop
-// the compiler vectorizes at the target's width: the same bits on every path (trunc and floor
-// are exact, and no libm function is called otherwise).
+// 0 or 1, which only changes the sign of a zero that the following "+ 1" removes. A loop without
+// branches (selects by masks) that the compiler vectorizes at the target's width: the same bits
+// on every path.
 void hue(float* __restrict v, size_t plane, size_t npix, float factor, float bound) {
   float* __restrict rp = v;
   float* __restrict gp = v + plane;
@@ -418,36 +431,35 @@ void hue(float* __restrict v, size_t plane, size_t npix, float factor, float bou
     const float minc = std::min(r, std::min(g, b));
     const bool eqc = maxc == minc;
     const float range = maxc - minc;
-    const float s = range / (eqc ? 1.0f : maxc);
-    const float div = eqc ? 1.0f : range;
+    const float s = range / pick(eqc, 1.0f, maxc);
+    const float div = pick(eqc, 1.0f, range);
     const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
     const bool max_r = maxc == r, max_g = maxc == g;
-    const float hr = max_r ? bc - gc : 0.0f;
-    const float hg = max_g && !max_r ? (rc + 2.0f) - bc : 0.0f;
-    const float hb = !max_g && !max_r ? (gc + 4.0f) - rc : 0.0f;
+    const float hr = pick(max_r, bc - gc, 0.0f);
+    const float hg = pick(max_g & !max_r, (rc + 2.0f) - bc, 0.0f);
+    const float hb = pick(!max_g & !max_r, (gc + 4.0f) - rc, 0.0f);
     float h = (hr + hg) + hb;
     h = h * sixth + 1.0f;
-    h = h - std::trunc(h);  // fmod(h, 1) (exact: h is in [0, 2))
+    // trunc and floor as int conversions (the ranges are small; std::trunc and std::floor keep GCC
+    // from vectorizing the loop)
+    h = h - float(int32_t(h));  // fmod(h, 1) (exact: h is in [5/6, 11/6])
     h = h + factor;
-    float m = h - std::trunc(h);  // remainder(h, 1): fmod, then + 1 when negative (h is in [-0.5, 1.5])
-    if (m != 0.0f && m < 0.0f) m = m + 1.0f;
+    const float m0 = h - float(int32_t(h));  // remainder(h, 1): fmod, then + 1 when negative (h in [-0.5, 1.5])
+    const float m = pick(m0 < 0.0f, m0 + 1.0f, m0);
     const float h6 = m * 6.0f;
-    const float fl = std::floor(h6);
+    const float fl = float(int32_t(h6));  // floor: h6 is in [0, 6]
     const float f = h6 - fl;
-    int i = int(fl);
-    i = i >= 6 ? i - 6 : i;  // i is in [0, 6]
+    const int i0 = int(fl);
+    const int i = i0 >= 6 ? i0 - 6 : i0;  // i0 is in [0, 6]
     const float sxv = s * maxc;
     const float pv = std::min(std::max(maxc - sxv, 0.0f), bound);
     const float sxvf = sxv * f;
     const float qv = std::min(std::max(maxc - sxvf, 0.0f), bound);
     const float tv = std::min(std::max(sxvf + pv, 0.0f), bound);
     // torchvision's select table over (v, p, q, t): [[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]]
-    const float ro = i == 0 || i == 5 ? maxc : i == 1 ? qv : i == 4 ? tv : pv;
-    const float go = i == 1 || i == 2 ? maxc : i == 0 ? tv : i == 3 ? qv : pv;
-    const float bo = i == 3 || i == 4 ? maxc : i == 2 ? tv : i == 5 ? qv : pv;
-    rp[p] = ro;
-    gp[p] = go;
-    bp[p] = bo;
+    rp[p] = pick((i == 0) | (i == 5), maxc, pick(i == 1, qv, pick(i == 4, tv, pv)));
+    gp[p] = pick((i == 1) | (i == 2), maxc, pick(i == 0, tv, pick(i == 3, qv, pv)));
+    bp[p] = pick((i == 3) | (i == 4), maxc, pick(i == 2, tv, pick(i == 5, qv, pv)));
   }
 }
 

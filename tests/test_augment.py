@@ -60,13 +60,54 @@ def _torch_weights(start, length, out):
     return np.array(i0), np.array(i1), np.array(l1)
 
 
-def _ref_bilinear(img, top, left, h, w, size):
-    """The documented formula, in float32 in the documented order (horizontal, then vertical)."""
+def _torch_aa_taps(start, length, out):
+    """torch's ``_compute_weights_aa`` (aten/src/ATen/native/cpu/UpSampleKernel.cpp) for bilinear,
+    ``align_corners=False``, transcribed loop by loop in float64: per output coordinate, its taps
+    (input coordinates) and normalized weights."""
+    scale = length / out
+    support = scale if scale >= 1.0 else 1.0  # interp_size / 2 * scale, interp_size = 2
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    max_size = int(math.ceil(support)) * 2 + 1
+    taps = []
+    for o in range(out):
+        center = scale * (o + 0.5)
+        xmin = max(int(center - support + 0.5), 0)
+        xsize = min(max(min(int(center + support + 0.5), length) - xmin, 0), max_size)
+        w = [max(0.0, 1.0 - abs((j + xmin - center + 0.5) * invscale)) for j in range(xsize)]
+        total = sum(w)
+        taps.append(([start + xmin + j for j in range(xsize)], [x / total if total else x for x in w]))
+    return taps
+
+
+def _resample_axis(src, axis, taps):
+    """The documented pairwise sum along ``axis`` in float32: taps in pairs (a coordinate's short
+    list padded with weight 0 on its last tap to the axis' widest pair count), each pair
+    ``w0 * a + w1 * b``, the pairs added in order."""
+    pairs = max((len(j) + 1) // 2 for j, _ in taps)
+    src = np.moveaxis(src, axis, 0)
+    out = []
+    for idx, wts in taps:
+        idx = idx + [idx[-1]] * (2 * pairs - len(idx))
+        wts = [np.float32(x) for x in wts] + [np.float32(0)] * (2 * pairs - len(wts))
+        acc = None
+        for p in range(pairs):
+            pair = wts[2 * p] * src[idx[2 * p]] + wts[2 * p + 1] * src[idx[2 * p + 1]]
+            acc = pair if acc is None else acc + pair
+        out.append(acc)
+    return np.moveaxis(np.stack(out), 0, axis)
+
+
+def _ref_bilinear(img, top, left, h, w, size, antialias=False):
+    """The documented formula, in float32 in the documented order (horizontal, then vertical):
+    2-tap bilinear, or (antialias) torch's antialiased taps summed in pairs."""
+    src = img.astype(np.float32)
+    if antialias:
+        hor = _resample_axis(src, 1, _torch_aa_taps(left, w, size[1]))
+        return _resample_axis(hor, 0, _torch_aa_taps(top, h, size[0]))
     ry0, ry1, ly = _torch_weights(top, h, size[0])
     rx0, rx1, lx = _torch_weights(left, w, size[1])
     wx1, wx0 = lx.astype(np.float32), (1.0 - lx).astype(np.float32)
     wy1, wy0 = ly.astype(np.float32), (1.0 - ly).astype(np.float32)
-    src = img.astype(np.float32)
     hor = wx0[None, :, None] * src[:, rx0] + wx1[None, :, None] * src[:, rx1]  # every source row
     return wy0[:, None, None] * hor[ry0] + wy1[:, None, None] * hor[ry1]
 
@@ -113,21 +154,22 @@ def test_random_translate_matches_numpy():
                                     RNG.random((4, 9, 11, 4), dtype=np.float32),
                                     RNG.integers(0, 256, (4, 9, 11, 4), dtype=np.uint8)],
                          ids=["uint8", "float32", "uint8-1ch", "float32-4ch", "uint8-4ch"])  # fmt: skip
-@pytest.mark.parametrize("size", [(7, 9), (24, 30)], ids=["shrink", "grow"])
-def test_random_resized_crop_matches_formula(images, size):
-    pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.2, 1.0))], seed=5)
+@pytest.mark.parametrize("size", [(7, 9), (24, 30), (3, 2)], ids=["shrink", "grow", "shrink-5x"])
+@pytest.mark.parametrize("antialias", [True, False], ids=["antialias", "plain"])
+def test_random_resized_crop_matches_formula(images, size, antialias):
+    pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=antialias)], seed=5)
     idx = IDX[:len(images)]
     got = pipe(images, indices=idx)
     prm = pipe.sample_params(images.shape, indices=idx)[0]
     for i, img in enumerate(images):
-        ref = _ref_bilinear(img, prm["top"][i], prm["left"][i], prm["height"][i], prm["width"][i], size)
+        ref = _ref_bilinear(img, prm["top"][i], prm["left"][i], prm["height"][i], prm["width"][i], size, antialias)
         np.testing.assert_array_equal(got[i], _store(ref, images.dtype))
 
 
 def test_bilinear_within_one_of_torch_interpolate():
     torch = pytest.importorskip("torch")
     img = RNG.integers(0, 256, (1, 40, 50, 3), dtype=np.uint8)
-    pipe = A.Pipeline([A.RandomResizedCrop((16, 21))], seed=0)
+    pipe = A.Pipeline([A.RandomResizedCrop((16, 21), antialias=False)], seed=0)
     got = pipe(np.repeat(img, 8, axis=0), indices=np.arange(8))
     prm = pipe.sample_params((8, 40, 50, 3), indices=np.arange(8))[0]
     for i in range(8):
@@ -138,18 +180,165 @@ def test_bilinear_within_one_of_torch_interpolate():
         assert np.abs(got[i].astype(np.int64) - np.rint(ref)).max() <= 1
 
 
-def test_crop_then_resized_crop_then_flip_compose():
-    """Integer maps before and after the resampling compose into one pass."""
-    ops = [A.RandomCrop(12, padding=2, padding_mode="reflect"), A.RandomResizedCrop((9, 10)), A.HorizontalFlip(1.0),
-           A.VerticalFlip(1.0)]  # fmt: skip
-    pipe = A.Pipeline(ops, seed=8)
+@pytest.mark.parametrize("antialias", [True, False], ids=["antialias", "plain"])
+def test_padded_crop_after_a_resize_reads_the_fill(antialias):
+    """An integer map with fill coordinates after a resampling map: the resized values exactly,
+    and the fill value where the crop pads. A fill column is exact (pair 0 with weights 1, 0, the
+    other pairs 0); a fill row goes through the columns' blend (w0 * fill + w1 * fill, summed over
+    the pairs), as a padded row before a resize does, so it is the fill value within a few
+    float32 roundings."""
+    ops = [A.RandomResizedCrop((9, 8), scale=(0.3, 1.0), antialias=antialias),
+           A.RandomCrop((9, 8), padding=3, fill=7), A.HorizontalFlip()]  # fmt: skip
+    pipe = A.Pipeline(ops, seed=13)
     got = pipe(IMG_F32, indices=IDX)
     prm = pipe.sample_params(IMG_F32.shape, indices=IDX)
     for i, img in enumerate(IMG_F32):
-        c = _ref_crop(img, prm[0]["top"][i], prm[0]["left"][i], (12, 12), (2, 2, 2, 2), "reflect", 0)
-        r = prm[1]
-        ref = _ref_bilinear(c, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 10))[::-1, ::-1]
-        np.testing.assert_array_equal(got[i], ref.astype(np.float32))
+        r = prm[0]
+        ref = _ref_bilinear(img, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 8), antialias)
+        ref = _ref_crop(ref, prm[1]["top"][i], prm[1]["left"][i], (9, 8), (3, 3, 3, 3), "constant", 7)
+        ref = ref[:, ::-1] if prm[2]["flip"][i] else ref
+        inside = ref != 7  # (the random values are in [0, 1))
+        np.testing.assert_array_equal(got[i][inside], ref[inside].astype(np.float32))
+        np.testing.assert_allclose(got[i][~inside], 7.0, rtol=1e-6)
+    assert (pipe(IMG_U8, indices=IDX) == 7).any()  # on uint8 the fill is exact after the rounding
+
+
+def _torch_resize(box, size, dtype):
+    """torch.nn.functional.interpolate(bilinear, align_corners=False, antialias=True) of an HWC
+    box: on the uint8 tensor itself (torch's integer path, which torchvision's resize calls on
+    uint8 tensors), or in float64."""
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(np.ascontiguousarray(box)).permute(2, 0, 1)[None]
+    t = t if dtype == np.uint8 else t.double()
+    return torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False,
+                                           antialias=True)[0].permute(1, 2, 0).numpy()  # fmt: skip
+
+
+def test_antialiased_resized_crop_within_one_of_torch_interpolate():
+    """RandomResizedCrop(antialias=True) against torch's antialiased interpolate of the same box:
+    within 1 (of 255) on uint8 (torch rounds its integer weights and its intermediate rows), within
+    float32 rounding in float64 on float32 images; boxes shrunk by up to about 6x and grown."""
+    img = RNG.integers(0, 256, (1, 120, 150, 3), dtype=np.uint8)
+    for size in [(20, 24), (64, 80), (160, 190)]:
+        pipe = A.Pipeline([A.RandomResizedCrop(size, scale=(0.05, 1.0))], seed=3)
+        n = 10
+        batch = np.repeat(img, n, axis=0)
+        got8, got32 = pipe(batch, indices=np.arange(n)), pipe(batch.astype(np.float32) / 255, indices=np.arange(n))
+        prm = pipe.sample_params(batch.shape, indices=np.arange(n))[0]
+        for i in range(n):
+            t, l, h, w = (int(prm[k][i]) for k in ("top", "left", "height", "width"))
+            box = img[0, t:t + h, l:l + w]
+            assert np.abs(got8[i].astype(np.int64) - _torch_resize(box, size, np.uint8)).max() <= 1
+            np.testing.assert_allclose(got32[i], _torch_resize(box.astype(np.float64) / 255, size, np.float64),
+                                       rtol=0, atol=2e-6)  # fmt: skip
+
+
+def _tv_resized_hw(h, w, size, max_size=None):
+    """torchvision's transforms.v2.functional._geometry._compute_resized_output_size for [size]."""
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    return (new_long, new_short) if w <= h else (new_short, new_long)
+
+
+@pytest.mark.parametrize("hw,size,max_size", [((120, 150), 64, None), ((150, 120), 64, None), ((99, 37), 20, None),
+                                              ((120, 150), 64, 70), ((40, 40), 56, None), ((13, 200), 7, 30)])
+def test_resize_shorter_side_is_torchvisions(hw, size, max_size):
+    """Resize(int): the output size of torchvision's rule; the values within 1 of torch's
+    antialiased interpolate on uint8 (and equal to the pairwise formula)."""
+    img = RNG.integers(0, 256, (2,) + hw + (3,), dtype=np.uint8)
+    pipe = A.Pipeline([A.Resize(size, max_size=max_size)], seed=0)
+    oh, ow = _tv_resized_hw(*hw, size, max_size)
+    got = pipe(img)
+    assert got.shape == (2, oh, ow, 3) == pipe.output_shape(img.shape)
+    for i in range(2):
+        assert np.abs(got[i].astype(np.int64) - _torch_resize(img[i], (oh, ow), np.uint8)).max() <= 1
+        np.testing.assert_array_equal(got[i], _store(_ref_bilinear(img[i], 0, 0, hw[0], hw[1], (oh, ow), True), np.uint8))
+    plain = A.Pipeline([A.Resize((oh, ow), antialias=False)], seed=0)(img)
+    for i in range(2):
+        np.testing.assert_array_equal(plain[i], _store(_ref_bilinear(img[i], 0, 0, hw[0], hw[1], (oh, ow)), np.uint8))
+
+
+@pytest.mark.parametrize("hw,size", [((13, 17), (5, 6)), ((13, 17), (4, 7)), ((13, 17), (13, 17)), ((6, 5), (9, 8)),
+                                     ((1, 1), (2, 3))])
+@pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
+def test_center_crop_is_torchvisions(hw, size, images):
+    """torchvision's center_crop, transcribed: pad (size - H) // 2 above and the rest below with 0
+    when the window is larger, then crop at int(round((H - h) / 2)) (half to even)."""
+    imgs = images[:, :hw[0], :hw[1]]
+    got = A.Pipeline([A.CenterCrop(size)], seed=0)(imgs)
+    h, w = size
+    H, W = hw
+    pt, pl = max(h - H, 0), max(w - W, 0)
+    ref = np.pad(imgs, ((0, 0), (pt // 2, (pt + 1) // 2), (pl // 2, (pl + 1) // 2), (0, 0)))
+    Hp, Wp = ref.shape[1:3]
+    top, left = int(round((Hp - h) / 2.0)), int(round((Wp - w) / 2.0))
+    np.testing.assert_array_equal(got, ref[:, top:top + h, left:left + w])
+
+
+def test_eval_transform_is_resize_center_crop_normalize():
+    """[Resize(S), CenterCrop(s), Normalize] (the recipes' evaluation transform) equals its parts:
+    the resize's pairwise formula, cropped, then Normalize's float32 affine map."""
+    imgs = RNG.integers(0, 256, (3, 40, 31, 3), dtype=np.uint8)
+    pipe = A.Pipeline([A.Resize(20), A.CenterCrop(16), A.Normalize(MEAN, STD)], seed=0, layout="NCHW")
+    got = pipe(imgs)
+    oh, ow = _tv_resized_hw(40, 31, 20)
+    top, left = int(round((oh - 16) / 2.0)), int(round((ow - 16) / 2.0))
+    for i in range(3):
+        r = _ref_bilinear(imgs[i], 0, 0, 40, 31, (oh, ow), True)[top:top + 16, left:left + 16]
+        np.testing.assert_array_equal(got[i], _ref_normalize(r, True).transpose(2, 0, 1))
+
+
+def test_core_checks_tap_pair_counts():
+    x = np.zeros((1, 4, 4, 1), np.uint8)
+    out = np.zeros((1, 2, 2, 1), np.uint8)
+    i = np.zeros((1, 4), np.int32)  # 2 pairs x 2 coordinates
+    w = np.zeros((1, 4), np.float32)
+    fill = np.zeros(1, np.float32)
+    idx = np.zeros(1, np.uint64)
+
+    def run(rp, cp):
+        _core.augment_run(x, out, False, True, i, i, w, w, i, i, w, w, fill, [], 0, 0, idx, rp, cp)
+
+    run(np.array([2], np.int32), np.array([1], np.int32))
+    with pytest.raises(ValueError, match=r"row_pairs holds 3, outside \[1, 2\]"):
+        run(np.array([3], np.int32), np.array([1], np.int32))
+    with pytest.raises(ValueError, match=r"col_pairs holds 0"):
+        run(np.array([1], np.int32), np.array([0], np.int32))
+    with pytest.raises(ValueError, match=r"col_pairs must have shape \(1,\)"):
+        run(np.array([1], np.int32), np.array([1, 1], np.int32))
+    with pytest.raises(TypeError, match="row_pairs must have dtype int32"):
+        run(np.array([1], np.int64), np.array([1], np.int32))
+    i64 = np.array([0, 3], np.int64)
+    with pytest.raises(ValueError, match="start and length must be 1-D of one length"):
+        _core.augment_taps(i64, np.array([5], np.int64), 4, True)
+    with pytest.raises(ValueError, match="0 <= start"):
+        _core.augment_taps(np.array([-1], np.int64), np.array([5], np.int64), 4, True)
+    with pytest.raises(ValueError, match="out must be in"):
+        _core.augment_taps(i64, i64, 0, False)
+    with pytest.raises(TypeError, match="start must have dtype int64"):
+        _core.augment_taps(i64.astype(np.int32), i64, 4, False)
+    ti0, ti1, tw0, tw1, pairs = _core.augment_taps(np.array([2, 0], np.int64), np.array([9, 0], np.int64), 3, True)
+    assert ti0.shape == (2, 3, 3) and pairs.tolist() == [3, 1]  # 9 -> 3: 6 taps at most; an empty box: one pair
+    np.testing.assert_allclose(tw0[0, :, 0], [0.25, 0.25, 0.0])  # taps 2..6 of box [2, 11): 2/3, 1, 2/3, 1/3, 0
+    np.testing.assert_allclose(tw1[0, :, 0], [0.375, 0.125, 0.0])  # divided by their sum 8/3
+    assert (ti0[1] == -1).all() and np.allclose((tw0 + tw1)[0].sum(axis=0), 1.0)
+
+
+def test_crop_then_resized_crop_then_flip_compose():
+    """Integer maps before and after the resampling compose into one pass."""
+    for antialias in (True, False):
+        ops = [A.RandomCrop(12, padding=2, padding_mode="reflect"), A.RandomResizedCrop((9, 10), antialias=antialias),
+               A.HorizontalFlip(1.0), A.VerticalFlip(1.0)]  # fmt: skip
+        pipe = A.Pipeline(ops, seed=8)
+        got = pipe(IMG_F32, indices=IDX)
+        prm = pipe.sample_params(IMG_F32.shape, indices=IDX)
+        for i, img in enumerate(IMG_F32):
+            c = _ref_crop(img, prm[0]["top"][i], prm[0]["left"][i], (12, 12), (2, 2, 2, 2), "reflect", 0)
+            r = prm[1]
+            ref = _ref_bilinear(c, r["top"][i], r["left"][i], r["height"][i], r["width"][i], (9, 10), antialias)
+            np.testing.assert_array_equal(got[i], ref[::-1, ::-1].astype(np.float32))
 
 
 def _torchvision_rrc(words, H, W, scale, ratio):
@@ -200,10 +389,55 @@ def test_normalize_and_layout(images, layout):
     np.testing.assert_array_equal(got, ref)
 
 
-def _ref_jitter(v, b, c, s, order, bound):
+def _tv_adjust_hue(img, hue_factor, bound=1.0):
+    """torchvision's adjust_hue_image on float tensors (transforms/v2/functional/_color.py:
+    _rgb_to_hsv, ``h.add_(hue_factor).remainder_(1.0)``, _hsv_to_rgb), re-stated in NumPy float32
+    operation by operation on an (H, W, 3) array; ``bound`` replaces the clamps' 1.0 (regtune
+    works at the pixel scale: 255 for uint8)."""
+    f32 = np.float32
+    img = img.astype(f32)
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    maxc, minc = img.max(axis=-1), img.min(axis=-1)
+    eqc = maxc == minc
+    channels_range = maxc - minc
+    ones = np.ones_like(maxc)
+    s = channels_range / np.where(eqc, ones, maxc)
+    divisor = np.where(eqc, ones, channels_range)[..., None]
+    rgbc = (maxc[..., None] - img) / divisor
+    rc, gc, bc = rgbc[..., 0], rgbc[..., 1], rgbc[..., 2]
+    neq_r, eq_g = maxc != r, maxc == g
+    hg = ((rc + f32(2.0)) - bc) * (eq_g & neq_r).astype(f32)
+    hr = (bc - gc) * (~neq_r).astype(f32)
+    hb = ((gc + f32(4.0)) - rc) * (neq_r & ~eq_g).astype(f32)
+    h = (hr + hg) + hb
+    h = np.fmod(h * f32(1.0 / 6.0) + f32(1.0), f32(1.0))
+    h = h + f32(hue_factor)
+    h = np.fmod(h, f32(1.0))  # torch's remainder: fmod, + 1 where negative
+    h = np.where((h != 0) & (h < 0), h + f32(1.0), h)
+    v = maxc
+    h6 = h * f32(6)
+    i = np.floor(h6)
+    fr = h6 - i
+    i = i.astype(np.int32) % 6
+    sxv = s * v
+    p = np.clip(v - sxv, f32(0), f32(bound))
+    sxv = sxv * fr
+    q = np.clip(v - sxv, f32(0), f32(bound))
+    t = np.clip(sxv + p, f32(0), f32(bound))
+    a1 = np.stack((v, q, p, p, t, v))
+    a2 = np.stack((t, v, v, q, p, p))
+    a3 = np.stack((p, p, t, v, v, q))
+    pick = (lambda a: np.take_along_axis(a, i[None], axis=0)[0])
+    return np.stack([pick(a1), pick(a2), pick(a3)], axis=-1)
+
+
+def _ref_jitter(v, b, c, s, h, order, bound):
     v = v.astype(np.float32)
-    perms = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
-    for part in perms[order]:
+    for part in order:
+        if part == 3:
+            if h != 0:
+                v = _tv_adjust_hue(v, h, bound)
+            continue
         f = np.float32((b, c, s)[part])
         if f == 1:
             continue
@@ -219,15 +453,18 @@ def _ref_jitter(v, b, c, s, order, bound):
     return v
 
 
+@pytest.mark.parametrize("hue", [0.0, 0.3], ids=["no-hue", "hue"])
 @pytest.mark.parametrize("images", [IMG_U8, IMG_F32], ids=["uint8", "float32"])
-def test_color_jitter_matches_numpy(images):
-    pipe = A.Pipeline([A.ColorJitter(0.4, 0.4, 0.4)], seed=2)
+def test_color_jitter_matches_numpy(images, hue):
+    pipe = A.Pipeline([A.ColorJitter(0.4, 0.4, 0.4, hue)], seed=2)
     got = pipe(images, indices=IDX)
     prm = pipe.sample_params(images.shape, indices=IDX)[0]
     bound = 255.0 if images.dtype == np.uint8 else 1.0
-    assert len(set(prm["order"].tolist())) > 1
+    assert len({tuple(o) for o in prm["order"].tolist()}) > 1
+    assert (prm["order"][:, 3] == 3).all() if hue == 0 else (prm["order"][:, 3] != 3).any()
     for i, img in enumerate(images):
-        ref = _ref_jitter(img, prm["brightness"][i], prm["contrast"][i], prm["saturation"][i], prm["order"][i], bound)
+        ref = _ref_jitter(img, prm["brightness"][i], prm["contrast"][i], prm["saturation"][i], prm["hue"][i],
+                          prm["order"][i], bound)  # fmt: skip
         if images.dtype == np.uint8:
             assert np.abs(got[i].astype(int) - _to_u8(ref).astype(int)).max() <= 1  # the contrast mean's last bit
         else:
@@ -492,7 +729,42 @@ def test_jitter_factors_uniform():
     b = prm["brightness"].astype(np.float64)
     assert abs(b.mean() - 1.0) < 5 * math.sqrt(0.8**2 / 12 / n)
     assert abs(b.var() - 0.8**2 / 12) < 5 * 0.8**2 / 12 * math.sqrt(0.8 / n)
-    assert np.bincount(prm["order"], minlength=6).min() > n / 6 * 0.9
+    perms3 = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    code = [perms3.index(tuple(o[:3])) for o in prm["order"].tolist()]
+    assert (prm["order"][:, 3] == 3).all()  # without hue: regtune 0.1's orders of the three parts
+    assert np.bincount(code, minlength=6).min() > n / 6 * 0.9
+
+
+def test_jitter_hue_and_order_frequencies_chi_square():
+    """With hue: the 24 orders equally likely and the shift uniform on [-0.2, 0.2] (20 bins):
+    chi-square tests at significance 1e-4 each, fixed seed."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 24000
+    prm = A.Pipeline([A.ColorJitter(hue=0.2)], seed=4).sample_params((n, 2, 2, 3), indices=np.arange(n))[0]
+    code = prm["order"] @ np.array([64, 16, 4, 1])
+    counts = np.unique(code, return_counts=True)[1]
+    assert len(counts) == 24 and stats.chisquare(counts).pvalue > 1e-4
+    hist = np.histogram(prm["hue"], bins=20, range=(-0.2, 0.2))[0]
+    assert hist.sum() == n and stats.chisquare(hist).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("factor", [-0.5, -0.31, -0.02, 0.07, 0.25, 0.5])
+def test_hue_within_one_of_torchvisions_uint8_and_equal_on_float32(factor):
+    """ColorJitter(hue=(f, f)) against torchvision's adjust_hue re-stated (_tv_adjust_hue; the
+    registry's torchvision does not load with torch 2.13): on float32 images the same values (the
+    masks' multiply-by-0 may differ in a zero's sign only); on uint8 within 1 of torchvision's
+    uint8 result, which converts to float (x / 255), shifts, and converts back as
+    ``(x * (255 + 1 - 1e-3)).to(uint8)`` (truncation), where regtune rounds once."""
+    rgb = RNG.integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
+    rgb[0, :4] = rgb[0, :4, :, :1]  # gray pixels (max == min)
+    rgb[0, 4, :, 1] = rgb[0, 4, :, 0]  # ties between the max channels
+    pipe = A.Pipeline([A.ColorJitter(hue=(factor, factor))], seed=0)
+    got8, got32 = pipe(rgb), pipe(rgb.astype(np.float32) / np.float32(255))
+    for i in range(2):
+        ref = _tv_adjust_hue(rgb[i].astype(np.float32) / np.float32(255), factor)
+        np.testing.assert_array_equal(got32[i], ref)  # -0.0 == 0.0 here
+        tv8 = (ref * np.float32(255 + 1 - 1e-3)).astype(np.uint8)
+        assert np.abs(got8[i].astype(np.int64) - tv8).max() <= 1
 
 
 # ----------------------------------------------------------------------------- MixUp, CutMix
@@ -703,7 +975,7 @@ def test_core_mix_checks_its_arguments():
 
 def _full_pipe(layout="NCHW"):
     return A.Pipeline([A.RandomCrop(14, padding=3, padding_mode="reflect"), A.RandomResizedCrop((12, 11)),
-                       A.HorizontalFlip(), A.VerticalFlip(0.3), A.ColorJitter(0.3, 0.3, 0.3), A.GaussianNoise(4.0),
+                       A.HorizontalFlip(), A.VerticalFlip(0.3), A.ColorJitter(0.3, 0.3, 0.3, 0.1), A.GaussianNoise(4.0),
                        A.Normalize(MEAN, STD), A.RandomErasing(0.5)], seed=21, layout=layout)  # fmt: skip
 
 
@@ -717,12 +989,23 @@ def _erase_random_pipe():
                        A.RandomErasing(0.8, scale=(0.1, 0.4), value="random")], seed=23, layout="NCHW")  # fmt: skip
 
 
+def _shrink_pipe():
+    """Antialiased shrinks by 1x to 8x: samples with 1 to 5 tap pairs per axis in one batch
+    (each uses its own), the fused Normalize path (NCHW float32) with several row pairs."""
+    return A.Pipeline([A.RandomResizedCrop((2, 3), scale=(0.1, 1.0)), A.HorizontalFlip(), A.Normalize(MEAN, STD)],
+                      seed=24, layout="NCHW")  # fmt: skip
+
+
+def _eval_pipe():
+    return A.Pipeline([A.Resize(7), A.CenterCrop((5, 6))], seed=25)
+
+
 BIG = RNG.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
 BIG_IDX = RNG.permutation(10_000)[:37]
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
-                         ids=["bilinear", "integer", "erase-random"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe, _shrink_pipe, _eval_pipe],
+                         ids=["bilinear", "integer", "erase-random", "antialias-shrink", "resize-centercrop"])
 def test_same_sample_same_result_whatever_the_batch(make):
     pipe = make()
     whole = pipe(BIG, indices=BIG_IDX, epoch=5)
@@ -732,11 +1015,12 @@ def test_same_sample_same_result_whatever_the_batch(make):
         np.testing.assert_array_equal(parts, whole)
     order = RNG.permutation(37)
     np.testing.assert_array_equal(pipe(BIG[order], indices=BIG_IDX[order], epoch=5), whole[order])
-    assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
+    if any(op.nwords for op in pipe.ops):
+        assert not np.array_equal(pipe(BIG, indices=BIG_IDX, epoch=6), whole)  # a new epoch, new choices
 
 
-@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe],
-                         ids=["bilinear", "integer", "erase-random"])
+@pytest.mark.parametrize("make", [_full_pipe, _int_pipe, _erase_random_pipe, _shrink_pipe, _eval_pipe],
+                         ids=["bilinear", "integer", "erase-random", "antialias-shrink", "resize-centercrop"])
 def test_bit_identical_across_threads_and_simd_paths(make):
     pipe = make()
     ref = None
@@ -845,6 +1129,24 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
         (lambda: A.Pipeline([A.Normalize(0.5, 0.5), A.HorizontalFlip()]), ValueError, r"ops\[1\].*geometric"),
         (lambda: A.Pipeline([A.Normalize(0.5, 0.5), A.ColorJitter(0.1)]), ValueError, r"ops\[1\].*before Normalize"),
         (lambda: A.Pipeline([A.RandomResizedCrop(4), A.RandomResizedCrop(4)]), ValueError, r"ops\[1\]"),
+        (lambda: A.Pipeline([A.Resize(8), A.RandomResizedCrop(4)]), ValueError, r"ops\[1\].*one resampling op"),
+        (lambda: A.RandomResizedCrop(8, antialias="yes"), TypeError, "antialias must be a bool"),
+        (lambda: A.Resize(8, antialias=1), TypeError, "antialias must be a bool"),
+        (lambda: A.Resize(0), ValueError, "size must be >= 1"),
+        (lambda: A.Resize(2**31), ValueError, r"size must be <= 2147483647"),
+        (lambda: A.Resize((4, 0)), ValueError, "size must be >= 1"),
+        (lambda: A.Resize(2.5), TypeError, "size must be an int"),
+        (lambda: A.Resize((8, 8), max_size=10), ValueError, "max_size is only allowed when size is an int"),
+        (lambda: A.Resize(8, max_size=8), ValueError, "max_size must be > size"),
+        (lambda: A.Resize(8, max_size=-1), ValueError, "max_size must be >= 1"),
+        (lambda: A.CenterCrop(0), ValueError, "size must be >= 1"),
+        (lambda: A.ColorJitter(hue=0.6), ValueError, r"hue must be in \[0, 0.5\], got hue=0.6"),
+        (lambda: A.ColorJitter(hue=-0.1), ValueError, "hue must be in"),
+        (lambda: A.ColorJitter(hue=(-0.6, 0.1)), ValueError, r"hue\[0\] must be in"),
+        (lambda: A.ColorJitter(hue=(0.3, 0.1)), ValueError, r"hue must have hue\[0\] <= hue\[1\]"),
+        (lambda: A.Pipeline([A.ColorJitter(hue=0.1)])(np.zeros((1, 4, 4, 1), np.uint8)), ValueError,
+         "hue=...\\) needs 3 channels"),
+        (lambda: A.CenterCrop(4, fill=float("nan")), ValueError, "fill"),
         (lambda: A.Pipeline([A.HorizontalFlip(), "flip"]), TypeError, r"ops\[1\] must be"),
         (lambda: A.Pipeline([A.MixUp(num_classes=2)]), TypeError, r"ops\[0\] is MixUp"),
         (lambda: A.Pipeline([], layout="CHW"), ValueError, "layout must be"),
@@ -1081,7 +1383,8 @@ def test_random_shapes_against_the_references(case):
     mode = A.PADDING_MODES[case % 4]
     ch, cw = int(r.integers(1, h + 2 * pad + 1)), int(r.integers(1, w + 2 * pad + 1))
     size = (int(r.integers(1, 12)), int(r.integers(1, 12)))
-    ops = [A.RandomCrop((ch, cw), padding=pad, padding_mode=mode, fill=5), A.RandomResizedCrop(size),
+    antialias = case % 3 != 0
+    ops = [A.RandomCrop((ch, cw), padding=pad, padding_mode=mode, fill=5), A.RandomResizedCrop(size, antialias=antialias),
            A.HorizontalFlip(), A.VerticalFlip()]  # fmt: skip
     pipe = A.Pipeline(ops, seed=case)
     idx = r.integers(0, 1000, n)
@@ -1095,7 +1398,7 @@ def test_random_shapes_against_the_references(case):
     for i in range(n):
         ref = _ref_crop(imgs[i], prm[0]["top"][i], prm[0]["left"][i], (ch, cw), (pad,) * 4, mode, 5)
         t, l, bh, bw = (int(prm[1][k][i]) for k in ("top", "left", "height", "width"))
-        ref = _ref_bilinear(ref, t, l, bh, bw, size)
+        ref = _ref_bilinear(ref, t, l, bh, bw, size, antialias)
         if prm[2]["flip"][i]:
             ref = ref[:, ::-1]
         if prm[3]["flip"][i]:
@@ -1142,3 +1445,431 @@ def test_core_steps_are_named_records_checked_field_by_field():
         run([("normalize", {"values": np.zeros(3, np.float32)})])
     run([("normalize", {"values": np.array([1.0, 2.0], np.float32)})])
     assert (out == 2).all()  # 0 * 1 + 2
+
+
+# ------------------------------------------------------------- policies and their image ops
+#
+# References: torchvision's tensor ops (transforms/v2/functional/_color.py, _geometry.py,
+# _auto_augment.py of torchvision 0.29) re-stated below in NumPy float32, operation by operation,
+# because the registry's torchvision does not load with torch 2.13; the geometric ops through
+# torch.nn.functional.grid_sample (nearest, align_corners=False) on torchvision's _affine_grid,
+# and equalize, posterize and solarize also against PIL's ImageOps directly (torchvision's
+# equalize re-implements PIL's; its PIL path calls ImageOps).
+
+F32 = np.float32
+
+
+def _tv_u8(x):
+    """torchvision's ``.to(torch.uint8)`` of a float tensor in [0, 255]: truncation."""
+    return x.astype(np.uint8)
+
+
+def _tv_gray(img):
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return (r * F32(0.2989) + g * F32(0.587)) + b * F32(0.114)
+
+
+def _tv_blend(img, other, ratio, bound):
+    return np.clip(img * F32(ratio) + other * F32(1.0 - ratio), F32(0), F32(bound))
+
+
+def _tv_color_op(img, name, m, u8):
+    """torchvision's _apply_image_or_video_transform for the non-geometric ops, on an (H, W, C)
+    float32 array holding the image (0..255 values for uint8 images); returns float32 before
+    torchvision's final conversion (the caller truncates uint8)."""
+    bound = 255.0 if u8 else 1.0
+    c = img.shape[-1]
+    if name in ("Identity",):
+        return img
+    if name == "Brightness":
+        return np.clip(img * F32(1.0 + m), F32(0), F32(bound))
+    if name == "Color":
+        if c == 1:
+            return img
+        gray = _tv_gray(img)
+        gray = np.floor(gray) if u8 else gray
+        return _tv_blend(img, gray[..., None], 1.0 + m, bound)
+    if name == "Contrast":
+        gray = (np.floor(_tv_gray(img)) if u8 else _tv_gray(img)) if c == 3 else img[..., 0]
+        mean = F32(gray.astype(np.float64).mean())
+        return _tv_blend(img, mean, 1.0 + m, bound)
+    if name == "Sharpness":
+        f = 1.0 + m
+        h, w = img.shape[:2]
+        if h <= 2 or w <= 2:
+            return img
+        a, b = F32(1.0 / 13.0), F32(5.0 / 13.0)
+        out = img.copy()
+        nb = sum(img[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+        blur = nb * a + img[1:-1, 1:-1] * b
+        blur = np.round(blur) if u8 else blur
+        view = out[1:-1, 1:-1]
+        out[1:-1, 1:-1] = view + F32(1.0 - f) * (blur - view)
+        return np.clip(out, F32(0), F32(bound))
+    if name == "Posterize":
+        bits = int(m)
+        if u8:
+            return img if bits >= 8 else (img.astype(np.uint8) & (((1 << bits) - 1) << (8 - bits))).astype(F32)
+        levels = 1 << bits
+        return np.clip(np.floor(img * F32(levels)), 0, levels - 1) * F32(1.0 / levels)
+    if name == "Solarize":
+        return np.where(img >= F32(bound * m), F32(bound) - img, img)
+    if name == "Invert":
+        return F32(bound) - img
+    if name == "AutoContrast":
+        lo, hi = img.min(axis=(0, 1)), img.max(axis=(0, 1))
+        eq = hi == lo
+        inv = (hi - lo) * F32(1.0 / bound)
+        lo, inv = np.where(eq, F32(0), lo), np.where(eq, F32(1), inv)
+        return np.clip((img - lo) / inv, F32(0), F32(bound))
+    if name == "Equalize":
+        q = img.astype(np.uint8) if u8 else (img * F32(255 + 1 - 1e-3)).astype(np.uint8)
+        out = np.stack([_tv_equalize(q[..., k]) for k in range(c)], axis=-1)
+        return out.astype(F32) if u8 else out.astype(F32) * F32(1.0 / 255)
+    raise AssertionError(name)
+
+
+def _tv_equalize(channel):
+    """torchvision's equalize_image on one uint8 channel (its re-implementation of PIL's
+    ImageOps.equalize): lut[k] = (cum_hist[k - 1] + step // 2) // step, clamped to 255, lut[0] = 0,
+    step = (pixels - count of the last non-empty bin) // 255; step 0: unchanged."""
+    flat = channel.reshape(-1).astype(np.int64)
+    hist = np.bincount(flat, minlength=256)
+    cum = np.cumsum(hist)
+    step = (flat.size - hist[np.argmax(cum)]) // 255
+    if step == 0:
+        return channel
+    lut = np.concatenate([[0], np.clip((cum[:-1] + step // 2) // step, 0, 255)]).astype(np.uint8)
+    return lut[channel]
+
+
+def _tv_inverse_affine(center, angle, translate, scale, shear):
+    """torchvision's _get_inverse_affine_matrix, as written there (scalars, math)."""
+    rot = math.radians(angle)
+    sx, sy = math.radians(shear[0]), math.radians(shear[1])
+    cx, cy = center
+    tx, ty = translate
+    cos_sy, tan_sx = math.cos(sy), math.tan(sx)
+    rot_minus_sy = rot - sy
+    cx_plus_tx, cy_plus_ty = cx + tx, cy + ty
+    a = math.cos(rot_minus_sy) / cos_sy
+    b = -(a * tan_sx + math.sin(rot))
+    c = math.sin(rot_minus_sy) / cos_sy
+    d = -(c * tan_sx - math.cos(rot))
+    matrix = [d / scale, -b / scale, 0.0, -c / scale, a / scale, 0.0]
+    matrix[2] += matrix[0] * (-cx_plus_tx) + matrix[1] * (-cy_plus_ty)
+    matrix[5] += matrix[3] * (-cx_plus_tx) + matrix[4] * (-cy_plus_ty)
+    matrix[2] += cx
+    matrix[5] += cy
+    return matrix
+
+
+def _tv_geometric(img, name, m, fill=0.0):
+    """torchvision's affine/rotate for the policies' geometric ops: the inverse matrix, _affine_grid
+    and grid_sample(nearest, zeros, align_corners=False) in torch float32; outside: fill."""
+    torch = pytest.importorskip("torch")
+    h, w = img.shape[:2]
+    if name == "Rotate":
+        angle = m % 360
+        matrix = _tv_inverse_affine([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+    else:
+        shear = {"ShearX": [math.degrees(math.atan(m)), 0.0], "ShearY": [0.0, math.degrees(math.atan(m))]}.get(name, [0.0, 0.0])
+        translate = {"TranslateX": [int(m), 0], "TranslateY": [0, int(m)]}.get(name, [0, 0])
+        center = [-w * 0.5, -h * 0.5] if name in ("ShearX", "ShearY") else [0.0, 0.0]  # center=[0, 0] in pixels
+        matrix = _tv_inverse_affine(center, 0.0, [float(t) for t in translate], 1.0, shear)
+    theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
+    base = torch.empty(1, h, w, 3)
+    base[..., 0].copy_(torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w))
+    base[..., 1].copy_(torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h).unsqueeze_(-1))
+    base[..., 2].fill_(1)
+    grid = base.view(1, h * w, 3).bmm(theta.transpose(1, 2).div_(torch.tensor([0.5 * w, 0.5 * h]))).view(1, h, w, 2)
+    x = torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1)[None]
+    x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+    y = torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)[0]
+    out = torch.where(y[-1:] < 0.5, torch.tensor(float(fill)), y[:-1])
+    return out.permute(1, 2, 0).numpy()
+
+
+GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+POLICY_IMGS = RNG.integers(0, 256, (96, 20, 23, 3), dtype=np.uint8)
+POLICY_IMGS[::7] //= 3  # some dark images (autocontrast, equalize stretch them)
+POLICY_IMGS[1::5, :, :, 1:] = POLICY_IMGS[1::5, :, :, :1]  # gray images
+
+
+@pytest.mark.parametrize("make", [lambda: A.TrivialAugmentWide(), lambda: A.RandAugment(num_ops=1, magnitude=20),
+                                  lambda: A.AutoAugment("imagenet"), lambda: A.AutoAugment("svhn")],
+                         ids=["trivial-wide", "randaugment", "autoaugment-imagenet", "autoaugment-svhn"])
+def test_policy_ops_match_torchvision_on_uint8_and_float32(make):
+    """Each sample's ops (read from sample_params) against torchvision's ops re-stated, in order:
+    on uint8 within 1 of torchvision's uint8 results and equal on 99% of the values (regtune
+    truncates after each op as torchvision does; the last bits of gray, mean and blends may differ
+    where torch fuses a multiply-add); on float32 within 2e-6; geometric ops sample the pixels
+    torch's grid_sample samples."""
+    op = make()
+    pipe = A.Pipeline([op], seed=31)
+    n = len(POLICY_IMGS)
+    idx = np.arange(n) * 7
+    got8 = pipe(POLICY_IMGS, indices=idx)
+    imgs32 = POLICY_IMGS.astype(np.float32) / F32(255)
+    got32 = pipe(imgs32, indices=idx)
+    prm = pipe.sample_params(POLICY_IMGS.shape, indices=idx)[0]
+    seen, exact_geometric = set(), 0
+    for i in range(n):
+        ref8, ref32 = POLICY_IMGS[i].astype(F32), imgs32[i]
+        geometric = False
+        for name, m in zip(prm["op"][i], prm["magnitude"][i]):
+            seen.add(name)
+            if name in GEOMETRIC:
+                geometric = True
+                ref8, ref32 = _tv_geometric(ref8, name, m), _tv_geometric(ref32, name, m)
+            else:
+                ref8 = _tv_u8(_tv_color_op(ref8, name, m, True)).astype(F32)
+                ref32 = _tv_color_op(ref32, name, m, False)
+        d8 = np.abs(got8[i].astype(np.int64) - ref8.astype(np.int64))
+        d32 = np.abs(got32[i] - ref32)
+        what = (i, prm["op"][i], prm["magnitude"][i], d8.max(), d32.max())
+        assert d8.max() <= 1 and (d8 > 0).mean() <= 0.01, what
+        assert d32.max() <= 2e-6, what
+        exact_geometric += geometric and d8.max() == 0 and d32.max() == 0
+    assert len(seen) >= 8  # the batch covers most ops
+    assert exact_geometric > 0
+
+
+def test_policy_ops_on_one_channel_images():
+    """Grayscale (1-channel) images: Color leaves them, Contrast uses the mean of the values, as
+    torchvision; every op against the re-stated reference as above."""
+    imgs = np.ascontiguousarray(POLICY_IMGS[:48, :, :, :1])
+    pipe = A.Pipeline([A.RandAugment(num_ops=2, magnitude=17)], seed=5)
+    got8, got32 = pipe(imgs), pipe(imgs.astype(np.float32) / F32(255))
+    prm = pipe.sample_params(imgs.shape)[0]
+    for i in range(len(imgs)):
+        ref8, ref32 = imgs[i].astype(F32), imgs[i].astype(F32) / F32(255)
+        for name, m in zip(prm["op"][i], prm["magnitude"][i]):
+            if name in GEOMETRIC:
+                ref8, ref32 = _tv_geometric(ref8, name, m), _tv_geometric(ref32, name, m)
+            else:
+                ref8 = _tv_u8(_tv_color_op(ref8, name, m, True)).astype(F32)
+                ref32 = _tv_color_op(ref32, name, m, False)
+        assert np.abs(got8[i].astype(np.int64) - ref8.astype(np.int64)).max() <= 1, (i, prm["op"][i])
+        assert np.abs(got32[i] - ref32).max() <= 2e-6, (i, prm["op"][i])
+
+
+def test_policy_chains_and_fill():
+    """RandAugment(num_ops=3) applies its ops in order (float32 against the re-stated chain), and the
+    geometric ops read `fill` outside the image."""
+    pipe = A.Pipeline([A.RandAugment(num_ops=3, magnitude=25, fill=(0.25, 0.5, 0.75))], seed=8)
+    imgs = POLICY_IMGS[:40].astype(np.float32) / F32(255)
+    got = pipe(imgs)
+    prm = pipe.sample_params(imgs.shape)[0]
+    filled = 0
+    for i in range(len(imgs)):
+        ref = imgs[i]
+        for name, m in zip(prm["op"][i], prm["magnitude"][i]):
+            if name in GEOMETRIC:
+                ref = _tv_geometric(ref, name, m, fill=np.nan)
+                hole = np.isnan(ref)
+                ref = np.where(hole, np.array([0.25, 0.5, 0.75], F32), ref)
+                filled += hole.any()
+            else:
+                ref = _tv_color_op(ref, name, m, False)
+        assert np.abs(got[i] - ref).max() <= 2e-6, (i, prm["op"][i])
+    assert filled > 0
+
+
+def test_single_image_ops_match_pil():
+    """RandomEqualize, RandomPosterize and RandomSolarize (p=1) on uint8: PIL's ImageOps.equalize,
+    posterize and solarize exactly (torchvision's tensor ops equal PIL's on uint8); RandomInvert,
+    RandomAutocontrast and RandomAdjustSharpness within 1 of torchvision's re-stated ops."""
+    ImageOps = pytest.importorskip("PIL.ImageOps")
+    Image = pytest.importorskip("PIL.Image")
+    imgs = POLICY_IMGS[:12]
+    cases = [(A.RandomEqualize(1.0), ImageOps.equalize, None), (A.RandomPosterize(3, 1.0), lambda im: ImageOps.posterize(im, 3), None),
+             (A.RandomSolarize(100, 1.0), lambda im: ImageOps.solarize(im, 100), None),
+             (A.RandomInvert(1.0), None, ("Invert", 0.0)), (A.RandomAutocontrast(1.0), None, ("AutoContrast", 0.0)),
+             (A.RandomAdjustSharpness(1.7, 1.0), None, ("Sharpness", 0.7)),
+             (A.RandomAdjustSharpness(0.2, 1.0), None, ("Sharpness", -0.8))]  # fmt: skip
+    for op, pil, tv in cases:
+        got = A.Pipeline([op], seed=0)(imgs)
+        for i in range(len(imgs)):
+            if pil is not None:
+                ref = np.asarray(pil(Image.fromarray(imgs[i])))
+                np.testing.assert_array_equal(got[i], ref, err_msg=repr(op))
+            else:
+                ref = _tv_u8(_tv_color_op(imgs[i].astype(F32), tv[0], tv[1], True))
+                assert np.abs(got[i].astype(int) - ref.astype(int)).max() <= 1, repr(op)
+    none = A.Pipeline([A.RandomEqualize(0.0), A.RandomInvert(0.0)], seed=0)(imgs)
+    np.testing.assert_array_equal(none, imgs)
+
+
+def test_single_image_op_probability():
+    n = 20000
+    prm = A.Pipeline([A.RandomInvert(0.3)], seed=2).sample_params((n, 2, 2, 3), indices=np.arange(n))[0]
+    assert abs(prm["applied"].mean() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n)  # 5 standard errors
+
+
+def _torch_bins(space, num_bins, h, w):
+    """torchvision's magnitude bins evaluated with torch (the float32 values it passes)."""
+    torch = pytest.importorskip("torch")
+    wide = space is A._WIDE_SPACE
+    lin = {"ShearX": 0.99 if wide else 0.3, "ShearY": 0.99 if wide else 0.3, "Rotate": 135.0 if wide else 30.0,
+           "Brightness": 0.99 if wide else 0.9, "Color": 0.99 if wide else 0.9, "Contrast": 0.99 if wide else 0.9,
+           "Sharpness": 0.99 if wide else 0.9, "TranslateX": 32.0 if wide else 150.0 / 331.0 * w,
+           "TranslateY": 32.0 if wide else 150.0 / 331.0 * h}  # fmt: skip
+    out = {}
+    for name in space:
+        if name in lin:
+            out[name] = torch.linspace(0.0, lin[name], num_bins).numpy().astype(np.float64)
+        elif name == "Posterize":
+            out[name] = (8 - (torch.arange(num_bins) / ((num_bins - 1) / (6 if wide else 4)))).round().int().numpy()
+        elif name == "Solarize":
+            out[name] = torch.linspace(1.0, 0.0, num_bins).numpy().astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("space,nb", [("_WIDE_SPACE", 31), ("_RAND_SPACE", 31), ("_AUTO_SPACE", 10)])
+def test_policy_magnitude_tables_are_torchvisions(space, nb):
+    tbl = getattr(A, space)
+    ref = _torch_bins(tbl, nb, 224, 200)
+    for name, (fn, _) in tbl.items():
+        bins = fn(nb, 224, 200)
+        if name in ref:
+            np.testing.assert_allclose(bins, ref[name], rtol=1e-6, atol=1e-6, err_msg=name)
+        else:
+            assert bins is None, name
+
+
+def test_trivial_augment_frequencies_chi_square():
+    """100,000 samples of TrivialAugmentWide: the 14 ops, the 31 bins and the signs of signed ops
+    uniform (chi-square, significance 1e-3 each, fixed seed)."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 100_000
+    prm = A.Pipeline([A.TrivialAugmentWide()], seed=40).sample_params((n, 8, 8, 3), indices=np.arange(n))[0]
+    ops, counts = np.unique(prm["op"][:, 0], return_counts=True)
+    assert sorted(ops) == sorted(A._WIDE_SPACE) and stats.chisquare(counts).pvalue > 1e-3
+    assert stats.chisquare(np.bincount(prm["bin"][:, 0], minlength=31)).pvalue > 1e-3
+    signed = np.isin(prm["op"][:, 0], [k for k, (_, s) in A._WIDE_SPACE.items() if s]) & (prm["bin"][:, 0] > 0)
+    neg = (prm["magnitude"][signed, 0] < 0).sum()
+    assert stats.chisquare([neg, signed.sum() - neg]).pvalue > 1e-3
+    # each op's magnitudes are its table's bins
+    rot = prm["op"][:, 0] == "Rotate"
+    np.testing.assert_allclose(np.abs(prm["magnitude"][rot, 0]), np.linspace(0, 135, 31)[prm["bin"][rot, 0]], rtol=1e-6)
+
+
+def test_randaugment_frequencies_chi_square():
+    """100,000 samples x 2 ops of RandAugment: the 14 ops uniform at every position, independent
+    of each other (chi-square on the 14 x 14 table), the fixed magnitude; significance 1e-3."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 100_000
+    prm = A.Pipeline([A.RandAugment(2, 9)], seed=41).sample_params((n, 8, 8, 3), indices=np.arange(n))[0]
+    names = list(A._RAND_SPACE)
+    code = np.vectorize(names.index)(prm["op"])
+    for k in range(2):
+        assert stats.chisquare(np.bincount(code[:, k], minlength=14)).pvalue > 1e-3
+    table = np.bincount(code[:, 0] * 14 + code[:, 1], minlength=196).reshape(14, 14)
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+    rot = prm["op"] == "Rotate"
+    np.testing.assert_allclose(np.abs(prm["magnitude"][rot]), np.float32(30.0 * 9 / 30), rtol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["imagenet", "cifar10", "svhn"])
+def test_autoaugment_frequencies_chi_square(policy):
+    """100,000 samples: the 25 sub-policies uniform; within each, the four outcomes (which of the
+    two ops applied) with torchvision's probabilities p1, p2 (independent); chi-square at
+    significance 1e-3 (a sub-policy whose expected counts are all in one cell is checked exactly)."""
+    stats = pytest.importorskip("scipy.stats")
+    n = 100_000
+    prm = A.Pipeline([A.AutoAugment(policy)], seed=42).sample_params((n, 32, 32, 3), indices=np.arange(n))[0]
+    table = A.AUTOAUGMENT_POLICIES[policy]
+    assert stats.chisquare(np.bincount(prm["policy"], minlength=25)).pvalue > 1e-3
+    for j, ((n1, p1, _), (n2, p2, _)) in enumerate(table):
+        sel = prm["policy"] == j
+        ap = prm["applied"][sel]
+        obs = np.bincount(ap[:, 0] * 2 + ap[:, 1], minlength=4)
+        exp = sel.sum() * np.array([(1 - p1) * (1 - p2), (1 - p1) * p2, p1 * (1 - p2), p1 * p2])
+        keep = exp > 0
+        assert (obs[~keep] == 0).all()
+        if keep.sum() > 1:
+            assert stats.chisquare(obs[keep], exp[keep]).pvalue > 1e-3, (j, obs, exp)
+        assert set(prm["op"][sel][ap[:, 0], 0]) <= {n1} and set(prm["op"][sel][ap[:, 1], 1]) <= {n2}
+
+
+def _policy_pipe():
+    return A.Pipeline([A.RandomResizedCrop((14, 13)), A.HorizontalFlip(), A.TrivialAugmentWide(),
+                       A.RandAugment(2, 12), A.AutoAugment("cifar10"), A.Normalize(MEAN, STD),
+                       A.RandomErasing(0.5)], seed=26, layout="NCHW")  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_policies_same_bits_whatever_the_batch_threads_and_path(dtype):
+    imgs = BIG if dtype == np.uint8 else BIG.astype(np.float32) / 255
+    pipe = _policy_pipe()
+    whole = pipe(imgs, indices=BIG_IDX, epoch=3)
+    parts = np.concatenate([pipe(imgs[:9], indices=BIG_IDX[:9], epoch=3), pipe(imgs[9:], indices=BIG_IDX[9:], epoch=3)])
+    np.testing.assert_array_equal(parts, whole)
+    for path in SIMD_PATHS:
+        for threads in (1, 3):
+            with simd_path(path), num_threads(threads):
+                assert pipe(imgs, indices=BIG_IDX, epoch=3).tobytes() == whole.tobytes(), (path, threads)
+    import ml_dtypes
+
+    out8 = A.Pipeline([A.TrivialAugmentWide()], seed=1)(BIG)  # uint8 out, and bfloat16 via Normalize
+    assert out8.dtype == np.uint8
+    bf = A.Pipeline([A.TrivialAugmentWide(), A.Normalize(MEAN, STD, dtype=ml_dtypes.bfloat16)], seed=1)(BIG)
+    f32 = A.Pipeline([A.TrivialAugmentWide(), A.Normalize(MEAN, STD)], seed=1)(BIG)
+    np.testing.assert_array_equal(bf.view(np.uint16), f32.astype(ml_dtypes.bfloat16).view(np.uint16))
+
+
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        (lambda: A.RandAugment(num_ops=-1), ValueError, "num_ops must be >= 0"),
+        (lambda: A.RandAugment(magnitude=31), ValueError, "magnitude must be <= 30"),
+        (lambda: A.RandAugment(magnitude=1.5), TypeError, "magnitude must be an int"),
+        (lambda: A.RandAugment(num_magnitude_bins=1), ValueError, "num_magnitude_bins must be >= 2"),
+        (lambda: A.TrivialAugmentWide(num_magnitude_bins="31"), TypeError, "num_magnitude_bins must be an int"),
+        (lambda: A.TrivialAugmentWide(interpolation="bilinear"), ValueError, "interpolation must be 'nearest'"),
+        (lambda: A.AutoAugment("coco"), ValueError, "policy must be one of"),
+        (lambda: A.AutoAugment(fill=float("inf")), ValueError, "fill"),
+        (lambda: A.RandomPosterize(9), ValueError, "bits must be <= 8"),
+        (lambda: A.RandomPosterize(3, p=1.5), ValueError, r"p must be in \[0, 1\]"),
+        (lambda: A.RandomSolarize(-1), ValueError, "threshold must be in"),
+        (lambda: A.RandomAdjustSharpness(-0.5), ValueError, "sharpness_factor must be in"),
+        (lambda: A.RandomEqualize("yes"), TypeError, "p must be"),
+        (lambda: A.Pipeline([A.Normalize(MEAN, STD), A.TrivialAugmentWide()]), ValueError, r"ops\[1\].*before Normalize"),
+        (lambda: A.Pipeline([A.TrivialAugmentWide()])(np.zeros((1, 4, 4, 4), np.uint8)), ValueError,
+         "TrivialAugmentWide needs images with 1 or 3 channels"),
+        (lambda: A.Pipeline([A.AutoAugment(fill=(1, 2))])(np.zeros((1, 4, 4, 3), np.uint8)), ValueError,
+         "fill has 2 values but the images have 3 channels"),
+    ],
+)
+def test_policy_arguments_name_the_argument(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_core_policy_step_checks_its_rows():
+    x = np.zeros((1, 4, 4, 3), np.uint8)
+    out = np.zeros((1, 4, 4, 3), np.uint8)
+    good = np.zeros((1, 4), np.int32)
+    fill3 = np.zeros(3, np.float32)
+    idx = np.zeros(1, np.uint64)
+
+    def run(row, slots=1.0):
+        st = [("policy", {"per_sample": np.array([row], np.float32), "slots": slots, "bound": 255.0, "u8": True,
+                          "fill": fill3})]  # fmt: skip
+        _core.augment_run(x, out, False, False, good, None, None, None, good, None, None, None, fill3, st, 0, 0, idx)
+
+    run([10, 0, 0, 0, 0, 0, 0, 0])
+    assert (out == 255).all()  # invert
+    with pytest.raises(ValueError, match="unknown policy op code"):
+        run([11, 0, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="posterize bits"):
+        run([6, 9, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="must be finite"):
+        run([1, np.nan, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="factors must be >= 0"):
+        run([2, -1, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"slots must be a whole number"):
+        run([0] * 8, slots=0.5)
+    with pytest.raises(ValueError, match=r"per_sample must have shape \(1, 16\)"):
+        run([0] * 8, slots=2.0)

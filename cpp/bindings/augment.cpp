@@ -148,11 +148,52 @@ void register_augment(py::module_& m) {
       "words[i, w] = word w of the Philox stream (key, epoch << 32 | indices[i]) from block op_position << 32.");
 
   m.def(
+      "augment_taps",
+      [](const py::object& start, const py::object& length, size_t out, bool antialias) {
+        auto st = readable_array<int64_t>(start, "start");
+        auto ln = readable_array<int64_t>(length, "length");
+        if (st.ndim() != 1 || ln.ndim() != 1 || st.shape(0) != ln.shape(0)) {
+          throw py::value_error("start and length must be 1-D of one length, got " + shape_str(st) + " and " +
+                                shape_str(ln));
+        }
+        if (out == 0 || out >= (size_t(1) << 31)) throw py::value_error("out must be in [1, 2**31)");
+        const size_t n = size_t(st.shape(0));
+        const int64_t* s0 = static_cast<const int64_t*>(st.data());
+        const int64_t* l0 = static_cast<const int64_t*>(ln.data());
+        for (size_t i = 0; i < n; ++i) {
+          if (s0[i] < 0 || l0[i] < 0 || s0[i] + l0[i] >= (int64_t(1) << 31)) {
+            throw py::value_error("boxes must have 0 <= start, 0 <= length and start + length < 2**31");
+          }
+        }
+        py::array_t<int32_t> pairs(n);
+        size_t P = 1;
+        {
+          py::gil_scoped_release nogil;
+          P = augment_tap_pairs(l0, n, out, antialias, pairs.mutable_data());
+        }
+        if (double(n) * double(P) * double(out) * 16.0 > double(size_t(1) << 40)) {
+          throw py::value_error("the resampling taps would not fit in memory (the boxes shrink too much)");
+        }
+        py::array_t<int32_t> i0({n, P, out}), i1({n, P, out});
+        py::array_t<float> w0({n, P, out}), w1({n, P, out});
+        {
+          py::gil_scoped_release nogil;
+          augment_taps(s0, l0, n, out, antialias, P, i0.mutable_data(), i1.mutable_data(), w0.mutable_data(),
+                       w1.mutable_data());
+        }
+        return py::make_tuple(i0, i1, w0, w1, pairs);
+      },
+      py::arg("start"), py::arg("length"), py::arg("out"), py::arg("antialias"),
+      "(i0, i1, w0, w1, pairs): the resampling taps of boxes [start, start + length) onto out coordinates "
+      "(see regtune/augment.h).");
+
+  m.def(
       "augment_run",
       [](const py::object& images, const py::object& out, bool nchw, bool bilinear, const py::object& row_i0,
          const py::object& row_i1, const py::object& row_w0, const py::object& row_w1, const py::object& col_i0,
          const py::object& col_i1, const py::object& col_w0, const py::object& col_w1, const py::object& fill,
-         const py::list& steps, uint64_t key, uint64_t epoch, const py::object& indices) {
+         const py::list& steps, uint64_t key, uint64_t epoch, const py::object& indices, const py::object& row_pairs,
+         const py::object& col_pairs) {
         check_epoch(epoch);
         AugmentBatch b{};
         const bool u8 = has_dtype(images, py::dtype::of<uint8_t>());
@@ -191,15 +232,47 @@ void register_augment(py::module_& m) {
         b.indices = sample_indices(indices, b.n);
         AugmentGeometry g{};
         g.bilinear = bilinear;
-        g.row_i0 = index_table(row_i0, "row_i0", b.n, b.out_h, b.in_h);
-        g.col_i0 = index_table(col_i0, "col_i0", b.n, b.out_w, b.in_w);
+        std::vector<int32_t> one_pair(b.n, 1);  // no pair counts given: one pair per sample (plain bilinear)
         if (bilinear) {
-          g.row_i1 = index_table(row_i1, "row_i1", b.n, b.out_h, b.in_h);
-          g.col_i1 = index_table(col_i1, "col_i1", b.n, b.out_w, b.in_w);
-          g.row_w0 = table<float>(row_w0, "row_w0", b.n, b.out_h);
-          g.row_w1 = table<float>(row_w1, "row_w1", b.n, b.out_h);
-          g.col_w0 = table<float>(col_w0, "col_w0", b.n, b.out_w);
-          g.col_w1 = table<float>(col_w1, "col_w1", b.n, b.out_w);
+          // Tap pairs (see AugmentGeometry): P = the tables' width / the axis' length; each
+          // sample's count in [1, P].
+          auto pairs_of = [&](const py::object& counts, const py::object& i0, const char* cname, const char* tname,
+                              size_t len, size_t& P) -> const int32_t* {
+            P = 1;
+            if (counts.is_none()) return one_pair.data();
+            auto t = readable_array<int32_t>(i0, tname);
+            if (t.ndim() == 2 && len > 0 && size_t(t.shape(1)) >= len && size_t(t.shape(1)) % len == 0) {
+              P = size_t(t.shape(1)) / len;
+            }
+            auto c = readable_array<int32_t>(counts, cname);
+            if (c.ndim() != 1 || size_t(c.shape(0)) != b.n) {
+              throw py::value_error(std::string(cname) + " must have shape (" + std::to_string(b.n) + ",), got " +
+                                    shape_str(c));
+            }
+            const int32_t* p = static_cast<const int32_t*>(c.data());
+            for (size_t i = 0; i < b.n; ++i) {
+              if (p[i] < 1 || size_t(p[i]) > P) {
+                throw py::value_error(std::string(cname) + " holds " + std::to_string(p[i]) + ", outside [1, " +
+                                      std::to_string(P) + "] (" + tname + " has " + std::to_string(P) +
+                                      " tap pairs per coordinate)");
+              }
+            }
+            return p;
+          };
+          g.row_pairs = pairs_of(row_pairs, row_i0, "row_pairs", "row_i0", b.out_h, g.row_p);
+          g.col_pairs = pairs_of(col_pairs, col_i0, "col_pairs", "col_i0", b.out_w, g.col_p);
+          const size_t rh = g.row_p * b.out_h, cw = g.col_p * b.out_w;
+          g.row_i0 = index_table(row_i0, "row_i0", b.n, rh, b.in_h);
+          g.row_i1 = index_table(row_i1, "row_i1", b.n, rh, b.in_h);
+          g.col_i0 = index_table(col_i0, "col_i0", b.n, cw, b.in_w);
+          g.col_i1 = index_table(col_i1, "col_i1", b.n, cw, b.in_w);
+          g.row_w0 = table<float>(row_w0, "row_w0", b.n, rh);
+          g.row_w1 = table<float>(row_w1, "row_w1", b.n, rh);
+          g.col_w0 = table<float>(col_w0, "col_w0", b.n, cw);
+          g.col_w1 = table<float>(col_w1, "col_w1", b.n, cw);
+        } else {
+          g.row_i0 = index_table(row_i0, "row_i0", b.n, b.out_h, b.in_h);
+          g.col_i0 = index_table(col_i0, "col_i0", b.n, b.out_w, b.in_w);
         }
         g.fill = vector_of(fill, "fill", b.channels);
         std::vector<Step> st;
@@ -223,6 +296,7 @@ void register_augment(py::module_& m) {
       py::arg("images"), py::arg("out"), py::arg("nchw"), py::arg("bilinear"), py::arg("row_i0"), py::arg("row_i1"),
       py::arg("row_w0"), py::arg("row_w1"), py::arg("col_i0"), py::arg("col_i1"), py::arg("col_w0"),
       py::arg("col_w1"), py::arg("fill"), py::arg("steps"), py::arg("key"), py::arg("epoch"), py::arg("indices"),
+      py::arg("row_pairs") = py::none(), py::arg("col_pairs") = py::none(),
       "One augmentation pipeline over a batch (see regtune/augment.h); regtune.augment.Pipeline builds the arguments.");
 
   m.def(

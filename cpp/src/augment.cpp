@@ -2,6 +2,7 @@
 // regtune/augment.h, calling the selected path's kernels. Threads take whole samples, so a
 // sample's result depends on its own parameters and stream alone, whatever the thread count.
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstring>
 #include <vector>
@@ -52,13 +53,24 @@ class SampleRunner {
              std::holds_alternative<normalize>(c.steps[0]);  // a sole normalize fuses with the resize
     block_rows_ = c.whole_image ? b.out_h : std::max<size_t>(1, std::min(b.out_h, kBlockFloats / std::max<size_t>(m, 1)));
     plane_ = block_rows_ * b.out_w;
-    off0_.resize(b.out_w);
-    off1_.resize(b.out_w);
-    rel0_.resize(b.out_w);
-    rel1_.resize(b.out_w);
+    const size_t pc = c.g->bilinear ? c.g->col_p : 1;
+    off0_.resize(pc * b.out_w);
+    off1_.resize(pc * b.out_w);
+    rel0_.resize(pc * b.out_w);
+    rel1_.resize(pc * b.out_w);
     if (c.g->bilinear) {
-      h_[0].resize(m);
-      h_[1].resize(m);
+      // the rows of one output row (2 per pair) and two more, so that a sliding window keeps
+      // the rows it still needs while it fetches the next ones
+      const size_t slots = 2 * c.g->row_p + 2;
+      h_.resize(slots);
+      for (auto& h : h_) h.resize(m);
+      tag_.assign(slots, -2);
+      need_.resize(2 * c.g->row_p);
+      hp_.resize(2 * c.g->row_p);
+      hc_.resize(2 * c.g->row_p);
+      wts_.resize(2 * c.g->row_p);
+      used_.assign(slots, 0);
+      if (c.g->row_p > 1) vrow_.resize(m);
     }
     v_.resize(block_rows_ * m);
     bool noise = false;
@@ -75,25 +87,37 @@ class SampleRunner {
     const AugmentGeometry& g = *c_.g;
     const int32_t C = int32_t(b.channels);
     s_ = s;
-    tag_[0] = tag_[1] = -2;
-    const int32_t* ci0 = g.col_i0 + s * b.out_w;
-    const int32_t* ci1 = g.bilinear ? g.col_i1 + s * b.out_w : ci0;
-    for (size_t x = 0; x < b.out_w; ++x) {
-      off0_[x] = ci0[x] < 0 ? -1 : ci0[x] * C;
-      off1_[x] = ci1[x] < 0 ? -1 : ci1[x] * C;
+    std::fill(tag_.begin(), tag_.end(), -2);
+    pc_ = g.bilinear ? size_t(g.col_pairs[s]) : 1;
+    pr_ = g.bilinear ? size_t(g.row_pairs[s]) : 1;
+    const size_t PC = g.bilinear ? g.col_p : 1;
+    for (size_t p = 0; p < pc_; ++p) {
+      const int32_t* ci0 = g.col_i0 + (s * PC + p) * b.out_w;
+      const int32_t* ci1 = g.bilinear ? g.col_i1 + (s * PC + p) * b.out_w : ci0;
+      for (size_t x = 0; x < b.out_w; ++x) {
+        off0_[p * b.out_w + x] = ci0[x] < 0 ? -1 : ci0[x] * C;
+        off1_[p * b.out_w + x] = ci1[x] < 0 ? -1 : ci1[x] * C;
+      }
     }
     find_run();
     find_span();
     if (fused_) {  // bilinear, then only the final Normalize into NCHW float32: row by row, no block
       const normalize& st = std::get<normalize>(c_.steps[0]);
       for (size_t y = 0; y < b.out_h; ++y) {
-        const size_t at = s * b.out_h + y;
-        const float* h0;
-        const float* h1;
-        bilinear_rows(y, h0, h1);
+        const size_t at = s * g.row_p * b.out_h + y;  // pair 0
+        const float** h = hp_.data();
+        bilinear_rows(y, h);
+        if (pr_ > 1) {  // the pairs' sum first (geometry's operations), then the affine map
+          vertical(y, h, vrow_.data(), b.out_w);
+          for (size_t c = 0; c < b.channels; ++c) {
+            float* dst = static_cast<float*>(b.out) + ((s * b.channels + c) * b.out_h + y) * b.out_w;
+            k_.affine_stream(vrow_.data() + c * b.out_w, dst, b.out_w, st.values[c], st.values[b.channels + c]);
+          }
+          continue;
+        }
         for (size_t c = 0; c < b.channels; ++c) {
           float* dst = static_cast<float*>(b.out) + ((s * b.channels + c) * b.out_h + y) * b.out_w;
-          k_.blend_affine_stream(h0 + c * b.out_w, h1 + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w,
+          k_.blend_affine_stream(h[0] + c * b.out_w, h[1] + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w,
                                  st.values[c], st.values[b.channels + c], dst);
         }
       }
@@ -131,7 +155,7 @@ class SampleRunner {
     const AugmentBatch& b = *c_.b;
     span_lo_ = INT32_MAX;
     span_hi_ = 0;
-    for (size_t x = 0; x < b.out_w; ++x) {
+    for (size_t x = 0; x < pc_ * b.out_w; ++x) {
       for (int32_t o : {off0_[x], off1_[x]}) {
         if (o >= 0) {
           span_lo_ = std::min(span_lo_, o);
@@ -140,7 +164,7 @@ class SampleRunner {
       }
     }
     if (span_hi_ == 0) span_lo_ = 0;
-    for (size_t x = 0; x < b.out_w; ++x) {
+    for (size_t x = 0; x < pc_ * b.out_w; ++x) {
       rel0_[x] = off0_[x] < 0 ? -1 : off0_[x] - span_lo_;
       rel1_[x] = off1_[x] < 0 ? -1 : off1_[x] - span_lo_;
     }
@@ -158,34 +182,51 @@ class SampleRunner {
   // The columns of source row r that row() will copy, requested ahead of time: the copy then
   // finds them in cache. Measured as the staging below: 134 vs 165 us of CPU per image.
   void prefetch_row(int32_t r) const {
-    if (r < 0 || r == tag_[0] || r == tag_[1] || span_hi_ <= span_lo_) return;
+    if (r < 0 || span_hi_ <= span_lo_ || std::find(tag_.begin(), tag_.end(), r) != tag_.end()) return;
     const AugmentBatch& b = *c_.b;
     const size_t es = b.src_u8 ? 1 : sizeof(float);
     const char* base = static_cast<const char*>(b.src) + (s_ * b.in_h + size_t(r)) * b.in_w * b.channels * es;
     for (size_t o = size_t(span_lo_) * es; o < size_t(span_hi_) * es; o += 64) __builtin_prefetch(base + o);
   }
 
-  // The horizontal pass of source row r into a planar row (plane = out_w), from a two-row cache
-  // (the rows of consecutive output rows come in order, up or down).
-  const float* hrow(int32_t r, int keep) {
-    for (int i = 0; i < 2; ++i) {
-      if (tag_[i] == r) return h_[i].data();
+  // The horizontal pass of source row r into a planar row (plane = out_w): the column pairs
+  // summed in order (see AugmentGeometry). Rows are cached (the rows of consecutive output rows
+  // overlap, up or down); a new row takes the least recently used slot that holds none of the
+  // `nneed` rows the current output row reads.
+  const float* hrow(int32_t r, const int32_t* need, size_t nneed) {
+    ++clock_;
+    for (size_t i = 0; i < tag_.size(); ++i) {
+      if (tag_[i] == r) {
+        used_[i] = clock_;
+        return h_[i].data();
+      }
+    }
+    size_t slot = tag_.size();
+    for (size_t i = 0; i < tag_.size(); ++i) {
+      if (std::find(need, need + nneed, tag_[i]) != need + nneed) continue;
+      if (slot == tag_.size() || used_[i] < used_[slot]) slot = i;
     }
     const AugmentBatch& b = *c_.b;
     const AugmentGeometry& g = *c_.g;
-    const int slot = keep == 0 ? 1 : keep == 1 ? 0 : (tag_[0] == -2 ? 0 : 1);
-    const float* w0 = g.col_w0 + s_ * b.out_w;
-    const float* w1 = g.col_w1 + s_ * b.out_w;
     const void* src = row(r);
-    if (b.src_u8) {
-      k_.gather2_u8(static_cast<const uint8_t*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, int(b.channels),
-                    g.fill, h_[slot].data(), b.out_w);
+    float* h = h_[slot].data();
+    const float* w0 = g.col_w0 + s_ * g.col_p * b.out_w;
+    const float* w1 = g.col_w1 + s_ * g.col_p * b.out_w;
+    const int C = int(b.channels);
+    if (pc_ == 1 && b.src_u8) {
+      k_.gather2_u8(static_cast<const uint8_t*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, C, g.fill, h, b.out_w);
+    } else if (pc_ == 1) {
+      k_.gather2_f32(static_cast<const float*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, C, g.fill, h, b.out_w);
+    } else if (b.src_u8) {
+      k_.gather2n_u8(static_cast<const uint8_t*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, pc_, b.out_w, C,
+                     g.fill, h, b.out_w);
     } else {
-      k_.gather2_f32(static_cast<const float*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, int(b.channels),
-                     g.fill, h_[slot].data(), b.out_w);
+      k_.gather2n_f32(static_cast<const float*>(src), rel0_.data(), rel1_.data(), w0, w1, b.out_w, pc_, b.out_w, C,
+                      g.fill, h, b.out_w);
     }
     tag_[slot] = r;
-    return h_[slot].data();
+    used_[slot] = clock_;
+    return h;
   }
 
   // An integer map whose valid columns [run_a_, run_b_) read consecutive source pixels, forward or
@@ -212,18 +253,44 @@ class SampleRunner {
     run_dir_ = dir;
   }
 
-  // The horizontal passes of output row y's two source rows (bilinear maps).
-  void bilinear_rows(size_t y, const float*& h0, const float*& h1) {
+  // The horizontal passes of output row y's source rows (bilinear maps): h[2p], h[2p + 1] for
+  // row pair p < pr_ (h holds 2 * pr_ pointers).
+  void bilinear_rows(size_t y, const float** h) {
     const AugmentBatch& b = *c_.b;
     const AugmentGeometry& g = *c_.g;
-    const size_t at = s_ * b.out_h + y;
+    const size_t at = s_ * g.row_p * b.out_h + y;  // pair 0; pair p at + p * out_h
     if (y + 2 < b.out_h) {  // two output rows ahead: their source rows on their way to the cache
       prefetch_row(g.row_i0[at + 2]);
       prefetch_row(g.row_i1[at + 2]);
     }
-    h0 = hrow(g.row_i0[at], -1);
-    const int keep = h0 == h_[0].data() ? 0 : 1;
-    h1 = hrow(g.row_i1[at], keep);
+    int32_t* need = need_.data();
+    for (size_t p = 0; p < pr_; ++p) {
+      need[2 * p] = g.row_i0[at + p * b.out_h];
+      need[2 * p + 1] = g.row_i1[at + p * b.out_h];
+    }
+    for (size_t k = 0; k < 2 * pr_; ++k) h[k] = hrow(need[k], need, 2 * pr_);
+  }
+
+  // Output row y into `out` (planar, channel c at out + c * plane) from its source rows h:
+  // the pairs blended and summed in order (blendn; one pair: blend).
+  void vertical(size_t y, const float* const* h, float* out, size_t plane) {
+    const AugmentBatch& b = *c_.b;
+    const AugmentGeometry& g = *c_.g;
+    const size_t at = s_ * g.row_p * b.out_h + y;
+    if (pr_ == 1) {
+      for (size_t c = 0; c < b.channels; ++c) {
+        k_.blend(h[0] + c * b.out_w, h[1] + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w, out + c * plane);
+      }
+      return;
+    }
+    for (size_t p = 0; p < pr_; ++p) {
+      wts_[2 * p] = g.row_w0[at + p * b.out_h];
+      wts_[2 * p + 1] = g.row_w1[at + p * b.out_h];
+    }
+    for (size_t c = 0; c < b.channels; ++c) {
+      for (size_t k = 0; k < 2 * pr_; ++k) hc_[k] = h[k] + c * b.out_w;
+      k_.blendn(hc_.data(), wts_.data(), pr_, b.out_w, out + c * plane);
+    }
   }
 
   // Output row y into `out` (planar, channel c at out + c * plane_).
@@ -256,12 +323,8 @@ class SampleRunner {
       }
       return;
     }
-    const float* h0;
-    const float* h1;
-    bilinear_rows(y, h0, h1);
-    for (size_t c = 0; c < b.channels; ++c) {
-      k_.blend(h0 + c * b.out_w, h1 + c * b.out_w, g.row_w0[at], g.row_w1[at], b.out_w, out + c * plane_);
-    }
+    bilinear_rows(y, hp_.data());
+    vertical(y, hp_.data(), out, plane_);
   }
 
   // Runs step k on rows [y0, y1) of v_; true when it also stored them (a final normalize).
@@ -302,9 +365,18 @@ class SampleRunner {
   const AugmentKernels& k_;
   bool fused_ = false;  // see run()
   size_t block_rows_ = 1, plane_ = 0, s_ = 0, run_a_ = 0, run_b_ = 0;
+  size_t pc_ = 1, pr_ = 1;  // the sample's column and row tap pairs
   int run_dir_ = 0;
-  int32_t tag_[2] = {-2, -2};
-  std::vector<float> h_[2], v_, noise_, inter_;  // inter_: NHWC float32 on its way to bfloat16
+  std::vector<int32_t> tag_;     // the source row each h_ slot holds (-2: none)
+  std::vector<uint64_t> used_;   // when each slot was last read (clock_)
+  uint64_t clock_ = 0;
+  std::vector<std::vector<float>> h_;
+  std::vector<float> vrow_;         // a fused row's sum of pairs
+  std::vector<const float*> hc_;   // channel c of the source rows' passes (blendn)
+  std::vector<float> wts_;         // the row pairs' weights (blendn)
+  std::vector<int32_t> need_;      // the source rows of the current output row
+  std::vector<const float*> hp_;   // their horizontal passes
+  std::vector<float> v_, noise_, inter_;  // inter_: NHWC float32 on its way to bfloat16
   std::vector<int32_t> off0_, off1_;  // element offsets in a source row (-1: fill)
   std::vector<int32_t> rel0_, rel1_;  // the same from the staged span's start
   std::vector<char> stage_;  // a staged source row (see row())
@@ -327,6 +399,94 @@ void augment_run_steps(const AugmentBatch& batch, const AugmentGeometry& geo, co
         std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the non-temporal stores (an mfence)
       },
       &c, /*interruptible=*/true);
+}
+
+namespace {
+
+// One output coordinate's taps: first, count, and (antialias) the weights of taps first + j.
+struct AxisTaps {
+  double scale, support, invscale;
+  int64_t length, max_count;
+  bool antialias;
+  AxisTaps(int64_t len, size_t out, bool aa) : length(len), antialias(aa) {
+    scale = double(len) / double(out);
+    support = scale >= 1.0 ? scale : 1.0;
+    invscale = 1.0 / support;
+    max_count = int64_t(std::ceil(support)) * 2 + 1;  // torch clips xsize to it
+  }
+  // torch's xmin and xsize (at least 1) for coordinate o
+  void range(size_t o, int64_t& first, int64_t& count) const {
+    if (!antialias) {
+      first = 0;
+      count = 2;
+      return;
+    }
+    const double center = scale * (double(o) + 0.5);
+    first = std::max<int64_t>(int64_t(center - support + 0.5), 0);
+    const int64_t last = std::min<int64_t>(int64_t(center + support + 0.5), length);
+    count = std::clamp<int64_t>(last - first, 1, max_count);
+  }
+};
+
+}  // namespace
+
+size_t augment_tap_pairs(const int64_t* length, size_t n, size_t out, bool antialias, int32_t* pairs) {
+  size_t P = 1;
+  for (size_t s = 0; s < n; ++s) {
+    const AxisTaps t(length[s], out, antialias);
+    int64_t most = 1;
+    for (size_t o = 0; o < out; ++o) {
+      int64_t first, count;
+      t.range(o, first, count);
+      most = std::max(most, count);
+    }
+    pairs[s] = int32_t((most + 1) / 2);
+    P = std::max(P, size_t(pairs[s]));
+  }
+  return P;
+}
+
+void augment_taps(const int64_t* start, const int64_t* length, size_t n, size_t out, bool antialias, size_t P,
+                  int32_t* i0, int32_t* i1, float* w0, float* w1) {
+  std::vector<int64_t> idx(2 * P);
+  std::vector<double> w(2 * P);
+  for (size_t s = 0; s < n; ++s) {
+    const AxisTaps t(length[s], out, antialias);
+    const int64_t L = length[s];
+    for (size_t o = 0; o < out; ++o) {
+      int64_t first, count;
+      t.range(o, first, count);
+      std::fill(w.begin(), w.end(), 0.0);
+      if (!antialias) {  // torch's upsample_bilinear2d (align_corners=False)
+        const double src = std::max((double(o) + 0.5) * t.scale - 0.5, 0.0);
+        const int64_t a = int64_t(std::floor(src));
+        idx[0] = std::min(a, L - 1);
+        idx[1] = std::min(a + 1, L - 1);
+        w[1] = src - double(idx[0]);
+        w[0] = 1.0 - w[1];
+      } else {  // torch's _compute_weights_aa (bilinear: the triangle filter)
+        const double center = t.scale * (double(o) + 0.5);
+        double total = 0.0;
+        for (int64_t j = 0; j < count; ++j) {
+          idx[j] = first + j;
+          const double x = ((double(first + j) - center) + 0.5) * t.invscale;
+          w[j] = std::max(0.0, 1.0 - std::fabs(x));
+          total += w[j];
+        }
+        if (total != 0.0) {
+          for (int64_t j = 0; j < count; ++j) w[j] /= total;
+        }
+      }
+      for (size_t j = size_t(count); j < 2 * P; ++j) idx[j] = idx[count - 1];  // weight 0, a tap it reads
+      for (size_t p = 0; p < P; ++p) {
+        const size_t at = (s * P + p) * out + o;
+        i0[at] = L == 0 ? -1 : int32_t(start[s] + idx[2 * p]);
+        i1[at] = L == 0 ? -1 : int32_t(start[s] + idx[2 * p + 1]);
+        w0[at] = float(w[2 * p]);
+        w1[at] = float(w[2 * p + 1]);
+      }
+    }
+  }
 }
 
 namespace {

@@ -204,6 +204,89 @@ RT_INLINE void gather2_u8_body(const uint8_t* row, const int32_t* off0, const in
              });
 }
 
+// Several tap pairs per pixel (antialiased resampling): pair p's offsets and weights at
+// + p * stride; the pairs' blends summed in registers in pair order (acc = pair 0, then
+// acc + pair p), the same operations as gathering each pair and adding the results.
+template <typename Pair>
+RT_INLINE void for_pixel_pairs(size_t npx, size_t pairs, size_t stride, const int32_t* off0, const int32_t* off1,
+                               const float* w0, const float* w1, int channels, float* out, size_t plane, Pair pair) {
+  size_t x = 0;
+  for (; x + kLanes <= npx; x += kLanes) {
+    F32 acc[4], v[4];
+    pair(off0 + x, off1 + x, w0 + x, w1 + x, acc);
+    for (size_t p = 1; p < pairs; ++p) {
+      const size_t o = p * stride + x;
+      pair(off0 + o, off1 + o, w0 + o, w1 + o, v);
+      for (int c = 0; c < channels; ++c) acc[c] = add(acc[c], v[c]);
+    }
+    for (int c = 0; c < channels; ++c) store(out + c * plane + x, acc[c]);
+  }
+  if (x < npx) {
+    const size_t k = npx - x;
+    F32 acc[4], v[4];
+    for (size_t p = 0; p < pairs; ++p) {
+      alignas(64) int32_t o0[kLanes], o1[kLanes];
+      alignas(64) float a[kLanes], b[kLanes];
+      const size_t o = p * stride + x;
+      for (int l = 0; l < kLanes; ++l) {
+        const bool in = size_t(l) < k;
+        o0[l] = in ? off0[o + l] : -1;
+        o1[l] = in ? off1[o + l] : -1;
+        a[l] = in ? w0[o + l] : 0.0f;
+        b[l] = in ? w1[o + l] : 0.0f;
+      }
+      pair(o0, o1, a, b, p == 0 ? acc : v);
+      if (p > 0) {
+        for (int c = 0; c < channels; ++c) acc[c] = add(acc[c], v[c]);
+      }
+    }
+    for (int c = 0; c < channels; ++c) store_partial(out + c * plane + x, acc[c], k);
+  }
+}
+
+template <int kC>
+RT_INLINE void gather2n_u8_body(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0,
+                                const float* w1, size_t stride, size_t pairs, size_t npx, int channels,
+                                const float* fill, float* out, size_t plane) {
+  const bool row_ok = row != nullptr;
+  const int C = kC ? kC : channels;
+  for_pixel_pairs(npx, pairs, stride, off0, off1, w0, w1, C, out, plane,
+                  [&](const int32_t* o0, const int32_t* o1, const float* a, const float* b, F32* v) {
+                    const IVec p0 = load_off(o0), p1 = load_off(o1);
+                    const F32 wa = load(a), wb = load(b);
+                    if (kC == 3 && row_ok && pair_rgb(row, p0, p1, wa, wb, v)) return;
+                    const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
+                    const IVec g0 = gather_words(row, p0, m0), g1 = gather_words(row, p1, m1);
+                    for (int c = 0; c < C; ++c) {
+                      v[c] = add(mul(wa, pick(m0, byte_f32(g0, c), fill[c])), mul(wb, pick(m1, byte_f32(g1, c), fill[c])));
+                    }
+                  });
+}
+
+void gather2n_u8(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                 size_t stride, size_t pairs, size_t npx, int channels, const float* fill, float* out, size_t plane) {
+  if (channels == 3) {
+    gather2n_u8_body<3>(row, off0, off1, w0, w1, stride, pairs, npx, channels, fill, out, plane);
+  } else {
+    gather2n_u8_body<0>(row, off0, off1, w0, w1, stride, pairs, npx, channels, fill, out, plane);
+  }
+}
+
+void gather2n_f32(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                  size_t stride, size_t pairs, size_t npx, int channels, const float* fill, float* out, size_t plane) {
+  const bool row_ok = row != nullptr;
+  for_pixel_pairs(npx, pairs, stride, off0, off1, w0, w1, channels, out, plane,
+                  [&](const int32_t* o0, const int32_t* o1, const float* a, const float* b, F32* v) {
+                    const IVec p0 = load_off(o0), p1 = load_off(o1);
+                    const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
+                    const F32 wa = load(a), wb = load(b);
+                    for (int c = 0; c < channels; ++c) {
+                      v[c] = add(mul(wa, pick(m0, gather_chan(row, p0, m0, c), fill[c])),
+                                 mul(wb, pick(m1, gather_chan(row, p1, m1, c), fill[c])));
+                    }
+                  });
+}
+
 // The rgb path reads 8 bytes at each pixel's offset: the caller keeps 8 bytes past the row's
 // last pixel readable (a staged row; see augment.cpp).
 void gather2_u8(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
@@ -284,6 +367,18 @@ void blend(const float* a, const float* b, float w0, float w1, size_t n, float* 
   for_vectors(n, [&](size_t e, size_t k) { st(out + e, add(mul(x, ld(a + e, k)), mul(y, ld(b + e, k))), k); });
 }
 
+// out[e] = sum over p < pairs of (w[2p] * rows[2p][e] + w[2p + 1] * rows[2p + 1][e]), summed in
+// pair order: blend's operations, pair by pair, then adds.
+void blendn(const float* const* rows, const float* w, size_t pairs, size_t n, float* out) {
+  for_vectors(n, [&](size_t e, size_t k) {
+    F32 acc = add(mul(set1(w[0]), ld(rows[0] + e, k)), mul(set1(w[1]), ld(rows[1] + e, k)));
+    for (size_t p = 1; p < pairs; ++p) {
+      acc = add(acc, add(mul(set1(w[2 * p]), ld(rows[2 * p] + e, k)), mul(set1(w[2 * p + 1]), ld(rows[2 * p + 1] + e, k))));
+    }
+    st(out + e, acc, k);
+  });
+}
+
 void scale_clamp(float* v, size_t n, float f, float g, float bound) {
   const F32 fv = set1(f), gv = set1(g), bv = set1(bound);
   for_vectors(n, [&](size_t e, size_t k) { st(v + e, clampv(add(mul(ld(v + e, k), fv), gv), bv), k); });
@@ -305,6 +400,67 @@ void saturation(float* v, size_t plane, size_t npix, float f, float bound) {
     st(g + p, clampv(add(mul(gv, fv), gw), bv), k);
     st(b + p, clampv(add(mul(bb, fv), gw), bv), k);
   });
+}
+
+// c ? a : b by bit masks: GCC keeps a float `c ? a : b` whose operands are computed as a branch
+// (-ftrapping-math), which mispredicts on pixel values and keeps the loop scalar; this vectorizes.
+RT_INLINE float pick(bool c, float a, float b) {
+  uint32_t ua, ub;
+  std::memcpy(&ua, &a, 4);
+  std::memcpy(&ub, &b, 4);
+  const uint32_t m = 0u - uint32_t(c);
+  const uint32_t r = (ua & m) | (ub & ~m);
+  float f;
+  std::memcpy(&f, &r, 4);
+  return f;
+}
+
+// torchvision's adjust_hue (transforms.v2.functional._color: _rgb_to_hsv, the shift, _hsv_to_rgb)
+// per pixel, each operation a float32 operation in torchvision's order; its masks multiply by
+// 0 or 1, which only changes the sign of a zero that the following "+ 1" removes. A loop without
+// branches (selects by masks) that the compiler vectorizes at the target's width: the same bits
+// on every path.
+void hue(float* __restrict v, size_t plane, size_t npix, float factor, float bound) {
+  float* __restrict rp = v;
+  float* __restrict gp = v + plane;
+  float* __restrict bp = v + 2 * plane;
+  const float sixth = float(1.0 / 6.0);
+  for (size_t p = 0; p < npix; ++p) {
+    const float r = rp[p], g = gp[p], b = bp[p];
+    const float maxc = std::max(r, std::max(g, b));
+    const float minc = std::min(r, std::min(g, b));
+    const bool eqc = maxc == minc;
+    const float range = maxc - minc;
+    const float s = range / pick(eqc, 1.0f, maxc);
+    const float div = pick(eqc, 1.0f, range);
+    const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
+    const bool max_r = maxc == r, max_g = maxc == g;
+    const float hr = pick(max_r, bc - gc, 0.0f);
+    const float hg = pick(max_g & !max_r, (rc + 2.0f) - bc, 0.0f);
+    const float hb = pick(!max_g & !max_r, (gc + 4.0f) - rc, 0.0f);
+    float h = (hr + hg) + hb;
+    h = h * sixth + 1.0f;
+    // trunc and floor as int conversions (the ranges are small; std::trunc and std::floor keep GCC
+    // from vectorizing the loop)
+    h = h - float(int32_t(h));  // fmod(h, 1) (exact: h is in [5/6, 11/6])
+    h = h + factor;
+    const float m0 = h - float(int32_t(h));  // remainder(h, 1): fmod, then + 1 when negative (h in [-0.5, 1.5])
+    const float m = pick(m0 < 0.0f, m0 + 1.0f, m0);
+    const float h6 = m * 6.0f;
+    const float fl = float(int32_t(h6));  // floor: h6 is in [0, 6]
+    const float f = h6 - fl;
+    const int i0 = int(fl);
+    const int i = i0 >= 6 ? i0 - 6 : i0;  // i0 is in [0, 6]
+    const float sxv = s * maxc;
+    const float pv = std::min(std::max(maxc - sxv, 0.0f), bound);
+    const float sxvf = sxv * f;
+    const float qv = std::min(std::max(maxc - sxvf, 0.0f), bound);
+    const float tv = std::min(std::max(sxvf + pv, 0.0f), bound);
+    // torchvision's select table over (v, p, q, t): [[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]]
+    rp[p] = pick((i == 0) | (i == 5), maxc, pick(i == 1, qv, pick(i == 4, tv, pv)));
+    gp[p] = pick((i == 1) | (i == 2), maxc, pick(i == 0, tv, pick(i == 3, qv, pv)));
+    bp[p] = pick((i == 3) | (i == 4), maxc, pick(i == 2, tv, pick(i == 5, qv, pv)));
+  }
 }
 
 RT_INLINE float gray1(float r, float g, float b) {
@@ -462,9 +618,10 @@ void widen_u8(const uint8_t* __restrict a, size_t n, float* __restrict out) {
 }  // namespace
 
 AugmentKernels augment_kernels() {
-  return AugmentKernels{REGTUNE_NS_NAME, gather_u8,   gather_f32, gather2_u8, gather2_f32, run_u8, run_f32, blend,
+  return AugmentKernels{REGTUNE_NS_NAME, gather_u8,   gather_f32, gather2_u8, gather2_f32, gather2n_u8, gather2n_f32,
+                        run_u8, run_f32, blend, blendn,
                         affine_stream, blend_affine_stream,
-                        scale_clamp,     saturation,  gray_sum,   add_noise,  affine,         store_u8,
+                        scale_clamp,     saturation,  hue, gray_sum,   add_noise,  affine,         store_u8,
                         interleave_f32,  interleave_u8, blend_u8, widen_u8};
 }
 

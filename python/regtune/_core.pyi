@@ -126,10 +126,11 @@ def prox_l1(w: npt.NDArray[np.floating[Any]], threshold: float) -> None: ...
 def augment_words(
     key: int, epoch: int, indices: npt.NDArray[np.uint64], op_position: int, nwords: int
 ) -> npt.NDArray[np.uint32]: ...
-# A step: (kind 0 jitter | 1 noise | 2 erase | 3 normalize, op_position, per_sample (N, 4) float32
-# or None, values float32 or None, bound, std, clip); an erase step with values None fills its box
-# with N(0, 1) draws (RandomErasing(value="random")). See cpp/include/regtune/augment.h.
-AugmentStep = tuple[int, int, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None, float, float, bool]
+# A step: (name, fields), a name of cpp/src/augment/steps.def (jitter, noise, erase, normalize,
+# policy) and the dict of fields its struct reads by name. Bilinear maps are (N, P * out) tables of
+# P tap pairs per coordinate, with each sample's pair count in row_pairs / col_pairs (None: one
+# pair). See cpp/include/regtune/augment.h.
+AugmentStep = tuple[str, dict[str, Any]]
 def augment_run(
     images: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
     out: npt.NDArray[np.uint8] | npt.NDArray[np.float32] | npt.NDArray[Any],  # Any: ml_dtypes.bfloat16
@@ -148,7 +149,15 @@ def augment_run(
     key: int,
     epoch: int,
     indices: npt.NDArray[np.uint64],
+    row_pairs: npt.NDArray[np.int32] | None = None,
+    col_pairs: npt.NDArray[np.int32] | None = None,
 ) -> None: ...
+# (i0, i1, w0, w1, pairs): the resampling taps of boxes [start, start + length) onto out
+# coordinates, (N, P, out) each and (N,) pair counts (plain 2-tap bilinear, or antialiased).
+def augment_taps(
+    start: npt.NDArray[np.int64], length: npt.NDArray[np.int64], out: int, antialias: bool
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float32], npt.NDArray[np.float32],
+           npt.NDArray[np.int32]]: ...
 # MixUp (lam: N float32) or CutMix (boxes: (N, 4) int32 rows (y1, y2, x1, x2)) of sample i with
 # sample i - 1 into out (float32, the images' shape, not overlapping them).
 def augment_mix(

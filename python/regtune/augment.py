@@ -23,12 +23,17 @@ from ``seed`` (an int, a ``numpy.random.SeedSequence``, or None for fresh entrop
 ``(word * n) >> 32`` (bias below ``n / 2**32``); a uniform on ``[lo, hi)`` is
 ``lo + (hi - lo) * word / 2**32`` in float64.
 
-**Fusion.** Geometric ops (crops, flips, translations, one resized crop) compose into one map per
-axis, so each output pixel is read from the input once (a gather, or a bilinear blend of 4 source
-pixels); the pointwise ops (ColorJitter, GaussianNoise, RandomErasing, Normalize) then run on
-blocks of output rows still in L1 cache, and the result is stored once, in NHWC or NCHW order.
-ColorJitter's contrast needs the mean of the whole image, so a pipeline with ColorJitter keeps
-each image's values in a per-thread buffer until its pointwise ops are done. Samples are spread
+**Fusion.** Geometric ops (crops, flips, translations, one Resize or RandomResizedCrop, CenterCrop)
+compose into one map per axis, so each output pixel is read from the input once (a gather, or a
+separable bilinear blend: 2 x 2 source pixels, or with antialiasing as many as the shrink
+factor needs, each source row filtered once); the pointwise ops (ColorJitter, GaussianNoise,
+RandomErasing, Normalize) then run on blocks of output rows still in L1 cache, and the result is
+stored once, in NHWC or NCHW order.
+ColorJitter's contrast needs the mean of the whole image, and the policies (TrivialAugmentWide,
+RandAugment, AutoAugment) and the single image ops (RandomPosterize, RandomSolarize,
+RandomAutocontrast, RandomEqualize, RandomAdjustSharpness, RandomInvert) work on the whole image
+(their affine maps, histograms and 3x3 blur), so a pipeline with any of them keeps each image's
+values in a per-thread buffer until its pointwise ops are done. Samples are spread
 over regtune's threads (``regtune.set_num_threads``) with the GIL released; the pixel loops are
 vectorized (AVX2, AVX-512) and give the same bits on every path.
 
@@ -38,24 +43,30 @@ output, rounded to nearest (ties to even) once at the end after clamping to [0, 
 (torchvision rounds after each op of a uint8 chain; here there is one rounding). ColorJitter and clipped GaussianNoise clamp to [0, 255] for uint8 images and to
 [0, 1] for float32 images.
 
-**Order.** Geometric ops come first, then pointwise ops; ColorJitter and a clipped GaussianNoise
-must come before Normalize; RandomErasing may come before Normalize (``value`` in pixel units) or
-after it (``value`` in normalized units, torchvision's usual placement). MixUp and CutMix mix
+**Order.** Geometric ops come first, then pointwise ops; ColorJitter, the policies and the single
+image ops, and a clipped GaussianNoise must come before Normalize; RandomErasing may come before
+Normalize (``value`` in pixel units) or after it (``value`` in normalized units, torchvision's
+usual placement). The policies and single image ops take uint8 images' values as torchvision's
+uint8 tensors (rounded to integers first, truncated after each op that computes in float). MixUp and CutMix mix
 pairs of samples, so they are separate callables applied to a batch after the pipeline; their
 image mixing is one native pass too (threaded across samples, GIL released, into a new float32
 array or ``out=``), giving the same bits as the NumPy expressions in their docstrings on every
 thread count and SIMD path. Their per-sample lambdas and boxes are drawn in NumPy (float64).
 
-**Not here (yet).** ColorJitter's hue; antialiased resizing; float64 images.
+**Not here (yet).** float64 images.
 
-**Antialiasing.** RandomResizedCrop resamples with plain 2-tap bilinear interpolation
-(torchvision's ``antialias=False``, OpenCV's ``INTER_LINEAR`` as albumentations uses it): no
-low-pass filter when shrinking, so a crop shrunk by more than 2x aliases. torchvision.transforms.v2
-antialiases by default; its results then differ from ours by more than rounding when shrinking.
+**Antialiasing.** Resize and RandomResizedCrop antialias by default (``antialias=True``,
+torchvision's default since 0.17): bilinear with a triangle filter as wide as the shrink factor,
+torch's ``interpolate(mode="bilinear", antialias=True)`` (within 1 of it on uint8: torch rounds
+its fixed-point weights and its intermediate rows, regtune computes in float32 and rounds once).
+``antialias=False`` is the plain 2-tap blend (torch's ``antialias=False``, OpenCV's
+``INTER_LINEAR`` as albumentations uses it), which aliases when shrinking by more than 2x; it was
+the only resize of regtune 0.1.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import operator
@@ -70,16 +81,27 @@ from ._validation import as_array, check_fits, check_inplace, hyperparameter, no
 
 __all__ = [
     "ColorJitter",
+    "AutoAugment",
+    "CenterCrop",
     "CutMix",
     "GaussianNoise",
     "HorizontalFlip",
     "MixUp",
     "Normalize",
     "Pipeline",
+    "RandAugment",
+    "RandomAdjustSharpness",
+    "RandomAutocontrast",
     "RandomCrop",
+    "RandomEqualize",
     "RandomErasing",
+    "RandomInvert",
+    "RandomPosterize",
     "RandomResizedCrop",
+    "RandomSolarize",
     "RandomTranslate",
+    "Resize",
+    "TrivialAugmentWide",
     "VerticalFlip",
 ]
 
@@ -151,6 +173,13 @@ def _pad_arg(value: Any, name: str) -> int:
     return _int_arg(value, name, 0, _MAX_PAD, "per side: pixel coordinates are 32-bit")
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A bool (or NumPy bool), refused otherwise (a string "False" is not False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {name}={value!r}")
+    return bool(value)
+
+
 def _probability(p: Any, name: str = "p") -> float:
     return hyperparameter(p, name, low=0.0, high=1.0)
 
@@ -189,25 +218,30 @@ def _per_channel(vals: tuple[float, ...], channels: int, name: str) -> np.ndarra
 
 
 class _AxisMap:
-    """Per sample and output coordinate o along one axis: the value is w0 * in[i0] + w1 * in[i1];
-    index -1 reads the fill value. Integer maps have i1 = i0, w0 = 1, w1 = 0."""
+    """Per sample and output coordinate o along one axis, where the output reads the input.
 
-    __slots__ = ("i0", "i1", "w0", "w1", "bilinear", "is_identity", "_shape")
+    Integer maps (crops, flips, shifts): ``i0`` of shape (n, out), the input coordinate (-1: the
+    fill value). Resampling maps (bilinear, antialiased or not): ``i0, i1, w0, w1`` of shape
+    (n, P, out), P pairs of taps, the value being ``sum over p < pairs[s] of w0 * in[i0] + w1 * in[i1]``
+    in pair order (see regtune/augment.h); ``pairs`` (n,) int32, each sample's count."""
+
+    __slots__ = ("i0", "i1", "w0", "w1", "pairs", "bilinear", "is_identity", "_shape")
 
     def __init__(self, i0: np.ndarray, i1: np.ndarray | None = None, w0: np.ndarray | None = None,
-                 w1: np.ndarray | None = None) -> None:  # fmt: skip
+                 w1: np.ndarray | None = None, pairs: np.ndarray | None = None) -> None:  # fmt: skip
         self.i0 = i0
         self.bilinear = i1 is not None
         self.i1 = i1 if i1 is not None else i0
         self.w0 = w0
         self.w1 = w1
+        self.pairs = pairs if pairs is not None or i1 is None else np.ones(i0.shape[0], np.int32)
         self.is_identity = False
 
     @staticmethod
     def identity(n: int, size: int) -> _AxisMap:
         """The map that changes nothing; its index array is only made if it is the final map."""
         m = _AxisMap.__new__(_AxisMap)
-        m.i0 = m.i1 = m.w0 = m.w1 = None
+        m.i0 = m.i1 = m.w0 = m.w1 = m.pairs = None
         m.bilinear, m.is_identity, m._shape = False, True, (n, size)
         return m
 
@@ -224,26 +258,57 @@ class _AxisMap:
         if m.is_identity:
             return self
         if m.bilinear and self.bilinear:
-            raise ValueError("a pipeline may hold only one resampling op (RandomResizedCrop)")
-
-        n = m.i0.shape[0]
-        rows = (np.arange(n, dtype=np.int64) * self.i0.shape[1])[:, None]
-
-        def at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            """a[s, idx[s, o]] for every sample s (idx >= 0): one flat take, cheaper than
-            take_along_axis's fancy indexing."""
-            return np.take(np.ascontiguousarray(a).reshape(-1), np.maximum(idx, 0) + rows)
+            raise ValueError("a pipeline may hold only one resampling op (Resize or RandomResizedCrop)")
 
         def pick(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-            return np.where(idx < 0, -1, at(a, idx))
+            """a[s, idx[s, ...]] for every sample s, -1 where idx is -1 (a is integer: (n, len))."""
+            flat = np.maximum(idx, 0).reshape(len(idx), -1)
+            got = np.take_along_axis(a, flat, axis=1).reshape(idx.shape)
+            return np.where(idx < 0, -1, got)
 
-        if m.bilinear:  # self is integer: look its two taps up
-            return _AxisMap(pick(self.i0, m.i0), pick(self.i0, m.i1), m.w0, m.w1)
+        if m.bilinear:  # self is integer: look m's taps up
+            return _AxisMap(pick(self.i0, m.i0), pick(self.i0, m.i1), m.w0, m.w1, m.pairs)
         if not self.bilinear:
             return _AxisMap(pick(self.i0, m.i0))
-        fill = m.i0 < 0
-        return _AxisMap(pick(self.i0, m.i0), pick(self.i1, m.i0), np.where(fill, 1.0, at(self.w0, m.i0)),
-                        np.where(fill, 0.0, at(self.w1, m.i0)))  # fmt: skip
+        # m is integer after a resampling map: its coordinates pick the resampled ones; a fill
+        # coordinate reads the fill value through pair 0 (weights 1, 0) and nothing else. One
+        # flat index for the four tables (np.take on it is cheaper than take_along_axis).
+        n, P, length = self.i0.shape
+        out = m.i0.shape[1]
+        rows = (np.arange(n * P, dtype=np.int64) * length).reshape(n, P, 1)
+        flat = (np.maximum(m.i0, 0).astype(np.int64)[:, None, :] + rows).reshape(-1)
+
+        def take(a: np.ndarray) -> np.ndarray:
+            return np.take(a.reshape(-1), flat).reshape(n, P, out)
+
+        i0, i1, w0, w1 = take(self.i0), take(self.i1), take(self.w0), take(self.w1)
+        fill = (m.i0 < 0)[:, None, :]
+        if fill.any():
+            first = (np.arange(P) == 0)[None, :, None]
+            i0, i1 = np.where(fill, -1, i0), np.where(fill, -1, i1)
+            w0 = np.where(fill, np.where(first, 1.0, 0.0), w0).astype(self.w0.dtype)
+            w1 = np.where(fill, 0.0, w1).astype(self.w1.dtype)
+        return _AxisMap(i0, i1, w0, w1, self.pairs)
+
+
+def _bilinear_taps(start: np.ndarray, length: np.ndarray, out: int, antialias: bool) -> _AxisMap:
+    """The resampling map of the boxes ``[start, start + length)`` (per sample) onto ``out``
+    coordinates, ``align_corners=False``: torch's ``interpolate(mode="bilinear")`` taps.
+
+    Without antialiasing, 2 taps: source coordinate ``c = max((o + 0.5) * L / out - 0.5, 0)``,
+    ``i0 = floor(c)``, ``i1 = min(i0 + 1, L - 1)``, ``w1 = c - i0``, ``w0 = 1 - w1``.
+    With antialiasing (torch's ``_compute_weights_aa``, PIL's resample), with ``scale = L / out``,
+    ``support = scale`` when shrinking (``scale >= 1``) else 1, and ``center = scale * (o + 0.5)``:
+    taps ``j`` in ``[xmin, xmin + xsize)``, ``xmin = max(int(center - support + 0.5), 0)``,
+    ``xsize = min(int(center + support + 0.5), L) - xmin``, weights
+    ``tri((j - center + 0.5) / max(scale, 1))`` (``tri(x) = max(0, 1 - |x|)``) divided by their sum.
+    Weights are computed in float64 (the total summed over the taps in order) and rounded to
+    float32 once. Taps come in pairs; a coordinate with fewer taps than its sample's widest pads
+    with weight 0 on its last tap. An empty box (``L = 0``) reads the fill value. Computed
+    natively (``_core.augment_taps``, regtune/augment.h) for speed."""
+    i0, i1, w0, w1, pairs = _core.augment_taps(np.ascontiguousarray(start, np.int64),
+                                               np.ascontiguousarray(length, np.int64), out, antialias)  # fmt: skip
+    return _AxisMap(i0, i1, w0, w1, pairs)
 
 
 def _pad_index(j: np.ndarray, n: int, mode: str) -> np.ndarray:
@@ -413,16 +478,21 @@ class RandomResizedCrop(_GeometricOp):
     The box: torchvision's sampling, 10 tries drawn up front (4 words each: area fraction,
     log aspect ratio, top, left); the first try with ``0 < w <= W`` and ``0 < h <= H`` is used,
     at ``top = (word * (H - h + 1)) >> 32``, ``left`` likewise, else the central crop of
-    torchvision's fallback. The resize: 2-tap bilinear, ``align_corners=False`` (source coordinate
-    ``(o + 0.5) * in / out - 0.5``, clamped at 0; the second tap clamped to the box), **without
-    antialiasing** (torchvision ``antialias=False``, OpenCV ``INTER_LINEAR``). Weights are computed
-    in float64 and rounded to float32 once; the blend is in float32 (see regtune/augment.h).
+    torchvision's fallback. The resize: bilinear, ``align_corners=False``, with ``antialias=True``
+    (the default, torchvision's since 0.17) a triangle filter as wide as the shrink factor
+    (torch's ``interpolate(mode="bilinear", antialias=True)``, PIL's ``BILINEAR`` resample): a
+    large box shrunk to ``size`` does not alias; with ``antialias=False`` the plain 2-tap blend
+    (source coordinate ``(o + 0.5) * in / out - 0.5``, clamped at 0; the second tap clamped to the
+    box: torch's ``antialias=False``, OpenCV's ``INTER_LINEAR``). The taps and weights are
+    ``_bilinear_taps``'s; weights are computed in float64 and rounded to float32 once; the
+    blends are in float32, the rows first, then the columns (see regtune/augment.h).
     """
 
     nwords = 40
 
-    def __init__(self, size: Any, scale: Any = (0.08, 1.0), ratio: Any = (3 / 4, 4 / 3)) -> None:
+    def __init__(self, size: Any, scale: Any = (0.08, 1.0), ratio: Any = (3 / 4, 4 / 3), antialias: Any = True) -> None:
         self.size = _size_pair(size, "size")
+        self.antialias = _flag(antialias, "antialias")
         self.scale = _interval(scale, "scale", 0.0)
         if self.scale[1] <= 0:
             raise ValueError(f"scale must have scale[1] > 0, got scale={scale!r}")
@@ -456,19 +526,104 @@ class RandomResizedCrop(_GeometricOp):
             "height": np.where(found, hh, fh), "width": np.where(found, ww, fw),
         }  # fmt: skip
 
-    @staticmethod
-    def _axis(start: np.ndarray, length: np.ndarray, out: int) -> _AxisMap:
-        scale = length.astype(np.float64)[:, None] / out
-        src = np.maximum((np.arange(out) + 0.5) * scale - 0.5, 0.0)
-        i0 = np.floor(src).astype(np.int64)
-        i1 = np.minimum(i0 + 1, length[:, None] - 1)
-        i0 = np.minimum(i0, length[:, None] - 1)
-        w1 = src - i0
-        w0 = 1.0 - w1
-        return _AxisMap(start[:, None] + i0, start[:, None] + i1, w0, w1)
+    def maps(self, prm, in_hw):
+        return (_bilinear_taps(prm["top"], prm["height"], self.size[0], self.antialias),
+                _bilinear_taps(prm["left"], prm["width"], self.size[1], self.antialias))  # fmt: skip
+
+
+def _resized_hw(in_hw: tuple[int, int], size: int, max_size: int | None) -> tuple[int, int]:
+    """torchvision's ``_compute_resized_output_size`` for an int ``size``: the shorter side
+    becomes ``size``, the longer ``int(size * long / short)``; then, with ``max_size``, a longer
+    side above it becomes ``max_size`` and the shorter ``int(max_size * short / long)``."""
+    h, w = in_hw
+    short, long = (w, h) if w <= h else (h, w)
+    if short == 0:
+        raise ValueError(f"Resize needs images with pixels, got height and width {in_hw}")
+    new_short, new_long = size, int(size * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    if new_short < 1 or new_long > _MAX_SIDE:
+        raise ValueError(f"Resize(size={size}) of a {h}x{w} image gives a side of {new_short} or {new_long} pixels, "
+                         "outside [1, 2**31 - 1]")  # fmt: skip
+    return (new_long, new_short) if w <= h else (new_short, new_long)
+
+
+class Resize(_GeometricOp):
+    """Resize every image (torchvision's Resize, bilinear): ``size`` an int resizes the shorter
+    side to ``size`` and the longer to ``int(size * long / short)`` (aspect ratio kept, as
+    torchvision computes it; ``max_size`` then caps the longer side), or ``(h, w)`` exactly.
+    ``antialias=True`` (the default, torchvision's) low-pass filters when shrinking, as
+    RandomResizedCrop documents; ``antialias=False``: the plain 2-tap blend. The evaluation
+    transform of the ImageNet recipes is ``[Resize(256), CenterCrop(224), Normalize(...)]``.
+    A pipeline holds at most one resampling op (Resize or RandomResizedCrop). Draws nothing."""
+
+    nwords = 0
+
+    def __init__(self, size: Any, antialias: Any = True, max_size: Any = None) -> None:
+        if isinstance(size, (tuple, list)) and len(size) == 1:
+            size = size[0]  # torchvision's [size]: the shorter side
+        is_int = isinstance(size, (numbers.Integral, np.integer)) and not isinstance(size, (bool, np.bool_))
+        self.size: int | tuple[int, int] = (_int_arg(size, "size", 1, _MAX_SIDE, "pixel coordinates are 32-bit")
+                                            if is_int else _size_pair(size, "size"))  # fmt: skip
+        self.antialias = _flag(antialias, "antialias")
+        if max_size is not None:
+            if not isinstance(self.size, int):
+                raise ValueError(f"max_size is only allowed when size is an int, got size={size!r}")
+            self.max_size = _int_arg(max_size, "max_size", 1, _MAX_SIDE, "pixel coordinates are 32-bit")
+            if self.max_size <= self.size:
+                raise ValueError(f"max_size must be > size, got max_size={self.max_size} and size={self.size}")
+        else:
+            self.max_size = None
+
+    def out_hw(self, in_hw):
+        if isinstance(self.size, tuple):
+            return self.size
+        return _resized_hw(in_hw, self.size, self.max_size)
+
+    def params(self, words, in_hw, channels):
+        """The output size of every sample (the same for all): ``height``, ``width``."""
+        oh, ow = self.out_hw(in_hw)
+        return {"height": np.full(len(words), oh, np.int64), "width": np.full(len(words), ow, np.int64)}
 
     def maps(self, prm, in_hw):
-        return self._axis(prm["top"], prm["height"], self.size[0]), self._axis(prm["left"], prm["width"], self.size[1])
+        n = len(prm["height"])
+        oh, ow = self.out_hw(in_hw)
+        zero = np.zeros(n, np.int64)
+        return (_bilinear_taps(zero, np.full(n, in_hw[0], np.int64), oh, self.antialias),
+                _bilinear_taps(zero, np.full(n, in_hw[1], np.int64), ow, self.antialias))  # fmt: skip
+
+
+class CenterCrop(_GeometricOp):
+    """The central ``size`` window (torchvision's CenterCrop): ``top = int(round((H - h) / 2))``,
+    ``left`` likewise (Python's round, half to even). A window larger than the image is padded
+    with ``fill`` first, as torchvision does (``(h - H) // 2`` above, the rest below; the same
+    for the columns). ``size``: an int or ``(h, w)``. Draws nothing."""
+
+    nwords = 0
+
+    def __init__(self, size: Any, fill: Any = 0) -> None:
+        self.size = _size_pair(size, "size")
+        self.fill = _channel_values(fill, "fill", _F32_MAX)
+
+    def out_hw(self, in_hw):
+        return self.size
+
+    @staticmethod
+    def _start(length: int, out: int) -> int:
+        if out > length:  # torchvision pads (out - length) // 2 before, the rest after, then crops at 0
+            return -((out - length) // 2)
+        return int(round((length - out) / 2.0))
+
+    def params(self, words, in_hw, channels):
+        """The window's corner in the image (negative where the window pads): ``top``, ``left``."""
+        n = len(words)
+        return {"top": np.full(n, self._start(in_hw[0], self.size[0]), np.int64),
+                "left": np.full(n, self._start(in_hw[1], self.size[1]), np.int64)}  # fmt: skip
+
+    def maps(self, prm, in_hw):
+        rows = prm["top"][:, None] + np.arange(self.size[0])
+        cols = prm["left"][:, None] + np.arange(self.size[1])
+        return _AxisMap(_pad_index(rows, in_hw[0], "constant")), _AxisMap(_pad_index(cols, in_hw[1], "constant"))
 
 
 class _PointwiseOp(Op):
@@ -490,41 +645,472 @@ def _jitter_range(value: Any, name: str, center: float = 1.0) -> tuple[float, fl
     return max(0.0, center - v), min(center + v, _F32_MAX)
 
 
+_ORDERS3 = list(itertools.permutations(range(3)))
+_ORDERS4 = list(itertools.permutations(range(4)))
+
+
 class ColorJitter(_PointwiseOp):
-    """Random brightness, contrast and saturation, in a random order (torchvision's ColorJitter
-    without hue). Each factor is uniform on ``[max(0, 1 - x), 1 + x]`` (or the given
-    ``(min, max)``); with ``bound`` 255 for uint8 images and 1 for float32 ones:
+    """Random brightness, contrast, saturation and hue, in a random order (torchvision's
+    ColorJitter). Each factor is uniform on ``[max(0, 1 - x), 1 + x]`` (or the given
+    ``(min, max)``), the hue shift on ``[-hue, hue]`` (``0 <= hue <= 0.5``, or ``(min, max)`` within
+    ``[-0.5, 0.5]``); with ``bound`` 255 for uint8 images and 1 for float32 ones:
 
     - brightness ``b``: ``v = clamp(v * b, 0, bound)``;
     - contrast ``c``: ``v = clamp(v * c + m * (1 - c), 0, bound)``, ``m`` the mean over the image of
       the gray value (3 channels) or of the value (1 channel), summed in float64 and rounded to
       float32, ``m * (1 - c)`` one float32 multiply;
     - saturation ``s`` (3 channels only): ``v = clamp(v * s + gray * (1 - s), 0, bound)`` per
-      pixel, ``gray = 0.2989 r + 0.587 g + 0.114 b`` (torchvision's weights), float32.
+      pixel, ``gray = 0.2989 r + 0.587 g + 0.114 b`` (torchvision's weights), float32;
+    - hue ``h`` (3 channels only): torchvision's ``adjust_hue`` on tensors: RGB -> HSV
+      (``_rgb_to_hsv``), ``H = (H + h) mod 1`` (torch's ``remainder``), HSV -> RGB
+      (``_hsv_to_rgb``, p, q, t clamped to ``[0, bound]``), each step the float32 operation
+      torchvision makes, at the scale ``bound`` (hue and saturation are ratios: the same up to
+      rounding). On uint8, within 1 of torchvision's, which converts to float, shifts, and
+      converts back by truncating ``x * 255.999``.
 
-    Words: 3 factors, then the order (one of the 6 permutations, ``(word * 6) >> 32``, in
-    ``itertools.permutations`` order). A factor of exactly 1 is skipped.
+    Words: the brightness, contrast and saturation factors (words 0-2), the order (word 3) and the
+    hue shift (word 4). Without hue the order is one of the 6 permutations of the first three
+    parts (``(word * 6) >> 32``, ``itertools.permutations`` order), the draws regtune 0.1 made;
+    with hue one of the 24 permutations of the four (``(word * 24) >> 32``; torchvision's
+    ``randperm(4)``). A factor of exactly 1 (hue: 0) is skipped. Values are rounded once, at the
+    store (torchvision rounds uint8 images after each part).
     """
 
-    nwords = 4
+    nwords = 5
 
-    def __init__(self, brightness: Any = 0, contrast: Any = 0, saturation: Any = 0) -> None:
+    def __init__(self, brightness: Any = 0, contrast: Any = 0, saturation: Any = 0, hue: Any = 0) -> None:
         self.brightness = _jitter_range(brightness, "brightness")
         self.contrast = _jitter_range(contrast, "contrast")
         self.saturation = _jitter_range(saturation, "saturation")
+        if isinstance(hue, (tuple, list)):
+            self.hue = _interval(hue, "hue", -0.5, 0.5)
+        else:
+            h = hyperparameter(hue, "hue", low=0.0, high=0.5)
+            self.hue = (-h, h)
 
     def params(self, words, in_hw, channels):
         if self.saturation != (1.0, 1.0) and channels != 3:
             raise ValueError(f"ColorJitter(saturation=...) needs 3 channels, the images have {channels}")
+        if self.hue != (0.0, 0.0) and channels != 3:
+            raise ValueError(f"ColorJitter(hue=...) needs 3 channels, the images have {channels}")
         if channels not in (1, 3) and (self.contrast != (1.0, 1.0)):
             raise ValueError(f"ColorJitter(contrast=...) needs 1 or 3 channels, the images have {channels}")
         f = [_uniform(words[:, k], *rng).astype(np.float32) for k, rng in
              enumerate((self.brightness, self.contrast, self.saturation))]  # fmt: skip
-        return {"brightness": f[0], "contrast": f[1], "saturation": f[2], "order": _below(words[:, 3], 6)}
+        if self.hue == (0.0, 0.0):
+            order = np.array([_ORDERS3[k] + (3,) for k in range(6)])[_below(words[:, 3], 6)]
+            hue = np.zeros(len(words), np.float32)
+        else:
+            order = np.array(_ORDERS4)[_below(words[:, 3], 24)]
+            hue = _uniform(words[:, 4], *self.hue).astype(np.float32)
+        return {"brightness": f[0], "contrast": f[1], "saturation": f[2], "hue": hue, "order": order}
 
     def step(self, prm, position, channels, bound):
-        per = np.stack([prm["brightness"], prm["contrast"], prm["saturation"], prm["order"].astype(np.float32)], axis=1)
+        per = np.concatenate([np.stack([prm["brightness"], prm["contrast"], prm["saturation"], prm["hue"]], axis=1),
+                              prm["order"].astype(np.float32)], axis=1)  # fmt: skip
         return "jitter", {"per_sample": np.ascontiguousarray(per, np.float32), "bound": bound}
+
+
+# ----------------------------------------------------------------------------- policies
+
+#: The image ops of torchvision's policies (transforms/v2/_auto_augment.py) and their codes in the
+#: native "policy" step (cpp/src/augment/steps/policy.h); the geometric ones are one affine map.
+_POLICY_CODES = {
+    "Identity": 0, "ShearX": 1, "ShearY": 1, "TranslateX": 1, "TranslateY": 1, "Rotate": 1, "Brightness": 2,
+    "Color": 3, "Contrast": 4, "Sharpness": 5, "Posterize": 6, "Solarize": 7, "AutoContrast": 8, "Equalize": 9,
+    "Invert": 10,
+}  # fmt: skip
+
+
+def _bins_linspace(lo: float, hi: float) -> Any:
+    """torchvision's ``torch.linspace(lo, hi, num_bins)`` magnitudes (float32 values)."""
+    return lambda nb, h, w: np.linspace(lo, hi, nb).astype(np.float32).astype(np.float64)
+
+
+def _bins_posterize(top: float, div: float) -> Any:
+    """torchvision's ``(top - (torch.arange(num_bins) / ((num_bins - 1) / div))).round().int()``."""
+    return lambda nb, h, w: np.round(np.float32(top) - np.arange(nb, dtype=np.float32) / np.float32((nb - 1) / div)
+                                     ).astype(np.float64)  # fmt: skip
+
+
+def _no_bins(nb: int, h: int, w: int) -> None:
+    return None
+
+
+# name -> (magnitudes(num_bins, height, width) or None, signed): torchvision's tables
+_RAND_SPACE = {  # RandAugment and AutoAugment (AutoAugment: without Identity, with Invert)
+    "Identity": (_no_bins, False),
+    "ShearX": (_bins_linspace(0.0, 0.3), True),
+    "ShearY": (_bins_linspace(0.0, 0.3), True),
+    "TranslateX": (lambda nb, h, w: _bins_linspace(0.0, 150.0 / 331.0 * w)(nb, h, w), True),
+    "TranslateY": (lambda nb, h, w: _bins_linspace(0.0, 150.0 / 331.0 * h)(nb, h, w), True),
+    "Rotate": (_bins_linspace(0.0, 30.0), True),
+    "Brightness": (_bins_linspace(0.0, 0.9), True),
+    "Color": (_bins_linspace(0.0, 0.9), True),
+    "Contrast": (_bins_linspace(0.0, 0.9), True),
+    "Sharpness": (_bins_linspace(0.0, 0.9), True),
+    "Posterize": (_bins_posterize(8, 4), False),
+    "Solarize": (_bins_linspace(1.0, 0.0), False),
+    "AutoContrast": (_no_bins, False),
+    "Equalize": (_no_bins, False),
+}
+_AUTO_SPACE = {k: v for k, v in _RAND_SPACE.items() if k != "Identity"} | {"Invert": (_no_bins, False)}
+_WIDE_SPACE = {  # TrivialAugmentWide
+    "Identity": (_no_bins, False),
+    "ShearX": (_bins_linspace(0.0, 0.99), True),
+    "ShearY": (_bins_linspace(0.0, 0.99), True),
+    "TranslateX": (_bins_linspace(0.0, 32.0), True),
+    "TranslateY": (_bins_linspace(0.0, 32.0), True),
+    "Rotate": (_bins_linspace(0.0, 135.0), True),
+    "Brightness": (_bins_linspace(0.0, 0.99), True),
+    "Color": (_bins_linspace(0.0, 0.99), True),
+    "Contrast": (_bins_linspace(0.0, 0.99), True),
+    "Sharpness": (_bins_linspace(0.0, 0.99), True),
+    "Posterize": (_bins_posterize(8, 6), False),
+    "Solarize": (_bins_linspace(1.0, 0.0), False),
+    "AutoContrast": (_no_bins, False),
+    "Equalize": (_no_bins, False),
+}
+
+#: torchvision's AutoAugmentPolicy sub-policies: ((op, probability, magnitude bin), (op, p, bin))
+AUTOAUGMENT_POLICIES = {
+    "imagenet": (
+        (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)), (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)), (("Posterize", 0.6, 7), ("Posterize", 0.6, 6)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)), (("Equalize", 0.4, None), ("Rotate", 0.8, 8)),
+        (("Solarize", 0.6, 3), ("Equalize", 0.6, None)), (("Posterize", 0.8, 5), ("Equalize", 1.0, None)),
+        (("Rotate", 0.2, 3), ("Solarize", 0.6, 8)), (("Equalize", 0.6, None), ("Posterize", 0.4, 6)),
+        (("Rotate", 0.8, 8), ("Color", 0.4, 0)), (("Rotate", 0.4, 9), ("Equalize", 0.6, None)),
+        (("Equalize", 0.0, None), ("Equalize", 0.8, None)), (("Invert", 0.6, None), ("Equalize", 1.0, None)),
+        (("Color", 0.6, 4), ("Contrast", 1.0, 8)), (("Rotate", 0.8, 8), ("Color", 1.0, 2)),
+        (("Color", 0.8, 8), ("Solarize", 0.8, 7)), (("Sharpness", 0.4, 7), ("Invert", 0.6, None)),
+        (("ShearX", 0.6, 5), ("Equalize", 1.0, None)), (("Color", 0.4, 0), ("Equalize", 0.6, None)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)), (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Invert", 0.6, None), ("Equalize", 1.0, None)), (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)),
+    ),
+    "cifar10": (
+        (("Invert", 0.1, None), ("Contrast", 0.2, 6)), (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+        (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)), (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)), (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+        (("Color", 0.4, 3), ("Brightness", 0.6, 7)), (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+        (("Equalize", 0.6, None), ("Equalize", 0.5, None)), (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+        (("Color", 0.7, 7), ("TranslateX", 0.5, 8)), (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+        (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)), (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+        (("Solarize", 0.5, 2), ("Invert", 0.0, None)), (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+        (("Equalize", 0.2, None), ("Equalize", 0.6, None)), (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+        (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)), (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+        (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)), (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)), (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+        (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+    ),
+    "svhn": (
+        (("ShearX", 0.9, 4), ("Invert", 0.2, None)), (("ShearY", 0.9, 8), ("Invert", 0.7, None)),
+        (("Equalize", 0.6, None), ("Solarize", 0.6, 6)), (("Invert", 0.9, None), ("Equalize", 0.6, None)),
+        (("Equalize", 0.6, None), ("Rotate", 0.9, 3)), (("ShearX", 0.9, 4), ("AutoContrast", 0.8, None)),
+        (("ShearY", 0.9, 8), ("Invert", 0.4, None)), (("ShearY", 0.9, 5), ("Solarize", 0.2, 6)),
+        (("Invert", 0.9, None), ("AutoContrast", 0.8, None)), (("Equalize", 0.6, None), ("Rotate", 0.9, 3)),
+        (("ShearX", 0.9, 4), ("Solarize", 0.3, 3)), (("ShearY", 0.8, 8), ("Invert", 0.7, None)),
+        (("Equalize", 0.9, None), ("TranslateY", 0.6, 6)), (("Invert", 0.9, None), ("Equalize", 0.6, None)),
+        (("Contrast", 0.3, 3), ("Rotate", 0.8, 4)), (("Invert", 0.8, None), ("TranslateY", 0.0, 2)),
+        (("ShearY", 0.7, 6), ("Solarize", 0.4, 8)), (("Invert", 0.6, None), ("Rotate", 0.8, 4)),
+        (("ShearY", 0.3, 7), ("TranslateX", 0.9, 3)), (("ShearX", 0.1, 6), ("Invert", 0.6, None)),
+        (("Solarize", 0.7, 2), ("TranslateY", 0.6, 7)), (("ShearY", 0.8, 4), ("Invert", 0.8, None)),
+        (("ShearX", 0.7, 3), ("Invert", 0.7, None)), (("ShearY", 0.8, 5), ("AutoContrast", 0.7, None)),
+        (("ShearX", 0.7, 2), ("Invert", 0.1, None)),
+    ),
+}
+
+
+def _inverse_affine_matrix(center: tuple[Any, Any], angle: Any, translate: tuple[Any, Any],
+                           shear: tuple[Any, Any]) -> np.ndarray:  # fmt: skip
+    """torchvision's ``_get_inverse_affine_matrix`` (scale 1), vectorized over samples in float64:
+    ``(n, 6)``, the map from output to input pixel coordinates centred on the image."""
+    rot = np.radians(angle)
+    sx, sy = np.radians(shear[0]), np.radians(shear[1])
+    cx, cy = center
+    tx, ty = translate
+    cos_sy, tan_sx = np.cos(sy), np.tan(sx)
+    rot_minus_sy = rot - sy
+    a = np.cos(rot_minus_sy) / cos_sy
+    b = -(a * tan_sx + np.sin(rot))
+    c = np.sin(rot_minus_sy) / cos_sy
+    d = -(c * tan_sx - np.cos(rot))
+    m = [d, -b, np.zeros_like(a), -c, a, np.zeros_like(a)]
+    m[2] = (m[2] + (m[0] * (-(cx + tx)) + m[1] * (-(cy + ty)))) + cx
+    m[5] = (m[5] + (m[3] * (-(cx + tx)) + m[4] * (-(cy + ty)))) + cy
+    return np.stack([np.broadcast_to(np.asarray(v, np.float64), np.shape(a)) for v in m], axis=-1)
+
+
+def _policy_rows(names: np.ndarray, magnitude: np.ndarray, in_hw: tuple[int, int], bound: float) -> np.ndarray:
+    """The native step's rows for ops ``names`` (an array of op names) with (signed) magnitudes:
+    torchvision's ``_apply_image_or_video_transform`` turned into (code, parameters)."""
+    H, W = in_hw
+    rows = np.zeros(names.shape + (8,), np.float64)
+    rows[..., 0] = np.vectorize(_POLICY_CODES.__getitem__, otypes=[np.int64])(names) if names.size else 0
+    m = magnitude
+    shear_x, shear_y = names == "ShearX", names == "ShearY"
+    trans_x, trans_y, rotate = names == "TranslateX", names == "TranslateY", names == "Rotate"
+    corner = shear_x | shear_y  # torchvision shears about center=[0, 0], the top-left corner
+    center = (np.where(corner, -W * 0.5, 0.0), np.where(corner, -H * 0.5, 0.0))
+    deg = np.degrees(np.arctan(m))
+    angle = np.where(rotate, -np.mod(m, 360.0), 0.0)  # F.rotate: angle % 360, then -angle
+    translate = (np.where(trans_x, np.trunc(m), 0.0), np.where(trans_y, np.trunc(m), 0.0))  # int(magnitude)
+    shear = (np.where(shear_x, deg, 0.0), np.where(shear_y, deg, 0.0))
+    affine = shear_x | shear_y | trans_x | trans_y | rotate
+    mat = _inverse_affine_matrix(center, angle, translate, shear)
+    rows[..., 1:7] = np.where(affine[..., None], mat, 0.0)
+    factor = np.isin(names, ("Brightness", "Color", "Contrast", "Sharpness"))
+    rows[..., 1] = np.where(factor, 1.0 + m, rows[..., 1])
+    rows[..., 2] = np.where(factor, 1.0 - (1.0 + m), rows[..., 2])  # torchvision's alpha=(1.0 - ratio), float64
+    rows[..., 1] = np.where(names == "Posterize", np.trunc(m), rows[..., 1])  # int(magnitude)
+    rows[..., 1] = np.where(names == "Solarize", bound * m, rows[..., 1])
+    return rows
+
+
+def _fill_arg(fill: Any) -> tuple[float, ...]:
+    return _channel_values(0 if fill is None else fill, "fill", _F32_MAX)
+
+
+def _interpolation_arg(interpolation: Any) -> str:
+    if interpolation != "nearest":
+        raise ValueError(f"interpolation must be 'nearest' (torchvision's default for the policies; bilinear is "
+                         f"not supported yet), got interpolation={interpolation!r}")  # fmt: skip
+    return interpolation
+
+
+class _PolicyOp(_PointwiseOp):
+    """Ops that run torchvision's policy image ops (cpp/src/augment/steps/policy.h) on the whole
+    image, in pixel units (before Normalize): each sample gets ``slots`` ops chosen by ``choose``.
+    Images must have 1 or 3 channels."""
+
+    slots = 1
+    _fill: tuple[float, ...] = (0.0,)
+
+    def choose(self, words: np.ndarray, in_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+        """``{"op": names (n, slots), "magnitude": (n, slots) signed float64, ...}``."""
+        raise NotImplementedError
+
+    def params(self, words, in_hw, channels):
+        if channels not in (1, 3):
+            raise ValueError(f"{type(self).__name__} needs images with 1 or 3 channels, the images have {channels}")
+        _per_channel(self._fill, channels, "fill")
+        prm = self.choose(words, in_hw)
+        prm["_hw"] = np.broadcast_to(np.array(in_hw), (len(words), 2))
+        return prm
+
+    def step(self, prm, position, channels, bound):
+        hw = tuple(int(v) for v in prm["_hw"][0]) if len(prm["_hw"]) else (1, 1)
+        rows = _policy_rows(prm["op"], prm["magnitude"], hw, bound)
+        n = rows.shape[0]
+        return "policy", {"per_sample": np.ascontiguousarray(rows.reshape(n, -1), np.float32),
+                          "slots": float(self.slots), "bound": bound, "u8": bound == 255.0,
+                          "fill": _per_channel(self._fill, channels, "fill").astype(np.float32)}  # fmt: skip
+
+
+class TrivialAugmentWide(_PolicyOp):
+    """TrivialAugment (Müller and Hutter, 2021), torchvision's ``TrivialAugmentWide``: per sample
+    one of 14 ops (Identity, ShearX, ShearY, TranslateX, TranslateY, Rotate, Brightness, Color,
+    Contrast, Sharpness, Posterize, Solarize, AutoContrast, Equalize) uniformly
+    (``(word0 * 14) >> 32``), a magnitude bin uniform on ``num_magnitude_bins``
+    (``(word1 * bins) >> 32``) of torchvision's wide ranges, negated for signed ops when word2 <
+    2**31 (probability 1/2). Each op is torchvision's tensor op (see ``_policy_rows`` and
+    cpp/src/augment/steps/policy.h): within 1 of it on uint8 images. Geometric ops sample the
+    nearest pixel and read ``fill`` (pixel units, default 0) outside the image.
+    ``sample_params``: ``op`` (names), ``magnitude`` (signed, as torchvision passes it), ``bin``."""
+
+    nwords = 3
+    _space = _WIDE_SPACE
+
+    def __init__(self, num_magnitude_bins: Any = 31, interpolation: str = "nearest", fill: Any = None) -> None:
+        self.num_magnitude_bins = _int_arg(num_magnitude_bins, "num_magnitude_bins", 2, 1 << 20)
+        self.interpolation = _interpolation_arg(interpolation)
+        self.fill = fill
+        self._fill = _fill_arg(fill)
+
+    def choose(self, words, in_hw):
+        names = np.array(list(self._space))
+        which = _below(words[:, 0], len(names))
+        nb = self.num_magnitude_bins
+        b = _below(words[:, 1], nb)
+        neg = _taken(words[:, 2], 0.5)
+        mag = np.zeros(len(words))
+        for k, (fn, signed) in enumerate(self._space.values()):
+            bins = fn(nb, *in_hw)
+            if bins is None:
+                continue
+            sel = which == k
+            mag[sel] = bins[b[sel]] * np.where(signed & neg[sel], -1.0, 1.0)
+        return {"op": names[which][:, None], "magnitude": mag[:, None], "bin": b[:, None]}
+
+
+class RandAugment(_PolicyOp):
+    """RandAugment (Cubuk et al., 2020), torchvision's: per sample ``num_ops`` ops, each one of 14
+    (Identity and torchvision's 13) uniformly (word ``2k``), at magnitude bin ``magnitude`` of
+    ``num_magnitude_bins``, negated for signed ops when word ``2k + 1`` < 2**31. The ops and their
+    accuracy: as TrivialAugmentWide. ``sample_params``: ``op``, ``magnitude`` (n, num_ops)."""
+
+    _space = _RAND_SPACE
+
+    def __init__(self, num_ops: Any = 2, magnitude: Any = 9, num_magnitude_bins: Any = 31,
+                 interpolation: str = "nearest", fill: Any = None) -> None:  # fmt: skip
+        self.num_ops = _int_arg(num_ops, "num_ops", 0, 64)
+        self.num_magnitude_bins = _int_arg(num_magnitude_bins, "num_magnitude_bins", 2, 1 << 20)
+        self.magnitude = _int_arg(magnitude, "magnitude", 0, self.num_magnitude_bins - 1,
+                                  "a bin of num_magnitude_bins")  # fmt: skip
+        self.interpolation = _interpolation_arg(interpolation)
+        self.fill = fill
+        self._fill = _fill_arg(fill)
+        self.slots = max(self.num_ops, 1)
+        self.nwords = 2 * self.num_ops
+
+    def choose(self, words, in_hw):
+        n = len(words)
+        names = np.array(list(self._space))
+        if self.num_ops == 0:
+            return {"op": np.full((n, 1), "Identity"), "magnitude": np.zeros((n, 1))}
+        which = _below(words[:, 0::2], len(names))
+        neg = _taken(words[:, 1::2], 0.5)
+        mag = np.zeros(which.shape)
+        for k, (fn, signed) in enumerate(self._space.values()):
+            bins = fn(self.num_magnitude_bins, *in_hw)
+            if bins is not None:
+                mag = np.where(which == k, bins[self.magnitude] * np.where(signed & neg, -1.0, 1.0), mag)
+        return {"op": names[which], "magnitude": mag}
+
+
+class AutoAugment(_PolicyOp):
+    """AutoAugment (Cubuk et al., 2019), torchvision's: ``policy`` ``"imagenet"``, ``"cifar10"`` or
+    ``"svhn"`` (AUTOAUGMENT_POLICIES, torchvision's sub-policies). Per sample one of the 25
+    sub-policies uniformly (word 0), then each of its two ops applied with its probability
+    (word ``1 + 2k`` < round(p * 2**32)) at its magnitude bin of 10, negated for signed ops when
+    word ``2 + 2k`` < 2**31. The ops: as TrivialAugmentWide (plus Invert).
+    ``sample_params``: ``policy`` (the sub-policy's index), ``op`` (names; Identity where not
+    applied), ``magnitude``, ``applied``."""
+
+    nwords = 5
+    slots = 2
+    _space = _AUTO_SPACE
+
+    def __init__(self, policy: str = "imagenet", interpolation: str = "nearest", fill: Any = None) -> None:
+        if policy not in AUTOAUGMENT_POLICIES:
+            raise ValueError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got policy={policy!r}")
+        self.policy = policy
+        self.interpolation = _interpolation_arg(interpolation)
+        self.fill = fill
+        self._fill = _fill_arg(fill)
+
+    def choose(self, words, in_hw):
+        table = AUTOAUGMENT_POLICIES[self.policy]
+        n = len(words)
+        pick = _below(words[:, 0], len(table))
+        names = np.empty((n, 2), dtype=object)
+        mag = np.zeros((n, 2))
+        applied = np.zeros((n, 2), bool)
+        for j, sub in enumerate(table):
+            sel = pick == j
+            for k, (name, prob, idx) in enumerate(sub):
+                fn, signed = self._space[name]
+                bins = fn(10, *in_hw)
+                m = 0.0 if bins is None else bins[idx]
+                take = _taken(words[sel, 1 + 2 * k], prob)
+                neg = _taken(words[sel, 2 + 2 * k], 0.5) & signed
+                applied[sel, k] = take
+                names[sel, k] = np.where(take, name, "Identity")
+                mag[sel, k] = np.where(take, np.where(neg, -m, m), 0.0)
+        return {"policy": pick, "op": names.astype(str), "magnitude": mag, "applied": applied}
+
+
+class _RandomImageOp(_PolicyOp):
+    """One policy op, taken with probability ``p`` (word0 < round(p * 2**32))."""
+
+    _name = "Identity"
+
+    def _magnitude(self) -> float:
+        return 0.0
+
+    def choose(self, words, in_hw):
+        take = _taken(words[:, 0], self.p)
+        return {"op": np.where(take, self._name, "Identity")[:, None],
+                "magnitude": np.where(take, self._magnitude(), 0.0)[:, None], "applied": take}  # fmt: skip
+
+
+class RandomPosterize(_RandomImageOp):
+    """torchvision's RandomPosterize: keep the ``bits`` high bits of each uint8 value (float
+    images: ``floor(v * 2**bits) / 2**bits``, clamped), with probability ``p``."""
+
+    _name = "Posterize"
+
+    def __init__(self, bits: Any, p: Any = 0.5) -> None:
+        self.bits = _int_arg(bits, "bits", 0, 8)
+        self.p = _probability(p)
+
+    def _magnitude(self):
+        return float(self.bits)
+
+
+class RandomSolarize(_RandomImageOp):
+    """torchvision's RandomSolarize: ``v >= threshold ? bound - v : v`` (``threshold`` in the
+    images' units: 0..255 for uint8, 0..1 for float32), with probability ``p``."""
+
+    _name = "Solarize"
+
+    def __init__(self, threshold: Any, p: Any = 0.5) -> None:
+        self.threshold = hyperparameter(threshold, "threshold", low=0.0, high=_F32_MAX)
+        self.p = _probability(p)
+
+    def choose(self, words, in_hw):
+        prm = super().choose(words, in_hw)
+        prm["magnitude"] = np.where(prm["applied"], self.threshold, 0.0)[:, None]
+        return prm
+
+    def step(self, prm, position, channels, bound):
+        # the rows take a threshold as a fraction of bound (torchvision's policies' Solarize)
+        frac = dict(prm, magnitude=prm["magnitude"] / bound)
+        return super().step(frac, position, channels, bound)
+
+
+class RandomAutocontrast(_RandomImageOp):
+    """torchvision's RandomAutocontrast: each channel stretched to ``[0, bound]`` by its minimum and
+    maximum, with probability ``p``."""
+
+    _name = "AutoContrast"
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = _probability(p)
+
+
+class RandomEqualize(_RandomImageOp):
+    """torchvision's RandomEqualize (PIL's histogram equalization, per channel, of the uint8
+    values), with probability ``p``."""
+
+    _name = "Equalize"
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = _probability(p)
+
+
+class RandomInvert(_RandomImageOp):
+    """torchvision's RandomInvert: ``bound - v``, with probability ``p``."""
+
+    _name = "Invert"
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = _probability(p)
+
+
+class RandomAdjustSharpness(_RandomImageOp):
+    """torchvision's RandomAdjustSharpness: blend with the 3x3 smoothed image
+    (``v + (1 - f) * (blur - v)`` inside a 1-pixel border), with probability ``p``."""
+
+    _name = "Sharpness"
+
+    def __init__(self, sharpness_factor: Any, p: Any = 0.5) -> None:
+        self.sharpness_factor = hyperparameter(sharpness_factor, "sharpness_factor", low=0.0, high=_F32_MAX)
+        self.p = _probability(p)
+
+    def _magnitude(self):
+        return self.sharpness_factor - 1.0  # the rows take 1 + magnitude
 
 
 class GaussianNoise(_PointwiseOp):
@@ -761,8 +1347,10 @@ class Pipeline:
 
     Arguments:
         ops: the ops, in order: geometric ops (RandomCrop, RandomTranslate, HorizontalFlip,
-            VerticalFlip, at most one RandomResizedCrop) first, then pointwise ones (ColorJitter,
-            GaussianNoise, RandomErasing, Normalize; see the module docstring for their order).
+            VerticalFlip, CenterCrop, at most one Resize or RandomResizedCrop) first, then
+            pointwise ones (ColorJitter, the policies TrivialAugmentWide, RandAugment and
+            AutoAugment, the single image ops, GaussianNoise, RandomErasing, Normalize; see the
+            module docstring for their order).
         seed: an int, a ``numpy.random.SeedSequence``, or None (fresh entropy, drawn once here).
         layout: ``"NHWC"`` or ``"NCHW"``: the output's layout (the input is always NHWC).
 
@@ -795,14 +1383,15 @@ class Pipeline:
             if op.geometric:
                 if pointwise:
                     raise ValueError(f"ops[{i}] ({type(op).__name__}) is geometric: geometric ops come before pointwise ones")
-                resampling += isinstance(op, RandomResizedCrop)
+                resampling += isinstance(op, (RandomResizedCrop, Resize))
                 if resampling > 1:
-                    raise ValueError(f"ops[{i}]: a pipeline may hold only one RandomResizedCrop")
+                    raise ValueError(f"ops[{i}]: a pipeline may hold only one resampling op (Resize or RandomResizedCrop)")
                 if op.fill is not None:
                     fills.add(op.fill)
             else:
                 pointwise = True
-                if normalized and (isinstance(op, (ColorJitter, Normalize)) or (isinstance(op, GaussianNoise) and op.clip)):
+                if normalized and (isinstance(op, (ColorJitter, Normalize, _PolicyOp)) or
+                                   (isinstance(op, GaussianNoise) and op.clip)):
                     raise ValueError(f"ops[{i}] ({type(op).__name__}) must come before Normalize")
                 normalized |= isinstance(op, Normalize)
         if len(fills) > 1:
@@ -838,7 +1427,8 @@ class Pipeline:
         op (crop offsets, flip flags, boxes, factors...). The same numbers the call uses.
         ``images_shape``: (N, H, W, C), 4 ints, as :meth:`output_shape`."""
         n, h, w, c = _images_shape(images_shape)
-        return self._params(n, (h, w), c, _indices(indices, n), _epoch(epoch))[0]
+        params = self._params(n, (h, w), c, _indices(indices, n), _epoch(epoch))[0]
+        return [{k: v for k, v in p.items() if not k.startswith("_")} for p in params]
 
     def _params(self, n: int, hw: tuple[int, int], c: int, idx: np.ndarray, epoch: int) -> tuple[list[dict], list]:
         out, sizes = [], []
@@ -858,7 +1448,8 @@ class Pipeline:
         ep = _epoch(epoch)
         shape, dtype = self.output_shape(x.shape), self.output_dtype(x.dtype)
         if out is None:
-            sized = [f"ops[{k}] size={op.size}" for k, op in enumerate(self.ops) if isinstance(op, (RandomCrop, RandomResizedCrop))]
+            sized = [f"ops[{k}] size={op.size}" for k, op in enumerate(self.ops)
+                     if isinstance(op, (RandomCrop, RandomResizedCrop, Resize, CenterCrop))]
             check_fits(math.prod(shape) * dtype.itemsize, f"the output {shape} {dtype}" + (f" ({sized[-1]})" if sized else ""))
             out = np.empty(shape, dtype)
         else:
@@ -888,13 +1479,22 @@ class Pipeline:
             return np.ascontiguousarray(a, np.int32)
 
         def f32(a):
-            return None if a is None else np.ascontiguousarray(a, np.float32)
+            return None if a is None else np.ascontiguousarray(a, np.float32).reshape(n, -1)
 
-        _core.augment_run(
-            x, out, self.layout == "NCHW", bilinear, i32(rows.indices()), i32(rows.i1) if bilinear else None,
-            f32(rows.w0), f32(rows.w1), i32(cols.indices()), i32(cols.i1) if bilinear else None, f32(cols.w0),
-            f32(cols.w1), fill, steps, self.key, ep, idx,
-        )  # fmt: skip
+        def tab(a):  # (n, P, out) tap tables as (n, P * out)
+            return None if a is None else np.ascontiguousarray(a, np.int32).reshape(n, -1)
+
+        if bilinear:
+            _core.augment_run(
+                x, out, self.layout == "NCHW", True, tab(rows.i0), tab(rows.i1), f32(rows.w0), f32(rows.w1),
+                tab(cols.i0), tab(cols.i1), f32(cols.w0), f32(cols.w1), fill, steps, self.key, ep, idx,
+                i32(rows.pairs), i32(cols.pairs),
+            )  # fmt: skip
+        else:
+            _core.augment_run(
+                x, out, self.layout == "NCHW", False, i32(rows.indices()), None, None, None, i32(cols.indices()),
+                None, None, None, fill, steps, self.key, ep, idx,
+            )  # fmt: skip
         return out
 
 

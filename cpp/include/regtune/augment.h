@@ -43,12 +43,24 @@ struct AugmentKernels {
                      size_t npx, int channels, const float* fill, float* out, size_t plane);
   void (*gather2_f32)(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
                       size_t npx, int channels, const float* fill, float* out, size_t plane);
+  // gather2 with `pairs` tap pairs per pixel, pair p's offsets and weights at + p * stride: the
+  // pairs' values summed in pair order (acc = pair 0; acc = acc + pair p), the same bits as
+  // gather2 of each pair followed by adds.
+  void (*gather2n_u8)(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                      size_t stride, size_t pairs, size_t npx, int channels, const float* fill, float* out,
+                      size_t plane);
+  void (*gather2n_f32)(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
+                       size_t stride, size_t pairs, size_t npx, int channels, const float* fill, float* out,
+                       size_t plane);
   // A run of npx pixels read in order (dir 1) or reversed (dir -1) from `row` (pixel 0 at row):
   // out[c * plane + x] = row[dir * x * C + c]. Integer maps with such runs skip the gathers.
   void (*run_u8)(const uint8_t* row, int dir, size_t npx, int channels, float* out, size_t plane);
   void (*run_f32)(const float* row, int dir, size_t npx, int channels, float* out, size_t plane);
   // out[e] = w0 * a[e] + w1 * b[e]
   void (*blend)(const float* a, const float* b, float w0, float w1, size_t n, float* out);
+  // out[e] = sum over pairs p of (w[2p] * rows[2p][e] + w[2p + 1] * rows[2p + 1][e]), pair by
+  // pair in order (acc = pair 0; acc = acc + pair p): blend's operations, then adds.
+  void (*blendn)(const float* const* rows, const float* w, size_t pairs, size_t n, float* out);
   // affine (below) into the output array with non-temporal stores for its whole cache lines;
   // the caller issues a store fence before the results are read (augment_run does, at its end).
   void (*affine_stream)(const float* v, float* out, size_t n, float a, float b);
@@ -61,6 +73,10 @@ struct AugmentKernels {
   // multiplies, two adds); each channel v = min(max(v * f + gray * (1 - f), 0), bound), 1 - f
   // rounded once.
   void (*saturation)(float* v, size_t plane, size_t npix, float f, float bound);
+  // Hue shift on 3 planes with values in [0, bound]: torchvision's _rgb2hsv, h = (h + factor) mod 1
+  // (torch's remainder), _hsv2rgb, in float32 in its operation order, at the scale `bound` (the
+  // ratios that give hue and saturation do not depend on it; p, q, t clamp to [0, bound]).
+  void (*hue)(float* v, size_t plane, size_t npix, float factor, float bound);
   // The sum of the pixels' gray values (C = 3) or values (C = 1) in double, in 8 interleaved
   // partial sums (pixel p into sum p % 8) combined in index order: the same on every path.
   double (*gray_sum)(const float* v, size_t plane, size_t npix, int channels);
@@ -83,13 +99,24 @@ struct AugmentKernels {
 // The pointwise steps (stage 2), in order, are the structs of cpp/src/augment/steps.def (see
 // cpp/src/augment/step.h): ColorJitter, GaussianNoise, RandomErasing, Normalize.
 
+// Resampling maps (bilinear) may have more than two taps per output coordinate (an antialiased
+// resize: a triangle filter as wide as the scale): their taps come in P pairs, pair p of output
+// coordinate o at [(s * P + p) * out + o] of each table, and the value along the axis is the sum
+// of the pairs in order, each pair blended as above:
+//   acc = pair 0; acc = acc + pair p (p = 1 .. pairs[s] - 1)   (float32, left to right)
+// Sample s uses its first row_pairs[s] (col_pairs[s]) pairs, so its values depend on its own
+// taps only, not on the widest sample of the batch. A pair that pads a coordinate with fewer
+// taps has weight 0 on a pixel the coordinate already reads. P = 1 is the plain 2-tap blend.
 struct AugmentGeometry {
   bool bilinear;
-  const int32_t* row_i0;  // n x out_h
+  size_t row_p = 1, col_p = 1;  // P of the row and column tables (1 for integer maps)
+  const int32_t* row_pairs = nullptr;  // n (bilinear): pairs used by each sample, in [1, row_p]
+  const int32_t* col_pairs = nullptr;
+  const int32_t* row_i0;  // n x P x out_h (integer maps: n x out_h)
   const int32_t* row_i1;
   const float* row_w0;
   const float* row_w1;
-  const int32_t* col_i0;  // n x out_w
+  const int32_t* col_i0;  // n x P x out_w
   const int32_t* col_i1;
   const float* col_w0;
   const float* col_w1;
@@ -105,6 +132,17 @@ struct AugmentBatch {
   uint64_t key, epoch;
   const uint64_t* indices;  // n sample indices (the noise streams)
 };
+
+// The resampling taps of boxes [start[s], start[s] + length[s]) onto `out` coordinates,
+// align_corners=False (regtune.augment's _bilinear_taps documents the formulas: torch's
+// upsample_bilinear2d taps, or with antialias its _compute_weights_aa), in float64, weights
+// rounded to float32 once. augment_tap_pairs returns each sample's pair count (pairs[s]) and
+// their maximum P; augment_taps fills i0, i1, w0, w1 (n x P x out each) for that P: pair p of
+// coordinate o holds taps 2p and 2p + 1; a coordinate with fewer taps than 2 P repeats its last
+// tap with weight 0; an empty box reads index -1 (the fill value).
+size_t augment_tap_pairs(const int64_t* length, size_t n, size_t out, bool antialias, int32_t* pairs);
+void augment_taps(const int64_t* start, const int64_t* length, size_t n, size_t out, bool antialias, size_t P,
+                  int32_t* i0, int32_t* i1, float* w0, float* w1);
 
 // The pipeline runs on every sample, threaded across samples (whole samples per chunk):
 // augment_run_steps in cpp/src/augment/step.h.

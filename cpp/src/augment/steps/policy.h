@@ -1,0 +1,372 @@
+// The image ops of torchvision's augmentation policies (TrivialAugmentWide, RandAugment,
+// AutoAugment) and of its RandomPosterize, RandomSolarize, RandomAutocontrast, RandomEqualize,
+// RandomAdjustSharpness and RandomInvert: per sample a list of `slots` ops, each 8 floats
+// (code, then its parameters), applied in order to the whole image (values in [0, bound]).
+// regtune.augment chooses the ops and turns their magnitudes into these parameters; each op is
+// torchvision's tensor formula (transforms/v2/functional) in float32, at the pixel scale. On
+// uint8 images the values are first rounded to integers (the uint8 image torchvision's ops take)
+// and each op that computes in float (2, 3, 4, 5, 8) truncates its result as torchvision's
+// conversion back to uint8 does, so the ops and their chains follow torchvision's uint8 results.
+//   0 none
+//   1 affine:     p = torchvision's inverse affine matrix (m0..m5, _get_inverse_affine_matrix,
+//                 as float32 like its theta); output pixel (x, y) reads the input pixel that
+//                 torchvision's _affine_grid + grid_sample(nearest, align_corners=False) reads,
+//                 computed with torch's float32 operations (see affine()); outside: fill
+//   2 brightness: p = f; v = clamp(v * f, 0, bound)
+//   3 color:      p = (f, 1 - f) (1 - f rounded from float64, as torchvision's alpha);
+//                 v = clamp(v * f + gray * (1 - f), 0, bound), gray as ColorJitter's (floored on
+//                 uint8, as torchvision); 1 channel: unchanged
+//   4 contrast:   p = (f, 1 - f); v = clamp(v * f + m * (1 - f), 0, bound), m the mean of gray
+//                 (floored on uint8) or of the value (1 channel), summed in float64, rounded to
+//                 float32
+//   5 sharpness:  p = (f, 1 - f); interior pixels v + (1 - f) * (blur - v), clamped; blur the 3x3 kernel
+//                 (1 1 1; 1 5 1; 1 1 1) / 13, ((((((n0 + n1) + n2) + n3) + n4) + n5) + n6) + n7) * a
+//                 + c * b with a = 1/13, b = 5/13 in float32 (rounded half to even on uint8);
+//                 images with a side <= 2: unchanged
+//   6 posterize:  uint8: rint(v) & (0xFF << (8 - bits)) (bits >= 8: unchanged); float:
+//                 clamp(floor(v * 2^bits), 0, 2^bits - 1) / 2^bits
+//   7 solarize:   v >= threshold ? bound - v : v
+//   8 autocontrast: per channel (v - min) / ((max - min) * (1 / bound)), clamped (max == min:
+//                 unchanged)
+//   9 equalize:   PIL's (and torchvision's) per-channel histogram equalization of the uint8
+//                 values: rint(v) on uint8, int(v * 255.999) on float (then / 255)
+//  10 invert:     bound - v
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "augment/step.h"
+
+namespace regtune {
+
+// Rounding without libm (the baseline x86-64 has no rounding instruction, and nearbyintf and
+// truncf would be a call per value): adding then subtracting 1.5 * 2^23 rounds |x| <= 2^22 to
+// the nearest integer, ties to even (the default rounding mode); a conversion to int truncates.
+inline float round_even(float x) { return (x + 12582912.0f) - 12582912.0f; }
+inline float trunc_nonneg(float x) { return float(int32_t(x)); }  // 0 <= x < 2^31
+inline float clamp_to(float x, float hi) { return std::min(std::max(x, 0.0f), hi); }
+// c ? a : b by bit masks. GCC keeps `c ? a : b` on floats a branch when a or b is computed
+// (-ftrapping-math: an operation may not run speculatively), and a branch on pixel values
+// mispredicts on every other pixel (solarize ran 7x slower than invert); this form vectorizes.
+inline float pick(bool c, float a, float b) {
+  uint32_t ua, ub;
+  std::memcpy(&ua, &a, 4);
+  std::memcpy(&ub, &b, 4);
+  const uint32_t m = 0u - uint32_t(c);
+  const uint32_t r = (ua & m) | (ub & ~m);
+  float f;
+  std::memcpy(&f, &r, 4);
+  return f;
+}
+// The loops below read the step's fields and parameters into locals (lambdas capture copies):
+// the image is float, so a store into it could alias a float member and would force a reload
+// per value, which keeps the loop from vectorizing.
+
+struct policy {
+  static constexpr int kFields = 8;
+  static constexpr int kCodes = 11;
+  const float* per_sample = nullptr;  // n x (slots * 8)
+  const float* fill = nullptr;        // C values (affine)
+  size_t slots = 0;
+  float bound = 0;
+  bool u8 = false;
+
+  static policy from(StepRecord& r) {
+    const AugmentBatch& b = *r.batch;
+    policy s;
+    const float slots = r.number("slots");
+    if (!(slots >= 1 && slots <= 64 && slots == float(int(slots)))) r.fail("slots must be a whole number in [1, 64]");
+    s.slots = size_t(slots);
+    s.per_sample = r.rows("per_sample", s.slots * kFields);
+    s.fill = r.vector("fill", b.channels);
+    s.bound = r.number("bound");
+    s.u8 = r.flag("u8");
+    if (b.channels != 1 && b.channels != 3) r.fail("the policy ops need images with 1 or 3 channels");
+    if (b.out_w > (size_t(1) << 22) || b.out_h > (size_t(1) << 22)) {
+      r.fail("the policy ops need images of at most 2**22 pixels per side");  // see round_even
+    }
+    for (size_t i = 0; i < b.n * s.slots; ++i) {
+      const float* p = s.per_sample + kFields * i;
+      const float code = p[0];
+      if (!(code >= 0 && code < kCodes && code == float(int(code)))) r.fail("unknown policy op code");
+      for (int k = 1; k < kFields; ++k) {
+        if (!std::isfinite(p[k])) r.fail("policy op parameters must be finite");
+      }
+      const int c = int(code);
+      if (c >= 2 && c <= 5 && !(p[1] >= 0)) r.fail("policy op factors must be >= 0");
+      if (c == 6 && !(p[1] >= 0 && p[1] <= 8 && p[1] == float(int(p[1])))) r.fail("posterize bits must be in 0..8");
+    }
+    return s;
+  }
+  bool whole_image() const { return true; }
+  bool draws_noise() const { return false; }
+
+  bool apply(StepRun& run, float* v, size_t y0, size_t y1) const {
+    const AugmentBatch& b = run.b;
+    const size_t H = y1 - y0, W = b.out_w, C = b.channels, plane = run.plane;
+    // uint8 images: the uint8 tensor torchvision's ops would see (values rounded half to even),
+    // and after each op its conversion back to uint8 (truncation), so that a chain of ops
+    // quantizes as torchvision's does
+    const float hi = bound;
+    if (u8) each(v, plane, H * W, C, [hi](float x) { return round_even(clamp_to(x, hi)); });
+    for (size_t k = 0; k < slots; ++k) {
+      const float* p = per_sample + (run.s * slots + k) * kFields;
+      const int code = int(p[0]);
+      switch (code) {
+        case 1: affine(run.k, v, plane, H, W, C, p + 1); break;
+        case 2: for (size_t c = 0; c < C; ++c) run.k.scale_clamp(v + c * plane, H * W, p[1], 0.0f, bound); break;
+        case 3: if (C == 3) blend_gray(v, plane, H * W, p[1], p[2]); break;
+        case 4: contrast(v, plane, H * W, C, p[1], p[2]); break;
+        case 5: sharpness(v, plane, H, W, C, p[2]); break;
+        case 6: posterize(v, plane, H * W, C, int(p[1])); break;
+        case 7: {
+          const float t = p[1];
+          each(v, plane, H * W, C, [t, hi](float x) { return pick(x >= t, hi - x, x); });
+          break;
+        }
+        case 8: autocontrast(v, plane, H * W, C); break;
+        case 9: equalize(v, plane, H * W, C); break;
+        case 10: each(v, plane, H * W, C, [hi](float x) { return hi - x; }); break;
+        default: break;
+      }
+      if (u8 && (code == 2 || code == 3 || code == 4 || code == 5 || code == 8)) {
+        each(v, plane, H * W, C, [](float x) { return trunc_nonneg(x); });  // torchvision's .to(torch.uint8)
+      }
+    }
+    return false;
+  }
+
+ private:
+  float clampb(float x) const { return std::min(std::max(x, 0.0f), bound); }
+
+  template <typename F>
+  static void each(float* __restrict v, size_t plane, size_t npix, size_t C, F f) {
+    for (size_t c = 0; c < C; ++c) {
+      float* q = v + c * plane;
+      for (size_t i = 0; i < npix; ++i) q[i] = f(q[i]);
+    }
+  }
+
+  // torchvision's _rgb_to_grayscale_image (floored on uint8 images)
+  static float gray(float r, float g, float b, bool floored) {
+    const float x = 0.2989f * r;
+    const float y = 0.587f * g;
+    const float z = 0.114f * b;
+    const float l = (x + y) + z;
+    return floored ? trunc_nonneg(l) : l;  // floor: l >= 0 (the values are in [0, 255])
+  }
+
+  void blend_gray(float* __restrict v, size_t plane, size_t npix, float f, float omf) const {
+    const float hi = bound;
+    const bool floored = u8;
+    float* __restrict r = v;
+    float* __restrict g = v + plane;
+    float* __restrict b = v + 2 * plane;
+    for (size_t i = 0; i < npix; ++i) {
+      const float gw = gray(r[i], g[i], b[i], floored) * omf;
+      r[i] = clamp_to(r[i] * f + gw, hi);
+      g[i] = clamp_to(g[i] * f + gw, hi);
+      b[i] = clamp_to(b[i] * f + gw, hi);
+    }
+  }
+
+  void contrast(float* v, size_t plane, size_t npix, size_t C, float f, float omf) const {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // pixel i into sum i % 8, combined in order
+    const bool floored = u8;
+    for (size_t i = 0; i < npix; ++i) {
+      acc[i % 8] += double(C == 3 ? gray(v[i], v[plane + i], v[2 * plane + i], floored) : v[i]);
+    }
+    double sum = 0.0;
+    for (double a : acc) sum += a;
+    const float mean = float(sum / double(npix));
+    const float g = mean * omf;
+    const float hi = bound;
+    each(v, plane, npix, C, [f, g, hi](float x) { return clamp_to(x * f + g, hi); });
+  }
+
+  void sharpness(float* v, size_t plane, size_t H, size_t W, size_t C, float omf) const {
+    if (H <= 2 || W <= 2) return;
+    const float a = float(1.0 / 13.0), bw = float(5.0 / 13.0);
+    thread_local std::vector<float> rows;  // the original rows y - 1, y and y + 1 of a channel
+    rows.resize(3 * W);
+    for (size_t c = 0; c < C; ++c) {
+      float* q = v + c * plane;
+      float* up = rows.data();
+      float* mid = rows.data() + W;
+      float* next = rows.data() + 2 * W;
+      std::memcpy(up, q, W * sizeof(float));
+      std::memcpy(mid, q + W, W * sizeof(float));
+      for (size_t y = 1; y + 1 < H; ++y) {
+        std::memcpy(next, q + (y + 1) * W, W * sizeof(float));  // not written yet: the original
+        float* out = q + y * W;
+        const float hi = bound;
+        auto blur_at = [&](size_t x) {
+          const float s = ((((((up[x - 1] + up[x]) + up[x + 1]) + mid[x - 1]) + mid[x + 1]) + next[x - 1]) + next[x]) +
+                          next[x + 1];
+          return s * a + mid[x] * bw;
+        };
+        if (u8) {  // two loops without a branch inside, so that each vectorizes
+          for (size_t x = 1; x + 1 < W; ++x) {
+            const float blur = round_even(blur_at(x));
+            out[x] = std::min(std::max(mid[x] + omf * (blur - mid[x]), 0.0f), hi);
+          }
+        } else {
+          for (size_t x = 1; x + 1 < W; ++x) {
+            const float blur = blur_at(x);
+            out[x] = std::min(std::max(mid[x] + omf * (blur - mid[x]), 0.0f), hi);
+          }
+        }
+        std::swap(up, mid);  // up <- the original row y, mid <- row y + 1
+        std::swap(mid, next);
+      }
+      // the border rows and columns are unchanged, but clamped as torchvision clamps the whole image
+      for (size_t x = 0; x < W; ++x) {
+        q[x] = clampb(q[x]);
+        q[(H - 1) * W + x] = clampb(q[(H - 1) * W + x]);
+      }
+      for (size_t y = 1; y + 1 < H; ++y) {
+        q[y * W] = clampb(q[y * W]);
+        q[y * W + W - 1] = clampb(q[y * W + W - 1]);
+      }
+    }
+  }
+
+  void posterize(float* v, size_t plane, size_t npix, size_t C, int bits) const {
+    if (u8) {
+      if (bits >= 8) return;
+      const uint32_t mask = (0xFFu << (8 - bits)) & 0xFFu;
+      const float hi = bound;
+      each(v, plane, npix, C, [mask, hi](float x) { return float(uint32_t(round_even(clamp_to(x, hi))) & mask); });
+      return;
+    }
+    const float levels = float(1 << bits), top = levels - 1.0f, inv = 1.0f / levels;
+    each(v, plane, npix, C, [levels, top, inv](float x) { return std::min(std::max(std::floor(x * levels), 0.0f), top) * inv; });
+  }
+
+  void autocontrast(float* v, size_t plane, size_t npix, size_t C) const {
+    if (npix == 0) return;
+    const float inv_bound = 1.0f / bound;
+    for (size_t c = 0; c < C; ++c) {
+      float* q = v + c * plane;
+      // 8 running minima and maxima (pixel i into lane i % 8), combined in lane order: the loop
+      // vectorizes (this code is the same on every SIMD path, so the order is fixed)
+      float lo8[8], hi8[8];
+      for (int k = 0; k < 8; ++k) lo8[k] = hi8[k] = q[0];
+      size_t i = 0;
+      for (; i + 8 <= npix; i += 8) {
+        for (int k = 0; k < 8; ++k) {
+          lo8[k] = q[i + k] < lo8[k] ? q[i + k] : lo8[k];
+          hi8[k] = q[i + k] > hi8[k] ? q[i + k] : hi8[k];
+        }
+      }
+      for (; i < npix; ++i) {
+        lo8[0] = q[i] < lo8[0] ? q[i] : lo8[0];
+        hi8[0] = q[i] > hi8[0] ? q[i] : hi8[0];
+      }
+      float lo = lo8[0], hi = hi8[0];
+      for (int k = 1; k < 8; ++k) {
+        lo = lo8[k] < lo ? lo8[k] : lo;
+        hi = hi8[k] > hi ? hi8[k] : hi;
+      }
+      if (lo == hi) {
+        const float hi = bound;
+        for (size_t i = 0; i < npix; ++i) q[i] = clamp_to(q[i], hi);  // (v - 0) / 1, clamped
+        continue;
+      }
+      const float inv_scale = (hi - lo) * inv_bound, top = bound;
+      for (size_t k = 0; k < npix; ++k) q[k] = clamp_to((q[k] - lo) / inv_scale, top);
+    }
+  }
+
+  void equalize(float* v, size_t plane, size_t npix, size_t C) const {
+    if (npix == 0) return;
+    thread_local std::vector<int32_t> idx;
+    idx.resize(npix);
+    for (size_t c = 0; c < C; ++c) {
+      float* q = v + c * plane;
+      int32_t* ix = idx.data();
+      const float hi = bound;
+      if (u8) {  // separate loops: these two vectorize, the histogram cannot
+        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(round_even(clamp_to(q[i], hi)));
+      } else {
+        for (size_t i = 0; i < npix; ++i) ix[i] = int32_t(clamp_to(q[i], hi) * 255.999f);
+      }
+      // four interleaved histograms: consecutive equal values do not wait on each other's increments
+      int64_t part[4][256] = {};
+      size_t i = 0;
+      for (; i + 4 <= npix; i += 4) {
+        ++part[0][ix[i]];
+        ++part[1][ix[i + 1]];
+        ++part[2][ix[i + 2]];
+        ++part[3][ix[i + 3]];
+      }
+      for (; i < npix; ++i) ++part[0][ix[i]];
+      int64_t hist[256];
+      for (int k = 0; k < 256; ++k) hist[k] = (part[0][k] + part[1][k]) + (part[2][k] + part[3][k]);
+      int last = 255;  // the last non-zero bin: the first with the maximum cumulative count
+      while (hist[last] == 0) --last;
+      const int64_t step = (int64_t(npix) - hist[last]) / 255;
+      float lut[256];
+      if (step == 0) {
+        for (int k = 0; k < 256; ++k) lut[k] = float(k);
+      } else {
+        int64_t cum = 0;
+        lut[0] = 0.0f;
+        for (int k = 1; k < 256; ++k) {
+          cum += hist[k - 1];
+          lut[k] = float(std::min<int64_t>((cum + step / 2) / step, 255));
+        }
+      }
+      if (!u8) {
+        for (float& l : lut) l *= 1.0f / 255.0f;  // torchvision's uint8 -> float: mul_(1 / 255)
+      }
+      for (size_t k = 0; k < npix; ++k) q[k] = lut[ix[k]];
+    }
+  }
+
+  // torchvision's _affine_grid + grid_sample(nearest, align_corners=False) in torch's float32
+  // operations: the base grid X = x - (W - 1) / 2 (exact), theta divided by (W / 2, H / 2), the
+  // grid g = (X * t0 + Y * t1) + t2, the source coordinate ((g + 1) * W - 1) / 2, nearbyint
+  // (half to even). Computed this way, not in exact arithmetic, because rotations by 90 degrees
+  // of an image with one odd and one even side put every source coordinate on a tie, which
+  // torch's float32 rounding decides.
+  void affine(const AugmentKernels& k, float* v, size_t plane, size_t H, size_t W, size_t C, const float* m) const {
+    thread_local std::vector<float> src;
+    thread_local std::vector<int32_t> at;  // one output row's source offsets (-1: fill)
+    src.assign(v, v + (C - 1) * plane + H * W);
+    at.resize(W);
+    const float hw = 0.5f * float(W), hh = 0.5f * float(H);
+    const float t0 = m[0] / hw, t1 = m[1] / hw, t2 = m[2] / hw;  // x row of theta, rescaled
+    const float u0 = m[3] / hh, u1 = m[4] / hh, u2 = m[5] / hh;  // y row
+    const float fw = float(W), fh = float(H), cx = (fw - 1.0f) * 0.5f, cy = (fh - 1.0f) * 0.5f;
+    const int32_t iw = int32_t(W);
+    float fill3[4] = {0, 0, 0, 0};
+    for (size_t c = 0; c < C; ++c) fill3[c] = fill[c];
+    int32_t* __restrict a = at.data();
+    for (size_t y = 0; y < H; ++y) {
+      const float Y = float(y) - cy;
+      for (size_t x = 0; x < W; ++x) {  // vectorizes: float operations, compares and conversions
+        const float X = float(int32_t(x)) - cx;  // (from a size_t the loop would not vectorize)
+        const float gx = (X * t0 + Y * t1) + t2;
+        const float gy = (X * u0 + Y * u1) + u2;
+        // round_even is nearbyint for |coordinate| <= 2^22 (sides are at most 2^22); beyond, the
+        // result stays out of the image
+        const float sx = round_even(((gx + 1.0f) * fw - 1.0f) / 2.0f);
+        const float sy = round_even(((gy + 1.0f) * fh - 1.0f) / 2.0f);
+        const bool in = (sx >= 0.0f) & (sx < fw) & (sy >= 0.0f) & (sy < fh);
+        // clamped before the conversions, so that they are computed for every pixel (no branch)
+        const int32_t ix = int32_t(std::min(std::max(sx, 0.0f), fw - 1.0f));
+        const int32_t iy = int32_t(std::min(std::max(sy, 0.0f), fh - 1.0f));
+        const int32_t o = iy * iw + ix;
+        a[x] = in ? o : -1;
+      }
+      // each plane's pixels by the selected path's gathers (offset -1: the fill value)
+      for (size_t c = 0; c < C; ++c) k.gather_f32(src.data() + c * plane, a, W, 1, fill3 + c, v + c * plane + y * W, 0);
+    }
+  }
+};
+
+}  // namespace regtune

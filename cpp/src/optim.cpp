@@ -211,6 +211,23 @@ bool build_map(Q8Map& m, const uint32_t* bits, bool is_signed) {
   m.div_pos[7] = m.thr[254];
   m.div_neg[7] = std::numeric_limits<float>::infinity();
   m.top = 255;
+  // by octave: [2**(e - 31), 2**(e - 30)), the lowest taking every smaller magnitude
+  for (int e = 0; e < 32; ++e) {
+    const float lo = e == 0 ? 0.0f : std::ldexp(1.0f, e - 31), hi = std::ldexp(1.0f, e - 30);
+    for (int neg = 0; neg < (is_signed ? 2 : 1); ++neg) {
+      const float* div = neg ? m.div_neg : m.div_pos;
+      uint32_t base = 0, inside = 0;
+      float d = std::numeric_limits<float>::infinity();
+      for (int k = 0; k < 8; ++k) {
+        if (div[k] < lo) ++base;
+        else if (div[k] < hi) ++inside, d = div[k];
+      }
+      ok = ok && inside <= 1;
+      (neg ? m.oct_base_neg : m.oct_base_pos)[e] = base;
+      (neg ? m.oct_div_neg : m.oct_div_pos)[e] = d;
+    }
+    if (!is_signed) m.oct_base_neg[e] = m.oct_base_pos[e], m.oct_div_neg[e] = m.oct_div_pos[e];  // (unused)
+  }
   return ok;
 }
 

@@ -218,8 +218,14 @@ RT_INLINE U32 load_u8(const uint8_t* p) { return {uint32_t(*p)}; }
 RT_INLINE U32 load_u8_partial(const uint8_t* p, size_t k) { return {k ? uint32_t(*p) : 0u}; }
 RT_INLINE void store_u8(uint8_t* p, U32 a) { *p = uint8_t(a.v); }
 RT_INLINE void store_u8_partial(uint8_t* p, U32 a, size_t k) { if (k) *p = uint8_t(a.v); }
-RT_INLINE F32 lookup8(const float* t, U32 i) { return {t[i.v]}; }
-RT_INLINE U32 lookup8(const uint32_t* t, U32 i) { return {t[i.v]}; }
+// Small tables held for lookups by lane index: TabF<N> / TabU<N> of N <= 32 entries (in registers
+// on the vector targets), loaded once with tab(), read with lookup(table, index < N).
+template <int N> struct TabF { const float* p; };
+template <int N> struct TabU { const uint32_t* p; };
+template <int N> RT_INLINE TabF<N> tab(const float* p) { return {p}; }
+template <int N> RT_INLINE TabU<N> tab(const uint32_t* p) { return {p}; }
+template <int N> RT_INLINE F32 lookup(const TabF<N>& t, U32 i) { return {t.p[i.v]}; }
+template <int N> RT_INLINE U32 lookup(const TabU<N>& t, U32 i) { return {t.p[i.v]}; }
 RT_INLINE U32 trunc_u32(F32 a) { return {uint32_t(int32_t(a.v))}; }
 RT_INLINE U32 inc_where(U32 a, M32 m) { return {a.v + (m ? 1u : 0u)}; }
 RT_INLINE bool none(M32 m) { return !m; }
@@ -438,10 +444,34 @@ RT_INLINE void store_u8_partial(uint8_t* p, U32 a, size_t k) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(b), narrow_u8(a));
   std::memcpy(p, b, k);
 }
-RT_INLINE F32 lookup8(const float* t, U32 i) { return {_mm256_permutevar8x32_ps(_mm256_loadu_ps(t), i.v)}; }
-RT_INLINE U32 lookup8(const uint32_t* t, U32 i) {
-  return {_mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t)), i.v)};
+template <int N> struct TabF { __m256 v[N / 8]; };
+template <int N> struct TabU { __m256 v[N / 8]; };
+template <int N> RT_INLINE TabF<N> tab(const float* p) {
+  static_assert(N == 8 || N == 32, "tables of 8 or 32");
+  TabF<N> t;
+  for (int k = 0; k < N / 8; ++k) t.v[k] = _mm256_loadu_ps(p + 8 * k);
+  return t;
 }
+template <int N> RT_INLINE TabU<N> tab(const uint32_t* p) {
+  TabF<N> f = tab<N>(reinterpret_cast<const float*>(p));
+  TabU<N> t;
+  for (int k = 0; k < N / 8; ++k) t.v[k] = f.v[k];
+  return t;
+}
+// 8 entries: one permute; 32: four, then bits 3 and 4 of the index choose (blendv reads the
+// sign bit, where a shift puts them).
+template <int N> RT_INLINE __m256 lookup_ps(const __m256* v, __m256i i) {
+  if constexpr (N == 8) {
+    return _mm256_permutevar8x32_ps(v[0], i);
+  } else {
+    const __m256 b3 = _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)), b4 = _mm256_castsi256_ps(_mm256_slli_epi32(i, 27));
+    const __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(v[0], i), _mm256_permutevar8x32_ps(v[1], i), b3);
+    const __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(v[2], i), _mm256_permutevar8x32_ps(v[3], i), b3);
+    return _mm256_blendv_ps(lo, hi, b4);
+  }
+}
+template <int N> RT_INLINE F32 lookup(const TabF<N>& t, U32 i) { return {lookup_ps<N>(t.v, i.v)}; }
+template <int N> RT_INLINE U32 lookup(const TabU<N>& t, U32 i) { return {_mm256_castps_si256(lookup_ps<N>(t.v, i.v))}; }
 RT_INLINE U32 trunc_u32(F32 a) { return {_mm256_cvttps_epi32(a.v)}; }
 RT_INLINE U32 inc_where(U32 a, M32 m) { return {_mm256_sub_epi32(a.v, _mm256_castps_si256(m.v))}; }
 RT_INLINE bool none(M32 m) { return _mm256_movemask_ps(m.v) == 0; }
@@ -620,20 +650,43 @@ RT_INLINE void store_u8(uint8_t* p, U32 a) { _mm_storeu_si128(reinterpret_cast<_
 RT_INLINE void store_u8_partial(uint8_t* p, U32 a, size_t k) {
   _mm512_mask_cvtepi32_storeu_epi8(p, __mmask16((1u << k) - 1u), a.v);
 }
-RT_INLINE F32 lookup8(const float* t, U32 i) {
-  return {_mm512_permutexvar_ps(i.v, _mm512_castps256_ps512(_mm256_loadu_ps(t)))};
+template <int N> struct TabF { __m512 lo, hi; };
+template <int N> struct TabU { __m512 lo, hi; };
+template <int N> RT_INLINE TabF<N> tab(const float* p) {
+  static_assert(N == 8 || N == 32, "tables of 8 or 32");
+  if constexpr (N == 8) {
+    return {_mm512_castps256_ps512(_mm256_loadu_ps(p)), _mm512_setzero_ps()};
+  } else {
+    return {_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16)};
+  }
 }
-RT_INLINE U32 lookup8(const uint32_t* t, U32 i) {
-  return {_mm512_permutexvar_epi32(i.v, _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t))))};
+template <int N> RT_INLINE TabU<N> tab(const uint32_t* p) {
+  const TabF<N> f = tab<N>(reinterpret_cast<const float*>(p));
+  return {f.lo, f.hi};
 }
+template <int N> RT_INLINE __m512 lookup_ps(__m512 lo, __m512 hi, __m512i i) {
+  if constexpr (N == 8) {
+    return _mm512_permutexvar_ps(i, lo);
+  } else {
+    return _mm512_permutex2var_ps(lo, i, hi);
+  }
+}
+template <int N> RT_INLINE F32 lookup(const TabF<N>& t, U32 i) { return {lookup_ps<N>(t.lo, t.hi, i.v)}; }
+template <int N> RT_INLINE U32 lookup(const TabU<N>& t, U32 i) { return {_mm512_castps_si512(lookup_ps<N>(t.lo, t.hi, i.v))}; }
 RT_INLINE U32 trunc_u32(F32 a) { return {_mm512_cvttps_epi32(a.v)}; }
 RT_INLINE U32 inc_where(U32 a, M32 m) { return {_mm512_mask_add_epi32(a.v, m, a.v, _mm512_set1_epi32(1))}; }
 RT_INLINE bool none(M32 m) { return m == 0; }
-// A lookup in a table of 256 floats by lane index (< 256): 8 two-register permutes, then the
-// three high bits of the index choose among them.
-RT_INLINE F32 lookup256(const float* t, U32 i) {
+// A table of 256 floats in registers, read by lane index (< 256): 8 two-register permutes,
+// then the three high bits of the index choose among them.
+struct Tab256 { __m512 v[16]; };
+RT_INLINE Tab256 tab256(const float* p) {
+  Tab256 t;
+  for (int k = 0; k < 16; ++k) t.v[k] = _mm512_loadu_ps(p + 16 * k);
+  return t;
+}
+RT_INLINE F32 lookup(const Tab256& t, U32 i) {
   __m512 r[8];
-  for (int k = 0; k < 8; ++k) r[k] = _mm512_permutex2var_ps(_mm512_loadu_ps(t + 32 * k), i.v, _mm512_loadu_ps(t + 32 * k + 16));
+  for (int k = 0; k < 8; ++k) r[k] = _mm512_permutex2var_ps(t.v[2 * k], i.v, t.v[2 * k + 1]);
   const __mmask16 b5 = _mm512_test_epi32_mask(i.v, _mm512_set1_epi32(32));
   const __mmask16 b6 = _mm512_test_epi32_mask(i.v, _mm512_set1_epi32(64));
   const __mmask16 b7 = _mm512_test_epi32_mask(i.v, _mm512_set1_epi32(128));

@@ -441,3 +441,155 @@ def test_torch_code_runs_unchanged_flags_positional_lr_maximize_tensor_hyperpara
 def test_what_cannot_be_honoured_is_refused_by_name(make, exc, match):
     with pytest.raises(exc, match=match):
         make([torch.nn.Parameter(torch.zeros(3))])
+
+
+# ------------------------------------------------ param-group keys, schedulers, references' state
+def _run_twins(ours_opt, ref_opt, ours, theirs, steps, scheds=(), none=lambda s, i: False, seed=2):
+    """Steps both on the same gradients (None where ``none(step, i)``); returns the largest
+    parameter difference."""
+    gen = torch.Generator().manual_seed(seed)
+    for s in range(steps):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            g = torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = (None, None) if none(s, i) else (g.clone(), g.clone())
+        ours_opt.step()
+        ref_opt.step()
+        for sc in scheds:
+            sc.step()
+    return max((a - b).abs().max().item() for a, b in zip(ours, theirs))
+
+
+def _group_options(name):
+    """A bad value of each regtune option of ``name`` (what its keyword check refuses)."""
+    bad = {"lr": -1.0, "betas": (0.9, 1.5), "eps": -1.0, "weight_decay": -1.0, "momentum": -1.0, "dampening": float("nan"),
+           "nesterov": "yes", "amsgrad": 2, "alpha": -1.0, "centered": "no", "lr_decay": -1.0,
+           "initial_accumulator_value": -1.0, "momentum_decay": -1.0, "decoupled_weight_decay": 1, "rho": 2.0,
+           "grad_averaging": "x", "trust_clamp": 0.0, "trust_coefficient": -1.0, "warmup_steps": -1, "r": -1.0,
+           "weight_lr_power": -1.0, "beta2_decay": 1.0, "d": -1.0, "l1": -1.0, "prox_l1": -1.0, "max_grad_norm": 0.0,
+           "maximize": "yes", "precision": "exact", "state_dtype": "int8", "seed": 3}  # fmt: skip
+    return getattr(rt.optim, name)([torch.zeros(1)])._keys, bad
+
+
+@pytest.mark.parametrize("name", rt.optim.__all__)
+def test_a_group_key_goes_through_the_keyword_checks(name):
+    """Issue 26: every hyperparameter as a param-group key is checked as the keyword is, with
+    the same exception and message (never accepted and then ignored)."""
+    keys, bad = _group_options(name)
+    cls = getattr(rt.optim, name)
+    assert set(keys) <= set(bad), sorted(set(keys) - set(bad))  # a new option needs its bad value here
+    for k in keys:
+        p = torch.nn.Parameter(torch.zeros(3))
+        with pytest.raises((TypeError, ValueError)) as by_keyword:
+            cls([p], **{k: bad[k]})
+        with pytest.raises(by_keyword.type) as by_group:
+            cls([{"params": [p], k: bad[k]}])
+        assert str(by_group.value) == str(by_keyword.value)
+        opt = cls([p])  # a key set in an existing group: refused at the next step, nothing stepped
+        opt.param_groups[0][k] = bad[k]
+        p.grad = torch.ones(3)
+        with pytest.raises(by_keyword.type):
+            opt.step()
+        assert torch.equal(p.detach(), torch.zeros(3)) and not opt.state[p]
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.5, maximize=True)),
+                                      ("Adam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+                                      ("Adam", dict(lr=1e-2, maximize=True, amsgrad=True)),
+                                      ("NAdam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+                                      ("RAdam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+                                      ("RMSprop", dict(lr=1e-2, momentum=0.5, centered=True, maximize=True))])  # fmt: skip
+def test_group_keys_and_loaded_torch_state_dicts_are_honoured(name, kw):
+    """The options as group keys of one group (the other keeps the defaults) and from a torch
+    state_dict loaded mid-run, against torch."""
+    ours, theirs = _twins(4)
+    o = getattr(rt.optim, name)([{"params": ours[:2], **kw}, {"params": ours[2:], "lr": kw["lr"]}])
+    t = getattr(torch.optim, name)([{"params": theirs[:2], **kw}, {"params": theirs[2:], "lr": kw["lr"]}])
+    assert _run_twins(o, t, ours, theirs, 5) < 1e-6
+    ours, theirs = _twins()
+    t = getattr(torch.optim, name)(theirs, **kw)
+    o = getattr(rt.optim, name)(ours, lr=kw["lr"])  # made without the options: the state_dict brings them
+    assert _run_twins(o, t, ours, theirs, 0) == 0
+    _run_twins(t, t, theirs, theirs, 0)
+    for a, b in zip(ours, theirs):
+        b.grad = torch.ones_like(b)
+    t.step()
+    o.load_state_dict(copy.deepcopy(t.state_dict()))
+    for a, b in zip(ours, theirs):
+        a.data.copy_(b.detach())
+    assert all(o.param_groups[0][k] == v for k, v in kw.items())
+    assert _run_twins(o, t, ours, theirs, 5) < 1e-6
+
+
+def test_options_regtune_implements_with_one_value_are_refused_by_name():
+    p = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"AdamW implements the group option decoupled_weight_decay=True only"):
+        rt.optim.AdamW([{"params": [p], "decoupled_weight_decay": False}])
+    sd = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3))]).state_dict()
+    sd["param_groups"][0]["decoupled_weight_decay"] = False  # torch's AdamW would step as Adam
+    opt = rt.optim.AdamW([p])
+    with pytest.raises(ValueError, match=r"state_dict\['param_groups'\]\[0\]: AdamW implements .*decoupled_weight_decay"):
+        opt.load_state_dict(sd)
+    sd["param_groups"][0].update(decoupled_weight_decay=True, maximize="yes")
+    with pytest.raises(TypeError, match=r"state_dict\['param_groups'\]\[0\]: maximize must be a bool"):
+        opt.load_state_dict(sd)
+    assert opt.param_groups[0]["maximize"] is False  # nothing loaded
+    with pytest.raises(ValueError, match=r"LAMB implements the group option rectify=False only"):
+        rt.optim.LAMB([{"params": [p], "rectify": True}])
+    with pytest.raises(ValueError, match=r"weight_decouple=False \(the reference's name of decoupled_weight_decay\) disagrees"):
+        rt.optim.LAMB([{"params": [p], "weight_decouple": False, "decoupled_weight_decay": True}])
+
+
+def test_lion_decoupled_weight_decay_divides_by_the_initial_lr_under_a_scheduler():
+    """As lion-pytorch (its ``_init_lr``): under StepLR, with a parameter whose gradient is
+    sometimes None (which rebuilds regtune's cached step), a group with its own lr, and a
+    state_dict reloaded into a fresh optimizer mid-run."""
+    lion_pytorch = pytest.importorskip("lion_pytorch")
+    ours, theirs = _twins(4)
+    kw = dict(lr=1e-2, weight_decay=0.5, decoupled_weight_decay=True)
+    o = rt.optim.Lion([{"params": ours[:3]}, {"params": ours[3:], "lr": 3e-2}], **kw)
+    t = lion_pytorch.Lion([{"params": theirs[:3]}, {"params": theirs[3:], "lr": 3e-2}], **kw)
+    so, st = (torch.optim.lr_scheduler.StepLR(x, 2, 0.5) for x in (o, t))
+    assert _run_twins(o, t, ours, theirs, 6, (so, st), none=lambda s, i: i == 1 and s % 3 == 1) < 1e-6
+    o2 = rt.optim.Lion([{"params": ours[:3]}, {"params": ours[3:]}], **kw)
+    o2.load_state_dict(copy.deepcopy(o.state_dict()))  # the groups' lr are the scheduled ones now
+    assert o2.param_groups[1]["lr"] == t.param_groups[1]["lr"] < 3e-2 / 4
+    assert _run_twins(o2, t, ours, theirs, 3, seed=3) < 1e-6
+
+
+def test_nadam_keeps_torchs_running_mu_product_as_beta1_changes():
+    """OneCycleLR(cycle_momentum=True) moves beta1 every step; then beta1 set by hand; the
+    state_dict moves mu_product both ways."""
+    ours, theirs = _twins()
+    o, t = rt.optim.NAdam(ours, lr=1e-2), torch.optim.NAdam(theirs, lr=1e-2)
+    scheds = [torch.optim.lr_scheduler.OneCycleLR(x, 5e-2, total_steps=40, cycle_momentum=True) for x in (o, t)]
+    assert _run_twins(o, t, ours, theirs, 12, scheds, none=lambda s, i: i == 2 and s < 4) < 1e-6
+    for x in (o, t):
+        x.param_groups[0]["betas"] = (0.5, 0.99)
+    assert _run_twins(o, t, ours, theirs, 4) < 1e-6
+    for a, b in zip(ours, theirs):
+        assert o.state[a]["mu_product"].item() == pytest.approx(t.state[b]["mu_product"].item(), rel=1e-6)
+    assert o.state[ours[2]]["mu_product"].item() != o.state[ours[0]]["mu_product"].item()  # 4 steps fewer
+    t2 = torch.optim.NAdam(theirs, lr=1e-2)
+    t2.load_state_dict(copy.deepcopy(o.state_dict()))
+    o.load_state_dict(copy.deepcopy(t.state_dict()))
+    assert _run_twins(o, t2, ours, theirs, 4, seed=5) < 1e-6
+    with pytest.raises(ValueError, match=r"mu_product must be in \[0, 1\]"):
+        o.state[ours[0]]["mu_product"].fill_(2.0)
+        o.step()
+
+
+def test_lamb_counts_steps_per_group_as_pytorch_optimizer():
+    po = pytest.importorskip("pytorch_optimizer")
+    ours, theirs = _twins(4)
+    o = rt.optim.LAMB([{"params": ours[:3]}, {"params": ours[3:]}], lr=1e-2, weight_decay=0.1)
+    t = po.Lamb([{"params": theirs[:3]}, {"params": theirs[3:]}], lr=1e-2, weight_decay=0.1)
+    # params[1] has no gradient on every third step; the last group none for its first 4 steps
+    none = lambda s, i: (i == 1 and s % 3 == 0) or (i == 3 and s < 4)  # noqa: E731
+    assert _run_twins(o, t, ours, theirs, 9, none=none) < 1e-6
+    assert [g["step"] for g in o.param_groups] == [g["step"] for g in t.param_groups] == [9, 9]
+    t2 = po.Lamb([{"params": theirs[:3]}, {"params": theirs[3:]}], lr=1e-2)
+    t2.load_state_dict(copy.deepcopy(o.state_dict()))  # ours -> the reference and back
+    o.load_state_dict(copy.deepcopy(t.state_dict()))
+    # the reference's groups carry max_grad_norm=1.0 (its pre_norm's scale): not a clip here
+    assert o.param_groups[0]["max_grad_norm"] == 1.0 and "decoupled_weight_decay" not in o.param_groups[0]
+    assert _run_twins(o, t2, ours, theirs, 4, seed=7) < 1e-6

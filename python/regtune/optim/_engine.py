@@ -74,8 +74,8 @@ class Rule:
     It may also set ``fills`` (a state array's initial value, or ``"param"`` for a copy of the
     parameter taken at the first step), ``scalars`` (scalar state with its initial values,
     advanced by ``advance``), ``methods`` (rule functions ``f(opt, ...)`` that become methods
-    of the optimizer and of its torch counterpart) and ``torch_state(t)`` (scalars torch keeps
-    in each parameter's state that the rule derives)."""
+    of the optimizer and of its torch counterpart) and the ``torch_*`` attributes below (how
+    :mod:`regtune.torch.optim` reads and writes the reference's param groups and state)."""
 
     name: ClassVar[str]
     key: ClassVar[str]
@@ -87,6 +87,27 @@ class Rule:
     #: implementation switches): regtune.torch.optim writes them into state_dict()'s groups,
     #: so that the reference loads it. (torch.optim's own optimizers: found by name.)
     torch_options: ClassVar[dict[str, Any]] = {}
+    #: Param-group options of the reference with the one value regtune implements (LAMB's
+    #: ``rectify=False``): a group, or a loaded state_dict, with another value is refused by name,
+    #: and state_dict() writes them. (torch.optim's own optimizers: found from their defaults.)
+    torch_fixed: ClassVar[dict[str, Any]] = {}
+    #: The reference's names of regtune hyperparameters (``{"weight_decouple":
+    #: "decoupled_weight_decay"}``): read from a group that lacks regtune's name, refused when
+    #: both are there and disagree, written by state_dict().
+    torch_aliases: ClassVar[dict[str, str]] = {}
+    #: Group keys that the reference uses with another meaning than regtune's (pytorch-optimizer's
+    #: ``max_grad_norm`` scales its ``pre_norm``): ignored in a group that came from the reference
+    #: (one with an alias of ``torch_aliases`` and without regtune's name).
+    torch_foreign: ClassVar[tuple[str, ...]] = ()
+    #: The param-group key under which the reference counts steps per group (one count for all
+    #: of a group's parameters, advanced at every ``step()`` even for a group whose gradients are
+    #: all None): Schedule-Free's ``"k"``, pytorch-optimizer's ``"step"``. None: torch's ``step``
+    #: per parameter (a parameter whose gradient was None keeps its own count).
+    torch_group_step: ClassVar[str | None] = None
+    #: Scalar state torch keeps in each parameter's state (NAdam's running ``mu_product``), with
+    #: its initial value: regtune.torch.optim passes a parameter's value to ``advance`` in
+    #: ``scalars`` and stores the value it returns (rules derive it when it is not given).
+    torch_param_scalars: ClassVar[dict[str, float]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -132,10 +153,6 @@ class Rule:
             self.core, opt.params, grads, states, names, coef, fused, opt.max_grad_norm or 0.0, masters,
             opt._sr_key, opt.step_count,
         )  # fmt: skip
-
-    def torch_state(self, t: int) -> dict[str, float]:
-        """Scalars torch keeps per parameter that this rule derives from the step count (after ``t`` steps)."""
-        return {}
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

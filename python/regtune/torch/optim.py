@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import weakref
 from typing import Any, Callable, Iterable
 
@@ -128,14 +129,39 @@ class _Optimizer(torch.optim.Optimizer):
             raise TypeError(f"{type(self).__name__} got unexpected hyperparameters {sorted(unknown)}")
         defaults.update(hyper)
         self._keys = tuple(defaults)  # the regtune hyperparameters (torch adds its own to defaults)
+        #: the lr this optimizer was made with: a rule that keeps its initial lr (Lion's decoupled
+        #: weight decay) gets this one, as lion-pytorch keeps ``_init_lr``
+        self._init_lr = _plain(defaults["lr"])
+        rule = self._regtune.rule_class
+        #: the reference's group options regtune implements with one value only (torch's AdamW:
+        #: decoupled_weight_decay=True), refused with any other
+        self._fixed = {**{k: v for k, v in _torch_group_defaults(type(self).__name__).items()
+                          if k not in self._keys and k not in _TORCH_FLAGS}, **rule.torch_fixed}  # fmt: skip
         defaults.update(flags)  # kept in the groups, as torch keeps them
+        # step, state_dict, load_state_dict and add_param_group from several threads: one at a
+        # time, the result some serial order of the calls (as regtune.optim's optimizers)
+        self._lock = threading.RLock()
         self._cache: dict[int, tuple[Any, ...]] = {}
         # regtune optimizer -> the ids of the state tensors its arrays view (weak: a replaced
         # optimizer's entry goes with it, so a new one at the same address is never taken for it)
         self._bound: weakref.WeakKeyDictionary[_ro.Optimizer, tuple[int, ...]] = weakref.WeakKeyDictionary()
         super().__init__(params, defaults)
 
+    def __getstate__(self) -> dict[str, Any]:  # copy and pickle: torch's three, our own, no lock or cache
+        own = {k: self.__dict__[k] for k in ("_keys", "_init_lr", "_fixed")}
+        return {**super().__getstate__(), **own}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._lock = threading.RLock()
+        self._cache = {}
+        self._bound = weakref.WeakKeyDictionary()
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        with self._lock:
+            self._add_param_group(param_group)
+
+    def _add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         for i, p in enumerate(group["params"]):
@@ -148,27 +174,61 @@ class _Optimizer(torch.optim.Optimizer):
             if not p.is_contiguous():
                 raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
         self._hyper(group)  # checks the hyperparameters now, naming them
-        # A rule with scalar state keeps it in the group, under the reference's names, with the
-        # group's step count as "k" (one count per group, as the reference steps it).
-        for k, v in self._regtune.rule_class.scalars.items():
+        # A rule with scalar state keeps it in the group, under the reference's names, and a rule
+        # whose reference counts steps per group keeps that count there, under its name.
+        rule = self._regtune.rule_class
+        for k, v in rule.scalars.items():
             group.setdefault(k, v)
-        if self._regtune.rule_class.scalars:
-            group.setdefault("k", 0)
+        if rule.torch_group_step:
+            group.setdefault(rule.torch_group_step, 0)
+
+    def _standin(self, group: dict[str, Any], hyper: dict[str, Any] | None = None) -> _ro.Optimizer:
+        """A regtune optimizer over an empty array of the group's dtype (its checks, its coefficients)."""
+        dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
+        return self._make([np.empty(0, dt)], self._group_hyper(group) if hyper is None else hyper)
+
+    def _make(self, arrays: list[np.ndarray], hyper: dict[str, Any]) -> _ro.Optimizer:
+        """The regtune optimizer over ``arrays``: made with this optimizer's initial lr (what a
+        rule keeps of it is that one's), then given the group's lr."""
+        ro = self._regtune(arrays, **{**hyper, "lr": self._init_lr})
+        ro.lr = scalar_or_schedule(hyper["lr"], "lr")
+        return ro
 
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         """The group's regtune hyperparameters (a group loaded from torch's own optimizer lacks
         regtune's extras: their defaults), checked by a throwaway regtune instance, which
         names a bad one."""
         hyper = self._group_hyper(group)
-        dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
-        self._regtune([np.empty(0, dt)], **hyper)
+        self._standin(group, hyper)
         return hyper
 
     def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The group's regtune hyperparameters. Every key that a group (or a loaded state_dict)
+        may carry for the reference is honoured or refused by name: torch's flags, regtune's own
+        names, the reference's names of them (``torch_aliases``), and the reference's options
+        regtune implements with one value (``_fixed``); other keys (a scheduler's
+        ``initial_lr``, the user's own) are the user's."""
         for k in _TORCH_FLAGS:  # a group (or a loaded torch state_dict) may carry them too
             if k in group:
                 _torch_flag(k, group[k])
+        name = type(self).__name__
+        for k, v in self._fixed.items():
+            if k in group and _plain(group[k]) != v:
+                raise ValueError(f"{name} implements the group option {k}={v!r} only, got {k}={group[k]!r}")
         hyper = {k: _plain(group.get(k, self.defaults[k])) for k in self._keys}
+        rule = self._regtune.rule_class
+        from_reference = False  # a group the reference wrote: its aliases and not regtune's names
+        for alias, k in rule.torch_aliases.items():
+            if alias not in group:
+                continue
+            if k not in group:
+                hyper[k], from_reference = _plain(group[alias]), True
+            elif _plain(group[alias]) != hyper[k]:
+                raise ValueError(f"{name}: the group option {alias}={group[alias]!r} (the reference's name of {k}) "
+                                 f"disagrees with {k}={group[k]!r}")  # fmt: skip
+        if from_reference:
+            for k in rule.torch_foreign:  # the reference's option of that name means something else
+                hyper[k] = _plain(self.defaults[k])
         for k in ("betas", "eps"):
             if isinstance(hyper.get(k), list):
                 hyper[k] = tuple(hyper[k])
@@ -189,41 +249,55 @@ class _Optimizer(torch.optim.Optimizer):
                 if k in hyper and getattr(ro, k) != hyper[k]:
                     setattr(ro, k, scalar_or_schedule(hyper[k], k))
             return ro
-        ro = self._regtune([_np(p) for p in params], **hyper)
+        ro = self._make([_np(p) for p in params], hyper)
         self._cache[id(group)] = (ident, fixed, ro)
         return ro
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One step of every group (``closure`` re-evaluates the loss, as torch's)."""
+        """One step of every group (``closure`` re-evaluates the loss, as torch's). Several
+        threads may call it: one step at a time, each complete."""
+        with self._lock:
+            return self._step(closure)
+
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        grouped: list[tuple[dict[str, Any], dict[int, list[torch.Tensor]]]] = []
+        rule = self._regtune.rule_class
+        count_key, own = rule.torch_group_step, rule.torch_param_scalars
+        # Each group's parameters by (step count, per-parameter scalars): one regtune step each.
+        grouped: list[tuple[dict[str, Any], dict[tuple, list[torch.Tensor]]]] = []
         for group in self.param_groups:
-            buckets: dict[int, list[torch.Tensor]] = {}
+            buckets: dict[tuple, list[torch.Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 state = self.state[p]
-                if "k" in group and self._regtune.rule_class.scalars:
-                    step = int(group["k"])  # the group's count
+                if count_key:
+                    step = int(group.get(count_key, 0))  # the group's count
                 else:  # torch's SGD keeps no step: a momentum buffer means steps were taken
                     step = int(state["step"]) if "step" in state else (1 if state else 0)
-                buckets.setdefault(step, []).append(p)
+                buckets.setdefault((step, tuple(float(state.get(k, v)) for k, v in own.items())), []).append(p)
             grouped.append((group, buckets))
         first = [p for _, b in grouped for ps in b.values() for p in ps if not self.state[p]]
         work: list[tuple[_ro.Optimizer, list[torch.Tensor], int]] = []  # (regtune optimizer, params, step count)
+        idle = []  # groups with no gradient whose reference advances its per-group count all the same
         try:
             for group, buckets in grouped:
-                for step, params in buckets.items():
+                if count_key and not buckets:
+                    ro = self._standin(group)
+                    ro.step_count = int(group.get(count_key, 0))
+                    self._scalars_in(ro, group)
+                    idle.append((group, ro.coefficients(ro.step_count)[2], ro.step_count + 1))
+                for (step, values), params in buckets.items():
                     ro = self._regtune_for(group, params)
                     self._bind_state(ro, params)
                     ro.step_count = step
-                    self._scalars_in(ro, group)
+                    self._scalars_in(ro, group, dict(zip(own, values)))
                     work.append((ro, params, step))
             # One native call steps every group (and step count), after all of them are checked.
             _ro.step_all([(ro, [_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params])
@@ -236,8 +310,11 @@ class _Optimizer(torch.optim.Optimizer):
             raise
         steps = []
         groups = [group for group, buckets in grouped for _ in buckets]
-        for (ro, _, _), group in zip(work, groups):
-            self._scalars_out(ro, group)
+        for (ro, params, _), group in zip(work, groups):
+            self._scalars_out(ro, group, params)
+        for group, scalars, count in idle:
+            group.update({k: scalars[k] for k in rule.scalars})
+            group[count_key] = count
         for ro, params, step in work:
             for p in params:
                 st = self.state[p]
@@ -245,7 +322,6 @@ class _Optimizer(torch.optim.Optimizer):
                 if not isinstance(t, torch.Tensor) or t.dim() != 0 or t.dtype != torch.float32:
                     st["step"] = t = torch.tensor(float(step), dtype=torch.float32)  # torch's layout
                 steps.append(t)
-            self._extra_state(ro, params, step + 1)
         if steps:
             torch._foreach_add_(steps, 1.0)  # one call for all: a torch.tensor per parameter costs more
         if _increment_version is not None:
@@ -253,30 +329,40 @@ class _Optimizer(torch.optim.Optimizer):
                 _increment_version(params)
         return loss
 
-    def _scalars_in(self, ro: _ro.Optimizer, group: dict[str, Any]) -> None:
-        """The rule's scalar state from the group (its reference's keys)."""
-        if ro.rule.scalars:
-            ro.scalars = {k: group.get(k, v) for k, v in ro.rule.scalars.items()}
+    def _scalars_in(self, ro: _ro.Optimizer, group: dict[str, Any], own: dict[str, float] | None = None) -> None:
+        """The rule's scalar state: from the group (its reference's keys) and, for scalars torch
+        keeps per parameter, ``own`` (the bucket's values)."""
+        if ro.rule.scalars or own:
+            ro.scalars = {**{k: group.get(k, v) for k, v in ro.rule.scalars.items()}, **(own or {})}
 
-    def _scalars_out(self, ro: _ro.Optimizer, group: dict[str, Any]) -> None:
-        if ro.rule.scalars:
-            group.update(ro.scalars)
-            group["k"] = ro.step_count
+    def _scalars_out(self, ro: _ro.Optimizer, group: dict[str, Any], params: list[torch.Tensor] = ()) -> None:
+        rule = ro.rule
+        group.update({k: ro.scalars[k] for k in rule.scalars})
+        if rule.torch_group_step:
+            group[rule.torch_group_step] = ro.step_count
+        for k in rule.torch_param_scalars:  # in each parameter's state, as torch's (float64 here)
+            value = ro.scalars[k]
+            for p in params:
+                t = self.state[p].get(k)
+                if isinstance(t, torch.Tensor) and t.dim() == 0 and t.dtype == torch.float64:
+                    t.fill_(value)
+                else:
+                    self.state[p][k] = torch.tensor(value, dtype=torch.float64)
 
     def _rule_method(self, name: str, *args: Any) -> None:
         """A method of the rule (Schedule-Free's ``train()`` / ``eval()``) on every group: on
         the parameters that have state, or on a stand-in when none has (only the group's scalar
         state changes then)."""
-        with torch.no_grad():
+        count_key = self._regtune.rule_class.torch_group_step
+        with torch.no_grad(), self._lock:
             for group in self.param_groups:
                 params = [p for p in group["params"] if self.state[p]]
                 if params:
                     ro = self._regtune_for(group, params)
                     self._bind_state(ro, params)
-                    ro.step_count = int(group.get("k", 0))
                 else:
-                    dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
-                    ro = self._regtune([np.empty(0, dt)], **self._group_hyper(group))
+                    ro = self._standin(group)
+                ro.step_count = int(group.get(count_key, 0)) if count_key else 0
                 self._scalars_in(ro, group)
                 getattr(ro, name)(*args)
                 self._scalars_out(ro, group)
@@ -309,22 +395,26 @@ class _Optimizer(torch.optim.Optimizer):
                 arrays[i] = _np(t)
         self._bound[ro] = tuple(id(t) for p in params for t in self.state[p].values())
 
-    def _extra_state(self, ro: _ro.Optimizer, params: list[torch.Tensor], step: int) -> None:
-        """State torch keeps that the rule derives from the step count (NAdam's mu_product)."""
-        for name, value in ro.rule.torch_state(step).items():
-            for p in params:
-                t = self.state[p].get(name)
-                if isinstance(t, torch.Tensor) and t.dim() == 0:
-                    t.fill_(value)
-                else:
-                    self.state[p][name] = torch.tensor(value, dtype=torch.float32)
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, except that a state tensor keeps the dtype it was saved
         in (torch casts floating state to its parameter's dtype, which would round the float32
         state and master copies of 16-bit parameters), and a NaN or inf in a state tensor is a
         ValueError naming it (``state_dict['state'][0]['exp_avg']``), before anything is loaded:
         it would reach every parameter at the next step."""
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if isinstance(groups, list) and len(groups) == len(self.param_groups):
+            # Each saved group becomes a group (torch keeps only our params): its options are
+            # checked as add_param_group checks them, before anything is loaded.
+            for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
+                if isinstance(saved, dict):
+                    try:
+                        self._hyper({**saved, "params": group["params"]})
+                    except (TypeError, ValueError) as exc:
+                        raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
         state = state_dict.get("state") if isinstance(state_dict, dict) else None
         for i, entries in (state.items() if isinstance(state, dict) else ()):
             for k, v in (entries.items() if isinstance(entries, dict) else ()):
@@ -332,6 +422,8 @@ class _Optimizer(torch.optim.Optimizer):
                     bad = v.detach().reshape(-1)[~torch.isfinite(v.detach().reshape(-1))][0].item()
                     raise ValueError(f"state_dict['state'][{i!r}][{k!r}] holds {bad}; optimizer state must be finite")
         super().load_state_dict(state_dict)
+        self._cache.clear()  # new groups and state tensors: bound afresh at the next step
+        self._bound = weakref.WeakKeyDictionary()
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
         for i, p in zip(saved_ids, params):
@@ -342,11 +434,15 @@ class _Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's layout. Each group also carries the options torch's optimizer of the same
         name reads (``maximize``, ``foreach``, ...: torch's defaults), so that torch can load it."""
-        sd = super().state_dict()
-        extra = {**_torch_group_defaults(type(self).__name__), **self._regtune.rule_class.torch_options}
+        rule = self._regtune.rule_class
+        with self._lock:
+            sd = super().state_dict()
+        extra = {**_torch_group_defaults(type(self).__name__), **rule.torch_options, **rule.torch_fixed}
         for g in sd["param_groups"]:
             for k, v in extra.items():
                 g.setdefault(k, v)
+            for alias, k in rule.torch_aliases.items():
+                g.setdefault(alias, g.get(k))
         return sd
 
 

@@ -178,7 +178,9 @@ def test_parameters_that_skip_steps_keep_their_own_bias_correction():
 
 
 @pytest.mark.parametrize("name", rt.optim.__all__)
-def test_every_optimizer_steps_as_regtune_optim_does(name):
+def test_every_optimizer_steps_as_regtune_optim_does(name, monkeypatch):
+    if name == "NAdam":  # torch's mu_product is in torch's default dtype; regtune.optim's in double
+        monkeypatch.setattr(torch, "get_default_dtype", lambda: torch.float64)
     torch.manual_seed(1)
     shapes = [(5, 7), (7,)]
     params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
@@ -593,3 +595,78 @@ def test_lamb_counts_steps_per_group_as_pytorch_optimizer():
     # the reference's groups carry max_grad_norm=1.0 (its pre_norm's scale): not a clip here
     assert o.param_groups[0]["max_grad_norm"] == 1.0 and "decoupled_weight_decay" not in o.param_groups[0]
     assert _run_twins(o, t2, ours, theirs, 4, seed=7) < 1e-6
+
+
+# ------------------------------------------------------------- torch's own optimizer test table
+def _optim_db():
+    """torch's OptimizerInfo table, for the optimizers regtune has (empty when torch's test
+    helpers cannot be imported: they need ``expecttest``)."""
+    try:
+        from torch.testing._internal.common_optimizers import optim_db
+    except Exception:  # noqa: BLE001 (ImportError, or anything torch's test helpers raise)
+        return []
+    return [info for info in optim_db if info.optim_cls.__name__ in rt.optim.__all__]
+
+
+def _db_cases():
+    cases = []
+    for info in _optim_db():
+        for dtype in (torch.float32, torch.float64):
+            for inp in info.optim_inputs_func(device="cpu", dtype=dtype):
+                for impl in (None, *[i for i in info.supported_impls if i in ("foreach", "fused", "differentiable")]):
+                    kw = dict(inp.kwargs, **({impl: True} if impl else {}))
+                    cases.append(pytest.param(info.optim_cls, kw, dtype,
+                                              id=f"{info.optim_cls.__name__}-{inp.desc}-{impl}-{str(dtype)[6:]}"))  # fmt: skip
+    return cases or [pytest.param(None, None, None, marks=pytest.mark.skip("torch's optim_db needs expecttest"))]
+
+
+def _copy_kw(kw):
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+
+
+@pytest.mark.parametrize("torch_cls, kw, dtype", _db_cases())
+def test_torch_optim_db_configurations_match_or_are_refused_by_name(torch_cls, kw, dtype):
+    """Issue 26: every CPU configuration of torch's optim_db (float32 and float64, each
+    implementation flag torch lists for it) either steps as torch's optimizer does (5 steps,
+    two parameter groups, one parameter whose gradient is None on a step) or is refused with an
+    exception naming one of its options: nothing silently different."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(6, 5), (5,), (3, 4)]
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    ours = [torch.nn.Parameter(w.clone()) for w in init]
+    theirs = [torch.nn.Parameter(w.clone()) for w in init]
+    try:
+        o = getattr(rt.optim, torch_cls.__name__)([{"params": ours[:2]}, {"params": ours[2:], "lr": 0.02}], **_copy_kw(kw))
+    except (TypeError, ValueError) as exc:
+        assert any(k in str(exc) for k in kw), f"refused without naming an option of {kw}: {exc}"
+        return
+    t = torch_cls([{"params": theirs[:2]}, {"params": theirs[2:], "lr": 0.02}], **_copy_kw(kw))
+    for step in range(5):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            g = None if (i == 1 and step == 2) else torch.randn(a.shape, generator=gen, dtype=dtype)
+            a.grad, b.grad = (None, None) if g is None else (g.clone(), g.clone())
+        o.step()
+        t.step()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.detach(), b.detach(), **tol)
+
+
+def _db_error_cases():
+    cases = []
+    for info in _optim_db():
+        for err in info.optim_error_inputs_func(device="cpu", dtype=torch.float32):
+            inp = err.optimizer_error_input
+            # torch's own limits of its implementations (a tensor lr with foreach, mixed float and
+            # tensor betas): regtune's one step has none of them
+            if inp.params is not None or not inp.kwargs or "Tensor" in inp.desc or "both floats" in inp.desc:
+                continue
+            cases.append(pytest.param(info.optim_cls, inp.kwargs, id=f"{info.optim_cls.__name__}-{inp.desc}"))
+    return cases or [pytest.param(None, None, marks=pytest.mark.skip("torch's optim_db needs expecttest"))]
+
+
+@pytest.mark.parametrize("torch_cls, kw", _db_error_cases())
+def test_what_torchs_optim_db_refuses_is_refused_by_name(torch_cls, kw):
+    with pytest.raises((TypeError, ValueError)) as exc:
+        getattr(rt.optim, torch_cls.__name__)([torch.nn.Parameter(torch.zeros(3))], **kw)
+    assert any(k in str(exc.value) for k in kw), str(exc.value)

@@ -98,6 +98,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _scalar(value: Any) -> np.floating:
+    """A scalar of a parameter's state as torch keeps it (a 0-d tensor of torch's scalar dtype:
+    float32 unless torch's default dtype is float64), as a NumPy scalar of that dtype."""
+    if isinstance(value, torch.Tensor):  # (torch's load_state_dict casts it to a 16-bit param's dtype)
+        if value.numel() != 1 or not value.is_floating_point():
+            raise ValueError(f"a scalar state tensor must hold one float, got {value.dtype} of shape {tuple(value.shape)}")
+        return (np.float64 if value.dtype == torch.float64 else np.float32)(value.item())
+    return (np.float64 if torch.get_default_dtype() == torch.float64 else np.float32)(value)
+
+
 def _numpy_dtype(dtype: Any) -> Any:
     """A torch dtype given as ``state_dtype=`` in NumPy's terms (anything else as it is)."""
     return _NUMPY_DTYPE.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
@@ -281,7 +291,7 @@ class _Optimizer(torch.optim.Optimizer):
                     step = int(group.get(count_key, 0))  # the group's count
                 else:  # torch's SGD keeps no step: a momentum buffer means steps were taken
                     step = int(state["step"]) if "step" in state else (1 if state else 0)
-                buckets.setdefault((step, tuple(float(state.get(k, v)) for k, v in own.items())), []).append(p)
+                buckets.setdefault((step, tuple(_scalar(state.get(k, v)) for k, v in own.items())), []).append(p)
             grouped.append((group, buckets))
         first = [p for _, b in grouped for ps in b.values() for p in ps if not self.state[p]]
         work: list[tuple[_ro.Optimizer, list[torch.Tensor], int]] = []  # (regtune optimizer, params, step count)
@@ -340,14 +350,15 @@ class _Optimizer(torch.optim.Optimizer):
         group.update({k: ro.scalars[k] for k in rule.scalars})
         if rule.torch_group_step:
             group[rule.torch_group_step] = ro.step_count
-        for k in rule.torch_param_scalars:  # in each parameter's state, as torch's (float64 here)
+        for k in rule.torch_param_scalars:  # in each parameter's state, as torch keeps it
             value = ro.scalars[k]
+            dtype = _TORCH_DTYPE[np.dtype(type(value))]
             for p in params:
                 t = self.state[p].get(k)
-                if isinstance(t, torch.Tensor) and t.dim() == 0 and t.dtype == torch.float64:
-                    t.fill_(value)
+                if isinstance(t, torch.Tensor) and t.dim() == 0 and t.dtype == dtype:
+                    t.fill_(float(value))
                 else:
-                    self.state[p][k] = torch.tensor(value, dtype=torch.float64)
+                    self.state[p][k] = torch.tensor(float(value), dtype=dtype)
 
     def _rule_method(self, name: str, *args: Any) -> None:
         """A method of the rule (Schedule-Free's ``train()`` / ``eval()``) on every group: on

@@ -302,6 +302,15 @@ class Optimizer:
             return getattr(rule, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A rule's hyperparameter reads through the optimizer; set there it would be a new
+        # attribute that no step reads: refused (lr and weight_decay are the optimizer's own).
+        rule = self.__dict__.get("rule")
+        if rule is not None and not name.startswith("_") and name in vars(rule) and name not in self.__dict__:
+            raise AttributeError(f"{name} is a hyperparameter of the {type(rule).__name__} rule, fixed when the "
+                                 f"optimizer is made: make a new optimizer and load_state_dict() to change it")  # fmt: skip
+        super().__setattr__(name, value)
+
     @property
     def low(self) -> bool:
         """Whether the parameters are bfloat16/float16 (the 16-bit step)."""

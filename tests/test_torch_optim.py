@@ -670,3 +670,37 @@ def test_what_torchs_optim_db_refuses_is_refused_by_name(torch_cls, kw):
     with pytest.raises((TypeError, ValueError)) as exc:
         getattr(rt.optim, torch_cls.__name__)([torch.nn.Parameter(torch.zeros(3))], **kw)
     assert any(k in str(exc.value) for k in kw), str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["AdamW", "SGD", "NAdam", "LAMB"])
+def test_threads_stepping_one_optimizer_neither_lose_nor_invent_steps(name):
+    """Issue 26: two Python threads stepping one optimizer give some serial order of the steps
+    (with one constant gradient every order is the same: 2 x 25 steps in a row)."""
+    import threading
+
+    torch.manual_seed(0)
+    shapes = [(64, 33), (129,), (7, 5)]
+    ps = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    kw = {"lr": 1e-2, **({"momentum": 0.9} if name == "SGD" else {})}
+    opt, serial = getattr(rt.optim, name)(ps, **kw), getattr(rt.optim, name)(twins, **kw)
+    for p, q in zip(ps, twins):
+        p.grad = torch.randn(p.shape)
+        q.grad = p.grad.clone()
+    start = threading.Barrier(2)
+
+    def work():
+        start.wait()
+        for _ in range(25):
+            opt.step()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(50):
+        serial.step()
+    for p, q in zip(ps, twins):
+        assert torch.equal(p.detach(), q.detach())
+        assert int(opt.state[p]["step"]) == 50

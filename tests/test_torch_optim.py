@@ -704,3 +704,27 @@ def test_threads_stepping_one_optimizer_neither_lose_nor_invent_steps(name):
     for p, q in zip(ps, twins):
         assert torch.equal(p.detach(), q.detach())
         assert int(opt.state[p]["step"]) == 50
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("AdamW", dict(lr=1e-2)), ("LAMB", dict(lr=1e-2))])
+def test_max_grad_norm_clips_by_the_norm_of_every_gradient_of_the_step(name, kw):
+    """Issue 26: with two groups, or a parameter whose gradient was None on a step (one regtune
+    step per group and step count), max_grad_norm clipped each of those by its own norm; it is
+    clip_grad_norm_ over every parameter of the optimizer."""
+    ours, theirs = _twins(4)
+    o = getattr(rt.optim, name)([{"params": ours[:3]}, {"params": ours[3:], "lr": kw["lr"] / 2}], max_grad_norm=1.0, **kw)
+    if name == "LAMB":
+        pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
+        t = pytorch_optimizer.Lamb([{"params": theirs[:3]}, {"params": theirs[3:], "lr": kw["lr"] / 2}], **kw)
+    else:
+        t = getattr(torch.optim, name)([{"params": theirs[:3]}, {"params": theirs[3:], "lr": kw["lr"] / 2}], **kw)
+    gen = torch.Generator().manual_seed(4)
+    for s in range(4):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            g = 3 * torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = (None, None) if (i == 1 and s == 0) else (g.clone(), g.clone())
+        o.step()
+        torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+        t.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)

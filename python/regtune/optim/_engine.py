@@ -150,7 +150,7 @@ class Rule:
         states, names = opt._slot_lists()
         masters = opt.state["master"] if opt.precision == "master" else None
         return "optim_step", (
-            self.core, opt.params, grads, states, names, coef, fused, opt.max_grad_norm or 0.0, masters,
+            self.core, opt.params, grads, states, names, coef, fused, opt.own_max_grad_norm, masters,
             opt._sr_key, opt.step_count,
         )  # fmt: skip
 
@@ -286,6 +286,10 @@ class Optimizer:
         )
         #: Ascend the objective: every step uses -grad (torch's ``maximize=True``), inside the pass.
         self.maximize = boolean(maximize, "maximize")
+        #: None, or the gradient norm ``max_grad_norm`` clips by, computed by the caller over more
+        #: gradients than this optimizer's (regtune.torch.optim: every group's, and the whole
+        #: device mesh's); the step then computes no norm of its own.
+        self.global_grad_norm: float | None = None
         self._lock = threading.RLock()  # held by step, state_dict and load_state_dict
         self.step_count = 0
         #: The optimizer state: buffer name -> one array per parameter (torch's names).
@@ -310,6 +314,11 @@ class Optimizer:
             raise AttributeError(f"{name} is a hyperparameter of the {type(rule).__name__} rule, fixed when the "
                                  f"optimizer is made: make a new optimizer and load_state_dict() to change it")  # fmt: skip
         super().__setattr__(name, value)
+
+    @property
+    def own_max_grad_norm(self) -> float:
+        """The max_grad_norm the native step clips by with a norm of its own (0.0: none)."""
+        return (self.max_grad_norm or 0.0) if self.global_grad_norm is None else 0.0
 
     @property
     def low(self) -> bool:
@@ -368,6 +377,10 @@ class Optimizer:
         except OverflowError:  # only a step count near 2**1024 gets here (set by hand)
             raise ValueError(f"step_count must be < 2**63, got step_count={count}") from None
         fused = dict(fused)
+        if self.global_grad_norm is not None and self.max_grad_norm is not None:
+            c = _core.clip_coefficient(self.global_grad_norm, self.max_grad_norm)
+            if not c >= 1.0:  # (NaN: every gradient NaN, as torch's clip_grad_norm_)
+                fused["clip"] = c
         if self.maximize:
             fused["maximize"] = True
         if self.l1:

@@ -39,7 +39,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from .. import optim as _ro
+from .. import _core, optim as _ro
 from .._validation import scalar_or_schedule
 
 
@@ -106,6 +106,15 @@ def _scalar(value: Any) -> np.floating:
             raise ValueError(f"a scalar state tensor must hold one float, got {value.dtype} of shape {tuple(value.shape)}")
         return (np.float64 if value.dtype == torch.float64 else np.float32)(value.item())
     return (np.float64 if torch.get_default_dtype() == torch.float64 else np.float32)(value)
+
+
+def _grad_norm(grads: list[np.ndarray]) -> float:
+    """The L2 norm of every element of ``grads`` (sums of squares in double, fixed blocks, per
+    dtype in a fixed order: the same bits on every thread count)."""
+    by_dtype: dict[np.dtype, list[np.ndarray]] = {}
+    for g in grads:
+        by_dtype.setdefault(g.dtype, []).append(g)
+    return math.sqrt(sum(_core.grad_sums(gs)[1] for _, gs in sorted(by_dtype.items(), key=lambda kv: kv[0].str)))
 
 
 def _numpy_dtype(dtype: Any) -> Any:
@@ -309,9 +318,21 @@ class _Optimizer(torch.optim.Optimizer):
                     ro.step_count = step
                     self._scalars_in(ro, group, dict(zip(own, values)))
                     work.append((ro, params, step))
+            grads = [[_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params]
+                     for _, params, _ in work]  # fmt: skip
+            # max_grad_norm clips by the norm of every gradient of the step, as
+            # clip_grad_norm_(model.parameters()) (one regtune step alone computes it itself)
+            clipped = [ro for ro, _, _ in work if ro.max_grad_norm is not None] if len(work) > 1 else []
+            if clipped:
+                norm = _grad_norm([g for gs in grads for g in gs])
+                for ro in clipped:
+                    ro.global_grad_norm = norm
             # One native call steps every group (and step count), after all of them are checked.
-            _ro.step_all([(ro, [_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params])
-                          for ro, params, _ in work])  # fmt: skip
+            try:
+                _ro.step_all(list(zip((ro for ro, _, _ in work), grads)))
+            finally:
+                for ro in clipped:
+                    ro.global_grad_norm = None
         except BaseException:
             for p in first:  # a first step that did not happen leaves no state (it would count as a step)
                 self.state.pop(p, None)

@@ -728,3 +728,18 @@ def test_max_grad_norm_clips_by_the_norm_of_every_gradient_of_the_step(name, kw)
         t.step()
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_copied_optimizer_steps_on_as_the_original():
+    ps = [torch.nn.Parameter(torch.randn(4, 3)) for _ in range(2)]
+    opt = rt.optim.NAdam(ps, lr=1e-2)
+    for p in ps:
+        p.grad = torch.ones(4, 3)
+    opt.step()
+    twin = copy.deepcopy(opt)  # its own parameters and state, its own lock
+    qs = [q for g in twin.param_groups for q in g["params"]]
+    for p, q in zip(ps, qs):
+        p.grad, q.grad = torch.full((4, 3), 0.5), torch.full((4, 3), 0.5)
+    opt.step()
+    twin.step()
+    assert all(torch.equal(p, q) for p, q in zip(ps, qs)) and twin._lock is not opt._lock

@@ -743,3 +743,72 @@ def test_a_copied_optimizer_steps_on_as_the_original():
     opt.step()
     twin.step()
     assert all(torch.equal(p, q) for p, q in zip(ps, qs)) and twin._lock is not opt._lock
+
+
+# ------------------------------------------------------------------------------------ FSDP2
+def _fsdp_model():
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5))  # 5 rows: uneven
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer)
+    return fully_shard(model)
+
+
+def _fsdp_worker(rank, world, port):
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        for name, clip in (("AdamW", None), ("AdamW", 0.5), ("NAdam", 0.5)):
+            a, b = _fsdp_model(), _fsdp_model()
+            ours = getattr(rt.optim, name)(a.parameters(), lr=1e-2, weight_decay=0.1, max_grad_norm=clip)
+            ref = getattr(torch.optim, name)(b.parameters(), lr=1e-2, weight_decay=0.1)
+            gen = torch.Generator().manual_seed(rank)  # each process its own batch
+            for _ in range(4):
+                x = torch.randn(6, 8, generator=gen)
+                for model, opt in ((a, ours), (b, ref)):
+                    opt.zero_grad()
+                    model(x).pow(2).mean().mul(20).backward()
+                    if opt is ref and clip:
+                        norm = torch.nn.utils.clip_grad_norm_(b.parameters(), clip)
+                        assert float(norm.full_tensor() if isinstance(norm, DTensor) else norm) > clip  # it clips
+                    opt.step()
+            for p, q in zip(a.parameters(), b.parameters()):
+                assert isinstance(p, DTensor) and isinstance(ours.state[p]["exp_avg"], DTensor)
+                torch.testing.assert_close(p.to_local(), q.to_local(), rtol=1e-5, atol=1e-6)
+            ref.load_state_dict(ours.state_dict())  # torch's layout: DTensor state, loads both ways
+            ours.load_state_dict(ref.state_dict())
+        with pytest.raises(TypeError, match=r"params\[0\] is a DTensor sharded over a device mesh \(FSDP2\): LAMB"):
+            rt.optim.LAMB(_fsdp_model().parameters())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_shards_step_as_torchs_adamw_over_two_gloo_processes():
+    """Issue 26: parameters sharded by fully_shard (DTensors) step their local shards, clipping
+    by the norm over the whole mesh, as torch's own optimizers under FSDP2 (2 CPU processes,
+    gloo); the rules that need whole tensors refuse sharded ones by name."""
+    import socket
+
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    pytest.importorskip("torch.distributed.fsdp").fully_shard  # noqa: B018 (torch >= 2.6)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_fsdp_worker, args=(2, port), nprocs=2)
+
+
+def test_a_refused_param_group_is_not_kept():
+    opt = rt.optim.AdamW([torch.nn.Parameter(torch.zeros(3))])
+    with pytest.raises(ValueError, match=r"betas\[1\] must be in \[0, 1\)"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "betas": (0.9, 1.0)})
+    assert len(opt.param_groups) == 1

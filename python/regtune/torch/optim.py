@@ -58,8 +58,37 @@ _TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch
 _NUMPY_DTYPE = {v: k for k, v in _TORCH_DTYPE.items()}
 
 
+try:  # FSDP2's parameters, gradients and state
+    from torch.distributed.tensor import DTensor as _DTensor, Replicate as _Replicate, Shard as _Shard
+except ImportError:  # torch built without torch.distributed
+    _DTensor = _Replicate = _Shard = None
+
+
+def _is_dtensor(t: Any) -> bool:
+    return _DTensor is not None and isinstance(t, _DTensor)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's shard on this process (its memory: updating it updates the DTensor), else ``t``."""
+    return t.to_local() if _is_dtensor(t) else t
+
+
+def _like(p: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """``local`` as a DTensor laid out as the parameter ``p`` (torch's state layout under FSDP2)."""
+    if not _is_dtensor(p):
+        return local
+    return _DTensor.from_local(local, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride())
+
+
+def _sharded_dims(p: torch.Tensor) -> tuple[int, ...]:
+    """The mesh dimensions a parameter is sharded over (its sums are all-reduced over them)."""
+    return tuple(d for d, pl in enumerate(p.placements) if isinstance(pl, _Shard)) if _is_dtensor(p) else ()
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor's memory (no copy); bfloat16 through its int16 bits."""
+    """A NumPy view of a CPU tensor's memory (no copy; a DTensor's local shard); bfloat16
+    through its int16 bits."""
+    t = _local(t)
     if t.dtype == torch.bfloat16:
         return t.detach().view(torch.int16).numpy().view(_BF16)
     return t.detach().numpy()
@@ -108,13 +137,25 @@ def _scalar(value: Any) -> np.floating:
     return (np.float64 if torch.get_default_dtype() == torch.float64 else np.float32)(value)
 
 
-def _grad_norm(grads: list[np.ndarray]) -> float:
-    """The L2 norm of every element of ``grads`` (sums of squares in double, fixed blocks, per
-    dtype in a fixed order: the same bits on every thread count)."""
-    by_dtype: dict[np.dtype, list[np.ndarray]] = {}
-    for g in grads:
-        by_dtype.setdefault(g.dtype, []).append(g)
-    return math.sqrt(sum(_core.grad_sums(gs)[1] for _, gs in sorted(by_dtype.items(), key=lambda kv: kv[0].str)))
+def _grad_norm(params: list[torch.Tensor], grads: list[np.ndarray]) -> float:
+    """The L2 norm of every element of ``grads`` (the gradients of ``params``, DTensor shards
+    included: their sums of squares are all-reduced over the mesh dimensions they are sharded
+    over, in the same order on every process). Sums of squares in double, fixed blocks, per
+    dtype and placement in a fixed order: the same bits on every thread count."""
+    parts: dict[tuple, list[np.ndarray]] = {}  # (mesh, sharded dims, dtype) -> gradients, in first-seen order
+    for p, g in zip(params, grads):
+        dims = _sharded_dims(p)
+        parts.setdefault((p.device_mesh if dims else None, dims, g.dtype.str), []).append(g)
+    total = 0.0
+    for (mesh, dims, _), gs in parts.items():
+        sq = _core.grad_sums(gs)[1]
+        if dims:
+            t = torch.tensor(sq, dtype=torch.float64)
+            for d in dims:
+                torch.distributed.all_reduce(t, group=mesh.get_group(d))
+            sq = float(t)
+        total += sq
+    return math.sqrt(total)
 
 
 def _numpy_dtype(dtype: Any) -> Any:
@@ -183,16 +224,13 @@ class _Optimizer(torch.optim.Optimizer):
     def _add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        for i, p in enumerate(group["params"]):
-            if p.device.type != "cpu":
-                raise TypeError(f"params[{i}] must be a CPU tensor, got one on {p.device}")
-            if p.dtype not in _NUMPY_DTYPE:
-                raise TypeError(
-                    f"params[{i}] must have dtype torch.float32, float64, bfloat16 or float16, got {p.dtype}"
-                )
-            if not p.is_contiguous():
-                raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
-        self._hyper(group)  # checks the hyperparameters now, naming them
+        try:
+            for i, p in enumerate(group["params"]):
+                self._check_param(i, p)
+            self._hyper(group)  # checks the hyperparameters now, naming them
+        except BaseException:
+            self.param_groups.pop()  # a refused group is not kept
+            raise
         # A rule with scalar state keeps it in the group, under the reference's names, and a rule
         # whose reference counts steps per group keeps that count there, under its name.
         rule = self._regtune.rule_class
@@ -200,6 +238,22 @@ class _Optimizer(torch.optim.Optimizer):
             group.setdefault(k, v)
         if rule.torch_group_step:
             group.setdefault(rule.torch_group_step, 0)
+
+    def _check_param(self, i: int, p: torch.Tensor) -> None:
+        if p.device.type != "cpu":
+            raise TypeError(f"params[{i}] must be a CPU tensor, got one on {p.device}")
+        if p.dtype not in _NUMPY_DTYPE:
+            raise TypeError(f"params[{i}] must have dtype torch.float32, float64, bfloat16 or float16, got {p.dtype}")
+        if not _local(p).is_contiguous():
+            raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
+        if _is_dtensor(p):  # FSDP2: each process steps its shard
+            if not all(isinstance(pl, (_Shard, _Replicate)) for pl in p.placements):
+                raise TypeError(f"params[{i}] is a DTensor placed {p.placements}: regtune steps Shard and "
+                                f"Replicate placements")  # fmt: skip
+            if _sharded_dims(p) and not self._regtune.rule_class.elementwise():
+                raise TypeError(f"params[{i}] is a DTensor sharded over a device mesh (FSDP2): "
+                                f"{type(self).__name__} needs each whole tensor (its norms or factors) in one "
+                                f"step; an element-wise rule steps shards")  # fmt: skip
 
     def _standin(self, group: dict[str, Any], hyper: dict[str, Any] | None = None) -> _ro.Optimizer:
         """A regtune optimizer over an empty array of the group's dtype (its checks, its coefficients)."""
@@ -260,7 +314,7 @@ class _Optimizer(torch.optim.Optimizer):
         hyperparameters other than lr and weight decay stay the same)."""
         hyper = self._group_hyper(group)
         fixed = {k: v for k, v in hyper.items() if k not in _SCHEDULED}
-        ident = tuple((id(p), p.data_ptr()) for p in params)
+        ident = tuple((id(p), _local(p).data_ptr()) for p in params)
         cached = self._cache.get(id(group))
         if cached is not None and cached[0] == ident and cached[1] == fixed:
             ro = cached[2]
@@ -322,9 +376,10 @@ class _Optimizer(torch.optim.Optimizer):
                      for _, params, _ in work]  # fmt: skip
             # max_grad_norm clips by the norm of every gradient of the step, as
             # clip_grad_norm_(model.parameters()) (one regtune step alone computes it itself)
-            clipped = [ro for ro, _, _ in work if ro.max_grad_norm is not None] if len(work) > 1 else []
-            if clipped:
-                norm = _grad_norm([g for gs in grads for g in gs])
+            clipped = [ro for ro, _, _ in work if ro.max_grad_norm is not None]
+            sharded = any(_sharded_dims(p) for _, params, _ in work for p in params)
+            if clipped and (len(work) > 1 or sharded):
+                norm = _grad_norm([p for _, params, _ in work for p in params], [g for gs in grads for g in gs])
                 for ro in clipped:
                     ro.global_grad_norm = norm
             # One native call steps every group (and step count), after all of them are checked.
@@ -414,16 +469,17 @@ class _Optimizer(torch.optim.Optimizer):
                 if arrays[i] is None:  # a buffer this tensor does not keep (Adafactor)
                     continue
                 t = st.get(name)
-                if t is None:  # a first step: as regtune fills it
-                    st[name] = t = _tensor(arrays[i])
-                elif tuple(t.shape) != arrays[i].shape:
+                if t is None:  # a first step: as regtune fills it (a DTensor like its parameter)
+                    st[name] = t = _like(p, _tensor(arrays[i]))
+                elif tuple(_local(t).shape) != arrays[i].shape:
                     raise ValueError(
                         f"state[{name!r}] of a parameter of shape {tuple(p.shape)} has shape {tuple(t.shape)}, "
-                        f"expected {arrays[i].shape} (a state_dict of another model?)"
+                        f"expected {tuple(p.shape)} (a state_dict of another model?)"
                     )
                 want = _TORCH_DTYPE[arrays[i].dtype]  # the param's dtype, or the state_dtype of a 16-bit step
-                if t.dtype != want or not t.is_contiguous() or t.device.type != "cpu":
-                    st[name] = t = t.to(dtype=want, device="cpu").contiguous()
+                loc = _local(t)
+                if loc.dtype != want or not loc.is_contiguous() or loc.device.type != "cpu":
+                    st[name] = t = _like(p, loc.to(dtype=want, device="cpu").contiguous())
                 arrays[i] = _np(t)
         self._bound[ro] = tuple(id(t) for p in params for t in self.state[p].values())
 
@@ -450,6 +506,7 @@ class _Optimizer(torch.optim.Optimizer):
         state = state_dict.get("state") if isinstance(state_dict, dict) else None
         for i, entries in (state.items() if isinstance(state, dict) else ()):
             for k, v in (entries.items() if isinstance(entries, dict) else ()):
+                v = _local(v) if isinstance(v, torch.Tensor) else v  # (a DTensor's shard: no collective)
                 if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
                     bad = v.detach().reshape(-1)[~torch.isfinite(v.detach().reshape(-1))][0].item()
                     raise ValueError(f"state_dict['state'][{i!r}][{k!r}] holds {bad}; optimizer state must be finite")

@@ -16,8 +16,22 @@ group key) negates the gradient inside the step; torch's implementation switches
 and ``fused`` are accepted and kept in the groups (regtune's step is always one fused pass),
 ``capturable`` and ``differentiable`` only when False.
 
+Every option a param group (or a loaded ``state_dict``) carries goes through the checks of its
+keyword and is honoured or refused by name: regtune's own, the reference's names of them (LAMB's
+``weight_decouple``) and the reference's options regtune implements with one value only
+(torch's AdamW: ``decoupled_weight_decay=True``; LAMB: ``rectify=False``, ...). State the
+reference keeps per group or per parameter is kept where it keeps it: Schedule-Free's and LAMB's
+step count per group (``k``, ``step``), NAdam's running ``mu_product`` per parameter. Lion's
+decoupled weight decay divides by the ``lr`` the optimizer was made with (lion-pytorch's
+``_init_lr``). ``max_grad_norm`` clips by the norm of every gradient of the step (all groups).
+
 One native call steps each group (per distinct step count within it: parameters that skipped
-steps keep their own bias corrections, as in torch). Sparse gradients are refused.
+steps keep their own bias corrections, as in torch). Sparse gradients are refused. ``step``,
+``state_dict``, ``load_state_dict`` and ``add_param_group`` hold a lock: threads sharing an
+optimizer get some serial order of their calls. DTensor parameters (FSDP2's ``fully_shard``)
+step their local shards, the state kept as DTensors laid out as the parameters and the clip
+norm all-reduced over the mesh; rules that need whole tensors (LAMB, LARS, Adafactor) refuse
+sharded ones.
 
 ``torch.bfloat16`` and ``torch.float16`` parameters take regtune's 16-bit step (see
 ``regtune.optim``): ``precision="round" | "stochastic" | "master"`` and ``state_dtype=``

@@ -207,6 +207,8 @@ class _Optimizer(torch.optim.Optimizer):
         #: weight decay) gets this one, as lion-pytorch keeps ``_init_lr``
         self._init_lr = _plain(defaults["lr"])
         rule = self._regtune.rule_class
+        #: the hyperparameters the rule takes (the rest are the regtune optimizer's)
+        self._rule_keys = tuple(k for k in inspect.signature(rule.__init__).parameters if k != "self")
         #: the reference's group options regtune implements with one value only (torch's AdamW:
         #: decoupled_weight_decay=True), refused with any other
         self._fixed = {**{k: v for k, v in _torch_group_defaults(type(self).__name__).items()
@@ -222,7 +224,7 @@ class _Optimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     def __getstate__(self) -> dict[str, Any]:  # copy and pickle: torch's three, our own, no lock or cache
-        own = {k: self.__dict__[k] for k in ("_keys", "_init_lr", "_fixed")}
+        own = {k: self.__dict__[k] for k in ("_keys", "_init_lr", "_fixed", "_rule_keys")}
         return {**super().__getstate__(), **own}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -281,6 +283,13 @@ class _Optimizer(torch.optim.Optimizer):
         ro.lr = scalar_or_schedule(hyper["lr"], "lr")
         return ro
 
+    def _rule(self, hyper: dict[str, Any]) -> _ro.Rule:
+        """The rule of these hyperparameters (checked; its lr the initial one, as ``_make``'s)."""
+        args = {k: hyper[k] for k in self._rule_keys if k in hyper}
+        if "lr" in args:
+            args["lr"] = self._init_lr
+        return self._regtune.rule_class(**args)
+
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         """The group's regtune hyperparameters (a group loaded from torch's own optimizer lacks
         regtune's extras: their defaults), checked by a throwaway regtune instance, which
@@ -330,6 +339,15 @@ class _Optimizer(torch.optim.Optimizer):
         fixed = {k: v for k, v in hyper.items() if k not in _SCHEDULED}
         ident = tuple((id(p), _local(p).data_ptr()) for p in params)
         cached = self._cache.get(id(group))
+        if cached is not None and cached[0] == ident and cached[1] != fixed:
+            # Only the rule's own hyperparameters changed (a scheduler's betas or momentum, set
+            # at every step by OneCycleLR(cycle_momentum=True)): a new rule, the same state, as
+            # long as the rule keeps the same buffers (amsgrad does not).
+            changed = {k for k in fixed if fixed[k] != cached[1].get(k)}
+            rule = self._rule(hyper) if changed <= set(self._rule_keys) else None
+            if rule is not None and rule.slots() == cached[2].rule.slots():
+                cached[2].rule = rule
+                self._cache[id(group)] = cached = (ident, fixed, cached[2])
         if cached is not None and cached[0] == ident and cached[1] == fixed:
             ro = cached[2]
             for k in _SCHEDULED:

@@ -836,3 +836,24 @@ def test_a_scheduled_momentum_swaps_the_rule_not_the_state():
     o.param_groups[0]["maximize"] = True  # not the rule's: a new regtune step
     t.param_groups[0]["maximize"] = True
     assert _run_twins(o, t, ours, theirs, 2, scheds) < 1e-6 and made
+
+
+def test_a_loaded_state_the_rule_does_not_keep_is_refused_by_name():
+    """An SGD momentum buffer loaded into Adam was taken, ignored, and Adam started from zero
+    moments at step 2; torch's Adam raises a KeyError there."""
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    sgd = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sgd.step()
+    sd = sgd.state_dict()
+    sd["param_groups"][0] = {k: v for k, v in sd["param_groups"][0].items() if k in ("params", "lr", "weight_decay")}
+    opt = rt.optim.Adam([p], lr=0.1)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]\['momentum_buffer'\]: Adam with these options keeps no"):
+        opt.load_state_dict(sd)
+    assert not opt.state[p]
+    adam = torch.optim.Adam([p], lr=0.1, amsgrad=True)
+    adam.step()
+    sd = adam.state_dict()
+    sd["param_groups"][0]["amsgrad"] = False  # its max_exp_avg_sq would be kept and never read
+    with pytest.raises(ValueError, match=r"\['max_exp_avg_sq'\]: Adam with these options keeps no"):
+        opt.load_state_dict(sd)

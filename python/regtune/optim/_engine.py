@@ -108,6 +108,9 @@ class Rule:
     #: its initial value: regtune.torch.optim passes a parameter's value to ``advance`` in
     #: ``scalars`` and stores the value it returns (rules derive it when it is not given).
     torch_param_scalars: ClassVar[dict[str, float]] = {}
+    #: Per-parameter state the reference writes and never reads (pytorch-optimizer's LAMB
+    #: diagnostics): accepted in a loaded state_dict (and kept as it is), never updated.
+    torch_state_info: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -526,16 +526,30 @@ class _Optimizer(torch.optim.Optimizer):
 
     def _load_state_dict(self, state_dict: dict[str, Any]) -> None:
         groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        state = state_dict.get("state") if isinstance(state_dict, dict) else None
         if isinstance(groups, list) and len(groups) == len(self.param_groups):
             # Each saved group becomes a group (torch keeps only our params): its options are
-            # checked as add_param_group checks them, before anything is loaded.
+            # checked as add_param_group checks them, before anything is loaded; and its
+            # parameters' state may hold only what the rule keeps with those options.
+            rule_class = self._regtune.rule_class
             for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
-                if isinstance(saved, dict):
-                    try:
-                        self._hyper({**saved, "params": group["params"]})
-                    except (TypeError, ValueError) as exc:
-                        raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
-        state = state_dict.get("state") if isinstance(state_dict, dict) else None
+                if not isinstance(saved, dict):
+                    continue
+                try:
+                    hyper = self._hyper({**saved, "params": group["params"]})
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
+                keeps = {"step", *rule_class.torch_param_scalars, *rule_class.torch_state_info}
+                keeps.update(k for k in self._rule(hyper).slots() if k)
+                if hyper["precision"] == "master":
+                    keeps.add("master")
+                for pid in saved.get("params", ()):
+                    entries = state.get(pid) if isinstance(state, dict) else None
+                    for k, v in (entries.items() if isinstance(entries, dict) else ()):
+                        if k not in keeps and v is not None:
+                            raise ValueError(f"state_dict['state'][{pid!r}][{k!r}]: {type(self).__name__} with these "
+                                             f"options keeps no {k!r} (a state_dict of another optimizer, or of "
+                                             f"other options?); it keeps {sorted(keeps)}")  # fmt: skip
         for i, entries in (state.items() if isinstance(state, dict) else ()):
             for k, v in (entries.items() if isinstance(entries, dict) else ()):
                 v = _local(v) if isinstance(v, torch.Tensor) else v  # (a DTensor's shard: no collective)

@@ -47,6 +47,7 @@ class LAMB(Rule):
     torch_fixed = {"fixed_decay": False, "rectify": False, "adam": False}
     torch_foreign = ("max_grad_norm",)
     torch_options = {"foreach": None}
+    torch_state_info = ("weight_norm", "adam_norm", "trust_ratio")
 
     def __init__(
         self, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, *, decoupled_weight_decay=True,

@@ -857,3 +857,39 @@ def test_a_loaded_state_the_rule_does_not_keep_is_refused_by_name():
     sd["param_groups"][0]["amsgrad"] = False  # its max_exp_avg_sq would be kept and never read
     with pytest.raises(ValueError, match=r"\['max_exp_avg_sq'\]: Adam with these options keeps no"):
         opt.load_state_dict(sd)
+
+
+_OTHER_VALUES = {"lr": 0.05, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1, "momentum": 0.5, "dampening": 0.1,
+                 "nesterov": True, "amsgrad": True, "alpha": 0.9, "centered": True, "lr_decay": 0.1,
+                 "initial_accumulator_value": 0.1, "momentum_decay": 0.01, "rho": 0.8, "grad_averaging": False,
+                 "trust_clamp": 0.5, "trust_coefficient": 0.01, "warmup_steps": 2, "r": 0.5, "weight_lr_power": 1.0,
+                 "beta2_decay": -0.5, "d": 2.0, "l1": 1e-3, "prox_l1": 1e-3, "max_grad_norm": 0.5, "maximize": True}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", rt.optim.__all__)
+def test_a_group_key_steps_as_the_keyword(name):
+    """Every hyperparameter (a value other than its default; decoupled_weight_decay flipped) as a
+    param-group key steps bit for bit as the keyword does, or both are refused alike."""
+    cls = getattr(rt.optim, name)
+    probe = cls([torch.zeros(1)])
+    values = {k: v for k, v in _OTHER_VALUES.items() if k in probe._keys}
+    if "decoupled_weight_decay" in probe._keys:
+        values["decoupled_weight_decay"] = not probe.defaults["decoupled_weight_decay"]
+    assert set(probe._keys) - set(values) <= {"precision", "state_dtype", "seed"}  # 16-bit options: tested apart
+    for k, v in values.items():
+        runs = []
+        for how in ("keyword", "group"):
+            ps = [torch.nn.Parameter(torch.linspace(-1, 1, 12).reshape(3, 4) + i) for i in range(2)]
+            try:
+                opt = cls(ps, **{k: v}) if how == "keyword" else cls([{"params": ps, k: v}])
+            except (TypeError, ValueError) as exc:
+                runs.append(repr(exc))
+                continue
+            for t in range(3):
+                for i, p in enumerate(ps):
+                    p.grad = torch.cos(torch.arange(12.0).reshape(3, 4) * (t + 1) + i)
+                opt.step()
+            runs.append([p.detach().clone() for p in ps])
+        a, b = runs
+        assert type(a) is type(b), (k, a, b)
+        assert a == b if isinstance(a, str) else all(torch.equal(x, y) for x, y in zip(a, b)), k

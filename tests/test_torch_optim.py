@@ -893,3 +893,17 @@ def test_a_group_key_steps_as_the_keyword(name):
         a, b = runs
         assert type(a) is type(b), (k, a, b)
         assert a == b if isinstance(a, str) else all(torch.equal(x, y) for x, y in zip(a, b)), k
+
+
+def test_schedule_free_fills_z_of_a_parameter_first_stepped_late():
+    """z is the parameter's copy at its own first step, as schedulefree's; it stayed zeros for a
+    parameter whose first gradient came after the group's first step (the group's count k > 0)."""
+    sfree = pytest.importorskip("schedulefree")
+    ours, theirs = _twins(3)
+    kw = dict(lr=1e-2, weight_decay=0.1, warmup_steps=2)
+    o = rt.optim.ScheduleFreeAdamW([{"params": ours[:2]}, {"params": ours[2:]}], **kw)
+    t = sfree.AdamWScheduleFree([{"params": theirs[:2]}, {"params": theirs[2:]}], **kw)
+    t.train()
+    # params[1] from step 3 on; the second group idle for its first 2 steps (its k advances)
+    assert _run_twins(o, t, ours, theirs, 6, none=lambda s, i: (i == 1 and s < 3) or (i == 2 and s < 2)) < 1e-12
+    assert [g["k"] for g in o.param_groups] == [g["k"] for g in t.param_groups] == [6, 6]

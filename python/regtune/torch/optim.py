@@ -502,7 +502,10 @@ class _Optimizer(torch.optim.Optimizer):
                     continue
                 t = st.get(name)
                 if t is None:  # a first step: as regtune fills it (a DTensor like its parameter)
-                    st[name] = t = _like(p, _tensor(arrays[i]))
+                    local = _tensor(arrays[i])
+                    if ro.rule.fills.get(name) == "param":  # (also when it comes after the group's first step)
+                        np.copyto(_np(local), _np(p), casting="unsafe")
+                    st[name] = t = _like(p, local)
                 elif tuple(_local(t).shape) != arrays[i].shape:
                     raise ValueError(
                         f"state[{name!r}] of a parameter of shape {tuple(p.shape)} has shape {tuple(t.shape)}, "

@@ -79,7 +79,9 @@ except ImportError:  # torch built without torch.distributed
 
 
 def _is_dtensor(t: Any) -> bool:
-    return _DTensor is not None and isinstance(t, _DTensor)
+    # (plain tensors and Parameters, every step's usual case, by two identity tests)
+    return type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter and _DTensor is not None \
+        and isinstance(t, _DTensor)
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -386,7 +388,8 @@ class _Optimizer(torch.optim.Optimizer):
                     step = int(group.get(count_key, 0))  # the group's count
                 else:  # torch's SGD keeps no step: a momentum buffer means steps were taken
                     step = int(state["step"]) if "step" in state else (1 if state else 0)
-                buckets.setdefault((step, tuple(_scalar(state.get(k, v)) for k, v in own.items())), []).append(p)
+                values = tuple(_scalar(state.get(k, v)) for k, v in own.items()) if own else ()
+                buckets.setdefault((step, values), []).append(p)
             grouped.append((group, buckets))
         first = [p for _, b in grouped for ps in b.values() for p in ps if not self.state[p]]
         work: list[tuple[_ro.Optimizer, list[torch.Tensor], int]] = []  # (regtune optimizer, params, step count)
@@ -409,8 +412,7 @@ class _Optimizer(torch.optim.Optimizer):
             # max_grad_norm clips by the norm of every gradient of the step, as
             # clip_grad_norm_(model.parameters()) (one regtune step alone computes it itself)
             clipped = [ro for ro, _, _ in work if ro.max_grad_norm is not None]
-            sharded = any(_sharded_dims(p) for _, params, _ in work for p in params)
-            if clipped and (len(work) > 1 or sharded):
+            if clipped and (len(work) > 1 or any(_sharded_dims(p) for _, params, _ in work for p in params)):
                 norm = _grad_norm([p for _, params, _ in work for p in params], [g for gs in grads for g in gs])
                 for ro in clipped:
                     ro.global_grad_norm = norm

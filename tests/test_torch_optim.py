@@ -907,3 +907,17 @@ def test_schedule_free_fills_z_of_a_parameter_first_stepped_late():
     # params[1] from step 3 on; the second group idle for its first 2 steps (its k advances)
     assert _run_twins(o, t, ours, theirs, 6, none=lambda s, i: (i == 1 and s < 3) or (i == 2 and s < 2)) < 1e-12
     assert [g["k"] for g in o.param_groups] == [g["k"] for g in t.param_groups] == [6, 6]
+
+
+@pytest.mark.parametrize("kw", [dict(precision="stochastic", seed=5), dict(precision="master"),
+                                dict(state_dtype=torch.bfloat16)])  # fmt: skip
+def test_16_bit_options_as_group_keys_step_as_the_keywords(kw):
+    runs = []
+    for how in ("keyword", "group"):
+        w = torch.linspace(-1, 1, 40).reshape(8, 5).to(torch.bfloat16).requires_grad_()
+        opt = rt.optim.AdamW([w], lr=1e-2, **kw) if how == "keyword" else rt.optim.AdamW([{"params": [w], **kw}], lr=1e-2)
+        for t in range(3):
+            w.grad = torch.cos(torch.arange(40.0).reshape(8, 5) * (t + 1)).to(torch.bfloat16)
+            opt.step()
+        runs.append((w.detach().view(torch.int16).clone(), {k: v.dtype for k, v in opt.state[w].items()}))
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]

@@ -921,3 +921,40 @@ def test_16_bit_options_as_group_keys_step_as_the_keywords(kw):
             opt.step()
         runs.append((w.detach().view(torch.int16).clone(), {k: v.dtype for k, v in opt.state[w].items()}))
     assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+
+
+_L = torch.optim.lr_scheduler
+_SCHEDULERS = {
+    "LambdaLR": lambda o: _L.LambdaLR(o, lambda e: 0.9**e), "StepLR": lambda o: _L.StepLR(o, 2, 0.5),
+    "MultiStepLR": lambda o: _L.MultiStepLR(o, [2, 5], 0.3), "LinearLR": lambda o: _L.LinearLR(o, 0.2, 1.0, 4),
+    "PolynomialLR": lambda o: _L.PolynomialLR(o, 8, 2.0),
+    "CosineAnnealingWarmRestarts": lambda o: _L.CosineAnnealingWarmRestarts(o, 3),
+    "CyclicLR": lambda o: _L.CyclicLR(o, 1e-3, 1e-2, step_size_up=2),  # cycles SGD's momentum / Adam's beta1
+    "OneCycleLR": lambda o: _L.OneCycleLR(o, 1e-2, total_steps=12),
+    "SequentialLR": lambda o: _L.SequentialLR(o, [_L.LinearLR(o, 0.1, 1.0, 3), _L.ExponentialLR(o, 0.9)], [3]),
+    "ReduceLROnPlateau": lambda o: _L.ReduceLROnPlateau(o, patience=0, factor=0.5),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("sched", list(_SCHEDULERS))
+@pytest.mark.parametrize("name, kw", [("Adam", dict(lr=1e-2)), ("SGD", dict(lr=1e-2, momentum=0.9)),
+                                      ("NAdam", dict(lr=1e-2)), ("RMSprop", dict(lr=1e-2, momentum=0.5))])  # fmt: skip
+def test_torchs_lr_schedulers_drive_it_as_torchs_own(name, kw, sched):
+    """float64, 10 steps: the same bits as torch's optimizer under each scheduler (up to double
+    rounding), momentum and beta1 cycled too."""
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64)) for _ in range(2)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    o, t = getattr(rt.optim, name)(ours, **kw), getattr(torch.optim, name)(theirs, **kw)
+    so, st = _SCHEDULERS[sched](o), _SCHEDULERS[sched](t)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        for a, b in zip(ours, theirs):
+            g = torch.randn(a.shape, generator=gen, dtype=torch.float64)
+            a.grad, b.grad = g.clone(), g.clone()
+        o.step()
+        t.step()
+        for s in (so, st):
+            s.step(1.0) if sched == "ReduceLROnPlateau" else s.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-14)

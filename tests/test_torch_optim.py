@@ -592,8 +592,10 @@ def test_lamb_counts_steps_per_group_as_pytorch_optimizer():
     t2 = po.Lamb([{"params": theirs[:3]}, {"params": theirs[3:]}], lr=1e-2)
     t2.load_state_dict(copy.deepcopy(o.state_dict()))  # ours -> the reference and back
     o.load_state_dict(copy.deepcopy(t.state_dict()))
-    # the reference's groups carry max_grad_norm=1.0 (its pre_norm's scale): not a clip here
-    assert o.param_groups[0]["max_grad_norm"] == 1.0 and "decoupled_weight_decay" not in o.param_groups[0]
+    # the reference's groups carry max_grad_norm=1.0 (its pre_norm's scale): not a clip here;
+    # loaded, the groups are in regtune's terms
+    assert o.param_groups[0]["max_grad_norm"] is None and o.param_groups[0]["decoupled_weight_decay"] is True
+    assert "weight_decouple" not in o.param_groups[0] and o.state_dict()["param_groups"][0]["weight_decouple"] is True
     assert _run_twins(o, t2, ours, theirs, 4, seed=7) < 1e-6
 
 
@@ -958,3 +960,20 @@ def test_torchs_lr_schedulers_drive_it_as_torchs_own(name, kw, sched):
             s.step(1.0) if sched == "ReduceLROnPlateau" else s.step()
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_reloaded_lamb_takes_options_set_by_hand_under_regtunes_names():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = rt.optim.LAMB([p], lr=0.1, weight_decay=0.5)
+    p.grad = torch.ones(3)
+    opt.step()
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # (its groups carry pytorch-optimizer's names)
+    opt.param_groups[0]["decoupled_weight_decay"] = False
+    opt.step()  # the option set by hand is the one read: no disagreement with a stale alias
+    twin = torch.nn.Parameter(torch.ones(3))
+    ref = rt.optim.LAMB([twin], lr=0.1, weight_decay=0.5)
+    twin.grad = torch.ones(3)
+    ref.step()
+    ref.param_groups[0]["decoupled_weight_decay"] = False
+    ref.step()
+    assert torch.equal(p, twin)

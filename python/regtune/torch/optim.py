@@ -249,6 +249,7 @@ class _Optimizer(torch.optim.Optimizer):
         except BaseException:
             self.param_groups.pop()  # a refused group is not kept
             raise
+        self._in_own_terms(group)
         # A rule with scalar state keeps it in the group, under the reference's names, and a rule
         # whose reference counts steps per group keeps that count there, under its name.
         rule = self._regtune.rule_class
@@ -256,6 +257,19 @@ class _Optimizer(torch.optim.Optimizer):
             group.setdefault(k, v)
         if rule.torch_group_step:
             group.setdefault(rule.torch_group_step, 0)
+
+    def _in_own_terms(self, group: dict[str, Any]) -> None:
+        """A (checked) group under regtune's names: the reference's names of regtune's options
+        renamed, and in a group the reference wrote, its keys that mean something else set to
+        this optimizer's values (state_dict() writes the reference's names back)."""
+        rule = self._regtune.rule_class
+        for alias, k in rule.torch_aliases.items():
+            if alias in group:
+                if k not in group:
+                    group[k] = group[alias]
+                    for f in rule.torch_foreign:
+                        group[f] = self.defaults[f]
+                del group[alias]
 
     def _check_param(self, i: int, p: torch.Tensor) -> None:
         if p.device.type != "cpu":
@@ -562,6 +576,8 @@ class _Optimizer(torch.optim.Optimizer):
                     bad = v.detach().reshape(-1)[~torch.isfinite(v.detach().reshape(-1))][0].item()
                     raise ValueError(f"state_dict['state'][{i!r}][{k!r}] holds {bad}; optimizer state must be finite")
         super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            self._in_own_terms(group)
         self._cache.clear()  # new groups and state tensors: bound afresh at the next step
         self._bound = weakref.WeakKeyDictionary()
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]

@@ -752,7 +752,9 @@ def _fsdp_model():
     from torch.distributed.fsdp import fully_shard
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5))  # 5 rows: uneven
+    # 5 rows: uneven shards; 1 row: process 1's shards are empty
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5), torch.nn.Tanh(),
+                                torch.nn.Linear(5, 1))  # fmt: skip
     for layer in model:
         if isinstance(layer, torch.nn.Linear):
             fully_shard(layer)

@@ -92,12 +92,12 @@ class Rule:
     #: and state_dict() writes them. (torch.optim's own optimizers: found from their defaults.)
     torch_fixed: ClassVar[dict[str, Any]] = {}
     #: The reference's names of regtune hyperparameters (``{"weight_decouple":
-    #: "decoupled_weight_decay"}``): read from a group that lacks regtune's name, refused when
-    #: both are there and disagree, written by state_dict().
+    #: "decoupled_weight_decay"}``): a group added or loaded with one is kept under regtune's name
+    #: (refused when both are there and disagree); state_dict() writes both.
     torch_aliases: ClassVar[dict[str, str]] = {}
     #: Group keys that the reference uses with another meaning than regtune's (pytorch-optimizer's
-    #: ``max_grad_norm`` scales its ``pre_norm``): ignored in a group that came from the reference
-    #: (one with an alias of ``torch_aliases`` and without regtune's name).
+    #: ``max_grad_norm`` scales its ``pre_norm``): in a group the reference wrote (one with an
+    #: alias of ``torch_aliases`` and without regtune's name) they take this optimizer's values.
     torch_foreign: ClassVar[tuple[str, ...]] = ()
     #: The param-group key under which the reference counts steps per group (one count for all
     #: of a group's parameters, advanced at every ``step()`` even for a group whose gradients are

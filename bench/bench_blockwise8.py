@@ -5,9 +5,11 @@ at 1 thread and at every core, each case in a process of its own.
 
 Each row is the minimum time of one step over repeats (after a warm-up step), the state's bytes
 per parameter, and, for regtune, the step's own memory traffic against the copy bandwidth measured
-in the same process (the roofline: a float32 parameter and gradient read, the parameter written,
-and each 8-bit state read and written with its block's absmax: 15.06 bytes per element for
-AdamW). Peers that are not installed are skipped with a note.
+in the same process (a float32 parameter and gradient read, the parameter written, and each
+8-bit state read and written with its block's absmax: 15.06 bytes per element for AdamW, 28 for
+float32 AdamW), as a percentage of NumPy's copy bandwidth counted as read + write (a fused step
+that streams several arrays at once can pass 100% of that yardstick). Peers that are not
+installed are skipped with a note.
 
     python bench/bench_blockwise8.py [--threads 1,2] [--shapes big,resnet18,block] [--only regtune-int8,torch-fused]
 
@@ -34,7 +36,7 @@ SHAPES = {
     "block": [(3072, 1024), (3072,), (1024, 1024), (1024,), (4096, 1024), (4096,), (1024, 4096), (1024,)]
     + [(1024,)] * 4,
 }
-IMPLS = ["regtune-fp32", "regtune-int8", "torch-fused", "deepspeed", "bnb-8bit", "torchao-8bit",
+IMPLS = ["torch-fused", "regtune-fp32", "regtune-int8", "deepspeed", "bnb-8bit", "torchao-8bit",
          "regtune-lion-int8", "regtune-lion-fp32", "regtune-sgd-int8", "regtune-sgd-fp32"]  # fmt: skip
 LR = 1e-3
 

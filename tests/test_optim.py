@@ -2249,3 +2249,15 @@ def test_adam_with_decoupled_weight_decay_is_adamw():
     a, _ = _run("Adam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True), params, grad_seq)
     b, _ = _run("AdamW", dict(lr=1e-2, weight_decay=0.1), params, grad_seq)
     assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("name, attr", [("Adam", "betas"), ("SGD", "momentum"), ("NAdam", "momentum_decay")])
+def test_a_rule_hyperparameter_set_on_the_optimizer_is_refused_not_ignored(name, attr):
+    """Issue 26: ``opt.betas = ...`` made an attribute that no step read; lr and weight_decay
+    (the optimizer's own, schedulable) still set."""
+    opt = getattr(optim, name)([np.zeros(3)], lr=0.1)
+    before = getattr(opt, attr)
+    with pytest.raises(AttributeError, match=rf"{attr} is a hyperparameter of the {name} rule, fixed when"):
+        setattr(opt, attr, before)
+    opt.lr, opt.weight_decay = 0.5, 0.01
+    assert (opt.lr, opt.weight_decay, getattr(opt, attr)) == (0.5, 0.01, before)

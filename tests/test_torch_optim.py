@@ -178,7 +178,9 @@ def test_parameters_that_skip_steps_keep_their_own_bias_correction():
 
 
 @pytest.mark.parametrize("name", rt.optim.__all__)
-def test_every_optimizer_steps_as_regtune_optim_does(name):
+def test_every_optimizer_steps_as_regtune_optim_does(name, monkeypatch):
+    if name == "NAdam":  # torch's mu_product is in torch's default dtype; regtune.optim's in double
+        monkeypatch.setattr(torch, "get_default_dtype", lambda: torch.float64)
     torch.manual_seed(1)
     shapes = [(5, 7), (7,)]
     params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
@@ -441,3 +443,539 @@ def test_torch_code_runs_unchanged_flags_positional_lr_maximize_tensor_hyperpara
 def test_what_cannot_be_honoured_is_refused_by_name(make, exc, match):
     with pytest.raises(exc, match=match):
         make([torch.nn.Parameter(torch.zeros(3))])
+
+
+# ------------------------------------------------ param-group keys, schedulers, references' state
+def _run_twins(ours_opt, ref_opt, ours, theirs, steps, scheds=(), none=lambda s, i: False, seed=2):
+    """Steps both on the same gradients (None where ``none(step, i)``); returns the largest
+    parameter difference."""
+    gen = torch.Generator().manual_seed(seed)
+    for s in range(steps):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            g = torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = (None, None) if none(s, i) else (g.clone(), g.clone())
+        ours_opt.step()
+        ref_opt.step()
+        for sc in scheds:
+            sc.step()
+    return max((a - b).abs().max().item() for a, b in zip(ours, theirs))
+
+
+def _group_options(name):
+    """A bad value of each regtune option of ``name`` (what its keyword check refuses)."""
+    bad = {"lr": -1.0, "betas": (0.9, 1.5), "eps": -1.0, "weight_decay": -1.0, "momentum": -1.0, "dampening": float("nan"),
+           "nesterov": "yes", "amsgrad": 2, "alpha": -1.0, "centered": "no", "lr_decay": -1.0,
+           "initial_accumulator_value": -1.0, "momentum_decay": -1.0, "decoupled_weight_decay": 1, "rho": 2.0,
+           "grad_averaging": "x", "trust_clamp": 0.0, "trust_coefficient": -1.0, "warmup_steps": -1, "r": -1.0,
+           "weight_lr_power": -1.0, "beta2_decay": 1.0, "d": -1.0, "l1": -1.0, "prox_l1": -1.0, "max_grad_norm": 0.0,
+           "maximize": "yes", "precision": "exact", "state_dtype": "int8", "seed": 3}  # fmt: skip
+    return getattr(rt.optim, name)([torch.zeros(1)])._keys, bad
+
+
+@pytest.mark.parametrize("name", rt.optim.__all__)
+def test_a_group_key_goes_through_the_keyword_checks(name):
+    """Issue 26: every hyperparameter as a param-group key is checked as the keyword is, with
+    the same exception and message (never accepted and then ignored)."""
+    keys, bad = _group_options(name)
+    cls = getattr(rt.optim, name)
+    assert set(keys) <= set(bad), sorted(set(keys) - set(bad))  # a new option needs its bad value here
+    for k in keys:
+        p = torch.nn.Parameter(torch.zeros(3))
+        with pytest.raises((TypeError, ValueError)) as by_keyword:
+            cls([p], **{k: bad[k]})
+        with pytest.raises(by_keyword.type) as by_group:
+            cls([{"params": [p], k: bad[k]}])
+        assert str(by_group.value) == str(by_keyword.value)
+        opt = cls([p])  # a key set in an existing group: refused at the next step, nothing stepped
+        opt.param_groups[0][k] = bad[k]
+        p.grad = torch.ones(3)
+        with pytest.raises(by_keyword.type):
+            opt.step()
+        assert torch.equal(p.detach(), torch.zeros(3)) and not opt.state[p]
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.5, maximize=True)),
+                                      ("Adam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+                                      ("Adam", dict(lr=1e-2, maximize=True, amsgrad=True)),
+                                      ("NAdam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+                                      ("RAdam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+                                      ("RMSprop", dict(lr=1e-2, momentum=0.5, centered=True, maximize=True))])  # fmt: skip
+def test_group_keys_and_loaded_torch_state_dicts_are_honoured(name, kw):
+    """The options as group keys of one group (the other keeps the defaults) and from a torch
+    state_dict loaded mid-run, against torch."""
+    ours, theirs = _twins(4)
+    o = getattr(rt.optim, name)([{"params": ours[:2], **kw}, {"params": ours[2:], "lr": kw["lr"]}])
+    t = getattr(torch.optim, name)([{"params": theirs[:2], **kw}, {"params": theirs[2:], "lr": kw["lr"]}])
+    assert _run_twins(o, t, ours, theirs, 5) < 1e-6
+    ours, theirs = _twins()
+    t = getattr(torch.optim, name)(theirs, **kw)
+    o = getattr(rt.optim, name)(ours, lr=kw["lr"])  # made without the options: the state_dict brings them
+    assert _run_twins(o, t, ours, theirs, 0) == 0
+    _run_twins(t, t, theirs, theirs, 0)
+    for a, b in zip(ours, theirs):
+        b.grad = torch.ones_like(b)
+    t.step()
+    o.load_state_dict(copy.deepcopy(t.state_dict()))
+    for a, b in zip(ours, theirs):
+        a.data.copy_(b.detach())
+    assert all(o.param_groups[0][k] == v for k, v in kw.items())
+    assert _run_twins(o, t, ours, theirs, 5) < 1e-6
+
+
+def test_options_regtune_implements_with_one_value_are_refused_by_name():
+    p = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"AdamW implements the group option decoupled_weight_decay=True only"):
+        rt.optim.AdamW([{"params": [p], "decoupled_weight_decay": False}])
+    sd = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3))]).state_dict()
+    sd["param_groups"][0]["decoupled_weight_decay"] = False  # torch's AdamW would step as Adam
+    opt = rt.optim.AdamW([p])
+    with pytest.raises(ValueError, match=r"state_dict\['param_groups'\]\[0\]: AdamW implements .*decoupled_weight_decay"):
+        opt.load_state_dict(sd)
+    sd["param_groups"][0].update(decoupled_weight_decay=True, maximize="yes")
+    with pytest.raises(TypeError, match=r"state_dict\['param_groups'\]\[0\]: maximize must be a bool"):
+        opt.load_state_dict(sd)
+    assert opt.param_groups[0]["maximize"] is False  # nothing loaded
+    with pytest.raises(ValueError, match=r"LAMB implements the group option rectify=False only"):
+        rt.optim.LAMB([{"params": [p], "rectify": True}])
+    with pytest.raises(ValueError, match=r"weight_decouple=False \(the reference's name of decoupled_weight_decay\) disagrees"):
+        rt.optim.LAMB([{"params": [p], "weight_decouple": False, "decoupled_weight_decay": True}])
+
+
+def test_lion_decoupled_weight_decay_divides_by_the_initial_lr_under_a_scheduler():
+    """As lion-pytorch (its ``_init_lr``): under StepLR, with a parameter whose gradient is
+    sometimes None (which rebuilds regtune's cached step), a group with its own lr, and a
+    state_dict reloaded into a fresh optimizer mid-run."""
+    lion_pytorch = pytest.importorskip("lion_pytorch")
+    ours, theirs = _twins(4)
+    kw = dict(lr=1e-2, weight_decay=0.5, decoupled_weight_decay=True)
+    o = rt.optim.Lion([{"params": ours[:3]}, {"params": ours[3:], "lr": 3e-2}], **kw)
+    t = lion_pytorch.Lion([{"params": theirs[:3]}, {"params": theirs[3:], "lr": 3e-2}], **kw)
+    so, st = (torch.optim.lr_scheduler.StepLR(x, 2, 0.5) for x in (o, t))
+    assert _run_twins(o, t, ours, theirs, 6, (so, st), none=lambda s, i: i == 1 and s % 3 == 1) < 1e-6
+    o2 = rt.optim.Lion([{"params": ours[:3]}, {"params": ours[3:]}], **kw)
+    o2.load_state_dict(copy.deepcopy(o.state_dict()))  # the groups' lr are the scheduled ones now
+    assert o2.param_groups[1]["lr"] == t.param_groups[1]["lr"] < 3e-2 / 4
+    assert _run_twins(o2, t, ours, theirs, 3, seed=3) < 1e-6
+
+
+def test_nadam_keeps_torchs_running_mu_product_as_beta1_changes():
+    """OneCycleLR(cycle_momentum=True) moves beta1 every step; then beta1 set by hand; the
+    state_dict moves mu_product both ways."""
+    ours, theirs = _twins()
+    o, t = rt.optim.NAdam(ours, lr=1e-2), torch.optim.NAdam(theirs, lr=1e-2)
+    scheds = [torch.optim.lr_scheduler.OneCycleLR(x, 5e-2, total_steps=40, cycle_momentum=True) for x in (o, t)]
+    assert _run_twins(o, t, ours, theirs, 12, scheds, none=lambda s, i: i == 2 and s < 4) < 1e-6
+    for x in (o, t):
+        x.param_groups[0]["betas"] = (0.5, 0.99)
+    assert _run_twins(o, t, ours, theirs, 4) < 1e-6
+    for a, b in zip(ours, theirs):
+        assert o.state[a]["mu_product"].item() == pytest.approx(t.state[b]["mu_product"].item(), rel=1e-6)
+    assert o.state[ours[2]]["mu_product"].item() != o.state[ours[0]]["mu_product"].item()  # 4 steps fewer
+    t2 = torch.optim.NAdam(theirs, lr=1e-2)
+    t2.load_state_dict(copy.deepcopy(o.state_dict()))
+    o.load_state_dict(copy.deepcopy(t.state_dict()))
+    assert _run_twins(o, t2, ours, theirs, 4, seed=5) < 1e-6
+    with pytest.raises(ValueError, match=r"mu_product must be in \[0, 1\]"):
+        o.state[ours[0]]["mu_product"].fill_(2.0)
+        o.step()
+
+
+def test_lamb_counts_steps_per_group_as_pytorch_optimizer():
+    po = pytest.importorskip("pytorch_optimizer")
+    ours, theirs = _twins(4)
+    o = rt.optim.LAMB([{"params": ours[:3]}, {"params": ours[3:]}], lr=1e-2, weight_decay=0.1)
+    t = po.Lamb([{"params": theirs[:3]}, {"params": theirs[3:]}], lr=1e-2, weight_decay=0.1)
+    # params[1] has no gradient on every third step; the last group none for its first 4 steps
+    none = lambda s, i: (i == 1 and s % 3 == 0) or (i == 3 and s < 4)  # noqa: E731
+    assert _run_twins(o, t, ours, theirs, 9, none=none) < 1e-6
+    assert [g["step"] for g in o.param_groups] == [g["step"] for g in t.param_groups] == [9, 9]
+    t2 = po.Lamb([{"params": theirs[:3]}, {"params": theirs[3:]}], lr=1e-2)
+    t2.load_state_dict(copy.deepcopy(o.state_dict()))  # ours -> the reference and back
+    o.load_state_dict(copy.deepcopy(t.state_dict()))
+    # the reference's groups carry max_grad_norm=1.0 (its pre_norm's scale): not a clip here;
+    # loaded, the groups are in regtune's terms
+    assert o.param_groups[0]["max_grad_norm"] is None and o.param_groups[0]["decoupled_weight_decay"] is True
+    assert "weight_decouple" not in o.param_groups[0] and o.state_dict()["param_groups"][0]["weight_decouple"] is True
+    assert _run_twins(o, t2, ours, theirs, 4, seed=7) < 1e-6
+
+
+# ------------------------------------------------------------- torch's own optimizer test table
+def _optim_db():
+    """torch's OptimizerInfo table, for the optimizers regtune has (empty when torch's test
+    helpers cannot be imported: they need ``expecttest``)."""
+    try:
+        from torch.testing._internal.common_optimizers import optim_db
+    except Exception:  # noqa: BLE001 (ImportError, or anything torch's test helpers raise)
+        return []
+    return [info for info in optim_db if info.optim_cls.__name__ in rt.optim.__all__]
+
+
+def _db_cases():
+    cases = []
+    for info in _optim_db():
+        for dtype in (torch.float32, torch.float64):
+            for inp in info.optim_inputs_func(device="cpu", dtype=dtype):
+                for impl in (None, *[i for i in info.supported_impls if i in ("foreach", "fused", "differentiable")]):
+                    kw = dict(inp.kwargs, **({impl: True} if impl else {}))
+                    cases.append(pytest.param(info.optim_cls, kw, dtype,
+                                              id=f"{info.optim_cls.__name__}-{inp.desc}-{impl}-{str(dtype)[6:]}"))  # fmt: skip
+    return cases or [pytest.param(None, None, None, marks=pytest.mark.skip("torch's optim_db needs expecttest"))]
+
+
+def _copy_kw(kw):
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+
+
+@pytest.mark.parametrize("torch_cls, kw, dtype", _db_cases())
+def test_torch_optim_db_configurations_match_or_are_refused_by_name(torch_cls, kw, dtype):
+    """Issue 26: every CPU configuration of torch's optim_db (float32 and float64, each
+    implementation flag torch lists for it) either steps as torch's optimizer does (5 steps,
+    two parameter groups, one parameter whose gradient is None on a step) or is refused with an
+    exception naming one of its options: nothing silently different."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(6, 5), (5,), (3, 4)]
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    ours = [torch.nn.Parameter(w.clone()) for w in init]
+    theirs = [torch.nn.Parameter(w.clone()) for w in init]
+    try:
+        o = getattr(rt.optim, torch_cls.__name__)([{"params": ours[:2]}, {"params": ours[2:], "lr": 0.02}], **_copy_kw(kw))
+    except (TypeError, ValueError) as exc:
+        assert any(k in str(exc) for k in kw), f"refused without naming an option of {kw}: {exc}"
+        return
+    t = torch_cls([{"params": theirs[:2]}, {"params": theirs[2:], "lr": 0.02}], **_copy_kw(kw))
+    for step in range(5):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            g = None if (i == 1 and step == 2) else torch.randn(a.shape, generator=gen, dtype=dtype)
+            a.grad, b.grad = (None, None) if g is None else (g.clone(), g.clone())
+        o.step()
+        t.step()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.detach(), b.detach(), **tol)
+
+
+def _db_error_cases():
+    cases = []
+    for info in _optim_db():
+        for err in info.optim_error_inputs_func(device="cpu", dtype=torch.float32):
+            inp = err.optimizer_error_input
+            # torch's own limits of its implementations (a tensor lr with foreach, mixed float and
+            # tensor betas): regtune's one step has none of them
+            if inp.params is not None or not inp.kwargs or "Tensor" in inp.desc or "both floats" in inp.desc:
+                continue
+            cases.append(pytest.param(info.optim_cls, inp.kwargs, id=f"{info.optim_cls.__name__}-{inp.desc}"))
+    return cases or [pytest.param(None, None, marks=pytest.mark.skip("torch's optim_db needs expecttest"))]
+
+
+@pytest.mark.parametrize("torch_cls, kw", _db_error_cases())
+def test_what_torchs_optim_db_refuses_is_refused_by_name(torch_cls, kw):
+    with pytest.raises((TypeError, ValueError)) as exc:
+        getattr(rt.optim, torch_cls.__name__)([torch.nn.Parameter(torch.zeros(3))], **kw)
+    assert any(k in str(exc.value) for k in kw), str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["AdamW", "SGD", "NAdam", "LAMB"])
+def test_threads_stepping_one_optimizer_neither_lose_nor_invent_steps(name):
+    """Issue 26: two Python threads stepping one optimizer give some serial order of the steps
+    (with one constant gradient every order is the same: 2 x 25 steps in a row)."""
+    import threading
+
+    torch.manual_seed(0)
+    shapes = [(64, 33), (129,), (7, 5)]
+    ps = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    kw = {"lr": 1e-2, **({"momentum": 0.9} if name == "SGD" else {})}
+    opt, serial = getattr(rt.optim, name)(ps, **kw), getattr(rt.optim, name)(twins, **kw)
+    for p, q in zip(ps, twins):
+        p.grad = torch.randn(p.shape)
+        q.grad = p.grad.clone()
+    start = threading.Barrier(2)
+
+    def work():
+        start.wait()
+        for _ in range(25):
+            opt.step()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(50):
+        serial.step()
+    for p, q in zip(ps, twins):
+        assert torch.equal(p.detach(), q.detach())
+        assert int(opt.state[p]["step"]) == 50
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("AdamW", dict(lr=1e-2)), ("LAMB", dict(lr=1e-2))])
+def test_max_grad_norm_clips_by_the_norm_of_every_gradient_of_the_step(name, kw):
+    """Issue 26: with two groups, or a parameter whose gradient was None on a step (one regtune
+    step per group and step count), max_grad_norm clipped each of those by its own norm; it is
+    clip_grad_norm_ over every parameter of the optimizer."""
+    ours, theirs = _twins(4)
+    o = getattr(rt.optim, name)([{"params": ours[:3]}, {"params": ours[3:], "lr": kw["lr"] / 2}], max_grad_norm=1.0, **kw)
+    if name == "LAMB":
+        pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
+        t = pytorch_optimizer.Lamb([{"params": theirs[:3]}, {"params": theirs[3:], "lr": kw["lr"] / 2}], **kw)
+    else:
+        t = getattr(torch.optim, name)([{"params": theirs[:3]}, {"params": theirs[3:], "lr": kw["lr"] / 2}], **kw)
+    gen = torch.Generator().manual_seed(4)
+    for s in range(4):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            g = 3 * torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = (None, None) if (i == 1 and s == 0) else (g.clone(), g.clone())
+        o.step()
+        torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+        t.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_copied_optimizer_steps_on_as_the_original():
+    ps = [torch.nn.Parameter(torch.randn(4, 3)) for _ in range(2)]
+    opt = rt.optim.NAdam(ps, lr=1e-2)
+    for p in ps:
+        p.grad = torch.ones(4, 3)
+    opt.step()
+    twin = copy.deepcopy(opt)  # its own parameters and state, its own lock
+    qs = [q for g in twin.param_groups for q in g["params"]]
+    for p, q in zip(ps, qs):
+        p.grad, q.grad = torch.full((4, 3), 0.5), torch.full((4, 3), 0.5)
+    opt.step()
+    twin.step()
+    assert all(torch.equal(p, q) for p, q in zip(ps, qs)) and twin._lock is not opt._lock
+
+
+# ------------------------------------------------------------------------------------ FSDP2
+def _fsdp_model():
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    # 5 rows: uneven shards; 1 row: process 1's shards are empty
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5), torch.nn.Tanh(),
+                                torch.nn.Linear(5, 1))  # fmt: skip
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer)
+    return fully_shard(model)
+
+
+def _fsdp_worker(rank, world, port):
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        for name, clip in (("AdamW", None), ("AdamW", 0.5), ("NAdam", 0.5)):
+            a, b = _fsdp_model(), _fsdp_model()
+            ours = getattr(rt.optim, name)(a.parameters(), lr=1e-2, weight_decay=0.1, max_grad_norm=clip)
+            ref = getattr(torch.optim, name)(b.parameters(), lr=1e-2, weight_decay=0.1)
+            gen = torch.Generator().manual_seed(rank)  # each process its own batch
+            for _ in range(4):
+                x = torch.randn(6, 8, generator=gen)
+                for model, opt in ((a, ours), (b, ref)):
+                    opt.zero_grad()
+                    model(x).pow(2).mean().mul(20).backward()
+                    if opt is ref and clip:
+                        norm = torch.nn.utils.clip_grad_norm_(b.parameters(), clip)
+                        assert float(norm.full_tensor() if isinstance(norm, DTensor) else norm) > clip  # it clips
+                    opt.step()
+            for p, q in zip(a.parameters(), b.parameters()):
+                assert isinstance(p, DTensor) and isinstance(ours.state[p]["exp_avg"], DTensor)
+                torch.testing.assert_close(p.to_local(), q.to_local(), rtol=1e-5, atol=1e-6)
+            ref.load_state_dict(ours.state_dict())  # torch's layout: DTensor state, loads both ways
+            ours.load_state_dict(ref.state_dict())
+        with pytest.raises(TypeError, match=r"params\[0\] is a DTensor sharded over a device mesh \(FSDP2\): LAMB"):
+            rt.optim.LAMB(_fsdp_model().parameters())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_shards_step_as_torchs_adamw_over_two_gloo_processes():
+    """Issue 26: parameters sharded by fully_shard (DTensors) step their local shards, clipping
+    by the norm over the whole mesh, as torch's own optimizers under FSDP2 (2 CPU processes,
+    gloo); the rules that need whole tensors refuse sharded ones by name."""
+    import socket
+
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    pytest.importorskip("torch.distributed.fsdp").fully_shard  # noqa: B018 (torch >= 2.6)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_fsdp_worker, args=(2, port), nprocs=2)
+
+
+def test_a_refused_param_group_is_not_kept():
+    opt = rt.optim.AdamW([torch.nn.Parameter(torch.zeros(3))])
+    with pytest.raises(ValueError, match=r"betas\[1\] must be in \[0, 1\)"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "betas": (0.9, 1.0)})
+    assert len(opt.param_groups) == 1
+
+
+def test_a_scheduled_momentum_swaps_the_rule_not_the_state():
+    """OneCycleLR(cycle_momentum=True) sets betas at every step: the cached regtune step takes
+    the new rule without allocating its state again (it made a new optimizer each step: 7x the
+    step time on 20 512x512 tensors), and steps as torch."""
+    made = []
+
+    class Counted(ro.Adam):
+        def __init__(self, *args, **kwargs):
+            made.append(1)
+            super().__init__(*args, **kwargs)
+
+    ours, theirs = _twins()
+    o, t = rt.optim.Adam(ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2)
+    o._regtune = Counted
+    scheds = [torch.optim.lr_scheduler.OneCycleLR(x, 5e-2, total_steps=20, cycle_momentum=True) for x in (o, t)]
+    assert _run_twins(o, t, ours, theirs, 1, scheds) < 1e-6
+    made.clear()
+    assert _run_twins(o, t, ours, theirs, 6, scheds) < 1e-6
+    assert o.param_groups[0]["betas"][0] != 0.95 and not made
+    o.param_groups[0]["maximize"] = True  # not the rule's: a new regtune step
+    t.param_groups[0]["maximize"] = True
+    assert _run_twins(o, t, ours, theirs, 2, scheds) < 1e-6 and made
+
+
+def test_a_loaded_state_the_rule_does_not_keep_is_refused_by_name():
+    """An SGD momentum buffer loaded into Adam was taken, ignored, and Adam started from zero
+    moments at step 2; torch's Adam raises a KeyError there."""
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    sgd = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sgd.step()
+    sd = sgd.state_dict()
+    sd["param_groups"][0] = {k: v for k, v in sd["param_groups"][0].items() if k in ("params", "lr", "weight_decay")}
+    opt = rt.optim.Adam([p], lr=0.1)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[0\]\['momentum_buffer'\]: Adam with these options keeps no"):
+        opt.load_state_dict(sd)
+    assert not opt.state[p]
+    adam = torch.optim.Adam([p], lr=0.1, amsgrad=True)
+    adam.step()
+    sd = adam.state_dict()
+    sd["param_groups"][0]["amsgrad"] = False  # its max_exp_avg_sq would be kept and never read
+    with pytest.raises(ValueError, match=r"\['max_exp_avg_sq'\]: Adam with these options keeps no"):
+        opt.load_state_dict(sd)
+
+
+_OTHER_VALUES = {"lr": 0.05, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1, "momentum": 0.5, "dampening": 0.1,
+                 "nesterov": True, "amsgrad": True, "alpha": 0.9, "centered": True, "lr_decay": 0.1,
+                 "initial_accumulator_value": 0.1, "momentum_decay": 0.01, "rho": 0.8, "grad_averaging": False,
+                 "trust_clamp": 0.5, "trust_coefficient": 0.01, "warmup_steps": 2, "r": 0.5, "weight_lr_power": 1.0,
+                 "beta2_decay": -0.5, "d": 2.0, "l1": 1e-3, "prox_l1": 1e-3, "max_grad_norm": 0.5, "maximize": True}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", rt.optim.__all__)
+def test_a_group_key_steps_as_the_keyword(name):
+    """Every hyperparameter (a value other than its default; decoupled_weight_decay flipped) as a
+    param-group key steps bit for bit as the keyword does, or both are refused alike."""
+    cls = getattr(rt.optim, name)
+    probe = cls([torch.zeros(1)])
+    values = {k: v for k, v in _OTHER_VALUES.items() if k in probe._keys}
+    if "decoupled_weight_decay" in probe._keys:
+        values["decoupled_weight_decay"] = not probe.defaults["decoupled_weight_decay"]
+    assert set(probe._keys) - set(values) <= {"precision", "state_dtype", "seed"}  # 16-bit options: tested apart
+    for k, v in values.items():
+        runs = []
+        for how in ("keyword", "group"):
+            ps = [torch.nn.Parameter(torch.linspace(-1, 1, 12).reshape(3, 4) + i) for i in range(2)]
+            try:
+                opt = cls(ps, **{k: v}) if how == "keyword" else cls([{"params": ps, k: v}])
+            except (TypeError, ValueError) as exc:
+                runs.append(repr(exc))
+                continue
+            for t in range(3):
+                for i, p in enumerate(ps):
+                    p.grad = torch.cos(torch.arange(12.0).reshape(3, 4) * (t + 1) + i)
+                opt.step()
+            runs.append([p.detach().clone() for p in ps])
+        a, b = runs
+        assert type(a) is type(b), (k, a, b)
+        assert a == b if isinstance(a, str) else all(torch.equal(x, y) for x, y in zip(a, b)), k
+
+
+def test_schedule_free_fills_z_of_a_parameter_first_stepped_late():
+    """z is the parameter's copy at its own first step, as schedulefree's; it stayed zeros for a
+    parameter whose first gradient came after the group's first step (the group's count k > 0)."""
+    sfree = pytest.importorskip("schedulefree")
+    ours, theirs = _twins(3)
+    kw = dict(lr=1e-2, weight_decay=0.1, warmup_steps=2)
+    o = rt.optim.ScheduleFreeAdamW([{"params": ours[:2]}, {"params": ours[2:]}], **kw)
+    t = sfree.AdamWScheduleFree([{"params": theirs[:2]}, {"params": theirs[2:]}], **kw)
+    t.train()
+    # params[1] from step 3 on; the second group idle for its first 2 steps (its k advances)
+    assert _run_twins(o, t, ours, theirs, 6, none=lambda s, i: (i == 1 and s < 3) or (i == 2 and s < 2)) < 1e-12
+    assert [g["k"] for g in o.param_groups] == [g["k"] for g in t.param_groups] == [6, 6]
+
+
+@pytest.mark.parametrize("kw", [dict(precision="stochastic", seed=5), dict(precision="master"),
+                                dict(state_dtype=torch.bfloat16)])  # fmt: skip
+def test_16_bit_options_as_group_keys_step_as_the_keywords(kw):
+    runs = []
+    for how in ("keyword", "group"):
+        w = torch.linspace(-1, 1, 40).reshape(8, 5).to(torch.bfloat16).requires_grad_()
+        opt = rt.optim.AdamW([w], lr=1e-2, **kw) if how == "keyword" else rt.optim.AdamW([{"params": [w], **kw}], lr=1e-2)
+        for t in range(3):
+            w.grad = torch.cos(torch.arange(40.0).reshape(8, 5) * (t + 1)).to(torch.bfloat16)
+            opt.step()
+        runs.append((w.detach().view(torch.int16).clone(), {k: v.dtype for k, v in opt.state[w].items()}))
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+
+
+_L = torch.optim.lr_scheduler
+_SCHEDULERS = {
+    "LambdaLR": lambda o: _L.LambdaLR(o, lambda e: 0.9**e), "StepLR": lambda o: _L.StepLR(o, 2, 0.5),
+    "MultiStepLR": lambda o: _L.MultiStepLR(o, [2, 5], 0.3), "LinearLR": lambda o: _L.LinearLR(o, 0.2, 1.0, 4),
+    "PolynomialLR": lambda o: _L.PolynomialLR(o, 8, 2.0),
+    "CosineAnnealingWarmRestarts": lambda o: _L.CosineAnnealingWarmRestarts(o, 3),
+    "CyclicLR": lambda o: _L.CyclicLR(o, 1e-3, 1e-2, step_size_up=2),  # cycles SGD's momentum / Adam's beta1
+    "OneCycleLR": lambda o: _L.OneCycleLR(o, 1e-2, total_steps=12),
+    "SequentialLR": lambda o: _L.SequentialLR(o, [_L.LinearLR(o, 0.1, 1.0, 3), _L.ExponentialLR(o, 0.9)], [3]),
+    "ReduceLROnPlateau": lambda o: _L.ReduceLROnPlateau(o, patience=0, factor=0.5),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("sched", list(_SCHEDULERS))
+@pytest.mark.parametrize("name, kw", [("Adam", dict(lr=1e-2)), ("SGD", dict(lr=1e-2, momentum=0.9)),
+                                      ("NAdam", dict(lr=1e-2)), ("RMSprop", dict(lr=1e-2, momentum=0.5))])  # fmt: skip
+def test_torchs_lr_schedulers_drive_it_as_torchs_own(name, kw, sched):
+    """float64, 10 steps: the same bits as torch's optimizer under each scheduler (up to double
+    rounding), momentum and beta1 cycled too."""
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64)) for _ in range(2)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    o, t = getattr(rt.optim, name)(ours, **kw), getattr(torch.optim, name)(theirs, **kw)
+    so, st = _SCHEDULERS[sched](o), _SCHEDULERS[sched](t)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        for a, b in zip(ours, theirs):
+            g = torch.randn(a.shape, generator=gen, dtype=torch.float64)
+            a.grad, b.grad = g.clone(), g.clone()
+        o.step()
+        t.step()
+        for s in (so, st):
+            s.step(1.0) if sched == "ReduceLROnPlateau" else s.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_reloaded_lamb_takes_options_set_by_hand_under_regtunes_names():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = rt.optim.LAMB([p], lr=0.1, weight_decay=0.5)
+    p.grad = torch.ones(3)
+    opt.step()
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # (its groups carry pytorch-optimizer's names)
+    opt.param_groups[0]["decoupled_weight_decay"] = False
+    opt.step()  # the option set by hand is the one read: no disagreement with a stale alias
+    twin = torch.nn.Parameter(torch.ones(3))
+    ref = rt.optim.LAMB([twin], lr=0.1, weight_decay=0.5)
+    twin.grad = torch.ones(3)
+    ref.step()
+    ref.param_groups[0]["decoupled_weight_decay"] = False
+    ref.step()
+    assert torch.equal(p, twin)

@@ -74,8 +74,8 @@ class Rule:
     It may also set ``fills`` (a state array's initial value, or ``"param"`` for a copy of the
     parameter taken at the first step), ``scalars`` (scalar state with its initial values,
     advanced by ``advance``), ``methods`` (rule functions ``f(opt, ...)`` that become methods
-    of the optimizer and of its torch counterpart) and ``torch_state(t)`` (scalars torch keeps
-    in each parameter's state that the rule derives)."""
+    of the optimizer and of its torch counterpart) and the ``torch_*`` attributes below (how
+    :mod:`regtune.torch.optim` reads and writes the reference's param groups and state)."""
 
     name: ClassVar[str]
     key: ClassVar[str]
@@ -87,6 +87,30 @@ class Rule:
     #: implementation switches): regtune.torch.optim writes them into state_dict()'s groups,
     #: so that the reference loads it. (torch.optim's own optimizers: found by name.)
     torch_options: ClassVar[dict[str, Any]] = {}
+    #: Param-group options of the reference with the one value regtune implements (LAMB's
+    #: ``rectify=False``): a group, or a loaded state_dict, with another value is refused by name,
+    #: and state_dict() writes them. (torch.optim's own optimizers: found from their defaults.)
+    torch_fixed: ClassVar[dict[str, Any]] = {}
+    #: The reference's names of regtune hyperparameters (``{"weight_decouple":
+    #: "decoupled_weight_decay"}``): a group added or loaded with one is kept under regtune's name
+    #: (refused when both are there and disagree); state_dict() writes both.
+    torch_aliases: ClassVar[dict[str, str]] = {}
+    #: Group keys that the reference uses with another meaning than regtune's (pytorch-optimizer's
+    #: ``max_grad_norm`` scales its ``pre_norm``): in a group the reference wrote (one with an
+    #: alias of ``torch_aliases`` and without regtune's name) they take this optimizer's values.
+    torch_foreign: ClassVar[tuple[str, ...]] = ()
+    #: The param-group key under which the reference counts steps per group (one count for all
+    #: of a group's parameters, advanced at every ``step()`` even for a group whose gradients are
+    #: all None): Schedule-Free's ``"k"``, pytorch-optimizer's ``"step"``. None: torch's ``step``
+    #: per parameter (a parameter whose gradient was None keeps its own count).
+    torch_group_step: ClassVar[str | None] = None
+    #: Scalar state torch keeps in each parameter's state (NAdam's running ``mu_product``), with
+    #: its initial value: regtune.torch.optim passes a parameter's value to ``advance`` in
+    #: ``scalars`` and stores the value it returns (rules derive it when it is not given).
+    torch_param_scalars: ClassVar[dict[str, float]] = {}
+    #: Per-parameter state the reference writes and never reads (pytorch-optimizer's LAMB
+    #: diagnostics): accepted in a loaded state_dict (and kept as it is), never updated.
+    torch_state_info: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -146,13 +170,9 @@ class Rule:
         states, names = opt._slot_lists()
         masters = opt.state["master"] if opt.precision == "master" else None
         return "optim_step", (
-            self.core, opt.params, grads, states, names, coef, fused, opt.max_grad_norm or 0.0, masters,
+            self.core, opt.params, grads, states, names, coef, fused, opt.own_max_grad_norm, masters,
             opt._sr_key, opt.step_count,
         )  # fmt: skip
-
-    def torch_state(self, t: int) -> dict[str, float]:
-        """Scalars torch keeps per parameter that this rule derives from the step count (after ``t`` steps)."""
-        return {}
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -304,6 +324,10 @@ class Optimizer:
         )
         #: Ascend the objective: every step uses -grad (torch's ``maximize=True``), inside the pass.
         self.maximize = boolean(maximize, "maximize")
+        #: None, or the gradient norm ``max_grad_norm`` clips by, computed by the caller over more
+        #: gradients than this optimizer's (regtune.torch.optim: every group's, and the whole
+        #: device mesh's); the step then computes no norm of its own.
+        self.global_grad_norm: float | None = None
         self._lock = threading.RLock()  # held by step, state_dict and load_state_dict
         self.step_count = 0
         #: The optimizer state: buffer name -> one array per parameter (torch's names).
@@ -321,6 +345,20 @@ class Optimizer:
         if rule is not None and not name.startswith("_") and name in vars(rule):
             return getattr(rule, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A rule's hyperparameter reads through the optimizer; set there it would be a new
+        # attribute that no step reads: refused (lr and weight_decay are the optimizer's own).
+        rule = self.__dict__.get("rule")
+        if rule is not None and not name.startswith("_") and name in vars(rule) and name not in self.__dict__:
+            raise AttributeError(f"{name} is a hyperparameter of the {type(rule).__name__} rule, fixed when the "
+                                 f"optimizer is made: make a new optimizer and load_state_dict() to change it")  # fmt: skip
+        super().__setattr__(name, value)
+
+    @property
+    def own_max_grad_norm(self) -> float:
+        """The max_grad_norm the native step clips by with a norm of its own (0.0: none)."""
+        return (self.max_grad_norm or 0.0) if self.global_grad_norm is None else 0.0
 
     @property
     def low(self) -> bool:
@@ -384,6 +422,10 @@ class Optimizer:
         except OverflowError:  # only a step count near 2**1024 gets here (set by hand)
             raise ValueError(f"step_count must be < 2**63, got step_count={count}") from None
         fused = dict(fused)
+        if self.global_grad_norm is not None and self.max_grad_norm is not None:
+            c = _core.clip_coefficient(self.global_grad_norm, self.max_grad_norm)
+            if not c >= 1.0:  # (NaN: every gradient NaN, as torch's clip_grad_norm_)
+                fused["clip"] = c
         if self.maximize:
             fused["maximize"] = True
         if self.l1:

@@ -16,8 +16,22 @@ group key) negates the gradient inside the step; torch's implementation switches
 and ``fused`` are accepted and kept in the groups (regtune's step is always one fused pass),
 ``capturable`` and ``differentiable`` only when False.
 
+Every option a param group (or a loaded ``state_dict``) carries goes through the checks of its
+keyword and is honoured or refused by name: regtune's own, the reference's names of them (LAMB's
+``weight_decouple``) and the reference's options regtune implements with one value only
+(torch's AdamW: ``decoupled_weight_decay=True``; LAMB: ``rectify=False``, ...). State the
+reference keeps per group or per parameter is kept where it keeps it: Schedule-Free's and LAMB's
+step count per group (``k``, ``step``), NAdam's running ``mu_product`` per parameter. Lion's
+decoupled weight decay divides by the ``lr`` the optimizer was made with (lion-pytorch's
+``_init_lr``). ``max_grad_norm`` clips by the norm of every gradient of the step (all groups).
+
 One native call steps each group (per distinct step count within it: parameters that skipped
-steps keep their own bias corrections, as in torch). Sparse gradients are refused.
+steps keep their own bias corrections, as in torch). Sparse gradients are refused. ``step``,
+``state_dict``, ``load_state_dict`` and ``add_param_group`` hold a lock: threads sharing an
+optimizer get some serial order of their calls. DTensor parameters (FSDP2's ``fully_shard``)
+step their local shards, the state kept as DTensors laid out as the parameters and the clip
+norm all-reduced over the mesh; rules that need whole tensors (LAMB, LARS, Adafactor) refuse
+sharded ones.
 
 ``torch.bfloat16`` and ``torch.float16`` parameters take regtune's 16-bit step (see
 ``regtune.optim``): ``precision="round" | "stochastic" | "master"`` and ``state_dtype=``
@@ -31,6 +45,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import weakref
 from typing import Any, Callable, Iterable
 
@@ -38,7 +53,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from .. import optim as _ro
+from .. import _core, optim as _ro
 from . import _bitsandbytes as _bnb
 from .._validation import scalar_or_schedule
 
@@ -59,8 +74,39 @@ _NUMPY_DTYPE = {v: k for k, v in _TORCH_DTYPE.items()}
 _TORCH_DTYPE[np.dtype(np.uint8)] = torch.uint8  # the codes of blockwise 8-bit state
 
 
+try:  # FSDP2's parameters, gradients and state
+    from torch.distributed.tensor import DTensor as _DTensor, Replicate as _Replicate, Shard as _Shard
+except ImportError:  # torch built without torch.distributed
+    _DTensor = _Replicate = _Shard = None
+
+
+def _is_dtensor(t: Any) -> bool:
+    # (plain tensors and Parameters, every step's usual case, by two identity tests)
+    return type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter and _DTensor is not None \
+        and isinstance(t, _DTensor)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's shard on this process (its memory: updating it updates the DTensor), else ``t``."""
+    return t.to_local() if _is_dtensor(t) else t
+
+
+def _like(p: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """``local`` as a DTensor laid out as the parameter ``p`` (torch's state layout under FSDP2)."""
+    if not _is_dtensor(p):
+        return local
+    return _DTensor.from_local(local, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride())
+
+
+def _sharded_dims(p: torch.Tensor) -> tuple[int, ...]:
+    """The mesh dimensions a parameter is sharded over (its sums are all-reduced over them)."""
+    return tuple(d for d, pl in enumerate(p.placements) if isinstance(pl, _Shard)) if _is_dtensor(p) else ()
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor's memory (no copy); bfloat16 through its int16 bits."""
+    """A NumPy view of a CPU tensor's memory (no copy; a DTensor's local shard); bfloat16
+    through its int16 bits."""
+    t = _local(t)
     if t.dtype == torch.bfloat16:
         return t.detach().view(torch.int16).numpy().view(_BF16)
     return t.detach().numpy()
@@ -99,6 +145,37 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _scalar(value: Any) -> np.floating:
+    """A scalar of a parameter's state as torch keeps it (a 0-d tensor of torch's scalar dtype:
+    float32 unless torch's default dtype is float64), as a NumPy scalar of that dtype."""
+    if isinstance(value, torch.Tensor):  # (torch's load_state_dict casts it to a 16-bit param's dtype)
+        if value.numel() != 1 or not value.is_floating_point():
+            raise ValueError(f"a scalar state tensor must hold one float, got {value.dtype} of shape {tuple(value.shape)}")
+        return (np.float64 if value.dtype == torch.float64 else np.float32)(value.item())
+    return (np.float64 if torch.get_default_dtype() == torch.float64 else np.float32)(value)
+
+
+def _grad_norm(params: list[torch.Tensor], grads: list[np.ndarray]) -> float:
+    """The L2 norm of every element of ``grads`` (the gradients of ``params``, DTensor shards
+    included: their sums of squares are all-reduced over the mesh dimensions they are sharded
+    over, in the same order on every process). Sums of squares in double, fixed blocks, per
+    dtype and placement in a fixed order: the same bits on every thread count."""
+    parts: dict[tuple, list[np.ndarray]] = {}  # (mesh, sharded dims, dtype) -> gradients, in first-seen order
+    for p, g in zip(params, grads):
+        dims = _sharded_dims(p)
+        parts.setdefault((p.device_mesh if dims else None, dims, g.dtype.str), []).append(g)
+    total = 0.0
+    for (mesh, dims, _), gs in parts.items():
+        sq = _core.grad_sums(gs)[1]
+        if dims:
+            t = torch.tensor(sq, dtype=torch.float64)
+            for d in dims:
+                torch.distributed.all_reduce(t, group=mesh.get_group(d))
+            sq = float(t)
+        total += sq
+    return math.sqrt(total)
+
+
 def _numpy_dtype(dtype: Any) -> Any:
     """A torch dtype given as ``state_dtype=`` in NumPy's terms (anything else as it is)."""
     return _NUMPY_DTYPE.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
@@ -130,47 +207,142 @@ class _Optimizer(torch.optim.Optimizer):
             raise TypeError(f"{type(self).__name__} got unexpected hyperparameters {sorted(unknown)}")
         defaults.update(hyper)
         self._keys = tuple(defaults)  # the regtune hyperparameters (torch adds its own to defaults)
+        #: the lr this optimizer was made with: a rule that keeps its initial lr (Lion's decoupled
+        #: weight decay) gets this one, as lion-pytorch keeps ``_init_lr``
+        self._init_lr = _plain(defaults["lr"])
+        rule = self._regtune.rule_class
+        #: the hyperparameters the rule takes (the rest are the regtune optimizer's)
+        self._rule_keys = tuple(k for k in inspect.signature(rule.__init__).parameters if k != "self")
+        #: the reference's group options regtune implements with one value only (torch's AdamW:
+        #: decoupled_weight_decay=True), refused with any other
+        self._fixed = {**{k: v for k, v in _torch_group_defaults(type(self).__name__).items()
+                          if k not in self._keys and k not in _TORCH_FLAGS}, **rule.torch_fixed}  # fmt: skip
         defaults.update(flags)  # kept in the groups, as torch keeps them
+        # step, state_dict, load_state_dict and add_param_group from several threads: one at a
+        # time, the result some serial order of the calls (as regtune.optim's optimizers)
+        self._lock = threading.RLock()
         self._cache: dict[int, tuple[Any, ...]] = {}
         # regtune optimizer -> the ids of the state tensors its arrays view (weak: a replaced
         # optimizer's entry goes with it, so a new one at the same address is never taken for it)
         self._bound: weakref.WeakKeyDictionary[_ro.Optimizer, tuple[int, ...]] = weakref.WeakKeyDictionary()
         super().__init__(params, defaults)
 
+    def __getstate__(self) -> dict[str, Any]:  # copy and pickle: torch's three, our own, no lock or cache
+        own = {k: self.__dict__[k] for k in ("_keys", "_init_lr", "_fixed", "_rule_keys")}
+        return {**super().__getstate__(), **own}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._lock = threading.RLock()
+        self._cache = {}
+        self._bound = weakref.WeakKeyDictionary()
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        with self._lock:
+            self._add_param_group(param_group)
+
+    def _add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        for i, p in enumerate(group["params"]):
-            if p.device.type != "cpu":
-                raise TypeError(f"params[{i}] must be a CPU tensor, got one on {p.device}")
-            if p.dtype not in _NUMPY_DTYPE:
-                raise TypeError(
-                    f"params[{i}] must have dtype torch.float32, float64, bfloat16 or float16, got {p.dtype}"
-                )
-            if not p.is_contiguous():
-                raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
-        self._hyper(group)  # checks the hyperparameters now, naming them
-        # A rule with scalar state keeps it in the group, under the reference's names, with the
-        # group's step count as "k" (one count per group, as the reference steps it).
-        for k, v in self._regtune.rule_class.scalars.items():
+        try:
+            for i, p in enumerate(group["params"]):
+                self._check_param(i, p)
+            self._hyper(group)  # checks the hyperparameters now, naming them
+        except BaseException:
+            self.param_groups.pop()  # a refused group is not kept
+            raise
+        self._in_own_terms(group)
+        # A rule with scalar state keeps it in the group, under the reference's names, and a rule
+        # whose reference counts steps per group keeps that count there, under its name.
+        rule = self._regtune.rule_class
+        for k, v in rule.scalars.items():
             group.setdefault(k, v)
-        if self._regtune.rule_class.scalars:
-            group.setdefault("k", 0)
+        if rule.torch_group_step:
+            group.setdefault(rule.torch_group_step, 0)
+
+    def _in_own_terms(self, group: dict[str, Any]) -> None:
+        """A (checked) group under regtune's names: the reference's names of regtune's options
+        renamed, and in a group the reference wrote, its keys that mean something else set to
+        this optimizer's values (state_dict() writes the reference's names back)."""
+        rule = self._regtune.rule_class
+        for alias, k in rule.torch_aliases.items():
+            if alias in group:
+                if k not in group:
+                    group[k] = group[alias]
+                    for f in rule.torch_foreign:
+                        group[f] = self.defaults[f]
+                del group[alias]
+
+    def _check_param(self, i: int, p: torch.Tensor) -> None:
+        if p.device.type != "cpu":
+            raise TypeError(f"params[{i}] must be a CPU tensor, got one on {p.device}")
+        if p.dtype not in _NUMPY_DTYPE:
+            raise TypeError(f"params[{i}] must have dtype torch.float32, float64, bfloat16 or float16, got {p.dtype}")
+        if not _local(p).is_contiguous():
+            raise ValueError(f"params[{i}] must be contiguous (regtune updates it in place)")
+        if _is_dtensor(p):  # FSDP2: each process steps its shard
+            if not all(isinstance(pl, (_Shard, _Replicate)) for pl in p.placements):
+                raise TypeError(f"params[{i}] is a DTensor placed {p.placements}: regtune steps Shard and "
+                                f"Replicate placements")  # fmt: skip
+            if _sharded_dims(p) and not self._regtune.rule_class.elementwise():
+                raise TypeError(f"params[{i}] is a DTensor sharded over a device mesh (FSDP2): "
+                                f"{type(self).__name__} needs each whole tensor (its norms or factors) in one "
+                                f"step; an element-wise rule steps shards")  # fmt: skip
+
+    def _standin(self, group: dict[str, Any], hyper: dict[str, Any] | None = None) -> _ro.Optimizer:
+        """A regtune optimizer over an empty array of the group's dtype (its checks, its coefficients)."""
+        dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
+        return self._make([np.empty(0, dt)], self._group_hyper(group) if hyper is None else hyper)
+
+    def _make(self, arrays: list[np.ndarray], hyper: dict[str, Any]) -> _ro.Optimizer:
+        """The regtune optimizer over ``arrays``: made with this optimizer's initial lr (what a
+        rule keeps of it is that one's), then given the group's lr."""
+        ro = self._regtune(arrays, **{**hyper, "lr": self._init_lr})
+        ro.lr = scalar_or_schedule(hyper["lr"], "lr")
+        return ro
+
+    def _rule(self, hyper: dict[str, Any]) -> _ro.Rule:
+        """The rule of these hyperparameters (checked; its lr the initial one, as ``_make``'s)."""
+        args = {k: hyper[k] for k in self._rule_keys if k in hyper}
+        if "lr" in args:
+            args["lr"] = self._init_lr
+        return self._regtune.rule_class(**args)
 
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         """The group's regtune hyperparameters (a group loaded from torch's own optimizer lacks
         regtune's extras: their defaults), checked by a throwaway regtune instance, which
         names a bad one."""
         hyper = self._group_hyper(group)
-        dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
-        self._regtune([np.empty(0, dt)], **hyper)
+        self._standin(group, hyper)
         return hyper
 
     def _group_hyper(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The group's regtune hyperparameters. Every key that a group (or a loaded state_dict)
+        may carry for the reference is honoured or refused by name: torch's flags, regtune's own
+        names, the reference's names of them (``torch_aliases``), and the reference's options
+        regtune implements with one value (``_fixed``); other keys (a scheduler's
+        ``initial_lr``, the user's own) are the user's."""
         for k in _TORCH_FLAGS:  # a group (or a loaded torch state_dict) may carry them too
             if k in group:
                 _torch_flag(k, group[k])
+        name = type(self).__name__
+        for k, v in self._fixed.items():
+            if k in group and _plain(group[k]) != v:
+                raise ValueError(f"{name} implements the group option {k}={v!r} only, got {k}={group[k]!r}")
         hyper = {k: _plain(group.get(k, self.defaults[k])) for k in self._keys}
+        rule = self._regtune.rule_class
+        from_reference = False  # a group the reference wrote: its aliases and not regtune's names
+        for alias, k in rule.torch_aliases.items():
+            if alias not in group:
+                continue
+            if k not in group:
+                hyper[k], from_reference = _plain(group[alias]), True
+            elif _plain(group[alias]) != hyper[k]:
+                raise ValueError(f"{name}: the group option {alias}={group[alias]!r} (the reference's name of {k}) "
+                                 f"disagrees with {k}={group[k]!r}")  # fmt: skip
+        if from_reference:
+            for k in rule.torch_foreign:  # the reference's option of that name means something else
+                hyper[k] = _plain(self.defaults[k])
         for k in ("betas", "eps"):
             if isinstance(hyper.get(k), list):
                 hyper[k] = tuple(hyper[k])
@@ -183,53 +355,89 @@ class _Optimizer(torch.optim.Optimizer):
         hyperparameters other than lr and weight decay stay the same)."""
         hyper = self._group_hyper(group)
         fixed = {k: v for k, v in hyper.items() if k not in _SCHEDULED}
-        ident = tuple((id(p), p.data_ptr()) for p in params)
+        ident = tuple((id(p), _local(p).data_ptr()) for p in params)
         cached = self._cache.get(id(group))
+        if cached is not None and cached[0] == ident and cached[1] != fixed:
+            # Only the rule's own hyperparameters changed (a scheduler's betas or momentum, set
+            # at every step by OneCycleLR(cycle_momentum=True)): a new rule, the same state, as
+            # long as the rule keeps the same buffers (amsgrad does not).
+            changed = {k for k in fixed if fixed[k] != cached[1].get(k)}
+            rule = self._rule(hyper) if changed <= set(self._rule_keys) else None
+            if rule is not None and rule.slots() == cached[2].rule.slots():
+                cached[2].rule = rule
+                self._cache[id(group)] = cached = (ident, fixed, cached[2])
         if cached is not None and cached[0] == ident and cached[1] == fixed:
             ro = cached[2]
             for k in _SCHEDULED:
                 if k in hyper and getattr(ro, k) != hyper[k]:
                     setattr(ro, k, scalar_or_schedule(hyper[k], k))
             return ro
-        ro = self._regtune([_np(p) for p in params], **hyper)
+        ro = self._make([_np(p) for p in params], hyper)
         self._cache[id(group)] = (ident, fixed, ro)
         return ro
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One step of every group (``closure`` re-evaluates the loss, as torch's)."""
+        """One step of every group (``closure`` re-evaluates the loss, as torch's). Several
+        threads may call it: one step at a time, each complete."""
+        with self._lock:
+            return self._step(closure)
+
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        grouped: list[tuple[dict[str, Any], dict[int, list[torch.Tensor]]]] = []
+        rule = self._regtune.rule_class
+        count_key, own = rule.torch_group_step, rule.torch_param_scalars
+        # Each group's parameters by (step count, per-parameter scalars): one regtune step each.
+        grouped: list[tuple[dict[str, Any], dict[tuple, list[torch.Tensor]]]] = []
         for group in self.param_groups:
-            buckets: dict[int, list[torch.Tensor]] = {}
+            buckets: dict[tuple, list[torch.Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 state = self.state[p]
-                if "k" in group and self._regtune.rule_class.scalars:
-                    step = int(group["k"])  # the group's count
+                if count_key:
+                    step = int(group.get(count_key, 0))  # the group's count
                 else:  # torch's SGD keeps no step: a momentum buffer means steps were taken
                     step = int(state["step"]) if "step" in state else (1 if state else 0)
-                buckets.setdefault(step, []).append(p)
+                values = tuple(_scalar(state.get(k, v)) for k, v in own.items()) if own else ()
+                buckets.setdefault((step, values), []).append(p)
             grouped.append((group, buckets))
         first = [p for _, b in grouped for ps in b.values() for p in ps if not self.state[p]]
         work: list[tuple[_ro.Optimizer, list[torch.Tensor], int]] = []  # (regtune optimizer, params, step count)
+        idle = []  # groups with no gradient whose reference advances its per-group count all the same
         try:
             for group, buckets in grouped:
-                for step, params in buckets.items():
+                if count_key and not buckets:
+                    ro = self._standin(group)
+                    ro.step_count = int(group.get(count_key, 0))
+                    self._scalars_in(ro, group)
+                    idle.append((group, ro.coefficients(ro.step_count)[2], ro.step_count + 1))
+                for (step, values), params in buckets.items():
                     ro = self._regtune_for(group, params)
                     self._bind_state(ro, params)
                     ro.step_count = step
-                    self._scalars_in(ro, group)
+                    self._scalars_in(ro, group, dict(zip(own, values)))
                     work.append((ro, params, step))
+            grads = [[_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params]
+                     for _, params, _ in work]  # fmt: skip
+            # max_grad_norm clips by the norm of every gradient of the step, as
+            # clip_grad_norm_(model.parameters()) (one regtune step alone computes it itself)
+            clipped = [ro for ro, _, _ in work if ro.max_grad_norm is not None]
+            if clipped and (len(work) > 1 or any(_sharded_dims(p) for _, params, _ in work for p in params)):
+                norm = _grad_norm([p for _, params, _ in work for p in params], [g for gs in grads for g in gs])
+                for ro in clipped:
+                    ro.global_grad_norm = norm
             # One native call steps every group (and step count), after all of them are checked.
-            _ro.step_all([(ro, [_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params])
-                          for ro, params, _ in work])  # fmt: skip
+            try:
+                _ro.step_all(list(zip((ro for ro, _, _ in work), grads)))
+            finally:
+                for ro in clipped:
+                    ro.global_grad_norm = None
         except BaseException:
             for p in first:  # a first step that did not happen leaves no state (it would count as a step)
                 self.state.pop(p, None)
@@ -238,8 +446,11 @@ class _Optimizer(torch.optim.Optimizer):
             raise
         steps = []
         groups = [group for group, buckets in grouped for _ in buckets]
-        for (ro, _, _), group in zip(work, groups):
-            self._scalars_out(ro, group)
+        for (ro, params, _), group in zip(work, groups):
+            self._scalars_out(ro, group, params)
+        for group, scalars, count in idle:
+            group.update({k: scalars[k] for k in rule.scalars})
+            group[count_key] = count
         for ro, params, step in work:
             for p in params:
                 st = self.state[p]
@@ -247,7 +458,6 @@ class _Optimizer(torch.optim.Optimizer):
                 if not isinstance(t, torch.Tensor) or t.dim() != 0 or t.dtype != torch.float32:
                     st["step"] = t = torch.tensor(float(step), dtype=torch.float32)  # torch's layout
                 steps.append(t)
-            self._extra_state(ro, params, step + 1)
         if steps:
             torch._foreach_add_(steps, 1.0)  # one call for all: a torch.tensor per parameter costs more
         if _increment_version is not None:
@@ -255,30 +465,41 @@ class _Optimizer(torch.optim.Optimizer):
                 _increment_version(params)
         return loss
 
-    def _scalars_in(self, ro: _ro.Optimizer, group: dict[str, Any]) -> None:
-        """The rule's scalar state from the group (its reference's keys)."""
-        if ro.rule.scalars:
-            ro.scalars = {k: group.get(k, v) for k, v in ro.rule.scalars.items()}
+    def _scalars_in(self, ro: _ro.Optimizer, group: dict[str, Any], own: dict[str, float] | None = None) -> None:
+        """The rule's scalar state: from the group (its reference's keys) and, for scalars torch
+        keeps per parameter, ``own`` (the bucket's values)."""
+        if ro.rule.scalars or own:
+            ro.scalars = {**{k: group.get(k, v) for k, v in ro.rule.scalars.items()}, **(own or {})}
 
-    def _scalars_out(self, ro: _ro.Optimizer, group: dict[str, Any]) -> None:
-        if ro.rule.scalars:
-            group.update(ro.scalars)
-            group["k"] = ro.step_count
+    def _scalars_out(self, ro: _ro.Optimizer, group: dict[str, Any], params: list[torch.Tensor] = ()) -> None:
+        rule = ro.rule
+        group.update({k: ro.scalars[k] for k in rule.scalars})
+        if rule.torch_group_step:
+            group[rule.torch_group_step] = ro.step_count
+        for k in rule.torch_param_scalars:  # in each parameter's state, as torch keeps it
+            value = ro.scalars[k]
+            dtype = _TORCH_DTYPE[np.dtype(type(value))]
+            for p in params:
+                t = self.state[p].get(k)
+                if isinstance(t, torch.Tensor) and t.dim() == 0 and t.dtype == dtype:
+                    t.fill_(float(value))
+                else:
+                    self.state[p][k] = torch.tensor(float(value), dtype=dtype)
 
     def _rule_method(self, name: str, *args: Any) -> None:
         """A method of the rule (Schedule-Free's ``train()`` / ``eval()``) on every group: on
         the parameters that have state, or on a stand-in when none has (only the group's scalar
         state changes then)."""
-        with torch.no_grad():
+        count_key = self._regtune.rule_class.torch_group_step
+        with torch.no_grad(), self._lock:
             for group in self.param_groups:
                 params = [p for p in group["params"] if self.state[p]]
                 if params:
                     ro = self._regtune_for(group, params)
                     self._bind_state(ro, params)
-                    ro.step_count = int(group.get("k", 0))
                 else:
-                    dt = _NUMPY_DTYPE[group["params"][0].dtype] if group["params"] else np.dtype(np.float32)
-                    ro = self._regtune([np.empty(0, dt)], **self._group_hyper(group))
+                    ro = self._standin(group)
+                ro.step_count = int(group.get(count_key, 0)) if count_key else 0
                 self._scalars_in(ro, group)
                 getattr(ro, name)(*args)
                 self._scalars_out(ro, group)
@@ -298,34 +519,28 @@ class _Optimizer(torch.optim.Optimizer):
                 if arrays[i] is None:  # a buffer this tensor does not keep (Adafactor)
                     continue
                 t = st.get(name)
-                if t is None:  # a first step: as regtune fills it
-                    st[name] = t = _tensor(arrays[i])
-                elif tuple(t.shape) != arrays[i].shape:
+                if t is None:  # a first step: as regtune fills it (a DTensor like its parameter)
+                    local = _tensor(arrays[i])
+                    if ro.rule.fills.get(name) == "param":  # (also when it comes after the group's first step)
+                        np.copyto(_np(local), _np(p), casting="unsafe")
+                    st[name] = t = _like(p, local)
+                elif tuple(_local(t).shape) != arrays[i].shape:
                     raise ValueError(
                         f"state[{name!r}] of a parameter of shape {tuple(p.shape)} has shape {tuple(t.shape)}, "
-                        f"expected {arrays[i].shape} (a state_dict of another model?)"
+                        f"expected {tuple(p.shape)} (a state_dict of another model?)"
                     )
                 want = _TORCH_DTYPE[arrays[i].dtype]  # the param's dtype, or the state_dtype of a 16-bit step
-                if (t.dtype == torch.uint8) != (want == torch.uint8):  # 8-bit codes are no float state, nor the reverse
+                loc = _local(t)
+                if (loc.dtype == torch.uint8) != (want == torch.uint8):  # 8-bit codes are no float state, nor the reverse
                     raise ValueError(
-                        f"state[{name!r}] of a parameter of shape {tuple(p.shape)} is {t.dtype} but this optimizer "
+                        f"state[{name!r}] of a parameter of shape {tuple(p.shape)} is {loc.dtype} but this optimizer "
                         f"keeps it {'blockwise 8-bit (uint8 codes)' if want == torch.uint8 else want} (state_dtype "
                         "and min_8bit_size must be those the state was made with)"
                     )
-                if t.dtype != want or not t.is_contiguous() or t.device.type != "cpu":
-                    st[name] = t = t.to(dtype=want, device="cpu").contiguous()
+                if loc.dtype != want or not loc.is_contiguous() or loc.device.type != "cpu":
+                    st[name] = t = _like(p, loc.to(dtype=want, device="cpu").contiguous())
                 arrays[i] = _np(t)
         self._bound[ro] = tuple(id(t) for p in params for t in self.state[p].values())
-
-    def _extra_state(self, ro: _ro.Optimizer, params: list[torch.Tensor], step: int) -> None:
-        """State torch keeps that the rule derives from the step count (NAdam's mu_product)."""
-        for name, value in ro.rule.torch_state(step).items():
-            for p in params:
-                t = self.state[p].get(name)
-                if isinstance(t, torch.Tensor) and t.dim() == 0:
-                    t.fill_(value)
-                else:
-                    self.state[p][name] = torch.tensor(value, dtype=torch.float32)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, except that a state tensor keeps the dtype it was saved
@@ -333,14 +548,47 @@ class _Optimizer(torch.optim.Optimizer):
         state and master copies of 16-bit parameters), and a NaN or inf in a state tensor is a
         ValueError naming it (``state_dict['state'][0]['exp_avg']``), before anything is loaded:
         it would reach every parameter at the next step."""
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
         state = state_dict.get("state") if isinstance(state_dict, dict) else None
+        if isinstance(groups, list) and len(groups) == len(self.param_groups):
+            # Each saved group becomes a group (torch keeps only our params): its options are
+            # checked as add_param_group checks them, before anything is loaded; and its
+            # parameters' state may hold only what the rule keeps with those options.
+            rule_class = self._regtune.rule_class
+            for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
+                if not isinstance(saved, dict):
+                    continue
+                try:
+                    hyper = self._hyper({**saved, "params": group["params"]})
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
+                keeps = {"step", *rule_class.torch_param_scalars, *rule_class.torch_state_info}
+                keeps.update(k for k in self._rule(hyper).slots() if k)
+                if hyper["precision"] == "master":
+                    keeps.add("master")
+                for pid in saved.get("params", ()):
+                    entries = state.get(pid) if isinstance(state, dict) else None
+                    for k, v in (entries.items() if isinstance(entries, dict) else ()):
+                        if k not in keeps and v is not None:
+                            raise ValueError(f"state_dict['state'][{pid!r}][{k!r}]: {type(self).__name__} with these "
+                                             f"options keeps no {k!r} (a state_dict of another optimizer, or of "
+                                             f"other options?); it keeps {sorted(keeps)}")  # fmt: skip
         for i, entries in (state.items() if isinstance(state, dict) else ()):
             for k, v in (entries.items() if isinstance(entries, dict) else ()):
+                v = _local(v) if isinstance(v, torch.Tensor) else v  # (a DTensor's shard: no collective)
                 if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
                     bad = v.detach().reshape(-1)[~torch.isfinite(v.detach().reshape(-1))][0].item()
                     raise ValueError(f"state_dict['state'][{i!r}][{k!r}] holds {bad}; optimizer state must be finite")
         state_dict = _bnb.from_bitsandbytes(self, state_dict)  # bitsandbytes' 8-bit layout, when it is that
         super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            self._in_own_terms(group)
+        self._cache.clear()  # new groups and state tensors: bound afresh at the next step
+        self._bound = weakref.WeakKeyDictionary()
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
         for i, p in zip(saved_ids, params):
@@ -351,11 +599,15 @@ class _Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's layout. Each group also carries the options torch's optimizer of the same
         name reads (``maximize``, ``foreach``, ...: torch's defaults), so that torch can load it."""
-        sd = super().state_dict()
-        extra = {**_torch_group_defaults(type(self).__name__), **self._regtune.rule_class.torch_options}
+        rule = self._regtune.rule_class
+        with self._lock:
+            sd = super().state_dict()
+        extra = {**_torch_group_defaults(type(self).__name__), **rule.torch_options, **rule.torch_fixed}
         for g in sd["param_groups"]:
             for k, v in extra.items():
                 g.setdefault(k, v)
+            for alias, k in rule.torch_aliases.items():
+                g.setdefault(alias, g.get(k))
         return sd
 
 

@@ -11,7 +11,8 @@ from .._engine import Rule, betas as _betas, bias_step, decay_terms, eps as _eps
 class LAMB(Rule):
     """LAMB (You et al., 2020, "Large Batch Optimization for Deep Learning"), as
     ``pytorch_optimizer.Lamb`` computes it with its defaults (the first moment's bias
-    correction on the step size, none on the second moment), per tensor::
+    correction on the step size, none on the second moment), per tensor (in
+    :mod:`regtune.torch.optim`, ``t`` counts the group's steps, as pytorch-optimizer's does)::
 
         m = beta1 * m + (1 - beta1) * g           (m = beta1 * m + g without grad_averaging)
         v = beta2 * v + (1 - beta2) * g * g
@@ -39,6 +40,14 @@ class LAMB(Rule):
     """
 
     name, key, core = "LAMB", "lamb", "lamb"
+    # pytorch-optimizer's param groups: its step count, its name for decoupled_weight_decay, the
+    # variants regtune does not implement, and max_grad_norm, which there scales pre_norm
+    torch_group_step = "step"
+    torch_aliases = {"weight_decouple": "decoupled_weight_decay"}
+    torch_fixed = {"fixed_decay": False, "rectify": False, "adam": False}
+    torch_foreign = ("max_grad_norm",)
+    torch_options = {"foreach": None}
+    torch_state_info = ("weight_norm", "adam_norm", "trust_ratio")
 
     def __init__(
         self, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, *, decoupled_weight_decay=True,

@@ -30,7 +30,9 @@ class Lion(Rule):
         decoupled_weight_decay: as lion-pytorch's: ``weight_decay`` is divided by the first
             step's lr ``lr0`` (``lr(0)`` for a schedule), so each step multiplies p by
             ``1 - lr / lr0 * weight_decay``: ``weight_decay`` is the decay per step at the
-            initial learning rate.
+            initial learning rate. In :mod:`regtune.torch.optim`, ``lr0`` is the ``lr`` the
+            optimizer was made with (lion-pytorch's ``_init_lr``), for every group and whatever
+            an lr scheduler does.
         l1, prox_l1, max_grad_norm, ema, precision, state_dtype, seed: see the
         module docstring.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
+
 from ..._validation import boolean, hyperparameter
 from .._engine import Rule, betas as _betas, decay_terms, eps as _eps
 
@@ -64,7 +66,11 @@ class NAdam(Rule):
 
     The product of the mu_t is formed in double from the step count (torch keeps it as a state
     tensor of its default dtype: float32 unless set to float64; the float32 trajectories agree
-    within float32 rounding).
+    within float32 rounding). In :mod:`regtune.torch.optim` it is torch's running
+    ``mu_product`` of each parameter's state instead, a tensor of torch's dtype (float32 unless
+    torch's default dtype is float64) multiplied by each step's mu_t in that dtype, as torch
+    does: a beta1 that changes between steps (``OneCycleLR(cycle_momentum=True)``, a group's
+    ``betas`` set by hand) enters it as in torch, and the steps are torch's.
 
     Args:
         params: arrays to update in place (C-contiguous, writable, float32/float64 or
@@ -79,6 +85,7 @@ class NAdam(Rule):
     """
 
     name, key, core = "NAdam", "nadam", "nadam"
+    torch_param_scalars = {"mu_product": 1.0}
 
     def __init__(
         self, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3, *,
@@ -93,10 +100,24 @@ class NAdam(Rule):
         return ("exp_avg", "exp_avg_sq", None)
 
     def coefficients(self, t: int, lr: float, wd: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        coef, fused, _ = self.advance({}, t, lr, wd)
+        return coef, fused
+
+    def advance(self, scalars: dict[str, Any], t: int, lr: float, wd: float) -> tuple[dict, dict, dict]:
+        """As ``coefficients``; with ``scalars["mu_product"]`` (torch's running product after
+        ``t - 1`` steps, a float or a NumPy float32/float64 scalar) the product is that times
+        mu_t, multiplied and returned in its type (torch's ``mu_product *= mu``)."""
         beta1, beta2 = self.betas
         md = self.momentum_decay
         mu, mu_next = _mu(beta1, md, t), _mu(beta1, md, t + 1)
-        prod = mu_product(beta1, md, t)
+        if "mu_product" in scalars:  # in the dtype it is given in (torch's float32 product: float32)
+            given = scalars["mu_product"]
+            hyperparameter(given, "mu_product", low=0.0, high=1.0)
+            kind = type(given) if isinstance(given, np.floating) else float
+            scalars = {**scalars, "mu_product": kind(given * kind(mu))}
+            prod = float(scalars["mu_product"])
+        else:
+            prod = mu_product(beta1, md, t)
         c = {
             "c_grad": -lr * (1.0 - mu) / (1.0 - prod),
             "c_avg": -lr * mu_next / (1.0 - prod * mu_next),
@@ -106,8 +127,4 @@ class NAdam(Rule):
             "bias_correction2": 1 - beta2**t,
             "eps": self.eps,
         }
-        return c, decay_terms(lr, wd, self.decoupled_weight_decay)
-
-    def torch_state(self, t: int) -> dict[str, float]:
-        """torch's ``mu_product`` after ``t`` steps."""
-        return {"mu_product": mu_product(self.betas[0], self.momentum_decay, t)}
+        return c, decay_terms(lr, wd, self.decoupled_weight_decay), scalars

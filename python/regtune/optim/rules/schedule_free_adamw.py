@@ -60,6 +60,7 @@ class ScheduleFreeAdamW(Rule):
     scalars = {"lr_max": -1.0, "weight_sum": 0.0, "train_mode": True}
     methods = ("train", "eval")
     torch_options = {"foreach": True}  # the reference's implementation switch
+    torch_group_step = "k"
 
     def __init__(
         self, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, warmup_steps=0, r=0.0,

@@ -552,6 +552,7 @@ class _Optimizer(torch.optim.Optimizer):
             self._load_state_dict(state_dict)
 
     def _load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = _bnb.from_bitsandbytes(self, state_dict)  # bitsandbytes' 8-bit layout, when it is that
         groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
         state = state_dict.get("state") if isinstance(state_dict, dict) else None
         if isinstance(groups, list) and len(groups) == len(self.param_groups):
@@ -568,6 +569,8 @@ class _Optimizer(torch.optim.Optimizer):
                     raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
                 keeps = {"step", *rule_class.torch_param_scalars, *rule_class.torch_state_info}
                 keeps.update(k for k in self._rule(hyper).slots() if k)
+                if hyper.get("state_dtype") == "int8":  # blockwise 8-bit: each buffer's absmax too
+                    keeps.update(k + "_absmax" for k in self._rule(hyper).slots() if k)
                 if hyper["precision"] == "master":
                     keeps.add("master")
                 for pid in saved.get("params", ()):
@@ -583,7 +586,6 @@ class _Optimizer(torch.optim.Optimizer):
                 if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
                     bad = v.detach().reshape(-1)[~torch.isfinite(v.detach().reshape(-1))][0].item()
                     raise ValueError(f"state_dict['state'][{i!r}][{k!r}] holds {bad}; optimizer state must be finite")
-        state_dict = _bnb.from_bitsandbytes(self, state_dict)  # bitsandbytes' 8-bit layout, when it is that
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             self._in_own_terms(group)

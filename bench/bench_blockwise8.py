@@ -117,11 +117,11 @@ def worker(impl: str, threads: int, shape_name: str, budget: float) -> dict:
         state_bytes = 0
         for st in opt.state.values():
             for v in st.values():
-                if isinstance(v, torch.Tensor) and v.numel() > 1:
-                    state_bytes += v.numel() * v.element_size()
-                elif hasattr(v, "__tensor_flatten__"):  # torchao's quantized subclass
+                if hasattr(v, "__tensor_flatten__") and type(v) is not torch.Tensor:  # torchao's quantized subclass
                     names, _ = v.__tensor_flatten__()
                     state_bytes += sum(getattr(v, k).numel() * getattr(v, k).element_size() for k in names)
+                elif isinstance(v, torch.Tensor) and v.numel() > 1:
+                    state_bytes += v.numel() * v.element_size()
                 elif isinstance(v, dict):  # bitsandbytes' wrapped quantization state
                     state_bytes += sum(t.numel() * t.element_size() for t in v.values() if isinstance(t, torch.Tensor))
     best, spent, reps = float("inf"), 0.0, 0

@@ -41,6 +41,7 @@ def _python_blocks() -> list[tuple[str, str]]:
 PEERS = {
     "torch": "pip install torch (regtune[torch]'s peer; CI installs it)",
     "transformers": "pip install transformers (a model for regtune.torch.init.materialize; CI installs it)",
+    "bitsandbytes": "pip install bitsandbytes (8-bit state moved to and from it; CI installs it)",
 }
 
 

@@ -77,8 +77,15 @@ class OverlapError(ValueError):
     names: tuple[str, str]  # the labels of the two arrays that share memory
 
 REDUCE_BLOCK: int
-# One dict per rule of cpp/src/optim/rules.def: name, id, fields ((name, kind) pairs), nstates, per_tensor.
+Q8_BLOCK: int  # elements per block of blockwise 8-bit state (one float32 absmax each)
+# One dict per rule of cpp/src/optim/rules.def: name, id, fields ((name, kind) pairs), nstates,
+# per_tensor, nonnegative (per state: never negative: the unsigned 8-bit map), blockwise8.
 def optim_rules() -> list[dict[str, Any]]: ...
+def dynamic_map(signed: bool = True) -> npt.NDArray[np.float32]: ...
+def quantize_blockwise(x: npt.NDArray[np.float32], signed: bool = True) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]: ...
+def dequantize_blockwise(
+    codes: npt.NDArray[np.uint8], absmax: npt.NDArray[np.float32], signed: bool = True
+) -> npt.NDArray[np.float32]: ...
 def fused_fields() -> list[tuple[str, str]]: ...
 def adafactor_fields() -> list[tuple[str, str]]: ...
 def clip_coefficient(total_norm: float, max_norm: float) -> float: ...
@@ -87,7 +94,8 @@ def optim_step(
     rule: str | int,
     params: Sequence[npt.NDArray[Any]],
     grads: Sequence[npt.NDArray[Any]],
-    states: Sequence[Sequence[npt.NDArray[Any]] | None],
+    # each state entry an array, or (uint8 codes, float32 absmax) for blockwise 8-bit state
+    states: Sequence[Sequence[npt.NDArray[Any] | tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]] | None],
     state_names: Sequence[str],
     coef: dict[str, float | bool],
     fused: dict[str, float | bool],

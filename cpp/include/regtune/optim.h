@@ -27,7 +27,7 @@ namespace regtune {
 // unsigned for q8u: states that are never negative) and absmax[b] the largest |value| of
 // elements [b * kQ8Block, (b + 1) * kQ8Block) of its tensor (float32). A step decodes a block,
 // updates it in float32 and encodes it again: codes are the nearest entry of the map to
-// value / absmax (ties to the lower one), so they depend on the block's values only.
+// value * (1 / absmax) (ties to the lower one), so they depend on the block's values only.
 enum class DType : unsigned char { f32 = 0, bf16 = 1, f16 = 2, f64 = 3, q8s = 4, q8u = 5 };
 constexpr size_t bytes_of(DType d) {
   return d == DType::f64 ? 8 : d == DType::f32 ? 4 : (d == DType::q8s || d == DType::q8u) ? 1 : 2;
@@ -46,9 +46,9 @@ struct Array {
 };
 
 // One tensor of a step. The parameter, its gradient (the parameter's dtype, or float32 for
-// 16-bit parameters), up to three state arrays (one dtype: the parameter's, or float32 for
-// 16-bit parameters) and the weight average (float32 for 16-bit parameters). With a float32
-// master copy, `param` is the master (the step's parameter) and `shadow` the 16-bit parameter
+// 16-bit parameters), up to three state arrays (one dtype: the parameter's, float32 for 16-bit
+// parameters, or blockwise 8-bit for float32 and 16-bit ones) and the weight average (float32
+// for 16-bit parameters). With a float32 master copy, `param` is the master (the step's parameter) and `shadow` the 16-bit parameter
 // that receives its rounding to nearest even. With `stochastic`, a 16-bit parameter is rounded
 // stochastically with word i of stream `sr` for element i of the tensor.
 struct Tensor {

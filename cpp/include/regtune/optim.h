@@ -48,9 +48,10 @@ struct Array {
 // One tensor of a step. The parameter, its gradient (the parameter's dtype, or float32 for
 // 16-bit parameters), up to three state arrays (one dtype: the parameter's, float32 for 16-bit
 // parameters, or blockwise 8-bit for float32 and 16-bit ones) and the weight average (float32
-// for 16-bit parameters). With a float32 master copy, `param` is the master (the step's parameter) and `shadow` the 16-bit parameter
-// that receives its rounding to nearest even. With `stochastic`, a 16-bit parameter is rounded
-// stochastically with word i of stream `sr` for element i of the tensor.
+// for 16-bit parameters). With a float32 master copy, `param` is the master (the step's
+// parameter) and `shadow` the 16-bit parameter that receives its rounding to nearest even. With
+// `stochastic`, a 16-bit parameter is rounded stochastically with word i of stream `sr` for
+// element i of the tensor.
 struct Tensor {
   Array param, grad, state[3], ema, shadow;
   size_t size = 0;

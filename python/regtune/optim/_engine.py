@@ -156,13 +156,25 @@ class Rule:
             if name:
                 fill = self.fills.get(name, 0.0)
                 fill = 0.0 if isinstance(fill, str) else fill  # "param": filled at the first step
-                out[name] = [np.full(p.shape, fill, dtype) for p in params]
-                if min_8bit_size is not None:
-                    absmax: list[np.ndarray | None] = [None] * len(params)
-                    for i, p in enumerate(params):
-                        if p.size >= min_8bit_size:
-                            out[name][i], absmax[i] = _core.quantize_blockwise(out[name][i], not nonneg[k])
-                    out[name + ABSMAX] = absmax
+                if min_8bit_size is None:
+                    out[name] = [np.full(p.shape, fill, dtype) for p in params]
+                    continue
+                signed = not nonneg[k]
+                zero = int(np.flatnonzero(_core.dynamic_map(signed) == 0)[0])
+                arrays: list[np.ndarray | None] = []
+                absmax: list[np.ndarray | None] = []
+                for p in params:
+                    if p.size < min_8bit_size:
+                        arrays.append(np.full(p.shape, fill, dtype))
+                        absmax.append(None)
+                    elif fill == 0:  # the code of 0, absmax 0 (what encoding zeros gives, without a float32 copy)
+                        arrays.append(np.full(p.shape, zero, np.uint8))
+                        absmax.append(np.zeros(-(-p.size // _core.Q8_BLOCK), np.float32))
+                    else:
+                        codes, m = _core.quantize_blockwise(np.full(p.shape, fill, np.float32), signed)
+                        arrays.append(codes)
+                        absmax.append(m)
+                out[name], out[name + ABSMAX] = arrays, absmax
         return out
 
     def native_call(self, opt: Optimizer, grads: list, coef: dict, fused: dict) -> tuple[str, tuple]:

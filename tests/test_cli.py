@@ -862,6 +862,8 @@ PRECISION_ERRORS = [
     (["--precision", "fp32", "--rounding", "round"], "--rounding round applies to --precision bf16 or fp16"),
     (["--precision", "fp16", "--optimizer", "adafactor"], "--optimizer adafactor takes float32 weights, not "
      "--precision fp16"),
+    (["--state-dtype", "int4"], "--state-dtype: unknown state dtype 'int4'; choose one of float32, int8"),
+    (["--state-dtype", "int8", "--optimizer", "lars"], "--state-dtype int8: --optimizer lars keeps no 8-bit state"),
 ]  # fmt: skip
 
 
@@ -934,3 +936,13 @@ def test_help_says_what_to_do_on_a_busy_machine(capsys):
 def test_demo_help_names_what_it_checks(capsys):
     text = _help("demo", capsys)
     assert "the same bits on 1 and N threads" in text and "time a normal draw against NumPy's." in text
+
+
+def test_train_with_int8_state(tiny, tmp_path, capsys):
+    """--state-dtype int8 trains (the trainer's blockwise 8-bit optimizer state) and names it in
+    history.json's options."""
+    rc, out, err = run(["train", "--data", tiny, *QUICK, "--optimizer", "adamw", "--state-dtype", "int8",
+                        "--out", str(tmp_path / "a")], capsys)  # fmt: skip
+    assert rc == 0, err
+    record = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert record["options"]["state_dtype"] == "int8"

@@ -1080,3 +1080,39 @@ def test_the_blas_rule_changes_no_result():
             tr.BLAS_THREADS_MIN_WORK = tr_limit
         runs.append((h.to_dict(include_time=False), [p.tobytes() for p in t.model.params]))
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("precision, rounding", [("fp32", None), ("bf16", "stochastic")])
+def test_int8_state_trains_and_its_checkpoint_resumes_exactly(tmp_path, precision, rounding):
+    """state_dtype="int8": the first layer's weights (16 x 320 = 5120 elements, above
+    min_8bit_size) keep blockwise 8-bit state, the rest float32; a checkpoint restores the codes
+    and absmax, and training resumes exactly."""
+    X, y = blobs()
+    kw = dict(state_dtype="int8")
+    model = lambda: MLP([16, 320, 3], seed=0)  # noqa: E731
+    full = Trainer(model(), optimizer="adamw", lr=1e-2, seed=0, precision=precision, rounding=rounding, **kw)
+    h = full.fit(X, y, epochs=3)
+    assert h.train_acc[-1] > 0.9 and h.train_loss[-1] < h.train_loss[0]
+    state = full.optimizer.state
+    assert state["exp_avg"][0].dtype == np.uint8 and state["exp_avg_absmax"][0].dtype == np.float32
+    assert state["exp_avg"][1].dtype == np.float32 and state["exp_avg_absmax"][1] is None
+    part = Trainer(model(), optimizer="adamw", lr=1e-2, seed=0, precision=precision, rounding=rounding, **kw)
+    part.fit(X, y, epochs=2)
+    path = str(tmp_path / "ckpt.npz")
+    part.save_checkpoint(path)
+    resumed = Trainer(model(), optimizer="adamw", lr=1e-2, seed=0, precision=precision, rounding=rounding, **kw)
+    resumed.load_checkpoint(path)
+    resumed.fit(X, y, epochs=1)
+    assert same_bits(resumed.model.params, full.model.params)
+    other = Trainer(model(), optimizer="adamw", lr=1e-2, seed=0, precision=precision, rounding=rounding)
+    with pytest.raises(ValueError, match="checkpoint state_dtype 'int8' differs"):
+        other.load_checkpoint(path)
+
+
+def test_state_dtype_is_checked_by_name():
+    with pytest.raises(ValueError, match="state_dtype must be None or one of 'int8'"):
+        Trainer(MLP([4, 8, 2], seed=0), state_dtype="int4")
+    with pytest.raises(TypeError, match="state_dtype='int8': LAMB keeps no blockwise 8-bit state"):
+        Trainer(MLP([4, 8, 2], seed=0), optimizer="lamb", state_dtype="int8")
+    with pytest.raises(ValueError, match="state_dtype is given twice"):
+        Trainer(MLP([4, 8, 2], seed=0), state_dtype="int8", optimizer_kwargs={"state_dtype": "int8"})

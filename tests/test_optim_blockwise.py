@@ -380,3 +380,10 @@ def test_adamw_8bit_follows_float32_adamw_and_bitsandbytes_over_1000_steps():
     diff_bnb = np.abs(runs["int8"] - p.detach().numpy())
     # measured: max 0.013, mean 0.00055 (the two 8-bit runs are 10x nearer each other than to float32)
     assert float(diff_bnb.max()) < 0.04 and float(diff_bnb.mean()) < 0.002, (diff_bnb.max(), diff_bnb.mean())
+
+
+def test_numpy_int8_names_the_8bit_state_too():
+    w = np.zeros(5000, np.float32)
+    assert ro.AdamW([w], state_dtype=np.int8).state["exp_avg"][0].dtype == np.uint8
+    with pytest.raises(TypeError, match="state_dtype must be float32, the params' dtype"):
+        ro.AdamW([w], state_dtype=np.uint8)

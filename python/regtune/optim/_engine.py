@@ -293,7 +293,7 @@ class Optimizer:
         #: How the update is written back to 16-bit parameters: "round", "stochastic" or "master".
         self.precision = precision
         #: Whether the state is blockwise 8-bit (``state_dtype="int8"``).
-        self.blockwise = isinstance(state_dtype, str) and state_dtype == BLOCKWISE
+        self.blockwise = _is_int8(state_dtype)
         #: Parameters below this many elements keep float32 state under ``state_dtype="int8"``.
         self.min_8bit_size = nonnegative_int(min_8bit_size, "min_8bit_size", upper=2**63)
         if self.blockwise:
@@ -562,6 +562,16 @@ class Optimizer:
             extra = ", state int8"
         name, dt = type(self).__name__, self.params[0].dtype
         return f"{name}({len(self.params)} params, {dt}{extra}, step {self.step_count})"
+
+
+def _is_int8(state_dtype: Any) -> bool:
+    """``state_dtype`` asks for blockwise 8-bit state: ``"int8"`` (or ``numpy.int8``)."""
+    if isinstance(state_dtype, str):
+        return state_dtype == BLOCKWISE
+    try:
+        return state_dtype is not None and np.dtype(state_dtype) == np.int8
+    except TypeError:
+        return False
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:

@@ -143,7 +143,7 @@ def to_bitsandbytes(optimizer: Any) -> dict[str, Any]:
         state[pid] = {"step": int(st["step"]), _QUANT: quant}
     groups = []
     for i, g in enumerate(sd["param_groups"]):
-        if g.get("state_dtype") != "int8":
+        if g.get("state_dtype") not in ("int8", torch.int8):
             raise ValueError(f"param_groups[{i}] has state_dtype={g.get('state_dtype')!r}: only 'int8' state "
                              "moves to bitsandbytes' 8-bit optimizers")  # fmt: skip
         out = {}

@@ -178,6 +178,8 @@ def _grad_norm(params: list[torch.Tensor], grads: list[np.ndarray]) -> float:
 
 def _numpy_dtype(dtype: Any) -> Any:
     """A torch dtype given as ``state_dtype=`` in NumPy's terms (anything else as it is)."""
+    if dtype is torch.int8:  # blockwise 8-bit state, as state_dtype="int8"
+        return "int8"
     return _NUMPY_DTYPE.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
 
 

@@ -203,3 +203,15 @@ def test_bitsandbytes_options_without_a_regtune_counterpart_are_refused_on_load(
     opt = rto.AdamW(m.parameters(), lr=1e-2, state_dtype="int8")
     with pytest.raises(ValueError, match="percentile_clipping"):
         opt.load_state_dict(sd)
+
+
+def test_int8_as_a_group_key_steps_as_the_keyword():
+    m1, m2 = _model(), _model()
+    kw = rto.AdamW(m1.parameters(), lr=1e-2, state_dtype="int8", min_8bit_size=1000)
+    group = rto.AdamW([{"params": m2.parameters(), "state_dtype": "int8", "min_8bit_size": 1000}], lr=1e-2)
+    _steps(m1, kw, 2)
+    _steps(m2, group, 2)
+    assert group.state[m2[0].weight]["exp_avg"].dtype == torch.uint8  # 19,200 elements
+    assert group.state[m2[2].weight]["exp_avg"].dtype == torch.float32  # 640: below min_8bit_size
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)

@@ -468,7 +468,7 @@ def _group_options(name):
            "initial_accumulator_value": -1.0, "momentum_decay": -1.0, "decoupled_weight_decay": 1, "rho": 2.0,
            "grad_averaging": "x", "trust_clamp": 0.0, "trust_coefficient": -1.0, "warmup_steps": -1, "r": -1.0,
            "weight_lr_power": -1.0, "beta2_decay": 1.0, "d": -1.0, "l1": -1.0, "prox_l1": -1.0, "max_grad_norm": 0.0,
-           "maximize": "yes", "precision": "exact", "state_dtype": "int8", "seed": 3}  # fmt: skip
+           "maximize": "yes", "precision": "exact", "state_dtype": "int4", "seed": 3, "min_8bit_size": -1}  # fmt: skip
     return getattr(rt.optim, name)([torch.zeros(1)])._keys, bad
 
 
@@ -879,7 +879,7 @@ def test_a_group_key_steps_as_the_keyword(name):
     values = {k: v for k, v in _OTHER_VALUES.items() if k in probe._keys}
     if "decoupled_weight_decay" in probe._keys:
         values["decoupled_weight_decay"] = not probe.defaults["decoupled_weight_decay"]
-    assert set(probe._keys) - set(values) <= {"precision", "state_dtype", "seed"}  # 16-bit options: tested apart
+    assert set(probe._keys) - set(values) <= {"precision", "state_dtype", "seed", "min_8bit_size"}  # 16- and 8-bit state: tested apart
     for k, v in values.items():
         runs = []
         for how in ("keyword", "group"):

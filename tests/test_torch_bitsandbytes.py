@@ -215,3 +215,15 @@ def test_int8_as_a_group_key_steps_as_the_keyword():
     assert group.state[m2[2].weight]["exp_avg"].dtype == torch.float32  # 640: below min_8bit_size
     for a, b in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(a, b)
+
+
+def test_codes_without_their_absmax_are_refused():
+    m = _model()
+    opt = rto.AdamW(m.parameters(), lr=1e-2, state_dtype="int8")
+    _steps(m, opt, 1)
+    sd = copy.deepcopy(opt.state_dict())
+    del sd["state"][0]["exp_avg_absmax"]
+    opt2 = rto.AdamW(m.parameters(), lr=1e-2, state_dtype="int8")
+    opt2.load_state_dict(sd)
+    with pytest.raises(ValueError, match=r"state\['exp_avg_absmax'\] of a parameter of shape \(64, 300\) is missing"):
+        _steps(m, opt2, 1)

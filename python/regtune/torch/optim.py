@@ -515,13 +515,20 @@ class _Optimizer(torch.optim.Optimizer):
         bound = tuple(id(t) for p in params for t in self.state[p].values())
         if self._bound.get(ro) == bound:
             return
+        made: set[tuple[int, str]] = set()  # (parameter, buffer) created here, at a first step
         for name, arrays in ro.state.items():
             for i, p in enumerate(params):
                 st = self.state[p]
                 if arrays[i] is None:  # a buffer this tensor does not keep (Adafactor)
                     continue
                 t = st.get(name)
+                base = name[: -len("_absmax")] if name.endswith("_absmax") else None
+                codes = st.get(base) if base else None
+                if t is None and (id(p), base) not in made and isinstance(codes, torch.Tensor) and codes.dtype == torch.uint8:
+                    raise ValueError(f"state[{name!r}] of a parameter of shape {tuple(p.shape)} is missing: its 8-bit "
+                                     "codes cannot be read without their blocks' absmax")  # fmt: skip
                 if t is None:  # a first step: as regtune fills it (a DTensor like its parameter)
+                    made.add((id(p), name))
                     local = _tensor(arrays[i])
                     if ro.rule.fills.get(name) == "param":  # (also when it comes after the group's first step)
                         np.copyto(_np(local), _np(p), casting="unsafe")

@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default="big,resnet18,block")
     ap.add_argument("--only", default=",".join(IMPLS))
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of repeats per case (at least 3 steps)")
+    ap.add_argument("--json", default=None, help="also write the rows to this file")
     ap.add_argument("--worker", nargs=3, metavar=("IMPL", "THREADS", "SHAPE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -170,6 +171,9 @@ def main(argv=None) -> int:
                 roof = f"  {100 * r['roofline']:5.1f}% of roofline ({r['copy_gbs']:.1f} GB/s copy)" if "roofline" in r else ""
                 print(f"{shape:9s} {t:2d}T {impl:18s} {r['ms']:9.2f} ms  {r['state_bytes_per_param']:5.2f} B/param  "
                       f"{rel}{roof}", flush=True)  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
     return 0
 
 

@@ -132,7 +132,6 @@ def test_tiny_gpt_style_model_trains_within_one_percent_of_float32_adamw():
             ev = torch.stack([data[i : i + ctx + 1] for i in range(0, 64 * 40, 40)])
             losses[kind] = float(torch.nn.functional.cross_entropy(model(ev[:, :-1]).reshape(-1, vocab), ev[:, 1:].reshape(-1)))
     assert losses["fp32"] < 3.0  # it learned (uniform: ln 64 = 4.16)
-    print(losses)
     assert abs(losses["int8"] - losses["fp32"]) <= 0.01 * losses["fp32"], losses
 
 

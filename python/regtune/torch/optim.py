@@ -516,6 +516,9 @@ class _Optimizer(torch.optim.Optimizer):
         if self._bound.get(ro) == bound:
             return
         made: set[tuple[int, str]] = set()  # (parameter, buffer) created here, at a first step
+        if ro.blockwise and any(_is_dtensor(p) for p in params):
+            raise ValueError("state_dtype='int8' with DTensor (FSDP2) parameters is not supported: the blocks of "
+                             "the 8-bit state do not follow the shards; keep float32 state there")  # fmt: skip
         for name, arrays in ro.state.items():
             for i, p in enumerate(params):
                 st = self.state[p]
@@ -536,7 +539,7 @@ class _Optimizer(torch.optim.Optimizer):
                 elif tuple(_local(t).shape) != arrays[i].shape:
                     raise ValueError(
                         f"state[{name!r}] of a parameter of shape {tuple(p.shape)} has shape {tuple(t.shape)}, "
-                        f"expected {tuple(p.shape)} (a state_dict of another model?)"
+                        f"expected {arrays[i].shape} (a state_dict of another model?)"
                     )
                 want = _TORCH_DTYPE[arrays[i].dtype]  # the param's dtype, or the state_dtype of a 16-bit step
                 loc = _local(t)

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "augment/select_bits.h"
 #include "regtune/augment.h"
 #include "simd.h"
 
@@ -186,22 +187,41 @@ RT_INLINE bool pair_rgb(const uint8_t* row, IVec p0, IVec p1, F32 wa, F32 wb, F3
 RT_INLINE bool pair_rgb(const uint8_t*, IVec, IVec, F32, F32, F32*) { return false; }  // plain loads already
 #endif
 
-template <int kC>  // kC = 0: any channel count (run time)
+// One vector of output pixels from their two taps (offsets o0, o1, weights a, b) in a row:
+// the weighted sum, with `fill` where a tap lies outside the row (or there is no row).
+// kC = 0: any channel count (run time); 3: RGB, whose taps are read as pairs where they can be.
+template <int kC>
+RT_INLINE auto u8_pair(const uint8_t* row, int C, const float* fill) {
+  return [row, C, fill, row_ok = row != nullptr](const int32_t* o0, const int32_t* o1, const float* a, const float* b,
+                                                 F32* v) {
+    const IVec p0 = load_off(o0), p1 = load_off(o1);
+    const F32 wa = load(a), wb = load(b);
+    if (kC == 3 && row_ok && pair_rgb(row, p0, p1, wa, wb, v)) return;
+    const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
+    const IVec g0 = gather_words(row, p0, m0), g1 = gather_words(row, p1, m1);
+    for (int c = 0; c < C; ++c) {
+      v[c] = add(mul(wa, pick(m0, byte_f32(g0, c), fill[c])), mul(wb, pick(m1, byte_f32(g1, c), fill[c])));
+    }
+  };
+}
+RT_INLINE auto f32_pair(const float* row, int channels, const float* fill) {
+  return [row, channels, fill, row_ok = row != nullptr](const int32_t* o0, const int32_t* o1, const float* a,
+                                                        const float* b, F32* v) {
+    const IVec p0 = load_off(o0), p1 = load_off(o1);
+    const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
+    const F32 wa = load(a), wb = load(b);
+    for (int c = 0; c < channels; ++c) {
+      v[c] = add(mul(wa, pick(m0, gather_chan(row, p0, m0, c), fill[c])),
+                 mul(wb, pick(m1, gather_chan(row, p1, m1, c), fill[c])));
+    }
+  };
+}
+
+template <int kC>
 RT_INLINE void gather2_u8_body(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0,
                                const float* w1, size_t npx, int channels, const float* fill, float* out, size_t plane) {
-  const bool row_ok = row != nullptr;
   const int C = kC ? kC : channels;
-  for_pixels(npx, off0, off1, w0, w1, C, out, plane,
-             [&](const int32_t* o0, const int32_t* o1, const float* a, const float* b, F32* v) {
-               const IVec p0 = load_off(o0), p1 = load_off(o1);
-               const F32 wa = load(a), wb = load(b);
-               if (kC == 3 && row_ok && pair_rgb(row, p0, p1, wa, wb, v)) return;
-               const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
-               const IVec g0 = gather_words(row, p0, m0), g1 = gather_words(row, p1, m1);
-               for (int c = 0; c < C; ++c) {
-                 v[c] = add(mul(wa, pick(m0, byte_f32(g0, c), fill[c])), mul(wb, pick(m1, byte_f32(g1, c), fill[c])));
-               }
-             });
+  for_pixels(npx, off0, off1, w0, w1, C, out, plane, u8_pair<kC>(row, C, fill));
 }
 
 // Several tap pairs per pixel (antialiased resampling): pair p's offsets and weights at
@@ -248,19 +268,8 @@ template <int kC>
 RT_INLINE void gather2n_u8_body(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0,
                                 const float* w1, size_t stride, size_t pairs, size_t npx, int channels,
                                 const float* fill, float* out, size_t plane) {
-  const bool row_ok = row != nullptr;
   const int C = kC ? kC : channels;
-  for_pixel_pairs(npx, pairs, stride, off0, off1, w0, w1, C, out, plane,
-                  [&](const int32_t* o0, const int32_t* o1, const float* a, const float* b, F32* v) {
-                    const IVec p0 = load_off(o0), p1 = load_off(o1);
-                    const F32 wa = load(a), wb = load(b);
-                    if (kC == 3 && row_ok && pair_rgb(row, p0, p1, wa, wb, v)) return;
-                    const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
-                    const IVec g0 = gather_words(row, p0, m0), g1 = gather_words(row, p1, m1);
-                    for (int c = 0; c < C; ++c) {
-                      v[c] = add(mul(wa, pick(m0, byte_f32(g0, c), fill[c])), mul(wb, pick(m1, byte_f32(g1, c), fill[c])));
-                    }
-                  });
+  for_pixel_pairs(npx, pairs, stride, off0, off1, w0, w1, C, out, plane, u8_pair<kC>(row, C, fill));
 }
 
 void gather2n_u8(const uint8_t* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
@@ -274,17 +283,7 @@ void gather2n_u8(const uint8_t* row, const int32_t* off0, const int32_t* off1, c
 
 void gather2n_f32(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
                   size_t stride, size_t pairs, size_t npx, int channels, const float* fill, float* out, size_t plane) {
-  const bool row_ok = row != nullptr;
-  for_pixel_pairs(npx, pairs, stride, off0, off1, w0, w1, channels, out, plane,
-                  [&](const int32_t* o0, const int32_t* o1, const float* a, const float* b, F32* v) {
-                    const IVec p0 = load_off(o0), p1 = load_off(o1);
-                    const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
-                    const F32 wa = load(a), wb = load(b);
-                    for (int c = 0; c < channels; ++c) {
-                      v[c] = add(mul(wa, pick(m0, gather_chan(row, p0, m0, c), fill[c])),
-                                 mul(wb, pick(m1, gather_chan(row, p1, m1, c), fill[c])));
-                    }
-                  });
+  for_pixel_pairs(npx, pairs, stride, off0, off1, w0, w1, channels, out, plane, f32_pair(row, channels, fill));
 }
 
 // The rgb path reads 8 bytes at each pixel's offset: the caller keeps 8 bytes past the row's
@@ -300,17 +299,7 @@ void gather2_u8(const uint8_t* row, const int32_t* off0, const int32_t* off1, co
 
 void gather2_f32(const float* row, const int32_t* off0, const int32_t* off1, const float* w0, const float* w1,
                  size_t npx, int channels, const float* fill, float* out, size_t plane) {
-  const bool row_ok = row != nullptr;
-  for_pixels(npx, off0, off1, w0, w1, channels, out, plane,
-             [&](const int32_t* o0, const int32_t* o1, const float* a, const float* b, F32* v) {
-               const IVec p0 = load_off(o0), p1 = load_off(o1);
-               const LMask m0 = valid(p0, row_ok), m1 = valid(p1, row_ok);
-               const F32 wa = load(a), wb = load(b);
-               for (int c = 0; c < channels; ++c) {
-                 v[c] = add(mul(wa, pick(m0, gather_chan(row, p0, m0, c), fill[c])),
-                            mul(wb, pick(m1, gather_chan(row, p1, m1, c), fill[c])));
-               }
-             });
+  for_pixels(npx, off0, off1, w0, w1, channels, out, plane, f32_pair(row, channels, fill));
 }
 
 // Contiguous runs (crops, translations, flips: output pixel x reads source pixel x0 + dir * x):
@@ -402,19 +391,6 @@ void saturation(float* v, size_t plane, size_t npix, float f, float bound) {
   });
 }
 
-// c ? a : b by bit masks: GCC keeps a float `c ? a : b` whose operands are computed as a branch
-// (-ftrapping-math), which mispredicts on pixel values and keeps the loop scalar; this vectorizes.
-RT_INLINE float pick(bool c, float a, float b) {
-  uint32_t ua, ub;
-  std::memcpy(&ua, &a, 4);
-  std::memcpy(&ub, &b, 4);
-  const uint32_t m = 0u - uint32_t(c);
-  const uint32_t r = (ua & m) | (ub & ~m);
-  float f;
-  std::memcpy(&f, &r, 4);
-  return f;
-}
-
 // torchvision's adjust_hue (transforms.v2.functional._color: _rgb_to_hsv, the shift, _hsv_to_rgb)
 // per pixel, each operation a float32 operation in torchvision's order; its masks multiply by
 // 0 or 1, which only changes the sign of a zero that the following "+ 1" removes. A loop without
@@ -431,13 +407,13 @@ void hue(float* __restrict v, size_t plane, size_t npix, float factor, float bou
     const float minc = std::min(r, std::min(g, b));
     const bool eqc = maxc == minc;
     const float range = maxc - minc;
-    const float s = range / pick(eqc, 1.0f, maxc);
-    const float div = pick(eqc, 1.0f, range);
+    const float s = range / select_bits(eqc, 1.0f, maxc);
+    const float div = select_bits(eqc, 1.0f, range);
     const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
     const bool max_r = maxc == r, max_g = maxc == g;
-    const float hr = pick(max_r, bc - gc, 0.0f);
-    const float hg = pick(max_g & !max_r, (rc + 2.0f) - bc, 0.0f);
-    const float hb = pick(!max_g & !max_r, (gc + 4.0f) - rc, 0.0f);
+    const float hr = select_bits(max_r, bc - gc, 0.0f);
+    const float hg = select_bits(max_g & !max_r, (rc + 2.0f) - bc, 0.0f);
+    const float hb = select_bits(!max_g & !max_r, (gc + 4.0f) - rc, 0.0f);
     float h = (hr + hg) + hb;
     h = h * sixth + 1.0f;
     // trunc and floor as int conversions (the ranges are small; std::trunc and std::floor keep GCC
@@ -445,7 +421,7 @@ void hue(float* __restrict v, size_t plane, size_t npix, float factor, float bou
     h = h - float(int32_t(h));  // fmod(h, 1) (exact: h is in [5/6, 11/6])
     h = h + factor;
     const float m0 = h - float(int32_t(h));  // remainder(h, 1): fmod, then + 1 when negative (h in [-0.5, 1.5])
-    const float m = pick(m0 < 0.0f, m0 + 1.0f, m0);
+    const float m = select_bits(m0 < 0.0f, m0 + 1.0f, m0);
     const float h6 = m * 6.0f;
     const float fl = float(int32_t(h6));  // floor: h6 is in [0, 6]
     const float f = h6 - fl;
@@ -457,9 +433,9 @@ void hue(float* __restrict v, size_t plane, size_t npix, float factor, float bou
     const float qv = std::min(std::max(maxc - sxvf, 0.0f), bound);
     const float tv = std::min(std::max(sxvf + pv, 0.0f), bound);
     // torchvision's select table over (v, p, q, t): [[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]]
-    rp[p] = pick((i == 0) | (i == 5), maxc, pick(i == 1, qv, pick(i == 4, tv, pv)));
-    gp[p] = pick((i == 1) | (i == 2), maxc, pick(i == 0, tv, pick(i == 3, qv, pv)));
-    bp[p] = pick((i == 3) | (i == 4), maxc, pick(i == 2, tv, pick(i == 5, qv, pv)));
+    rp[p] = select_bits((i == 0) | (i == 5), maxc, select_bits(i == 1, qv, select_bits(i == 4, tv, pv)));
+    gp[p] = select_bits((i == 1) | (i == 2), maxc, select_bits(i == 0, tv, select_bits(i == 3, qv, pv)));
+    bp[p] = select_bits((i == 3) | (i == 4), maxc, select_bits(i == 2, tv, select_bits(i == 5, qv, pv)));
   }
 }
 

@@ -104,17 +104,18 @@ void blockwise8_step(const Tensor& t, size_t lo, size_t n, const Values& coef, c
       const auto f = FusedOf<T>::from(fused);
       alignas(64) float buf[3][kQ8Block];
       float* b[3];
-      for (int s = 0; s < 3; ++s) b[s] = t.state[s] ? buf[s] : nullptr;
+      const Q8Map* map[3];
+      for (int s = 0; s < 3; ++s) b[s] = t.state[s] ? buf[s] : nullptr, map[s] = &q8_map(t.state[s].dt);
       dispatch_rule<decltype(q)>(f, R::fast(c), [&](auto fast, auto ema) {
         for (size_t o = 0; o < n; o += kQ8Block) {
           const size_t k = std::min(kQ8Block, n - o), block = (lo + o) / kQ8Block;
           for (int s = 0; s < 3; ++s) {
-            if (b[s]) q8_decode(q8_map(t.state[s].dt), static_cast<const uint8_t*>(t.state[s].data) + lo + o,
+            if (b[s]) q8_decode(*map[s], static_cast<const uint8_t*>(t.state[s].data) + lo + o,
                                 t.state[s].absmax[block], k, b[s]);
           }
           R::template body<fast(), ema(), T>(q + o, g + o, b[0], b[1], b[2], e ? e + o : e, k, c, f);
           for (int s = 0; s < 3; ++s) {
-            if (b[s]) q8_encode(q8_map(t.state[s].dt), b[s], k, static_cast<uint8_t*>(t.state[s].data) + lo + o,
+            if (b[s]) q8_encode(*map[s], b[s], k, static_cast<uint8_t*>(t.state[s].data) + lo + o,
                                 t.state[s].absmax + block);
           }
         }

@@ -38,6 +38,7 @@
 #include <cstring>
 #include <vector>
 
+#include "augment/select_bits.h"
 #include "augment/step.h"
 
 namespace regtune {
@@ -48,19 +49,6 @@ namespace regtune {
 inline float round_even(float x) { return (x + 12582912.0f) - 12582912.0f; }
 inline float trunc_nonneg(float x) { return float(int32_t(x)); }  // 0 <= x < 2^31
 inline float clamp_to(float x, float hi) { return std::min(std::max(x, 0.0f), hi); }
-// c ? a : b by bit masks. GCC keeps `c ? a : b` on floats a branch when a or b is computed
-// (-ftrapping-math: an operation may not run speculatively), and a branch on pixel values
-// mispredicts on every other pixel (solarize ran 7x slower than invert); this form vectorizes.
-inline float pick(bool c, float a, float b) {
-  uint32_t ua, ub;
-  std::memcpy(&ua, &a, 4);
-  std::memcpy(&ub, &b, 4);
-  const uint32_t m = 0u - uint32_t(c);
-  const uint32_t r = (ua & m) | (ub & ~m);
-  float f;
-  std::memcpy(&f, &r, 4);
-  return f;
-}
 // The loops below read the step's fields and parameters into locals (lambdas capture copies):
 // the image is float, so a store into it could alias a float member and would force a reload
 // per value, which keeps the loop from vectorizing.
@@ -124,7 +112,7 @@ struct policy {
         case 6: posterize(v, plane, H * W, C, int(p[1])); break;
         case 7: {
           const float t = p[1];
-          each(v, plane, H * W, C, [t, hi](float x) { return pick(x >= t, hi - x, x); });
+          each(v, plane, H * W, C, [t, hi](float x) { return select_bits(x >= t, hi - x, x); });
           break;
         }
         case 8: autocontrast(v, plane, H * W, C); break;

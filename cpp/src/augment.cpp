@@ -329,7 +329,7 @@ class SampleRunner {
 
   // Runs step k on rows [y0, y1) of v_; true when it also stored them (a final normalize).
   bool step(size_t k, size_t y0, size_t y1) {
-    StepRun run{*c_.b, k_, s_, plane_, noise_.empty() ? nullptr : noise_.data(), k + 1 == c_.nsteps};
+    StepRun run{*c_.b, k_, s_, plane_, noise_.empty() ? nullptr : noise_.data(), k + 1 == c_.nsteps, scratch_};
     return std::visit([&](const auto& st) { return applied(st, run, v_.data(), y0, y1); }, c_.steps[k]);
   }
 
@@ -380,6 +380,7 @@ class SampleRunner {
   std::vector<int32_t> off0_, off1_;  // element offsets in a source row (-1: fill)
   std::vector<int32_t> rel0_, rel1_;  // the same from the staged span's start
   std::vector<char> stage_;  // a staged source row (see row())
+  StepScratch scratch_;      // the steps' own buffers
   int32_t span_lo_ = 0, span_hi_ = 0;
 };
 

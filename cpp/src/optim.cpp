@@ -174,9 +174,11 @@ bool build_map(Q8Map& m, const uint32_t* bits, bool is_signed) {
   m.scale[0] = 0.0f, m.offset[0] = 0.5f, m.jmax[0] = 0.0f, m.near_hi[0] = 1.0f;
   m.start_pos[0] = m.start_neg[0] = m.zero;
   uint32_t pos = m.zero + 1, neg = m.zero - 1;  // the next code up / down
+  // 10^(l-6) as literals, not std::pow: pow's current symbol is GLIBC_2.29, above the wheel's floor
+  static constexpr double kDecade[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0};
   for (int l = 0; l < 7; ++l) {
     const int L = l + 1, n = is_signed ? 1 << l : 2 << l;
-    const double decade = std::pow(10.0, l - 6);
+    const double decade = kDecade[l];
     m.scale[L] = float(n / (0.9 * decade));
     m.offset[L] = float(-n / 9.0);
     m.jmax[L] = float(n - 1);

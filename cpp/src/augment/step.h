@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "regtune/augment.h"
 
@@ -35,6 +36,14 @@ class StepRecord {
   [[noreturn]] virtual void fail(const std::string& message) = 0;
 };
 
+// Buffers a step may resize and use during one apply (the run's, reused from sample to sample; not
+// thread_local: a thread_local vector's destructor would need __cxa_thread_atexit_impl, a glibc
+// 2.18 symbol, above the portable wheel's floor).
+struct StepScratch {
+  std::vector<float> f;
+  std::vector<int32_t> i;
+};
+
 // What a step sees of the run: the batch, the kernels, the sample and the row block's layout.
 struct StepRun {
   const AugmentBatch& b;
@@ -43,6 +52,7 @@ struct StepRun {
   size_t plane;    // floats per channel plane of the block
   float* noise;    // block-sized scratch for steps that draw (null otherwise)
   bool last;       // the pipeline's last step
+  StepScratch& scratch;
 };
 
 }  // namespace regtune

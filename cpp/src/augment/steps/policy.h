@@ -104,11 +104,11 @@ struct policy {
       const float* p = per_sample + (run.s * slots + k) * kFields;
       const int code = int(p[0]);
       switch (code) {
-        case 1: affine(run.k, v, plane, H, W, C, p + 1); break;
+        case 1: affine(run.k, run.scratch, v, plane, H, W, C, p + 1); break;
         case 2: for (size_t c = 0; c < C; ++c) run.k.scale_clamp(v + c * plane, H * W, p[1], 0.0f, bound); break;
         case 3: if (C == 3) blend_gray(v, plane, H * W, p[1], p[2]); break;
         case 4: contrast(v, plane, H * W, C, p[1], p[2]); break;
-        case 5: sharpness(v, plane, H, W, C, p[2]); break;
+        case 5: sharpness(run.scratch, v, plane, H, W, C, p[2]); break;
         case 6: posterize(v, plane, H * W, C, int(p[1])); break;
         case 7: {
           const float t = p[1];
@@ -116,7 +116,7 @@ struct policy {
           break;
         }
         case 8: autocontrast(v, plane, H * W, C); break;
-        case 9: equalize(v, plane, H * W, C); break;
+        case 9: equalize(run.scratch, v, plane, H * W, C); break;
         case 10: each(v, plane, H * W, C, [hi](float x) { return hi - x; }); break;
         default: break;
       }
@@ -175,10 +175,10 @@ struct policy {
     each(v, plane, npix, C, [f, g, hi](float x) { return clamp_to(x * f + g, hi); });
   }
 
-  void sharpness(float* v, size_t plane, size_t H, size_t W, size_t C, float omf) const {
+  void sharpness(StepScratch& scratch, float* v, size_t plane, size_t H, size_t W, size_t C, float omf) const {
     if (H <= 2 || W <= 2) return;
     const float a = float(1.0 / 13.0), bw = float(5.0 / 13.0);
-    thread_local std::vector<float> rows;  // the original rows y - 1, y and y + 1 of a channel
+    std::vector<float>& rows = scratch.f;  // the original rows y - 1, y and y + 1 of a channel
     rows.resize(3 * W);
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
@@ -269,9 +269,9 @@ struct policy {
     }
   }
 
-  void equalize(float* v, size_t plane, size_t npix, size_t C) const {
+  void equalize(StepScratch& scratch, float* v, size_t plane, size_t npix, size_t C) const {
     if (npix == 0) return;
-    thread_local std::vector<int32_t> idx;
+    std::vector<int32_t>& idx = scratch.i;
     idx.resize(npix);
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
@@ -321,9 +321,10 @@ struct policy {
   // (half to even). Computed this way, not in exact arithmetic, because rotations by 90 degrees
   // of an image with one odd and one even side put every source coordinate on a tie, which
   // torch's float32 rounding decides.
-  void affine(const AugmentKernels& k, float* v, size_t plane, size_t H, size_t W, size_t C, const float* m) const {
-    thread_local std::vector<float> src;
-    thread_local std::vector<int32_t> at;  // one output row's source offsets (-1: fill)
+  void affine(const AugmentKernels& k, StepScratch& scratch, float* v, size_t plane, size_t H, size_t W, size_t C,
+              const float* m) const {
+    std::vector<float>& src = scratch.f;
+    std::vector<int32_t>& at = scratch.i;  // one output row's source offsets (-1: fill)
     src.assign(v, v + (C - 1) * plane + H * W);
     at.resize(W);
     const float hw = 0.5f * float(W), hh = 0.5f * float(H);

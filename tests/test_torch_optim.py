@@ -979,3 +979,181 @@ def test_a_reloaded_lamb_takes_options_set_by_hand_under_regtunes_names():
     ref.param_groups[0]["decoupled_weight_decay"] = False
     ref.step()
     assert torch.equal(p, twin)
+
+
+def _changes():
+    """What a user (or torch) may change between two steps, each as fn(opt, params, step index)."""
+
+    def swap_storage(o, ps, i):
+        ps[0].data = ps[0].data.clone()
+
+    def replace_state_tensor(o, ps, i):
+        st = o.state[ps[1]]
+        st["exp_avg"] = torch.full_like(st["exp_avg"], 0.5)
+
+    def write_step_in_place(o, ps, i):
+        o.state[ps[2]]["step"].fill_(40.0)
+
+    def reset_state(o, ps, i):
+        o.state[ps[0]] = {}
+
+    def new_betas(o, ps, i):
+        o.param_groups[0]["betas"] = (0.8, 0.95)
+
+    def betas_list_in_place(o, ps, i):
+        o.param_groups[0]["betas"] = [0.85, 0.99]
+
+    def betas_list_edited(o, ps, i):
+        o.param_groups[0]["betas"][0] = 0.7
+
+    def lr(o, ps, i):
+        o.param_groups[0]["lr"] = 0.003 * (i + 1)
+
+    def tensor_lr(o, ps, i):
+        o.param_groups[0]["lr"] = torch.tensor(0.002)
+
+    def weight_decay(o, ps, i):
+        o.param_groups[0]["weight_decay"] = 0.3
+
+    def amsgrad(o, ps, i):
+        o.param_groups[0]["amsgrad"] = True
+
+    def maximize(o, ps, i):
+        o.param_groups[0]["maximize"] = True
+
+    def no_grad_once(o, ps, i):
+        ps[1].grad = None
+
+    def strided_grad(o, ps, i):
+        ps[0].grad = ps[0].grad.t().contiguous().t()  # same values, column-major
+
+    def reload(o, ps, i):
+        o.load_state_dict(copy.deepcopy(o.state_dict()))
+
+    def new_group(o, ps, i):
+        extra = torch.nn.Parameter(torch.ones(3, 3))
+        extra.grad = torch.ones(3, 3)
+        o.add_param_group({"params": [extra], "lr": 0.01})
+
+    def clear_state(o, ps, i):
+        o.state.clear()
+
+    return [swap_storage, replace_state_tensor, write_step_in_place, reset_state, new_betas, betas_list_in_place,
+            betas_list_edited, lr, tensor_lr, weight_decay, amsgrad, maximize, no_grad_once, strided_grad, reload,
+            new_group, clear_state]  # fmt: skip
+
+
+@pytest.mark.parametrize("change", _changes(), ids=lambda f: f.__name__)
+def test_a_repeated_step_takes_every_change_as_the_full_step(change, monkeypatch):
+    """Issue 26: a step that repeats the last one (regtune.torch.optim._Plan, a microsecond per
+    parameter) sees every change made since, as a step that finds everything out again does:
+    the same bits, with the change made after the second of six steps."""
+    import regtune.torch.optim as rto
+
+    taken = []
+    plan_step = rto._Plan.step
+    monkeypatch.setattr(rto._Plan, "step", lambda plan, opt: taken.append(plan_step(plan, opt)) or taken[-1])
+
+    def run(plans):
+        torch.manual_seed(3)
+        ps = [torch.nn.Parameter(torch.randn(3, 3)) for _ in range(3)]
+        opt = rt.optim.AdamW(ps, lr=0.01, betas=[0.9, 0.999], weight_decay=0.1)
+        gen = torch.Generator().manual_seed(4)
+        for i in range(6):
+            for p in ps:
+                p.grad = torch.randn(3, 3, generator=gen)
+            if i == 2:
+                change(opt, ps, i)
+            if not plans:
+                opt._plan = None
+            opt.step()
+        return [p.detach().clone() for p in ps]
+
+    full = run(False)
+    assert taken == []
+    fast = run(True)
+    assert taken[0] is True  # the second step repeated the first
+    for a, b in zip(full, fast):
+        assert torch.equal(a, b)
+
+
+def test_a_training_loop_repeats_its_steps_and_bumps_the_step_counts():
+    """The plan is taken at every step of a plain loop (what makes a step cost about a
+    microsecond per parameter), and torch's layout of the state is kept: ``step`` a float32
+    0-d tensor per parameter, one more at every step, as after torch's own steps."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    twin = copy.deepcopy(model)
+    opt = rt.optim.AdamW(model.parameters(), lr=0.01)
+    ref = torch.optim.AdamW(twin.parameters(), lr=0.01)
+    x = torch.randn(16, 4)
+    taken = 0
+    for i in range(5):
+        for m, o in ((model, opt), (twin, ref)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+        taken += opt._plan is not None
+        opt.step()
+        ref.step()
+    assert taken == 4
+    for p, q in zip(model.parameters(), twin.parameters()):
+        st, rs = opt.state[p]["step"], ref.state[q]["step"]
+        assert st.dtype == rs.dtype == torch.float32 and st.dim() == 0 and float(st) == float(rs) == 5.0
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_the_step_on_torchs_openmp_threads_equals_it_on_regtunes_pool():
+    """regtune.torch's kernels run their chunks on torch's OpenMP team (regtune.torch._openmp):
+    the same chunks, the same bits as on regtune's own pool, at 1 and 3 threads."""
+    from regtune import _core
+    from regtune.torch import _openmp
+
+    if not _openmp.available:
+        pytest.skip("torch does not run on an OpenMP runtime here")
+    torch.manual_seed(0)
+    base = torch.randn(1 << 19)
+    grads = [torch.randn(1 << 19) for _ in range(3)]
+    results = []
+    for team, threads in ((False, 1), (True, 1), (True, 3), (False, 3)):
+        p = torch.nn.Parameter(base.clone())
+        opt = rt.optim.AdamW([p], lr=0.01, weight_decay=0.1)
+        before = _core.use_openmp_team(False)
+        prev = regtune.get_num_threads()
+        regtune.set_num_threads(threads)
+        try:
+            if not team:
+                opt_step = opt._step_work
+                opt._step_work = lambda work: ro.step_all([(r, gs) for r, _, gs in work])  # regtune's pool
+            for g in grads:
+                p.grad = g.clone()
+                opt.step()
+        finally:
+            regtune.set_num_threads(prev)
+            _core.use_openmp_team(before)
+        results.append(p.detach().clone())
+    assert all(torch.equal(results[0], r) for r in results[1:])
+
+
+def test_a_forked_child_steps_on_its_own_threads():
+    """After fork the child's OpenMP threads are gone: regtune drops torch's team there and
+    steps on its own pool (no hang), with the parent's bits."""
+    import multiprocessing as mp
+
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(1 << 19))
+    p.grad = torch.randn(1 << 19)
+    opt = rt.optim.AdamW([p], lr=0.01)
+    opt.step()  # the parent has used the team
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+
+    def child():
+        opt.step()
+        q.put(p.detach().numpy().copy())
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    got = q.get(timeout=60)
+    proc.join(60)
+    assert proc.exitcode == 0
+    opt.step()
+    np.testing.assert_array_equal(got, p.detach().numpy())

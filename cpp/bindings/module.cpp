@@ -164,6 +164,13 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("us"));
   m.def("serial_threshold", &regtune::serial_threshold);
   m.def("set_serial_threshold", [](size_t n) { regtune::set_serial_threshold(n); }, py::arg("n"));
+  m.def("set_openmp_parallel", [](uintptr_t address) {
+    regtune::set_openmp_parallel(reinterpret_cast<regtune::OpenmpParallel>(address));
+  }, py::arg("address"),
+        "The address of the OpenMP runtime's GOMP_parallel that torch runs on (0: none). Private: "
+        "regtune.torch sets it from the loaded runtime; any other address crashes the process.");
+  m.def("use_openmp_team", &regtune::use_openmp_team, py::arg("on"),
+        "Whether this thread's calls run on that runtime's team; returns the previous setting.");
   m.attr("MAX_THREADS") = regtune::kMaxThreads;
   m.attr("ACTIVE_SPIN_US") = regtune::kActiveSpinUs;
   m.def("build_info", [] {

@@ -59,6 +59,8 @@ std::atomic<size_t> g_serial_threshold{kSerialThreshold};
 std::atomic<void (*)()> g_interrupt_hook{nullptr};
 std::atomic<void (*)(const char*)> g_warning_hook{nullptr};
 thread_local bool t_in_chunk = false;  // nested calls (a chunk that calls parallel_for) run serially
+std::atomic<OpenmpParallel> g_openmp_parallel{nullptr};
+thread_local bool t_openmp_team = false;  // this thread's calls run on g_openmp_parallel's team
 
 constexpr auto kInterruptEvery = std::chrono::milliseconds(20);
 constexpr size_t kMinChunk = size_t(1) << 14;  // elements: below this the hand-off costs more than it saves
@@ -307,13 +309,20 @@ class Pool {
 // forked child drops the parent's (its threads do not exist there) and makes its own.
 std::atomic<Pool*> g_pool{nullptr};
 
-void after_fork_in_child() { g_pool.store(nullptr, std::memory_order_relaxed); }
+void after_fork_in_child() {
+  g_pool.store(nullptr, std::memory_order_relaxed);
+  g_openmp_parallel.store(nullptr, std::memory_order_relaxed);
+}
+
+void handle_fork() {
+  static std::once_flag atfork_once;
+  std::call_once(atfork_once, [] { pthread_atfork(nullptr, nullptr, after_fork_in_child); });
+}
 
 Pool& pool() {
   Pool* p = g_pool.load(std::memory_order_acquire);
   if (p != nullptr) return *p;
-  static std::once_flag atfork_once;
-  std::call_once(atfork_once, [] { pthread_atfork(nullptr, nullptr, after_fork_in_child); });
+  handle_fork();
   auto* fresh = new Pool;
   if (!g_pool.compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) {
     delete fresh;  // another thread made one first (no thread was started in ours)
@@ -375,6 +384,21 @@ void set_spin_us(int us) {
 size_t serial_threshold() { return g_serial_threshold.load(std::memory_order_relaxed); }
 void set_serial_threshold(size_t n) { g_serial_threshold.store(std::max<size_t>(n, 1), std::memory_order_relaxed); }
 
+void set_openmp_parallel(OpenmpParallel fn) {
+#if REGTUNE_THREADS
+  handle_fork();
+  g_openmp_parallel.store(fn, std::memory_order_release);
+#else
+  (void)fn;  // a serial build runs every call on the calling thread
+#endif
+}
+
+bool use_openmp_team(bool on) {
+  const bool was = t_openmp_team;
+  t_openmp_team = on;
+  return was;
+}
+
 void set_interrupt_hook(void (*hook)()) { g_interrupt_hook.store(hook, std::memory_order_release); }
 void set_warning_hook(void (*hook)(const char*)) { g_warning_hook.store(hook, std::memory_order_release); }
 
@@ -398,6 +422,26 @@ void parallel_for(size_t n, size_t grain, void (*body)(void*, size_t, size_t), v
   job.nchunks = (n + chunk - 1) / chunk;
 #if REGTUNE_THREADS
   const int helpers = int(std::min<size_t>(size_t(threads - 1), job.nchunks - 1));
+  OpenmpParallel team = t_openmp_team ? g_openmp_parallel.load(std::memory_order_acquire) : nullptr;
+  if (helpers > 0 && !t_in_chunk && team != nullptr) {
+    // Every thread of the team (as many as this call's thread count, so that the runtime keeps
+    // the team it has when torch uses as many) takes chunks; the calling thread is its master.
+    struct Team {
+      Job* job;
+      pthread_t lead;
+      bool interruptible;
+    } t{&job, pthread_self(), interruptible};
+    team([](void* c) {
+      auto* t = static_cast<Team*>(c);
+      if (pthread_equal(pthread_self(), t->lead)) {
+        t->job->lead(t->interruptible);
+      } else {
+        t->job->help();
+      }
+    }, &t, unsigned(threads), 0);
+    if (job.error) std::rethrow_exception(job.error);
+    return;
+  }
   if (helpers > 0 && !t_in_chunk) {
     Pool& p = pool();
     std::unique_lock<std::mutex> own(p.owner, std::try_to_lock);

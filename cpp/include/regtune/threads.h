@@ -30,6 +30,16 @@ void set_serial_threshold(size_t n);
 // remaining chunks are skipped and parallel_for rethrows). The warning hook reports a thread that
 // could not be started (it may throw too, before any work is done).
 void set_interrupt_hook(void (*hook)());
+// Another runtime's team, for the calls of the threads that ask for it: an OpenMP runtime's
+// GOMP_parallel (libgomp's entry point; LLVM's and Intel's runtimes export it too), the runtime
+// torch runs its own operators on. Right after a torch operator its threads are awake (they spin),
+// and this pool's workers would compete with them for the same cores; a call on that team runs
+// on them instead, with the same chunks (the same values). set_openmp_parallel(nullptr) drops it;
+// a forked child drops it too (that runtime's threads are not there). use_openmp_team(true)
+// makes this thread's calls use it while it is set, and returns the previous setting.
+using OpenmpParallel = void (*)(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
+void set_openmp_parallel(OpenmpParallel fn);
+bool use_openmp_team(bool on);
 void set_warning_hook(void (*hook)(const char* message));
 // Runs body(begin, end) over [0, n) in chunks whose boundaries are multiples of `grain` (64 bytes
 // of output, or a reduction block), so no two threads write one cache line; which thread runs a

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from .. import _core, optim as _ro
-from . import _bitsandbytes as _bnb
+from . import _bitsandbytes as _bnb, _openmp
 from .._validation import scalar_or_schedule
 
 
@@ -183,6 +183,127 @@ def _numpy_dtype(dtype: Any) -> Any:
     return _NUMPY_DTYPE.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
 
 
+_MISSING = object()
+
+
+class _Plan:
+    """What a step repeats while nothing it read has changed: the optimizer's last step, minus
+    the work of finding out (the buckets of step counts, each group's regtune optimizer, the
+    state bound to it). A step checks, per parameter, the few things that would make it differ
+    (the same parameters with the same storage, gradients on the same ones, the same state dict
+    holding the same tensors, step counts not written since) and per group its options; when
+    any differs the step takes the full path, which builds a new plan. About a microsecond per
+    parameter against several on the full path (bench/bench_torch.py)."""
+
+    __slots__ = ("state", "groups")
+
+    class _Group:
+        __slots__ = ("group", "ids", "options", "size", "ro", "params", "ptrs", "has_grad", "dicts", "held", "steps",
+                     "views", "versions", "count")  # fmt: skip
+
+    @classmethod
+    def of(cls, opt: _Optimizer, grouped: list, work: list, idle: list) -> _Plan | None:
+        """The plan of the step just taken (``_step``'s lists), or None where the full path is
+        needed anyway: groups stepped at several step counts, per-parameter scalars (NAdam's
+        mu_product), DTensor parameters, tensor-valued options, groups without gradients."""
+        rule = opt._regtune.rule_class
+        if idle or rule.torch_param_scalars or len(work) != len(opt.param_groups):
+            return None
+        plan = cls()
+        plan.state = opt.state
+        plan.groups = []
+        for (group, buckets), (ro, params, step) in zip(grouped, work):
+            options = cls._options(group, rule)
+            if len(buckets) != 1 or group is not opt.param_groups[len(plan.groups)] or options is None:
+                return None
+            g = cls._Group()
+            g.group, g.options, g.size, g.ro, g.params = group, options, len(group), ro, params
+            g.ids = list(map(id, group["params"]))
+            if any(_is_dtensor(p) for p in group["params"]):
+                return None
+            g.ptrs = [p.data_ptr() for p in params]
+            g.has_grad = [p.grad is not None for p in group["params"]]
+            g.dicts = [opt.state[p] for p in params]
+            g.held = [id(t) for st in g.dicts for t in st.values()]
+            g.steps = [st["step"] for st in g.dicts]
+            g.views = [t.numpy() for t in g.steps]
+            g.versions = [t._version for t in g.steps]
+            g.count = None if rule.torch_group_step else step + 1
+            plan.groups.append(g)
+        return plan
+
+    @staticmethod
+    def _options(group: dict[str, Any], rule: type[_ro.Rule]) -> dict[str, Any] | None:
+        """The group's options other than its parameters and the rule's scalar state (copies of
+        lists), or None when one is a tensor (its value may change in place: read at each step)."""
+        options = {}
+        for k, v in group.items():
+            if k == "params" or k == rule.torch_group_step or k in rule.scalars:
+                continue
+            if isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(isinstance(x, torch.Tensor) for x in v)):
+                return None
+            options[k] = list(v) if isinstance(v, list) else v
+        return options
+
+    def step(self, opt: _Optimizer) -> bool:
+        """One step as the last one was taken; False (nothing done) when something differs."""
+        if opt.state is not self.state or len(opt.param_groups) != len(self.groups):
+            return False
+        rule = opt._regtune.rule_class
+        count_key = rule.torch_group_step
+        work = []  # (regtune optimizer, parameters, gradients)
+        for g, group in zip(self.groups, opt.param_groups):
+            if group is not g.group or list(map(id, group["params"])) != g.ids:
+                return False
+            options = g.options
+            if any(group.get(k, _MISSING) != v for k, v in options.items()) or len(group) != g.size:
+                # a scheduler's betas or momentum (OneCycleLR), or the user's change: taken as
+                # the full path takes it, and the same regtune optimizer keeps the state
+                options = self._options(group, rule)
+                if options is None or opt._regtune_for(group, g.params) is not g.ro:
+                    return False
+                g.options, g.size = options, len(group)
+            grads = [p.grad for p in group["params"]]
+            if [t is not None for t in grads] != g.has_grad:
+                return False
+            if len(grads) != len(g.params):
+                grads = [t for t in grads if t is not None]
+            if [p.data_ptr() for p in g.params] != g.ptrs or [t._version for t in g.steps] != g.versions:
+                return False
+            if [id(t) for st in g.dicts for t in st.values()] != g.held or any(
+                opt.state.get(p) is not st for p, st in zip(g.params, g.dicts)
+            ):
+                return False
+            try:
+                arrays = [t.numpy() for t in grads if t.is_contiguous() and not t.is_sparse]
+            except (RuntimeError, TypeError):  # a gradient that requires grad (create_graph=True)
+                return False
+            if len(arrays) != len(grads):
+                return False
+            ro = g.ro
+            for k in _SCHEDULED:
+                v = group.get(k)
+                if v is not None and getattr(ro, k) != v:
+                    setattr(ro, k, scalar_or_schedule(v, k))
+            ro.step_count = int(group.get(count_key, 0)) if count_key else g.count
+            opt._scalars_in(ro, group)
+            work.append((ro, g.params, arrays))
+        counts = [ro.step_count for ro, _, _ in work]
+        opt._step_work(work)
+        for g, group, count in zip(self.groups, opt.param_groups, counts):
+            opt._scalars_out(g.ro, group, g.params)
+            # each step tensor += 1 in float32, as the full path's torch._foreach_add_ (which costs
+            # 50 us for 28 tensors); through NumPy views, so their versions stay those checked
+            value = np.float32(count) + np.float32(1)
+            for v in g.views:
+                v[()] = value
+            if g.count is not None:
+                g.count = int(value)
+            if _increment_version is not None:
+                _increment_version(g.params)
+        return True
+
+
 class _Optimizer(torch.optim.Optimizer):
     _regtune: type[_ro.Optimizer]
 
@@ -224,6 +345,7 @@ class _Optimizer(torch.optim.Optimizer):
         # time, the result some serial order of the calls (as regtune.optim's optimizers)
         self._lock = threading.RLock()
         self._cache: dict[int, tuple[Any, ...]] = {}
+        self._plan: _Plan | None = None  # what the next step repeats of the last one
         # regtune optimizer -> the ids of the state tensors its arrays view (weak: a replaced
         # optimizer's entry goes with it, so a new one at the same address is never taken for it)
         self._bound: weakref.WeakKeyDictionary[_ro.Optimizer, tuple[int, ...]] = weakref.WeakKeyDictionary()
@@ -237,6 +359,7 @@ class _Optimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         self._lock = threading.RLock()
         self._cache = {}
+        self._plan = None
         self._bound = weakref.WeakKeyDictionary()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -244,6 +367,7 @@ class _Optimizer(torch.optim.Optimizer):
             self._add_param_group(param_group)
 
     def _add_param_group(self, param_group: dict[str, Any]) -> None:
+        self._plan = None
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
@@ -390,6 +514,9 @@ class _Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._plan is not None and self._plan.step(self):
+            return loss
+        self._plan = None
         rule = self._regtune.rule_class
         count_key, own = rule.torch_group_step, rule.torch_param_scalars
         # Each group's parameters by (step count, per-parameter scalars): one regtune step each.
@@ -427,19 +554,7 @@ class _Optimizer(torch.optim.Optimizer):
                     work.append((ro, params, step))
             grads = [[_np(p.grad if p.grad.is_contiguous() else p.grad.contiguous()) for p in params]
                      for _, params, _ in work]  # fmt: skip
-            # max_grad_norm clips by the norm of every gradient of the step, as
-            # clip_grad_norm_(model.parameters()) (one regtune step alone computes it itself)
-            clipped = [ro for ro, _, _ in work if ro.max_grad_norm is not None]
-            if clipped and (len(work) > 1 or any(_sharded_dims(p) for _, params, _ in work for p in params)):
-                norm = _grad_norm([p for _, params, _ in work for p in params], [g for gs in grads for g in gs])
-                for ro in clipped:
-                    ro.global_grad_norm = norm
-            # One native call steps every group (and step count), after all of them are checked.
-            try:
-                _ro.step_all(list(zip((ro for ro, _, _ in work), grads)))
-            finally:
-                for ro in clipped:
-                    ro.global_grad_norm = None
+            self._step_work([(ro, params, gs) for (ro, params, _), gs in zip(work, grads)])
         except BaseException:
             for p in first:  # a first step that did not happen leaves no state (it would count as a step)
                 self.state.pop(p, None)
@@ -465,7 +580,25 @@ class _Optimizer(torch.optim.Optimizer):
         if _increment_version is not None:
             for _, params, _ in work:
                 _increment_version(params)
+        self._plan = _Plan.of(self, grouped, work, idle)
         return loss
+
+    def _step_work(self, work: list[tuple[_ro.Optimizer, list[torch.Tensor], list[np.ndarray]]]) -> None:
+        """Steps each regtune optimizer with its gradients, in one native call on torch's OpenMP
+        threads, after all of them are checked. ``max_grad_norm`` clips by the norm of every
+        gradient of the step, as clip_grad_norm_(model.parameters()) (one regtune step alone
+        computes it itself)."""
+        clipped = [ro for ro, _, _ in work if ro.max_grad_norm is not None]
+        if clipped and (len(work) > 1 or any(_sharded_dims(p) for _, params, _ in work for p in params)):
+            norm = _grad_norm([p for _, params, _ in work for p in params], [g for _, _, gs in work for g in gs])
+            for ro in clipped:
+                ro.global_grad_norm = norm
+        try:
+            with _openmp.team():
+                _ro.step_all([(ro, gs) for ro, _, gs in work])
+        finally:
+            for ro in clipped:
+                ro.global_grad_norm = None
 
     def _scalars_in(self, ro: _ro.Optimizer, group: dict[str, Any], own: dict[str, float] | None = None) -> None:
         """The rule's scalar state: from the group (its reference's keys) and, for scalars torch
@@ -494,6 +627,7 @@ class _Optimizer(torch.optim.Optimizer):
         state changes then)."""
         count_key = self._regtune.rule_class.torch_group_step
         with torch.no_grad(), self._lock:
+            self._plan = None
             for group in self.param_groups:
                 params = [p for p in group["params"] if self.state[p]]
                 if params:
@@ -602,6 +736,7 @@ class _Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             self._in_own_terms(group)
         self._cache.clear()  # new groups and state tensors: bound afresh at the next step
+        self._plan = None
         self._bound = weakref.WeakKeyDictionary()
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]

@@ -3,8 +3,12 @@
 - dropout forward + backward through autograd on 4096 x 4096 float32: ``regtune.torch.nn.Dropout``
   (the backward regenerates the mask) against ``torch.nn.Dropout``, and the bytes of the tensors
   autograd saves between them (``torch.autograd.graph.saved_tensors_hooks``);
-- an optimizer step on ResNet-18's 62 parameter shapes (11.7 M parameters) and on one 4096 x 4096
-  tensor: ``regtune.torch.optim.AdamW`` / ``SGD`` against torch's ``fused=True`` step;
+- an optimizer step on ResNet-18's 62 parameter shapes (11.7 M parameters), GPT-2's 148 (124 M)
+  and one 4096 x 4096 tensor: ``regtune.torch.optim.AdamW`` / ``SGD`` against torch's
+  ``fused=True`` step, the calls alternating (each one right after the other library's);
+- the AdamW step inside a torch training loop (forward, backward, step; torch's defaults, so its
+  OpenMP threads are awake after the backward): a small transformer (``--loop-width``), the
+  median step time of each library over interleaved iterations;
 - initializing a transformer-shaped model (``--layers`` encoder layers of width ``--width``, an
   embedding and a head: 1.0 B parameters by default, 4 GiB of float32) built on the meta device
   and allocated once: ``regtune.torch.init.reset_parameters(model, seed)`` against torch's own
@@ -98,6 +102,52 @@ def optimizer_case(name: str, shapes, what: str, repeats: int, kw: dict) -> None
     print(f"  time ratio regtune / torch fused {r:.3f} (target <= 1.0)")
 
 
+def gpt2_shapes(layers: int = 12, width: int = 768, vocab: int = 50257, positions: int = 1024) -> list:
+    """The parameter shapes of Hugging Face's GPT-2 (124 M: 148 tensors; Conv1D weights are
+    (in, out)), in model.parameters() order; the head is tied to the embedding."""
+    shapes = [(vocab, width), (positions, width)]
+    for _ in range(layers):
+        shapes += [(width,), (width,), (width, 3 * width), (3 * width,), (width, width), (width,),
+                   (width,), (width,), (width, 4 * width), (4 * width,), (4 * width, width), (width,)]  # fmt: skip
+    return shapes + [(width,), (width,)]
+
+
+def loop_case(width: int, layers: int, iters: int) -> None:
+    """The step inside a training loop: each library's model (the same init) runs forward and
+    backward, then its optimizer steps; iterations alternate between the libraries."""
+
+    def model():
+        torch.manual_seed(0)
+        layer = torch.nn.TransformerEncoderLayer(width, max(1, width // 64), 4 * width, batch_first=True)
+        return torch.nn.Sequential(torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False),
+                                   torch.nn.Linear(width, width))  # fmt: skip
+
+    runs = {}
+    for k, make in (("regtune.torch.optim.AdamW", rt.optim.AdamW),
+                    ("torch.optim.AdamW(fused=True)", lambda ps, **kw: torch.optim.AdamW(ps, **kw, fused=True))):  # fmt: skip
+        m = model()
+        runs[k] = (m, make(m.parameters(), lr=1e-4))
+    x = torch.randn(8, 64, width)
+    times = {k: [] for k in runs}
+    for it in range(iters + 5):
+        for k, (m, opt) in runs.items():
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            t0 = time.perf_counter()
+            opt.step()
+            if it >= 5:
+                times[k].append(time.perf_counter() - t0)
+    m = runs["regtune.torch.optim.AdamW"][0]
+    n, count = sum(p.numel() for p in m.parameters()), len(list(m.parameters()))
+    print(f"AdamW step inside a training loop (transformer, {layers} layers of width {width}: {n / 1e6:.1f} M "
+          f"parameters in {count} tensors), median of {iters}:")  # fmt: skip
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    for k, v in med.items():
+        print(f"  {k:<36s} {v * 1e3:8.3f} ms")
+    r = med["regtune.torch.optim.AdamW"] / med["torch.optim.AdamW(fused=True)"]
+    print(f"  time ratio regtune / torch fused {r:.3f} (target <= 1.0)")
+
+
 def _torch_default_init(model: torch.nn.Module) -> None:
     """What constructing the model runs: each module's own reset (MultiheadAttention's is
     _reset_parameters, after its out_proj's)."""
@@ -136,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=2048)
     ap.add_argument("--vocab", type=int, default=50304)
     ap.add_argument("--init-repeats", type=int, default=3)
+    ap.add_argument("--loop-width", type=int, default=256)
+    ap.add_argument("--loop-iters", type=int, default=30)
     a = ap.parse_args(argv)
     torch.set_num_threads(regtune.get_num_threads())
     print(f"regtune {regtune.config()['simd']}, {regtune.get_num_threads()} threads; torch {torch.__version__}, "
@@ -143,7 +195,9 @@ def main(argv=None) -> int:
     dropout_case(a.n, a.repeats)
     for name, kw in (("AdamW", dict(lr=1e-3)), ("SGD", dict(lr=1e-2, momentum=0.9))):
         optimizer_case(name, resnet18_shapes(), "ResNet-18 shapes", a.repeats, kw)
+        optimizer_case(name, gpt2_shapes(), "GPT-2 shapes", a.repeats, kw)
         optimizer_case(name, [(a.n, a.n)], f"{a.n}x{a.n}", a.repeats, kw)
+    loop_case(a.loop_width, 2, a.loop_iters)
     init_case(a.layers, a.width, a.vocab, a.init_repeats)
     return 0
 

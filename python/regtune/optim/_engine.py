@@ -662,41 +662,51 @@ def step_all(steps: Sequence[tuple[Optimizer, Sequence[np.ndarray]]]) -> list[fl
     if len({id(o) for o in opts}) != len(opts):
         raise ValueError("steps names an optimizer twice; step it once per call")
     grads = [o._gradients(g) for o, g in steps]
+    if len(opts) == 1 and opts[0].ema is None:  # the usual case: one lock, no ExitStack (a few us)
+        with opts[0]._lock:
+            return _step_held(opts, grads)
     with contextlib.ExitStack() as held:
-        for o in sorted(opts, key=id):  # one order for every caller: no two calls wait on each other
+        # one order for every caller (the optimizers, then their averages): no two calls wait
+        # on each other
+        for o in sorted(opts, key=id):
             held.enter_context(o._lock)
-        # Every count is read before any schedule runs: a schedule of one optimizer may step
-        # another of this call, whichever comes first in it.
-        counts = [o.step_count for o in opts]
-        args = []
-        for o, count in zip(opts, counts):
-            args.append(o.coefficients(count))
-            if o.step_count != count:
-                raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
         emas = {id(o.ema): o.ema for o in opts if o.ema is not None}
         for key in sorted(emas):
             held.enter_context(emas[key]._lock)
-        calls = []
-        for o, g, (coef, fused, _) in zip(opts, grads, args):
-            if o.ema is not None:
-                fused.update(o.ema.coefficients())
-            calls.append(o.rule.native_call(o, g, coef, fused))
-        for o, count in zip(opts, counts):  # a schedule of one may have stepped another meanwhile
-            if o.step_count != count:
-                raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
-        for o, count in zip(opts, counts):
-            if count == 0 and any(f == "param" for f in o.rule.fills.values()):
-                o._first_step()
-        if len(calls) == 1:
-            name, call_args = calls[0]
-            norms = [getattr(_core, name)(*call_args)]
-        else:
-            norms = _core.optim_steps(calls)
-        for o, count, (_, _, scalars) in zip(opts, counts, args):
-            if o.ema is not None:
-                o.ema.n_averaged += 1
-            o.step_count = count + 1
-            o.scalars = scalars
+        return _step_held(opts, grads)
+
+
+def _step_held(opts: list[Optimizer], grads: list[list]) -> list[float | None]:
+    """step_all's steps, with every lock held."""
+    # Every count is read before any schedule runs: a schedule of one optimizer may step
+    # another of this call, whichever comes first in it.
+    counts = [o.step_count for o in opts]
+    args = []
+    for o, count in zip(opts, counts):
+        args.append(o.coefficients(count))
+        if o.step_count != count:
+            raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
+    calls = []
+    for o, g, (coef, fused, _) in zip(opts, grads, args):
+        if o.ema is not None:
+            fused.update(o.ema.coefficients())
+        calls.append(o.rule.native_call(o, g, coef, fused))
+    for o, count in zip(opts, counts):  # a schedule of one may have stepped another meanwhile
+        if o.step_count != count:
+            raise RuntimeError(f"a schedule changed step_count from {count} to {o.step_count} inside step()")
+    for o, count in zip(opts, counts):
+        if count == 0 and any(f == "param" for f in o.rule.fills.values()):
+            o._first_step()
+    if len(calls) == 1:
+        name, call_args = calls[0]
+        norms = [getattr(_core, name)(*call_args)]
+    else:
+        norms = _core.optim_steps(calls)
+    for o, count, (_, _, scalars) in zip(opts, counts, args):
+        if o.ema is not None:
+            o.ema.n_averaged += 1
+        o.step_count = count + 1
+        o.scalars = scalars
     return norms
 
 

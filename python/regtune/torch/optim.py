@@ -183,9 +183,6 @@ def _numpy_dtype(dtype: Any) -> Any:
     return _NUMPY_DTYPE.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
 
 
-_MISSING = object()
-
-
 class _Plan:
     """What a step repeats while nothing it read has changed: the optimizer's last step, minus
     the work of finding out (the buckets of step counts, each group's regtune optimizer, the
@@ -198,7 +195,7 @@ class _Plan:
     __slots__ = ("state", "groups")
 
     class _Group:
-        __slots__ = ("group", "ids", "options", "size", "ro", "params", "ptrs", "has_grad", "dicts", "held", "steps",
+        __slots__ = ("group", "ids", "options", "values", "size", "ro", "params", "ptrs", "has_grad", "dicts", "held", "steps",
                      "views", "versions", "count")  # fmt: skip
 
     @classmethod
@@ -217,7 +214,8 @@ class _Plan:
             if len(buckets) != 1 or group is not opt.param_groups[len(plan.groups)] or options is None:
                 return None
             g = cls._Group()
-            g.group, g.options, g.size, g.ro, g.params = group, options, len(group), ro, params
+            g.group, g.ro, g.params = group, ro, params
+            g.options, g.values, g.size = tuple(options), tuple(options.values()), len(group)
             g.ids = list(map(id, group["params"]))
             if any(_is_dtensor(p) for p in group["params"]):
                 return None
@@ -255,14 +253,13 @@ class _Plan:
         for g, group in zip(self.groups, opt.param_groups):
             if group is not g.group or list(map(id, group["params"])) != g.ids:
                 return False
-            options = g.options
-            if any(group.get(k, _MISSING) != v for k, v in options.items()) or len(group) != g.size:
+            if tuple(map(group.get, g.options)) != g.values or len(group) != g.size:
                 # a scheduler's betas or momentum (OneCycleLR), or the user's change: taken as
                 # the full path takes it, and the same regtune optimizer keeps the state
                 options = self._options(group, rule)
                 if options is None or opt._regtune_for(group, g.params) is not g.ro:
                     return False
-                g.options, g.size = options, len(group)
+                g.options, g.values, g.size = tuple(options), tuple(options.values()), len(group)
             grads = [p.grad for p in group["params"]]
             if [t is not None for t in grads] != g.has_grad:
                 return False

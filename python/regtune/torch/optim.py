@@ -113,10 +113,16 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
-    """A new tensor holding a copy of ``a`` (bfloat16 through its int16 bits)."""
+    """A new tensor holding a copy of ``a`` (bfloat16 through its int16 bits), in torch's
+    allocation: 64-byte aligned, so that no vector of the step straddles two cache lines (NumPy's
+    allocations are 16-byte aligned; a step over such state ran up to 20% slower at one thread)."""
     if a.dtype == _BF16:
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_numpy(np.array(a, copy=True))
+        t = torch.empty(a.shape, dtype=torch.int16)
+        np.copyto(t.numpy(), a.view(np.int16))
+        return t.view(torch.bfloat16)
+    t = torch.empty(a.shape, dtype=_TORCH_DTYPE[a.dtype])
+    np.copyto(t.numpy(), a)
+    return t
 
 
 #: Options of torch's optimizers that only choose torch's implementation (regtune's step is

@@ -2261,3 +2261,36 @@ def test_a_rule_hyperparameter_set_on_the_optimizer_is_refused_not_ignored(name,
         setattr(opt, attr, before)
     opt.lr, opt.weight_decay = 0.5, 0.01
     assert (opt.lr, opt.weight_decay, getattr(opt, attr)) == (0.5, 0.01, before)
+
+
+def _at_offset(values: np.ndarray, offset_bytes: int) -> np.ndarray:
+    """A copy of ``values`` that starts ``offset_bytes`` past a 64-byte boundary."""
+    raw = np.empty(values.nbytes + 128, np.uint8)
+    start = (offset_bytes - raw.ctypes.data) % 64
+    out = raw[start : start + values.nbytes].view(values.dtype).reshape(values.shape)
+    out[...] = values
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_where_the_arrays_start_in_a_cache_line_changes_no_bit(name, dtype):
+    """The step splits each range at the first cache-line boundary of its arrays when they all
+    start at the same offset within a line (so that its vectors never straddle two lines): an
+    element-wise rule gives every element the same bits wherever its arrays start, with the
+    state the optimizer makes (placed as its parameter)."""
+    rng = np.random.default_rng(7)
+    p0 = [rng.standard_normal(s).astype(dtype) for s in ((1000,), (37,), (9, 33))]
+    gs = [[rng.standard_normal(p.shape).astype(dtype) for p in p0] for _ in range(3)]
+    esize = np.dtype(dtype).itemsize
+    results = []
+    for offset in (0, esize, 16, 64 - esize):
+        ps = [_at_offset(p, offset) for p in p0]
+        opt = getattr(optim, name)(ps, lr=1e-2)
+        for step in gs:
+            opt.step([_at_offset(g, offset) for g in step])
+        assert all(a.ctypes.data % 64 == offset for k in opt.state for a in opt.state[k] if isinstance(a, np.ndarray) and a.ndim and a.shape == ps[0].shape)
+        results.append([p.copy() for p in ps])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

@@ -124,6 +124,41 @@ void blockwise8_step(const Tensor& t, size_t lo, size_t n, const Values& coef, c
   });
 }
 
+// The elements before the first cache-line boundary of a step's streams, when they are plain
+// float32/float64 arrays that all start at the same offset within a cache line (NumPy's arrays
+// are 16-byte aligned): the body steps those first and then the rest, whose vectors then never
+// straddle two lines. Element-wise bodies give every element the same value either way.
+// AdamW, 4096x4096 float32 arrays 16 bytes past a line, one thread: 11-13 ms a step against
+// 9-10 ms for 64-byte aligned ones (the VM of the README). 0 when the streams disagree.
+template <typename T, typename... P>
+RT_INLINE size_t line_head(size_t n, P... streams) {
+  if constexpr (!(std::is_pointer_v<P> && ...)) {
+    return 0;
+  } else {
+    long m = -1;
+    bool same = true;
+    auto see = [&](auto p) {
+      using U = std::remove_cv_t<std::remove_pointer_t<decltype(p)>>;
+      if (p == nullptr) return;
+      const long a = sizeof(U) == sizeof(T) ? long(reinterpret_cast<uintptr_t>(p) % kLineBytes) : -2;
+      same = same && a >= 0 && (m < 0 || a == m);
+      m = a;
+    };
+    (see(streams), ...);
+    if (!same || m <= 0 || m % long(sizeof(T)) != 0) return 0;
+    return std::min(n, size_t(long(kLineBytes) - m) / sizeof(T));
+  }
+}
+
+template <typename P>
+RT_INLINE P advanced(P p, size_t h) {
+  if constexpr (std::is_pointer_v<P>) {
+    return p ? p + h : p;
+  } else {
+    return p;
+  }
+}
+
 template <typename R>
 void rule_step(const Tensor& t, size_t lo, size_t n, const Values& coef, const Values& fused) {
   if constexpr (std::is_same_v<R, average>) {
@@ -148,8 +183,11 @@ void rule_step(const Tensor& t, size_t lo, size_t n, const Values& coef, const V
       using T = decltype(tag);
       const auto c = R::template Coef<T>::from(coef);
       const auto f = FusedOf<T>::from(fused);
+      const size_t h = line_head<T>(n, q, g, s0, s1, s2, e);
       dispatch_rule<decltype(q)>(f, R::fast(c), [&](auto fast, auto ema) {
-        R::template body<fast(), ema(), T>(q, g, s0, s1, s2, e, n, c, f);
+        if (h > 0) R::template body<fast(), ema(), T>(q, g, s0, s1, s2, e, h, c, f);
+        R::template body<fast(), ema(), T>(advanced(q, h), advanced(g, h), advanced(s0, h), advanced(s1, h),
+                                           advanced(s2, h), advanced(e, h), n - h, c, f);
       });
     });
   }

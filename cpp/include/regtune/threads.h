@@ -30,6 +30,7 @@ void set_serial_threshold(size_t n);
 // remaining chunks are skipped and parallel_for rethrows). The warning hook reports a thread that
 // could not be started (it may throw too, before any work is done).
 void set_interrupt_hook(void (*hook)());
+void set_warning_hook(void (*hook)(const char* message));
 // Another runtime's team, for the calls of the threads that ask for it: an OpenMP runtime's
 // GOMP_parallel (libgomp's entry point; LLVM's and Intel's runtimes export it too), the runtime
 // torch runs its own operators on. Right after a torch operator its threads are awake (they spin),
@@ -40,7 +41,6 @@ void set_interrupt_hook(void (*hook)());
 using OpenmpParallel = void (*)(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
 void set_openmp_parallel(OpenmpParallel fn);
 bool use_openmp_team(bool on);
-void set_warning_hook(void (*hook)(const char* message));
 // Runs body(begin, end) over [0, n) in chunks whose boundaries are multiples of `grain` (64 bytes
 // of output, or a reduction block), so no two threads write one cache line; which thread runs a
 // chunk must not change a value. Interruptible calls may stop early by rethrowing the interrupt

@@ -35,10 +35,11 @@ def _gomp_parallel() -> int:
         return 0
 
 
+_address = _gomp_parallel()
 #: Whether regtune.torch's kernels run on torch's OpenMP team in this process.
-available = bool(_gomp_parallel())
+available = bool(_address)
 if available:
-    _core.set_openmp_parallel(_gomp_parallel())
+    _core.set_openmp_parallel(_address)
 
 
 class team:

@@ -20,7 +20,7 @@ from .._validation import (
     not_masked,
     same_length,
 )
-from ._engine import MAX_STEP, _arrays, full_like_param
+from ._engine import MAX_STEP, _arrays, like_param
 
 __all__ = ["Average", "EMA", "SWA"]
 
@@ -38,9 +38,7 @@ class Average:
         #: average in 16 bits would lose every update below half its ulp).
         self.low = self.params[0].dtype in LOW_DTYPES
         #: The averages, one array per parameter (copies of the parameters until the first update).
-        self.averages: list[np.ndarray] = [full_like_param(p, 0, np.float32 if self.low else p.dtype) for p in self.params]
-        for a, p in zip(self.averages, self.params):
-            np.copyto(a, p, casting="unsafe")
+        self.averages: list[np.ndarray] = [like_param(p, np.float32 if self.low else p.dtype, p) for p in self.params]
         #: Updates so far (torch's ``n_averaged``).
         self.n_averaged = 0
         self._lock = threading.RLock()

@@ -40,19 +40,20 @@ MAX_STEP = 2**63
 CORE_RULES: dict[str, dict[str, Any]] = {r["name"]: r for r in _core.optim_rules()}
 
 
-def full_like_param(p: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
-    """A new array of ``p``'s shape, ``dtype`` and value ``fill``, placed at the same offset
-    within a cache line as ``p`` (NumPy's own allocations are 16-byte aligned): a step reads
-    and writes its parameter, gradient and state with the same vectors, and when one stream's
-    vectors straddle cache lines and another's do not, the step runs 10-35% slower (AdamW,
-    4096x4096, torch tensors as parameters, the VM of the README)."""
+def like_param(p: np.ndarray, dtype: Any, value: Any) -> np.ndarray:
+    """A new array of ``p``'s shape and ``dtype`` holding ``value`` (a scalar, or an array such
+    as ``p`` itself, cast), placed at the same offset within a cache line as ``p`` (NumPy's own
+    allocations are 16-byte aligned): a step reads and writes its parameter, gradient and state
+    with the same vectors, and when one stream's vectors straddle cache lines and another's do
+    not, the step runs 10-35% slower (AdamW, 4096x4096, torch tensors as parameters, the VM of
+    the README). One pass: the value is written once."""
     dtype = np.dtype(dtype)
     off = (p.ctypes.data % 64) // max(p.itemsize, 1) * dtype.itemsize % 64
     nbytes = p.size * dtype.itemsize
     raw = np.empty(nbytes + 64, np.uint8)
     start = (off - raw.ctypes.data) % 64
     a = raw[start : start + nbytes].view(dtype).reshape(p.shape)
-    a.fill(fill)
+    np.copyto(a, value, casting="unsafe")
     return a
 
 
@@ -173,7 +174,7 @@ class Rule:
                 fill = self.fills.get(name, 0.0)
                 fill = 0.0 if isinstance(fill, str) else fill  # "param": filled at the first step
                 if min_8bit_size is None:
-                    out[name] = [full_like_param(p, fill, dtype) for p in params]
+                    out[name] = [like_param(p, dtype, fill) for p in params]
                     continue
                 signed = not nonneg[k]
                 zero = int(np.flatnonzero(_core.dynamic_map(signed) == 0)[0])
@@ -181,7 +182,7 @@ class Rule:
                 absmax: list[np.ndarray | None] = []
                 for p in params:
                     if p.size < min_8bit_size:
-                        arrays.append(full_like_param(p, fill, dtype))
+                        arrays.append(like_param(p, dtype, fill))
                         absmax.append(None)
                     elif fill == 0:  # the code of 0, absmax 0 (what encoding zeros gives, without a float32 copy)
                         arrays.append(np.full(p.shape, zero, np.uint8))
@@ -363,9 +364,7 @@ class Optimizer:
             rule.state_arrays(self.params, sdt, self.min_8bit_size) if self.blockwise else rule.state_arrays(self.params, sdt)
         )
         if precision == "master":  # the float32 master copy: the step's parameter
-            self.state["master"] = [full_like_param(p, 0, np.float32) for p in self.params]
-            for m, p in zip(self.state["master"], self.params):
-                np.copyto(m, p, casting="unsafe")
+            self.state["master"] = [like_param(p, np.float32, p) for p in self.params]
         #: The rule's scalar state (Schedule-Free's weight sum, ...): empty for most rules.
         self.scalars: dict[str, Any] = dict(rule.scalars)
 

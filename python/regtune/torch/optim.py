@@ -55,6 +55,7 @@ import torch
 
 from .. import _core, optim as _ro
 from . import _bitsandbytes as _bnb, _openmp
+from ._memory import advise_hugepages
 from .._validation import scalar_or_schedule
 
 
@@ -116,11 +117,12 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     """A new tensor holding a copy of ``a`` (bfloat16 through its int16 bits), in torch's
     allocation: 64-byte aligned, so that no vector of the step straddles two cache lines (NumPy's
     allocations are 16-byte aligned; a step over such state ran up to 20% slower at one thread)."""
+    # (huge pages advised before the first write, as NumPy advises them for its own arrays)
     if a.dtype == _BF16:
-        t = torch.empty(a.shape, dtype=torch.int16)
+        t = advise_hugepages(torch.empty(a.shape, dtype=torch.int16))
         np.copyto(t.numpy(), a.view(np.int16))
         return t.view(torch.bfloat16)
-    t = torch.empty(a.shape, dtype=_TORCH_DTYPE[a.dtype])
+    t = advise_hugepages(torch.empty(a.shape, dtype=_TORCH_DTYPE[a.dtype]))
     np.copyto(t.numpy(), a)
     return t
 

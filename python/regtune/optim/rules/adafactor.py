@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..._validation import LOW_DTYPES, hyperparameter
-from .._engine import Optimizer, Rule, decay_terms, full_like_param
+from .._engine import Optimizer, Rule, decay_terms, like_param
 
 
 class Adafactor(Rule):
@@ -63,7 +63,7 @@ class Adafactor(Rule):
         return {
             "row_var": [np.zeros(p.shape[:-1] + (1,), dtype) if p.ndim > 1 else None for p in params],
             "col_var": [np.zeros(p.shape[:-2] + (1, p.shape[-1]), dtype) if p.ndim > 1 else None for p in params],
-            "variance": [full_like_param(p, 0, dtype) if p.ndim <= 1 else None for p in params],
+            "variance": [like_param(p, dtype, 0) if p.ndim <= 1 else None for p in params],
         }
 
     def coefficients(self, t: int, lr: float, wd: float) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1604,6 +1604,104 @@ def test_lars_adapts_weights_not_biases_and_lamb_clamps_the_weight_norm():
     np.testing.assert_allclose(p, 5.0 - 1.0 * (10 / 31.6227766) * 3.16227766, rtol=1e-6)
 
 
+@pytest.mark.parametrize("cls", [optim.LAMB, optim.LARS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reduce_sums_makes_a_shards_step_the_whole_tensors(cls, dtype):
+    """A shard of each tensor given the whole tensors' sums of squares (what regtune.torch's
+    all-reduce makes of the shards' sums under FSDP2) steps its elements bit for bit as the
+    whole tensors' step; without them its trust ratios are its own."""
+    rng = np.random.default_rng(7)
+    shapes = [(6, 5), (6, 3), (6,)]
+    whole = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
+    kw = dict(lr=0.1, weight_decay=0.01, max_grad_norm=None)
+    a = cls([x.copy() for x in whole], **kw)
+    seen = []
+    a.reduce_sums = lambda sums: seen.append(sums.copy())
+    shard = cls([x[:2].copy() for x in whole], **kw)  # the first 2 rows of each: the rest lives elsewhere
+    own = cls([x[:2].copy() for x in whole], **kw)
+    for t, gs in enumerate(grads):
+        a.step(gs)
+
+        def whole_sums(sums, t=t):
+            assert sums.shape == (3, 2) and sums.dtype == np.float64
+            assert np.all(sums <= seen[t] * (1 + 1e-12))  # a part of each sum
+            sums[...] = seen[t]
+
+        shard.reduce_sums = whole_sums
+        shard.step([g[:2] for g in gs])
+        own.step([g[:2] for g in gs])
+        assert len(seen) == t + 1
+    assert all(np.array_equal(p[:2], q) for p, q in zip(a.params, shard.params))
+    assert not all(np.array_equal(p[:2], q) for p, q in zip(a.params, own.params))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adafactor_reduce_makes_a_shards_step_the_whole_tensors(dtype):
+    """Adafactor's three reductions: a shard of the leading axis (a matrix's rows, a batch of
+    matrices' first matrix, a vector's elements) given the whole tensors' sums and counts at
+    each stage steps its elements bit for bit as the whole tensors' step."""
+    rng = np.random.default_rng(3)
+    shapes = [(6, 5), (3, 4, 5), (7,)]
+    cut = [2, 1, 3]  # the shard: the first cut[t] entries of the leading axis
+    whole = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
+    a = optim.Adafactor([x.copy() for x in whole], lr=0.05, weight_decay=0.01)
+    shard = optim.Adafactor([x[:c].copy() for x, c in zip(whole, cut)], lr=0.05, weight_decay=0.01)
+    seen = {}
+    a.reduce_sums = lambda stage, sums, offsets: seen.__setitem__(stage, (sums.copy(), offsets.copy()))
+
+    def from_whole(stage, sums, offsets):
+        full, full_off = seen[stage]
+        assert sums.dtype == np.float64 and offsets.dtype == np.int64 and len(offsets) == 4
+        for t, ndim in enumerate(len(s) for s in shapes):
+            lo, hi = offsets[t], offsets[t + 1]
+            if ndim == 2 or stage == 2:
+                sums[lo:hi] = full[full_off[t]:full_off[t + 1]]
+            elif stage == 0:  # the sums over the tensor and its count; the factors are per matrix
+                sums[lo:lo + 2] = full[full_off[t]:full_off[t] + 2]
+
+    shard.reduce_sums = from_whole
+    for gs in grads:
+        a.step(gs)
+        assert sorted(seen) == [0, 1, 2]
+        shard.step([g[:c] for g, c in zip(gs, cut)])
+    assert all(np.array_equal(p[:c], q) for p, q, c in zip(a.params, shard.params, cut))
+    assert np.array_equal(a.state["row_var"][0][:2], shard.state["row_var"][0])
+    assert np.array_equal(a.state["col_var"][0], shard.state["col_var"][0])
+
+
+def test_reduce_sums_is_checked_and_its_errors_surface():
+    p, g = np.ones((4, 4), np.float32), np.ones((4, 4), np.float32)
+    opt = optim.LAMB([p])
+    opt.reduce_sums = 3
+    with pytest.raises(TypeError, match="reduce must be None or a callable, got int"):
+        opt.step([g])
+
+    def boom(sums):
+        raise RuntimeError("all-reduce failed")
+
+    opt.reduce_sums = boom
+    before = p.copy()
+    with pytest.raises(RuntimeError, match="all-reduce failed"):
+        opt.step([g])
+    assert np.array_equal(p, before)  # the parameters are not stepped (the moments were)
+    opt.reduce_sums = lambda sums: sums.shape and sums.resize((2, 1), refcheck=False)
+    with pytest.raises(ValueError, match="reduce changed the shape of the sums"):
+        opt.step([g])
+    ada = optim.Adafactor([p])
+    ada.reduce_sums = "x"
+    with pytest.raises(TypeError, match="reduce must be None or a callable, got str"):
+        ada.step([g])
+    ada.reduce_sums = lambda stage, sums, offsets: boom(sums) if stage == 1 else None
+    with pytest.raises(RuntimeError, match="all-reduce failed"):
+        ada.step([g])
+    assert np.array_equal(p, before)
+    sgd = optim.SGD([p], momentum=0.9)  # an element-wise rule has no sums: never called
+    sgd.reduce_sums = boom
+    sgd.step([g])
+
+
 def test_adafactor_keeps_factored_state_for_matrices_and_checks_it():
     params, grad_seq = _problem(np.float32, steps=2)
     opt = optim.Adafactor(params)
@@ -2047,7 +2145,7 @@ def test_step_all_names_state_that_shares_memory_with_a_parameter():
 @pytest.mark.parametrize("calls, err, match", [
     ([("optim_step",)], TypeError, r"calls\[0\] must be a \(name, arguments\) tuple"),
     ([["optim_step", ()]], TypeError, r"calls\[0\] must be a \(name, arguments\) tuple"),
-    ([("optim_step", (0,))], TypeError, r"calls\[0\]: optim_step takes 11 arguments, got 1"),
+    ([("optim_step", (0,))], TypeError, r"calls\[0\]: optim_step takes 12 arguments, got 1"),
     ([("rm -rf", ())], ValueError, r"calls\[0\]: unknown step function 'rm -rf'"),
     ([(3, ())], TypeError, r"calls\[0\] must be a \(name, arguments\) tuple"),
 ])  # fmt: skip

@@ -748,17 +748,62 @@ def test_a_copied_optimizer_steps_on_as_the_original():
 
 
 # ------------------------------------------------------------------------------------ FSDP2
-def _fsdp_model():
+class _Bilinear(torch.nn.Module):
+    """A stack of linear layers and a bilinear one (a 3-D weight: a batch of matrices)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5), torch.nn.Tanh())
+        self.bi = torch.nn.Bilinear(5, 5, 3)
+
+    def forward(self, x):
+        h = self.stack(x)
+        return self.bi(h, h)
+
+
+def _fsdp_model(shard=True, bilinear=False):
     from torch.distributed.fsdp import fully_shard
 
     torch.manual_seed(0)
     # 5 rows: uneven shards; 1 row: process 1's shards are empty
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5), torch.nn.Tanh(),
-                                torch.nn.Linear(5, 1))  # fmt: skip
-    for layer in model:
-        if isinstance(layer, torch.nn.Linear):
+    model = _Bilinear() if bilinear else torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))  # fmt: skip
+    if not shard:
+        return model
+    for layer in model.modules():
+        if isinstance(layer, (torch.nn.Linear, torch.nn.Bilinear)):
             fully_shard(layer)
     return fully_shard(model)
+
+
+def _fsdp_whole_tensor_rules(rank, world):
+    """LAMB, LARS and Adafactor on shards (their norms and factors' sums all-reduced over the
+    mesh) step as the same rule on the whole model in one process, given the mean of the
+    processes' losses (FSDP2 averages their gradients): matrices split by rows (unevenly, one
+    shard empty), vectors, and a batch of matrices (Bilinear's 3-D weight) split by matrices."""
+    from torch.distributed.tensor import DTensor
+
+    for name, kw in (("LAMB", dict(weight_decay=0.1)), ("LAMB", dict(max_grad_norm=0.5)),
+                     ("LARS", dict(momentum=0.9, weight_decay=1e-2, trust_coefficient=0.02)),
+                     ("Adafactor", dict(weight_decay=0.1)), ("Adafactor", dict(max_grad_norm=0.5))):  # fmt: skip
+        a, whole = _fsdp_model(bilinear=True), _fsdp_model(shard=False, bilinear=True)
+        opt = getattr(rt.optim, name)
+        ours, ref = opt(a.parameters(), lr=1e-2, **kw), opt(whole.parameters(), lr=1e-2, **kw)
+        gens = [torch.Generator().manual_seed(r) for r in range(world)]
+        for _ in range(4):
+            xs = [torch.randn(6, 8, generator=g) for g in gens]
+            ours.zero_grad()
+            a(xs[rank]).pow(2).mean().mul(20).backward()
+            ours.step()
+            ref.zero_grad()
+            (sum(whole(x).pow(2).mean().mul(20) for x in xs) / world).backward()
+            ref.step()
+        start = _fsdp_model(shard=False, bilinear=True)
+        for p, q, p0 in zip(a.parameters(), whole.parameters(), start.parameters()):
+            assert isinstance(p, DTensor) and p.placements[0].is_shard()
+            full = p.full_tensor()
+            torch.testing.assert_close(full, q.detach(), rtol=1e-5, atol=1e-6, msg=f"{name} {kw} {tuple(p.shape)}")
+            assert not torch.equal(full, p0)  # it stepped
 
 
 def _fsdp_worker(rank, world, port):
@@ -789,8 +834,13 @@ def _fsdp_worker(rank, world, port):
                 torch.testing.assert_close(p.to_local(), q.to_local(), rtol=1e-5, atol=1e-6)
             ref.load_state_dict(ours.state_dict())  # torch's layout: DTensor state, loads both ways
             ours.load_state_dict(ref.state_dict())
-        with pytest.raises(TypeError, match=r"params\[0\] is a DTensor sharded over a device mesh \(FSDP2\): LAMB"):
-            rt.optim.LAMB(_fsdp_model().parameters())
+        _fsdp_whole_tensor_rules(rank, world)
+        from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
+
+        cols = torch.nn.Parameter(distribute_tensor(torch.ones(4, 6), init_device_mesh("cpu", (world,)), [Shard(1)]))
+        with pytest.raises(TypeError, match=r"params\[0\] is a DTensor placed \(Shard\(dim=1\),\): Adafactor steps "):
+            rt.optim.Adafactor([cols])
+        rt.optim.LAMB([cols])  # its norms are sums over every element: any placement
     finally:
         dist.destroy_process_group()
 
@@ -798,7 +848,8 @@ def _fsdp_worker(rank, world, port):
 def test_fsdp2_shards_step_as_torchs_adamw_over_two_gloo_processes():
     """Issue 26: parameters sharded by fully_shard (DTensors) step their local shards, clipping
     by the norm over the whole mesh, as torch's own optimizers under FSDP2 (2 CPU processes,
-    gloo); the rules that need whole tensors refuse sharded ones by name."""
+    gloo); LAMB, LARS and Adafactor take their norms and factors over the mesh (Adafactor
+    refuses shards of any axis but the leading one, by name)."""
     import socket
 
     dist = pytest.importorskip("torch.distributed")

@@ -73,6 +73,25 @@ py::object run_job(Job job) {
   return norm_or_none(job, norm);
 }
 
+// `reduce` of a step: None or a callable (named in the error).
+void check_reduce(const py::object& reduce) {
+  if (!reduce.is_none() && !PyCallable_Check(reduce.ptr())) {
+    throw py::type_error("reduce must be None or a callable, got " + std::string(py::str(py::type::of(reduce).attr("__name__"))));
+  }
+}
+
+// A copy of `n` of the driver's sums as a float64 array (nothing the callable keeps points into
+// the driver's memory), and back after the call; its shape must not change.
+template <typename Call>
+void call_on_copy(double* sums, std::vector<py::ssize_t> shape, size_t n, Call call) {
+  py::array_t<double> a(shape, sums);
+  call(a);
+  if (std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()) != shape) {
+    throw py::value_error("reduce changed the shape of the sums it was given");
+  }
+  std::memcpy(sums, a.data(), n * sizeof(double));
+}
+
 // ------------------------------------------------------------------------------- dtypes
 DType dtype_code(FloatKind k) {
   return k == FloatKind::bf16 ? DType::bf16 : k == FloatKind::f16 ? DType::f16 : k == FloatKind::f64 ? DType::f64 : DType::f32;
@@ -346,7 +365,7 @@ Array blockwise8_state(const py::handle& entry, const std::string& label, DType 
 Job step_job(const py::object& rule_obj, const py::sequence& params, const py::sequence& grads,
              const py::sequence& states, const py::sequence& state_names, const py::dict& coef_d,
              const py::dict& fused_d, double max_grad_norm, const py::object& masters, const py::object& seed,
-             uint64_t step) {
+             uint64_t step, const py::object& reduce) {
   const int rule = rule_id(rule_obj);
   int nrules;
   const RuleInfo& info = optim_rules(&nrules)[rule];
@@ -404,12 +423,21 @@ Job step_job(const py::object& rule_obj, const py::sequence& params, const py::s
   if (info.per_tensor) {
     for (size_t i = 0; i < n; ++i) g.tensors[i].adapt = g.params[i].ndim() > 1;
   }
+  check_reduce(reduce);
   finish_checks(g);
   Job job;
   job.wants_norm = max_grad_norm > 0;
   job.keep = std::move(g.keep);
-  job.run = [rule, tensors = std::move(g.tensors), coef, fused, max_grad_norm]() {
-    return optim_step(rule, tensors.data(), tensors.size(), coef, fused, max_grad_norm);
+  SumsReduce hook;
+  if (!reduce.is_none() && info.per_tensor) {
+    job.keep.push_back(reduce);  // alive while the job is; the hook borrows it
+    hook = [fn = reduce.ptr()](double* sums, size_t count) {
+      py::gil_scoped_acquire gil;
+      call_on_copy(sums, {py::ssize_t(count), 2}, 2 * count, [&](py::array_t<double>& a) { py::handle f(fn); f(a); });
+    };
+  }
+  job.run = [rule, tensors = std::move(g.tensors), coef, fused, max_grad_norm, hook = std::move(hook)]() {
+    return optim_step(rule, tensors.data(), tensors.size(), coef, fused, max_grad_norm, hook);
   };
   return job;
 }
@@ -427,7 +455,7 @@ std::string shape_of(const std::vector<py::ssize_t>& s) {
 Job adafactor_job(const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
                   const py::sequence& col_vars, const py::sequence& variances, const py::object& emas,
                   const py::dict& coef_d, const py::dict& fused_d, double max_grad_norm, const py::object& masters,
-                  const py::object& seed, uint64_t step) {
+                  const py::object& seed, uint64_t step, const py::object& reduce) {
   int nf;
   const Field* af = adafactor_fields(&nf);
   const Values coef = parse_values(coef_d, af, nf, true, "coef");
@@ -474,15 +502,27 @@ Job adafactor_job(const py::sequence& params, const py::sequence& grads, const p
     if (!emas.is_none()) g.tensors[i].ema = {take(emas.cast<py::sequence>(), "ema.averages", i, shape), fdt};
   }
   set_rounding(g, seed, step);
+  check_reduce(reduce);
   finish_checks(g);
   Job job;
   job.wants_norm = max_grad_norm > 0;
   job.keep = std::move(g.keep);
+  AdafactorReduce hook;
+  if (!reduce.is_none()) {
+    job.keep.push_back(reduce);  // alive while the job is; the hook borrows it
+    hook = [fn = reduce.ptr()](int stage, double* sums, const size_t* offsets, size_t count) {
+      py::gil_scoped_acquire gil;
+      py::array_t<int64_t> off(py::ssize_t(count + 1));
+      for (size_t t = 0; t <= count; ++t) off.mutable_data()[t] = int64_t(offsets[t]);
+      call_on_copy(sums, {py::ssize_t(offsets[count])}, offsets[count],
+                   [&](py::array_t<double>& a) { py::handle f(fn); f(stage, a, off); });
+    };
+  }
   job.run = [tensors = std::move(g.tensors), rv = std::move(rv), cv = std::move(cv), var = std::move(var),
              batches = std::move(batches), rows = std::move(rows), cols = std::move(cols),
-             factored = std::move(factored), coef, fused, max_grad_norm]() {
+             factored = std::move(factored), coef, fused, max_grad_norm, hook = std::move(hook)]() {
     return adafactor_step(tensors.data(), tensors.size(), rv.data(), cv.data(), var.data(), batches.data(),
-                          rows.data(), cols.data(), factored.data(), coef, fused, max_grad_norm);
+                          rows.data(), cols.data(), factored.data(), coef, fused, max_grad_norm, hook);
   };
   return job;
 }
@@ -505,14 +545,14 @@ Job job_of(const py::handle& call, size_t i) {
   };
   auto seq = [&](size_t k) { return a[k].cast<py::sequence>(); };
   if (name == "optim_step") {
-    want(11);
+    want(12);
     return step_job(a[0], seq(1), seq(2), seq(3), seq(4), a[5].cast<py::dict>(), a[6].cast<py::dict>(),
-                    a[7].cast<double>(), a[8], a[9], a[10].cast<uint64_t>());
+                    a[7].cast<double>(), a[8], a[9], a[10].cast<uint64_t>(), a[11]);
   }
   if (name == "adafactor_step") {
-    want(12);
+    want(13);
     return adafactor_job(seq(0), seq(1), seq(2), seq(3), seq(4), a[5], a[6].cast<py::dict>(), a[7].cast<py::dict>(),
-                         a[8].cast<double>(), a[9], a[10], a[11].cast<uint64_t>());
+                         a[8].cast<double>(), a[9], a[10], a[11].cast<uint64_t>(), a[12]);
   }
   throw py::value_error(label + ": unknown step function '" + name + "'");
 }
@@ -658,34 +698,42 @@ void register_optim(py::module_& m) {
       "optim_step",
       [](const py::object& rule, const py::sequence& params, const py::sequence& grads, const py::sequence& states,
          const py::sequence& state_names, const py::dict& coef, const py::dict& fused, double max_grad_norm,
-         const py::object& masters, const py::object& seed, uint64_t step) -> py::object {
-        return run_job(step_job(rule, params, grads, states, state_names, coef, fused, max_grad_norm, masters, seed, step));
+         const py::object& masters, const py::object& seed, uint64_t step, const py::object& reduce) -> py::object {
+        return run_job(step_job(rule, params, grads, states, state_names, coef, fused, max_grad_norm, masters, seed,
+                                step, reduce));
       },
       py::arg("rule"), py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("state_names"),
       py::arg("coef"), py::arg("fused"), py::arg("max_grad_norm") = 0.0, py::arg("masters") = py::none(),
-      py::arg("seed") = py::none(), py::arg("step") = 0,
+      py::arg("seed") = py::none(), py::arg("step") = 0, py::arg("reduce") = py::none(),
       "One step of optimizer rule `rule` (a name or id of optim_rules()) over the whole list, in one pass, "
       "for float32, float64, bfloat16 or float16 params (one dtype; grads in it or, for 16-bit params, "
       "float32; the state in it or float32). states: 3 state lists and the averages (None each where "
       "absent), named by state_names; coef: the rule's fields; fused: fused_fields(). masters: float32 "
       "master copies of 16-bit params (the step's params; params receive their rounding to nearest); seed: "
       "None (round to nearest) or the key of stochastic rounding, word i of stream step * 2**24 + t rounding "
-      "element i of tensor t. Returns the global grad norm when max_grad_norm > 0, else None.");
+      "element i of tensor t. reduce: None, or for a rule with a trust ratio (per_tensor) a callable given, "
+      "between its two passes, a float64 (len(params), 2) view of each tensor's two sums of squares to make "
+      "whole in place (shards of one tensor on several processes: an all-reduce); other rules never call it. "
+      "Returns the global grad norm when max_grad_norm > 0, else None.");
   m.def(
       "adafactor_step",
       [](const py::sequence& params, const py::sequence& grads, const py::sequence& row_vars,
          const py::sequence& col_vars, const py::sequence& variances, const py::object& emas, const py::dict& coef,
          const py::dict& fused, double max_grad_norm, const py::object& masters, const py::object& seed,
-         uint64_t step) -> py::object {
+         uint64_t step, const py::object& reduce) -> py::object {
         return run_job(adafactor_job(params, grads, row_vars, col_vars, variances, emas, coef, fused, max_grad_norm,
-                                     masters, seed, step));
+                                     masters, seed, step, reduce));
       },
       py::arg("params"), py::arg("grads"), py::arg("row_vars"), py::arg("col_vars"), py::arg("variances"),
       py::arg("emas"), py::arg("coef"), py::arg("fused"), py::arg("max_grad_norm") = 0.0,
       py::arg("masters") = py::none(), py::arg("seed") = py::none(), py::arg("step") = 0,
+      py::arg("reduce") = py::none(),
       "One torch.optim.Adafactor step over the whole list (row_var/col_var for tensors of more than one "
       "dimension, variance for the others; None where a tensor has no such buffer; float64 for float64 "
-      "params, else float32); coef: adafactor_fields(). Returns the global grad norm when max_grad_norm > 0.");
+      "params, else float32); coef: adafactor_fields(). reduce: None or a callable reduce(stage, sums, offsets) "
+      "called between the passes with the sums the step divides and their counts (float64; tensor t's are "
+      "sums[offsets[t]:offsets[t + 1]], laid out per stage as regtune/optim.h says), to change in place: "
+      "a sharded tensor's all-reduce. Returns the global grad norm when max_grad_norm > 0.");
   m.def(
       "optim_steps",
       [](const py::sequence& calls) -> py::list {

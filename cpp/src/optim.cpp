@@ -91,7 +91,7 @@ double clip_fused(const Tensor* tensors, size_t count, double max_grad_norm, Val
 }
 
 double optim_step(int rule, const Tensor* tensors, size_t count, const Values& coef, const Values& fused_in,
-                  double max_grad_norm) {
+                  double max_grad_norm, const SumsReduce& reduce) {
   const OptimTable& k = optim_kernels();
   Values fused = fused_in;
   const double norm = clip_fused(tensors, count, max_grad_norm, fused);
@@ -113,15 +113,16 @@ double optim_step(int rule, const Tensor* tensors, size_t count, const Values& c
     parallel(blocks.total, kReduceBlock, first);
     coefs.assign(count, coef);
     fuseds.assign(count, fused);
+    std::vector<double> sums(2 * count, 0.0);
     for (size_t t = 0; t < count; ++t) {
-      double sq0 = 0.0, sq1 = 0.0;
       const size_t b0 = blocks.start[t] / kReduceBlock, nb = (sizes[t] + kReduceBlock - 1) / kReduceBlock;
       for (size_t j = b0; j < b0 + nb; ++j) {
-        sq0 += part[2 * j];
-        sq1 += part[2 * j + 1];
+        sums[2 * t] += part[2 * j];
+        sums[2 * t + 1] += part[2 * j + 1];
       }
-      k.trust[rule](coefs[t], fuseds[t], sq0, sq1, tensors[t].adapt);
     }
+    if (reduce) reduce(sums.data(), count);
+    for (size_t t = 0; t < count; ++t) k.trust[rule](coefs[t], fuseds[t], sums[2 * t], sums[2 * t + 1], tensors[t].adapt);
   }
   const Layout layout(sizes.data(), count, [&](size_t t) { return chunk_align(tensors[t]); });
   const auto step = k.step[rule];

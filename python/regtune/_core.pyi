@@ -1,6 +1,6 @@
 """Type stubs for regtune._core, the native extension (private: use the regtune package)."""
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -103,6 +103,7 @@ def optim_step(
     masters: Sequence[npt.NDArray[np.float32]] | None = None,
     seed: int | None = None,
     step: int = 0,
+    reduce: Callable[[npt.NDArray[np.float64]], None] | None = None,
 ) -> float | None: ...
 def adafactor_step(
     params: Sequence[npt.NDArray[Any]],

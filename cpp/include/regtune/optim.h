@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "regtune/kernels.h"
 
@@ -109,9 +110,14 @@ constexpr size_t kReduceBlock = 4096;
 // pass) and its clip scale applied inside the step pass; the norm is returned (NaN otherwise).
 // Rules with a trust ratio take two passes in the one call: the first (blocks of
 // kReduceBlock) forms each tensor's two norms, the rule turns them into the tensor's
-// coefficients, the second applies the step.
+// coefficients, the second applies the step. Between the two, `reduce` (when given) is called
+// on the calling thread with each tensor's two sums (sums[2t], sums[2t + 1]) and may change
+// them in place: a sharded tensor's step holds its shard's sums, which the caller makes the
+// whole tensor's (an all-reduce over the processes sharing it). What it throws leaves the
+// call after the first pass (the rule's state updated, the parameters not).
+using SumsReduce = std::function<void(double* sums, size_t count)>;
 double optim_step(int rule, const Tensor* tensors, size_t count, const Values& coef, const Values& fused,
-                  double max_grad_norm);
+                  double max_grad_norm, const SumsReduce& reduce = {});
 
 // One torch.optim.Adafactor step over a list (cpp/src/optim/adafactor.cpp). Tensor t has
 // batches[t] x rows[t] x cols[t] elements (its last two axes and the product of the others; a
@@ -120,9 +126,23 @@ double optim_step(int rule, const Tensor* tensors, size_t count, const Values& c
 // parameters, else float32). `coef` holds Adafactor's fields (beta2_comp, eps, rho, eps1,
 // eps2, d); each tensor's step size is -max(eps2, rms(p)) * rho / max(1, rms(u) / d), rms over
 // the tensor. Three passes over the tensors in one call, every reduction in a fixed order.
+//
+// `reduce` (when given) is called on the calling thread at three points with the sums the step
+// divides, each beside the count it divides by, and may change them in place; tensor t's are
+// sums[offsets[t], offsets[t + 1]). A tensor sharded over processes (rows of a matrix, the
+// leading axis of a batch of them, elements of a vector) steps with the whole tensor's sums
+// when the caller all-reduces the parts that its shards split:
+//   stage 0: sum p^2, n (elements), rows, then for a factored tensor the column sums of g^2
+//            (batch x cols, divided by rows into col_var)
+//   stage 1: a factored tensor's sum of row_var per batch, then rows (their mean: / rows);
+//            none for the others
+//   stage 2: sum u^2, n (the update's rms)
+// What it throws leaves the call there (the factors updated as far as it got, the parameters not).
+using AdafactorReduce = std::function<void(int stage, double* sums, const size_t* offsets, size_t count)>;
 double adafactor_step(const Tensor* tensors, size_t count, void* const* row_vars, void* const* col_vars,
                       void* const* variances, const size_t* batches, const size_t* rows, const size_t* cols,
-                      const unsigned char* factored, const Values& coef, const Values& fused, double max_grad_norm);
+                      const unsigned char* factored, const Values& coef, const Values& fused, double max_grad_norm,
+                      const AdafactorReduce& reduce = {});
 
 // Blockwise 8-bit encoding of x[0, n) (float32) into codes[0, n) and absmax[0, ceil(n /
 // kQ8Block)) with bitsandbytes' signed or unsigned dynamic map, and its decoding (out = code[q]

@@ -63,7 +63,8 @@ void for_tasks(const std::vector<AdafactorTask>& tasks, size_t total, F f) {
 template <typename T>
 void adafactor_core(const Tensor* tensors, size_t count, void* const* row_vars_, void* const* col_vars_,
                     void* const* variances_, const size_t* batches, const size_t* rows, const size_t* cols,
-                    const unsigned char* factored, const Values& coef, const Values& fused) {
+                    const unsigned char* factored, const Values& coef, const Values& fused,
+                    const AdafactorReduce& reduce) {
   const OptimTable& k = optim_kernels();
   const Scalars sc(coef);
   Lerp<T> lw;  // the lerp weight of the running variances, rounded to T as torch's lerp_
@@ -113,34 +114,71 @@ void adafactor_core(const Tensor* tensors, size_t count, void* const* row_vars_,
   });
 
   // The small factors, serially in a fixed order: row_var, col_var, the clamped means of
-  // row_var, and each tensor's alpha = max(eps2, rms(p)) * rho_t.
-  std::vector<T> means;  // per (tensor, batch)
-  std::vector<size_t> mean0(count);
-  std::vector<double> alpha(count);
+  // row_var, and each tensor's alpha = max(eps2, rms(p)) * rho_t. With `reduce`, the sums
+  // they come from go through it first, each with the count it divides by (see AdafactorReduce).
+  std::vector<size_t> seg(count + 1, 0);
+  std::vector<double> sums;
+  auto segments = [&](auto size_of) {
+    for (size_t t = 0; t < count; ++t) seg[t + 1] = seg[t] + size_of(t);
+    sums.assign(seg[count], 0.0);
+  };
+  // stage 0: [sum p^2, n, rows, column sums of g^2 (batch x cols, factored tensors)]
+  segments([&](size_t t) { return 3 + (factored[t] ? batches[t] * cols[t] : 0); });
   for (size_t t = 0; t < count; ++t) {
     const size_t B = batches[t], R = rows[t], C = cols[t], S = stripes[t];
-    double psq = 0.0;
-    for (size_t j = 0; j < B * R * S; ++j) psq += rowpart[2 * (row0[t] + j)];
-    const double rms = sizes[t] ? std::sqrt(psq) / std::sqrt(double(sizes[t])) : 0.0;
-    alpha[t] = (rms > sc.eps2_v ? rms : sc.eps2_v) * sc.rho_v;  // Python's max(eps2, rms): eps2 for a NaN rms
-    mean0[t] = means.size();
+    double* x = &sums[seg[t]];
+    for (size_t j = 0; j < B * R * S; ++j) x[0] += rowpart[2 * (row0[t] + j)];
+    x[1] = double(sizes[t]), x[2] = double(R);
     if (!factored[t]) continue;
     for (size_t b = 0; b < B; ++b) {
-      double sum_rv = 0.0;
+      for (size_t c = 0; c < C; ++c) {
+        double gsq = 0.0;
+        for (size_t g = 0; g < groups[t]; ++g) gsq += colpart[col0[t] + (b * groups[t] + g) * C + c];
+        x[3 + b * C + c] = gsq;
+      }
+    }
+  }
+  if (reduce) reduce(0, sums.data(), seg.data(), count);
+  std::vector<double> alpha(count), rows_of(count), n_of(count);
+  for (size_t t = 0; t < count; ++t) {
+    const double* x = &sums[seg[t]];
+    n_of[t] = x[1], rows_of[t] = x[2];
+    const double rms = n_of[t] ? std::sqrt(x[0]) / std::sqrt(n_of[t]) : 0.0;
+    alpha[t] = (rms > sc.eps2_v ? rms : sc.eps2_v) * sc.rho_v;  // Python's max(eps2, rms): eps2 for a NaN rms
+    if (!factored[t]) continue;
+    const size_t B = batches[t], R = rows[t], C = cols[t], S = stripes[t];
+    for (size_t b = 0; b < B; ++b) {
       for (size_t r = 0; r < R; ++r) {
         double gsq = 0.0;
         for (size_t s = 0; s < S; ++s) gsq += rowpart[2 * (row0[t] + (b * R + r) * S + s) + 1];
         T& rv = row_vars[t][b * R + r];
         rv = lerp1(rv, T(gsq / double(C)), lw);
-        sum_rv += double(rv);
       }
       for (size_t c = 0; c < C; ++c) {
-        double gsq = 0.0;
-        for (size_t g = 0; g < groups[t]; ++g) gsq += colpart[col0[t] + (b * groups[t] + g) * C + c];
         T& cv = col_vars[t][b * C + c];
-        cv = lerp1(cv, T(gsq / double(R)), lw);
+        cv = lerp1(cv, T(x[3 + b * C + c] / rows_of[t]), lw);
       }
-      const T mean = T(sum_rv / double(R));
+    }
+  }
+  // stage 1: [sum of row_var per batch (factored tensors), rows]
+  std::vector<size_t> mean0(count);
+  segments([&](size_t t) { return factored[t] ? batches[t] + 1 : 0; });
+  for (size_t t = 0; t < count; ++t) {
+    if (!factored[t]) continue;
+    double* x = &sums[seg[t]];
+    for (size_t b = 0; b < batches[t]; ++b) {
+      for (size_t r = 0; r < rows[t]; ++r) x[b] += double(row_vars[t][b * rows[t] + r]);
+    }
+    x[batches[t]] = double(rows[t]);
+  }
+  if (reduce) reduce(1, sums.data(), seg.data(), count);
+  std::vector<T> means;  // per (tensor, batch)
+  for (size_t t = 0; t < count; ++t) {
+    mean0[t] = means.size();
+    if (!factored[t]) continue;
+    const double* x = &sums[seg[t]];
+    for (size_t b = 0; b < batches[t]; ++b) {
+      const T mean = T(x[b] / x[batches[t]]);
       means.push_back(mean > T(sc.eps1_v) ? mean : (std::isnan(mean) ? mean : T(sc.eps1_v)));  // clamp_(min=eps1)
     }
   }
@@ -166,11 +204,17 @@ void adafactor_core(const Tensor* tensors, size_t count, void* const* row_vars_,
                  &rowpart[2 * slot(w, r)]);
   });
 
+  // stage 2: [sum u^2, n]
+  segments([](size_t) { return 2; });
+  for (size_t t = 0; t < count; ++t) {
+    double* x = &sums[seg[t]];
+    for (size_t j = 0; j < batches[t] * rows[t] * stripes[t]; ++j) x[0] += rowpart[2 * (row0[t] + j)];
+    x[1] = double(sizes[t]);
+  }
+  if (reduce) reduce(2, sums.data(), seg.data(), count);
   std::vector<Values> at(count, coef);
   for (size_t t = 0; t < count; ++t) {
-    double usq = 0.0;
-    for (size_t j = 0; j < batches[t] * rows[t] * stripes[t]; ++j) usq += rowpart[2 * (row0[t] + j)];
-    const double n = double(sizes[t]);
+    const double usq = sums[seg[t]], n = sums[seg[t] + 1];
     const double ratio = n ? std::sqrt(usq) / (std::sqrt(n) * sc.d_v) : 0.0;
     const double denom = ratio > 1.0 ? ratio : 1.0;  // Python's max(1.0, ratio)
     at[t].v[sc.step] = -alpha[t] / denom;
@@ -184,13 +228,16 @@ void adafactor_core(const Tensor* tensors, size_t count, void* const* row_vars_,
 
 double adafactor_step(const Tensor* tensors, size_t count, void* const* row_vars, void* const* col_vars,
                       void* const* variances, const size_t* batches, const size_t* rows, const size_t* cols,
-                      const unsigned char* factored, const Values& coef, const Values& fused_in, double max_grad_norm) {
+                      const unsigned char* factored, const Values& coef, const Values& fused_in, double max_grad_norm,
+                      const AdafactorReduce& reduce) {
   Values fused = fused_in;
   const double norm = clip_fused(tensors, count, max_grad_norm, fused);
   if (count && tensors[0].param.dt == DType::f64) {
-    adafactor_core<double>(tensors, count, row_vars, col_vars, variances, batches, rows, cols, factored, coef, fused);
+    adafactor_core<double>(tensors, count, row_vars, col_vars, variances, batches, rows, cols, factored, coef, fused,
+                           reduce);
   } else {
-    adafactor_core<float>(tensors, count, row_vars, col_vars, variances, batches, rows, cols, factored, coef, fused);
+    adafactor_core<float>(tensors, count, row_vars, col_vars, variances, batches, rows, cols, factored, coef, fused,
+                          reduce);
   }
   return norm;
 }

@@ -148,6 +148,12 @@ class Rule:
         """Whether each element's update depends only on that element (dask steps chunk by chunk)."""
         return cls.core in CORE_RULES and not CORE_RULES[cls.core]["per_tensor"]
 
+    @classmethod
+    def trust_ratio(cls) -> bool:
+        """Whether each tensor's step scales by a ratio of its norms (LAMB, LARS): the step
+        calls the optimizer's ``reduce_sums`` with them, when set, before using them."""
+        return cls.core in CORE_RULES and CORE_RULES[cls.core]["per_tensor"]
+
     def slots(self) -> tuple[str | None, str | None, str | None]:
         raise NotImplementedError
 
@@ -200,7 +206,7 @@ class Rule:
         masters = opt.state["master"] if opt.precision == "master" else None
         return "optim_step", (
             self.core, opt.params, grads, states, names, coef, fused, opt.own_max_grad_norm, masters,
-            opt._sr_key, opt.step_count,
+            opt._sr_key, opt.step_count, opt.reduce_sums,
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -357,6 +363,12 @@ class Optimizer:
         #: gradients than this optimizer's (regtune.torch.optim: every group's, and the whole
         #: device mesh's); the step then computes no norm of its own.
         self.global_grad_norm: float | None = None
+        #: None, or the native step's ``reduce``: a callable given the sums of squares the step
+        #: divides, to make whole in place (regtune.torch.optim all-reduces a DTensor shard's
+        #: over its device mesh). For a rule with a trust ratio (LAMB, LARS) ``f(sums)``, a
+        #: float64 array of each parameter's two, shape (len(params), 2); for Adafactor
+        #: ``f(stage, sums, offsets)``, as ``_core.adafactor_step`` says; never called by others.
+        self.reduce_sums: Callable[..., None] | None = None
         self._lock = threading.RLock()  # held by step, state_dict and load_state_dict
         self.step_count = 0
         #: The optimizer state: buffer name -> one array per parameter (torch's names).

@@ -30,8 +30,8 @@ steps keep their own bias corrections, as in torch). Sparse gradients are refuse
 ``state_dict``, ``load_state_dict`` and ``add_param_group`` hold a lock: threads sharing an
 optimizer get some serial order of their calls. DTensor parameters (FSDP2's ``fully_shard``)
 step their local shards, the state kept as DTensors laid out as the parameters and the clip
-norm all-reduced over the mesh; rules that need whole tensors (LAMB, LARS, Adafactor) refuse
-sharded ones.
+norm all-reduced over the mesh, as are the sums behind LAMB's and LARS' trust ratios and
+Adafactor's factors and step size (Adafactor: shards of the leading axis, FSDP2's default).
 
 ``torch.bfloat16`` and ``torch.float16`` parameters take regtune's 16-bit step (see
 ``regtune.optim``): ``precision="round" | "stochastic" | "master"`` and ``state_dtype=``
@@ -43,6 +43,7 @@ dtype.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
@@ -182,6 +183,46 @@ def _grad_norm(params: list[torch.Tensor], grads: list[np.ndarray]) -> float:
             sq = float(t)
         total += sq
     return math.sqrt(total)
+
+
+def _all_reduce(params: list[torch.Tensor], sums: np.ndarray, parts: Callable[[int, torch.Tensor], slice]) -> None:
+    """``sums[parts(i, p)]`` (a 1-D array) of every sharded parameter ``p`` made the whole tensor's: summed over
+    the processes of the mesh dimensions it is sharded over, one all-reduce per (mesh,
+    dimensions), the parameters in list order: the same calls on every process."""
+    picks: dict[tuple, list[np.ndarray]] = {}  # (mesh, sharded dims) -> indices into sums, in first-seen order
+    for i, p in enumerate(params):
+        dims = _sharded_dims(p)
+        if dims:
+            part = parts(i, p)
+            picks.setdefault((p.device_mesh, dims), []).append(np.arange(part.start, part.stop))
+    for (mesh, dims), idx in picks.items():
+        at = np.concatenate(idx)
+        t = torch.from_numpy(sums[at])
+        for d in dims:
+            torch.distributed.all_reduce(t, group=mesh.get_group(d))
+        sums[at] = t.numpy()
+
+
+def _reduce_sums(params: list[torch.Tensor], sums: np.ndarray) -> None:
+    """A trust-ratio rule's two sums of squares per parameter (rows of ``sums``), the whole
+    tensor's for DTensor shards."""
+    _all_reduce(params, sums.reshape(-1), lambda i, p: slice(2 * i, 2 * i + 2))
+
+
+def _reduce_adafactor(params: list[torch.Tensor], stage: int, sums: np.ndarray, offsets: np.ndarray) -> None:
+    """Adafactor's sums at ``stage`` (see ``_core.adafactor_step``), the whole tensor's for
+    DTensor shards, which split the leading axis (checked when the parameter is taken): of a
+    matrix, its rows (every sum and count is split); of a batch of matrices, whole matrices
+    (only the sums over the tensor and its count: the factors are per matrix); of a vector,
+    its elements."""
+
+    def parts(i: int, p: torch.Tensor) -> slice:
+        lo, hi = int(offsets[i]), int(offsets[i + 1])
+        if p.dim() == 2 or stage == 2:
+            return slice(lo, hi)
+        return slice(lo, lo + 2) if stage == 0 else slice(lo, lo)
+
+    _all_reduce(params, sums, parts)
 
 
 def _numpy_dtype(dtype: Any) -> Any:
@@ -415,10 +456,12 @@ class _Optimizer(torch.optim.Optimizer):
             if not all(isinstance(pl, (_Shard, _Replicate)) for pl in p.placements):
                 raise TypeError(f"params[{i}] is a DTensor placed {p.placements}: regtune steps Shard and "
                                 f"Replicate placements")  # fmt: skip
-            if _sharded_dims(p) and not self._regtune.rule_class.elementwise():
-                raise TypeError(f"params[{i}] is a DTensor sharded over a device mesh (FSDP2): "
-                                f"{type(self).__name__} needs each whole tensor (its norms or factors) in one "
-                                f"step; an element-wise rule steps shards")  # fmt: skip
+            rule = self._regtune.rule_class
+            if not rule.elementwise() and not rule.trust_ratio() and any(
+                    pl.dim != 0 for pl in p.placements if isinstance(pl, _Shard)):  # fmt: skip
+                raise TypeError(f"params[{i}] is a DTensor placed {p.placements}: {type(self).__name__} steps "
+                                f"shards of the leading axis (FSDP2's Shard(0)); its factors are sums along the "
+                                f"last two axes")  # fmt: skip
 
     def _standin(self, group: dict[str, Any], hyper: dict[str, Any] | None = None) -> _ro.Optimizer:
         """A regtune optimizer over an empty array of the group's dtype (its checks, its coefficients)."""
@@ -598,12 +641,19 @@ class _Optimizer(torch.optim.Optimizer):
             norm = _grad_norm([p for _, params, _ in work for p in params], [g for _, _, gs in work for g in gs])
             for ro in clipped:
                 ro.global_grad_norm = norm
+        sharded = [ro for ro, params, _ in work if not ro.rule.elementwise() and any(map(_sharded_dims, params))]
+        for ro, params, _ in work:
+            if ro in sharded:  # LAMB, LARS, Adafactor: each tensor's sums over its whole mesh
+                reduce = _reduce_sums if ro.rule.trust_ratio() else _reduce_adafactor
+                ro.reduce_sums = functools.partial(reduce, params)
         try:
             with _openmp.team():
                 _ro.step_all([(ro, gs) for ro, _, gs in work])
         finally:
             for ro in clipped:
                 ro.global_grad_norm = None
+            for ro in sharded:
+                ro.reduce_sums = None
 
     def _scalars_in(self, ro: _ro.Optimizer, group: dict[str, Any], own: dict[str, float] | None = None) -> None:
         """The rule's scalar state: from the group (its reference's keys) and, for scalars torch

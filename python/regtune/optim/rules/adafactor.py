@@ -88,5 +88,5 @@ class Adafactor(Rule):
         emas = opt.ema.averages if opt.ema is not None else None
         return "adafactor_step", (
             opt.params, grads, st["row_var"], st["col_var"], st["variance"], emas, coef, fused,
-            opt.own_max_grad_norm, masters, opt._sr_key, opt.step_count,
+            opt.own_max_grad_norm, masters, opt._sr_key, opt.step_count, opt.reduce_sums,
         )  # fmt: skip

@@ -1676,6 +1676,25 @@ def test_policy_chains_and_fill():
     assert filled > 0
 
 
+@pytest.mark.parametrize("op", [A.RandomInvert(1.0), A.RandomPosterize(3, 1.0), A.RandomPosterize(8, 1.0),
+                                A.RandomSolarize(100, 1.0), A.RandomAutocontrast(1.0), A.RandomEqualize(1.0),
+                                A.RandomAdjustSharpness(1.7, 1.0), A.RandomAdjustSharpness(0.2, 1.0)],
+                         ids=repr)  # fmt: skip
+@pytest.mark.parametrize("shape", [(6, 23, 17, 3), (6, 2, 9, 3), (6, 19, 21, 1)])
+def test_policy_ops_read_the_uint8_image_after_a_float_step(op, shape):
+    """A policy op after a step that computes in float (ColorJitter) on uint8 images reads the
+    uint8 image torchvision's op would get (the jitter's result rounded), whichever op comes
+    first: the same as running the op on the stored uint8 result of the jitter. (The rounding
+    is folded into each op's first pass; this pins it down for every op, and for the images
+    whose side is too short for sharpness.)"""
+    imgs = POLICY_IMGS[: shape[0], : shape[1], : shape[2], : shape[3]].copy()
+    jitter = A.ColorJitter(0.4, 0.4, 0.4 if shape[3] == 3 else 0)
+    fused = A.Pipeline([jitter, op], seed=4)(imgs)
+    jittered = A.Pipeline([jitter], seed=4)(imgs)
+    assert jittered.dtype == np.uint8 and not np.array_equal(jittered, imgs)
+    np.testing.assert_array_equal(fused, A.Pipeline([op], seed=4)(jittered))
+
+
 def test_single_image_ops_match_pil():
     """RandomEqualize, RandomPosterize and RandomSolarize (p=1) on uint8: PIL's ImageOps.equalize,
     posterize and solarize exactly (torchvision's tensor ops equal PIL's on uint8); RandomInvert,

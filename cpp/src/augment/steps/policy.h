@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "augment/select_bits.h"
@@ -98,32 +99,52 @@ struct policy {
     // uint8 images: the uint8 tensor torchvision's ops would see (values rounded half to even),
     // and after each op its conversion back to uint8 (truncation), so that a chain of ops
     // quantizes as torchvision's does
+    // Both are folded into the ops' own passes (each a pass over the whole image, out of the
+    // cache at 224x224): `r`, the rounding, into the first op that is not "none" (its reads; a
+    // list of "none" alone gets a pass of its own), and `t`, the truncation, into the writes of
+    // the op it follows. The values are those of a rounding pass, the op, a truncating pass.
     const float hi = bound;
-    if (u8) each(v, plane, H * W, C, [hi](float x) { return round_even(clamp_to(x, hi)); });
+    const size_t n = H * W;
+    bool pending = u8;  // the image still needs the rounding
     for (size_t k = 0; k < slots; ++k) {
       const float* p = per_sample + (run.s * slots + k) * kFields;
       const int code = int(p[0]);
+      if (code == 0) continue;
+      const bool r = pending, t = u8 && (code == 2 || code == 3 || code == 4 || code == 5 || code == 8);
+      pending = false;
       switch (code) {
-        case 1: affine(run.k, run.scratch, v, plane, H, W, C, p + 1); break;
-        case 2: for (size_t c = 0; c < C; ++c) run.k.scale_clamp(v + c * plane, H * W, p[1], 0.0f, bound); break;
-        case 3: if (C == 3) blend_gray(v, plane, H * W, p[1], p[2]); break;
-        case 4: contrast(v, plane, H * W, C, p[1], p[2]); break;
-        case 5: sharpness(run.scratch, v, plane, H, W, C, p[2]); break;
-        case 6: posterize(v, plane, H * W, C, int(p[1])); break;
-        case 7: {
-          const float t = p[1];
-          each(v, plane, H * W, C, [t, hi](float x) { return select_bits(x >= t, hi - x, x); });
+        case 1: affine(run.k, run.scratch, v, plane, H, W, C, p + 1, r); break;
+        case 2: {
+          const float f = p[1];
+          if (!r && !t) {
+            for (size_t c = 0; c < C; ++c) run.k.scale_clamp(v + c * plane, n, f, 0.0f, bound);
+          } else {
+            each_rt(v, plane, n, C, r, t, [f, hi](float x) { return clamp_to(x * f + 0.0f, hi); });  // scale_clamp's
+          }
           break;
         }
-        case 8: autocontrast(v, plane, H * W, C); break;
-        case 9: equalize(run.scratch, v, plane, H * W, C); break;
-        case 10: each(v, plane, H * W, C, [hi](float x) { return hi - x; }); break;
+        case 3:
+          if (C == 3) {
+            blend_gray(v, plane, n, p[1], p[2], r, t);
+          } else {
+            each_rt(v, plane, n, C, r, t, [](float x) { return x; });  // unchanged, but rounded and truncated
+          }
+          break;
+        case 4: contrast(v, plane, n, C, p[1], p[2], r, t); break;
+        case 5: sharpness(run.scratch, v, plane, H, W, C, p[2], r, t); break;
+        case 6: posterize(v, plane, n, C, int(p[1]), r); break;
+        case 7: {
+          const float th = p[1];
+          each_rt(v, plane, n, C, r, false, [th, hi](float x) { return select_bits(x >= th, hi - x, x); });
+          break;
+        }
+        case 8: autocontrast(v, plane, n, C, r, t); break;
+        case 9: equalize(run.scratch, v, plane, n, C); break;  // (its uint8 index rounds)
+        case 10: each_rt(v, plane, n, C, r, false, [hi](float x) { return hi - x; }); break;
         default: break;
       }
-      if (u8 && (code == 2 || code == 3 || code == 4 || code == 5 || code == 8)) {
-        each(v, plane, H * W, C, [](float x) { return trunc_nonneg(x); });  // torchvision's .to(torch.uint8)
-      }
     }
+    if (pending) each(v, plane, n, C, [hi](float x) { return round_even(clamp_to(x, hi)); });
     return false;
   }
 
@@ -138,6 +159,34 @@ struct policy {
     }
   }
 
+  // The rounding of uint8 images before an op (r: round_even(clamp(x))) and torchvision's
+  // conversion back after it (t: truncation), around f, as one function of a value (RT).
+  template <bool R, bool T, typename F>
+  static auto rt(F f, float hi) {
+    return [f, hi](float x) {
+      if constexpr (R) x = round_even(clamp_to(x, hi));
+      const float y = f(x);
+      if constexpr (T) return trunc_nonneg(y);
+      return y;
+    };
+  }
+  // g(std::bool_constant<r>, std::bool_constant<t>): one instance per case, no branch per value.
+  template <typename G>
+  static void with_rt(bool r, bool t, G g) {
+    if (r) {
+      if (t) g(std::true_type{}, std::true_type{}); else g(std::true_type{}, std::false_type{});
+    } else {
+      if (t) g(std::false_type{}, std::true_type{}); else g(std::false_type{}, std::false_type{});
+    }
+  }
+  template <typename F>
+  void each_rt(float* v, size_t plane, size_t npix, size_t C, bool r, bool t, F f) const {
+    const float hi = bound;
+    with_rt(r, t, [&](auto R, auto T) { each(v, plane, npix, C, rt<R, T>(f, hi)); });
+  }
+  // the rounding alone (r), or nothing, on one value
+  static float pre(float x, bool r, float hi) { return r ? round_even(clamp_to(x, hi)) : x; }
+
   // torchvision's _rgb_to_grayscale_image (floored on uint8 images)
   static float gray(float r, float g, float b, bool floored) {
     const float x = 0.2989f * r;
@@ -147,84 +196,101 @@ struct policy {
     return floored ? trunc_nonneg(l) : l;  // floor: l >= 0 (the values are in [0, 255])
   }
 
-  void blend_gray(float* __restrict v, size_t plane, size_t npix, float f, float omf) const {
+  void blend_gray(float* __restrict v, size_t plane, size_t npix, float f, float omf, bool rd, bool tr) const {
     const float hi = bound;
     const bool floored = u8;
     float* __restrict r = v;
     float* __restrict g = v + plane;
     float* __restrict b = v + 2 * plane;
-    for (size_t i = 0; i < npix; ++i) {
-      const float gw = gray(r[i], g[i], b[i], floored) * omf;
-      r[i] = clamp_to(r[i] * f + gw, hi);
-      g[i] = clamp_to(g[i] * f + gw, hi);
-      b[i] = clamp_to(b[i] * f + gw, hi);
-    }
+    with_rt(rd, tr, [&](auto R, auto T) {
+      const auto in = rt<R, false>([](float x) { return x; }, hi);
+      const auto out = rt<false, T>([hi](float x) { return clamp_to(x, hi); }, hi);
+      for (size_t i = 0; i < npix; ++i) {
+        const float ri = in(r[i]), gi = in(g[i]), bi = in(b[i]);
+        const float gw = gray(ri, gi, bi, floored) * omf;
+        r[i] = out(ri * f + gw);
+        g[i] = out(gi * f + gw);
+        b[i] = out(bi * f + gw);
+      }
+    });
   }
 
-  void contrast(float* v, size_t plane, size_t npix, size_t C, float f, float omf) const {
+  void contrast(float* v, size_t plane, size_t npix, size_t C, float f, float omf, bool r, bool t) const {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // pixel i into sum i % 8, combined in order
     const bool floored = u8;
+    const float hi = bound;
     for (size_t i = 0; i < npix; ++i) {
-      acc[i % 8] += double(C == 3 ? gray(v[i], v[plane + i], v[2 * plane + i], floored) : v[i]);
+      const float x = pre(v[i], r, hi);
+      acc[i % 8] += double(C == 3 ? gray(x, pre(v[plane + i], r, hi), pre(v[2 * plane + i], r, hi), floored) : x);
     }
     double sum = 0.0;
     for (double a : acc) sum += a;
     const float mean = float(sum / double(npix));
     const float g = mean * omf;
-    const float hi = bound;
-    each(v, plane, npix, C, [f, g, hi](float x) { return clamp_to(x * f + g, hi); });
+    each_rt(v, plane, npix, C, r, t, [f, g, hi](float x) { return clamp_to(x * f + g, hi); });
   }
 
-  void sharpness(StepScratch& scratch, float* v, size_t plane, size_t H, size_t W, size_t C, float omf) const {
-    if (H <= 2 || W <= 2) return;
+  void sharpness(StepScratch& scratch, float* v, size_t plane, size_t H, size_t W, size_t C, float omf, bool r,
+                 bool t) const {
+    if (H <= 2 || W <= 2) {  // unchanged (but rounded and truncated as the image would be)
+      each_rt(v, plane, H * W, C, r, t, [](float x) { return x; });
+      return;
+    }
     const float a = float(1.0 / 13.0), bw = float(5.0 / 13.0);
+    const float hi = bound;
     std::vector<float>& rows = scratch.f;  // the original rows y - 1, y and y + 1 of a channel
     rows.resize(3 * W);
+    // a row of the image as the op reads it (rounded when r)
+    auto load = [&](float* dst, const float* src) {
+      if (r) {
+        for (size_t x = 0; x < W; ++x) dst[x] = round_even(clamp_to(src[x], hi));
+      } else {
+        std::memcpy(dst, src, W * sizeof(float));
+      }
+    };
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
       float* up = rows.data();
       float* mid = rows.data() + W;
       float* next = rows.data() + 2 * W;
-      std::memcpy(up, q, W * sizeof(float));
-      std::memcpy(mid, q + W, W * sizeof(float));
+      load(up, q);
+      load(mid, q + W);
+      // the border rows and columns are unchanged, but clamped as torchvision clamps the whole
+      // image (then truncated: t)
+      auto edge = [&](float x) { const float y = clampb(x); return t ? trunc_nonneg(y) : y; };
+      for (size_t x = 0; x < W; ++x) q[x] = edge(up[x]);
       for (size_t y = 1; y + 1 < H; ++y) {
-        std::memcpy(next, q + (y + 1) * W, W * sizeof(float));  // not written yet: the original
+        load(next, q + (y + 1) * W);  // not written yet: the original
         float* out = q + y * W;
-        const float hi = bound;
         auto blur_at = [&](size_t x) {
           const float s = ((((((up[x - 1] + up[x]) + up[x + 1]) + mid[x - 1]) + mid[x + 1]) + next[x - 1]) + next[x]) +
                           next[x + 1];
           return s * a + mid[x] * bw;
         };
-        if (u8) {  // two loops without a branch inside, so that each vectorizes
+        out[0] = edge(mid[0]);
+        out[W - 1] = edge(mid[W - 1]);
+        // loops without a branch inside, so that each vectorizes
+        with_rt(u8, t, [&](auto U, auto T) {
           for (size_t x = 1; x + 1 < W; ++x) {
-            const float blur = round_even(blur_at(x));
-            out[x] = std::min(std::max(mid[x] + omf * (blur - mid[x]), 0.0f), hi);
+            float blur = blur_at(x);
+            if constexpr (U) blur = round_even(blur);
+            const float y = std::min(std::max(mid[x] + omf * (blur - mid[x]), 0.0f), hi);
+            if constexpr (T) out[x] = trunc_nonneg(y); else out[x] = y;
           }
-        } else {
-          for (size_t x = 1; x + 1 < W; ++x) {
-            const float blur = blur_at(x);
-            out[x] = std::min(std::max(mid[x] + omf * (blur - mid[x]), 0.0f), hi);
-          }
-        }
+        });
         std::swap(up, mid);  // up <- the original row y, mid <- row y + 1
         std::swap(mid, next);
       }
-      // the border rows and columns are unchanged, but clamped as torchvision clamps the whole image
-      for (size_t x = 0; x < W; ++x) {
-        q[x] = clampb(q[x]);
-        q[(H - 1) * W + x] = clampb(q[(H - 1) * W + x]);
-      }
-      for (size_t y = 1; y + 1 < H; ++y) {
-        q[y * W] = clampb(q[y * W]);
-        q[y * W + W - 1] = clampb(q[y * W + W - 1]);
-      }
+      for (size_t x = 0; x < W; ++x) q[(H - 1) * W + x] = edge(mid[x]);
     }
   }
 
-  void posterize(float* v, size_t plane, size_t npix, size_t C, int bits) const {
+  void posterize(float* v, size_t plane, size_t npix, size_t C, int bits, bool r) const {
     if (u8) {
-      if (bits >= 8) return;
+      if (bits >= 8) {  // unchanged (but rounded: r)
+        if (r) each_rt(v, plane, npix, C, true, false, [](float x) { return x; });
+        return;
+      }
       const uint32_t mask = (0xFFu << (8 - bits)) & 0xFFu;
       const float hi = bound;
       each(v, plane, npix, C, [mask, hi](float x) { return float(uint32_t(round_even(clamp_to(x, hi))) & mask); });
@@ -234,9 +300,9 @@ struct policy {
     each(v, plane, npix, C, [levels, top, inv](float x) { return std::min(std::max(std::floor(x * levels), 0.0f), top) * inv; });
   }
 
-  void autocontrast(float* v, size_t plane, size_t npix, size_t C) const {
+  void autocontrast(float* v, size_t plane, size_t npix, size_t C, bool r, bool t) const {
     if (npix == 0) return;
-    const float inv_bound = 1.0f / bound;
+    const float inv_bound = 1.0f / bound, top = bound;
     for (size_t c = 0; c < C; ++c) {
       float* q = v + c * plane;
       // 8 running minima and maxima (pixel i into lane i % 8), combined in lane order: the loop
@@ -259,13 +325,14 @@ struct policy {
         lo = lo8[k] < lo ? lo8[k] : lo;
         hi = hi8[k] > hi ? hi8[k] : hi;
       }
-      if (lo == hi) {
-        const float hi = bound;
-        for (size_t i = 0; i < npix; ++i) q[i] = clamp_to(q[i], hi);  // (v - 0) / 1, clamped
+      // the extremes of the rounded values (r): the rounded extremes (the rounding is monotone)
+      lo = pre(lo, r, top), hi = pre(hi, r, top);
+      if (lo == hi) {  // (v - 0) / 1, clamped
+        each_rt(q, 0, npix, 1, r, t, [top](float x) { return clamp_to(x, top); });
         continue;
       }
-      const float inv_scale = (hi - lo) * inv_bound, top = bound;
-      for (size_t k = 0; k < npix; ++k) q[k] = clamp_to((q[k] - lo) / inv_scale, top);
+      const float inv_scale = (hi - lo) * inv_bound;
+      each_rt(q, 0, npix, 1, r, t, [lo, inv_scale, top](float x) { return clamp_to((x - lo) / inv_scale, top); });
     }
   }
 
@@ -322,10 +389,20 @@ struct policy {
   // of an image with one odd and one even side put every source coordinate on a tie, which
   // torch's float32 rounding decides.
   void affine(const AugmentKernels& k, StepScratch& scratch, float* v, size_t plane, size_t H, size_t W, size_t C,
-              const float* m) const {
+              const float* m, bool r) const {
     std::vector<float>& src = scratch.f;
     std::vector<int32_t>& at = scratch.i;  // one output row's source offsets (-1: fill)
-    src.assign(v, v + (C - 1) * plane + H * W);
+    if (r) {  // the copy it reads, rounded
+      src.resize((C - 1) * plane + H * W);
+      const float hi = bound;
+      for (size_t c = 0; c < C; ++c) {
+        const float* from = v + c * plane;
+        float* to = src.data() + c * plane;
+        for (size_t i = 0; i < H * W; ++i) to[i] = round_even(clamp_to(from[i], hi));
+      }
+    } else {
+      src.assign(v, v + (C - 1) * plane + H * W);
+    }
     at.resize(W);
     const float hw = 0.5f * float(W), hh = 0.5f * float(H);
     const float t0 = m[0] / hw, t1 = m[1] / hw, t2 = m[2] / hw;  // x row of theta, rescaled

@@ -196,32 +196,80 @@ struct policy {
     return floored ? trunc_nonneg(l) : l;  // floor: l >= 0 (the values are in [0, 255])
   }
 
-  void blend_gray(float* __restrict v, size_t plane, size_t npix, float f, float omf, bool rd, bool tr) const {
-    const float hi = bound;
-    const bool floored = u8;
-    float* __restrict r = v;
-    float* __restrict g = v + plane;
-    float* __restrict b = v + 2 * plane;
-    with_rt(rd, tr, [&](auto R, auto T) {
-      const auto in = rt<R, false>([](float x) { return x; }, hi);
-      const auto out = rt<false, T>([hi](float x) { return clamp_to(x, hi); }, hi);
-      for (size_t i = 0; i < npix; ++i) {
-        const float ri = in(r[i]), gi = in(g[i]), bi = in(b[i]);
-        const float gw = gray(ri, gi, bi, floored) * omf;
-        r[i] = out(ri * f + gw);
-        g[i] = out(gi * f + gw);
-        b[i] = out(bi * f + gw);
+  template <bool R, bool T, bool kFloored>
+  static void blend_gray_rows(float* __restrict r, float* __restrict g, float* __restrict b, size_t npix, float f,
+                              float omf, float hi) {
+    for (size_t i = 0; i < npix; ++i) {  // (written out: through the rt lambdas it did not vectorize)
+      float ri = r[i], gi = g[i], bi = b[i];
+      if constexpr (R) {
+        ri = round_even(clamp_to(ri, hi));
+        gi = round_even(clamp_to(gi, hi));
+        bi = round_even(clamp_to(bi, hi));
       }
-    });
+      const float gw = gray(ri, gi, bi, kFloored) * omf;
+      float x = clamp_to(ri * f + gw, hi), y = clamp_to(gi * f + gw, hi), z = clamp_to(bi * f + gw, hi);
+      if constexpr (T) {
+        x = trunc_nonneg(x);
+        y = trunc_nonneg(y);
+        z = trunc_nonneg(z);
+      }
+      r[i] = x;
+      g[i] = y;
+      b[i] = z;
+    }
+  }
+
+  void blend_gray(float* v, size_t plane, size_t npix, float f, float omf, bool rd, bool tr) const {
+    // the planes as __restrict parameters of a function of their own, and no branch inside
+    // (the loop vectorizes); uint8 images' gray is floored
+    const float hi = bound;
+    float *r = v, *g = v + plane, *b = v + 2 * plane;
+    if (u8) {
+      with_rt(rd, tr, [&](auto R, auto T) { blend_gray_rows<R, T, true>(r, g, b, npix, f, omf, hi); });
+    } else {
+      blend_gray_rows<false, false, false>(r, g, b, npix, f, omf, hi);
+    }
+  }
+
+  // The sum of the values (one channel) or of their gray (three: uint8 images' floored), each
+  // rounded first (R), pixel i into sum i % 8, in float64: the 8 sums.
+  template <bool R, bool kRGB, bool kFloored>
+  static void gray_sums(const float* __restrict r, const float* __restrict g, const float* __restrict b, size_t npix,
+                        float hi, double* out) {
+    auto value = [&](size_t i) {
+      float x = r[i];
+      if constexpr (R) x = round_even(clamp_to(x, hi));
+      if constexpr (kRGB) {
+        float y = g[i], z = b[i];
+        if constexpr (R) {
+          y = round_even(clamp_to(y, hi));
+          z = round_even(clamp_to(z, hi));
+        }
+        x = gray(x, y, z, kFloored);
+      }
+      return x;
+    };
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= npix; i += 8) {  // 8 values, then the 8 sums: both vectorize
+      float x[8];
+      for (int k = 0; k < 8; ++k) x[k] = value(i + k);
+      for (int k = 0; k < 8; ++k) acc[k] += double(x[k]);
+    }
+    for (; i < npix; ++i) acc[i % 8] += double(value(i));
+    for (int k = 0; k < 8; ++k) out[k] = acc[k];
   }
 
   void contrast(float* v, size_t plane, size_t npix, size_t C, float f, float omf, bool r, bool t) const {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // pixel i into sum i % 8, combined in order
-    const bool floored = u8;
+    double acc[8];  // pixel i into sum i % 8, combined in order
     const float hi = bound;
-    for (size_t i = 0; i < npix; ++i) {
-      const float x = pre(v[i], r, hi);
-      acc[i % 8] += double(C == 3 ? gray(x, pre(v[plane + i], r, hi), pre(v[2 * plane + i], r, hi), floored) : x);
+    const float *p0 = v, *p1 = v + plane, *p2 = v + 2 * plane;
+    if (C != 3) {
+      if (r) gray_sums<true, false, false>(p0, p0, p0, npix, hi, acc); else gray_sums<false, false, false>(p0, p0, p0, npix, hi, acc);
+    } else if (u8) {
+      if (r) gray_sums<true, true, true>(p0, p1, p2, npix, hi, acc); else gray_sums<false, true, true>(p0, p1, p2, npix, hi, acc);
+    } else {
+      gray_sums<false, true, false>(p0, p1, p2, npix, hi, acc);
     }
     double sum = 0.0;
     for (double a : acc) sum += a;
@@ -429,8 +477,27 @@ struct policy {
         const int32_t o = iy * iw + ix;
         a[x] = in ? o : -1;
       }
-      // each plane's pixels by the selected path's gathers (offset -1: the fill value)
-      for (size_t c = 0; c < C; ++c) k.gather_f32(src.data() + c * plane, a, W, 1, fill3 + c, v + c * plane + y * W, 0);
+      // The row's pixels inside the image are one run of consecutive source pixels for
+      // translations and x-shears (and the fill around it): copied, the same values as the
+      // gathers', without them. Otherwise each plane's pixels by the selected path's gathers
+      // (offset -1: the fill value).
+      size_t x0 = 0, x1 = W;
+      while (x0 < W && a[x0] < 0) ++x0;
+      while (x1 > x0 && a[x1 - 1] < 0) --x1;
+      uint32_t off = 0;  // bits where a run's offsets differ from a[x] (vectorizes, as a && would not)
+      const uint32_t base = x1 > x0 ? uint32_t(a[x0]) - uint32_t(x0) : 0;
+      for (size_t x = x0; x < x1; ++x) off |= uint32_t(a[x]) ^ (base + uint32_t(x));
+      const bool run = off == 0;
+      for (size_t c = 0; c < C; ++c) {
+        float* out = v + c * plane + y * W;
+        if (!run) {
+          k.gather_f32(src.data() + c * plane, a, W, 1, fill3 + c, out, 0);
+          continue;
+        }
+        std::fill(out, out + x0, fill3[c]);
+        if (x1 > x0) std::memcpy(out + x0, src.data() + c * plane + a[x0], (x1 - x0) * sizeof(float));
+        std::fill(out + x1, out + W, fill3[c]);
+      }
     }
   }
 };

@@ -591,6 +591,30 @@ void widen_u8(const uint8_t* __restrict a, size_t n, float* __restrict out) {
   for (size_t e = 0; e < n; ++e) out[e] = float(a[e]);
 }
 
+// Rounding half to even without a rounding instruction (|x| <= 2^22): the same operations on
+// every path (see policy.h).
+RT_INLINE float round_half_even(float x) { return (x + 12582912.0f) - 12582912.0f; }
+
+void affine_row(const float* t, size_t y, size_t W, size_t H, int32_t* __restrict out) {
+  const float t0 = t[0], t1 = t[1], t2 = t[2], u0 = t[3], u1 = t[4], u2 = t[5];
+  const float fw = float(W), fh = float(H), cx = (fw - 1.0f) * 0.5f, cy = (fh - 1.0f) * 0.5f;
+  const float Y = float(y) - cy;
+  const int32_t iw = int32_t(W);
+  for (size_t x = 0; x < W; ++x) {  // vectorizes: float operations, compares and conversions
+    const float X = float(int32_t(x)) - cx;  // (from a size_t the loop would not vectorize)
+    const float gx = (X * t0 + Y * t1) + t2;
+    const float gy = (X * u0 + Y * u1) + u2;
+    // beyond 2^22 the rounding is not nearbyint's, but the result stays out of the image
+    const float sx = round_half_even(((gx + 1.0f) * fw - 1.0f) / 2.0f);
+    const float sy = round_half_even(((gy + 1.0f) * fh - 1.0f) / 2.0f);
+    const bool in = (sx >= 0.0f) & (sx < fw) & (sy >= 0.0f) & (sy < fh);
+    // clamped before the conversions, so that they are computed for every pixel (no branch)
+    const int32_t ix = int32_t(std::min(std::max(sx, 0.0f), fw - 1.0f));
+    const int32_t iy = int32_t(std::min(std::max(sy, 0.0f), fh - 1.0f));
+    out[x] = in ? iy * iw + ix : -1;
+  }
+}
+
 }  // namespace
 
 AugmentKernels augment_kernels() {
@@ -598,7 +622,7 @@ AugmentKernels augment_kernels() {
                         run_u8, run_f32, blend, blendn,
                         affine_stream, blend_affine_stream,
                         scale_clamp,     saturation,  hue, gray_sum,   add_noise,  affine,         store_u8,
-                        interleave_f32,  interleave_u8, blend_u8, widen_u8};
+                        interleave_f32,  interleave_u8, blend_u8, widen_u8, affine_row};
 }
 
 }  // namespace REGTUNE_NS

@@ -94,6 +94,13 @@ struct AugmentKernels {
   void (*blend_u8)(const uint8_t* a, const uint8_t* b, float w0, float w1, size_t n, float* out);
   // out[e] = float(a[e]) (exact): CutMix's copies of uint8 images.
   void (*widen_u8)(const uint8_t* a, size_t n, float* out);
+  // Row y of an affine map with nearest sampling on a W x H image (the policies' geometric ops):
+  // out[x] = the source pixel's offset iy * W + ix, or -1 outside the image, as torchvision's
+  // _affine_grid + grid_sample(nearest, align_corners=False) in torch's float32 operations:
+  // X = x - (W - 1) / 2, Y = y - (H - 1) / 2, g = (X * t[0] + Y * t[1]) + t[2] (x) and
+  // (X * t[3] + Y * t[4]) + t[5] (y), the source coordinate ((g + 1) * side - 1) / 2 rounded half
+  // to even (sides of at most 2^22).
+  void (*affine_row)(const float* t, size_t y, size_t W, size_t H, int32_t* out);
 };
 
 // The pointwise steps (stage 2), in order, are the structs of cpp/src/augment/steps.def (see

@@ -453,30 +453,13 @@ struct policy {
     }
     at.resize(W);
     const float hw = 0.5f * float(W), hh = 0.5f * float(H);
-    const float t0 = m[0] / hw, t1 = m[1] / hw, t2 = m[2] / hw;  // x row of theta, rescaled
-    const float u0 = m[3] / hh, u1 = m[4] / hh, u2 = m[5] / hh;  // y row
-    const float fw = float(W), fh = float(H), cx = (fw - 1.0f) * 0.5f, cy = (fh - 1.0f) * 0.5f;
-    const int32_t iw = int32_t(W);
+    const float theta[6] = {m[0] / hw, m[1] / hw, m[2] / hw,   // x row of theta, rescaled
+                            m[3] / hh, m[4] / hh, m[5] / hh};  // y row
     float fill3[4] = {0, 0, 0, 0};
     for (size_t c = 0; c < C; ++c) fill3[c] = fill[c];
     int32_t* __restrict a = at.data();
     for (size_t y = 0; y < H; ++y) {
-      const float Y = float(y) - cy;
-      for (size_t x = 0; x < W; ++x) {  // vectorizes: float operations, compares and conversions
-        const float X = float(int32_t(x)) - cx;  // (from a size_t the loop would not vectorize)
-        const float gx = (X * t0 + Y * t1) + t2;
-        const float gy = (X * u0 + Y * u1) + u2;
-        // round_even is nearbyint for |coordinate| <= 2^22 (sides are at most 2^22); beyond, the
-        // result stays out of the image
-        const float sx = round_even(((gx + 1.0f) * fw - 1.0f) / 2.0f);
-        const float sy = round_even(((gy + 1.0f) * fh - 1.0f) / 2.0f);
-        const bool in = (sx >= 0.0f) & (sx < fw) & (sy >= 0.0f) & (sy < fh);
-        // clamped before the conversions, so that they are computed for every pixel (no branch)
-        const int32_t ix = int32_t(std::min(std::max(sx, 0.0f), fw - 1.0f));
-        const int32_t iy = int32_t(std::min(std::max(sy, 0.0f), fh - 1.0f));
-        const int32_t o = iy * iw + ix;
-        a[x] = in ? o : -1;
-      }
+      k.affine_row(theta, y, W, H, a);  // the selected path's loop (the same operations on each)
       // The row's pixels inside the image are one run of consecutive source pixels for
       // translations and x-shears (and the fill around it): copied, the same values as the
       // gathers', without them. Otherwise each plane's pixels by the selected path's gathers

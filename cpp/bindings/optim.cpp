@@ -712,7 +712,7 @@ void register_optim(py::module_& m) {
       "master copies of 16-bit params (the step's params; params receive their rounding to nearest); seed: "
       "None (round to nearest) or the key of stochastic rounding, word i of stream step * 2**24 + t rounding "
       "element i of tensor t. reduce: None, or for a rule with a trust ratio (per_tensor) a callable given, "
-      "between its two passes, a float64 (len(params), 2) view of each tensor's two sums of squares to make "
+      "between its two passes, a float64 (len(params), 2) array of each tensor's two sums of squares to make "
       "whole in place (shards of one tensor on several processes: an all-reduce); other rules never call it. "
       "Returns the global grad norm when max_grad_norm > 0, else None.");
   m.def(

@@ -186,9 +186,10 @@ def _grad_norm(params: list[torch.Tensor], grads: list[np.ndarray]) -> float:
 
 
 def _all_reduce(params: list[torch.Tensor], sums: np.ndarray, parts: Callable[[int, torch.Tensor], slice]) -> None:
-    """``sums[parts(i, p)]`` (a 1-D array) of every sharded parameter ``p`` made the whole tensor's: summed over
-    the processes of the mesh dimensions it is sharded over, one all-reduce per (mesh,
-    dimensions), the parameters in list order: the same calls on every process."""
+    """``sums[parts(i, p)]`` (``sums`` 1-D) of every sharded parameter ``p`` made the whole
+    tensor's: summed over the processes of the mesh dimensions it is sharded over, one
+    all-reduce per (mesh, dimensions), the parameters in list order: the same calls on every
+    process."""
     picks: dict[tuple, list[np.ndarray]] = {}  # (mesh, sharded dims) -> indices into sums, in first-seen order
     for i, p in enumerate(params):
         dims = _sharded_dims(p)

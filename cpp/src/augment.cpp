@@ -475,11 +475,30 @@ size_t augment_tap_pairs(const int64_t* length, size_t n, size_t out, bool antia
   return P;
 }
 
-void augment_taps(const int64_t* start, const int64_t* length, size_t n, size_t out, bool antialias, size_t P,
-                  int32_t* i0, int32_t* i1, float* w0, float* w1) {
+namespace {
+
+struct TapsCall {
+  const int64_t *start, *length;
+  size_t out;
+  bool antialias;
+  size_t P;
+  int32_t *i0, *i1;
+  float *w0, *w1;
+};
+
+// The taps of samples [s0, s1) (see augment_taps).
+void taps_of(const TapsCall& a, size_t s0, size_t s1) {
+  const int64_t* start = a.start;
+  const int64_t* length = a.length;
+  const size_t out = a.out, P = a.P;
+  const bool antialias = a.antialias;
+  int32_t* i0 = a.i0;
+  int32_t* i1 = a.i1;
+  float* w0 = a.w0;
+  float* w1 = a.w1;
   std::vector<int64_t> idx(2 * P);
   std::vector<double> w(2 * P);
-  for (size_t s = 0; s < n; ++s) {
+  for (size_t s = s0; s < s1; ++s) {
     const AxisTaps t(length[s], out, antialias);
     const int64_t L = length[s];
     for (size_t o = 0; o < out; ++o) {
@@ -516,6 +535,28 @@ void augment_taps(const int64_t* start, const int64_t* length, size_t n, size_t 
       }
     }
   }
+}
+
+}  // namespace
+
+// Samples are independent: threaded by whole samples (each writes its own rows of the tables).
+void augment_taps(const int64_t* start, const int64_t* length, size_t n, size_t out, bool antialias, size_t P,
+                  int32_t* i0, int32_t* i1, float* w0, float* w1) {
+  if (n == 0 || out == 0) return;
+  const TapsCall call{start, length, out, antialias, P, i0, i1, w0, w1};
+  // the work per sample grows with its taps: weigh each output by its 2 * P taps
+  const size_t per = out * 2 * P;
+  struct Ctx {
+    const TapsCall* call;
+    size_t per;
+  } ctx{&call, per};
+  parallel_for(
+      n * per, per,
+      [](void* p, size_t begin, size_t end) {
+        const Ctx& c = *static_cast<const Ctx*>(p);
+        taps_of(*c.call, begin / c.per, end / c.per);
+      },
+      &ctx);
 }
 
 namespace {

@@ -840,7 +840,17 @@ def _fsdp_worker(rank, world, port):
         cols = torch.nn.Parameter(distribute_tensor(torch.ones(4, 6), init_device_mesh("cpu", (world,)), [Shard(1)]))
         with pytest.raises(TypeError, match=r"params\[0\] is a DTensor placed \(Shard\(dim=1\),\): Adafactor steps "):
             rt.optim.Adafactor([cols])
-        rt.optim.LAMB([cols])  # its norms are sums over every element: any placement
+        # LAMB's norms are sums over every element: any placement steps as the whole tensor
+        mesh = init_device_mesh("cpu", (world,))
+        full = torch.linspace(-1, 1, 24).reshape(4, 6)
+        grad = torch.cos(torch.arange(24.0)).reshape(4, 6)
+        cols = torch.nn.Parameter(distribute_tensor(full.clone(), mesh, [Shard(1)]))
+        whole = torch.nn.Parameter(full.clone())
+        cols.grad, whole.grad = distribute_tensor(grad, mesh, [Shard(1)]), grad.clone()
+        for opt in (rt.optim.LAMB([cols], lr=0.1, weight_decay=0.1), rt.optim.LAMB([whole], lr=0.1, weight_decay=0.1)):
+            opt.step()
+        torch.testing.assert_close(cols.full_tensor(), whole.detach(), rtol=1e-6, atol=1e-7)
+        assert not torch.equal(whole.detach(), full)
     finally:
         dist.destroy_process_group()
 

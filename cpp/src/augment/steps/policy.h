@@ -435,7 +435,8 @@ struct policy {
   // grid g = (X * t0 + Y * t1) + t2, the source coordinate ((g + 1) * W - 1) / 2, nearbyint
   // (half to even). Computed this way, not in exact arithmetic, because rotations by 90 degrees
   // of an image with one odd and one even side put every source coordinate on a tie, which
-  // torch's float32 rounding decides.
+  // torch's float32 rounding decides. Each row's offsets come from the kernel table's affine_row
+  // (these operations on every SIMD path).
   void affine(const AugmentKernels& k, StepScratch& scratch, float* v, size_t plane, size_t H, size_t W, size_t C,
               const float* m, bool r) const {
     std::vector<float>& src = scratch.f;

@@ -965,7 +965,7 @@ def test_core_mix_checks_its_arguments():
     with pytest.raises(ValueError, match="is not a box"):  # read as NCHW, (2, 13, 17, 3) is 3 pixels wide
         _core.augment_mix(x, out, None, np.array([[0, 1, 0, 4], [0, 1, 0, 1]], np.int32), True)
     with pytest.raises(TypeError, match="out must have dtype float32"):
-        _core.augment_mix(x, out.astype(np.float64), np.zeros(2, np.float32), None, False)
+        _core.augment_mix(x, np.zeros(x.shape, np.float64), np.zeros(2, np.float32), None, False)
     with pytest.raises(ValueError, match="out must have the shape of images"):
         _core.augment_mix(x, out[:1], np.zeros(2, np.float32), None, False)
 

@@ -1150,6 +1150,17 @@ def test_bad_call_arguments_name_the_argument(call, exc, match):
         (lambda: A.Pipeline([A.HorizontalFlip(), "flip"]), TypeError, r"ops\[1\] must be"),
         (lambda: A.Pipeline([A.MixUp(num_classes=2)]), TypeError, r"ops\[0\] is MixUp"),
         (lambda: A.Pipeline([], layout="CHW"), ValueError, "layout must be"),
+        # a str option given an array, a list or None: named, not NumPy's "truth value of an array"
+        (lambda: A.Pipeline([], layout=np.array(["NHWC", "NCHW"])), ValueError, "layout must be"),
+        (lambda: A.MixUp(num_classes=2, layout=["NHWC"]), ValueError, "layout must be"),
+        (lambda: A.RandomCrop(8, padding_mode=np.array(["edge", "reflect"])), ValueError, "padding_mode must be one of"),
+        (lambda: A.AutoAugment(["imagenet"]), ValueError, "policy must be one of"),
+        (lambda: A.TrivialAugmentWide(interpolation=np.array(["nearest"] * 2)), ValueError, "interpolation must be"),
+        (lambda: A.RandAugment(interpolation=None), ValueError, "interpolation must be"),
+        (lambda: A.Pipeline([A.RandomResizedCrop(4)])(np.zeros((2, 0, 5, 3), np.uint8)), ValueError,
+         r"RandomResizedCrop needs images with pixels, got height and width \(0, 5\)"),
+        (lambda: A.Pipeline([A.RandomResizedCrop(4)]).output_shape((2, 5, 0, 3)), ValueError,
+         "RandomResizedCrop needs images with pixels"),
         (lambda: A.Pipeline([A.RandomCrop(4, padding=1, fill=1), A.RandomTranslate(1, fill=2)]), ValueError, "fill"),
     ],
 )
@@ -1275,6 +1286,24 @@ def test_huge_box_proposals_fail_their_tries_instead_of_overflowing():
     assert (crop["height"] == 13).all() and (crop["width"] == 17).all()  # the fallback: the whole image
     assert (crop2["height"] <= 13).all() and (crop2["width"] <= 17).all()
     assert np.array_equal(out, IMG_U8)
+
+
+@pytest.mark.parametrize("hw,ratio,box", [((5, 1), (10, 20), (2, 0, 1, 1)), ((1, 5), (0.01, 0.02), (0, 2, 1, 1)),
+                                          ((13, 17), (1e-320, 1e-300), (0, 8, 13, 1))])  # fmt: skip
+def test_the_fallback_crop_keeps_a_pixel(hw, ratio, box):
+    """torchvision's fallback box rounds to 0 pixels on a side where the image is far outside
+    ``ratio`` (its resize of that box then fails); regtune's keeps one pixel, centred, and the
+    output is that pixel's value, not zeros."""
+    x = np.arange(2 * hw[0] * hw[1] * 3, dtype=np.uint8).reshape((2,) + hw + (3,)) + 1
+    pipe = A.Pipeline([A.RandomResizedCrop(4, scale=(0.9, 1.0), ratio=ratio)], seed=1)
+    prm = pipe.sample_params(x.shape)[0]
+    assert [tuple(prm[k]) for k in ("top", "left", "height", "width")] == [(v, v) for v in box]
+    top, left, h, w = box
+    got = pipe(x)
+    if h == w == 1:
+        assert np.array_equal(got, np.broadcast_to(x[:, top:top + 1, left:left + 1], (2, 4, 4, 3)))
+    else:  # one column: its resize, the same in every output column
+        assert np.array_equal(got, np.broadcast_to(got[:, :, :1], got.shape)) and got.min() > 0
 
 
 def test_crop_larger_than_padded_image():

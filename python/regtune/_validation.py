@@ -254,6 +254,11 @@ def same_length(items: Any, name: str, like: list, like_name: str) -> list:
     return out
 
 
+def one_of(value: Any, valid: Any) -> bool:
+    """Whether ``value`` is a str among ``valid`` (``in`` alone fails on arrays and unhashables)."""
+    return isinstance(value, str) and value in valid
+
+
 def boolean(value: Any, name: str) -> bool:
     """A bool (or NumPy bool); anything else is a TypeError naming the argument."""
     if not isinstance(value, (bool, np.bool_)):

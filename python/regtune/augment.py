@@ -77,7 +77,7 @@ import numpy as np
 
 from . import _core
 from ._seeding import augment_key
-from ._validation import as_array, check_fits, check_inplace, hyperparameter, not_masked, overlaps
+from ._validation import as_array, check_fits, check_inplace, hyperparameter, not_masked, one_of, overlaps
 
 __all__ = [
     "ColorJitter",
@@ -383,7 +383,7 @@ class RandomCrop(_GeometricOp):
         else:
             pads = [_pad_arg(padding, "padding")] * 4
         self.padding = tuple(pads)  # left, top, right, bottom
-        if padding_mode not in PADDING_MODES:
+        if not one_of(padding_mode, PADDING_MODES):
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}")
         self.padding_mode = padding_mode
         self.fill = _channel_values(fill, "fill", _F32_MAX) if padding_mode == "constant" and any(pads) else None
@@ -501,6 +501,8 @@ class RandomResizedCrop(_GeometricOp):
             raise ValueError(f"ratio must be > 0, got ratio={ratio!r}")
 
     def out_hw(self, in_hw):
+        if 0 in in_hw:
+            raise ValueError(f"RandomResizedCrop needs images with pixels, got height and width {tuple(in_hw)}")
         return self.size
 
     def params(self, words, in_hw, channels):
@@ -513,12 +515,14 @@ class RandomResizedCrop(_GeometricOp):
         hh, ww = h[rows, first], w[rows, first]
         top = _below(words[rows, 4 * first + 2], np.where(found, H - hh + 1, 1))
         left = _below(words[rows, 4 * first + 3], np.where(found, W - ww + 1, 1))
-        # torchvision's fallback: the central crop at the nearest allowed aspect ratio
+        # torchvision's fallback: the central crop at the nearest allowed aspect ratio (at least
+        # a pixel: where torchvision's rounds to 0, as a 1-pixel-wide image at ratio (10, 20), its
+        # resize fails)
         in_ratio = W / H
         if in_ratio < min(self.ratio):
-            fw, fh = W, int(round(W / min(self.ratio)))
+            fw, fh = W, max(1, int(round(W / min(self.ratio))))
         elif in_ratio > max(self.ratio):
-            fh, fw = H, int(round(H * max(self.ratio)))
+            fh, fw = H, max(1, int(round(H * max(self.ratio))))
         else:
             fw, fh = W, H
         return {
@@ -873,7 +877,7 @@ def _fill_arg(fill: Any) -> tuple[float, ...]:
 
 
 def _interpolation_arg(interpolation: Any) -> str:
-    if interpolation != "nearest":
+    if not one_of(interpolation, ("nearest",)):
         raise ValueError(f"interpolation must be 'nearest' (torchvision's default for the policies; bilinear is "
                          f"not supported yet), got interpolation={interpolation!r}")  # fmt: skip
     return interpolation
@@ -993,7 +997,7 @@ class AutoAugment(_PolicyOp):
     _space = _AUTO_SPACE
 
     def __init__(self, policy: str = "imagenet", interpolation: str = "nearest", fill: Any = None) -> None:
-        if policy not in AUTOAUGMENT_POLICIES:
+        if not one_of(policy, AUTOAUGMENT_POLICIES):
             raise ValueError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got policy={policy!r}")
         self.policy = policy
         self.interpolation = _interpolation_arg(interpolation)
@@ -1396,7 +1400,7 @@ class Pipeline:
                 normalized |= isinstance(op, Normalize)
         if len(fills) > 1:
             raise ValueError(f"the geometric ops of one pipeline must share one fill value, got {sorted(fills)}")
-        if layout not in ("NHWC", "NCHW"):
+        if not one_of(layout, ("NHWC", "NCHW")):
             raise ValueError(f"layout must be 'NHWC' or 'NCHW', got layout={layout!r}")
         self.ops = ops
         self.layout = layout
@@ -1607,7 +1611,7 @@ class _Mix:
         self.alpha = hyperparameter(alpha, "alpha", low=0.0, low_open=True)
         # a NumPy dimension (the soft labels' second); what fits in memory is checked per call
         self.num_classes = _int_arg(num_classes, "num_classes", 1, 2**63 - 1, "the soft labels' width is a NumPy dimension")
-        if layout not in ("NHWC", "NCHW"):
+        if not one_of(layout, ("NHWC", "NCHW")):
             raise ValueError(f"layout must be 'NHWC' or 'NCHW', got layout={layout!r}")
         self.layout = layout
         self.key = _derive_key(seed)

@@ -61,7 +61,7 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from ._validation import hyperparameter, nonnegative_int
+from ._validation import hyperparameter, nonnegative_int, one_of
 
 __all__ = [
     "Schedule",
@@ -344,7 +344,7 @@ def one_cycle(
     top = _value(max_value, fn, "max_value")
     T = _positive_int(total_steps, fn, "total_steps")
     pct = _number(pct_start, fn, "pct_start", low=0.0, high=1.0)
-    if anneal_strategy not in ("cos", "linear"):
+    if not one_of(anneal_strategy, ("cos", "linear")):
         raise ValueError(f"one_cycle requires anneal_strategy 'cos' or 'linear', got anneal_strategy={anneal_strategy!r}")
     div = _number(div_factor, fn, "div_factor", low=0.0, low_open=True)
     final = _number(final_div_factor, fn, "final_div_factor", low=0.0, low_open=True)
@@ -443,9 +443,9 @@ class ReduceOnPlateau:
     ) -> None:
         fn = "ReduceOnPlateau"
         self.value = _value(init_value, fn)
-        if mode not in ("min", "max"):
+        if not one_of(mode, ("min", "max")):
             raise ValueError(f"{fn} requires mode 'min' or 'max', got mode={mode!r}")
-        if threshold_mode not in ("rel", "abs"):
+        if not one_of(threshold_mode, ("rel", "abs")):
             raise ValueError(f"{fn} requires threshold_mode 'rel' or 'abs', got threshold_mode={threshold_mode!r}")
         self.mode, self.threshold_mode = mode, threshold_mode
         self.factor = _number(factor, fn, "factor", low=0.0, high=1.0, high_open=True)

@@ -705,6 +705,7 @@ def test_common_hyperparameters_are_checked_when_built(name, kw, exc, match):
         ("Adafactor", dict(eps=1e-3), TypeError, r"eps must be a pair \(eps1, eps2\)"),
         ("Adafactor", dict(eps=(1e-3,)), TypeError, r"eps must be a pair"),
         ("Adafactor", dict(eps="ab"), TypeError, r"eps must be a pair"),
+        ("Adafactor", dict(eps=np.array(1e-3)), TypeError, r"eps must be a pair"),  # 0-d: len() raised
     ],
 )
 def test_specific_hyperparameters_are_checked_when_built(name, kw, exc, match):
@@ -1957,6 +1958,8 @@ def test_low_precision_options_are_checked_and_named():
     p16 = [np.ones(4, BF16)]
     with pytest.raises(ValueError, match="precision must be one of 'round', 'stochastic', 'master', got precision='bog"):
         optim.Adam(p16, precision="bogus")
+    with pytest.raises(ValueError, match="precision must be one of"):  # not NumPy's "truth value of an array"
+        optim.Adam(p16, precision=np.array(["round", "master"]))
     with pytest.raises(ValueError, match=r"precision='stochastic' needs bfloat16 or float16 params, got float32"):
         optim.Adam([np.ones(4, np.float32)], precision="stochastic")
     with pytest.raises(ValueError, match=r"precision='master' needs bfloat16 or float16 params, got float64"):
@@ -2258,6 +2261,22 @@ def test_schedule_free_steps_only_in_train_mode_and_switches_only_once():
 def test_schedule_free_hyperparameters_are_checked(kw, exc, match):
     with pytest.raises(exc, match=match):
         optim.ScheduleFreeAdamW([np.zeros(3, np.float32)], **kw)
+
+
+def test_schedule_free_average_weight_that_overflows_is_named_and_steps_nothing():
+    """(k + 1)**r * lr_max**weight_lr_power past float64 (r=1e30 at the second step) would make
+    the average's weight inf / inf; the step raises naming r and leaves the parameters as they
+    were (it was an OverflowError reported as a bad step_count)."""
+    p = np.ones(3, np.float32)
+    opt = optim.ScheduleFreeAdamW([p], lr=1e-2, r=1e30)
+    opt.step([np.ones(3, np.float32)])
+    before = p.copy()
+    with pytest.raises(ValueError, match=r"overflows float64 at step 2: r=1e\+30, weight_lr_power=2.0"):
+        opt.step([np.ones(3, np.float32)])
+    assert p.tobytes() == before.tobytes()
+    huge = optim.ScheduleFreeAdamW([np.ones(3, np.float32)], lr=1e200, weight_lr_power=2.0)  # 1e400: inf, no OverflowError
+    with pytest.raises(ValueError, match="weight_lr_power=2.0"):
+        huge.step([np.ones(3, np.float32)])
 
 
 def test_schedule_free_state_dict_scalars_are_checked():

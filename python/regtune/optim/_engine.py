@@ -23,6 +23,7 @@ from .._validation import (
     memory_root,
     nonnegative_int,
     not_masked,
+    one_of,
     same_length,
     scalar_or_schedule,
     schedule_value,
@@ -307,7 +308,7 @@ class Optimizer:
         self.rule = rule
         self.params: list[np.ndarray] = _arrays(params, "params")
         dt = self.params[0].dtype
-        if precision not in PRECISIONS:
+        if not one_of(precision, PRECISIONS):
             valid = ", ".join(map(repr, PRECISIONS))
             raise ValueError(f"precision must be one of {valid}, got precision={precision!r}")
         low = dt in LOW_DTYPES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import numpy as np
@@ -87,8 +89,14 @@ class ScheduleFreeAdamW(Rule):
         sched = (k + 1) / self.warmup_steps if k < self.warmup_steps else 1.0
         lr = lr * sched
         lr_max = max(lr, scalars["lr_max"])
-        weight = ((k + 1) ** self.r) * (lr_max**self.weight_lr_power)
+        try:
+            weight = ((k + 1) ** self.r) * (lr_max**self.weight_lr_power)
+        except OverflowError:
+            weight = math.inf
         weight_sum = scalars["weight_sum"] + weight
+        if not math.isfinite(weight_sum):  # the average's weights would be inf / inf: NaN
+            raise ValueError(f"the average's weight (k + 1)**r * lr_max**weight_lr_power overflows float64 at step "
+                             f"{k + 1}: r={self.r!r}, weight_lr_power={self.weight_lr_power!r}, lr_max={lr_max!r}")  # fmt: skip
         ckp1 = weight / weight_sum if weight_sum != 0 else 0.0  # the reference's ZeroDivisionError: 0
         coef: dict[str, Any] = {
             "neg_lr": -lr,

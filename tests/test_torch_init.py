@@ -177,6 +177,26 @@ def test_save_safetensors_keeps_ties(tmp_path):
         assert m.head.weight is m.emb.weight and m.emb.weight.device.type == "meta"  # the meta model's tie kept
 
 
+def test_fills_take_what_torch_nn_init_takes():
+    """A transposed weight gets the values a contiguous tensor of its shape gets (torch fills
+    non-contiguous tensors; regtune through a contiguous buffer); a meta tensor is returned as
+    it is (torch's init is a no-op there); constant fills of integer and bool tensors are
+    torch's fill_; a parameter stays a parameter, filled in place."""
+    w = torch.zeros(6, 4).t()
+    ref = torch.zeros(4, 6)
+    for fn in (rt.init.normal_, rt.init.xavier_uniform_, rt.init.kaiming_normal_, rt.init.trunc_normal_):
+        assert fn(w, seed=5) is w and torch.equal(w, fn(ref, seed=5))
+    strided = torch.zeros(4, 12)[:, ::2]
+    assert torch.equal(rt.init.uniform_(strided, seed=3), rt.init.uniform_(torch.empty(4, 6), seed=3))
+    m = torch.empty(3, 5, device="meta")
+    assert rt.init.normal_(m, seed=1) is m and rt.init.ones_(m) is m
+    assert torch.equal(rt.init.ones_(torch.zeros(3, dtype=torch.int64)), torch.ones(3, dtype=torch.int64))
+    assert torch.equal(rt.init.constant_(torch.zeros(2, dtype=torch.bool), 1), torch.ones(2, dtype=torch.bool))
+    p = torch.nn.Parameter(torch.zeros(5, 3))
+    rt.init.orthogonal_(p.t(), seed=4)  # a view of a parameter that requires grad
+    assert torch.equal(p.detach().t(), rt.init.orthogonal_(torch.empty(3, 5), seed=4))
+
+
 @pytest.mark.parametrize(
     "call, exc, match",
     [
@@ -185,7 +205,13 @@ def test_save_safetensors_keeps_ties(tmp_path):
         (lambda: rt.init.reset_parameters(torch.nn.Linear(2, 2), 1.5), TypeError, r"seed must be an int"),
         (lambda: rt.init.reset_parameters(torch.nn.Linear(2, 2), 0, prefix=3), TypeError, r"prefix must be a str"),
         (lambda: rt.init.normal_(np.zeros(3)), TypeError, r"tensor must be a torch.Tensor"),
-        (lambda: rt.init.normal_(torch.empty(3, dtype=torch.int16), seed=0), TypeError, r"out must have dtype float32, float64, bfloat16 or float16"),
+        (lambda: rt.init.normal_(torch.empty(3, dtype=torch.int16), seed=0), TypeError, r"tensor must have dtype float32, float64, bfloat16 or float16, got torch.int16"),
+        (lambda: rt.init.xavier_uniform_(torch.empty(3, 3, dtype=torch.complex64), seed=0), TypeError, r"tensor must have dtype"),
+        (lambda: rt.init.normal_(torch.zeros(3).expand(2, 3), seed=0), ValueError, r"tensor must not have elements that share memory"),
+        (lambda: rt.init.ones_(torch.zeros(1, 3).expand(2, 3)), ValueError, r"tensor must not have elements that share memory"),
+        (lambda: rt.init.normal_(torch.zeros(3, 3).to_sparse(), seed=0), TypeError, r"tensor must be a dense \(strided\) tensor"),
+        (lambda: rt.init.constant_(torch.zeros(3, dtype=torch.int64), 1e30), ValueError, r"val=1e\+30 does not fit tensor's dtype torch.int64"),
+        (lambda: rt.init.constant_(torch.zeros(3, dtype=torch.int64), "x"), TypeError, r"val must be a number"),
         (lambda: rt.init.uniform_(torch.empty(3), 1.0, 0.0, seed=0), ValueError, r"a must be < b|b must be"),
     ],
 )  # fmt: skip

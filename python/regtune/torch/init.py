@@ -1,8 +1,9 @@
 """``torch.nn.init`` on regtune's kernels, and whole-model initialization keyed by name.
 
 The ``torch.nn.init`` names with their trailing underscore fill a CPU float32, float64, bfloat16
-or float16 tensor in place (parameters included) from regtune's counter-based stream and return
-it (16-bit: the float32 values rounded to nearest even). Without
+or float16 tensor in place (parameters and non-contiguous views included; a meta tensor is left
+as it is, as torch leaves it) from regtune's counter-based stream and return it (16-bit: the
+float32 values rounded to nearest even). Without
 ``seed=`` the key is one 64-bit draw from torch's default generator (or ``generator=``), so
 ``torch.manual_seed`` reproduces them.
 
@@ -43,13 +44,49 @@ def _seed(seed: Any, generator: torch.Generator | None) -> Any:
     return int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)) & (2**64 - 1)
 
 
+_FILLED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
 def _fill(fn: Any, tensor: torch.Tensor, *args: Any, seed: Any = None, generator: Any = None, **kw: Any) -> torch.Tensor:
+    """``fn`` (a regtune.init function) into ``tensor``, as torch.nn.init fills it: a tensor on
+    the meta device is returned as it is (torch's init is a no-op there); constant fills of
+    integer, bool or complex tensors are torch's ``fill_``; a non-contiguous tensor (a
+    transposed weight) gets the values a contiguous one of its shape gets, through a contiguous
+    buffer; what regtune cannot fill (a sparse or GPU tensor, a random fill of an integer
+    tensor, an expanded view) is an exception naming ``tensor``."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    if fn is _ri.constant:
-        fn(None, *args, out=tensor)
+    if tensor.layout != torch.strided:
+        raise TypeError(f"tensor must be a dense (strided) tensor, got layout {tensor.layout}")
+    if tensor.is_meta:
+        return tensor
+    if tensor.device.type != "cpu":
+        raise TypeError(f"tensor must be on the CPU (regtune's kernels run there), got a tensor on {tensor.device}")
+    if tensor.dtype not in _FILLED_DTYPES and fn is not _ri.constant:
+        raise TypeError(f"tensor must have dtype float32, float64, bfloat16 or float16, got {tensor.dtype}")
+    if any(st == 0 and n > 1 for st, n in zip(tensor.stride(), tensor.shape)):
+        raise ValueError(f"tensor must not have elements that share memory (an expanded view: strides {tensor.stride()})")
+    if tensor.dtype not in _FILLED_DTYPES:  # constant_ of an integer, bool or complex tensor
+        val = args[0]
+        with torch.no_grad():
+            try:
+                tensor.fill_(val)
+            except TypeError:
+                raise TypeError(f"val must be a number, got val={val!r}") from None
+            except RuntimeError as exc:
+                raise ValueError(f"val={val!r} does not fit tensor's dtype {tensor.dtype} ({exc})") from None
     else:
-        fn(None, *args, seed=_seed(seed, generator), out=tensor, **kw)
+        target = tensor if tensor.is_contiguous() else torch.empty(tensor.shape, dtype=tensor.dtype)
+        if fn is _ri.constant:
+            fn(None, *args, out=target)
+        else:
+            fn(None, *args, seed=_seed(seed, generator), out=target, **kw)
+        if target is not tensor:
+            with torch.no_grad():
+                try:
+                    tensor.copy_(target)
+                except RuntimeError as exc:  # elements that overlap in another way
+                    raise ValueError(f"tensor cannot be written element by element: {exc}") from None
     mode = getattr(_materializing, "mode", None)
     if mode is not None:  # a model's init code calling these directly: what they set counts as set
         mode._mark(tensor)

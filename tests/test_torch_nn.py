@@ -169,6 +169,9 @@ def test_gradcheck_in_float64():
         (lambda: rt.nn.Dropout(0.5, inplace="yes"), TypeError, r"inplace must be a bool"),
         (lambda: rt.nn.dropout2d(torch.ones(3, 4), 0.5), ValueError, r"input must have 3 \(unbatched\) or 4"),
         (lambda: rt.nn.dropout(torch.ones(4, 4).t(), 0.5, inplace=True), ValueError, r"contiguous for inplace"),
+        (lambda: rt.nn.feature_alpha_dropout(torch.ones(4, 4).t(), 0.5, True, inplace=True), ValueError, r"input must be contiguous for inplace"),
+        (lambda: rt.nn.dropout(torch.ones(4, 4).to_sparse(), 0.5), TypeError, r"input must be a dense \(strided\) tensor, got layout torch.sparse_coo"),
+        (lambda: rt.nn.Dropout2d(0.5)(torch.ones(2, 3, 4).to_sparse()), TypeError, r"input must be a dense"),
     ],
 )  # fmt: skip
 def test_bad_inputs_are_named(call, exc, match):

@@ -65,6 +65,8 @@ def _draw_key(generator: torch.Generator | None = None) -> torch.Tensor:
 def _check(x: Any, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {x.layout}")
     if x.device.type != "cpu":
         raise TypeError(f"{name} must be a CPU tensor, got one on {x.device}")
     if x.dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
@@ -291,6 +293,8 @@ def feature_alpha_dropout(input: torch.Tensor, p: float = 0.5, training: bool = 
         raise ValueError(f"input must have at least 2 dimensions (N, C, ...), got shape {tuple(input.shape)}")
     if p == 1.0:
         return input.mul_(0) if inplace else input.mul(0)
+    if inplace and not input.is_contiguous():
+        raise ValueError("input must be contiguous for inplace=True")
     return _run(input, p, "feature_alpha", inplace, generator)
 
 

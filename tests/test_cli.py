@@ -825,7 +825,12 @@ def test_a_program_that_imports_regtune_keeps_its_ctrl_c(tmp_path):
             "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
             "import regtune.cli\n"
             "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    import signal
+
+    # SIGINT as a terminal gives it, whatever this process inherited (a shell's background job
+    # starts with it ignored, and Python then keeps it ignored)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
 
 

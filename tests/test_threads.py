@@ -385,8 +385,11 @@ def test_sigint_stops_a_long_call_within_a_second(threads, dtype):
     import time
 
     env = dict(os.environ, REGTUNE_SIMD="scalar")  # the slowest path: the call would take seconds
+    # SIGINT as a terminal gives it, whatever this process inherited (a shell's background job
+    # starts with it ignored, and Python then keeps it ignored)
     proc = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, str(threads), dtype], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == "start"
         time.sleep(0.5)                               # well inside the draw

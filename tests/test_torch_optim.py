@@ -1099,9 +1099,16 @@ def _changes():
     def clear_state(o, ps, i):
         o.state.clear()
 
+    def swap_states(o, ps, i):  # each parameter's state dict is the other's
+        o.state[ps[0]], o.state[ps[2]] = o.state[ps[2]], o.state[ps[0]]
+
+    def copy_state_dict(o, ps, i):  # a new dict holding the same tensors, then one of them replaced
+        o.state[ps[1]] = dict(o.state[ps[1]])
+        o.state[ps[1]]["exp_avg_sq"] = o.state[ps[1]]["exp_avg_sq"] * 2
+
     return [swap_storage, replace_state_tensor, write_step_in_place, reset_state, new_betas, betas_list_in_place,
             betas_list_edited, lr, tensor_lr, weight_decay, amsgrad, maximize, no_grad_once, strided_grad, reload,
-            new_group, clear_state]  # fmt: skip
+            new_group, clear_state, swap_states, copy_state_dict]  # fmt: skip
 
 
 @pytest.mark.parametrize("change", _changes(), ids=lambda f: f.__name__)

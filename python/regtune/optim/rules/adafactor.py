@@ -47,7 +47,8 @@ class Adafactor(Rule):
 
     def __init__(self, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0) -> None:
         self.beta2_decay = hyperparameter(beta2_decay, "beta2_decay", high=0.0)
-        if isinstance(eps, (str, bytes, dict, set, frozenset)) or not hasattr(eps, "__len__") or getattr(eps, "ndim", 1) != 1 or len(eps) != 2:
+        not_pair = isinstance(eps, (str, bytes, dict, set, frozenset)) or not hasattr(eps, "__len__")
+        if not_pair or getattr(eps, "ndim", 1) != 1 or len(eps) != 2:  # (a 0-d array has __len__ but no len)
             raise TypeError(f"eps must be a pair (eps1, eps2), got eps={eps!r}")
         eps1 = None if eps[0] is None else hyperparameter(eps[0], "eps[0]", low=0.0)
         self.eps = (eps1, hyperparameter(eps[1], "eps[1]", low=0.0))
